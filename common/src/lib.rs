@@ -1,0 +1,24 @@
+//! Fjord's shared primitives: time, identifiers and randomness, injected rather than
+//! called directly.
+//!
+//! Logic never calls `SystemTime::now`, `Instant::now`, `rand::rng` or
+//! `Uuid::new_v4` itself (`clippy.toml` forbids it outside this crate and tests); it
+//! takes a [`Clock`], an [`IdGenerator`] or a [`SeededRng`]. That keeps behaviour
+//! reproducible in tests and leaves room for deterministic simulation.
+//!
+//! What this crate must never do: depend on another Fjord crate, or do I/O.
+//!
+//! ```
+//! use fjord_common::{Clock, ManualClock};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new(1_000);
+//! clock.advance(Duration::from_millis(250));
+//! assert_eq!(clock.now_millis(), 1_250);
+//! ```
+
+mod clock;
+mod ids;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{IdGenerator, RandomIds, SeededRng, SequentialIds};
