@@ -1,0 +1,171 @@
+//! The metadata key layout: the only module that builds keys.
+//!
+//! Every key is a tuple (FoundationDB tuple encoding, which orders integers
+//! numerically and strings lexicographically) under the keyspace's root subspace:
+//!
+//! | key | value |
+//! |---|---|
+//! | `("topic_name", name)` | topic id (16 bytes) |
+//! | `("topic", topic_id)` | [`TopicMeta`](crate::TopicMeta) |
+//! | `("partition", topic_id, partition)` | [`PartitionState`](crate::PartitionState) |
+//! | `("index", topic_id, partition, last_offset)` | [`IndexEntry`](crate::IndexEntry) |
+//! | `("segment", segment_id)` | [`SegmentRecord`](crate::SegmentRecord) |
+//! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
+//! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
+//! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
+//! | `("counter", name)` | 8-byte little-endian counter |
+//!
+//! Index entries are keyed by their *last* offset, so the entry covering offset `o`
+//! is the first at or after `("index", t, p, o)`: one forward range read.
+
+use foundationdb_tuple::Subspace;
+use uuid::Uuid;
+
+use crate::model::{SegmentId, TopicId, TopicPartition};
+
+/// Names of the counters under `("counter", name)`.
+const NODE_ID_COUNTER: &str = "node_id";
+const PRODUCER_ID_COUNTER: &str = "producer_id";
+
+/// Builds every metadata key under one root, so several clusters can share a
+/// backend under different roots.
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    root: Subspace,
+}
+
+impl Keyspace {
+    /// The keyspace of cluster `cluster` (root `("fjord", cluster)`).
+    pub fn new(cluster: &str) -> Self {
+        Self {
+            root: Subspace::all().subspace(&("fjord", cluster)),
+        }
+    }
+
+    /// `[begin, end)` of every key of this keyspace.
+    pub fn range(&self) -> (Vec<u8>, Vec<u8>) {
+        self.root.range()
+    }
+
+    /// Where a topic name maps to its id.
+    pub fn topic_name(&self, name: &str) -> Vec<u8> {
+        self.root.pack(&("topic_name", name))
+    }
+
+    /// A topic's record.
+    pub fn topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("topic", topic_id.0))
+    }
+
+    /// The prefix of every topic record.
+    pub fn topics(&self) -> Vec<u8> {
+        self.root.pack(&("topic",))
+    }
+
+    /// A partition's state.
+    pub fn partition(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root.pack(&(
+            "partition",
+            partition.topic_id.0,
+            partition.partition,
+        ))
+    }
+
+    /// The prefix of a topic's partition states.
+    pub fn partitions_of(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("partition", topic_id.0))
+    }
+
+    /// A segment-index entry, keyed by its last offset.
+    pub fn index_entry(&self, partition: TopicPartition, last_offset: i64) -> Vec<u8> {
+        self.root.pack(&(
+            "index",
+            partition.topic_id.0,
+            partition.partition,
+            last_offset,
+        ))
+    }
+
+    /// The prefix of a partition's index.
+    pub fn index_of(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root.pack(&("index", partition.topic_id.0, partition.partition))
+    }
+
+    /// A segment's record.
+    pub fn segment(&self, segment_id: SegmentId) -> Vec<u8> {
+        self.root.pack(&("segment", segment_id.0.to_bytes().to_vec()))
+    }
+
+    /// A deleted topic awaiting cleanup.
+    pub fn deleted_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("deleted_topic", topic_id.0))
+    }
+
+    /// An agent's registration.
+    pub fn agent(&self, node_id: i32) -> Vec<u8> {
+        self.root.pack(&("agent", node_id))
+    }
+
+    /// The prefix of every agent registration.
+    pub fn agents(&self) -> Vec<u8> {
+        self.root.pack(&("agent",))
+    }
+
+    /// A group's committed offset for one partition.
+    pub fn group_offset(&self, group: &str, topic: &str, partition: i32) -> Vec<u8> {
+        self.root.pack(&("group_offset", group, topic, partition))
+    }
+
+    /// The prefix of a group's committed offsets.
+    pub fn group_offsets(&self, group: &str) -> Vec<u8> {
+        self.root.pack(&("group_offset", group))
+    }
+
+    /// The counter that allocates agent node ids.
+    pub fn node_id_counter(&self) -> Vec<u8> {
+        self.root.pack(&("counter", NODE_ID_COUNTER))
+    }
+
+    /// The counter that allocates producer ids.
+    pub fn producer_id_counter(&self) -> Vec<u8> {
+        self.root.pack(&("counter", PRODUCER_ID_COUNTER))
+    }
+
+    /// Decodes the topic and partition from a group-offset key.
+    pub fn group_offset_partition(&self, key: &[u8]) -> Option<(String, i32)> {
+        self.root
+            .unpack::<(String, String, String, i32)>(key)
+            .ok()
+            .map(|(_, _, topic, partition)| (topic, partition))
+    }
+
+    /// Decodes the last offset from an index-entry key.
+    pub fn index_entry_last_offset(&self, key: &[u8]) -> Option<i64> {
+        self.root
+            .unpack::<(String, Uuid, i32, i64)>(key)
+            .ok()
+            .map(|(_, _, _, last_offset)| last_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::strinc;
+
+    #[test]
+    fn index_keys_order_by_offset_within_a_partition() {
+        let keys = Keyspace::new("test");
+        let tp = TopicPartition::new(TopicId(Uuid::from_u128(7)), 3);
+        let offsets = [-1i64, 0, 9, 10, 255, 256, 70_000, i64::MAX];
+        let encoded: Vec<Vec<u8>> = offsets.iter().map(|o| keys.index_entry(tp, *o)).collect();
+        let mut sorted = encoded.clone();
+        sorted.sort();
+        assert_eq!(encoded, sorted);
+        let prefix = keys.index_of(tp);
+        assert!(encoded.iter().all(|k| k.starts_with(&prefix) && *k < strinc(&prefix)));
+        assert_eq!(keys.index_entry_last_offset(&encoded[4]), Some(255));
+        let other = TopicPartition::new(tp.topic_id, 30);
+        assert!(!keys.index_entry(other, 0).starts_with(&prefix));
+    }
+}

@@ -1,1 +1,44 @@
+//! Fjord's metadata layer: the single source of truth for topics, partition
+//! leadership and epochs, the segment index, consumer-group offsets, producer ids
+//! and the agent registry.
+//!
+//! Two layers:
+//!
+//! - [`kv`]: an FDB-shaped ordered key-value store with serializable, optimistic,
+//!   retried transactions. Backends: [`kv::memory`], [`kv::sqlite`] (default) and
+//!   `kv::fdb` (cargo feature `fdb`), chosen at run time by URL ([`open`]).
+//! - [`MetadataStore`]: the domain, written once over [`kv::Database`]. Every
+//!   operation is one transaction; its docs say what it reads and what it fences on.
+//!
+//! Keys are tuple-encoded ([`keys`], the only module that lays out keys); values
+//! carry a format version byte ([`codec`]).
+//!
+//! What this crate must never do: talk to object storage, or let a commit for a
+//! partition succeed under an epoch other than the partition's current one.
+//!
+//! ```
+//! # tokio_test_block_on(async {
+//! use fjord_metadata::{MetadataStore, NewTopic};
+//!
+//! let store = fjord_metadata::open("memory://").await?;
+//! let topic = store.create_topic(NewTopic::new("orders", 3)).await?;
+//! assert_eq!(topic.partition_count, 3);
+//! # Ok::<(), fjord_metadata::MetadataError>(())
+//! # }).unwrap();
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+pub mod codec;
+mod error;
+pub mod keys;
 pub mod kv;
+mod model;
+mod open;
+mod store;
+
+pub use error::{ErrorKind, MetadataError};
+pub use model::*;
+pub use open::{BackendUrl, DEFAULT_CLUSTER, open, open_with};
+pub use store::{MAX_PARTITIONS_PER_TOPIC, MetadataStore};

@@ -1,0 +1,300 @@
+//! The domain's types. Those that are persisted implement
+//! [`Versioned`](crate::codec::Versioned); changing one means a new format version
+//! (see [`codec`](crate::codec)).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+use uuid::Uuid;
+
+use crate::codec::Versioned;
+
+/// A topic's immutable identity (Kafka's topic id). A topic deleted and created
+/// again under the same name gets a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicId(pub Uuid);
+
+impl fmt::Display for TopicId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One partition of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic_id: TopicId,
+    /// The partition index, `0..partition_count`.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// Partition `partition` of `topic_id`.
+    pub fn new(topic_id: TopicId, partition: i32) -> Self {
+        Self {
+            topic_id,
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic_id, self.partition)
+    }
+}
+
+/// A segment object's id: a ULID, so ids (and object keys) sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SegmentId(pub Ulid);
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A request to create a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Its name (Kafka's rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`).
+    pub name: String,
+    /// Partitions, at least one.
+    pub partition_count: i32,
+    /// Topic configs (`retention.ms`, `cleanup.policy`, ...), as Kafka names them.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// A topic with default configs.
+    pub fn new(name: impl Into<String>, partition_count: i32) -> Self {
+        Self {
+            name: name.into(),
+            partition_count,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// A topic as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Its id.
+    pub id: TopicId,
+    /// Its name.
+    pub name: String,
+    /// How many partitions it has.
+    pub partition_count: i32,
+    /// Its configs (only those set explicitly).
+    pub configs: BTreeMap<String, String>,
+    /// When it was created, by the creating agent's clock (informational).
+    pub created_at_ms: i64,
+}
+
+impl Versioned for TopicMeta {
+    const WHAT: &'static str = "topic";
+    const VERSION: u8 = 1;
+}
+
+/// A partition's leadership and log bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The agent (node id) that leads it, if any.
+    pub leader: Option<i32>,
+    /// Bumped on every leadership change; commits carry it and are fenced by it.
+    pub leader_epoch: i32,
+    /// The first offset still readable.
+    pub log_start_offset: i64,
+    /// The offset after the last committed record.
+    pub high_watermark: i64,
+}
+
+impl Versioned for PartitionState {
+    const WHAT: &'static str = "partition state";
+    const VERSION: u8 = 1;
+}
+
+/// One partition's part of a segment commit: a chunk of consecutive batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkCommit {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The epoch the leader assigned these offsets under.
+    pub leader_epoch: i32,
+    /// The first offset in the chunk; must equal the partition's high watermark.
+    pub base_offset: i64,
+    /// The last offset in the chunk (inclusive).
+    pub last_offset: i64,
+    /// Records in the chunk (at most `last_offset - base_offset + 1`).
+    pub record_count: u32,
+    /// The largest record timestamp in the chunk.
+    pub max_timestamp: i64,
+    /// Where the chunk starts in the object.
+    pub byte_offset: u64,
+    /// The chunk's length in the object.
+    pub byte_length: u64,
+}
+
+/// A segment object to add to the index: written once per agent flush, holding a
+/// chunk for each partition in the flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCommit {
+    /// The segment's id; commits are idempotent on it.
+    pub segment_id: SegmentId,
+    /// The object's key in the bucket (built by the storage layer).
+    pub object_key: String,
+    /// The object's size in bytes.
+    pub object_size: u64,
+    /// One chunk per partition.
+    pub chunks: Vec<ChunkCommit>,
+}
+
+/// What a segment commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCommitOutcome {
+    /// Each partition's high watermark after the commit.
+    pub high_watermarks: Vec<(TopicPartition, i64)>,
+    /// The segment had been committed already (an earlier attempt whose reply was
+    /// lost); nothing was written this time.
+    pub replayed: bool,
+}
+
+/// A committed segment object, as recorded for idempotence and garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// The object's key.
+    pub object_key: String,
+    /// Its size.
+    pub object_size: u64,
+    /// Index entries that still reference it; the object may be deleted (after a
+    /// grace period) only once this reaches zero.
+    pub live_chunks: u32,
+    /// When it was committed, by the committing agent's clock (informational).
+    pub committed_at_ms: i64,
+}
+
+impl Versioned for SegmentRecord {
+    const WHAT: &'static str = "segment record";
+    const VERSION: u8 = 1;
+}
+
+/// One entry of a partition's segment index: where a range of offsets lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The first offset.
+    pub base_offset: i64,
+    /// The last offset (inclusive).
+    pub last_offset: i64,
+    /// Records in the range.
+    pub record_count: u32,
+    /// The largest record timestamp.
+    pub max_timestamp: i64,
+    /// The epoch the offsets were assigned under.
+    pub leader_epoch: i32,
+    /// The segment holding them.
+    pub segment_id: SegmentId,
+    /// The segment object's key.
+    pub object_key: String,
+    /// Where the chunk starts in the object.
+    pub byte_offset: u64,
+    /// The chunk's length.
+    pub byte_length: u64,
+}
+
+impl Versioned for IndexEntry {
+    const WHAT: &'static str = "index entry";
+    const VERSION: u8 = 1;
+}
+
+/// The answer to an index lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexLookup {
+    /// The partition's state when read.
+    pub state: PartitionState,
+    /// Entries in offset order, the first covering the offset asked for (unless
+    /// it is below the log start or at/after the high watermark).
+    pub entries: Vec<IndexEntry>,
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its Kafka node id, allocated at registration.
+    pub node_id: i32,
+    /// The process instance that registered (new on every start).
+    pub instance: Uuid,
+    /// The `host:port` clients should reach its Kafka listener on.
+    pub advertised_address: String,
+    /// Bumped by every heartbeat. Liveness is judged by watching this counter move
+    /// with a local timer, never by comparing clocks across hosts.
+    pub heartbeat: u64,
+    /// When it registered, by its own clock (informational).
+    pub registered_at_ms: i64,
+}
+
+impl Versioned for AgentRecord {
+    const WHAT: &'static str = "agent record";
+    const VERSION: u8 = 1;
+}
+
+/// A consumer group's committed position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    /// The next offset the group will read.
+    pub offset: i64,
+    /// The leader epoch of the last record consumed, if the client sent it.
+    pub leader_epoch: Option<i32>,
+    /// Client metadata string.
+    pub metadata: Option<String>,
+    /// When it was committed, by the coordinator's clock.
+    pub commit_timestamp_ms: i64,
+}
+
+impl Versioned for CommittedOffset {
+    const WHAT: &'static str = "committed offset";
+    const VERSION: u8 = 1;
+}
+
+/// One offset to commit for a group, addressed as Kafka addresses it: by topic name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// The topic name.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The position.
+    pub offset: i64,
+    /// The leader epoch the client saw.
+    pub leader_epoch: Option<i32>,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// A stored group offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// The topic name.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// What was committed.
+    pub committed: CommittedOffset,
+}
+
+/// A topic deleted but whose index entries still await release (their objects'
+/// references are dropped by the garbage collector).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedTopic {
+    /// The topic as it was.
+    pub topic: TopicMeta,
+    /// When it was deleted (informational).
+    pub deleted_at_ms: i64,
+}
+
+impl Versioned for DeletedTopic {
+    const WHAT: &'static str = "deleted topic";
+    const VERSION: u8 = 1;
+}

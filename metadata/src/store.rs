@@ -1,0 +1,657 @@
+//! The metadata domain, written once over [`Database`]: every public method is one
+//! serializable transaction, retried on conflict by [`Database::run`].
+//!
+//! Atomicity and fencing, per operation:
+//!
+//! - [`MetadataStore::create_topic`], [`delete_topic`](MetadataStore::delete_topic),
+//!   [`create_partitions`](MetadataStore::create_partitions): the topic record, its
+//!   name mapping and its partition states change together.
+//! - [`MetadataStore::commit_segment`]: for every chunk, checks that the partition's
+//!   leader epoch equals the chunk's and that the chunk starts at the high
+//!   watermark, then writes the index entries, advances the high watermarks and
+//!   records the segment — all or nothing. It is idempotent on the segment id: a
+//!   retry after a lost reply finds the segment record and writes nothing.
+//! - [`MetadataStore::acquire_leadership`]: bumps the epoch, so every later commit
+//!   made under the old epoch is [`MetadataError::Fenced`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use fjord_common::{Clock, IdGenerator};
+use uuid::Uuid;
+
+use crate::codec::{self, Versioned};
+use crate::keys::Keyspace;
+use crate::kv::{Database, RangeOptions, Transaction, decode_counter};
+use crate::model::*;
+use crate::MetadataError;
+
+/// Kafka's longest topic name.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Most partitions one topic may have (a guard against typos such as 1e9, and
+/// against one `CreateTopics` transaction outgrowing the backend's limits).
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// The metadata domain over a transactional key-value backend.
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    db: Database,
+    keys: Keyspace,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+async fn read<T: Versioned>(txn: &Transaction, key: &[u8]) -> Result<Option<T>, MetadataError> {
+    match txn.get(key).await? {
+        Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn write<T: Versioned>(txn: &Transaction, key: &[u8], value: &T) {
+    txn.set(key, &codec::encode(value));
+}
+
+fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(MetadataError::invalid(format!(
+            "topic name {name:?} is not allowed"
+        )));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(MetadataError::invalid(format!(
+            "topic name is {} characters long, the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(MetadataError::invalid(format!(
+            "topic name {name:?} contains {bad:?}; allowed are ASCII letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_partition_count(count: i32) -> Result<(), MetadataError> {
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&count) {
+        return Err(MetadataError::invalid(format!(
+            "partition count {count} is outside 1..={MAX_PARTITIONS_PER_TOPIC}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_chunks(commit: &SegmentCommit) -> Result<(), MetadataError> {
+    if commit.chunks.is_empty() {
+        return Err(MetadataError::invalid("a segment commit needs at least one chunk"));
+    }
+    let mut seen = BTreeSet::new();
+    for chunk in &commit.chunks {
+        if !seen.insert(chunk.partition) {
+            return Err(MetadataError::invalid(format!(
+                "partition {} appears twice in segment {}",
+                chunk.partition, commit.segment_id
+            )));
+        }
+        let span = chunk.last_offset.checked_sub(chunk.base_offset);
+        let valid_span = span.is_some_and(|span| {
+            span >= 0 && chunk.record_count >= 1 && i64::from(chunk.record_count) <= span + 1
+        });
+        if chunk.base_offset < 0 || !valid_span {
+            return Err(MetadataError::invalid(format!(
+                "chunk for {} has offsets {}..={} and {} records",
+                chunk.partition, chunk.base_offset, chunk.last_offset, chunk.record_count
+            )));
+        }
+        let end = chunk.byte_offset.checked_add(chunk.byte_length);
+        if end.is_none_or(|end| end > commit.object_size) {
+            return Err(MetadataError::invalid(format!(
+                "chunk for {} (bytes {}+{}) lies outside the {}-byte object",
+                chunk.partition, chunk.byte_offset, chunk.byte_length, commit.object_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl MetadataStore {
+    /// A store over `db`, in the keyspace of cluster `cluster`.
+    pub fn new(
+        db: Database,
+        cluster: &str,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        Self {
+            db,
+            keys: Keyspace::new(cluster),
+            clock,
+            ids,
+        }
+    }
+
+    /// The underlying database (for tools and tests that work at the key-value
+    /// level).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The key layout.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keys
+    }
+
+    // ----- topics -----
+
+    /// Creates a topic with its partitions (each leaderless at epoch 0, empty).
+    /// Fails with [`MetadataError::TopicAlreadyExists`] if the name is taken.
+    pub async fn create_topic(&self, spec: NewTopic) -> Result<TopicMeta, MetadataError> {
+        validate_topic_name(&spec.name)?;
+        validate_partition_count(spec.partition_count)?;
+        // Generated once, outside the body: a retry after a maybe-committed attempt
+        // recognises its own topic by id.
+        let topic = TopicMeta {
+            id: TopicId(self.ids.uuid()),
+            name: spec.name,
+            partition_count: spec.partition_count,
+            configs: spec.configs,
+            created_at_ms: self.clock.now_millis(),
+        };
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _attempt| {
+                let topic = topic.clone();
+                async move {
+                    let name_key = keys.topic_name(&topic.name);
+                    if let Some(existing) = txn.get(&name_key).await? {
+                        if existing == topic.id.0.as_bytes() {
+                            return Ok(topic);
+                        }
+                        return Err(MetadataError::TopicAlreadyExists { name: topic.name });
+                    }
+                    txn.set(&name_key, topic.id.0.as_bytes());
+                    write(&txn, &keys.topic(topic.id), &topic);
+                    let empty = PartitionState {
+                        leader: None,
+                        leader_epoch: 0,
+                        log_start_offset: 0,
+                        high_watermark: 0,
+                    };
+                    for partition in 0..topic.partition_count {
+                        let tp = TopicPartition::new(topic.id, partition);
+                        write(&txn, &keys.partition(tp), &empty);
+                    }
+                    Ok(topic)
+                }
+            })
+            .await
+    }
+
+    async fn topic_in(
+        keys: &Keyspace,
+        txn: &Transaction,
+        name: &str,
+    ) -> Result<TopicMeta, MetadataError> {
+        let unknown = || MetadataError::UnknownTopic {
+            topic: name.to_owned(),
+        };
+        let id_bytes = txn.get(&keys.topic_name(name)).await?.ok_or_else(unknown)?;
+        let id = Uuid::from_slice(&id_bytes).map_err(|e| MetadataError::Corrupt {
+            what: "topic name mapping",
+            detail: e.to_string(),
+        })?;
+        read(txn, &keys.topic(TopicId(id)))
+            .await?
+            .ok_or_else(unknown)
+    }
+
+    /// The topic named `name`.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicMeta, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move { Self::topic_in(keys, &txn, name).await })
+            .await
+    }
+
+    /// The topic with id `topic_id`.
+    pub async fn topic_by_id(&self, topic_id: TopicId) -> Result<TopicMeta, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                read(&txn, &keys.topic(topic_id))
+                    .await?
+                    .ok_or_else(|| MetadataError::UnknownTopic {
+                        topic: topic_id.to_string(),
+                    })
+            })
+            .await
+    }
+
+    /// Every topic, ordered by id.
+    pub async fn list_topics(&self) -> Result<Vec<TopicMeta>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let pairs = txn
+                    .get_prefix(&keys.topics(), RangeOptions::default())
+                    .await?;
+                pairs
+                    .iter()
+                    .map(|pair| codec::decode::<TopicMeta>(&pair.value))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Deletes a topic: its name is free at once, its partitions are gone, and it is
+    /// recorded as deleted so the garbage collector can release its index entries
+    /// and objects.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicMeta, MetadataError> {
+        let keys = &self.keys;
+        let deleted_at_ms = self.clock.now_millis();
+        self.db
+            .run(|txn, _| async move {
+                let topic = Self::topic_in(keys, &txn, name).await?;
+                txn.clear(&keys.topic_name(name));
+                txn.clear(&keys.topic(topic.id));
+                txn.clear_prefix(&keys.partitions_of(topic.id));
+                let record = DeletedTopic {
+                    topic: topic.clone(),
+                    deleted_at_ms,
+                };
+                write(&txn, &keys.deleted_topic(topic.id), &record);
+                Ok(topic)
+            })
+            .await
+    }
+
+    /// Raises a topic's partition count to `new_count` (Kafka never lowers it).
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        new_count: i32,
+    ) -> Result<TopicMeta, MetadataError> {
+        validate_partition_count(new_count)?;
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut topic = Self::topic_in(keys, &txn, name).await?;
+                if new_count < topic.partition_count {
+                    return Err(MetadataError::invalid(format!(
+                        "topic {name} has {} partitions; the count can only grow",
+                        topic.partition_count
+                    )));
+                }
+                let empty = PartitionState {
+                    leader: None,
+                    leader_epoch: 0,
+                    log_start_offset: 0,
+                    high_watermark: 0,
+                };
+                for partition in topic.partition_count..new_count {
+                    write(&txn, &keys.partition(TopicPartition::new(topic.id, partition)), &empty);
+                }
+                topic.partition_count = new_count;
+                write(&txn, &keys.topic(topic.id), &topic);
+                Ok(topic)
+            })
+            .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) topic configs.
+    pub async fn update_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<TopicMeta, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut topic = Self::topic_in(keys, &txn, name).await?;
+                for (config, value) in changes {
+                    match value {
+                        Some(value) => topic.configs.insert(config.clone(), value.clone()),
+                        None => topic.configs.remove(config),
+                    };
+                }
+                write(&txn, &keys.topic(topic.id), &topic);
+                Ok(topic)
+            })
+            .await
+    }
+
+    // ----- partitions and leadership -----
+
+    async fn partition_in(
+        keys: &Keyspace,
+        txn: &Transaction,
+        partition: TopicPartition,
+    ) -> Result<PartitionState, MetadataError> {
+        read(txn, &keys.partition(partition))
+            .await?
+            .ok_or(MetadataError::UnknownPartition { partition })
+    }
+
+    /// A partition's leader, epoch and log bounds.
+    pub async fn partition_state(
+        &self,
+        partition: TopicPartition,
+    ) -> Result<PartitionState, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move { Self::partition_in(keys, &txn, partition).await })
+            .await
+    }
+
+    /// Every partition state of a topic, by partition index.
+    pub async fn partition_states(
+        &self,
+        topic_id: TopicId,
+    ) -> Result<Vec<PartitionState>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let pairs = txn
+                    .get_prefix(&keys.partitions_of(topic_id), RangeOptions::default())
+                    .await?;
+                pairs
+                    .iter()
+                    .map(|pair| codec::decode::<PartitionState>(&pair.value))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Makes `node_id` the partition's leader under a new epoch (the old one plus
+    /// one) and returns the new state. Every commit made under an older epoch fails
+    /// from now on. The caller reads the committed high watermark from the result
+    /// and serves from it.
+    pub async fn acquire_leadership(
+        &self,
+        partition: TopicPartition,
+        node_id: i32,
+    ) -> Result<PartitionState, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut state = Self::partition_in(keys, &txn, partition).await?;
+                state.leader = Some(node_id);
+                state.leader_epoch = state.leader_epoch.checked_add(1).ok_or_else(|| {
+                    MetadataError::invalid(format!("leader epoch of {partition} overflowed"))
+                })?;
+                write(&txn, &keys.partition(partition), &state);
+                Ok(state)
+            })
+            .await
+    }
+
+    // ----- the segment index -----
+
+    /// Commits one segment object to the index: see the module docs for the checks.
+    /// On [`MetadataError::Fenced`] or [`MetadataError::OffsetMismatch`] nothing is
+    /// written; the caller may commit the remaining chunks under the same segment id.
+    pub async fn commit_segment(
+        &self,
+        commit: &SegmentCommit,
+    ) -> Result<SegmentCommitOutcome, MetadataError> {
+        validate_chunks(commit)?;
+        let keys = &self.keys;
+        let committed_at_ms = self.clock.now_millis();
+        self.db
+            .run(|txn, _attempt| async move {
+                let segment_key = keys.segment(commit.segment_id);
+                let expected: Vec<(TopicPartition, i64)> = commit
+                    .chunks
+                    .iter()
+                    .map(|chunk| (chunk.partition, chunk.last_offset + 1))
+                    .collect();
+                if txn.get(&segment_key).await?.is_some() {
+                    return Ok(SegmentCommitOutcome {
+                        high_watermarks: expected,
+                        replayed: true,
+                    });
+                }
+                for chunk in &commit.chunks {
+                    let mut state = Self::partition_in(keys, &txn, chunk.partition).await?;
+                    if state.leader_epoch != chunk.leader_epoch {
+                        return Err(MetadataError::Fenced {
+                            partition: chunk.partition,
+                            current_epoch: state.leader_epoch,
+                            attempted_epoch: chunk.leader_epoch,
+                        });
+                    }
+                    if state.high_watermark != chunk.base_offset {
+                        return Err(MetadataError::OffsetMismatch {
+                            partition: chunk.partition,
+                            high_watermark: state.high_watermark,
+                            base_offset: chunk.base_offset,
+                        });
+                    }
+                    let entry = IndexEntry {
+                        base_offset: chunk.base_offset,
+                        last_offset: chunk.last_offset,
+                        record_count: chunk.record_count,
+                        max_timestamp: chunk.max_timestamp,
+                        leader_epoch: chunk.leader_epoch,
+                        segment_id: commit.segment_id,
+                        object_key: commit.object_key.clone(),
+                        byte_offset: chunk.byte_offset,
+                        byte_length: chunk.byte_length,
+                    };
+                    write(&txn, &keys.index_entry(chunk.partition, chunk.last_offset), &entry);
+                    state.high_watermark = chunk.last_offset + 1;
+                    write(&txn, &keys.partition(chunk.partition), &state);
+                }
+                let live_chunks = u32::try_from(commit.chunks.len()).map_err(|_| {
+                    MetadataError::invalid("a segment may reference at most u32::MAX chunks")
+                })?;
+                let record = SegmentRecord {
+                    object_key: commit.object_key.clone(),
+                    object_size: commit.object_size,
+                    live_chunks,
+                    committed_at_ms,
+                };
+                write(&txn, &segment_key, &record);
+                Ok(SegmentCommitOutcome {
+                    high_watermarks: expected,
+                    replayed: false,
+                })
+            })
+            .await
+    }
+
+    /// The index entries of `partition` from the one covering `offset` on, at most
+    /// `limit`, with the partition's state from the same snapshot.
+    pub async fn lookup(
+        &self,
+        partition: TopicPartition,
+        offset: i64,
+        limit: usize,
+    ) -> Result<IndexLookup, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let state = Self::partition_in(keys, &txn, partition).await?;
+                let begin = keys.index_entry(partition, offset.max(state.log_start_offset));
+                let end = crate::kv::strinc(&keys.index_of(partition));
+                let pairs = txn
+                    .get_range(&begin, &end, RangeOptions::first(limit))
+                    .await?;
+                let entries = pairs
+                    .iter()
+                    .map(|pair| codec::decode::<IndexEntry>(&pair.value))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(IndexLookup { state, entries })
+            })
+            .await
+    }
+
+    /// A committed segment's record.
+    pub async fn segment_record(
+        &self,
+        segment_id: SegmentId,
+    ) -> Result<Option<SegmentRecord>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move { read(&txn, &keys.segment(segment_id)).await })
+            .await
+    }
+
+    // ----- agents -----
+
+    /// Registers an agent process and allocates its node id.
+    pub async fn register_agent(
+        &self,
+        instance: Uuid,
+        advertised_address: &str,
+    ) -> Result<AgentRecord, MetadataError> {
+        let keys = &self.keys;
+        let registered_at_ms = self.clock.now_millis();
+        self.db
+            .run(|txn, attempt| async move {
+                if attempt.maybe_committed {
+                    // Find our own registration from the attempt that may have applied.
+                    let pairs = txn.get_prefix(&keys.agents(), RangeOptions::default()).await?;
+                    for pair in pairs {
+                        let record: AgentRecord = codec::decode(&pair.value)?;
+                        if record.instance == instance {
+                            return Ok(record);
+                        }
+                    }
+                }
+                let counter_key = keys.node_id_counter();
+                let previous = decode_counter(txn.get(&counter_key).await?.as_deref());
+                let node_id = i32::try_from(previous)
+                    .map_err(|_| MetadataError::invalid("agent node ids are exhausted"))?;
+                txn.set(&counter_key, &(previous + 1).to_le_bytes());
+                let record = AgentRecord {
+                    node_id,
+                    instance,
+                    advertised_address: advertised_address.to_owned(),
+                    heartbeat: 0,
+                    registered_at_ms,
+                };
+                write(&txn, &keys.agent(node_id), &record);
+                Ok(record)
+            })
+            .await
+    }
+
+    /// Bumps an agent's heartbeat counter and returns it. Fails with
+    /// [`MetadataError::UnknownAgent`] once the registration is gone (the agent was
+    /// declared dead and must register again).
+    pub async fn heartbeat(&self, node_id: i32) -> Result<u64, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut record: AgentRecord = read(&txn, &keys.agent(node_id))
+                    .await?
+                    .ok_or(MetadataError::UnknownAgent { node_id })?;
+                record.heartbeat += 1;
+                write(&txn, &keys.agent(node_id), &record);
+                Ok(record.heartbeat)
+            })
+            .await
+    }
+
+    /// Every registered agent, by node id.
+    pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let pairs = txn.get_prefix(&keys.agents(), RangeOptions::default()).await?;
+                pairs
+                    .iter()
+                    .map(|pair| codec::decode::<AgentRecord>(&pair.value))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Removes an agent's registration.
+    pub async fn deregister_agent(&self, node_id: i32) -> Result<(), MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                txn.clear(&keys.agent(node_id));
+                Ok(())
+            })
+            .await
+    }
+
+    // ----- consumer-group offsets -----
+
+    /// Stores a group's committed offsets, all or nothing.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[OffsetCommit],
+    ) -> Result<(), MetadataError> {
+        if group.is_empty() {
+            return Err(MetadataError::invalid("the group id is empty"));
+        }
+        let keys = &self.keys;
+        let commit_timestamp_ms = self.clock.now_millis();
+        self.db
+            .run(|txn, _| async move {
+                for commit in offsets {
+                    let value = CommittedOffset {
+                        offset: commit.offset,
+                        leader_epoch: commit.leader_epoch,
+                        metadata: commit.metadata.clone(),
+                        commit_timestamp_ms,
+                    };
+                    let key = keys.group_offset(group, &commit.topic, commit.partition);
+                    write(&txn, &key, &value);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// A group's committed offsets, ordered by topic and partition.
+    pub async fn fetch_offsets(&self, group: &str) -> Result<Vec<GroupOffset>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let prefix = keys.group_offsets(group);
+                let pairs = txn.get_prefix(&prefix, RangeOptions::default()).await?;
+                let mut offsets = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    let (topic, partition) =
+                        keys.group_offset_partition(&pair.key).ok_or_else(|| {
+                            MetadataError::Corrupt {
+                                what: "group offset key",
+                                detail: "not a (group, topic, partition) tuple".into(),
+                            }
+                        })?;
+                    offsets.push(GroupOffset {
+                        topic,
+                        partition,
+                        committed: codec::decode(&pair.value)?,
+                    });
+                }
+                Ok(offsets)
+            })
+            .await
+    }
+
+    // ----- producers -----
+
+    /// Allocates a producer id, unique in the cluster.
+    pub async fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let key = keys.producer_id_counter();
+                let next = decode_counter(txn.get(&key).await?.as_deref());
+                txn.set(&key, &(next + 1).to_le_bytes());
+                Ok(next)
+            })
+            .await
+    }
+}

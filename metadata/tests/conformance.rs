@@ -1,0 +1,695 @@
+//! One conformance suite for every key-value backend: the same assertions run on
+//! memory and SQLite on every test run, and on FoundationDB when
+//! `FJORD_FDB_CLUSTER_FILE` names a cluster file (with `--features fdb`).
+//!
+//! The suite tries to break the invariants the rest of Fjord stands on: no lost
+//! update under contention, exactly one compare-and-set winner, epoch fencing that
+//! writes nothing, and segment commits that stay exactly-once across a lost reply.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use fjord_common::{IdGenerator, ManualClock, RandomIds};
+use fjord_metadata::kv::memory::MemoryBackend;
+use fjord_metadata::kv::{
+    Database, KeyValue, KvBackend, KvError, KvTransaction, MAX_VALUE_BYTES, RangeOptions,
+    RetryPolicy, decode_counter,
+};
+use fjord_metadata::{
+    ChunkCommit, ErrorKind, MetadataError, MetadataStore, NewTopic, OffsetCommit, SegmentCommit,
+    SegmentId, TopicPartition,
+};
+use uuid::Uuid;
+
+/// A backend under test, with whatever keeps it alive (a temporary directory).
+struct Fixture {
+    backend: Arc<dyn KvBackend>,
+    /// Keys of this fixture live under this cluster name (FoundationDB runs share
+    /// one cluster).
+    cluster: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn database(&self, backend: Arc<dyn KvBackend>) -> Database {
+        Database::new(backend, RetryPolicy::default(), 42)
+    }
+
+    fn db(&self) -> Database {
+        self.database(self.backend.clone())
+    }
+
+    fn store_over(&self, backend: Arc<dyn KvBackend>) -> MetadataStore {
+        MetadataStore::new(
+            self.database(backend),
+            &self.cluster,
+            Arc::new(ManualClock::new(1_700_000_000_000)),
+            Arc::new(RandomIds::new()),
+        )
+    }
+
+    fn store(&self) -> MetadataStore {
+        self.store_over(self.backend.clone())
+    }
+
+    /// A key-value key private to this fixture.
+    fn key(&self, name: &str) -> Vec<u8> {
+        foundationdb_tuple::pack(&("conformance", self.cluster.as_str(), name))
+    }
+}
+
+fn memory() -> Option<Fixture> {
+    Some(Fixture {
+        backend: Arc::new(MemoryBackend::new()),
+        cluster: "test".into(),
+        _dir: None,
+    })
+}
+
+fn sqlite() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        fjord_metadata::kv::sqlite::SqliteBackend::open(dir.path().join("meta.db")).unwrap();
+    Some(Fixture {
+        backend: Arc::new(backend),
+        cluster: "test".into(),
+        _dir: Some(dir),
+    })
+}
+
+#[cfg(feature = "fdb")]
+fn fdb() -> Option<Fixture> {
+    let Ok(cluster_file) = std::env::var("FJORD_FDB_CLUSTER_FILE") else {
+        eprintln!("FJORD_FDB_CLUSTER_FILE is not set: FoundationDB conformance not run");
+        return None;
+    };
+    let backend =
+        fjord_metadata::kv::fdb::FdbBackend::open(Some(std::path::Path::new(&cluster_file)))
+            .unwrap();
+    Some(Fixture {
+        backend: Arc::new(backend),
+        // A fresh keyspace per test: runs never see each other's keys.
+        cluster: format!("conformance-{}", RandomIds::new().ulid(0)),
+        _dir: None,
+    })
+}
+
+// ----- the suite -----
+
+async fn range_reads_are_ordered_and_bounded(fx: Fixture) {
+    let db = fx.db();
+    let offsets: Vec<i64> = vec![300, -5, 0, 70_000, 1, 255, 256, 42, 9, 10];
+    let keys: Vec<Vec<u8>> = offsets
+        .iter()
+        .map(|o| foundationdb_tuple::pack(&("conformance", fx.cluster.as_str(), "range", *o)))
+        .collect();
+    db.run(|txn, _| {
+        let keys = keys.clone();
+        async move {
+            for (i, key) in keys.iter().enumerate() {
+                txn.set(key, format!("v{i}").as_bytes());
+            }
+            Ok::<_, KvError>(())
+        }
+    })
+    .await
+    .unwrap();
+    let prefix = foundationdb_tuple::pack(&("conformance", fx.cluster.as_str(), "range"));
+    let (all, first3, last2) = db
+        .run(|txn, _| {
+            let prefix = prefix.clone();
+            async move {
+                let all = txn.get_prefix(&prefix, RangeOptions::default()).await?;
+                let first3 = txn.get_prefix(&prefix, RangeOptions::first(3)).await?;
+                let last2 = txn.get_prefix(&prefix, RangeOptions::last(2)).await?;
+                Ok::<_, KvError>((all, first3, last2))
+            }
+        })
+        .await
+        .unwrap();
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    let decoded: Vec<i64> = all
+        .iter()
+        .map(|kv| {
+            foundationdb_tuple::unpack::<(String, String, String, i64)>(&kv.key)
+                .unwrap()
+                .3
+        })
+        .collect();
+    assert_eq!(decoded, sorted, "range read must follow numeric tuple order");
+    assert_eq!(first3, all[..3].to_vec());
+    assert_eq!(last2, vec![all[9].clone(), all[8].clone()]);
+
+    // Read-your-writes over the snapshot, with clears, in one transaction; then the
+    // same view from a fresh transaction after commit.
+    let view = |txn: fjord_metadata::kv::Transaction, prefix: Vec<u8>| async move {
+        txn.get_prefix(&prefix, RangeOptions::default()).await
+    };
+    let inside = db
+        .run(|txn, _| {
+            let (keys, prefix) = (keys.clone(), prefix.clone());
+            async move {
+                txn.clear_range(&keys[2], &keys[6]); // offsets 0 ..< 256
+                txn.clear(&keys[0]); // 300
+                txn.set(&keys[2], b"back"); // 0 again
+                let seen = view(txn.clone(), prefix).await?;
+                Ok::<_, KvError>(seen)
+            }
+        })
+        .await
+        .unwrap();
+    let after = db
+        .run(|txn, _| view(txn, prefix.clone()))
+        .await
+        .unwrap();
+    assert_eq!(inside, after, "a transaction must see its own writes as committed");
+    let values: Vec<&[u8]> = after.iter().map(|kv| kv.value.as_slice()).collect();
+    assert!(values.contains(&b"back".as_slice()));
+    assert!(!values.contains(&b"v0".as_slice()), "cleared key still present");
+    let remaining: Vec<i64> = after
+        .iter()
+        .map(|kv| {
+            foundationdb_tuple::unpack::<(String, String, String, i64)>(&kv.key)
+                .unwrap()
+                .3
+        })
+        .collect();
+    assert_eq!(remaining, vec![-5, 0, 256, 70_000]);
+}
+
+async fn large_values_round_trip_and_oversized_ones_write_nothing(fx: Fixture) {
+    let db = fx.db();
+    let big: Vec<u8> = (0..MAX_VALUE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
+    let (key, other) = (fx.key("big"), fx.key("other"));
+    db.run(|txn, _| {
+        let (key, big) = (key.clone(), big.clone());
+        async move {
+            txn.set(&key, &big);
+            Ok::<_, KvError>(())
+        }
+    })
+    .await
+    .unwrap();
+    let read = db
+        .run(|txn, _| {
+            let key = key.clone();
+            async move { txn.get(&key).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.as_deref(), Some(big.as_slice()));
+
+    let too_big = vec![1u8; MAX_VALUE_BYTES + 1];
+    let result = db
+        .run(|txn, _| {
+            let (other, too_big) = (other.clone(), too_big.clone());
+            async move {
+                txn.set(&other, b"small");
+                txn.set(&other, &too_big);
+                Ok::<_, KvError>(())
+            }
+        })
+        .await;
+    assert!(matches!(result, Err(KvError::TooLarge(_))), "{result:?}");
+    let read = db
+        .run(|txn, _| {
+            let other = other.clone();
+            async move { txn.get(&other).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(read, None, "a transaction that broke a limit must write nothing");
+}
+
+async fn concurrent_increments_lose_no_update(fx: Fixture) {
+    const TASKS: usize = 8;
+    const INCREMENTS: usize = 40;
+    let db = fx.db();
+    let (plain, atomic) = (fx.key("counter"), fx.key("atomic-counter"));
+    let mut handles = Vec::new();
+    for _ in 0..TASKS {
+        let (db, plain, atomic) = (db.clone(), plain.clone(), atomic.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..INCREMENTS {
+                db.run(|txn, _| {
+                    let (plain, atomic) = (plain.clone(), atomic.clone());
+                    async move {
+                        // A read-modify-write (conflicts) and an atomic add (does not).
+                        let value = decode_counter(txn.get(&plain).await?.as_deref());
+                        txn.set(&plain, &(value + 1).to_le_bytes());
+                        txn.atomic_add(&atomic, 1);
+                        Ok::<_, KvError>(())
+                    }
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let (p, a) = db
+        .run(|txn, _| {
+            let (plain, atomic) = (plain.clone(), atomic.clone());
+            async move {
+                Ok::<_, KvError>((
+                    decode_counter(txn.get(&plain).await?.as_deref()),
+                    decode_counter(txn.get(&atomic).await?.as_deref()),
+                ))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(p, (TASKS * INCREMENTS) as i64);
+    assert_eq!(a, (TASKS * INCREMENTS) as i64);
+}
+
+async fn compare_and_set_rounds_have_exactly_one_winner(fx: Fixture) {
+    const TASKS: usize = 8;
+    const ROUNDS: i64 = 20;
+    let db = fx.db();
+    let slot = fx.key("cas-slot");
+    let wins: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..ROUNDS).map(|_| AtomicUsize::new(0)).collect());
+    for round in 0..ROUNDS {
+        let mut handles = Vec::new();
+        for task in 0..TASKS {
+            let (db, slot, wins) = (db.clone(), slot.clone(), wins.clone());
+            handles.push(tokio::spawn(async move {
+                let won = db
+                    .run(|txn, _| {
+                        let slot = slot.clone();
+                        async move {
+                            let current = decode_counter(txn.get(&slot).await?.as_deref());
+                            if current != round {
+                                return Ok::<_, KvError>(false);
+                            }
+                            txn.set(&slot, &(round + 1).to_le_bytes());
+                            let owner = foundationdb_tuple::pack(&(slot.clone(), round));
+                            txn.set(&owner, &(task as i64).to_le_bytes());
+                            Ok(true)
+                        }
+                    })
+                    .await
+                    .unwrap();
+                if won {
+                    wins[round as usize].fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    }
+    for (round, count) in wins.iter().enumerate() {
+        assert_eq!(count.load(Ordering::SeqCst), 1, "round {round}");
+    }
+    let final_value = db
+        .run(|txn, _| {
+            let slot = slot.clone();
+            async move { Ok::<_, KvError>(decode_counter(txn.get(&slot).await?.as_deref())) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(final_value, ROUNDS);
+}
+
+fn chunk(tp: TopicPartition, epoch: i32, base: i64, count: u32, at: u64) -> ChunkCommit {
+    ChunkCommit {
+        partition: tp,
+        leader_epoch: epoch,
+        base_offset: base,
+        last_offset: base + i64::from(count) - 1,
+        record_count: count,
+        max_timestamp: 1_700_000_000_000 + base,
+        byte_offset: at,
+        byte_length: 100,
+    }
+}
+
+fn segment(chunks: Vec<ChunkCommit>) -> SegmentCommit {
+    let id = SegmentId(RandomIds::new().ulid(1_700_000_000_000));
+    SegmentCommit {
+        segment_id: id,
+        object_key: format!("segments/{id}.seg"),
+        object_size: 100 * chunks.len() as u64,
+        chunks,
+    }
+}
+
+async fn stale_epoch_commits_are_fenced_and_write_nothing(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("fenced", 2)).await.unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let e0 = store.acquire_leadership(p0, 1).await.unwrap().leader_epoch;
+    let e1 = store.acquire_leadership(p1, 1).await.unwrap().leader_epoch;
+    assert_eq!((e0, e1), (1, 1));
+    store
+        .commit_segment(&segment(vec![chunk(p0, e0, 0, 10, 0), chunk(p1, e1, 0, 5, 100)]))
+        .await
+        .unwrap();
+
+    // Another agent takes p1 over: epoch 2.
+    let taken = store.acquire_leadership(p1, 2).await.unwrap();
+    assert_eq!((taken.leader, taken.leader_epoch), (Some(2), 2));
+    assert_eq!(taken.high_watermark, 5, "the new leader starts at the committed HWM");
+
+    // The old leader's next flush still carries epoch 1 for p1.
+    let stale = segment(vec![chunk(p0, e0, 10, 10, 0), chunk(p1, e1, 5, 5, 100)]);
+    let error = store.commit_segment(&stale).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert!(matches!(
+        error,
+        MetadataError::Fenced { partition, current_epoch: 2, attempted_epoch: 1 } if partition == p1
+    ));
+    // Nothing of it applied: not p0's chunk either.
+    assert_eq!(store.partition_state(p0).await.unwrap().high_watermark, 10);
+    assert_eq!(store.partition_state(p1).await.unwrap().high_watermark, 5);
+    assert_eq!(store.lookup(p0, 10, 10).await.unwrap().entries, vec![]);
+    assert!(store.segment_record(stale.segment_id).await.unwrap().is_none());
+
+    // The remaining chunk can be committed under the same segment id; the new
+    // leader commits under its own epoch.
+    let rest = SegmentCommit {
+        chunks: vec![stale.chunks[0]],
+        ..stale.clone()
+    };
+    store.commit_segment(&rest).await.unwrap();
+    store
+        .commit_segment(&segment(vec![chunk(p1, 2, 5, 3, 0)]))
+        .await
+        .unwrap();
+    assert_eq!(store.partition_state(p0).await.unwrap().high_watermark, 20);
+    assert_eq!(store.partition_state(p1).await.unwrap().high_watermark, 8);
+}
+
+/// Commits apply; then the reply is lost (the caller sees "maybe committed").
+#[derive(Debug)]
+struct LoseCommitReplies {
+    inner: Arc<dyn KvBackend>,
+    armed: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct LossyTransaction {
+    inner: Box<dyn KvTransaction>,
+    armed: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl KvBackend for LoseCommitReplies {
+    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
+        Ok(Box::new(LossyTransaction {
+            inner: self.inner.begin().await?,
+            armed: self.armed.clone(),
+        }))
+    }
+
+    fn name(&self) -> &'static str {
+        "lossy"
+    }
+}
+
+#[async_trait]
+impl KvTransaction for LossyTransaction {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        self.inner.get_range(begin, end, options).await
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.inner.set(key, value)
+    }
+    fn clear(&self, key: &[u8]) {
+        self.inner.clear(key)
+    }
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.inner.clear_range(begin, end)
+    }
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.inner.atomic_add(key, delta)
+    }
+    async fn commit(&self) -> Result<(), KvError> {
+        self.inner.commit().await?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            return Err(KvError::MaybeCommitted("reply lost (injected)".into()));
+        }
+        Ok(())
+    }
+}
+
+async fn segment_commit_retry_after_lost_reply_does_not_double_count(fx: Fixture) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let lossy: Arc<dyn KvBackend> = Arc::new(LoseCommitReplies {
+        inner: fx.backend.clone(),
+        armed: armed.clone(),
+    });
+    let store = fx.store_over(lossy);
+    let topic = store.create_topic(NewTopic::new("lossy", 2)).await.unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let epoch = store.acquire_leadership(p0, 7).await.unwrap().leader_epoch;
+    store.acquire_leadership(p1, 7).await.unwrap();
+    let commit = segment(vec![chunk(p0, epoch, 0, 10, 0), chunk(p1, epoch, 0, 4, 100)]);
+
+    armed.store(true, Ordering::SeqCst);
+    let outcome = store.commit_segment(&commit).await.unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the injected loss did not fire");
+    assert!(outcome.replayed, "the retry must find the first attempt's commit");
+    assert_eq!(outcome.high_watermarks, vec![(p0, 10), (p1, 4)]);
+
+    // And a second, explicit retry by the caller.
+    let again = store.commit_segment(&commit).await.unwrap();
+    assert!(again.replayed);
+
+    assert_eq!(store.partition_state(p0).await.unwrap().high_watermark, 10);
+    assert_eq!(store.partition_state(p1).await.unwrap().high_watermark, 4);
+    assert_eq!(store.lookup(p0, 0, 100).await.unwrap().entries.len(), 1);
+    assert_eq!(store.lookup(p1, 0, 100).await.unwrap().entries.len(), 1);
+    let record = store.segment_record(commit.segment_id).await.unwrap().unwrap();
+    assert_eq!(record.live_chunks, 2);
+}
+
+async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("contiguous", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let mut base = 0;
+    for count in [3u32, 1, 7, 5, 2] {
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch, base, count, 0)]))
+            .await
+            .unwrap();
+        base += i64::from(count);
+    }
+    // A gap and an overlap are both refused, writing nothing.
+    for bad_base in [base + 1, base - 1] {
+        let error = store
+            .commit_segment(&segment(vec![chunk(tp, epoch, bad_base, 1, 0)]))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, MetadataError::OffsetMismatch { .. }), "{error}");
+    }
+    assert_eq!(store.partition_state(tp).await.unwrap().high_watermark, base);
+    // Every offset maps to the entry that covers it.
+    for offset in 0..base {
+        let lookup = store.lookup(tp, offset, 1).await.unwrap();
+        let entry = &lookup.entries[0];
+        assert!(
+            entry.base_offset <= offset && offset <= entry.last_offset,
+            "offset {offset} -> {entry:?}"
+        );
+    }
+    let all = store.lookup(tp, 0, 100).await.unwrap().entries;
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].last_offset + 1 == w[1].base_offset));
+    assert!(store.lookup(tp, base, 10).await.unwrap().entries.is_empty());
+    // Malformed commits are invalid, not partially applied.
+    let error = store
+        .commit_segment(&segment(vec![chunk(tp, epoch, base, 1, 0), chunk(tp, epoch, base, 1, 0)]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
+    let store = fx.store();
+    let orders = store.create_topic(NewTopic::new("orders", 3)).await.unwrap();
+    let error = store.create_topic(NewTopic::new("orders", 1)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+    for bad in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
+        let error = store.create_topic(NewTopic::new(bad, 1)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{bad:?}");
+    }
+    assert_eq!(
+        store.create_topic(NewTopic::new("zero", 0)).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+    let mut spec = NewTopic::new("events", 1);
+    spec.configs.insert("retention.ms".into(), "-1".into());
+    store.create_topic(spec).await.unwrap();
+
+    let names: BTreeSet<String> = store
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, BTreeSet::from(["events".to_string(), "orders".to_string()]));
+    assert_eq!(store.describe_topic("orders").await.unwrap(), orders);
+    assert_eq!(store.topic_by_id(orders.id).await.unwrap(), orders);
+
+    let grown = store.create_partitions("orders", 5).await.unwrap();
+    assert_eq!(grown.partition_count, 5);
+    assert_eq!(store.partition_states(orders.id).await.unwrap().len(), 5);
+    assert_eq!(
+        store.create_partitions("orders", 2).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+    let altered = store
+        .update_topic_configs(
+            "events",
+            &[
+                ("retention.ms".into(), None),
+                ("cleanup.policy".into(), Some("compact".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(altered.configs.len(), 1);
+    assert_eq!(altered.configs["cleanup.policy"], "compact");
+
+    store.delete_topic("orders").await.unwrap();
+    assert_eq!(
+        store.describe_topic("orders").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .partition_state(TopicPartition::new(orders.id, 0))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    let again = store.create_topic(NewTopic::new("orders", 1)).await.unwrap();
+    assert_ne!(again.id, orders.id, "a recreated topic gets a new id");
+}
+
+async fn agents_register_heartbeat_and_leave(fx: Fixture) {
+    let store = fx.store();
+    let a = store.register_agent(Uuid::from_u128(1), "127.0.0.1:9092").await.unwrap();
+    let b = store.register_agent(Uuid::from_u128(2), "127.0.0.1:9093").await.unwrap();
+    assert_ne!(a.node_id, b.node_id);
+    assert_eq!(store.heartbeat(a.node_id).await.unwrap(), 1);
+    assert_eq!(store.heartbeat(a.node_id).await.unwrap(), 2);
+    let agents = store.list_agents().await.unwrap();
+    assert_eq!(agents.len(), 2);
+    assert_eq!(agents[0].heartbeat, 2);
+    assert_eq!(agents[1].advertised_address, "127.0.0.1:9093");
+    store.deregister_agent(a.node_id).await.unwrap();
+    assert_eq!(
+        store.heartbeat(a.node_id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+async fn group_offsets_and_producer_ids(fx: Fixture) {
+    let store = fx.store();
+    let commit = |topic: &str, partition, offset| OffsetCommit {
+        topic: topic.into(),
+        partition,
+        offset,
+        leader_epoch: Some(1),
+        metadata: None,
+    };
+    store
+        .commit_offsets("g1", &[commit("a", 0, 5), commit("a", 1, 7), commit("b", 0, 1)])
+        .await
+        .unwrap();
+    store.commit_offsets("g1", &[commit("a", 0, 9)]).await.unwrap();
+    store.commit_offsets("g2", &[commit("a", 0, 100)]).await.unwrap();
+    let g1: Vec<(String, i32, i64)> = store
+        .fetch_offsets("g1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.topic, o.partition, o.committed.offset))
+        .collect();
+    assert_eq!(
+        g1,
+        vec![("a".into(), 0, 9), ("a".into(), 1, 7), ("b".into(), 0, 1)]
+    );
+    assert_eq!(store.fetch_offsets("g2").await.unwrap().len(), 1);
+    assert!(store.fetch_offsets("nobody").await.unwrap().is_empty());
+
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..20 {
+                ids.push(store.allocate_producer_id().await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for handle in handles {
+        for id in handle.await.unwrap() {
+            assert!(all.insert(id), "producer id {id} handed out twice");
+        }
+    }
+    assert_eq!(all.len(), 80);
+}
+
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        if let Some(fixture) = super::$backend() {
+                            super::$name(fixture).await;
+                        }
+                    }
+                };
+            }
+
+            case!(range_reads_are_ordered_and_bounded);
+            case!(large_values_round_trip_and_oversized_ones_write_nothing);
+            case!(concurrent_increments_lose_no_update);
+            case!(compare_and_set_rounds_have_exactly_one_winner);
+            case!(stale_epoch_commits_are_fenced_and_write_nothing);
+            case!(segment_commit_retry_after_lost_reply_does_not_double_count);
+            case!(segment_commits_keep_offsets_contiguous);
+            case!(topics_are_created_listed_altered_and_deleted);
+            case!(agents_register_heartbeat_and_leave);
+            case!(group_offsets_and_producer_ids);
+        }
+    };
+}
+
+conformance!(memory);
+conformance!(sqlite);
+#[cfg(feature = "fdb")]
+conformance!(fdb);
