@@ -218,7 +218,9 @@ pub(crate) enum ErrorRepr {
     #[error("{part} malformed: {reason}")]
     Malformed { part: Part, reason: String },
 
-    #[error("chunk does not match its index entry: {field} is {in_chunk} in the chunk but {in_entry} in the index")]
+    #[error(
+        "chunk does not match its index entry: {field} is {in_chunk} in the chunk but {in_entry} in the index"
+    )]
     ChunkEntryMismatch {
         field: &'static str,
         in_entry: String,
@@ -242,7 +244,9 @@ pub(crate) enum ErrorRepr {
         actual: u64,
     },
 
-    #[error("tail of {tail_len} bytes is longer than the {object_len}-byte object it claims to end")]
+    #[error(
+        "tail of {tail_len} bytes is longer than the {object_len}-byte object it claims to end"
+    )]
     TailLongerThanObject { tail_len: u64, object_len: u64 },
 
     #[error("invalid chunk for {topic_id}/{partition}: {reason}")]
@@ -265,7 +269,10 @@ pub(crate) enum ErrorRepr {
     Compress { source: std::io::Error },
 
     #[error("invalid object key prefix {prefix:?}: {reason}")]
-    InvalidKeyPrefix { prefix: String, reason: &'static str },
+    InvalidKeyPrefix {
+        prefix: String,
+        reason: &'static str,
+    },
 }
 
 impl ErrorRepr {

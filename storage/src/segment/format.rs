@@ -231,7 +231,11 @@ pub(crate) fn encode_chunk_header(out: &mut Vec<u8>, header: &ChunkHeader) {
 pub(crate) fn encode_footer(out: &mut Vec<u8>, segment_id: Ulid, entries: &[ChunkEntry]) {
     out.extend_from_slice(&segment_id.to_bytes());
     // The writer caps the count at MAX_CHUNKS, far below u32::MAX.
-    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&0u32.to_le_bytes());
     for entry in entries {
         encode_meta(out, &entry.meta);

@@ -311,8 +311,8 @@ mod tests {
             (meta(0, 0, 2), Bytes::from_static(b"zero-early")),
         ];
         let build = |order: &[usize]| {
-            let mut writer = SegmentWriter::new(Ulid::from_parts(9, 9), WriterOptions::default())
-                .unwrap();
+            let mut writer =
+                SegmentWriter::new(Ulid::from_parts(9, 9), WriterOptions::default()).unwrap();
             for &i in order {
                 let (meta, batches) = chunks[i].clone();
                 writer.add_chunk(meta, batches).unwrap();
