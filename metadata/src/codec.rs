@@ -43,10 +43,7 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, MetadataError> {
     if version != T::VERSION {
         return Err(MetadataError::Corrupt {
             what: T::WHAT,
-            detail: format!(
-                "format version {version}, this build reads {}",
-                T::VERSION
-            ),
+            detail: format!("format version {version}, this build reads {}", T::VERSION),
         });
     }
     postcard::from_bytes(body).map_err(|error| MetadataError::Corrupt {

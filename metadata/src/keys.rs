@@ -64,11 +64,8 @@ impl Keyspace {
 
     /// A partition's state.
     pub fn partition(&self, partition: TopicPartition) -> Vec<u8> {
-        self.root.pack(&(
-            "partition",
-            partition.topic_id.0,
-            partition.partition,
-        ))
+        self.root
+            .pack(&("partition", partition.topic_id.0, partition.partition))
     }
 
     /// The prefix of a topic's partition states.
@@ -88,12 +85,14 @@ impl Keyspace {
 
     /// The prefix of a partition's index.
     pub fn index_of(&self, partition: TopicPartition) -> Vec<u8> {
-        self.root.pack(&("index", partition.topic_id.0, partition.partition))
+        self.root
+            .pack(&("index", partition.topic_id.0, partition.partition))
     }
 
     /// A segment's record.
     pub fn segment(&self, segment_id: SegmentId) -> Vec<u8> {
-        self.root.pack(&("segment", segment_id.0.to_bytes().to_vec()))
+        self.root
+            .pack(&("segment", segment_id.0.to_bytes().to_vec()))
     }
 
     /// A deleted topic awaiting cleanup.
@@ -163,7 +162,11 @@ mod tests {
         sorted.sort();
         assert_eq!(encoded, sorted);
         let prefix = keys.index_of(tp);
-        assert!(encoded.iter().all(|k| k.starts_with(&prefix) && *k < strinc(&prefix)));
+        assert!(
+            encoded
+                .iter()
+                .all(|k| k.starts_with(&prefix) && *k < strinc(&prefix))
+        );
         assert_eq!(keys.index_entry_last_offset(&encoded[4]), Some(255));
         let other = TopicPartition::new(tp.topic_id, 30);
         assert!(!keys.index_entry(other, 0).starts_with(&prefix));

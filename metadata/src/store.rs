@@ -20,11 +20,11 @@ use std::sync::Arc;
 use fjord_common::{Clock, IdGenerator};
 use uuid::Uuid;
 
+use crate::MetadataError;
 use crate::codec::{self, Versioned};
 use crate::keys::Keyspace;
 use crate::kv::{Database, RangeOptions, Transaction, decode_counter};
 use crate::model::*;
-use crate::MetadataError;
 
 /// Kafka's longest topic name.
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -87,7 +87,9 @@ fn validate_partition_count(count: i32) -> Result<(), MetadataError> {
 
 fn validate_chunks(commit: &SegmentCommit) -> Result<(), MetadataError> {
     if commit.chunks.is_empty() {
-        return Err(MetadataError::invalid("a segment commit needs at least one chunk"));
+        return Err(MetadataError::invalid(
+            "a segment commit needs at least one chunk",
+        ));
     }
     let mut seen = BTreeSet::new();
     for chunk in &commit.chunks {
@@ -222,11 +224,11 @@ impl MetadataStore {
         let keys = &self.keys;
         self.db
             .run(|txn, _| async move {
-                read(&txn, &keys.topic(topic_id))
-                    .await?
-                    .ok_or_else(|| MetadataError::UnknownTopic {
+                read(&txn, &keys.topic(topic_id)).await?.ok_or_else(|| {
+                    MetadataError::UnknownTopic {
                         topic: topic_id.to_string(),
-                    })
+                    }
+                })
             })
             .await
     }
@@ -293,7 +295,11 @@ impl MetadataStore {
                     high_watermark: 0,
                 };
                 for partition in topic.partition_count..new_count {
-                    write(&txn, &keys.partition(TopicPartition::new(topic.id, partition)), &empty);
+                    write(
+                        &txn,
+                        &keys.partition(TopicPartition::new(topic.id, partition)),
+                        &empty,
+                    );
                 }
                 topic.partition_count = new_count;
                 write(&txn, &keys.topic(topic.id), &topic);
@@ -442,7 +448,11 @@ impl MetadataStore {
                         byte_offset: chunk.byte_offset,
                         byte_length: chunk.byte_length,
                     };
-                    write(&txn, &keys.index_entry(chunk.partition, chunk.last_offset), &entry);
+                    write(
+                        &txn,
+                        &keys.index_entry(chunk.partition, chunk.last_offset),
+                        &entry,
+                    );
                     state.high_watermark = chunk.last_offset + 1;
                     write(&txn, &keys.partition(chunk.partition), &state);
                 }
@@ -515,7 +525,9 @@ impl MetadataStore {
             .run(|txn, attempt| async move {
                 if attempt.maybe_committed {
                     // Find our own registration from the attempt that may have applied.
-                    let pairs = txn.get_prefix(&keys.agents(), RangeOptions::default()).await?;
+                    let pairs = txn
+                        .get_prefix(&keys.agents(), RangeOptions::default())
+                        .await?;
                     for pair in pairs {
                         let record: AgentRecord = codec::decode(&pair.value)?;
                         if record.instance == instance {
@@ -563,7 +575,9 @@ impl MetadataStore {
         let keys = &self.keys;
         self.db
             .run(|txn, _| async move {
-                let pairs = txn.get_prefix(&keys.agents(), RangeOptions::default()).await?;
+                let pairs = txn
+                    .get_prefix(&keys.agents(), RangeOptions::default())
+                    .await?;
                 pairs
                     .iter()
                     .map(|pair| codec::decode::<AgentRecord>(&pair.value))

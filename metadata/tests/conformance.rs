@@ -6,6 +6,8 @@
 //! update under contention, exactly one compare-and-set winner, epoch fencing that
 //! writes nothing, and segment commits that stay exactly-once across a lost reply.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -139,7 +141,10 @@ async fn range_reads_are_ordered_and_bounded(fx: Fixture) {
                 .3
         })
         .collect();
-    assert_eq!(decoded, sorted, "range read must follow numeric tuple order");
+    assert_eq!(
+        decoded, sorted,
+        "range read must follow numeric tuple order"
+    );
     assert_eq!(first3, all[..3].to_vec());
     assert_eq!(last2, vec![all[9].clone(), all[8].clone()]);
 
@@ -161,14 +166,17 @@ async fn range_reads_are_ordered_and_bounded(fx: Fixture) {
         })
         .await
         .unwrap();
-    let after = db
-        .run(|txn, _| view(txn, prefix.clone()))
-        .await
-        .unwrap();
-    assert_eq!(inside, after, "a transaction must see its own writes as committed");
+    let after = db.run(|txn, _| view(txn, prefix.clone())).await.unwrap();
+    assert_eq!(
+        inside, after,
+        "a transaction must see its own writes as committed"
+    );
     let values: Vec<&[u8]> = after.iter().map(|kv| kv.value.as_slice()).collect();
     assert!(values.contains(&b"back".as_slice()));
-    assert!(!values.contains(&b"v0".as_slice()), "cleared key still present");
+    assert!(
+        !values.contains(&b"v0".as_slice()),
+        "cleared key still present"
+    );
     let remaining: Vec<i64> = after
         .iter()
         .map(|kv| {
@@ -178,6 +186,33 @@ async fn range_reads_are_ordered_and_bounded(fx: Fixture) {
         })
         .collect();
     assert_eq!(remaining, vec![-5, 0, 256, 70_000]);
+}
+
+async fn stale_reads_conflict_and_blind_writes_do_not(fx: Fixture) {
+    let key = fx.key("contended");
+    let first = fx.backend.begin().await.unwrap();
+    let second = fx.backend.begin().await.unwrap();
+    assert_eq!(first.get(&key).await.unwrap(), None);
+    assert_eq!(second.get(&key).await.unwrap(), None);
+    first.set(&key, b"first");
+    second.set(&key, b"second");
+    first.commit().await.unwrap();
+    assert_eq!(second.commit().await, Err(KvError::Conflict));
+    drop(second);
+
+    // Writes without reads never conflict; the later commit wins.
+    let blind_a = fx.backend.begin().await.unwrap();
+    let blind_b = fx.backend.begin().await.unwrap();
+    blind_a.set(&key, b"a");
+    blind_b.set(&key, b"b");
+    blind_a.commit().await.unwrap();
+    blind_b.commit().await.unwrap();
+    let check = fx.backend.begin().await.unwrap();
+    assert_eq!(
+        check.get(&key).await.unwrap().as_deref(),
+        Some(b"b".as_slice())
+    );
+    check.commit().await.unwrap();
 }
 
 async fn large_values_round_trip_and_oversized_ones_write_nothing(fx: Fixture) {
@@ -221,7 +256,10 @@ async fn large_values_round_trip_and_oversized_ones_write_nothing(fx: Fixture) {
         })
         .await
         .unwrap();
-    assert_eq!(read, None, "a transaction that broke a limit must write nothing");
+    assert_eq!(
+        read, None,
+        "a transaction that broke a limit must write nothing"
+    );
 }
 
 async fn concurrent_increments_lose_no_update(fx: Fixture) {
@@ -273,8 +311,7 @@ async fn compare_and_set_rounds_have_exactly_one_winner(fx: Fixture) {
     const ROUNDS: i64 = 20;
     let db = fx.db();
     let slot = fx.key("cas-slot");
-    let wins: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..ROUNDS).map(|_| AtomicUsize::new(0)).collect());
+    let wins: Arc<Vec<AtomicUsize>> = Arc::new((0..ROUNDS).map(|_| AtomicUsize::new(0)).collect());
     for round in 0..ROUNDS {
         let mut handles = Vec::new();
         for task in 0..TASKS {
@@ -343,7 +380,10 @@ fn segment(chunks: Vec<ChunkCommit>) -> SegmentCommit {
 
 async fn stale_epoch_commits_are_fenced_and_write_nothing(fx: Fixture) {
     let store = fx.store();
-    let topic = store.create_topic(NewTopic::new("fenced", 2)).await.unwrap();
+    let topic = store
+        .create_topic(NewTopic::new("fenced", 2))
+        .await
+        .unwrap();
     let (p0, p1) = (
         TopicPartition::new(topic.id, 0),
         TopicPartition::new(topic.id, 1),
@@ -352,14 +392,20 @@ async fn stale_epoch_commits_are_fenced_and_write_nothing(fx: Fixture) {
     let e1 = store.acquire_leadership(p1, 1).await.unwrap().leader_epoch;
     assert_eq!((e0, e1), (1, 1));
     store
-        .commit_segment(&segment(vec![chunk(p0, e0, 0, 10, 0), chunk(p1, e1, 0, 5, 100)]))
+        .commit_segment(&segment(vec![
+            chunk(p0, e0, 0, 10, 0),
+            chunk(p1, e1, 0, 5, 100),
+        ]))
         .await
         .unwrap();
 
     // Another agent takes p1 over: epoch 2.
     let taken = store.acquire_leadership(p1, 2).await.unwrap();
     assert_eq!((taken.leader, taken.leader_epoch), (Some(2), 2));
-    assert_eq!(taken.high_watermark, 5, "the new leader starts at the committed HWM");
+    assert_eq!(
+        taken.high_watermark, 5,
+        "the new leader starts at the committed HWM"
+    );
 
     // The old leader's next flush still carries epoch 1 for p1.
     let stale = segment(vec![chunk(p0, e0, 10, 10, 0), chunk(p1, e1, 5, 5, 100)]);
@@ -373,7 +419,13 @@ async fn stale_epoch_commits_are_fenced_and_write_nothing(fx: Fixture) {
     assert_eq!(store.partition_state(p0).await.unwrap().high_watermark, 10);
     assert_eq!(store.partition_state(p1).await.unwrap().high_watermark, 5);
     assert_eq!(store.lookup(p0, 10, 10).await.unwrap().entries, vec![]);
-    assert!(store.segment_record(stale.segment_id).await.unwrap().is_none());
+    assert!(
+        store
+            .segment_record(stale.segment_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The remaining chunk can be committed under the same segment id; the new
     // leader commits under its own epoch.
@@ -465,12 +517,21 @@ async fn segment_commit_retry_after_lost_reply_does_not_double_count(fx: Fixture
     );
     let epoch = store.acquire_leadership(p0, 7).await.unwrap().leader_epoch;
     store.acquire_leadership(p1, 7).await.unwrap();
-    let commit = segment(vec![chunk(p0, epoch, 0, 10, 0), chunk(p1, epoch, 0, 4, 100)]);
+    let commit = segment(vec![
+        chunk(p0, epoch, 0, 10, 0),
+        chunk(p1, epoch, 0, 4, 100),
+    ]);
 
     armed.store(true, Ordering::SeqCst);
     let outcome = store.commit_segment(&commit).await.unwrap();
-    assert!(!armed.load(Ordering::SeqCst), "the injected loss did not fire");
-    assert!(outcome.replayed, "the retry must find the first attempt's commit");
+    assert!(
+        !armed.load(Ordering::SeqCst),
+        "the injected loss did not fire"
+    );
+    assert!(
+        outcome.replayed,
+        "the retry must find the first attempt's commit"
+    );
     assert_eq!(outcome.high_watermarks, vec![(p0, 10), (p1, 4)]);
 
     // And a second, explicit retry by the caller.
@@ -481,13 +542,20 @@ async fn segment_commit_retry_after_lost_reply_does_not_double_count(fx: Fixture
     assert_eq!(store.partition_state(p1).await.unwrap().high_watermark, 4);
     assert_eq!(store.lookup(p0, 0, 100).await.unwrap().entries.len(), 1);
     assert_eq!(store.lookup(p1, 0, 100).await.unwrap().entries.len(), 1);
-    let record = store.segment_record(commit.segment_id).await.unwrap().unwrap();
+    let record = store
+        .segment_record(commit.segment_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.live_chunks, 2);
 }
 
 async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
     let store = fx.store();
-    let topic = store.create_topic(NewTopic::new("contiguous", 1)).await.unwrap();
+    let topic = store
+        .create_topic(NewTopic::new("contiguous", 1))
+        .await
+        .unwrap();
     let tp = TopicPartition::new(topic.id, 0);
     let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
     let mut base = 0;
@@ -504,9 +572,15 @@ async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
             .commit_segment(&segment(vec![chunk(tp, epoch, bad_base, 1, 0)]))
             .await
             .unwrap_err();
-        assert!(matches!(error, MetadataError::OffsetMismatch { .. }), "{error}");
+        assert!(
+            matches!(error, MetadataError::OffsetMismatch { .. }),
+            "{error}"
+        );
     }
-    assert_eq!(store.partition_state(tp).await.unwrap().high_watermark, base);
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().high_watermark,
+        base
+    );
     // Every offset maps to the entry that covers it.
     for offset in 0..base {
         let lookup = store.lookup(tp, offset, 1).await.unwrap();
@@ -518,11 +592,17 @@ async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
     }
     let all = store.lookup(tp, 0, 100).await.unwrap().entries;
     assert_eq!(all.len(), 5);
-    assert!(all.windows(2).all(|w| w[0].last_offset + 1 == w[1].base_offset));
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].last_offset + 1 == w[1].base_offset)
+    );
     assert!(store.lookup(tp, base, 10).await.unwrap().entries.is_empty());
     // Malformed commits are invalid, not partially applied.
     let error = store
-        .commit_segment(&segment(vec![chunk(tp, epoch, base, 1, 0), chunk(tp, epoch, base, 1, 0)]))
+        .commit_segment(&segment(vec![
+            chunk(tp, epoch, base, 1, 0),
+            chunk(tp, epoch, base, 1, 0),
+        ]))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Invalid);
@@ -530,15 +610,25 @@ async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
     let store = fx.store();
-    let orders = store.create_topic(NewTopic::new("orders", 3)).await.unwrap();
-    let error = store.create_topic(NewTopic::new("orders", 1)).await.unwrap_err();
+    let orders = store
+        .create_topic(NewTopic::new("orders", 3))
+        .await
+        .unwrap();
+    let error = store
+        .create_topic(NewTopic::new("orders", 1))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::AlreadyExists);
     for bad in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
         let error = store.create_topic(NewTopic::new(bad, 1)).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Invalid, "{bad:?}");
     }
     assert_eq!(
-        store.create_topic(NewTopic::new("zero", 0)).await.unwrap_err().kind(),
+        store
+            .create_topic(NewTopic::new("zero", 0))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::Invalid
     );
     let mut spec = NewTopic::new("events", 1);
@@ -552,7 +642,10 @@ async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    assert_eq!(names, BTreeSet::from(["events".to_string(), "orders".to_string()]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["events".to_string(), "orders".to_string()])
+    );
     assert_eq!(store.describe_topic("orders").await.unwrap(), orders);
     assert_eq!(store.topic_by_id(orders.id).await.unwrap(), orders);
 
@@ -560,7 +653,11 @@ async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
     assert_eq!(grown.partition_count, 5);
     assert_eq!(store.partition_states(orders.id).await.unwrap().len(), 5);
     assert_eq!(
-        store.create_partitions("orders", 2).await.unwrap_err().kind(),
+        store
+            .create_partitions("orders", 2)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::Invalid
     );
     let altered = store
@@ -589,14 +686,23 @@ async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
             .kind(),
         ErrorKind::NotFound
     );
-    let again = store.create_topic(NewTopic::new("orders", 1)).await.unwrap();
+    let again = store
+        .create_topic(NewTopic::new("orders", 1))
+        .await
+        .unwrap();
     assert_ne!(again.id, orders.id, "a recreated topic gets a new id");
 }
 
 async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     let store = fx.store();
-    let a = store.register_agent(Uuid::from_u128(1), "127.0.0.1:9092").await.unwrap();
-    let b = store.register_agent(Uuid::from_u128(2), "127.0.0.1:9093").await.unwrap();
+    let a = store
+        .register_agent(Uuid::from_u128(1), "127.0.0.1:9092")
+        .await
+        .unwrap();
+    let b = store
+        .register_agent(Uuid::from_u128(2), "127.0.0.1:9093")
+        .await
+        .unwrap();
     assert_ne!(a.node_id, b.node_id);
     assert_eq!(store.heartbeat(a.node_id).await.unwrap(), 1);
     assert_eq!(store.heartbeat(a.node_id).await.unwrap(), 2);
@@ -621,11 +727,20 @@ async fn group_offsets_and_producer_ids(fx: Fixture) {
         metadata: None,
     };
     store
-        .commit_offsets("g1", &[commit("a", 0, 5), commit("a", 1, 7), commit("b", 0, 1)])
+        .commit_offsets(
+            "g1",
+            &[commit("a", 0, 5), commit("a", 1, 7), commit("b", 0, 1)],
+        )
         .await
         .unwrap();
-    store.commit_offsets("g1", &[commit("a", 0, 9)]).await.unwrap();
-    store.commit_offsets("g2", &[commit("a", 0, 100)]).await.unwrap();
+    store
+        .commit_offsets("g1", &[commit("a", 0, 9)])
+        .await
+        .unwrap();
+    store
+        .commit_offsets("g2", &[commit("a", 0, 100)])
+        .await
+        .unwrap();
     let g1: Vec<(String, i32, i64)> = store
         .fetch_offsets("g1")
         .await
@@ -676,6 +791,7 @@ macro_rules! conformance {
             }
 
             case!(range_reads_are_ordered_and_bounded);
+            case!(stale_reads_conflict_and_blind_writes_do_not);
             case!(large_values_round_trip_and_oversized_ones_write_nothing);
             case!(concurrent_increments_lose_no_update);
             case!(compare_and_set_rounds_have_exactly_one_winner);

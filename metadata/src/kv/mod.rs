@@ -246,7 +246,10 @@ impl Transaction {
             return false;
         }
         let violation = if key.len() > MAX_KEY_BYTES {
-            Some(format!("key of {} bytes exceeds {MAX_KEY_BYTES}", key.len()))
+            Some(format!(
+                "key of {} bytes exceeds {MAX_KEY_BYTES}",
+                key.len()
+            ))
         } else if value_len > MAX_VALUE_BYTES {
             Some(format!(
                 "value of {value_len} bytes exceeds {MAX_VALUE_BYTES}"

@@ -72,9 +72,8 @@ impl SqliteBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, KvError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                KvError::Unavailable(format!("creating {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| KvError::Unavailable(format!("creating {}: {e}", parent.display())))?;
         }
         let backend = Self {
             inner: Arc::new(Inner {
@@ -97,8 +96,9 @@ impl SqliteBackend {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connection = Connection::open_with_flags(&self.inner.path, flags)
-            .map_err(|e| KvError::Unavailable(format!("opening {}: {e}", self.inner.path.display())))?;
+        let connection = Connection::open_with_flags(&self.inner.path, flags).map_err(|e| {
+            KvError::Unavailable(format!("opening {}: {e}", self.inner.path.display()))
+        })?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| backend_error("setting busy timeout", e))?;
@@ -302,7 +302,10 @@ fn replay(connection: &Connection, ops: &[Op]) -> Result<(), rusqlite::Error> {
 
 /// Replays the writes and commits; on any failure rolls back. Returns the
 /// connection when it is fit for reuse.
-fn commit_blocking(connection: Connection, ops: &[Op]) -> (Option<Connection>, Result<(), KvError>) {
+fn commit_blocking(
+    connection: Connection,
+    ops: &[Op],
+) -> (Option<Connection>, Result<(), KvError>) {
     if let Err(error) = replay(&connection, ops) {
         let rolled_back = connection.execute_batch("ROLLBACK").is_ok();
         return (
