@@ -51,3 +51,38 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, MetadataError> {
         detail: error.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PartitionState;
+
+    #[test]
+    fn values_round_trip_and_bad_bytes_are_corrupt_not_panics() {
+        let state = PartitionState {
+            leader: Some(3),
+            leader_epoch: 7,
+            log_start_offset: 10,
+            high_watermark: 1_000,
+        };
+        let bytes = encode(&state);
+        assert_eq!(bytes[0], PartitionState::VERSION);
+        assert_eq!(decode::<PartitionState>(&bytes).unwrap(), state);
+
+        let mut wrong_version = bytes.clone();
+        wrong_version[0] = 99;
+        for bad in [&[][..], &wrong_version[..], &bytes[..2]] {
+            let error = decode::<PartitionState>(bad).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Corrupt, "{error}");
+        }
+        // Every truncation and every flipped byte decodes or fails cleanly.
+        for len in 0..bytes.len() {
+            let _ = decode::<PartitionState>(&bytes[..len]);
+        }
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0xff;
+            let _ = decode::<PartitionState>(&flipped);
+        }
+    }
+}

@@ -494,6 +494,117 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A backend whose commits fail with the scripted errors, then succeed.
+    #[derive(Debug)]
+    struct Scripted {
+        failures: Mutex<Vec<KvError>>,
+        commits: Arc<AtomicU32>,
+    }
+
+    #[derive(Debug)]
+    struct ScriptedTxn {
+        outcome: Option<KvError>,
+        commits: Arc<AtomicU32>,
+    }
+
+    #[async_trait]
+    impl KvBackend for Scripted {
+        async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
+            let outcome = self.failures.lock().unwrap().pop();
+            Ok(Box::new(ScriptedTxn {
+                outcome,
+                commits: self.commits.clone(),
+            }))
+        }
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+    }
+
+    #[async_trait]
+    impl KvTransaction for ScriptedTxn {
+        async fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+            Ok(None)
+        }
+        async fn get_range(
+            &self,
+            _: &[u8],
+            _: &[u8],
+            _: RangeOptions,
+        ) -> Result<Vec<KeyValue>, KvError> {
+            Ok(Vec::new())
+        }
+        fn set(&self, _: &[u8], _: &[u8]) {}
+        fn clear(&self, _: &[u8]) {}
+        fn clear_range(&self, _: &[u8], _: &[u8]) {}
+        fn atomic_add(&self, _: &[u8], _: i64) {}
+        async fn commit(&self) -> Result<(), KvError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            match &self.outcome {
+                Some(error) => Err(error.clone()),
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn database(mut failures: Vec<KvError>, max_attempts: u32) -> (Database, Arc<AtomicU32>) {
+        failures.reverse();
+        let commits = Arc::new(AtomicU32::new(0));
+        let backend = Scripted {
+            failures: Mutex::new(failures),
+            commits: commits.clone(),
+        };
+        let policy = RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_micros(10),
+            max_backoff: Duration::from_micros(100),
+        };
+        (Database::new(Arc::new(backend), policy, 3), commits)
+    }
+
+    #[tokio::test]
+    async fn conflicts_retry_until_the_budget_runs_out() {
+        let (db, commits) = database(vec![KvError::Conflict; 2], 5);
+        let attempts = db
+            .run(|_, attempt| async move { Ok::<_, KvError>(attempt.number) })
+            .await
+            .unwrap();
+        assert_eq!((attempts, commits.load(Ordering::SeqCst)), (3, 3));
+
+        let (db, commits) = database(vec![KvError::Conflict; 10], 4);
+        let result = db.run(|_, _| async { Ok::<_, KvError>(()) }).await;
+        assert_eq!(result, Err(KvError::Conflict));
+        assert_eq!(commits.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_maybe_committed_attempt_is_never_reported_as_not_applied() {
+        let failures = vec![KvError::MaybeCommitted("lost".into()), KvError::Conflict];
+        let (db, _) = database(failures, 2);
+        let result = db.run(|_, _| async { Ok::<_, KvError>(()) }).await;
+        assert!(
+            matches!(result, Err(KvError::MaybeCommitted(_))),
+            "{result:?}"
+        );
+
+        // The body learns about it on the next attempt.
+        let (db, _) = database(vec![KvError::MaybeCommitted("lost".into())], 3);
+        let seen = db
+            .run(|_, attempt| async move { Ok::<_, KvError>(attempt.maybe_committed) })
+            .await
+            .unwrap();
+        assert!(seen);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried() {
+        let (db, commits) = database(vec![KvError::Backend("disk on fire".into())], 10);
+        let result = db.run(|_, _| async { Ok::<_, KvError>(()) }).await;
+        assert!(matches!(result, Err(KvError::Backend(_))));
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn strinc_and_key_after_bound_prefixes() {
