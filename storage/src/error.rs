@@ -273,6 +273,20 @@ pub(crate) enum ErrorRepr {
         prefix: String,
         reason: &'static str,
     },
+
+    #[error("object store {operation} of {key} failed: {source}")]
+    ObjectStore {
+        operation: &'static str,
+        key: String,
+        source: object_store::Error,
+    },
+
+    #[error("short read of {key}: asked for bytes {range:?}, got {received} bytes")]
+    ShortRead {
+        key: String,
+        range: std::ops::Range<u64>,
+        received: u64,
+    },
 }
 
 impl ErrorRepr {
@@ -296,6 +310,9 @@ impl ErrorRepr {
             | ErrorRepr::InvalidCompressionLevel { .. }
             | ErrorRepr::InvalidKeyPrefix { .. } => ErrorKind::Invalid,
             ErrorRepr::Compress { .. } => ErrorKind::Internal,
+            // A body that ends early is a broken connection, not damaged data.
+            ErrorRepr::ShortRead { .. } => ErrorKind::Transient,
+            ErrorRepr::ObjectStore { source, .. } => object_store_error_kind(source),
         }
     }
 
@@ -305,6 +322,30 @@ impl ErrorRepr {
             part,
             reason: reason.into(),
         }
+    }
+}
+
+/// The kind of an `object_store` error. That enum is `#[non_exhaustive]`, so unlike
+/// our own mapping this one needs a catch-all arm: variants added upstream count as
+/// internal until they are mapped here.
+fn object_store_error_kind(error: &object_store::Error) -> ErrorKind {
+    match error {
+        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+        // HTTP stores report network errors, throttling and 5xx answers (after their
+        // own retries) as `Generic`.
+        object_store::Error::Generic { .. } => ErrorKind::Transient,
+        object_store::Error::InvalidPath { .. }
+        | object_store::Error::NotSupported { .. }
+        | object_store::Error::AlreadyExists { .. }
+        | object_store::Error::Precondition { .. }
+        | object_store::Error::NotModified { .. }
+        | object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::UnknownConfigurationKey { .. } => ErrorKind::Invalid,
+        object_store::Error::JoinError { .. } | object_store::Error::NotImplemented { .. } => {
+            ErrorKind::Internal
+        }
+        _ => ErrorKind::Internal,
     }
 }
 

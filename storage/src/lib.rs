@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`paths`] | every object key ([`ObjectKeys`]); nothing else formats one |
 //! | [`segment`] | the segment object format: [`SegmentWriter`] builds one, [`SegmentFooter::decode_tail`] and [`decode_chunk_with_entry`] read it back with ranged GETs |
+//! | [`object_store`] | `ObjectStore` decorators (metrics, fault injection) and segment reads over any store ([`read_footer`](crate::object_store::read_footer), [`read_chunk`](crate::object_store::read_chunk)) |
 //! | `error` | [`StorageError`] and the [`ErrorKind`] callers act on |
 //!
 //! # Data flow
@@ -89,8 +90,10 @@
 //! ```
 
 mod error;
+pub mod object_store;
 pub mod paths;
 pub mod segment;
+pub mod wal;
 
 pub use error::{ErrorKind, Result, StorageError};
 pub use paths::{ObjectKey, ObjectKeys};

@@ -1,0 +1,285 @@
+//! The agent's local write-ahead log (WAL): batches accepted from producers and not
+//! yet committed to the bucket and metadata, made durable on the agent's disk.
+//!
+//! # Shape
+//!
+//! - [`Wal::append`] hands a payload to the writer thread and resolves, with the
+//!   record's sequence number, once the record is fsynced. The writer drains every
+//!   append waiting at that moment into one `write` and one `fdatasync`
+//!   (group commit), so many producers share one sync.
+//! - [`Wal::truncate`] declares records up to a sequence number committed; whole
+//!   files below it are deleted and their bytes released. The truncation point is
+//!   persisted, so recovery never returns records already committed.
+//! - The bytes not yet truncated are bounded ([`WalOptions::max_bytes`]): an append
+//!   waits for space, which is the agent's backpressure.
+//! - [`Wal::open`] recovers: it returns every intact record after the truncation
+//!   point, in order, and cuts the log at the first torn or corrupted record (a
+//!   crash mid-write), deleting whatever follows it. What was acknowledged was
+//!   synced before the acknowledgement, so it lies before any torn tail.
+//!
+//! # On-disk format (version 1)
+//!
+//! Files `wal-<first sequence, 20 digits>.log`, each starting with the 8-byte magic
+//! `FJWAL\0\0\x01`, then records:
+//!
+//! ```text
+//! payload length: u32 LE | crc32c(sequence LE ++ payload): u32 LE | sequence: u64 LE | payload
+//! ```
+//!
+//! Sequence numbers start at 1 and increase by one across files. The truncation
+//! point lives in `truncated` (a u64 LE and its crc32c), replaced atomically by
+//! rename.
+
+mod file;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::ErrorKind;
+
+/// The largest record payload accepted.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// WAL settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Bytes of untruncated records at most; appends beyond wait (backpressure).
+    pub max_bytes: u64,
+    /// A file is closed and a new one started once it holds this many bytes.
+    pub file_bytes: u64,
+    /// One group commit writes at most this many bytes before syncing.
+    pub max_group_bytes: usize,
+    /// Appends waiting for the writer at most (bounded queue).
+    pub queue_depth: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: 512 * 1024 * 1024,
+            file_bytes: 64 * 1024 * 1024,
+            max_group_bytes: 8 * 1024 * 1024,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// A record returned by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecord {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// What was appended.
+    pub payload: Bytes,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Intact records after the truncation point, in order.
+    pub records: Vec<WalRecord>,
+    /// Bytes cut from a torn or corrupted tail (0 after a clean shutdown).
+    pub cut_bytes: u64,
+    /// Files deleted because they followed the cut.
+    pub dropped_files: usize,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records appended since open.
+    pub records: u64,
+    /// Group commits (fsyncs) since open.
+    pub syncs: u64,
+    /// Bytes written since open.
+    pub bytes_written: u64,
+}
+
+/// A WAL error.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// Reading, writing or syncing the log failed.
+    #[error("wal i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A payload larger than [`MAX_RECORD_BYTES`] or than the whole budget.
+    #[error("wal record of {len} bytes exceeds the limit of {limit}")]
+    RecordTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// An earlier write or sync failed; the log accepts nothing more until it is
+    /// reopened (which recovers the intact prefix).
+    #[error("wal failed earlier and is closed: {reason}")]
+    Failed {
+        /// The first failure.
+        reason: String,
+    },
+    /// The WAL was closed.
+    #[error("wal is closed")]
+    Closed,
+}
+
+impl WalError {
+    /// What the caller should do.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            WalError::Io { .. } | WalError::Failed { .. } | WalError::Closed => ErrorKind::Internal,
+            WalError::RecordTooLarge { .. } => ErrorKind::Invalid,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        WalError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub(crate) enum Request {
+    Append {
+        payload: Bytes,
+        done: oneshot::Sender<Result<u64, WalError>>,
+    },
+    Truncate {
+        through: u64,
+        done: oneshot::Sender<Result<u64, WalError>>,
+    },
+    Stats {
+        done: oneshot::Sender<WalStats>,
+    },
+}
+
+/// A write-ahead log in one directory. Dropping it stops the writer after the
+/// queued requests.
+#[derive(Debug)]
+pub struct Wal {
+    requests: mpsc::Sender<Request>,
+    budget: Arc<Semaphore>,
+    max_bytes: u64,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Bytes a payload occupies on disk, which is what the budget counts.
+fn record_cost(payload_len: usize) -> u64 {
+    (file::RECORD_HEADER_LEN + payload_len) as u64
+}
+
+fn permits(bytes: u64) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir`, recovering what it holds. A
+    /// blocking call: run it at startup or on the blocking pool.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        let (writer, recovery) = file::Writer::recover(dir, options)?;
+        let live = writer.live_bytes();
+        let budget = Arc::new(Semaphore::new(
+            usize::try_from(options.max_bytes.saturating_sub(live)).unwrap_or(usize::MAX),
+        ));
+        let (requests, queue) = mpsc::channel(options.queue_depth.max(1));
+        let thread_budget = budget.clone();
+        let writer = std::thread::Builder::new()
+            .name("fjord-wal".into())
+            .spawn(move || writer.run(queue, thread_budget))
+            .map_err(|e| WalError::io(dir, e))?;
+        Ok((
+            Wal {
+                requests,
+                budget,
+                max_bytes: options.max_bytes,
+                writer: Some(writer),
+            },
+            recovery,
+        ))
+    }
+
+    /// Appends `payload` and resolves with its sequence number once it is on disk.
+    /// Waits while the log is full. Cancel-safe: a cancelled append either was
+    /// never queued or is written and later truncated like any other.
+    pub async fn append(&self, payload: Bytes) -> Result<u64, WalError> {
+        let cost = record_cost(payload.len());
+        if payload.len() > MAX_RECORD_BYTES || cost > self.max_bytes {
+            return Err(WalError::RecordTooLarge {
+                len: payload.len(),
+                limit: self.max_bytes.min(MAX_RECORD_BYTES as u64),
+            });
+        }
+        let permit = self
+            .budget
+            .acquire_many(permits(cost))
+            .await
+            .map_err(|_| WalError::Closed)?;
+        // The writer returns these bytes to the budget when the record's file is
+        // deleted by a truncation.
+        permit.forget();
+        let (done, reply) = oneshot::channel();
+        self.requests
+            .send(Request::Append { payload, done })
+            .await
+            .map_err(|_| WalError::Closed)?;
+        reply.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Declares every record up to and including `through` committed elsewhere:
+    /// recovery will not return them, and files holding only such records are
+    /// deleted. Returns the bytes released.
+    pub async fn truncate(&self, through: u64) -> Result<u64, WalError> {
+        let (done, reply) = oneshot::channel();
+        self.requests
+            .send(Request::Truncate { through, done })
+            .await
+            .map_err(|_| WalError::Closed)?;
+        reply.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Counters since open.
+    pub async fn stats(&self) -> Result<WalStats, WalError> {
+        let (done, reply) = oneshot::channel();
+        self.requests
+            .send(Request::Stats { done })
+            .await
+            .map_err(|_| WalError::Closed)?;
+        reply.await.map_err(|_| WalError::Closed)
+    }
+
+    /// Bytes appends may still take before they wait.
+    pub fn available_bytes(&self) -> u64 {
+        self.budget.available_permits() as u64
+    }
+
+    /// Stops the writer after what is queued and waits for it.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.budget.close();
+        // Replacing the sender drops ours; the writer drains the queue and exits.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.requests, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests;
