@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fjord_agent::{Broker, BrokerSettings};
 use fjord_common::{IdGenerator, RandomIds};
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +40,18 @@ struct AgentArgs {
     /// Default: sqlite://<data-dir>/metadata.db.
     #[arg(long, env = "FJORD_METADATA_URL")]
     metadata_url: Option<String>,
-    /// The host:port clients are told to connect to.
-    #[arg(
-        long,
-        env = "FJORD_ADVERTISED_ADDRESS",
-        default_value = "127.0.0.1:9092"
-    )]
-    advertised_address: String,
+    /// The address the Kafka listener binds.
+    #[arg(long, env = "FJORD_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    kafka_listen: String,
+    /// The host:port clients are told to connect to (default: the listen address).
+    #[arg(long, env = "FJORD_ADVERTISED_ADDRESS")]
+    advertised_address: Option<String>,
+    /// Create unknown topics named in Metadata requests (auto.create.topics.enable).
+    #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    auto_create_topics: bool,
+    /// Partitions of auto-created topics (num.partitions).
+    #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
+    num_partitions: i32,
     /// How often the agent renews its registration.
     #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
@@ -80,9 +88,21 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let store = fjord_metadata::open(&metadata_url)
         .await
         .with_context(|| format!("opening metadata at {metadata_url}"))?;
+    let listener = tokio::net::TcpListener::bind(&args.kafka_listen)
+        .await
+        .with_context(|| format!("binding the kafka listener to {}", args.kafka_listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let advertised = args
+        .advertised_address
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+    let (advertised_host, advertised_port) = advertised
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
     let instance = RandomIds::new().uuid();
     let agent = store
-        .register_agent(instance, &args.advertised_address)
+        .register_agent(instance, &advertised)
         .await
         .context("registering the agent")?;
     tracing::info!(
@@ -94,7 +114,26 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         "agent registered"
     );
 
+    let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
+    let broker = Arc::new(Broker {
+        store: store.clone(),
+        node_id: agent.node_id,
+        advertised_host,
+        advertised_port,
+        cluster_id,
+        settings: BrokerSettings {
+            auto_create_topics: args.auto_create_topics,
+            default_partitions: args.num_partitions,
+            ..BrokerSettings::default()
+        },
+    });
     let shutdown = CancellationToken::new();
+    tracing::info!(listen = %bound, "kafka listener ready");
+    let kafka = tokio::spawn(fjord_agent::kafka::serve(
+        listener,
+        broker,
+        shutdown.clone(),
+    ));
     let heartbeat = tokio::spawn({
         let store = store.clone();
         let shutdown = shutdown.clone();
@@ -118,6 +157,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(node_id = agent.node_id, "shutting down");
     shutdown.cancel();
     heartbeat.await.context("heartbeat task")?;
+    kafka.await.context("kafka listener task")?;
     store
         .deregister_agent(agent.node_id)
         .await

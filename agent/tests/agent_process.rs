@@ -16,6 +16,8 @@ fn spawn_agent(dir: &Path, address: &str) -> Child {
             "agent",
             "--heartbeat-interval-ms",
             "50",
+            "--kafka-listen",
+            "127.0.0.1:0",
             "--advertised-address",
             address,
         ])

@@ -14,6 +14,7 @@
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
 //! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
 //! | `("counter", name)` | 8-byte little-endian counter |
+//! | `("cluster", "id")` | the cluster id (UTF-8) |
 //!
 //! Index entries are keyed by their *last* offset, so the entry covering offset `o`
 //! is the first at or after `("index", t, p, o)`: one forward range read.
@@ -118,6 +119,11 @@ impl Keyspace {
     /// The prefix of a group's committed offsets.
     pub fn group_offsets(&self, group: &str) -> Vec<u8> {
         self.root.pack(&("group_offset", group))
+    }
+
+    /// The cluster's id (a UUID string, created by the first agent).
+    pub fn cluster_id(&self) -> Vec<u8> {
+        self.root.pack(&("cluster", "id"))
     }
 
     /// The counter that allocates agent node ids.

@@ -654,6 +654,29 @@ impl MetadataStore {
             .await
     }
 
+    // ----- cluster -----
+
+    /// The cluster's id, created (as a random UUID) on first use.
+    pub async fn cluster_id(&self) -> Result<String, MetadataError> {
+        let keys = &self.keys;
+        let candidate = self.ids.uuid().to_string();
+        self.db
+            .run(|txn, _| {
+                let candidate = candidate.clone();
+                async move {
+                    if let Some(existing) = txn.get(&keys.cluster_id()).await? {
+                        return String::from_utf8(existing).map_err(|e| MetadataError::Corrupt {
+                            what: "cluster id",
+                            detail: e.to_string(),
+                        });
+                    }
+                    txn.set(&keys.cluster_id(), candidate.as_bytes());
+                    Ok(candidate)
+                }
+            })
+            .await
+    }
+
     // ----- producers -----
 
     /// Allocates a producer id, unique in the cluster.

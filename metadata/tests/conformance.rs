@@ -755,6 +755,13 @@ async fn group_offsets_and_producer_ids(fx: Fixture) {
     assert_eq!(store.fetch_offsets("g2").await.unwrap().len(), 1);
     assert!(store.fetch_offsets("nobody").await.unwrap().is_empty());
 
+    let cluster_id = store.cluster_id().await.unwrap();
+    assert_eq!(
+        store.cluster_id().await.unwrap(),
+        cluster_id,
+        "the cluster id is stable"
+    );
+
     let mut handles = Vec::new();
     for _ in 0..4 {
         let store = store.clone();

@@ -1,0 +1,101 @@
+//! `CreateTopics`.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Broker;
+use crate::kafka::errors::metadata_error;
+use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic};
+
+pub(super) async fn handle(broker: &Broker, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut response = CreateTopicsResponse::default();
+    for topic in request.topics {
+        let mut result = CreatableTopicResult::default();
+        result.name = topic.name.clone();
+        // Replicas are the bucket's business; any requested factor is honoured by
+        // object storage, so it is reported back as asked (-1 means default: 1).
+        result.replication_factor = if topic.replication_factor < 0 {
+            1
+        } else {
+            topic.replication_factor
+        };
+        let partitions = if !topic.assignments.is_empty() {
+            i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX)
+        } else if topic.num_partitions == -1 {
+            broker.settings.default_partitions
+        } else {
+            topic.num_partitions
+        };
+        let fail = |result: &mut CreatableTopicResult, error: ResponseError, message: String| {
+            result.error_code = error.code();
+            result.error_message = Some(StrBytes::from_string(message));
+            result.num_partitions = -1;
+            result.replication_factor = -1;
+        };
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+            fail(
+                &mut result,
+                ResponseError::InvalidPartitions,
+                format!(
+                    "number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}, got {partitions}"
+                ),
+            );
+            response.topics.push(result);
+            continue;
+        }
+        if topic.replication_factor == 0 || topic.replication_factor < -1 {
+            fail(
+                &mut result,
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor must be -1 or at least 1, got {}",
+                    topic.replication_factor
+                ),
+            );
+            response.topics.push(result);
+            continue;
+        }
+        let mut configs = BTreeMap::new();
+        for config in &topic.configs {
+            if let Some(value) = &config.value {
+                configs.insert(config.name.to_string(), value.to_string());
+            }
+        }
+        let spec = NewTopic {
+            name: topic.name.0.to_string(),
+            partition_count: partitions,
+            configs,
+        };
+        if request.validate_only {
+            match broker.store.describe_topic(&spec.name).await {
+                Ok(_) => fail(
+                    &mut result,
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic '{}' already exists", spec.name),
+                ),
+                Err(_) => result.num_partitions = partitions,
+            }
+            response.topics.push(result);
+            continue;
+        }
+        match broker.store.create_topic(spec).await {
+            Ok(created) => {
+                result.topic_id = created.id.0;
+                result.num_partitions = created.partition_count;
+            }
+            Err(error) => {
+                let code = match &error {
+                    MetadataError::Invalid { .. } => ResponseError::InvalidTopicException,
+                    other => metadata_error(other),
+                };
+                fail(&mut result, code, error.to_string());
+            }
+        }
+        response.topics.push(result);
+    }
+    response
+}

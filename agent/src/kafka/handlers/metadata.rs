@@ -1,0 +1,125 @@
+//! `Metadata`: brokers (this agent), topics and partitions with their leaders.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Broker;
+use crate::kafka::errors::metadata_error;
+use fjord_metadata::{MetadataError, TopicMeta};
+
+fn topic_error(
+    name: Option<TopicName>,
+    topic_id: uuid::Uuid,
+    error: ResponseError,
+) -> MetadataResponseTopic {
+    let mut topic = MetadataResponseTopic::default();
+    topic.name = name;
+    topic.topic_id = topic_id;
+    topic.error_code = error.code();
+    topic
+}
+
+async fn describe(broker: &Broker, topic: &TopicMeta) -> MetadataResponseTopic {
+    let mut response = MetadataResponseTopic::default();
+    response.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
+    response.topic_id = topic.id.0;
+    let states = match broker.store.partition_states(topic.id).await {
+        Ok(states) => states,
+        Err(error) => {
+            response.error_code = metadata_error(&error).code();
+            return response;
+        }
+    };
+    let me = BrokerId(broker.node_id);
+    response.partitions = states
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = i32::try_from(index).unwrap_or(i32::MAX);
+            // One agent serves every partition until leadership is balanced over
+            // many agents; the epoch is the one recorded in metadata.
+            partition.leader_id = me;
+            partition.leader_epoch = state.leader_epoch;
+            partition.replica_nodes = vec![me];
+            partition.isr_nodes = vec![me];
+            partition
+        })
+        .collect();
+    response
+}
+
+pub(super) async fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let mut response = MetadataResponse::default();
+    let mut me = MetadataResponseBroker::default();
+    me.node_id = BrokerId(broker.node_id);
+    me.host = StrBytes::from_string(broker.advertised_host.clone());
+    me.port = i32::from(broker.advertised_port);
+    response.brokers = vec![me];
+    response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    response.controller_id = BrokerId(broker.node_id);
+
+    // v0 has no null list: an empty one means every topic.
+    let all_topics = request
+        .topics
+        .as_ref()
+        .is_none_or(|t| t.is_empty() && version == 0);
+    if all_topics {
+        match broker.store.list_topics().await {
+            Ok(topics) => {
+                for topic in &topics {
+                    response.topics.push(describe(broker, topic).await);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "listing topics for metadata failed");
+                response.error_code = metadata_error(&error).code();
+            }
+        }
+        return response;
+    }
+    // Auto-creation exists from v4 on as a request flag; before that it was implied.
+    let may_create =
+        broker.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    for requested in request.topics.unwrap_or_default() {
+        let found = match &requested.name {
+            Some(name) => {
+                let result = broker.store.describe_topic(name.0.as_str()).await;
+                match result {
+                    Err(MetadataError::UnknownTopic { .. }) if may_create => {
+                        broker.auto_create_topic(name.0.as_str()).await
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                broker
+                    .store
+                    .topic_by_id(fjord_metadata::TopicId(requested.topic_id))
+                    .await
+            }
+        };
+        let topic = match found {
+            Ok(topic) => describe(broker, &topic).await,
+            Err(MetadataError::UnknownTopic { .. }) if requested.name.is_none() => {
+                topic_error(None, requested.topic_id, ResponseError::UnknownTopicId)
+            }
+            Err(MetadataError::Invalid { .. }) => topic_error(
+                requested.name,
+                requested.topic_id,
+                ResponseError::InvalidTopicException,
+            ),
+            Err(error) => topic_error(requested.name, requested.topic_id, metadata_error(&error)),
+        };
+        response.topics.push(topic);
+    }
+    response
+}

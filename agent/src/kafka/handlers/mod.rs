@@ -1,0 +1,36 @@
+//! One handler per Kafka API: each turns a decoded request into a response using
+//! the [`Broker`]. Handlers never fail a connection for a domain error: those
+//! become error codes in the response.
+
+pub(crate) mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod metadata;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use super::listener::Close;
+use crate::Broker;
+
+pub(crate) async fn handle(
+    broker: &Broker,
+    api: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Result<ResponseKind, Close> {
+    Ok(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(request) => {
+            ResponseKind::Metadata(metadata::handle(broker, request, version).await)
+        }
+        RequestKind::CreateTopics(request) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, request).await)
+        }
+        RequestKind::DeleteTopics(request) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, request).await)
+        }
+        // The version table admits no other API, so nothing else reaches here;
+        // closing is the safe answer regardless.
+        _ => return Err(Close::UnsupportedVersion { api, version }),
+    })
+}

@@ -1,0 +1,163 @@
+//! Accepting connections, framing, and dispatch.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::{handlers, versions};
+use crate::Broker;
+
+/// Connections served at once; further ones wait in the accept queue.
+const MAX_CONNECTIONS: usize = 10_000;
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Close {
+    #[error("frame of {0} bytes is too short for a request header")]
+    ShortFrame(usize),
+    #[error("unknown api key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("cannot decode {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode {api:?} v{version} response: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// Accepts Kafka connections until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = serve_connection(stream, broker) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection closed");
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one connection until the peer closes it or sends something that closes
+/// it (see the module docs).
+pub async fn serve_connection<S>(stream: S, broker: Arc<Broker>) -> Result<(), std::io::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(broker.settings.max_request_bytes)
+        .new_codec();
+    let mut framed = Framed::new(stream, codec);
+    while let Some(frame) = framed.next().await {
+        let frame = frame?;
+        match respond(&broker, frame.freeze()).await {
+            Ok(response) => framed.send(response).await?,
+            Err(close) => {
+                tracing::info!(reason = %close, "closing kafka connection");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer to an `ApiVersions` request of a version this broker does not know:
+/// v0, whose layout every client can read, with the supported ranges.
+fn unsupported_api_versions(correlation_id: i32) -> Result<Bytes, Close> {
+    let mut response = ApiVersionsResponse::default();
+    response.error_code = ResponseError::UnsupportedVersion.code();
+    response.api_keys = handlers::api_versions::served();
+    let mut out = BytesMut::new();
+    out.put_i32(correlation_id);
+    response.encode(&mut out, 0).map_err(|e| Close::Encode {
+        api: ApiKey::ApiVersions,
+        version: 0,
+        reason: e.to_string(),
+    })?;
+    Ok(out.freeze())
+}
+
+async fn respond(broker: &Broker, frame: Bytes) -> Result<Bytes, Close> {
+    let mut peek = frame.clone();
+    if peek.remaining() < 8 {
+        return Err(Close::ShortFrame(frame.len()));
+    }
+    let api_key = peek.get_i16();
+    let version = peek.get_i16();
+    let correlation_id = peek.get_i32();
+    let api = ApiKey::try_from(api_key).map_err(|()| Close::UnknownApi(api_key))?;
+    let served = versions::range_of(api).is_some_and(|(min, max)| (min..=max).contains(&version));
+    if !served {
+        if api == ApiKey::ApiVersions {
+            return unsupported_api_versions(correlation_id);
+        }
+        return Err(Close::UnsupportedVersion { api, version });
+    }
+    let malformed = |reason: String| Close::Malformed {
+        api,
+        version,
+        reason,
+    };
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let request =
+        RequestKind::decode(api, &mut body, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let response = handlers::handle(broker, api, version, request).await?;
+
+    let mut out = BytesMut::new();
+    let encode_error = |e: anyhow::Error| Close::Encode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let mut response_header = ResponseHeader::default();
+    response_header.correlation_id = header.correlation_id;
+    response_header
+        .encode(&mut out, api.response_header_version(version))
+        .map_err(encode_error)?;
+    response.encode(&mut out, version).map_err(encode_error)?;
+    Ok(out.freeze())
+}

@@ -1,0 +1,40 @@
+//! Which APIs, at which versions, this broker serves: the one table behind
+//! `ApiVersions` and request validation.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api, min, max)` for every API this broker serves. Each range lies inside the
+/// codec's own range for that API (checked by a test).
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// Every served API with its version range.
+pub fn supported_versions() -> &'static [(ApiKey, i16, i16)] {
+    SUPPORTED
+}
+
+/// The served version range of `api`, if it is served.
+pub(crate) fn range_of(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_ranges_lie_inside_the_codec_ranges() {
+        for (api, min, max) in SUPPORTED {
+            let codec = api.valid_versions();
+            assert!(min <= max, "{api:?}");
+            assert!(codec.min <= *min && *max <= codec.max, "{api:?}: {codec:?}");
+        }
+    }
+}

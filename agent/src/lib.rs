@@ -1,0 +1,27 @@
+//! The Fjord agent: a stateless broker that speaks the Kafka wire protocol over
+//! Fjord's metadata and storage layers.
+//!
+//! # Parts
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
+//! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
+//!
+//! # Invariants
+//!
+//! - Bad input never panics and never reaches stored data: a frame that is too
+//!   large, malformed, of an unknown API or of an unsupported version closes the
+//!   connection (as Apache Kafka does), except `ApiVersions`, which always answers
+//!   so a client can negotiate.
+//! - Responses on one connection go out in request order.
+//! - Every metadata error maps to a Kafka error code in one exhaustive function
+//!   ([`kafka::errors`]).
+//!
+//! Not built yet (the agent's next milestones): Produce and Fetch through the
+//! write and read paths, consumer groups, many agents with balanced leadership.
+
+pub mod broker;
+pub mod kafka;
+
+pub use broker::{Broker, BrokerSettings};
