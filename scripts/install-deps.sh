@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Debian packages:
 #   libclang-dev   bindgen, for the FoundationDB client bindings (`--features fdb`)
-apt_packages=(libclang-dev)
+#   kcat           librdkafka's command-line client, for the Kafka compatibility tests
+apt_packages=(libclang-dev kcat)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -20,6 +21,17 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Python Kafka clients for the compatibility tests (pinned: tests assert on their
+# behaviour).
+python_packages=("kafka-python==2.2.15")
+python_modules=(kafka)
+for i in "${!python_packages[@]}"; do
+    if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
+        echo "installing ${python_packages[$i]}"
+        python3 -m pip install --quiet --disable-pip-version-check "${python_packages[$i]}"
+    fi
+done
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     echo "installing cargo-nextest"
