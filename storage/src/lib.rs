@@ -12,6 +12,7 @@
 //! | [`paths`] | every object key ([`ObjectKeys`]); nothing else formats one |
 //! | [`segment`] | the segment object format: [`SegmentWriter`] builds one, [`SegmentFooter::decode_tail`] and [`decode_chunk_with_entry`] read it back with ranged GETs |
 //! | [`object_store`] | `ObjectStore` decorators (metrics, fault injection) and segment reads over any store ([`read_footer`](crate::object_store::read_footer), [`read_chunk`](crate::object_store::read_chunk)) |
+//! | [`cache`] | the read cache: [`MemoryTailCache`](cache::MemoryTailCache) of just-committed batches, [`DiskRangeCache`](cache::DiskRangeCache) of object ranges, single-flight GETs ([`CachedReader`](cache::CachedReader)) |
 //! | `error` | [`StorageError`] and the [`ErrorKind`] callers act on |
 //!
 //! # Data flow
@@ -89,6 +90,7 @@
 //! # }
 //! ```
 
+pub mod cache;
 mod error;
 pub mod object_store;
 pub mod paths;

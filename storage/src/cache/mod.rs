@@ -1,0 +1,209 @@
+//! The read cache: recent data in memory, object byte ranges on local disk, and
+//! single-flight so concurrent identical reads share one GET.
+//!
+//! ```text
+//! fetch at offset ─▶ MemoryTailCache (batches this agent just committed)
+//!   miss ─▶ (metadata index: key, byte range) ─▶ CachedReader::read_chunk
+//!            ─▶ DiskRangeCache (raw object bytes, crc32c-checked)
+//!            ─▶ miss: SingleFlight ─▶ one ranged GET through Arc<dyn ObjectStore>
+//!                     ─▶ written to the disk cache ─▶ shared with every waiter
+//!            ─▶ decode_chunk_with_entry (decoding stays in `segment`)
+//! ```
+//!
+//! - [`MemoryTailCache`]: decoded record batches by partition and offset range,
+//!   bounded by bytes, oldest insert evicted first. The agent fills it at commit
+//!   and invalidates a partition when it loses leadership.
+//! - [`DiskRangeCache`]: raw object ranges in files, bounded by bytes, LRU,
+//!   written atomically, verified on every read, index rebuilt at startup by
+//!   scanning its own directory.
+//! - [`SingleFlight`]: one spawned fetch per key; waiters that go away cancel
+//!   nothing; results (errors included) are not kept once the fetch ends.
+//! - [`CachedReader`]: composes the disk cache and single-flight GETs.
+//!
+//! # Why not `foyer`
+//!
+//! `foyer` (0.22) is a hybrid memory and disk cache made for this, but it brings
+//! four crates of its own plus `lz4` (a C build), `fs4`, `fastant`, `mixtrics`,
+//! `itertools`, `parking_lot`, `hashbrown`, `twox-hash` and more, which is a
+//! noticeable share of a 2-core build. Its disk engine stores entries in its own
+//! block format, whereas the caches here need little: a byte-bounded FIFO keyed by
+//! offset ranges (the tail cache wants range lookups, not key lookups) and an LRU
+//! of checksummed files. Together they are a few hundred lines on `std`, `bytes`,
+//! `crc32c` and `tokio`, all already dependencies.
+//!
+//! Invariants: nothing here lists the bucket; the caches never return bytes that
+//! failed a check; a cache problem is a miss, never an error to the reader.
+
+mod disk_range;
+mod memory_tail;
+mod single_flight;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore};
+
+use crate::error::{ErrorKind, ErrorRepr, Result, StorageError};
+use crate::paths::ObjectKey;
+use crate::segment::{ChunkEntry, decode_chunk_with_entry};
+
+pub use disk_range::{DiskCacheStats, DiskRangeCache};
+pub use memory_tail::{MemoryTailCache, TailCacheStats, TailRead, TopicPartition};
+pub use single_flight::{FetchAborted, SingleFlight};
+
+/// What one single-flight GET yields: shared by every waiter, so the error is in
+/// an `Arc`.
+type SharedGet = std::result::Result<Bytes, Arc<StorageError>>;
+
+/// Reads object byte ranges through the disk range cache (if any) and, on a miss,
+/// with one ranged GET per distinct range however many callers ask at once.
+///
+/// The GET (and the disk cache write after it) runs in a spawned task, so
+/// dropping a read future never aborts a fetch other readers are waiting for.
+pub struct CachedReader {
+    store: Arc<dyn ObjectStore>,
+    disk: Option<Arc<DiskRangeCache>>,
+    flights: SingleFlight<(String, u64, u64), SharedGet>,
+}
+
+impl fmt::Debug for CachedReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedReader")
+            .field("store", &self.store.to_string())
+            .field("disk", &self.disk)
+            .field("flights", &self.flights)
+            .finish()
+    }
+}
+
+impl CachedReader {
+    /// Reads from `store`, caching ranges in `disk` if given.
+    pub fn new(store: Arc<dyn ObjectStore>, disk: Option<Arc<DiskRangeCache>>) -> Self {
+        Self {
+            store,
+            disk,
+            flights: SingleFlight::new(),
+        }
+    }
+
+    /// The disk cache, if any.
+    pub fn disk_cache(&self) -> Option<&Arc<DiskRangeCache>> {
+        self.disk.as_ref()
+    }
+
+    /// Fetches one chunk (from the disk cache or with a ranged GET) and returns its
+    /// verified record batches.
+    pub async fn read_chunk(&self, key: &ObjectKey, entry: &ChunkEntry) -> Result<Bytes> {
+        let chunk = self.get_range(key, entry.byte_range()).await?;
+        decode_chunk_with_entry(entry, chunk)
+    }
+
+    /// Bytes `range` of object `key`, exactly `range.end - range.start` of them.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        if let Some(disk) = &self.disk
+            && let Some(bytes) = disk.get(key.as_str(), range.clone()).await
+        {
+            return Ok(bytes);
+        }
+        let store = Arc::clone(&self.store);
+        let disk = self.disk.clone();
+        let fetch_key = key.clone();
+        let fetch_range = range.clone();
+        let flight = (key.as_str().to_owned(), range.start, range.end);
+        let shared = self
+            .flights
+            .run(flight, move || async move {
+                let bytes = get_exact(&*store, &fetch_key, fetch_range.clone())
+                    .await
+                    .map_err(Arc::new)?;
+                if let Some(disk) = disk {
+                    disk.insert(fetch_key.as_str(), fetch_range, bytes.clone())
+                        .await;
+                }
+                Ok(bytes)
+            })
+            .await;
+        match shared {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(error)) => Err(unshare(key, error)),
+            Err(aborted) => Err(rebuild(key, ErrorKind::Internal, aborted.to_string())),
+        }
+    }
+}
+
+/// One ranged GET that must return the whole range.
+async fn get_exact(store: &dyn ObjectStore, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
+    let object_error = |source| ErrorRepr::ObjectStore {
+        operation: "GET",
+        key: key.to_string(),
+        source,
+    };
+    let bytes = store
+        .get_opts(
+            &Path::from(key),
+            GetOptions {
+                range: Some(GetRange::Bounded(range.clone())),
+                ..GetOptions::default()
+            },
+        )
+        .await
+        .map_err(object_error)?
+        .bytes()
+        .await
+        .map_err(object_error)?;
+    if bytes.len() as u64 != range.end - range.start {
+        return Err(ErrorRepr::ShortRead {
+            key: key.to_string(),
+            received: bytes.len() as u64,
+            range,
+        }
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// Gives each waiter its own [`StorageError`] for a shared one: the original if
+/// this is the last reference, otherwise an object-store error of the same kind
+/// whose message includes the original's.
+fn unshare(key: &ObjectKey, error: Arc<StorageError>) -> StorageError {
+    match Arc::try_unwrap(error) {
+        Ok(error) => error,
+        Err(shared) => rebuild(key, shared.kind(), shared.to_string()),
+    }
+}
+
+fn rebuild(key: &ObjectKey, kind: ErrorKind, message: String) -> StorageError {
+    let source: Box<dyn std::error::Error + Send + Sync> = message.clone().into();
+    let source = match kind {
+        ErrorKind::NotFound => object_store::Error::NotFound {
+            path: key.to_string(),
+            source,
+        },
+        ErrorKind::Transient => object_store::Error::Generic {
+            store: "shared GET",
+            source,
+        },
+        ErrorKind::Invalid => object_store::Error::NotSupported { source },
+        // A raw GET fails only with the kinds above, or internally.
+        ErrorKind::Corrupt | ErrorKind::Unsupported | ErrorKind::Internal => {
+            object_store::Error::NotImplemented {
+                operation: format!("GET ({message})"),
+                implementer: "shared GET".to_owned(),
+            }
+        }
+    };
+    ErrorRepr::ObjectStore {
+        operation: "GET",
+        key: key.to_string(),
+        source,
+    }
+    .into()
+}
