@@ -715,6 +715,41 @@ mod tests {
         assert!(files(dir.path()).is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Random inserts and reads: the index's byte count and the files on disk
+        /// never exceed the budget, and every hit returns what was inserted.
+        #[test]
+        fn never_exceeds_the_budget(
+            max_bytes in 0u64..2_000,
+            ops in proptest::collection::vec((0u64..8, 0usize..600, proptest::bool::ANY), 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let cache = DiskRangeCache::open(dir.path(), max_bytes).await.unwrap();
+                for (slot, len, read) in ops {
+                    let range = slot * 1_000..slot * 1_000 + len as u64;
+                    if read {
+                        if let Some(bytes) = cache.get(KEY, range).await {
+                            assert_eq!(bytes, payload(len, slot as u8));
+                        }
+                    } else {
+                        cache.insert(KEY, range, payload(len, slot as u8)).await;
+                    }
+                    let on_disk: u64 = files(dir.path())
+                        .iter()
+                        .map(|f| fs::metadata(f).unwrap().len())
+                        .sum();
+                    let stats = cache.stats();
+                    assert!(stats.bytes <= max_bytes, "{stats:?}");
+                    assert_eq!(on_disk, stats.bytes);
+                    assert_eq!(stats.damaged, 0);
+                }
+            });
+        }
+    }
+
     #[test]
     fn header_parsing_never_panics_on_prefixes_or_bit_flips() {
         let file = encode(KEY, &(3..13), &[5u8; 10]);
