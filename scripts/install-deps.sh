@@ -33,6 +33,13 @@ for i in "${!python_packages[@]}"; do
     fi
 done
 
+# The S3 server of moto, for fjord-storage's S3 conformance tests and ranged-read
+# benchmark (MinIO is not installable from the package registries CI reaches).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "installing moto[server]"
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     echo "installing cargo-nextest"
     cargo install --locked cargo-nextest

@@ -281,6 +281,9 @@ pub(crate) enum ErrorRepr {
         source: object_store::Error,
     },
 
+    #[error("invalid object store URL {url:?}: {reason}")]
+    InvalidStoreUrl { url: String, reason: String },
+
     #[error("short read of {key}: asked for bytes {range:?}, got {received} bytes")]
     ShortRead {
         key: String,
@@ -308,7 +311,8 @@ impl ErrorRepr {
             | ErrorRepr::NoChunks
             | ErrorRepr::TooManyChunks { .. }
             | ErrorRepr::InvalidCompressionLevel { .. }
-            | ErrorRepr::InvalidKeyPrefix { .. } => ErrorKind::Invalid,
+            | ErrorRepr::InvalidKeyPrefix { .. }
+            | ErrorRepr::InvalidStoreUrl { .. } => ErrorKind::Invalid,
             ErrorRepr::Compress { .. } => ErrorKind::Internal,
             // A body that ends early is a broken connection, not damaged data.
             ErrorRepr::ShortRead { .. } => ErrorKind::Transient,
@@ -328,7 +332,7 @@ impl ErrorRepr {
 /// The kind of an `object_store` error. That enum is `#[non_exhaustive]`, so unlike
 /// our own mapping this one needs a catch-all arm: variants added upstream count as
 /// internal until they are mapped here.
-fn object_store_error_kind(error: &object_store::Error) -> ErrorKind {
+pub(crate) fn object_store_error_kind(error: &object_store::Error) -> ErrorKind {
     match error {
         object_store::Error::NotFound { .. } => ErrorKind::NotFound,
         // HTTP stores report network errors, throttling and 5xx answers (after their

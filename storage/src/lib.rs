@@ -95,6 +95,8 @@ mod error;
 pub mod object_store;
 pub mod paths;
 pub mod segment;
+#[doc(hidden)]
+pub mod testing;
 pub mod wal;
 
 pub use error::{ErrorKind, Result, StorageError};

@@ -4,8 +4,8 @@
 //! after 10 bytes", "fail 1% of GETs" (drawn from a seeded generator, so a failing
 //! run replays exactly). The faults model what S3 really does: requests that fail
 //! before they apply, requests that apply but whose response is lost (the caller
-//! cannot tell: "maybe committed"), bodies that break off mid-stream, and bodies
-//! that end early without an error.
+//! cannot tell: "maybe committed"), bodies that break off mid-stream, bodies
+//! that end early without an error, and requests that never answer.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -63,6 +63,9 @@ pub enum Fault {
         /// Bytes delivered.
         keep: u64,
     },
+    /// The request never answers (and does not apply): only a caller's timeout
+    /// ends it, as with a stalled connection.
+    Timeout,
 }
 
 /// When a fault fires.
@@ -194,7 +197,17 @@ fn error_before(operation: Operation, path: &str, fault: Fault) -> Option<object
             path: path.to_owned(),
             source: "injected not-found fault".into(),
         }),
-        Fault::TransientAfterApply | Fault::BodyError { .. } | Fault::ShortBody { .. } => None,
+        Fault::TransientAfterApply
+        | Fault::BodyError { .. }
+        | Fault::ShortBody { .. }
+        | Fault::Timeout => None,
+    }
+}
+
+/// Never returns if the fault is [`Fault::Timeout`].
+async fn hang_on_timeout(fault: Option<Fault>) {
+    if fault == Some(Fault::Timeout) {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -209,7 +222,7 @@ fn error_after<T>(
         Some(Fault::TransientAfterApply) => Err(transient(operation, path)),
         // Body faults on non-GETs, and the before-faults that already returned.
         Some(Fault::Transient | Fault::NotFound | Fault::BodyError { .. })
-        | Some(Fault::ShortBody { .. })
+        | Some(Fault::ShortBody { .. } | Fault::Timeout)
         | None => result,
     }
 }
@@ -254,6 +267,7 @@ impl ObjectStore for FaultInjectingObjectStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let fault = self.faults.draw(Operation::Put);
+        hang_on_timeout(fault).await;
         if let Some(error) = fault.and_then(|f| error_before(Operation::Put, location.as_ref(), f))
         {
             return Err(error);
@@ -269,6 +283,7 @@ impl ObjectStore for FaultInjectingObjectStore {
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let operation = Operation::PutMultipart;
         let fault = self.faults.draw(operation);
+        hang_on_timeout(fault).await;
         if let Some(error) = fault.and_then(|f| error_before(operation, location.as_ref(), f)) {
             return Err(error);
         }
@@ -288,6 +303,7 @@ impl ObjectStore for FaultInjectingObjectStore {
         };
         let path = location.as_ref();
         let fault = self.faults.draw(operation);
+        hang_on_timeout(fault).await;
         if let Some(error) = fault.and_then(|f| error_before(operation, path, f)) {
             return Err(error);
         }
@@ -337,6 +353,7 @@ impl ObjectStore for FaultInjectingObjectStore {
                     let location = location?;
                     let operation = Operation::Delete;
                     let fault = faults.draw(operation);
+                    hang_on_timeout(fault).await;
                     if let Some(error) =
                         fault.and_then(|f| error_before(operation, location.as_ref(), f))
                     {
@@ -356,11 +373,11 @@ impl ObjectStore for FaultInjectingObjectStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let path = prefix.map(|p| p.to_string()).unwrap_or_default();
-        match self
-            .faults
-            .draw(Operation::List)
-            .and_then(|f| error_before(Operation::List, &path, f))
-        {
+        let fault = self.faults.draw(Operation::List);
+        if fault == Some(Fault::Timeout) {
+            return stream::once(std::future::pending()).boxed();
+        }
+        match fault.and_then(|f| error_before(Operation::List, &path, f)) {
             Some(error) => stream::once(async move { Err(error) }).boxed(),
             None => self.inner.list(prefix),
         }
@@ -368,11 +385,9 @@ impl ObjectStore for FaultInjectingObjectStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let path = prefix.map(|p| p.to_string()).unwrap_or_default();
-        if let Some(error) = self
-            .faults
-            .draw(Operation::List)
-            .and_then(|f| error_before(Operation::List, &path, f))
-        {
+        let fault = self.faults.draw(Operation::List);
+        hang_on_timeout(fault).await;
+        if let Some(error) = fault.and_then(|f| error_before(Operation::List, &path, f)) {
             return Err(error);
         }
         self.inner.list_with_delimiter(prefix).await
@@ -385,6 +400,7 @@ impl ObjectStore for FaultInjectingObjectStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         let fault = self.faults.draw(Operation::Copy);
+        hang_on_timeout(fault).await;
         if let Some(error) = fault.and_then(|f| error_before(Operation::Copy, to.as_ref(), f)) {
             return Err(error);
         }

@@ -6,16 +6,25 @@
 //! `Arc<dyn ObjectStore>`:
 //!
 //! ```text
-//! InstrumentedObjectStore ─▶ (retry, concurrency limit: to come) ─▶ backend
-//!                                                  (LocalFileSystem, InMemory, S3)
-//! tests: ... ─▶ FaultInjectingObjectStore ─▶ InMemory
+//! RetryingObjectStore ─▶ LimitStore ─▶ InstrumentedObjectStore ─▶ backend
+//!                                           (LocalFileSystem, InMemory, S3)
+//! tests:       ... ─▶ FaultInjectingObjectStore ─▶ backend
+//! benchmarks:  ... ─▶ LatencyInjectingObjectStore ─▶ backend
 //! ```
+//!
+//! [`open_store`] builds that stack for a URL (`file://`, `memory://`, `s3://`).
 //!
 //! - [`InstrumentedObjectStore`]: request counts, bytes and latencies per
 //!   operation, in an [`ObjectStoreMetrics`] (benchmarks report requests per GiB
 //!   from it).
 //! - [`FaultInjectingObjectStore`]: scripted or seeded-random errors, "applied but
-//!   reported failed" writes and broken or short GET bodies.
+//!   reported failed" writes, broken or short GET bodies and hanging requests.
+//! - [`RetryingObjectStore`]: bounded retries of transient failures with
+//!   exponential backoff and full jitter, a per-attempt timeout, and GET bodies
+//!   that resume after a break.
+//! - `object_store`'s own `LimitStore`: the concurrency limit.
+//! - [`LatencyInjectingObjectStore`]: S3 Standard / S3 Express One Zone latency
+//!   profiles for benchmarks.
 //!
 //! On top of any store, [`read_footer`] and [`read_chunk`] read segment objects
 //! with ranged GETs (tail, then chunk) and turn every failure into a
@@ -26,6 +35,9 @@
 
 mod fault;
 mod instrumented;
+mod latency;
+mod retry;
+mod url;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -41,6 +53,9 @@ pub use fault::{Fault, FaultInjectingObjectStore, Operation, Trigger};
 pub use instrumented::{
     InstrumentedObjectStore, LatencySnapshot, MetricsSnapshot, ObjectStoreMetrics,
 };
+pub use latency::{LatencyInjectingObjectStore, LatencyProfile, LogNormal};
+pub use retry::{RetryOptions, RetryingObjectStore};
+pub use url::{OpenedStore, S3Options, StoreOptions, decorate, open_backend, open_store};
 
 impl From<&ObjectKey> for Path {
     fn from(key: &ObjectKey) -> Self {
