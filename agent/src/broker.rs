@@ -40,6 +40,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Settings.
     pub settings: BrokerSettings,
+    /// The partition logs this agent writes and reads.
+    pub logs: std::sync::Arc<crate::log::PartitionLogs>,
 }
 
 impl Broker {

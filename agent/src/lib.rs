@@ -7,6 +7,8 @@
 //! |---|---|
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
+//! | [`log`] | the write path (offsets, segment flushes, commits, acknowledgements) and the read path |
+//! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //!
 //! # Invariants
 //!
@@ -18,10 +20,13 @@
 //! - Every metadata error maps to a Kafka error code in one exhaustive function
 //!   ([`kafka::errors`]).
 //!
-//! Not built yet (the agent's next milestones): Produce and Fetch through the
-//! write and read paths, consumer groups, many agents with balanced leadership.
+//! Not built yet (the agent's next milestones): the local write-ahead log and
+//! read cache in the data path, idempotent producers, consumer groups, many agents
+//! with balanced leadership.
 
 pub mod broker;
 pub mod kafka;
+pub mod log;
+pub mod records;
 
 pub use broker::{Broker, BrokerSettings};

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fjord_agent::log::{LogSettings, PartitionLogs};
 use fjord_agent::{Broker, BrokerSettings};
-use fjord_common::{IdGenerator, RandomIds};
+use fjord_common::{IdGenerator, RandomIds, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,9 @@ struct AgentArgs {
     /// Create unknown topics named in Metadata requests (auto.create.topics.enable).
     #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     auto_create_topics: bool,
+    /// How often accepted batches are flushed into a segment object.
+    #[arg(long, env = "FJORD_FLUSH_INTERVAL_MS", default_value_t = 100)]
+    flush_interval_ms: u64,
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
     num_partitions: i32,
@@ -115,12 +119,33 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     );
 
     let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
+    let bucket_dir = args.data_dir.join("bucket");
+    std::fs::create_dir_all(&bucket_dir)
+        .with_context(|| format!("creating {}", bucket_dir.display()))?;
+    let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&bucket_dir)
+            .with_context(|| format!("opening the bucket directory {}", bucket_dir.display()))?,
+    );
+    let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
+    let logs = Arc::new(PartitionLogs::new(
+        store.clone(),
+        objects,
+        keys,
+        Arc::new(RandomIds::new()),
+        Arc::new(SystemClock),
+        agent.node_id,
+        LogSettings {
+            flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
+            ..LogSettings::default()
+        },
+    ));
     let broker = Arc::new(Broker {
         store: store.clone(),
         node_id: agent.node_id,
         advertised_host,
         advertised_port,
         cluster_id,
+        logs: logs.clone(),
         settings: BrokerSettings {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
@@ -128,6 +153,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         },
     });
     let shutdown = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
     tracing::info!(listen = %bound, "kafka listener ready");
     let kafka = tokio::spawn(fjord_agent::kafka::serve(
         listener,
@@ -158,6 +184,8 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     heartbeat.await.context("heartbeat task")?;
     kafka.await.context("kafka listener task")?;
+    // The flusher commits what was accepted before it stops.
+    flusher.await.context("flusher task")?;
     store
         .deregister_agent(agent.node_id)
         .await

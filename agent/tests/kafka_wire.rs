@@ -117,12 +117,18 @@ fn bad_input_closes_the_connection_and_the_agent_keeps_serving() {
     unknown_api.put_i32(1);
     unknown_api.put_i16(-1);
     assert_closed_without_answer(&agent, "unknown api key", &frame(&unknown_api));
-    let mut produce = BytesMut::new();
-    produce.put_i16(ApiKey::Produce as i16);
-    produce.put_i16(9);
-    produce.put_i32(1);
-    produce.put_i16(-1);
-    assert_closed_without_answer(&agent, "api not served", &frame(&produce));
+    let mut join_group = BytesMut::new();
+    join_group.put_i16(ApiKey::JoinGroup as i16);
+    join_group.put_i16(5);
+    join_group.put_i32(1);
+    join_group.put_i16(-1);
+    assert_closed_without_answer(&agent, "api not served", &frame(&join_group));
+    let mut old_produce = BytesMut::new();
+    old_produce.put_i16(ApiKey::Produce as i16);
+    old_produce.put_i16(2);
+    old_produce.put_i32(1);
+    old_produce.put_i16(-1);
+    assert_closed_without_answer(&agent, "produce version not served", &frame(&old_produce));
     let mut truncated = api_versions_request(3, 7);
     truncated.truncate(truncated.len() - 5);
     assert_closed_without_answer(&agent, "truncated frame", &truncated);
@@ -228,4 +234,97 @@ fn kafka_python_admin_manages_topics_and_kcat_sees_them() {
         .unwrap();
     let listing = String::from_utf8(again.stdout).unwrap();
     assert!(listing.contains("\"topic\":\"auto-created\""), "{listing}");
+}
+
+/// A v2 record batch with `count` records (opaque record bytes), CRC-32C correct.
+fn record_batch(count: i32) -> bytes::Bytes {
+    let mut body = BytesMut::new();
+    body.put_i16(0); // attributes: no compression
+    body.put_i32(count - 1); // lastOffsetDelta
+    body.put_i64(1_700_000_000_000); // baseTimestamp
+    body.put_i64(1_700_000_000_000); // maxTimestamp
+    body.put_i64(-1); // producerId
+    body.put_i16(-1); // producerEpoch
+    body.put_i32(-1); // baseSequence
+    body.put_i32(count);
+    for i in 0..count {
+        // A record: length, attributes, timestamp delta, offset delta, key, value, headers
+        // (varints; all small, so one byte each).
+        let record = [0u8, 0, (i * 2) as u8, 1, 0x02, b'v', 0];
+        body.put_u8((record.len() * 2) as u8);
+        body.put_slice(&record);
+    }
+    let crc = crc32c::crc32c(&body);
+    let mut batch = BytesMut::new();
+    batch.put_i64(0);
+    batch.put_i32((body.len() + 9) as i32);
+    batch.put_i32(-1);
+    batch.put_i8(2);
+    batch.put_u32(crc);
+    batch.put_slice(&body);
+    batch.freeze()
+}
+
+fn produce(
+    stream: &mut TcpStream,
+    topic: &str,
+    records: bytes::Bytes,
+    correlation_id: i32,
+) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let version = 7;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Produce as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.to_owned()));
+    topic_data.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic_data];
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, ApiKey::Produce.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    stream.write_all(&frame(&body)).unwrap();
+    let mut response = bytes::Bytes::from(read_frame(stream).expect("a produce response"));
+    assert_eq!(response.get_i32(), correlation_id);
+    let decoded = ProduceResponse::decode(&mut response, version).unwrap();
+    let partition = &decoded.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+#[test]
+fn a_batch_with_a_bad_crc_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(dir.path(), &["--flush-interval-ms", "10"]);
+    // A metadata request creates the topic (auto.create.topics.enable), as a
+    // client's first metadata lookup would.
+    let listing = Command::new("kcat")
+        .args(["-b", &agent.address(), "-L", "-t", "crc"])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    let mut stream = connect(&agent);
+    let good = record_batch(3);
+    let mut bad = good.to_vec();
+    let last = bad.len() - 2;
+    bad[last] ^= 0x01; // a record byte: covered by the CRC
+    let (error, _) = produce(&mut stream, "crc", bytes::Bytes::from(bad), 1);
+    assert_eq!(error, 2, "CORRUPT_MESSAGE");
+    let mut truncated = good.to_vec();
+    truncated.truncate(good.len() - 4);
+    let (error, _) = produce(&mut stream, "crc", bytes::Bytes::from(truncated), 2);
+    assert_eq!(error, 2, "CORRUPT_MESSAGE for a truncated batch");
+    // The refused batches took no offsets: the first good one starts at 0.
+    assert_eq!(produce(&mut stream, "crc", good.clone(), 3), (0, 0));
+    assert_eq!(produce(&mut stream, "crc", good, 4), (0, 3));
+    assert_serving(&agent);
 }

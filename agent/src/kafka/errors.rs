@@ -1,6 +1,9 @@
 //! The one mapping from Fjord's errors to Kafka error codes.
 
 use fjord_metadata::{ErrorKind, MetadataError};
+
+use crate::log::LogError;
+use crate::records::BatchError;
 use kafka_protocol::error::ResponseError;
 
 /// The Kafka error a metadata error becomes, for APIs about topics. Exhaustive on
@@ -26,5 +29,17 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
             | ErrorKind::Corrupt
             | ErrorKind::Internal => ResponseError::UnknownServerError,
         },
+    }
+}
+
+/// The Kafka error a produce or fetch failure becomes.
+pub fn log_error(error: &LogError) -> ResponseError {
+    match error {
+        LogError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
+        LogError::Batch(BatchError::Unsupported(_)) => ResponseError::UnsupportedForMessageFormat,
+        LogError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+        LogError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

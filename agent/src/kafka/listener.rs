@@ -1,12 +1,15 @@
 //! Accepting connections, framing, and dispatch.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader,
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -79,8 +82,19 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
     }
 }
 
+/// Produce requests whose commits a connection awaits at once; further requests
+/// wait to be read.
+const MAX_IN_FLIGHT_PRODUCES: usize = 32;
+
+type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, Close>> + Send>>;
+
 /// Serves one connection until the peer closes it or sends something that closes
 /// it (see the module docs).
+///
+/// Produce requests are appended (offsets assigned) in the order they arrive and
+/// then await their commits concurrently, so a client's pipelined produce requests
+/// share flushes; every other request first waits for those in flight and is then
+/// handled alone. Responses leave in request order either way.
 pub async fn serve_connection<S>(stream: S, broker: Arc<Broker>) -> Result<(), std::io::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -89,18 +103,85 @@ where
         .length_field_length(4)
         .max_frame_length(broker.settings.max_request_bytes)
         .new_codec();
-    let mut framed = Framed::new(stream, codec);
-    while let Some(frame) = framed.next().await {
-        let frame = frame?;
-        match respond(&broker, frame.freeze()).await {
-            Ok(response) => framed.send(response).await?,
-            Err(close) => {
-                tracing::info!(reason = %close, "closing kafka connection");
-                return Ok(());
+    let (mut sink, mut frames) = Framed::new(stream, codec).split();
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
+                Ok(Some(response)) => sink.send(response).await?,
+                Ok(None) => {}
+                Err(close) => {
+                    tracing::info!(reason = %close, "closing kafka connection");
+                    return Ok(());
+                }
+            },
+            frame = frames.next(), if in_flight.len() < MAX_IN_FLIGHT_PRODUCES => {
+                let Some(frame) = frame else { break };
+                let decoded = match decode(frame?.freeze()) {
+                    Ok(Decoded::Request(request)) => *request,
+                    Ok(Decoded::Answer(answer)) => {
+                        drain(&mut in_flight, &mut sink).await?;
+                        sink.send(answer).await?;
+                        continue;
+                    }
+                    Err(close) => {
+                        tracing::info!(reason = %close, "closing kafka connection");
+                        return Ok(());
+                    }
+                };
+                let DecodedRequest { api, version, correlation_id, request } = decoded;
+                if let RequestKind::Produce(produce) = request {
+                    let completion = handlers::produce::append(&broker, produce, version).await;
+                    in_flight.push_back(Box::pin(async move {
+                        match completion.await {
+                            Some(response) => encode(api, version, correlation_id, ResponseKind::Produce(response)).map(Some),
+                            None => Ok(None),
+                        }
+                    }));
+                    continue;
+                }
+                if !drain(&mut in_flight, &mut sink).await? {
+                    return Ok(());
+                }
+                let answer = match handlers::handle(&broker, api, version, request).await {
+                    Ok(response) => encode(api, version, correlation_id, response),
+                    Err(close) => Err(close),
+                };
+                match answer {
+                    Ok(bytes) => sink.send(bytes).await?,
+                    Err(close) => {
+                        tracing::info!(reason = %close, "closing kafka connection");
+                        return Ok(());
+                    }
+                }
             }
         }
     }
+    drain(&mut in_flight, &mut sink).await?;
     Ok(())
+}
+
+/// Sends the responses of every request in flight, in order. False when one of
+/// them closes the connection.
+async fn drain<W>(
+    in_flight: &mut FuturesOrdered<Pending>,
+    sink: &mut W,
+) -> Result<bool, std::io::Error>
+where
+    W: futures::Sink<Bytes, Error = std::io::Error> + Unpin,
+{
+    while let Some(done) = in_flight.next().await {
+        match done {
+            Ok(Some(response)) => sink.send(response).await?,
+            Ok(None) => {}
+            Err(close) => {
+                tracing::info!(reason = %close, "closing kafka connection");
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The answer to an `ApiVersions` request of a version this broker does not know:
@@ -119,7 +200,20 @@ fn unsupported_api_versions(correlation_id: i32) -> Result<Bytes, Close> {
     Ok(out.freeze())
 }
 
-async fn respond(broker: &Broker, frame: Bytes) -> Result<Bytes, Close> {
+struct DecodedRequest {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: RequestKind,
+}
+
+enum Decoded {
+    Request(Box<DecodedRequest>),
+    /// Answered without a handler (the `ApiVersions` fallback).
+    Answer(Bytes),
+}
+
+fn decode(frame: Bytes) -> Result<Decoded, Close> {
     let mut peek = frame.clone();
     if peek.remaining() < 8 {
         return Err(Close::ShortFrame(frame.len()));
@@ -131,7 +225,7 @@ async fn respond(broker: &Broker, frame: Bytes) -> Result<Bytes, Close> {
     let served = versions::range_of(api).is_some_and(|(min, max)| (min..=max).contains(&version));
     if !served {
         if api == ApiKey::ApiVersions {
-            return unsupported_api_versions(correlation_id);
+            return unsupported_api_versions(correlation_id).map(Decoded::Answer);
         }
         return Err(Close::UnsupportedVersion { api, version });
     }
@@ -145,8 +239,20 @@ async fn respond(broker: &Broker, frame: Bytes) -> Result<Bytes, Close> {
         .map_err(|e| malformed(e.to_string()))?;
     let request =
         RequestKind::decode(api, &mut body, version).map_err(|e| malformed(format!("{e:#}")))?;
-    let response = handlers::handle(broker, api, version, request).await?;
+    Ok(Decoded::Request(Box::new(DecodedRequest {
+        api,
+        version,
+        correlation_id: header.correlation_id,
+        request,
+    })))
+}
 
+fn encode(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: ResponseKind,
+) -> Result<Bytes, Close> {
     let mut out = BytesMut::new();
     let encode_error = |e: anyhow::Error| Close::Encode {
         api,
@@ -154,7 +260,7 @@ async fn respond(broker: &Broker, frame: Bytes) -> Result<Bytes, Close> {
         reason: format!("{e:#}"),
     };
     let mut response_header = ResponseHeader::default();
-    response_header.correlation_id = header.correlation_id;
+    response_header.correlation_id = correlation_id;
     response_header
         .encode(&mut out, api.response_header_version(version))
         .map_err(encode_error)?;

@@ -6,6 +6,10 @@ use kafka_protocol::messages::ApiKey;
 /// `(api, min, max)` for every API this broker serves. Each range lies inside the
 /// codec's own range for that API (checked by a test).
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    // v13 onwards names topics by id only.
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),

@@ -11,18 +11,27 @@ use crate::Broker;
 use crate::kafka::errors::metadata_error;
 use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic};
 
-pub(super) async fn handle(broker: &Broker, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         // Replicas are the bucket's business; any requested factor is honoured by
         // object storage, so it is reported back as asked (-1 means default: 1).
-        result.replication_factor = if topic.replication_factor < 0 {
+        let replication_factor = if topic.replication_factor < 0 {
             1
         } else {
             topic.replication_factor
         };
+        // Counts are reported from v5, the topic id from v7.
+        let (reports_counts, reports_id) = (version >= 5, version >= 7);
+        if reports_counts {
+            result.replication_factor = replication_factor;
+        }
         let partitions = if !topic.assignments.is_empty() {
             i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX)
         } else if topic.num_partitions == -1 {
@@ -77,15 +86,20 @@ pub(super) async fn handle(broker: &Broker, request: CreateTopicsRequest) -> Cre
                     ResponseError::TopicAlreadyExists,
                     format!("topic '{}' already exists", spec.name),
                 ),
-                Err(_) => result.num_partitions = partitions,
+                Err(_) if reports_counts => result.num_partitions = partitions,
+                Err(_) => {}
             }
             response.topics.push(result);
             continue;
         }
         match broker.store.create_topic(spec).await {
             Ok(created) => {
-                result.topic_id = created.id.0;
-                result.num_partitions = created.partition_count;
+                if reports_id {
+                    result.topic_id = created.id.0;
+                }
+                if reports_counts {
+                    result.num_partitions = created.partition_count;
+                }
             }
             Err(error) => {
                 let code = match &error {

@@ -9,7 +9,11 @@ use crate::Broker;
 use crate::kafka::errors::metadata_error;
 use fjord_metadata::{MetadataError, TopicId};
 
-pub(super) async fn handle(broker: &Broker, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
         .topic_names
         .into_iter()
@@ -36,7 +40,9 @@ pub(super) async fn handle(broker: &Broker, request: DeleteTopicsRequest) -> Del
         };
         match deleted {
             Ok(topic) => {
-                result.topic_id = topic.id.0;
+                if version >= 6 {
+                    result.topic_id = topic.id.0;
+                }
                 result.name = Some(TopicName(StrBytes::from_string(topic.name)));
             }
             Err(error) => {
@@ -47,7 +53,9 @@ pub(super) async fn handle(broker: &Broker, request: DeleteTopicsRequest) -> Del
                     other => metadata_error(other),
                 };
                 result.error_code = code.code();
-                result.error_message = Some(StrBytes::from_string(error.to_string()));
+                if version >= 5 {
+                    result.error_message = Some(StrBytes::from_string(error.to_string()));
+                }
             }
         }
         response.responses.push(result);

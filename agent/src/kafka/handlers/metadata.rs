@@ -23,10 +23,12 @@ fn topic_error(
     topic
 }
 
-async fn describe(broker: &Broker, topic: &TopicMeta) -> MetadataResponseTopic {
+async fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let mut response = MetadataResponseTopic::default();
     response.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
-    response.topic_id = topic.id.0;
+    if version >= 10 {
+        response.topic_id = topic.id.0;
+    }
     let states = match broker.store.partition_states(topic.id).await {
         Ok(states) => states,
         Err(error) => {
@@ -44,7 +46,9 @@ async fn describe(broker: &Broker, topic: &TopicMeta) -> MetadataResponseTopic {
             // One agent serves every partition until leadership is balanced over
             // many agents; the epoch is the one recorded in metadata.
             partition.leader_id = me;
-            partition.leader_epoch = state.leader_epoch;
+            if version >= 7 {
+                partition.leader_epoch = state.leader_epoch;
+            }
             partition.replica_nodes = vec![me];
             partition.isr_nodes = vec![me];
             partition
@@ -64,8 +68,12 @@ pub(super) async fn handle(
     me.host = StrBytes::from_string(broker.advertised_host.clone());
     me.port = i32::from(broker.advertised_port);
     response.brokers = vec![me];
-    response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
-    response.controller_id = BrokerId(broker.node_id);
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    if version >= 1 {
+        response.controller_id = BrokerId(broker.node_id);
+    }
 
     // v0 has no null list: an empty one means every topic.
     let all_topics = request
@@ -76,7 +84,7 @@ pub(super) async fn handle(
         match broker.store.list_topics().await {
             Ok(topics) => {
                 for topic in &topics {
-                    response.topics.push(describe(broker, topic).await);
+                    response.topics.push(describe(broker, topic, version).await);
                 }
             }
             Err(error) => {
@@ -108,7 +116,7 @@ pub(super) async fn handle(
             }
         };
         let topic = match found {
-            Ok(topic) => describe(broker, &topic).await,
+            Ok(topic) => describe(broker, &topic, version).await,
             Err(MetadataError::UnknownTopic { .. }) if requested.name.is_none() => {
                 topic_error(None, requested.topic_id, ResponseError::UnknownTopicId)
             }

@@ -5,7 +5,10 @@
 pub(crate) mod api_versions;
 mod create_topics;
 mod delete_topics;
+mod fetch;
+mod list_offsets;
 mod metadata;
+pub(crate) mod produce;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
@@ -24,10 +27,16 @@ pub(crate) async fn handle(
             ResponseKind::Metadata(metadata::handle(broker, request, version).await)
         }
         RequestKind::CreateTopics(request) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, request).await)
+            ResponseKind::CreateTopics(create_topics::handle(broker, request, version).await)
         }
         RequestKind::DeleteTopics(request) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, request).await)
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, request, version).await)
+        }
+        RequestKind::Fetch(request) => {
+            ResponseKind::Fetch(fetch::handle(broker, request, version).await)
+        }
+        RequestKind::ListOffsets(request) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, request, version).await)
         }
         // The version table admits no other API, so nothing else reaches here;
         // closing is the safe answer regardless.

@@ -1,0 +1,104 @@
+//! `Fetch` (session-less): committed batches from each requested offset, waiting
+//! up to `max_wait_ms` for new commits while nothing is available.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use crate::Broker;
+use crate::kafka::errors::log_error;
+use crate::log::LogError;
+use fjord_metadata::{MetadataError, TopicPartition};
+
+async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize) {
+    let mut response = FetchResponse::default();
+    let mut total = 0usize;
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+    for topic in &request.topics {
+        let meta = broker.store.describe_topic(topic.topic.0.as_str()).await;
+        let mut topic_response = FetchableTopicResponse::default();
+        topic_response.topic = topic.topic.clone();
+        topic_response.topic_id = topic.topic_id;
+        for partition in &topic.partitions {
+            let mut data = PartitionData::default();
+            data.partition_index = partition.partition;
+            data.high_watermark = -1;
+            data.last_stable_offset = -1;
+            match &meta {
+                Err(MetadataError::UnknownTopic { .. }) => {
+                    data.error_code = ResponseError::UnknownTopicOrPartition.code()
+                }
+                Err(_) => data.error_code = ResponseError::KafkaStorageError.code(),
+                Ok(meta)
+                    if partition.partition < 0 || partition.partition >= meta.partition_count =>
+                {
+                    data.error_code = ResponseError::UnknownTopicOrPartition.code();
+                }
+                Ok(meta) => {
+                    let tp = TopicPartition::new(meta.id, partition.partition);
+                    let budget = usize::try_from(partition.partition_max_bytes)
+                        .unwrap_or(0)
+                        .min(max_bytes.saturating_sub(total))
+                        .max(1);
+                    match broker.logs.read(tp, partition.fetch_offset, budget).await {
+                        Ok(read) => {
+                            data.high_watermark = read.high_watermark;
+                            data.last_stable_offset = read.high_watermark;
+                            if version >= 5 {
+                                data.log_start_offset = read.log_start_offset;
+                            }
+                            total += read.records.len();
+                            data.records = Some(read.records);
+                        }
+                        Err(error) => {
+                            if let LogError::OffsetOutOfRange {
+                                log_start,
+                                high_watermark,
+                                ..
+                            } = &error
+                            {
+                                data.high_watermark = *high_watermark;
+                                data.last_stable_offset = *high_watermark;
+                                if version >= 5 {
+                                    data.log_start_offset = *log_start;
+                                }
+                            }
+                            data.error_code = log_error(&error).code();
+                        }
+                    }
+                }
+            }
+            topic_response.partitions.push(data);
+        }
+        response.responses.push(topic_response);
+    }
+    (response, total)
+}
+
+pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut commits = broker.logs.commits();
+    loop {
+        commits.borrow_and_update();
+        let (response, bytes) = read_all(broker, &request, version).await;
+        let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+        let has_error = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .any(|p| p.error_code != 0);
+        if bytes >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+            return response;
+        }
+        // Nothing yet: wait for the next commit, or the deadline.
+        if tokio::time::timeout_at(deadline, commits.changed())
+            .await
+            .is_err()
+        {
+            return read_all(broker, &request, version).await.0;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Kafka v2 record batches (magic 2) as the broker sees them: a header to
+//! validate and two fields to rewrite (`baseOffset`, `partitionLeaderEpoch`, which
+//! the CRC does not cover). Records inside a batch are never decoded: batches are
+//! stored and served byte for byte.
+//!
+//! Header layout (big-endian), from Apache Kafka's `DefaultRecordBatch`:
+//!
+//! ```text
+//! 0  baseOffset i64 | 8  batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8
+//! 17 crc u32 (CRC-32C of bytes 21..end) | 21 attributes i16 | 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
+//! 53 baseSequence i32 | 57 recordCount i32 | 61 records...
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Bytes before the records of a batch.
+pub const BATCH_HEADER_LEN: usize = 61;
+const LENGTH_FIELD_END: usize = 12;
+const CRC_COVERED_FROM: usize = 21;
+const TRANSACTIONAL_FLAG: i16 = 0x10;
+const CONTROL_FLAG: i16 = 0x20;
+
+/// Why a batch is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Truncated, inconsistent lengths, or a checksum mismatch (`CORRUPT_MESSAGE`).
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// Well-formed but not something this broker accepts (`INVALID_RECORD` /
+    /// `UNSUPPORTED_FOR_MESSAGE_FORMAT`).
+    #[error("unsupported record batch: {0}")]
+    Unsupported(String),
+}
+
+/// One validated batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The whole batch, as sent.
+    pub bytes: Bytes,
+    /// `lastOffsetDelta`: the batch spans `lastOffsetDelta + 1` offsets.
+    pub last_offset_delta: i32,
+    /// Records in the batch.
+    pub record_count: i32,
+    /// The batch's `maxTimestamp`.
+    pub max_timestamp: i64,
+    /// `baseOffset` as stored.
+    pub base_offset: i64,
+}
+
+fn read_i16(bytes: &[u8], at: usize) -> i16 {
+    let mut field = [0u8; 2];
+    field.copy_from_slice(&bytes[at..at + 2]);
+    i16::from_be_bytes(field)
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    let mut field = [0u8; 4];
+    field.copy_from_slice(&bytes[at..at + 4]);
+    i32::from_be_bytes(field)
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    let mut field = [0u8; 8];
+    field.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(field)
+}
+
+/// Splits `records` into batches, validating each header and checksum. Every
+/// slice index is checked against the length first: bytes from the network never
+/// cause a panic.
+pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
+    let mut batches = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let rest = &records[at..];
+        if rest.len() < BATCH_HEADER_LEN {
+            return Err(BatchError::Corrupt(format!(
+                "{} trailing bytes are shorter than a batch header",
+                rest.len()
+            )));
+        }
+        let batch_length = read_i32(rest, 8);
+        let total = usize::try_from(batch_length)
+            .ok()
+            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
+            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())
+            .ok_or_else(|| {
+                BatchError::Corrupt(format!(
+                    "batch length {batch_length} does not fit the {} bytes left",
+                    rest.len()
+                ))
+            })?;
+        let bytes = &rest[..total];
+        let magic = bytes[16];
+        if magic != 2 {
+            return Err(BatchError::Unsupported(format!(
+                "record batch magic {magic}; only magic 2 (Kafka 0.11+) is accepted"
+            )));
+        }
+        let mut crc_field = [0u8; 4];
+        crc_field.copy_from_slice(&bytes[17..21]);
+        let stored_crc = u32::from_be_bytes(crc_field);
+        let computed_crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+        if stored_crc != computed_crc {
+            return Err(BatchError::Corrupt(format!(
+                "crc mismatch: stored {stored_crc:#010x}, computed {computed_crc:#010x}"
+            )));
+        }
+        let attributes = read_i16(bytes, 21);
+        if attributes & (TRANSACTIONAL_FLAG | CONTROL_FLAG) != 0 {
+            return Err(BatchError::Unsupported(
+                "transactional and control batches are not supported yet".into(),
+            ));
+        }
+        let last_offset_delta = read_i32(bytes, 23);
+        let record_count = read_i32(bytes, 57);
+        if last_offset_delta < 0 || record_count < 1 || record_count > last_offset_delta + 1 {
+            return Err(BatchError::Corrupt(format!(
+                "{record_count} records over offset delta {last_offset_delta}"
+            )));
+        }
+        batches.push(Batch {
+            bytes: records.slice(at..at + total),
+            last_offset_delta,
+            record_count,
+            max_timestamp: read_i64(bytes, 35),
+            base_offset: read_i64(bytes, 0),
+        });
+        at += total;
+    }
+    if batches.is_empty() {
+        return Err(BatchError::Corrupt("no record batch".into()));
+    }
+    Ok(batches)
+}
+
+/// The batch with its `baseOffset` and `partitionLeaderEpoch` set by the leader
+/// (neither is covered by the CRC, so the checksum stays valid).
+pub fn assign_offset(batch: &Bytes, base_offset: i64, leader_epoch: i32) -> Bytes {
+    let mut out = BytesMut::with_capacity(batch.len());
+    out.put_i64(base_offset);
+    out.put_slice(&batch[8..12]);
+    out.put_i32(leader_epoch);
+    out.put_slice(&batch[16..]);
+    out.freeze()
+}
+
+/// Drops the batches that end before `offset` from stored (valid) batches; the
+/// rest is returned as one buffer. Malformed input is returned unchanged.
+pub fn skip_before(stored: Bytes, offset: i64) -> Bytes {
+    let Ok(batches) = parse_batches(&stored) else {
+        return stored;
+    };
+    let first_needed = batches
+        .iter()
+        .position(|b| b.base_offset + i64::from(b.last_offset_delta) >= offset);
+    match first_needed {
+        None => Bytes::new(),
+        Some(0) => stored,
+        Some(index) => {
+            let start: usize = batches[..index].iter().map(|b| b.bytes.len()).sum();
+            stored.slice(start..)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid batch of `count` empty-valued records (records are opaque here).
+    fn batch(base_offset: i64, count: i32) -> Bytes {
+        let mut body = BytesMut::new();
+        body.put_i16(0); // attributes
+        body.put_i32(count - 1); // lastOffsetDelta
+        body.put_i64(1_000); // baseTimestamp
+        body.put_i64(2_000); // maxTimestamp
+        body.put_i64(-1); // producerId
+        body.put_i16(-1); // producerEpoch
+        body.put_i32(-1); // baseSequence
+        body.put_i32(count);
+        body.put_slice(&[7u8; 10]); // stand-in record bytes
+        let crc = crc32c::crc32c(&body);
+        let mut out = BytesMut::new();
+        out.put_i64(base_offset);
+        out.put_i32(i32::try_from(body.len() + 9).unwrap());
+        out.put_i32(0);
+        out.put_i8(2);
+        out.put_u32(crc);
+        out.put_slice(&body);
+        out.freeze()
+    }
+
+    #[test]
+    fn batches_parse_rewrite_and_skip() {
+        let mut both = BytesMut::new();
+        both.put_slice(&batch(0, 3));
+        both.put_slice(&batch(0, 2));
+        let parsed = parse_batches(&both.freeze()).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].record_count, 3);
+        let moved = assign_offset(&parsed[1].bytes, 3, 9);
+        let reparsed = parse_batches(&moved).unwrap();
+        assert_eq!(
+            reparsed[0].base_offset, 3,
+            "the crc still holds after rewriting"
+        );
+        let mut stored = BytesMut::new();
+        stored.put_slice(&assign_offset(&parsed[0].bytes, 0, 9));
+        stored.put_slice(&moved);
+        let stored = stored.freeze();
+        assert_eq!(skip_before(stored.clone(), 2), stored);
+        assert_eq!(skip_before(stored.clone(), 3), moved);
+        assert!(skip_before(stored, 5).is_empty());
+    }
+
+    #[test]
+    fn damage_is_refused_never_a_panic() {
+        let good = batch(0, 2);
+        let mut flipped = good.to_vec();
+        flipped[40] ^= 1;
+        assert!(matches!(
+            parse_batches(&Bytes::from(flipped)),
+            Err(BatchError::Corrupt(_))
+        ));
+        let mut magic = good.to_vec();
+        magic[16] = 1;
+        assert!(matches!(
+            parse_batches(&Bytes::from(magic)),
+            Err(BatchError::Unsupported(_))
+        ));
+        for len in 0..good.len() {
+            assert!(
+                parse_batches(&good.slice(..len)).is_err(),
+                "truncated at {len}"
+            );
+        }
+        for i in 0..good.len() {
+            for mask in [1u8, 0x80, 0xff] {
+                let mut bytes = good.to_vec();
+                bytes[i] ^= mask;
+                let _ = parse_batches(&Bytes::from(bytes));
+            }
+        }
+    }
+}
