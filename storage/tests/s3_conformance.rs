@@ -6,6 +6,10 @@
 //! The moto server must be installed (`scripts/install-deps.sh`); without it the
 //! S3 tests fail rather than skip, because CI installs it.
 
+// The shared assertions live in helper functions, which clippy's
+// allow-unwrap-in-tests does not cover.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
