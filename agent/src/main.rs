@@ -41,6 +41,11 @@ struct AgentArgs {
     /// Default: sqlite://<data-dir>/metadata.db.
     #[arg(long, env = "FJORD_METADATA_URL")]
     metadata_url: Option<String>,
+    /// Object storage URL: file://<dir>, s3://<bucket>[/<prefix>] (endpoint and
+    /// credentials from the AWS_* environment) or memory://.
+    /// Default: file://<data-dir>/bucket.
+    #[arg(long, env = "FJORD_STORAGE_URL")]
+    storage_url: Option<String>,
     /// The address the Kafka listener binds.
     #[arg(long, env = "FJORD_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
     kafka_listen: String,
@@ -119,13 +124,17 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     );
 
     let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
-    let bucket_dir = args.data_dir.join("bucket");
-    std::fs::create_dir_all(&bucket_dir)
-        .with_context(|| format!("creating {}", bucket_dir.display()))?;
-    let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
-        object_store::local::LocalFileSystem::new_with_prefix(&bucket_dir)
-            .with_context(|| format!("opening the bucket directory {}", bucket_dir.display()))?,
-    );
+    let storage_url = args
+        .storage_url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", args.data_dir.join("bucket").display()));
+    let opened = fjord_storage::object_store::open_store(
+        &storage_url,
+        &fjord_storage::object_store::StoreOptions::default(),
+    )
+    .with_context(|| format!("opening object storage at {storage_url}"))?;
+    tracing::info!(storage = %storage_url, "object storage ready");
+    let objects = opened.store;
     let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
     let logs = Arc::new(PartitionLogs::new(
         store.clone(),

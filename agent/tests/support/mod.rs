@@ -17,6 +17,11 @@ impl AgentProcess {
     /// Starts `fjord agent` over `data_dir` on a free loopback port and waits
     /// until its Kafka listener accepts connections.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// As [`AgentProcess::start`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -29,6 +34,7 @@ impl AgentProcess {
             .args(["--kafka-listen", &format!("127.0.0.1:{port}")])
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
