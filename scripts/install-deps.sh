@@ -24,8 +24,8 @@ fi
 
 # Python Kafka clients for the compatibility tests (pinned: tests assert on their
 # behaviour).
-python_packages=("kafka-python==2.2.15")
-python_modules=(kafka)
+python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0")
+python_modules=(kafka confluent_kafka aiokafka)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"
@@ -38,6 +38,20 @@ done
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server]"
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+# kafkajs (npm), pinned by tests/clients/node/package-lock.json.
+node_dir="$(dirname "$0")/../tests/clients/node"
+if ! command -v npm >/dev/null 2>&1; then
+    echo "installing Debian packages: nodejs npm"
+    sudo_cmd=()
+    if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [[ ! -d "$node_dir/node_modules/kafkajs" ]]; then
+    echo "installing kafkajs"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
