@@ -7,7 +7,8 @@
 //! |---|---|
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
-//! | [`log`] | the write path (offsets, segment flushes, commits, acknowledgements) and the read path |
+//! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
+//! | [`log`] | the write path (offsets, WAL, segment flushes, commits, acknowledgements) and the read path |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //!
 //! # Invariants
@@ -20,11 +21,11 @@
 //! - Every metadata error maps to a Kafka error code in one exhaustive function
 //!   ([`kafka::errors`]).
 //!
-//! Not built yet (the agent's next milestones): the local write-ahead log and
-//! read cache in the data path, idempotent producers, consumer groups, many agents
-//! with balanced leadership.
+//! Not built yet (the agent's next milestones): the read cache in the data path,
+//! transactions, many agents with balanced leadership.
 
 pub mod broker;
+pub mod idempotence;
 pub mod kafka;
 pub mod log;
 pub mod records;

@@ -1,42 +1,56 @@
-//! The partition logs this agent leads: the write path (validate, assign offsets,
-//! batch across partitions into one segment object, upload, commit, acknowledge)
-//! and the read path (index lookup, ranged GET, decode).
+//! The partition logs this agent leads: the write path (validate, check the
+//! idempotent producer's sequence, assign offsets, append to the WAL, batch across
+//! partitions into one segment object, upload, commit, acknowledge) and the read
+//! path (index lookup, ranged GET, decode).
 //!
 //! # Ordering invariants (the write path)
 //!
 //! 1. Offsets are assigned here, under one lock, by a leader-local counter that
 //!    starts at the partition's committed high watermark when leadership is taken
-//!    (with a new epoch).
+//!    (with a new epoch). The same lock orders the WAL: records are queued in the
+//!    order offsets were assigned, so WAL sequence numbers follow append order
+//!    across all partitions, and a flush that took every batch appended before it
+//!    may truncate the WAL through the last one's sequence.
 //! 2. A segment object is uploaded **before** the metadata commit that references
 //!    it. An object whose commit failed is an orphan nobody references; garbage
 //!    collection removes such objects after a grace period.
 //! 3. The commit checks every chunk's epoch and that it starts at the high
-//!    watermark; producers are acknowledged only after it succeeded.
+//!    watermark, and records the producers' idempotence state as of its last
+//!    batch; `acks=all` producers are acknowledged only after it succeeded.
+//!    `acks=1` producers are acknowledged once their batches are fsynced in the WAL.
 //! 4. One flush runs at a time, so commits for a partition apply in offset order.
 //!    When a flush fails, every partition in it is reset: its pending batches (also
 //!    those accepted after the flush began) fail with a retriable error, and the
 //!    partition's next producer re-takes leadership from the committed high
-//!    watermark — never a gap, never a silent loss.
+//!    watermark and producer state — never a gap, never a silent loss of an
+//!    `acks=all` batch.
+//! 5. At start-up the WAL's records past each partition's committed high
+//!    watermark are committed again (contiguous from the watermark, under the new
+//!    epoch) before anything else is accepted, so `acks=1` batches survive a crash
+//!    of the agent process when its disk survives.
 //!
-//! Not yet here: the local write-ahead log (`acks=1` is acknowledged at commit,
-//! like `acks=all`, which is stronger than Kafka promises), idempotent producers,
-//! the read cache, and leadership spread over many agents.
+//! Not yet here: the read cache, pipelined flushes, and leadership spread over
+//! many agents.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fjord_common::{Clock, IdGenerator};
 use fjord_metadata::{
-    ChunkCommit, MetadataError, MetadataStore, SegmentCommit, SegmentId, TopicPartition,
+    ChunkCommit, MetadataError, MetadataStore, ProducerCommit, ProducerState, SegmentCommit,
+    SegmentId, TopicId, TopicPartition,
 };
+use fjord_storage::wal::{AppendTicket, Wal, WalRecord};
 use fjord_storage::{ChunkMeta, ObjectKeys, SegmentWriter, WriterOptions};
+use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::idempotence::{Decision, ProducerTable, SequenceError};
 use crate::records::{self, BatchError};
 
 /// Write-path settings.
@@ -46,6 +60,10 @@ pub struct LogSettings {
     pub flush_interval: Duration,
     /// Flush as soon as this many bytes are pending.
     pub flush_bytes: usize,
+    /// Appends wait while this many bytes are accepted and not yet flushed.
+    pub max_pending_bytes: usize,
+    /// The largest record batch accepted (`message.max.bytes`).
+    pub max_batch_bytes: usize,
 }
 
 impl Default for LogSettings {
@@ -53,6 +71,9 @@ impl Default for LogSettings {
         Self {
             flush_interval: Duration::from_millis(100),
             flush_bytes: 4 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
+            // Kafka's default `message.max.bytes`.
+            max_batch_bytes: 1_048_588,
         }
     }
 }
@@ -63,6 +84,17 @@ pub enum LogError {
     /// A malformed batch.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// A batch larger than `message.max.bytes`.
+    #[error("record batch of {size} bytes exceeds message.max.bytes ({limit})")]
+    BatchTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An idempotent producer's epoch or sequence is wrong.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// Leadership moved; the client should refresh metadata.
     #[error("not the leader of {0}")]
     NotLeader(TopicPartition),
@@ -79,7 +111,7 @@ pub enum LogError {
         /// Next to be written.
         high_watermark: i64,
     },
-    /// Object storage or metadata failed; retrying may succeed.
+    /// Object storage, the WAL or metadata failed; retrying may succeed.
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -96,18 +128,64 @@ impl LogError {
     }
 }
 
+/// How much durability a producer waits for (Kafka's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: no answer.
+    None,
+    /// `acks=1`: on this agent's disk (the WAL).
+    Leader,
+    /// `acks=all` (`-1`): in the bucket and committed in metadata.
+    All,
+}
+
+impl Acks {
+    /// From the request's field; anything but 0 and 1 waits for everything.
+    pub fn from_request(acks: i16) -> Self {
+        match acks {
+            0 => Acks::None,
+            1 => Acks::Leader,
+            _ => Acks::All,
+        }
+    }
+}
+
+/// An accepted produce: its first offset, and a future that resolves (with the
+/// same offset) once it is as durable as asked.
+pub struct Appended {
+    /// The offset of the first record (for a duplicate: the original's).
+    pub base_offset: i64,
+    /// Resolves once the batches are durable as asked.
+    pub durable: BoxFuture<'static, Result<i64, LogError>>,
+}
+
+impl std::fmt::Debug for Appended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appended")
+            .field("base_offset", &self.base_offset)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Pending {
     batch: Bytes,
     base_offset: i64,
     last_offset: i64,
     record_count: u32,
     max_timestamp: i64,
+    /// The WAL record holding this batch, if it was written to the WAL.
+    wal_sequence: Option<u64>,
+    /// The producer's state once this batch is appended.
+    producer: Option<(i64, ProducerState)>,
     done: Option<oneshot::Sender<Result<(), LogError>>>,
 }
 
 struct PartitionWriter {
     epoch: i32,
     next_offset: i64,
+    /// The high watermark as committed by this leader.
+    committed: i64,
+    producers: ProducerTable,
     pending: Vec<Pending>,
 }
 
@@ -116,6 +194,9 @@ struct WriteState {
     partitions: HashMap<TopicPartition, PartitionWriter>,
     pending_bytes: usize,
 }
+
+/// What one flush took: per partition, its epoch and batches.
+type Taken = Vec<(TopicPartition, i32, Vec<Pending>)>;
 
 /// What a read returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +209,32 @@ pub struct ReadResult {
     pub records: Bytes,
 }
 
+/// A WAL record's payload: the partition and the batches appended to it.
+///
+/// ```text
+/// topic id: 16 bytes | partition: i32 BE | batches (offsets assigned)
+/// ```
+fn wal_payload(partition: TopicPartition, batches: &[&Bytes]) -> Bytes {
+    let len = 20 + batches.iter().map(|b| b.len()).sum::<usize>();
+    let mut out = BytesMut::with_capacity(len);
+    out.put_slice(partition.topic_id.0.as_bytes());
+    out.put_i32(partition.partition);
+    for batch in batches {
+        out.put_slice(batch);
+    }
+    out.freeze()
+}
+
+fn parse_wal_payload(mut payload: Bytes) -> Option<(TopicPartition, Bytes)> {
+    if payload.len() < 20 {
+        return None;
+    }
+    let topic = uuid::Uuid::from_slice(&payload[..16]).ok()?;
+    payload.advance(16);
+    let partition = payload.get_i32();
+    Some((TopicPartition::new(TopicId(topic), partition), payload))
+}
+
 /// The logs of the partitions this agent writes and reads.
 pub struct PartitionLogs {
     store: MetadataStore,
@@ -137,9 +244,14 @@ pub struct PartitionLogs {
     clock: Arc<dyn Clock>,
     node_id: i32,
     settings: LogSettings,
+    wal: Option<Wal>,
+    /// Held while offsets are assigned and the WAL record is queued; holds the
+    /// sequence number the next WAL record gets.
+    order: tokio::sync::Mutex<u64>,
     state: Mutex<WriteState>,
     flush_now: Notify,
-    commits: watch::Sender<u64>,
+    /// Bumped whenever a commit lands or a partition is reset.
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for PartitionLogs {
@@ -152,7 +264,10 @@ impl std::fmt::Debug for PartitionLogs {
 }
 
 impl PartitionLogs {
-    /// Logs writing segment objects under `keys` into `objects`.
+    /// Logs writing segment objects under `keys` into `objects`, with `wal` (and
+    /// the sequence number its next record gets) as the write-ahead log; without
+    /// one, `acks=1` waits for the commit like `acks=all`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: MetadataStore,
         objects: Arc<dyn ObjectStore>,
@@ -161,7 +276,12 @@ impl PartitionLogs {
         clock: Arc<dyn Clock>,
         node_id: i32,
         settings: LogSettings,
+        wal: Option<(Wal, u64)>,
     ) -> Self {
+        let (wal, next_sequence) = match wal {
+            Some((wal, next)) => (Some(wal), next),
+            None => (None, 1),
+        };
         Self {
             store,
             objects,
@@ -170,9 +290,11 @@ impl PartitionLogs {
             clock,
             node_id,
             settings,
+            wal,
+            order: tokio::sync::Mutex::new(next_sequence),
             state: Mutex::default(),
             flush_now: Notify::new(),
-            commits: watch::channel(0).0,
+            changes: watch::channel(0).0,
         }
     }
 
@@ -183,72 +305,296 @@ impl PartitionLogs {
     /// A receiver that changes whenever a commit lands (long-polling fetches wait
     /// on it).
     pub fn commits(&self) -> watch::Receiver<u64> {
-        self.commits.subscribe()
+        self.changes.subscribe()
     }
 
-    /// Validates `records` (one or more batches), assigns their offsets and queues
-    /// them for the next flush. Returns the first assigned offset and a receiver
-    /// that resolves once the batches are committed.
+    /// Takes leadership of `partition` unless this agent holds it already, reading
+    /// the committed high watermark and producer states.
+    async fn ensure_leader(&self, partition: TopicPartition) -> Result<(), LogError> {
+        if self.lock().partitions.contains_key(&partition) {
+            return Ok(());
+        }
+        let state = self
+            .store
+            .acquire_leadership(partition, self.node_id)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))?;
+        let producers = self
+            .store
+            .producer_states(partition)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))?;
+        tracing::info!(%partition, epoch = state.leader_epoch, high_watermark = state.high_watermark, producers = producers.len(), "took leadership");
+        self.lock()
+            .partitions
+            .entry(partition)
+            .or_insert(PartitionWriter {
+                epoch: state.leader_epoch,
+                next_offset: state.high_watermark,
+                committed: state.high_watermark,
+                producers: ProducerTable::from_committed(producers),
+                pending: Vec::new(),
+            });
+        Ok(())
+    }
+
+    /// Waits while more than the allowed bytes are accepted and unflushed.
+    async fn wait_for_room(&self) {
+        loop {
+            let mut changes = self.changes.subscribe();
+            if self.lock().pending_bytes < self.settings.max_pending_bytes {
+                return;
+            }
+            self.flush_now.notify_one();
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Validates `records` (one or more batches), checks the idempotent
+    /// producer's sequence, assigns offsets, queues the batches in the WAL and
+    /// for the next flush. The returned future resolves as `acks` asks.
     pub async fn append(
-        &self,
+        self: &Arc<Self>,
         partition: TopicPartition,
         records: &Bytes,
-    ) -> Result<(i64, oneshot::Receiver<Result<(), LogError>>), LogError> {
+        acks: Acks,
+    ) -> Result<Appended, LogError> {
         let batches = records::parse_batches(records)?;
-        let loaded = self.lock().partitions.contains_key(&partition);
-        if !loaded {
-            let state = self
-                .store
-                .acquire_leadership(partition, self.node_id)
-                .await
-                .map_err(|e| LogError::from_metadata(partition, e))?;
-            tracing::info!(%partition, epoch = state.leader_epoch, high_watermark = state.high_watermark, "took leadership");
-            let mut write = self.lock();
-            write
-                .partitions
-                .entry(partition)
-                .or_insert(PartitionWriter {
-                    epoch: state.leader_epoch,
-                    next_offset: state.high_watermark,
-                    pending: Vec::new(),
-                });
-        }
-        let (done, receiver) = oneshot::channel();
-        let mut write = self.lock();
-        let WriteState {
-            partitions,
-            pending_bytes,
-        } = &mut *write;
-        let writer = partitions
-            .get_mut(&partition)
-            .ok_or(LogError::NotLeader(partition))?;
-        let base_offset = writer.next_offset;
-        let count = batches.len();
-        let mut done = Some(done);
-        for (index, batch) in batches.into_iter().enumerate() {
-            let offset = writer.next_offset;
-            let last_offset = offset + i64::from(batch.last_offset_delta);
-            let bytes = records::assign_offset(&batch.bytes, offset, writer.epoch);
-            *pending_bytes += bytes.len();
-            writer.pending.push(Pending {
-                batch: bytes,
-                base_offset: offset,
-                last_offset,
-                record_count: u32::try_from(batch.record_count).unwrap_or(0),
-                max_timestamp: batch.max_timestamp,
-                // The request's waiter rides on its last batch.
-                done: if index + 1 == count {
-                    done.take()
-                } else {
-                    None
-                },
+        if let Some(large) = batches
+            .iter()
+            .find(|b| b.bytes.len() > self.settings.max_batch_bytes)
+        {
+            return Err(LogError::BatchTooLarge {
+                size: large.bytes.len(),
+                limit: self.settings.max_batch_bytes,
             });
-            writer.next_offset = last_offset + 1;
         }
-        if *pending_bytes >= self.settings.flush_bytes {
-            self.flush_now.notify_one();
+        if batches.len() > 1 && batches.iter().any(|b| b.producer_id >= 0) {
+            return Err(LogError::Batch(BatchError::Corrupt(
+                "an idempotent produce must hold one record batch per partition".into(),
+            )));
         }
-        Ok((base_offset, receiver))
+        self.wait_for_room().await;
+        self.ensure_leader(partition).await?;
+        let mut next_sequence = self.order.lock().await;
+        let (done, receiver) = oneshot::channel();
+        let (base_offset, payload) = {
+            let mut write = self.lock();
+            let WriteState {
+                partitions,
+                pending_bytes,
+            } = &mut *write;
+            let writer = partitions
+                .get_mut(&partition)
+                .ok_or(LogError::NotLeader(partition))?;
+            let decision = match batches.first() {
+                Some(first) => writer.producers.check(first, writer.next_offset)?,
+                None => Decision::Plain,
+            };
+            if let Decision::Duplicate {
+                base_offset,
+                last_offset,
+            } = decision
+            {
+                let epoch = writer.epoch;
+                drop(write);
+                drop(next_sequence);
+                let logs = self.clone();
+                return Ok(Appended {
+                    base_offset,
+                    durable: Box::pin(async move {
+                        logs.wait_committed(partition, epoch, last_offset).await?;
+                        Ok(base_offset)
+                    }),
+                });
+            }
+            writer.producers.apply(&decision);
+            let producer = match decision {
+                Decision::Append { producer_id, state } => Some((producer_id, state)),
+                Decision::Plain | Decision::Duplicate { .. } => None,
+            };
+            let wal_sequence = self.wal.as_ref().map(|_| *next_sequence);
+            let base_offset = writer.next_offset;
+            let count = batches.len();
+            let mut done = Some(done);
+            let mut stored = Vec::with_capacity(count);
+            for (index, batch) in batches.into_iter().enumerate() {
+                let offset = writer.next_offset;
+                let last_offset = offset + i64::from(batch.last_offset_delta);
+                let bytes = records::assign_offset(&batch.bytes, offset, writer.epoch);
+                *pending_bytes += bytes.len();
+                stored.push(bytes.clone());
+                let last = index + 1 == count;
+                writer.pending.push(Pending {
+                    batch: bytes,
+                    base_offset: offset,
+                    last_offset,
+                    record_count: u32::try_from(batch.record_count).unwrap_or(0),
+                    max_timestamp: batch.max_timestamp,
+                    wal_sequence,
+                    producer: if last { producer.clone() } else { None },
+                    // The request's waiter rides on its last batch.
+                    done: if last { done.take() } else { None },
+                });
+                writer.next_offset = last_offset + 1;
+            }
+            if *pending_bytes >= self.settings.flush_bytes {
+                self.flush_now.notify_one();
+            }
+            let payload = self
+                .wal
+                .as_ref()
+                .map(|_| wal_payload(partition, &stored.iter().collect::<Vec<_>>()));
+            (base_offset, payload)
+        };
+        let ticket: Option<Result<AppendTicket, _>> = match (&self.wal, payload) {
+            (Some(wal), Some(payload)) => {
+                let queued = wal.enqueue(payload).await;
+                if queued.is_ok() {
+                    *next_sequence += 1;
+                }
+                Some(queued)
+            }
+            _ => None,
+        };
+        drop(next_sequence);
+        let committed = async move {
+            receiver
+                .await
+                .unwrap_or_else(|_| Err(LogError::Storage("the flusher stopped".into())))
+                .map(|()| base_offset)
+        };
+        let durable: BoxFuture<'static, Result<i64, LogError>> = match (acks, ticket) {
+            (Acks::None, _) => Box::pin(async move { Ok(base_offset) }),
+            (Acks::Leader, Some(ticket)) => Box::pin(async move {
+                let written = match ticket {
+                    Ok(ticket) => ticket.await,
+                    Err(error) => Err(error),
+                };
+                written
+                    .map(|_| base_offset)
+                    .map_err(|e| LogError::Storage(format!("write-ahead log: {e}")))
+            }),
+            (Acks::Leader, None) | (Acks::All, _) => Box::pin(committed),
+        };
+        Ok(Appended {
+            base_offset,
+            durable,
+        })
+    }
+
+    /// Resolves once this leader has committed `partition` through `last_offset`
+    /// under `epoch`; fails if the partition was reset or moved meanwhile.
+    async fn wait_committed(
+        &self,
+        partition: TopicPartition,
+        epoch: i32,
+        last_offset: i64,
+    ) -> Result<(), LogError> {
+        let mut changes = self.changes.subscribe();
+        loop {
+            {
+                let write = self.lock();
+                match write.partitions.get(&partition) {
+                    Some(writer) if writer.epoch == epoch => {
+                        if writer.committed > last_offset {
+                            return Ok(());
+                        }
+                    }
+                    _ => return Err(LogError::NotLeader(partition)),
+                }
+            }
+            if changes.changed().await.is_err() {
+                return Err(LogError::Storage("the flusher stopped".into()));
+            }
+        }
+    }
+
+    /// Commits what the WAL holds beyond each partition's committed high
+    /// watermark (records of an earlier run of this agent that were accepted and
+    /// not committed), then truncates the WAL. Call once, before serving.
+    pub async fn recover(self: &Arc<Self>, records: Vec<WalRecord>) -> Result<usize, LogError> {
+        let Some(last_sequence) = records.last().map(|r| r.sequence) else {
+            return Ok(0);
+        };
+        let mut by_partition: BTreeMap<TopicPartition, Vec<records::Batch>> = BTreeMap::new();
+        for record in records {
+            let Some((partition, batches)) = parse_wal_payload(record.payload) else {
+                tracing::warn!(
+                    sequence = record.sequence,
+                    "skipping a malformed WAL record"
+                );
+                continue;
+            };
+            match records::parse_batches(&batches) {
+                Ok(parsed) => by_partition.entry(partition).or_default().extend(parsed),
+                Err(error) => {
+                    tracing::warn!(sequence = record.sequence, %error, "skipping a WAL record");
+                }
+            }
+        }
+        let mut recovered = 0;
+        for (partition, mut batches) in by_partition {
+            match self.ensure_leader(partition).await {
+                Ok(()) => {}
+                Err(LogError::UnknownPartition(_)) => continue,
+                Err(error) => return Err(error),
+            }
+            batches.sort_by_key(|b| b.base_offset);
+            let mut write = self.lock();
+            let WriteState {
+                partitions,
+                pending_bytes,
+            } = &mut *write;
+            let Some(writer) = partitions.get_mut(&partition) else {
+                continue;
+            };
+            for batch in batches {
+                if batch.base_offset < writer.next_offset {
+                    continue; // committed already
+                }
+                if batch.base_offset > writer.next_offset {
+                    tracing::warn!(%partition, expected = writer.next_offset, found = batch.base_offset, "WAL records do not follow the committed log; dropping the rest");
+                    break;
+                }
+                let decision = match writer.producers.check(&batch, batch.base_offset) {
+                    Ok(Decision::Duplicate { .. }) => continue,
+                    Ok(decision) => decision,
+                    Err(error) => {
+                        tracing::warn!(%partition, %error, "dropping WAL records after a sequence error");
+                        break;
+                    }
+                };
+                writer.producers.apply(&decision);
+                let bytes = records::assign_offset(&batch.bytes, batch.base_offset, writer.epoch);
+                *pending_bytes += bytes.len();
+                let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+                writer.pending.push(Pending {
+                    batch: bytes,
+                    base_offset: batch.base_offset,
+                    last_offset,
+                    record_count: u32::try_from(batch.record_count).unwrap_or(0),
+                    max_timestamp: batch.max_timestamp,
+                    wal_sequence: None,
+                    producer: match decision {
+                        Decision::Append { producer_id, state } => Some((producer_id, state)),
+                        _ => None,
+                    },
+                    done: None,
+                });
+                writer.next_offset = last_offset + 1;
+                recovered += 1;
+            }
+        }
+        if recovered > 0 {
+            self.flush_once().await?;
+        }
+        if let Some(wal) = &self.wal {
+            wal.truncate(last_sequence)
+                .await
+                .map_err(|e| LogError::Storage(format!("write-ahead log: {e}")))?;
+        }
+        Ok(recovered)
     }
 
     /// Flushes on the interval, or sooner when enough is pending, until `shutdown`;
@@ -257,13 +603,13 @@ impl PartitionLogs {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    self.flush_once().await;
+                    let _ = self.flush_once().await;
                     return;
                 }
                 _ = tokio::time::sleep(self.settings.flush_interval) => {}
                 _ = self.flush_now.notified() => {}
             }
-            self.flush_once().await;
+            let _ = self.flush_once().await;
         }
     }
 
@@ -282,8 +628,8 @@ impl PartitionLogs {
 
     /// Takes everything pending, writes it as one segment object, commits it and
     /// answers the producers.
-    pub async fn flush_once(&self) {
-        let taken: Vec<(TopicPartition, i32, Vec<Pending>)> = {
+    pub async fn flush_once(&self) -> Result<(), LogError> {
+        let taken: Taken = {
             let mut write = self.lock();
             let mut taken = Vec::new();
             let mut bytes = 0;
@@ -298,10 +644,25 @@ impl PartitionLogs {
             taken
         };
         if taken.is_empty() {
-            return;
+            return Ok(());
         }
+        let wal_through = taken
+            .iter()
+            .flat_map(|(_, _, pending)| pending.iter().filter_map(|p| p.wal_sequence))
+            .max();
         let result = self.write_segment(&taken).await;
         let failed = result.err();
+        if failed.is_none() {
+            let mut write = self.lock();
+            for (partition, epoch, pending) in &taken {
+                if let (Some(writer), Some(last)) =
+                    (write.partitions.get_mut(partition), pending.last())
+                    && writer.epoch == *epoch
+                {
+                    writer.committed = writer.committed.max(last.last_offset + 1);
+                }
+            }
+        }
         for (partition, _, pending) in taken {
             for entry in pending {
                 if let Some(done) = entry.done {
@@ -315,26 +676,44 @@ impl PartitionLogs {
                 self.fail_partition(partition, error);
             }
         }
-        if failed.is_none() {
-            self.commits.send_modify(|n| *n += 1);
+        self.changes.send_modify(|n| *n += 1);
+        if let Some(error) = failed {
+            return Err(error);
         }
+        if let (Some(wal), Some(through)) = (&self.wal, wal_through)
+            && let Err(error) = wal.truncate(through).await
+        {
+            tracing::warn!(%error, through, "truncating the write-ahead log failed");
+        }
+        Ok(())
     }
 
-    async fn write_segment(
-        &self,
-        taken: &[(TopicPartition, i32, Vec<Pending>)],
-    ) -> Result<(), LogError> {
+    async fn write_segment(&self, taken: &Taken) -> Result<(), LogError> {
         let segment_id = self.ids.ulid(self.clock.now_millis());
         let mut writer = SegmentWriter::new(segment_id, WriterOptions::default())
             .map_err(|e| LogError::Storage(e.to_string()))?;
+        let mut producers = Vec::new();
         for (partition, _, pending) in taken {
             let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
                 continue;
             };
             let mut batches = BytesMut::new();
+            let mut latest: HashMap<i64, &ProducerState> = HashMap::new();
             for entry in pending {
                 batches.extend_from_slice(&entry.batch);
+                if let Some((producer_id, state)) = &entry.producer {
+                    latest.insert(*producer_id, state);
+                }
             }
+            producers.extend(
+                latest
+                    .into_iter()
+                    .map(|(producer_id, state)| ProducerCommit {
+                        partition: *partition,
+                        producer_id,
+                        state: state.clone(),
+                    }),
+            );
             let first_offset = first.base_offset;
             let meta = ChunkMeta {
                 topic_id: partition.topic_id.0,
@@ -387,6 +766,7 @@ impl PartitionLogs {
             object_key: key.into_string(),
             object_size,
             chunks,
+            producers,
         };
         self.store.commit_segment(&commit).await.map_err(|error| {
             tracing::warn!(%error, segment = %commit.segment_id, "segment commit failed");

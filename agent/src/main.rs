@@ -61,6 +61,12 @@ struct AgentArgs {
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
     num_partitions: i32,
+    /// Directory of the write-ahead log (default: <data-dir>/wal).
+    #[arg(long, env = "FJORD_WAL_DIR")]
+    wal_dir: Option<PathBuf>,
+    /// Bytes the write-ahead log may hold before produces wait (backpressure).
+    #[arg(long, env = "FJORD_WAL_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    wal_max_bytes: u64,
     /// How often the agent renews its registration.
     #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
@@ -136,6 +142,28 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(storage = %storage_url, "object storage ready");
     let objects = opened.store;
     let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
+    let wal_dir = args
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("wal"));
+    let wal_options = fjord_storage::wal::WalOptions {
+        max_bytes: args.wal_max_bytes,
+        ..fjord_storage::wal::WalOptions::default()
+    };
+    let (wal, recovery) = tokio::task::spawn_blocking({
+        let wal_dir = wal_dir.clone();
+        move || fjord_storage::wal::Wal::open(&wal_dir, wal_options)
+    })
+    .await
+    .context("opening the write-ahead log")?
+    .with_context(|| format!("opening the write-ahead log in {}", wal_dir.display()))?;
+    if recovery.cut_bytes > 0 {
+        tracing::warn!(
+            cut_bytes = recovery.cut_bytes,
+            "cut a torn tail from the write-ahead log"
+        );
+    }
+    let next_sequence = recovery.next_sequence;
     let logs = Arc::new(PartitionLogs::new(
         store.clone(),
         objects,
@@ -147,7 +175,18 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
             ..LogSettings::default()
         },
+        Some((wal, next_sequence)),
     ));
+    let replayed = logs
+        .recover(recovery.records)
+        .await
+        .context("committing what the write-ahead log holds")?;
+    if replayed > 0 {
+        tracing::info!(
+            batches = replayed,
+            "committed batches recovered from the write-ahead log"
+        );
+    }
     let broker = Arc::new(Broker {
         store: store.clone(),
         node_id: agent.node_id,

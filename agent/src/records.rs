@@ -46,6 +46,12 @@ pub struct Batch {
     pub max_timestamp: i64,
     /// `baseOffset` as stored.
     pub base_offset: i64,
+    /// `producerId` (-1 when the producer is not idempotent).
+    pub producer_id: i64,
+    /// `producerEpoch`.
+    pub producer_epoch: i16,
+    /// `baseSequence`.
+    pub base_sequence: i32,
 }
 
 fn read_i16(bytes: &[u8], at: usize) -> i16 {
@@ -126,6 +132,9 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
             record_count,
             max_timestamp: read_i64(bytes, 35),
             base_offset: read_i64(bytes, 0),
+            producer_id: read_i64(bytes, 43),
+            producer_epoch: read_i16(bytes, 51),
+            base_sequence: read_i32(bytes, 53),
         });
         at += total;
     }

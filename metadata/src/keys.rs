@@ -9,6 +9,7 @@
 //! | `("topic", topic_id)` | [`TopicMeta`](crate::TopicMeta) |
 //! | `("partition", topic_id, partition)` | [`PartitionState`](crate::PartitionState) |
 //! | `("index", topic_id, partition, last_offset)` | [`IndexEntry`](crate::IndexEntry) |
+//! | `("producer", topic_id, partition, producer_id)` | [`ProducerState`](crate::ProducerState) |
 //! | `("segment", segment_id)` | [`SegmentRecord`](crate::SegmentRecord) |
 //! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
@@ -88,6 +89,33 @@ impl Keyspace {
     pub fn index_of(&self, partition: TopicPartition) -> Vec<u8> {
         self.root
             .pack(&("index", partition.topic_id.0, partition.partition))
+    }
+
+    /// An idempotent producer's state on a partition.
+    pub fn producer_state(&self, partition: TopicPartition, producer_id: i64) -> Vec<u8> {
+        self.root.pack(&(
+            "producer",
+            partition.topic_id.0,
+            partition.partition,
+            producer_id,
+        ))
+    }
+
+    /// The prefix of a partition's producer states.
+    pub fn producer_states_of(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root
+            .pack(&("producer", partition.topic_id.0, partition.partition))
+    }
+
+    /// The prefix of a topic's producer states.
+    pub fn producer_states_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("producer", topic_id.0))
+    }
+
+    /// The producer id in a [`Keyspace::producer_state`] key.
+    pub fn producer_state_id(&self, key: &[u8]) -> Option<i64> {
+        let (_, _, _, producer_id): (String, Uuid, i32, i64) = self.root.unpack(key).ok()?;
+        Some(producer_id)
     }
 
     /// A segment's record.

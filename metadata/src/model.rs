@@ -150,6 +150,58 @@ pub struct SegmentCommit {
     pub object_size: u64,
     /// One chunk per partition.
     pub chunks: Vec<ChunkCommit>,
+    /// The idempotence state of every producer that wrote into the chunks, as it
+    /// stands after them; written in the same transaction, so a new leader reads
+    /// exactly the state of the committed log.
+    pub producers: Vec<ProducerCommit>,
+}
+
+/// One producer's state on one partition, committed with a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerCommit {
+    /// The partition; a chunk of the same segment must cover it.
+    pub partition: TopicPartition,
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its state after the segment's batches.
+    pub state: ProducerState,
+}
+
+/// An idempotent producer's state on one partition, as Kafka keeps it: the
+/// producer epoch and its most recent batches, to answer retried duplicates with
+/// their original offsets and to check that sequence numbers follow on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerState {
+    /// The producer epoch of its last batch.
+    pub producer_epoch: i16,
+    /// Its most recent batches, oldest first (at most [`ProducerState::MAX_BATCHES`]).
+    pub batches: Vec<ProducerBatch>,
+    /// The largest timestamp of its last batch (for expiry).
+    pub last_timestamp: i64,
+}
+
+impl ProducerState {
+    /// Batches remembered per producer and partition: Kafka's limit on in-flight
+    /// requests of an idempotent producer.
+    pub const MAX_BATCHES: usize = 5;
+}
+
+impl Versioned for ProducerState {
+    const WHAT: &'static str = "producer state";
+    const VERSION: u8 = 1;
+}
+
+/// One batch of an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    /// Its `baseSequence`.
+    pub first_sequence: i32,
+    /// Its last sequence (`baseSequence + lastOffsetDelta`, wrapping).
+    pub last_sequence: i32,
+    /// The offset its first record was assigned.
+    pub base_offset: i64,
+    /// The offset of its last record.
+    pub last_offset: i64,
 }
 
 /// What a segment commit did.

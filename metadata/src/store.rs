@@ -117,6 +117,14 @@ fn validate_chunks(commit: &SegmentCommit) -> Result<(), MetadataError> {
             )));
         }
     }
+    for producer in &commit.producers {
+        if !seen.contains(&producer.partition) {
+            return Err(MetadataError::invalid(format!(
+                "producer {} state for {}, which segment {} has no chunk for",
+                producer.producer_id, producer.partition, commit.segment_id
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -261,6 +269,7 @@ impl MetadataStore {
                 txn.clear(&keys.topic_name(name));
                 txn.clear(&keys.topic(topic.id));
                 txn.clear_prefix(&keys.partitions_of(topic.id));
+                txn.clear_prefix(&keys.producer_states_of_topic(topic.id));
                 let record = DeletedTopic {
                     topic: topic.clone(),
                     deleted_at_ms,
@@ -395,6 +404,37 @@ impl MetadataStore {
             .await
     }
 
+    /// The committed idempotent-producer states of `partition`, by producer id. A
+    /// new leader reads them after [`MetadataStore::acquire_leadership`]: from then
+    /// on no older leader can commit, so they are final until it commits itself.
+    pub async fn producer_states(
+        &self,
+        partition: TopicPartition,
+    ) -> Result<Vec<(i64, ProducerState)>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let prefix = keys.producer_states_of(partition);
+                let pairs = txn
+                    .get_range(
+                        &prefix,
+                        &crate::kv::strinc(&prefix),
+                        RangeOptions::default(),
+                    )
+                    .await?;
+                pairs
+                    .iter()
+                    .map(|pair| {
+                        let id = keys.producer_state_id(&pair.key).ok_or_else(|| {
+                            MetadataError::invalid("malformed producer state key")
+                        })?;
+                        Ok((id, codec::decode::<ProducerState>(&pair.value)?))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     // ----- the segment index -----
 
     /// Commits one segment object to the index: see the module docs for the checks.
@@ -455,6 +495,13 @@ impl MetadataStore {
                     );
                     state.high_watermark = chunk.last_offset + 1;
                     write(&txn, &keys.partition(chunk.partition), &state);
+                }
+                for producer in &commit.producers {
+                    write(
+                        &txn,
+                        &keys.producer_state(producer.partition, producer.producer_id),
+                        &producer.state,
+                    );
                 }
                 let live_chunks = u32::try_from(commit.chunks.len()).map_err(|_| {
                     MetadataError::invalid("a segment may reference at most u32::MAX chunks")

@@ -20,8 +20,8 @@ use fjord_metadata::kv::{
     RetryPolicy, decode_counter,
 };
 use fjord_metadata::{
-    ChunkCommit, ErrorKind, MetadataError, MetadataStore, NewTopic, OffsetCommit, SegmentCommit,
-    SegmentId, TopicPartition,
+    ChunkCommit, ErrorKind, MetadataError, MetadataStore, NewTopic, OffsetCommit, ProducerBatch,
+    ProducerCommit, ProducerState, SegmentCommit, SegmentId, TopicPartition,
 };
 use uuid::Uuid;
 
@@ -375,6 +375,7 @@ fn segment(chunks: Vec<ChunkCommit>) -> SegmentCommit {
         object_key: format!("segments/{id}.seg"),
         object_size: 100 * chunks.len() as u64,
         chunks,
+        producers: Vec::new(),
     }
 }
 
@@ -782,6 +783,74 @@ async fn group_offsets_and_producer_ids(fx: Fixture) {
     assert_eq!(all.len(), 80);
 }
 
+fn producer(
+    tp: TopicPartition,
+    producer_id: i64,
+    epoch: i16,
+    base: i64,
+    count: i32,
+) -> ProducerCommit {
+    ProducerCommit {
+        partition: tp,
+        producer_id,
+        state: ProducerState {
+            producer_epoch: epoch,
+            batches: vec![ProducerBatch {
+                first_sequence: 0,
+                last_sequence: count - 1,
+                base_offset: base,
+                last_offset: base + i64::from(count) - 1,
+            }],
+            last_timestamp: 1_700_000_000_000,
+        },
+    }
+}
+
+async fn producer_state_commits_with_its_segment_only(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("idem", 2)).await.unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let epoch = store.acquire_leadership(p0, 1).await.unwrap().leader_epoch;
+    store.acquire_leadership(p1, 1).await.unwrap();
+
+    // A producer state for a partition the segment does not cover is refused.
+    let mut stray = segment(vec![chunk(p0, epoch, 0, 4, 0)]);
+    stray.producers = vec![producer(p1, 7, 0, 0, 4)];
+    let error = store.commit_segment(&stray).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+
+    let mut first = segment(vec![chunk(p0, epoch, 0, 4, 0)]);
+    first.producers = vec![producer(p0, 7, 0, 0, 4), producer(p0, 9, 3, 0, 4)];
+    store.commit_segment(&first).await.unwrap();
+    let states = store.producer_states(p0).await.unwrap();
+    assert_eq!(
+        states,
+        vec![
+            (7, first.producers[0].state.clone()),
+            (9, first.producers[1].state.clone())
+        ]
+    );
+    assert_eq!(store.producer_states(p1).await.unwrap(), vec![]);
+
+    // A fenced commit writes no producer state either.
+    store.acquire_leadership(p0, 2).await.unwrap();
+    let mut stale = segment(vec![chunk(p0, epoch, 4, 2, 0)]);
+    stale.producers = vec![producer(p0, 7, 1, 4, 2)];
+    store.commit_segment(&stale).await.unwrap_err();
+    assert_eq!(
+        store.producer_states(p0).await.unwrap()[0].1,
+        first.producers[0].state
+    );
+
+    // Deleting the topic removes its producer states; a new topic of the same
+    // name starts clean.
+    store.delete_topic("idem").await.unwrap();
+    assert_eq!(store.producer_states(p0).await.unwrap(), vec![]);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -808,6 +877,7 @@ macro_rules! conformance {
             case!(topics_are_created_listed_altered_and_deleted);
             case!(agents_register_heartbeat_and_leave);
             case!(group_offsets_and_producer_ids);
+            case!(producer_state_commits_with_its_segment_only);
         }
     };
 }

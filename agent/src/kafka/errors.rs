@@ -2,6 +2,7 @@
 
 use fjord_metadata::{ErrorKind, MetadataError};
 
+use crate::idempotence::SequenceError;
 use crate::log::LogError;
 use crate::records::BatchError;
 use kafka_protocol::error::ResponseError;
@@ -37,6 +38,11 @@ pub fn log_error(error: &LogError) -> ResponseError {
     match error {
         LogError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
         LogError::Batch(BatchError::Unsupported(_)) => ResponseError::UnsupportedForMessageFormat,
+        LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        LogError::Sequence(SequenceError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
         LogError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         LogError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,

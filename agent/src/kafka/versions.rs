@@ -14,6 +14,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    // v6 adds two-phase commit for transactions, which are not supported.
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// Every served API with its version range.

@@ -243,6 +243,7 @@ impl Writer {
             records,
             cut_bytes,
             dropped_files,
+            next_sequence,
         };
         Ok((writer, recovery))
     }

@@ -85,6 +85,8 @@ pub struct Recovery {
     pub cut_bytes: u64,
     /// Files deleted because they followed the cut.
     pub dropped_files: usize,
+    /// The sequence number the next append gets.
+    pub next_sequence: u64,
 }
 
 /// Counters for metrics and benchmarks.
@@ -170,6 +172,25 @@ pub struct Wal {
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A queued append: resolves with the record's sequence number once it is on disk.
+#[derive(Debug)]
+pub struct AppendTicket {
+    reply: oneshot::Receiver<Result<u64, WalError>>,
+}
+
+impl std::future::Future for AppendTicket {
+    type Output = Result<u64, WalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|reply| reply.map_err(|_| WalError::Closed).and_then(|r| r))
+    }
+}
+
 /// Bytes a payload occupies on disk, which is what the budget counts.
 fn record_cost(payload_len: usize) -> u64 {
     (file::RECORD_HEADER_LEN + payload_len) as u64
@@ -209,6 +230,14 @@ impl Wal {
     /// Waits while the log is full. Cancel-safe: a cancelled append either was
     /// never queued or is written and later truncated like any other.
     pub async fn append(&self, payload: Bytes) -> Result<u64, WalError> {
+        self.enqueue(payload).await?.await
+    }
+
+    /// Queues `payload` (waiting while the log is full) and returns once it is
+    /// queued, with a future that resolves when it is on disk. Records are written
+    /// in the order they are queued, and sequence numbers follow that order: a
+    /// caller that queues under its own lock knows its records' order.
+    pub async fn enqueue(&self, payload: Bytes) -> Result<AppendTicket, WalError> {
         let cost = record_cost(payload.len());
         if payload.len() > MAX_RECORD_BYTES || cost > self.max_bytes {
             return Err(WalError::RecordTooLarge {
@@ -229,7 +258,7 @@ impl Wal {
             .send(Request::Append { payload, done })
             .await
             .map_err(|_| WalError::Closed)?;
-        reply.await.map_err(|_| WalError::Closed)?
+        Ok(AppendTicket { reply })
     }
 
     /// Declares every record up to and including `through` committed elsewhere:

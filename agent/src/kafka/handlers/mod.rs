@@ -6,6 +6,7 @@ pub(crate) mod api_versions;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
@@ -34,6 +35,9 @@ pub(crate) async fn handle(
         }
         RequestKind::Fetch(request) => {
             ResponseKind::Fetch(fetch::handle(broker, request, version).await)
+        }
+        RequestKind::InitProducerId(request) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, request).await)
         }
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, request, version).await)

@@ -1,6 +1,7 @@
 //! `Produce`: batches are appended (offsets assigned) in request order while the
-//! request is read; the response waits for the commit of every partition's
-//! batches (`acks=1` and `acks=-1`), or is not sent at all (`acks=0`).
+//! request is read; the response waits until every partition's batches are in the
+//! WAL (`acks=1`) or committed (`acks=-1`), or is not sent at all (`acks=0`).
+//! A retried batch of an idempotent producer is answered with its original offset.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,17 +13,15 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::log_error;
-use crate::log::LogError;
+use crate::log::{Acks, Appended};
 use fjord_metadata::{MetadataError, TopicPartition};
 
 /// The rest of a produce request's work: awaiting commits and building the answer
 /// (`None` for `acks=0`).
 pub(crate) type Completion = Pin<Box<dyn Future<Output = Option<ProduceResponse>> + Send>>;
 
-type Waiter = tokio::sync::oneshot::Receiver<Result<(), LogError>>;
-
 enum Outcome {
-    Appended { base_offset: i64, waiter: Waiter },
+    Appended(Appended),
     Failed(ResponseError, String),
 }
 
@@ -30,6 +29,7 @@ enum Outcome {
 /// their order) and returns the future that completes the response.
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
     let acks = request.acks;
+    let durability = Acks::from_request(acks);
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)> = Vec::new();
     if request.transactional_id.is_some() {
         for topic in request.topic_data {
@@ -71,11 +71,8 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
                     }
                     (Ok(meta), Some(records)) => {
                         let tp = TopicPartition::new(meta.id, index);
-                        match broker.logs.append(tp, &records).await {
-                            Ok((base_offset, waiter)) => Outcome::Appended {
-                                base_offset,
-                                waiter,
-                            },
+                        match broker.logs.append(tp, &records, durability).await {
+                            Ok(appended) => Outcome::Appended(appended),
                             Err(error) => {
                                 let message = error.to_string();
                                 Outcome::Failed(log_error(&error), message)
@@ -98,29 +95,17 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
                 partition.index = index;
                 partition.log_append_time_ms = -1;
                 match outcome {
-                    Outcome::Appended {
-                        base_offset,
-                        waiter,
-                    } => {
-                        let committed = if acks == 0 {
-                            Ok(())
-                        } else {
-                            waiter.await.unwrap_or_else(|_| {
-                                Err(LogError::Storage("the flusher stopped".into()))
-                            })
-                        };
-                        match committed {
-                            Ok(()) => partition.base_offset = base_offset,
-                            Err(error) => {
-                                partition.error_code = log_error(&error).code();
-                                if version >= 8 {
-                                    partition.error_message =
-                                        Some(StrBytes::from_string(error.to_string()));
-                                }
-                                partition.base_offset = -1;
+                    Outcome::Appended(appended) => match appended.durable.await {
+                        Ok(base_offset) => partition.base_offset = base_offset,
+                        Err(error) => {
+                            partition.error_code = log_error(&error).code();
+                            if version >= 8 {
+                                partition.error_message =
+                                    Some(StrBytes::from_string(error.to_string()));
                             }
+                            partition.base_offset = -1;
                         }
-                    }
+                    },
                     Outcome::Failed(error, message) => {
                         partition.error_code = error.code();
                         if version >= 8 {
