@@ -24,8 +24,10 @@ fi
 
 # Python Kafka clients for the compatibility tests (pinned: tests assert on their
 # behaviour).
-python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0")
-python_modules=(kafka confluent_kafka aiokafka)
+# The compression libraries give kafka-python and aiokafka snappy, lz4 and zstd.
+python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0"
+    "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0")
+python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"

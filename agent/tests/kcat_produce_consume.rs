@@ -16,6 +16,11 @@ use support::AgentProcess;
 /// Produces `lines` ("key\tvalue") with kcat; panics unless every message was
 /// delivered (kcat exits non-zero otherwise).
 fn kcat_produce(agent: &AgentProcess, topic: &str, codec: &str, lines: &[String]) {
+    kcat_produce_acks(agent, topic, codec, "all", lines);
+}
+
+/// As [`kcat_produce`], with the given `acks`.
+fn kcat_produce_acks(agent: &AgentProcess, topic: &str, codec: &str, acks: &str, lines: &[String]) {
     let mut child = Command::new("kcat")
         .args([
             "-b",
@@ -29,7 +34,7 @@ fn kcat_produce(agent: &AgentProcess, topic: &str, codec: &str, lines: &[String]
             codec,
         ])
         .args(["-H", "origin=fjord-test", "-H", &format!("codec={codec}")])
-        .args(["-X", "acks=all", "-X", "linger.ms=5"])
+        .args(["-X", &format!("acks={acks}"), "-X", "linger.ms=5"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -188,6 +193,36 @@ fn acknowledged_records_survive_kill_9() {
     let agent = AgentProcess::start(dir.path(), &["--num-partitions", "2"]);
     let consumed = kcat_consume(&agent, "durable");
     verify(&produced, &consumed, "lz4");
+}
+
+/// `acks=1` is answered once the batch is fsynced in the agent's write-ahead log,
+/// before any segment is committed; the records survive `kill -9` because the
+/// restarted agent commits what its WAL holds.
+#[test]
+fn acks_1_records_survive_kill_9_through_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let produced = lines("wal", 3_000);
+    // The flush interval is far longer than the test: nothing reaches the bucket
+    // before the kill (the ~300 KB stay below the flush size too).
+    let slow_flush = ["--num-partitions", "2", "--flush-interval-ms", "3600000"];
+    {
+        let agent = AgentProcess::start(dir.path(), &slow_flush);
+        kcat_produce_acks(&agent, "wal", "snappy", "1", &produced);
+        assert_eq!(
+            segment_objects(dir.path()),
+            0,
+            "acks=1 was answered before any segment was written"
+        );
+    }
+    let agent = AgentProcess::start(dir.path(), &["--num-partitions", "2"]);
+    let consumed = kcat_consume(&agent, "wal");
+    verify(&produced, &consumed, "snappy");
+    assert!(segment_objects(dir.path()) > 0);
+    drop(agent);
+    // A second restart finds the WAL truncated: nothing is committed twice.
+    let agent = AgentProcess::start(dir.path(), &["--num-partitions", "2"]);
+    let consumed = kcat_consume(&agent, "wal");
+    verify(&produced, &consumed, "snappy");
 }
 
 #[test]

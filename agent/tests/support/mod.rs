@@ -27,6 +27,12 @@ impl AgentProcess {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(data_dir, port, extra_args, env)
+    }
+
+    /// As [`AgentProcess::start_with_env`], on `port` (to restart an agent where
+    /// its clients expect it).
+    pub fn start_on(data_dir: &Path, port: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_fjord"))
             .arg("agent")
             .arg("--data-dir")
