@@ -328,3 +328,149 @@ fn a_batch_with_a_bad_crc_is_refused_and_stores_nothing() {
     assert_eq!(produce(&mut stream, "crc", good, 4), (0, 3));
     assert_serving(&agent);
 }
+
+/// A v2 batch of `count` records from an idempotent producer.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: i32) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: sequence + i,
+            timestamp: 1_700_000_000_000,
+            key: Some(bytes::Bytes::from(format!("k{}", sequence + i))),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    out.freeze()
+}
+
+fn init_producer_id(stream: &mut TcpStream) -> (i16, i64, i16) {
+    use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+    let version = 4;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::InitProducerId as i16;
+    header.request_api_version = version;
+    header.correlation_id = 77;
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    request.producer_id = kafka_protocol::messages::ProducerId(-1);
+    request.producer_epoch = -1;
+    let mut body = BytesMut::new();
+    header
+        .encode(
+            &mut body,
+            ApiKey::InitProducerId.request_header_version(version),
+        )
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    stream.write_all(&frame(&body)).unwrap();
+    let mut response = bytes::Bytes::from(read_frame(stream).expect("a response"));
+    assert_eq!(response.get_i32(), 77);
+    let header_version = ApiKey::InitProducerId.response_header_version(version);
+    if header_version >= 1 {
+        // The flexible header's tagged fields: none.
+        assert_eq!(response.get_u8(), 0);
+    }
+    let decoded = InitProducerIdResponse::decode(&mut response, version).unwrap();
+    (
+        decoded.error_code,
+        decoded.producer_id.0,
+        decoded.producer_epoch,
+    )
+}
+
+/// Kafka's idempotent producer on the wire: duplicates get their original
+/// offsets, gaps get OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch gets
+/// INVALID_PRODUCER_EPOCH, and the state survives a restart of the agent.
+#[test]
+fn idempotent_producer_sequences_are_checked_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--flush-interval-ms", "10"];
+    let agent = AgentProcess::start(dir.path(), &args);
+    let listing = Command::new("kcat")
+        .args(["-b", &agent.address(), "-L", "-t", "idem"])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    let mut stream = connect(&agent);
+    let (error, pid, epoch) = init_producer_id(&mut stream);
+    assert_eq!((error, epoch), (0, 0));
+    assert!(pid >= 0);
+    let (_, second_pid, _) = init_producer_id(&mut stream);
+    assert_ne!(pid, second_pid, "every InitProducerId gets a fresh id");
+
+    let first = idempotent_batch(pid, 0, 0, 3);
+    assert_eq!(produce(&mut stream, "idem", first.clone(), 1), (0, 0));
+    assert_eq!(
+        produce(&mut stream, "idem", first.clone(), 2),
+        (0, 0),
+        "a retried batch is answered with its original offset"
+    );
+    assert_eq!(
+        produce(&mut stream, "idem", idempotent_batch(pid, 0, 3, 2), 3),
+        (0, 3)
+    );
+    let (error, _) = produce(&mut stream, "idem", idempotent_batch(pid, 0, 9, 1), 4);
+    assert_eq!(error, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER for a gap");
+    // A new epoch starts again at sequence 0; the old epoch is fenced.
+    let bumped = idempotent_batch(pid, 1, 0, 4);
+    assert_eq!(produce(&mut stream, "idem", bumped.clone(), 5), (0, 5));
+    let (error, _) = produce(&mut stream, "idem", idempotent_batch(pid, 0, 5, 1), 6);
+    assert_eq!(error, 47, "INVALID_PRODUCER_EPOCH for an old epoch");
+    let port = agent.port;
+    drop(stream);
+    drop(agent); // SIGKILL
+
+    let agent = AgentProcess::start_on(dir.path(), port, &args, &[]);
+    let mut stream = connect(&agent);
+    assert_eq!(
+        produce(&mut stream, "idem", bumped, 7),
+        (0, 5),
+        "the duplicate is recognised by the restarted agent"
+    );
+    assert_eq!(
+        produce(&mut stream, "idem", idempotent_batch(pid, 1, 4, 1), 8),
+        (0, 9)
+    );
+    let (error, _) = produce(&mut stream, "idem", idempotent_batch(pid, 1, 4, 1), 9);
+    assert_eq!(error, 0, "still a duplicate, not an error");
+    let consumed = Command::new("kcat")
+        .args([
+            "-b",
+            &agent.address(),
+            "-C",
+            "-t",
+            "idem",
+            "-o",
+            "beginning",
+        ])
+        .args(["-e", "-q", "-f", "%o:%k\n"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(consumed.stdout).unwrap();
+    assert_eq!(
+        listed, "0:k0\n1:k1\n2:k2\n3:k3\n4:k4\n5:k0\n6:k1\n7:k2\n8:k3\n9:k4\n",
+        "each batch stored once"
+    );
+}
