@@ -42,7 +42,6 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 fi
 
-# kafkajs (npm), pinned by tests/clients/node/package-lock.json.
 node_dir="$(dirname "$0")/../tests/clients/node"
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Debian packages: nodejs npm"
@@ -51,9 +50,12 @@ if ! command -v npm >/dev/null 2>&1; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-if [[ ! -d "$node_dir/node_modules/kafkajs" ]]; then
-    echo "installing kafkajs"
-    (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
+# kafkajs and the pure-JavaScript codecs it is given (snappy, lz4, zstd), pinned
+# by the lock file; reinstalled whenever the lock file changes.
+if ! cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.fjord-installed-lock"; then
+    echo "installing kafkajs and its codecs"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --silent \
+        && cp package-lock.json node_modules/.fjord-installed-lock)
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
