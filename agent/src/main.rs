@@ -34,6 +34,11 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct AgentArgs {
+    /// A TOML file of settings named like the flags without their dashes
+    /// (`flush-interval-ms = 50`). Flags override environment variables, which
+    /// override the file.
+    #[arg(long, env = "FJORD_CONFIG")]
+    config: Option<PathBuf>,
     /// Directory for the agent's local state (and the default metadata file).
     #[arg(long, env = "FJORD_DATA_DIR", default_value = "fjord-data")]
     data_dir: PathBuf,
@@ -79,7 +84,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match parse_with_config_file() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("fjord: {error:#}");
+            std::process::exit(2);
+        }
+    };
     match cli.command {
         Command::Version => {
             println!("fjord {}", env!("CARGO_PKG_VERSION"));
@@ -91,6 +102,66 @@ fn main() -> anyhow::Result<()> {
             .context("starting the runtime")?
             .block_on(run_agent(args)),
     }
+}
+
+/// Parses the command line; for `fjord agent --config <file>` (or `FJORD_CONFIG`),
+/// the file's settings are added as flags wherever neither the command line nor
+/// the environment gives that setting.
+fn parse_with_config_file() -> anyhow::Result<Cli> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&args);
+    let Command::Agent(agent) = &cli.command else {
+        return Ok(cli);
+    };
+    let Some(path) = &agent.config else {
+        return Ok(cli);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing the config file {}", path.display()))?;
+    let known: Vec<String> = {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        command
+            .find_subcommand("agent")
+            .map(|agent| {
+                agent
+                    .get_arguments()
+                    .filter_map(|a| a.get_long().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut extended = args.clone();
+    for (key, value) in table {
+        if key == "config" || !known.contains(&key) {
+            anyhow::bail!("{}: unknown setting {key:?}", path.display());
+        }
+        let flag = format!("--{key}");
+        let on_command_line = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        });
+        let env = format!("FJORD_{}", key.to_uppercase().replace('-', "_"));
+        if on_command_line || std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => anyhow::bail!(
+                "{}: {key} must be a string, number or boolean, not a {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        extended.push(format!("{flag}={value}").into());
+    }
+    Ok(Cli::parse_from(extended))
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {

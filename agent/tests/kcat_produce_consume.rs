@@ -258,3 +258,65 @@ fn kcat_round_trips_over_a_real_s3_server() {
         "nothing may land in the local bucket directory"
     );
 }
+
+/// Settings come from a TOML file, under the environment and the flags.
+#[test]
+fn a_config_file_sets_what_flags_and_environment_leave_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fjord.toml");
+    std::fs::write(
+        &config,
+        "num-partitions = 5\nflush-interval-ms = 20\nauto-create-topics = true\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let partitions = |agent: &AgentProcess, topic: &str| {
+        let listing = Command::new("kcat")
+            .args(["-b", &agent.address(), "-L", "-t", topic])
+            .output()
+            .unwrap();
+        String::from_utf8(listing.stdout)
+            .unwrap()
+            .matches("partition ")
+            .count()
+    };
+    {
+        let agent = AgentProcess::start(dir.path().join("a").as_path(), &["--config", config]);
+        assert_eq!(
+            partitions(&agent, "from-file"),
+            5,
+            "the file's num-partitions"
+        );
+    }
+    {
+        let agent = AgentProcess::start(
+            dir.path().join("b").as_path(),
+            &["--config", config, "--num-partitions", "2"],
+        );
+        assert_eq!(
+            partitions(&agent, "from-flag"),
+            2,
+            "a flag overrides the file"
+        );
+    }
+    {
+        let agent = AgentProcess::start_with_env(
+            dir.path().join("c").as_path(),
+            &["--config", config],
+            &[("FJORD_NUM_PARTITIONS", "3")],
+        );
+        assert_eq!(
+            partitions(&agent, "from-env"),
+            3,
+            "the environment overrides the file"
+        );
+    }
+    std::fs::write(dir.path().join("bad.toml"), "no-such-setting = 1\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(["agent", "--config"])
+        .arg(dir.path().join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown setting"));
+}
