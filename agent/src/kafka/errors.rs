@@ -16,6 +16,7 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
         }
         MetadataError::Invalid { .. } => ResponseError::InvalidRequest,
         MetadataError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        MetadataError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         MetadataError::OffsetMismatch { .. }
         | MetadataError::UnknownAgent { .. }
         | MetadataError::Corrupt { .. }
