@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use fjord_common::{Clock, IdGenerator};
 use fjord_metadata::{
-    ChunkCommit, MetadataError, MetadataStore, SegmentCommit, SegmentId, TopicPartition,
+    ChunkCommit, IndexEntry, MetadataError, MetadataStore, SegmentCommit, SegmentId, TopicPartition,
 };
 use fjord_storage::{ChunkMeta, ObjectKeys, SegmentWriter, WriterOptions};
 use object_store::path::Path;
@@ -126,6 +126,26 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     /// Whole record batches from the one holding the offset on (possibly empty).
     pub records: Bytes,
+}
+
+/// What [`PartitionLogs::find_by_timestamp`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampQuery {
+    /// The first record whose timestamp is at least this.
+    AtLeast(i64),
+    /// The first record holding the largest timestamp.
+    Max,
+}
+
+/// A record found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampHit {
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp.
+    pub timestamp: i64,
+    /// The leader epoch it was written under.
+    pub leader_epoch: i32,
 }
 
 /// The logs of the partitions this agent writes and reads.
@@ -426,21 +446,96 @@ impl PartitionLogs {
             {
                 break;
             }
-            let range = entry.byte_offset..entry.byte_offset + entry.byte_length;
-            let bytes = self
-                .objects
-                .get_range(&Path::from(entry.object_key.as_str()), range)
-                .await
-                .map_err(|e| LogError::Storage(format!("reading {}: {e}", entry.object_key)))?;
-            let chunk =
-                fjord_storage::decode_chunk(bytes).map_err(|e| LogError::Storage(e.to_string()))?;
-            out.extend_from_slice(&records::skip_before(chunk.batches, offset));
+            let batches = self.read_chunk(&entry).await?;
+            out.extend_from_slice(&records::skip_before(batches, offset));
         }
         Ok(ReadResult {
             high_watermark: state.high_watermark,
             log_start_offset: state.log_start_offset,
             records: out.freeze(),
         })
+    }
+
+    /// The batches of the chunk an index entry points at.
+    async fn read_chunk(&self, entry: &IndexEntry) -> Result<Bytes, LogError> {
+        let range = entry.byte_offset..entry.byte_offset + entry.byte_length;
+        let bytes = self
+            .objects
+            .get_range(&Path::from(entry.object_key.as_str()), range)
+            .await
+            .map_err(|e| LogError::Storage(format!("reading {}: {e}", entry.object_key)))?;
+        let chunk =
+            fjord_storage::decode_chunk(bytes).map_err(|e| LogError::Storage(e.to_string()))?;
+        Ok(chunk.batches)
+    }
+
+    /// Finds a committed record by timestamp, as Kafka's `ListOffsets` does,
+    /// among the records from the log start on (reading at most `scan_limit`
+    /// index entries):
+    ///
+    /// - [`TimestampQuery::AtLeast`]: the first record (by offset) whose timestamp
+    ///   is at least the one given;
+    /// - [`TimestampQuery::Max`]: the first record holding the largest timestamp.
+    ///
+    /// The index narrows the search to the chunks whose largest timestamp
+    /// qualifies; only those are read and their records decoded. `None` when no
+    /// record qualifies (or the log is empty).
+    pub async fn find_by_timestamp(
+        &self,
+        partition: TopicPartition,
+        query: TimestampQuery,
+        scan_limit: usize,
+    ) -> Result<Option<TimestampHit>, LogError> {
+        let lookup = self
+            .store
+            .lookup(partition, 0, scan_limit)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))?;
+        let log_start = lookup.state.log_start_offset;
+        let entries: Vec<&IndexEntry> = lookup
+            .entries
+            .iter()
+            .filter(|e| e.base_offset < lookup.state.high_watermark)
+            .collect();
+        // A batch or record qualifies by its (largest) timestamp: at least the
+        // one wanted, or equal to the largest of all.
+        let (threshold, exact) = match query {
+            TimestampQuery::AtLeast(wanted) => (wanted, false),
+            TimestampQuery::Max => match entries.iter().map(|e| e.max_timestamp).max() {
+                Some(max) => (max, true),
+                None => return Ok(None),
+            },
+        };
+        let qualifies = |timestamp: i64| {
+            if exact {
+                timestamp == threshold
+            } else {
+                timestamp >= threshold
+            }
+        };
+        for entry in entries {
+            if !qualifies(entry.max_timestamp) {
+                continue;
+            }
+            let bytes = self.read_chunk(entry).await?;
+            for batch in records::parse_batches(&bytes)? {
+                let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+                if last_offset < log_start || !qualifies(batch.max_timestamp) {
+                    continue;
+                }
+                let found = records::record_timestamps(&batch)?
+                    .into_iter()
+                    .find(|(offset, timestamp)| *offset >= log_start && qualifies(*timestamp));
+                if let Some((offset, timestamp)) = found {
+                    return Ok(Some(TimestampHit {
+                        offset,
+                        timestamp,
+                        leader_epoch: entry.leader_epoch,
+                    }));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The committed state of `partition`: (log start, high watermark, epoch).
