@@ -343,3 +343,261 @@ fn list_offsets_finds_records_by_timestamp_and_delete_records_moves_the_start() 
     assert_eq!(client.list_offset(topic, -2), (NONE, 6, -1, 1));
     assert_eq!(client.list_offset(topic, -3), (NONE, -1, -1, -1));
 }
+
+#[test]
+fn describe_cluster_configs_and_partitions_at_every_served_version() {
+    use kafka_protocol::messages::create_partitions_request::{
+        CreatePartitionsAssignment, CreatePartitionsTopic,
+    };
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DescribeClusterRequest,
+        DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    const INVALID_PARTITIONS: i16 = 37;
+    const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    const INVALID_CONFIG: i16 = 40;
+    const INVALID_REQUEST: i16 = 42;
+    const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&agent);
+    client.create_topic("described");
+
+    // DescribeCluster: this agent, as controller and broker.
+    let mut node_id = None;
+    for version in 0..=1 {
+        for include_operations in [false, true] {
+            let mut request = DescribeClusterRequest::default();
+            request.include_cluster_authorized_operations = include_operations;
+            let response: DescribeClusterResponse =
+                client.call(ApiKey::DescribeCluster, version, &request);
+            assert_eq!(response.error_code, NONE, "{response:?}");
+            assert!(!response.cluster_id.is_empty());
+            let me: Vec<_> = response
+                .brokers
+                .iter()
+                .filter(|b| b.port == i32::from(agent.port))
+                .collect();
+            assert_eq!(me.len(), 1, "{response:?}");
+            assert_eq!(me[0].broker_id, response.controller_id);
+            assert_eq!(me[0].host.as_str(), "127.0.0.1");
+            node_id = Some(response.controller_id.0);
+            if include_operations {
+                // DESCRIBE (8) and ALTER_CONFIGS (11) among the granted bits.
+                let bits = response.cluster_authorized_operations;
+                assert!(bits & (1 << 8) != 0 && bits & (1 << 11) != 0, "{bits:#x}");
+            } else {
+                assert_eq!(response.cluster_authorized_operations, i32::MIN);
+            }
+        }
+    }
+    let node_id = node_id.unwrap();
+    let mut controllers = DescribeClusterRequest::default();
+    controllers.endpoint_type = 2;
+    let response: DescribeClusterResponse = client.call(ApiKey::DescribeCluster, 1, &controllers);
+    assert_eq!(
+        response.error_code, UNSUPPORTED_ENDPOINT_TYPE,
+        "{response:?}"
+    );
+
+    // DescribeConfigs: types and documentation from v3, filters, resource errors.
+    let resource = |resource_type: i8, name: &str, keys: Option<&[&str]>| {
+        let mut resource = DescribeConfigsResource::default();
+        resource.resource_type = resource_type;
+        resource.resource_name = StrBytes::from_string(name.to_owned());
+        resource.configuration_keys = keys.map(|keys| {
+            keys.iter()
+                .map(|k| StrBytes::from_string((*k).to_owned()))
+                .collect()
+        });
+        resource
+    };
+    for version in 1..=4 {
+        let mut request = DescribeConfigsRequest::default();
+        // Documentation can be asked for from v3 on.
+        request.include_documentation = version >= 3;
+        request.resources = vec![
+            resource(2, "described", Some(&["retention.ms", "cleanup.policy"])),
+            resource(2, "described", None),
+            resource(4, &node_id.to_string(), Some(&["num.partitions"])),
+            resource(4, "", Some(&["num.partitions"])),
+            resource(4, "12345", None),
+            resource(2, "no-such-topic", None),
+            resource(99, "anything", None),
+        ];
+        let response: DescribeConfigsResponse =
+            client.call(ApiKey::DescribeConfigs, version, &request);
+        let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                INVALID_REQUEST,
+                UNKNOWN_TOPIC_OR_PARTITION,
+                INVALID_REQUEST
+            ],
+            "v{version}: {response:?}"
+        );
+        let filtered = &response.results[0].configs;
+        let names: Vec<&str> = filtered.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["cleanup.policy", "retention.ms"]);
+        assert!(response.results[1].configs.len() > 20);
+        let retention = &filtered[1];
+        assert_eq!(retention.value.as_ref().unwrap().as_str(), "604800000");
+        assert_eq!(retention.config_source, 5, "DEFAULT_CONFIG");
+        assert!(retention.synonyms.is_empty(), "synonyms were not asked for");
+        if version >= 3 {
+            assert_eq!(retention.config_type, 5, "LONG");
+            assert_eq!(filtered[0].config_type, 7, "LIST");
+            assert!(retention.documentation.is_some());
+        } else {
+            // Neither field is on the wire before v3.
+            assert_eq!(retention.config_type, 0);
+        }
+        let partitions = &response.results[2].configs;
+        assert_eq!(partitions.len(), 1);
+        assert!(partitions[0].read_only);
+        assert_eq!(partitions[0].value.as_ref().unwrap().as_str(), "1");
+    }
+
+    // CreatePartitions: a duplicated topic, assignments, counts.
+    type Grow<'a> = (&'a str, i32, Option<Vec<Vec<i32>>>);
+    let grow = |client: &mut Client, version: i16, topics: Vec<Grow<'_>>| {
+        let mut request = CreatePartitionsRequest::default();
+        request.timeout_ms = 10_000;
+        request.topics = topics
+            .into_iter()
+            .map(|(name, count, assignments)| {
+                let mut topic = CreatePartitionsTopic::default();
+                topic.name = topic_name(name);
+                topic.count = count;
+                topic.assignments = assignments.map(|lists| {
+                    lists
+                        .into_iter()
+                        .map(|ids| {
+                            let mut assignment = CreatePartitionsAssignment::default();
+                            assignment.broker_ids = ids.into_iter().map(BrokerId).collect();
+                            assignment
+                        })
+                        .collect()
+                });
+                topic
+            })
+            .collect();
+        let response: CreatePartitionsResponse =
+            client.call(ApiKey::CreatePartitions, version, &request);
+        response
+            .results
+            .iter()
+            .map(|r| (r.name.0.to_string(), r.error_code))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        grow(
+            &mut client,
+            3,
+            vec![("described", 5, None), ("described", 6, None)]
+        ),
+        vec![("described".into(), INVALID_REQUEST)]
+    );
+    assert_eq!(
+        grow(
+            &mut client,
+            3,
+            vec![("described", 3, Some(vec![vec![node_id]]))]
+        ),
+        vec![("described".into(), INVALID_REPLICA_ASSIGNMENT)],
+        "one assignment for two new partitions"
+    );
+    assert_eq!(
+        grow(
+            &mut client,
+            3,
+            vec![("described", 2, Some(vec![vec![node_id, node_id]]))]
+        ),
+        vec![("described".into(), INVALID_REPLICA_ASSIGNMENT)],
+        "a broker twice"
+    );
+    assert_eq!(
+        grow(&mut client, 3, vec![("described", 2, Some(vec![vec![]]))]),
+        vec![("described".into(), INVALID_REPLICA_ASSIGNMENT)],
+        "an empty replica list"
+    );
+    assert_eq!(
+        grow(
+            &mut client,
+            2,
+            vec![("described", 3, Some(vec![vec![node_id], vec![node_id]]))]
+        ),
+        vec![("described".into(), NONE)]
+    );
+    assert_eq!(
+        grow(
+            &mut client,
+            0,
+            vec![("described", 3, None), ("missing", 2, None)]
+        ),
+        vec![
+            ("described".into(), INVALID_PARTITIONS),
+            ("missing".into(), UNKNOWN_TOPIC_OR_PARTITION)
+        ]
+    );
+    assert_eq!(
+        grow(&mut client, 1, vec![("described", 10_001, None)]),
+        vec![("described".into(), INVALID_PARTITIONS)]
+    );
+
+    // IncrementalAlterConfigs: malformed operations are INVALID_REQUEST.
+    let alter = |client: &mut Client, configs: Vec<(&str, i8, Option<&str>)>| {
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = StrBytes::from_static_str("described");
+        resource.configs = configs
+            .into_iter()
+            .map(|(name, op, value)| {
+                let mut config = AlterableConfig::default();
+                config.name = StrBytes::from_string(name.to_owned());
+                config.config_operation = op;
+                config.value = value.map(|v| StrBytes::from_string(v.to_owned()));
+                config
+            })
+            .collect();
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let response: IncrementalAlterConfigsResponse =
+            client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+        response.responses[0].error_code
+    };
+    assert_eq!(
+        alter(&mut client, vec![("retention.ms", 7, Some("1"))]),
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        alter(&mut client, vec![("retention.ms", 0, None)]),
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        alter(
+            &mut client,
+            vec![("retention.ms", 0, Some("1")), ("retention.ms", 1, None)]
+        ),
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        alter(&mut client, vec![("retention.ms", 0, Some("-7"))]),
+        INVALID_CONFIG
+    );
+    assert_eq!(
+        alter(&mut client, vec![("retention.ms", 0, Some("99"))]),
+        NONE
+    );
+}
