@@ -59,10 +59,9 @@ async fn answer_partition(
             return Ok(());
         }
         MAX_TIMESTAMP => TimestampQuery::Max,
-        wanted if wanted >= 0 => TimestampQuery::AtLeast(wanted),
-        // Other negative values are special offsets this broker does not serve
-        // (e.g. -4, earliest local, from v8 on).
-        _ => return Err(ResponseError::UnsupportedVersion),
+        // Any other value is a timestamp, negative ones included, as in Kafka
+        // (the special values below -3 belong to versions not served here).
+        wanted => TimestampQuery::AtLeast(wanted),
     };
     match broker
         .logs
