@@ -1,6 +1,6 @@
 //! The broker configs `DescribeConfigs` reports for this agent: its identity and
 //! settings under their Apache Kafka names, and the broker-level defaults behind
-//! every topic config (the synonyms [`topic::describe`](super::topic::describe)
+//! every topic config (the synonyms [`topic::describe`]
 //! names). All are read-only: an agent's settings are fixed when it starts, so
 //! `AlterConfigs` and `IncrementalAlterConfigs` refuse broker resources.
 

@@ -1,6 +1,7 @@
-//! `CreateTopics`. Topic configs are validated by [`configs::topic`]: an unknown
-//! name or a bad value fails the topic with `INVALID_CONFIG`, as in Kafka. From
-//! v5 on, a created (or validated) topic's whole config set is reported back.
+//! `CreateTopics`. Topic configs are validated by
+//! [`configs::topic`](crate::configs::topic): an unknown name or a bad value
+//! fails the topic with `INVALID_CONFIG`, as in Kafka. From v5 on, a created (or
+//! validated) topic's whole config set is reported back.
 
 use std::collections::BTreeMap;
 
