@@ -497,45 +497,81 @@ impl PartitionLogs {
             .iter()
             .filter(|e| e.base_offset < lookup.state.high_watermark)
             .collect();
-        // A batch or record qualifies by its (largest) timestamp: at least the
-        // one wanted, or equal to the largest of all.
+        // Each chunk's largest timestamp from the log start on: the index's,
+        // except in a chunk the log start cuts, where it may belong to a deleted
+        // record and is read from the records kept.
+        let mut maxima = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let max = if entry.base_offset < log_start {
+                self.records_from(entry, log_start, i64::MIN)
+                    .await?
+                    .iter()
+                    .map(|(_, timestamp)| *timestamp)
+                    .max()
+                    .unwrap_or(i64::MIN)
+            } else {
+                entry.max_timestamp
+            };
+            maxima.push(max);
+        }
+        // A record qualifies by its timestamp: at least the one wanted, or equal
+        // to the largest of all.
         let (threshold, exact) = match query {
             TimestampQuery::AtLeast(wanted) => (wanted, false),
-            TimestampQuery::Max => match entries.iter().map(|e| e.max_timestamp).max() {
-                Some(max) => (max, true),
+            TimestampQuery::Max => match maxima.iter().max() {
+                Some(max) => (*max, true),
                 None => return Ok(None),
             },
         };
-        let qualifies = |timestamp: i64| {
-            if exact {
-                timestamp == threshold
-            } else {
-                timestamp >= threshold
-            }
-        };
-        for entry in entries {
-            if !qualifies(entry.max_timestamp) {
+        for (entry, max) in entries.into_iter().zip(maxima) {
+            if max < threshold {
                 continue;
             }
-            let bytes = self.read_chunk(entry).await?;
-            for batch in records::parse_batches(&bytes)? {
-                let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
-                if last_offset < log_start || !qualifies(batch.max_timestamp) {
-                    continue;
-                }
-                let found = records::record_timestamps(&batch)?
-                    .into_iter()
-                    .find(|(offset, timestamp)| *offset >= log_start && qualifies(*timestamp));
-                if let Some((offset, timestamp)) = found {
-                    return Ok(Some(TimestampHit {
-                        offset,
-                        timestamp,
-                        leader_epoch: entry.leader_epoch,
-                    }));
-                }
+            let found = self
+                .records_from(entry, log_start, threshold)
+                .await?
+                .into_iter()
+                .find(|(_, timestamp)| {
+                    if exact {
+                        *timestamp == threshold
+                    } else {
+                        *timestamp >= threshold
+                    }
+                });
+            if let Some((offset, timestamp)) = found {
+                return Ok(Some(TimestampHit {
+                    offset,
+                    timestamp,
+                    leader_epoch: entry.leader_epoch,
+                }));
             }
         }
         Ok(None)
+    }
+
+    /// The `(offset, timestamp)` of the records of an index entry's chunk from
+    /// `log_start` on, decoding only the batches whose largest timestamp reaches
+    /// `min_batch_timestamp` (the others cannot hold what a search looks for).
+    async fn records_from(
+        &self,
+        entry: &IndexEntry,
+        log_start: i64,
+        min_batch_timestamp: i64,
+    ) -> Result<Vec<(i64, i64)>, LogError> {
+        let bytes = self.read_chunk(entry).await?;
+        let mut found = Vec::new();
+        for batch in records::parse_batches(&bytes)? {
+            let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+            if last_offset < log_start || batch.max_timestamp < min_batch_timestamp {
+                continue;
+            }
+            found.extend(
+                records::record_timestamps(&batch)?
+                    .into_iter()
+                    .filter(|(offset, _)| *offset >= log_start),
+            );
+        }
+        Ok(found)
     }
 
     /// The committed state of `partition`: (log start, high watermark, epoch).

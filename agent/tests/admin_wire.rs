@@ -345,6 +345,37 @@ fn list_offsets_finds_records_by_timestamp_and_delete_records_moves_the_start() 
 }
 
 #[test]
+fn max_timestamp_ignores_records_below_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(dir.path(), &["--flush-interval-ms", "10"]);
+    let mut client = Client::connect(&agent);
+    let topic = "straddled";
+    client.create_topic(topic);
+    assert_eq!(
+        client.produce(topic, &[1000, 9000, 3000], Compression::Snappy),
+        0
+    );
+    assert_eq!(client.produce(topic, &[2000], Compression::None), 3);
+    assert_eq!(client.list_offset(topic, -3), (NONE, 1, 9000, 1));
+    // The log start cuts the first chunk after the record holding 9000: the
+    // largest timestamp left is 3000, at offset 2.
+    let mut partition =
+        kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default();
+    partition.partition_index = 0;
+    partition.offset = 2;
+    let mut wanted = DeleteRecordsTopic::default();
+    wanted.name = topic_name(topic);
+    wanted.partitions = vec![partition];
+    let mut request = DeleteRecordsRequest::default();
+    request.topics = vec![wanted];
+    let response: DeleteRecordsResponse = client.call(ApiKey::DeleteRecords, 2, &request);
+    assert_eq!(response.topics[0].partitions[0].low_watermark, 2);
+    assert_eq!(client.list_offset(topic, -3), (NONE, 2, 3000, 1));
+    assert_eq!(client.list_offset(topic, 2500), (NONE, 2, 3000, 1));
+    assert_eq!(client.list_offset(topic, 3001), (NONE, -1, -1, -1));
+}
+
+#[test]
 fn describe_cluster_configs_and_partitions_at_every_served_version() {
     use kafka_protocol::messages::create_partitions_request::{
         CreatePartitionsAssignment, CreatePartitionsTopic,
