@@ -184,6 +184,12 @@ def setup(bootstrap):
         return one(admin.incremental_alter_configs(
             [ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)]))
 
+    validated = ConfigResource(ConfigResource.Type.TOPIC, ORDERS, incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    one(admin.incremental_alter_configs([validated], validate_only=True)).result(timeout=TIMEOUT)
+    validated = ConfigResource(ConfigResource.Type.TOPIC, ORDERS, set_config={"retention.ms": "1"})
+    one(admin.alter_configs([validated], validate_only=True)).result(timeout=TIMEOUT)
+    expect_config(topic_configs(admin, ORDERS), "retention.ms", "3600000", ConfigSource.DYNAMIC_TOPIC_CONFIG)
     incremental(ORDERS,
                 ("retention.ms", "7200000", AlterConfigOpType.SET),
                 ("cleanup.policy", "compact", AlterConfigOpType.APPEND),
