@@ -6,6 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
+//! | [`configs`] | Kafka's topic configs (types, defaults, validation, alteration) and the broker configs this agent reports |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
 //! | [`log`] | the write path (offsets, WAL, segment flushes, commits, acknowledgements) and the read path |
@@ -25,6 +26,7 @@
 //! transactions, many agents with balanced leadership.
 
 pub mod broker;
+pub mod configs;
 pub mod idempotence;
 pub mod kafka;
 pub mod log;

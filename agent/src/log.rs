@@ -39,8 +39,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fjord_common::{Clock, IdGenerator};
 use fjord_metadata::{
-    ChunkCommit, MetadataError, MetadataStore, ProducerCommit, ProducerState, SegmentCommit,
-    SegmentId, TopicId, TopicPartition,
+    ChunkCommit, IndexEntry, MetadataError, MetadataStore, ProducerCommit, ProducerState,
+    SegmentCommit, SegmentId, TopicId, TopicPartition,
 };
 use fjord_storage::wal::{AppendTicket, Wal, WalRecord};
 use fjord_storage::{ChunkMeta, ObjectKeys, SegmentWriter, WriterOptions};
@@ -233,6 +233,26 @@ fn parse_wal_payload(mut payload: Bytes) -> Option<(TopicPartition, Bytes)> {
     payload.advance(16);
     let partition = payload.get_i32();
     Some((TopicPartition::new(TopicId(topic), partition), payload))
+}
+
+/// What [`PartitionLogs::find_by_timestamp`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampQuery {
+    /// The first record whose timestamp is at least this.
+    AtLeast(i64),
+    /// The first record holding the largest timestamp.
+    Max,
+}
+
+/// A record found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampHit {
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp.
+    pub timestamp: i64,
+    /// The leader epoch it was written under.
+    pub leader_epoch: i32,
 }
 
 /// The logs of the partitions this agent writes and reads.
@@ -806,21 +826,132 @@ impl PartitionLogs {
             {
                 break;
             }
-            let range = entry.byte_offset..entry.byte_offset + entry.byte_length;
-            let bytes = self
-                .objects
-                .get_range(&Path::from(entry.object_key.as_str()), range)
-                .await
-                .map_err(|e| LogError::Storage(format!("reading {}: {e}", entry.object_key)))?;
-            let chunk =
-                fjord_storage::decode_chunk(bytes).map_err(|e| LogError::Storage(e.to_string()))?;
-            out.extend_from_slice(&records::skip_before(chunk.batches, offset));
+            let batches = self.read_chunk(&entry).await?;
+            out.extend_from_slice(&records::skip_before(batches, offset));
         }
         Ok(ReadResult {
             high_watermark: state.high_watermark,
             log_start_offset: state.log_start_offset,
             records: out.freeze(),
         })
+    }
+
+    /// The batches of the chunk an index entry points at.
+    async fn read_chunk(&self, entry: &IndexEntry) -> Result<Bytes, LogError> {
+        let range = entry.byte_offset..entry.byte_offset + entry.byte_length;
+        let bytes = self
+            .objects
+            .get_range(&Path::from(entry.object_key.as_str()), range)
+            .await
+            .map_err(|e| LogError::Storage(format!("reading {}: {e}", entry.object_key)))?;
+        let chunk =
+            fjord_storage::decode_chunk(bytes).map_err(|e| LogError::Storage(e.to_string()))?;
+        Ok(chunk.batches)
+    }
+
+    /// Finds a committed record by timestamp, as Kafka's `ListOffsets` does,
+    /// among the records from the log start on (reading at most `scan_limit`
+    /// index entries):
+    ///
+    /// - [`TimestampQuery::AtLeast`]: the first record (by offset) whose timestamp
+    ///   is at least the one given;
+    /// - [`TimestampQuery::Max`]: the first record holding the largest timestamp.
+    ///
+    /// The index narrows the search to the chunks whose largest timestamp
+    /// qualifies; only those are read and their records decoded. `None` when no
+    /// record qualifies (or the log is empty).
+    pub async fn find_by_timestamp(
+        &self,
+        partition: TopicPartition,
+        query: TimestampQuery,
+        scan_limit: usize,
+    ) -> Result<Option<TimestampHit>, LogError> {
+        let lookup = self
+            .store
+            .lookup(partition, 0, scan_limit)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))?;
+        let log_start = lookup.state.log_start_offset;
+        let entries: Vec<&IndexEntry> = lookup
+            .entries
+            .iter()
+            .filter(|e| e.base_offset < lookup.state.high_watermark)
+            .collect();
+        // Each chunk's largest timestamp from the log start on: the index's,
+        // except in a chunk the log start cuts, where it may belong to a deleted
+        // record and is read from the records kept.
+        let mut maxima = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let max = if entry.base_offset < log_start {
+                self.records_from(entry, log_start, i64::MIN)
+                    .await?
+                    .iter()
+                    .map(|(_, timestamp)| *timestamp)
+                    .max()
+                    .unwrap_or(i64::MIN)
+            } else {
+                entry.max_timestamp
+            };
+            maxima.push(max);
+        }
+        // A record qualifies by its timestamp: at least the one wanted, or equal
+        // to the largest of all.
+        let (threshold, exact) = match query {
+            TimestampQuery::AtLeast(wanted) => (wanted, false),
+            TimestampQuery::Max => match maxima.iter().max() {
+                Some(max) => (*max, true),
+                None => return Ok(None),
+            },
+        };
+        for (entry, max) in entries.into_iter().zip(maxima) {
+            if max < threshold {
+                continue;
+            }
+            let found = self
+                .records_from(entry, log_start, threshold)
+                .await?
+                .into_iter()
+                .find(|(_, timestamp)| {
+                    if exact {
+                        *timestamp == threshold
+                    } else {
+                        *timestamp >= threshold
+                    }
+                });
+            if let Some((offset, timestamp)) = found {
+                return Ok(Some(TimestampHit {
+                    offset,
+                    timestamp,
+                    leader_epoch: entry.leader_epoch,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The `(offset, timestamp)` of the records of an index entry's chunk from
+    /// `log_start` on, decoding only the batches whose largest timestamp reaches
+    /// `min_batch_timestamp` (the others cannot hold what a search looks for).
+    async fn records_from(
+        &self,
+        entry: &IndexEntry,
+        log_start: i64,
+        min_batch_timestamp: i64,
+    ) -> Result<Vec<(i64, i64)>, LogError> {
+        let bytes = self.read_chunk(entry).await?;
+        let mut found = Vec::new();
+        for batch in records::parse_batches(&bytes)? {
+            let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+            if last_offset < log_start || batch.max_timestamp < min_batch_timestamp {
+                continue;
+            }
+            found.extend(
+                records::record_timestamps(&batch)?
+                    .into_iter()
+                    .filter(|(offset, _)| *offset >= log_start),
+            );
+        }
+        Ok(found)
     }
 
     /// The committed state of `partition`: (log start, high watermark, epoch).

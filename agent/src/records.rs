@@ -1,7 +1,8 @@
 //! Kafka v2 record batches (magic 2) as the broker sees them: a header to
 //! validate and two fields to rewrite (`baseOffset`, `partitionLeaderEpoch`, which
-//! the CRC does not cover). Records inside a batch are never decoded: batches are
-//! stored and served byte for byte.
+//! the CRC does not cover). Batches are stored and served byte for byte; records
+//! inside a batch are decoded only to answer timestamp searches
+//! ([`record_timestamps`], for `ListOffsets`).
 //!
 //! Header layout (big-endian), from Apache Kafka's `DefaultRecordBatch`:
 //!
@@ -174,6 +175,27 @@ pub fn skip_before(stored: Bytes, offset: i64) -> Bytes {
     }
 }
 
+/// The `(offset, timestamp)` of every record in a stored batch, in offset order,
+/// decompressing if need be. Records of a `LogAppendTime` batch report the
+/// batch's `maxTimestamp`, as Kafka's do.
+pub fn record_timestamps(batch: &Batch) -> Result<Vec<(i64, i64)>, BatchError> {
+    use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+    let mut bytes = batch.bytes.clone();
+    let set = RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|error| BatchError::Corrupt(format!("decoding records: {error:#}")))?;
+    Ok(set
+        .records
+        .iter()
+        .map(|record| {
+            let timestamp = match record.timestamp_type {
+                TimestampType::LogAppend => batch.max_timestamp,
+                TimestampType::Creation => record.timestamp,
+            };
+            (record.offset, timestamp)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +274,65 @@ mod tests {
                 let _ = parse_batches(&Bytes::from(bytes));
             }
         }
+    }
+
+    /// A batch encoded as a producer would, records at `timestamps`.
+    fn encoded(timestamps: &[i64], compression: kafka_protocol::records::Compression) -> Bytes {
+        use kafka_protocol::records::{
+            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, timestamp)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::try_from(i).unwrap(),
+                // Consecutive sequences keep the records in one batch.
+                sequence: i32::try_from(i).unwrap(),
+                timestamp: *timestamp,
+                key: None,
+                value: Some(Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+        out.freeze()
+    }
+
+    #[test]
+    fn record_timestamps_decode_compressed_batches_and_log_append_time() {
+        use kafka_protocol::records::Compression;
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let bytes = assign_offset(&encoded(&[100, 300, 200, 300], compression), 40, 3);
+            let batch = parse_batches(&bytes).unwrap().remove(0);
+            assert_eq!(batch.max_timestamp, 300);
+            assert_eq!(
+                record_timestamps(&batch).unwrap(),
+                vec![(40, 100), (41, 300), (42, 200), (43, 300)],
+                "{compression:?}"
+            );
+        }
+        // The same batch stamped LogAppendTime (attribute bit 3): every record
+        // reports the batch's max timestamp.
+        let mut stamped = encoded(&[100, 300, 200], Compression::None).to_vec();
+        stamped[22] |= 0x08;
+        let crc = crc32c::crc32c(&stamped[CRC_COVERED_FROM..]);
+        stamped[17..21].copy_from_slice(&crc.to_be_bytes());
+        let batch = parse_batches(&Bytes::from(stamped)).unwrap().remove(0);
+        assert_eq!(
+            record_timestamps(&batch).unwrap(),
+            vec![(0, 300), (1, 300), (2, 300)]
+        );
     }
 }

@@ -85,6 +85,20 @@ pub enum MetadataError {
         /// Where the commit's chunk starts.
         base_offset: i64,
     },
+    /// An offset outside a partition's log: `DeleteRecords` beyond the high
+    /// watermark, or a negative offset other than the ones with a meaning. Nothing
+    /// was written.
+    #[error("offset {offset} is outside {partition}'s log {log_start_offset}..={high_watermark}")]
+    OffsetOutOfRange {
+        /// The partition.
+        partition: TopicPartition,
+        /// The offset asked for.
+        offset: i64,
+        /// Its log start offset.
+        log_start_offset: i64,
+        /// Its high watermark.
+        high_watermark: i64,
+    },
     /// A stored value could not be decoded.
     #[error("corrupt metadata value ({what}): {detail}")]
     Corrupt {
@@ -116,6 +130,7 @@ impl MetadataError {
             | MetadataError::UnknownAgent { .. } => ErrorKind::NotFound,
             MetadataError::Invalid { .. }
             | MetadataError::OffsetMismatch { .. }
+            | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::UnsupportedUrl { .. } => ErrorKind::Invalid,
             MetadataError::Fenced { .. } => ErrorKind::Fenced,
             MetadataError::Corrupt { .. } => ErrorKind::Corrupt,
@@ -139,6 +154,7 @@ impl MetadataError {
             | MetadataError::Invalid { .. }
             | MetadataError::Fenced { .. }
             | MetadataError::OffsetMismatch { .. }
+            | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::Corrupt { .. }
             | MetadataError::UnsupportedUrl { .. } => true,
         }

@@ -41,4 +41,4 @@ mod store;
 pub use error::{ErrorKind, MetadataError};
 pub use model::*;
 pub use open::{BackendUrl, DEFAULT_CLUSTER, open, open_with};
-pub use store::{MAX_PARTITIONS_PER_TOPIC, MetadataStore};
+pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};

@@ -350,3 +350,27 @@ impl Versioned for DeletedTopic {
     const WHAT: &'static str = "deleted topic";
     const VERSION: u8 = 1;
 }
+
+/// Where a leader epoch's records end in a partition's log (Kafka's
+/// `OffsetForLeaderEpoch` answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    /// The epoch the answer is about: the epoch asked for when it is the current
+    /// one or older than every epoch the log holds, otherwise the largest epoch
+    /// the log holds at or below it.
+    pub leader_epoch: i32,
+    /// The offset after that epoch's last record: the first offset written under
+    /// a later epoch, or the high watermark for the current epoch.
+    pub end_offset: i64,
+}
+
+/// The answer to [`MetadataStore::epoch_end_offset`](crate::MetadataStore::epoch_end_offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndLookup {
+    /// The partition's state, from the same snapshot.
+    pub state: PartitionState,
+    /// `None` when the log knows no epoch to answer for (Kafka's undefined epoch
+    /// and offset, `-1`/`-1`): the epoch asked for is negative or newer than the
+    /// partition's current epoch.
+    pub end: Option<EpochEnd>,
+}

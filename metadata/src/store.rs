@@ -13,6 +13,10 @@
 //!   retry after a lost reply finds the segment record and writes nothing.
 //! - [`MetadataStore::acquire_leadership`]: bumps the epoch, so every later commit
 //!   made under the old epoch is [`MetadataError::Fenced`].
+//! - [`MetadataStore::delete_records`]: reads the partition's bounds and moves its
+//!   log start offset forward in the same transaction; it never moves backwards.
+//! - [`MetadataStore::epoch_end_offset`]: reads the partition's state and the tail
+//!   of its index from one snapshot.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -735,6 +739,131 @@ impl MetadataStore {
                 let next = decode_counter(txn.get(&key).await?.as_deref());
                 txn.set(&key, &(next + 1).to_le_bytes());
                 Ok(next)
+            })
+            .await
+    }
+}
+
+// ----- log start offsets and leader epochs (Kafka's DeleteRecords and
+// OffsetForLeaderEpoch) -----
+
+/// The `offset` of [`MetadataStore::delete_records`] that means "up to the high
+/// watermark" (Kafka's `DeleteRecords` uses -1 for it).
+pub const DELETE_UP_TO_HIGH_WATERMARK: i64 = -1;
+
+/// Index entries read per range read while walking an index backwards.
+const EPOCH_SCAN_PAGE: usize = 256;
+
+impl MetadataStore {
+    /// Moves the log start offset of `partition` forward to `offset` (or to the
+    /// high watermark for [`DELETE_UP_TO_HIGH_WATERMARK`]) and returns the log
+    /// start offset afterwards. An offset at or below the current log start moves
+    /// nothing (the log start never moves backwards); an offset beyond the high
+    /// watermark, or a negative one other than -1, is
+    /// [`MetadataError::OffsetOutOfRange`] and writes nothing.
+    ///
+    /// Reads below the new log start fail from then on; the index entries and
+    /// objects that only hold such offsets stay until retention releases them.
+    pub async fn delete_records(
+        &self,
+        partition: TopicPartition,
+        offset: i64,
+    ) -> Result<i64, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut state = Self::partition_in(keys, &txn, partition).await?;
+                let target = if offset == DELETE_UP_TO_HIGH_WATERMARK {
+                    state.high_watermark
+                } else {
+                    offset
+                };
+                if target < 0 || target > state.high_watermark {
+                    return Err(MetadataError::OffsetOutOfRange {
+                        partition,
+                        offset,
+                        log_start_offset: state.log_start_offset,
+                        high_watermark: state.high_watermark,
+                    });
+                }
+                if target > state.log_start_offset {
+                    state.log_start_offset = target;
+                    write(&txn, &keys.partition(partition), &state);
+                }
+                Ok(state.log_start_offset)
+            })
+            .await
+    }
+
+    /// Where the records of `leader_epoch` end in `partition`, as Kafka's leader
+    /// epoch cache answers it:
+    ///
+    /// - a negative epoch, or one newer than the current: no answer;
+    /// - the current epoch: the high watermark;
+    /// - an older epoch: the first offset written under a later epoch, reported
+    ///   with the largest epoch the log holds at or below the one asked for (or
+    ///   the one asked for, when the log holds none at or below it, with the
+    ///   answer at least the log start offset).
+    ///
+    /// The index is walked backwards from its end, so asking about recent epochs
+    /// (what consumers do after a leader change) reads few entries.
+    pub async fn epoch_end_offset(
+        &self,
+        partition: TopicPartition,
+        leader_epoch: i32,
+    ) -> Result<EpochEndLookup, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let state = Self::partition_in(keys, &txn, partition).await?;
+                if leader_epoch < 0 || leader_epoch > state.leader_epoch {
+                    return Ok(EpochEndLookup { state, end: None });
+                }
+                if leader_epoch == state.leader_epoch {
+                    let end = EpochEnd {
+                        leader_epoch,
+                        end_offset: state.high_watermark,
+                    };
+                    return Ok(EpochEndLookup {
+                        state,
+                        end: Some(end),
+                    });
+                }
+                // Epochs never decrease along the log. Walking back from the end,
+                // every entry of a later epoch moves the end offset down to its
+                // first offset; the first entry at or below the epoch asked for
+                // stops the walk and names the epoch to report. With no entry of a
+                // later epoch, the later (current) epoch starts at the high
+                // watermark.
+                let begin = keys.index_entry(partition, state.log_start_offset);
+                let mut end_key = crate::kv::strinc(&keys.index_of(partition));
+                let mut end_offset = state.high_watermark;
+                let mut floor_epoch = None;
+                'pages: loop {
+                    let pairs = txn
+                        .get_range(&begin, &end_key, RangeOptions::last(EPOCH_SCAN_PAGE))
+                        .await?;
+                    for pair in &pairs {
+                        let entry: IndexEntry = codec::decode(&pair.value)?;
+                        if entry.leader_epoch <= leader_epoch {
+                            floor_epoch = Some(entry.leader_epoch);
+                            break 'pages;
+                        }
+                        end_offset = entry.base_offset;
+                    }
+                    match pairs.last() {
+                        Some(last) if pairs.len() == EPOCH_SCAN_PAGE => end_key = last.key.clone(),
+                        _ => break,
+                    }
+                }
+                let end = EpochEnd {
+                    leader_epoch: floor_epoch.unwrap_or(leader_epoch),
+                    end_offset: end_offset.max(state.log_start_offset),
+                };
+                Ok(EpochEndLookup {
+                    state,
+                    end: Some(end),
+                })
             })
             .await
     }

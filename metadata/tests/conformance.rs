@@ -851,6 +851,146 @@ async fn producer_state_commits_with_its_segment_only(fx: Fixture) {
     assert_eq!(store.producer_states(p0).await.unwrap(), vec![]);
 }
 
+async fn delete_records_moves_the_log_start_forward_only(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("trimmed", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    for (base, count) in [(0, 4u32), (4, 3), (7, 5)] {
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch, base, count, 0)]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.delete_records(tp, 5).await.unwrap(), 5);
+    // Never backwards: an older offset leaves the log start where it is.
+    assert_eq!(store.delete_records(tp, 2).await.unwrap(), 5);
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!((state.log_start_offset, state.high_watermark), (5, 12));
+    // Reads start at the entry covering the new log start.
+    let lookup = store.lookup(tp, 0, 10).await.unwrap();
+    assert_eq!(lookup.entries[0].base_offset, 4, "{:?}", lookup.entries);
+    // Beyond the high watermark, or negative, is out of range and writes nothing.
+    for bad in [13, -2, i64::MIN] {
+        let error = store.delete_records(tp, bad).await.unwrap_err();
+        assert!(
+            matches!(error, MetadataError::OffsetOutOfRange { offset, log_start_offset: 5, high_watermark: 12, .. } if offset == bad),
+            "{bad}: {error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::Invalid);
+    }
+    assert_eq!(store.partition_state(tp).await.unwrap(), state);
+    // -1 means the high watermark; deleting up to it again is a no-op.
+    assert_eq!(
+        store
+            .delete_records(tp, fjord_metadata::DELETE_UP_TO_HIGH_WATERMARK)
+            .await
+            .unwrap(),
+        12
+    );
+    assert_eq!(store.delete_records(tp, 12).await.unwrap(), 12);
+    assert!(store.lookup(tp, 0, 10).await.unwrap().entries.is_empty());
+    // The leader keeps committing after the log start; epochs are untouched.
+    store
+        .commit_segment(&segment(vec![chunk(tp, epoch, 12, 2, 0)]))
+        .await
+        .unwrap();
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!(
+        (
+            state.log_start_offset,
+            state.high_watermark,
+            state.leader_epoch
+        ),
+        (12, 14, epoch)
+    );
+    let missing = TopicPartition::new(topic.id, 1);
+    assert_eq!(
+        store.delete_records(missing, 0).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+async fn epoch_end_offsets_follow_the_index(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("epochs", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let end = |epoch: i32| {
+        let store = store.clone();
+        async move {
+            store
+                .epoch_end_offset(tp, epoch)
+                .await
+                .unwrap()
+                .end
+                .map(|end| (end.leader_epoch, end.end_offset))
+        }
+    };
+    // A fresh partition: epoch 0 is current and ends at the high watermark.
+    assert_eq!(end(0).await, Some((0, 0)));
+    assert_eq!(end(1).await, None);
+
+    // Epoch 1: offsets 0..260, one entry each (more than one backward scan
+    // page); epoch 2 takes leadership and writes nothing; epoch 3: offsets
+    // 260..265; epoch 4 is current and has written nothing yet.
+    let epoch1 = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    assert_eq!(epoch1, 1);
+    for base in 0..260 {
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch1, base, 1, 0)]))
+            .await
+            .unwrap();
+    }
+    store.acquire_leadership(tp, 1).await.unwrap();
+    let epoch3 = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    assert_eq!(epoch3, 3);
+    store
+        .commit_segment(&segment(vec![chunk(tp, epoch3, 260, 5, 0)]))
+        .await
+        .unwrap();
+    let epoch4 = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    assert_eq!(epoch4, 4);
+
+    assert_eq!(
+        end(4).await,
+        Some((4, 265)),
+        "current epoch: the high watermark"
+    );
+    assert_eq!(
+        end(3).await,
+        Some((3, 265)),
+        "epoch 4 starts at the high watermark"
+    );
+    assert_eq!(
+        end(2).await,
+        Some((1, 260)),
+        "no records under 2: epoch 1 ends at 260"
+    );
+    assert_eq!(end(1).await, Some((1, 260)));
+    assert_eq!(
+        end(0).await,
+        Some((0, 0)),
+        "older than every epoch held: its first"
+    );
+    assert_eq!(end(5).await, None, "newer than the current epoch");
+    assert_eq!(end(-1).await, None);
+
+    // After the log start moves past epoch 1, asking for it answers with the
+    // log start, as Kafka does once the epoch's records are gone.
+    assert_eq!(store.delete_records(tp, 262).await.unwrap(), 262);
+    assert_eq!(end(1).await, Some((1, 262)));
+    assert_eq!(end(3).await, Some((3, 265)));
+    let lookup = store.epoch_end_offset(tp, 3).await.unwrap();
+    assert_eq!(lookup.state.leader_epoch, 4);
+    assert_eq!(lookup.state.log_start_offset, 262);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -878,6 +1018,8 @@ macro_rules! conformance {
             case!(agents_register_heartbeat_and_leave);
             case!(group_offsets_and_producer_ids);
             case!(producer_state_commits_with_its_segment_only);
+            case!(delete_records_moves_the_log_start_forward_only);
+            case!(epoch_end_offsets_follow_the_index);
         }
     };
 }

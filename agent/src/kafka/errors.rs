@@ -2,6 +2,7 @@
 
 use fjord_metadata::{ErrorKind, MetadataError};
 
+use crate::configs::topic::ConfigError;
 use crate::idempotence::SequenceError;
 use crate::log::LogError;
 use crate::records::BatchError;
@@ -17,6 +18,7 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
         }
         MetadataError::Invalid { .. } => ResponseError::InvalidRequest,
         MetadataError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        MetadataError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         MetadataError::OffsetMismatch { .. }
         | MetadataError::UnknownAgent { .. }
         | MetadataError::Corrupt { .. }
@@ -47,5 +49,20 @@ pub fn log_error(error: &LogError) -> ResponseError {
         LogError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error a refused topic config request becomes: `INVALID_CONFIG` for
+/// names and values, `INVALID_REQUEST` for a malformed request.
+pub fn config_error(error: &ConfigError) -> ResponseError {
+    match error {
+        ConfigError::UnknownName { .. }
+        | ConfigError::NullValue { .. }
+        | ConfigError::InvalidValue { .. }
+        | ConfigError::NotAList { .. }
+        | ConfigError::Conflict { .. } => ResponseError::InvalidConfig,
+        ConfigError::UnknownOperation { .. }
+        | ConfigError::MissingOperand { .. }
+        | ConfigError::DuplicateName { .. } => ResponseError::InvalidRequest,
     }
 }

@@ -16,6 +16,15 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     // v6 adds two-phase commit for transactions, which are not supported.
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DeleteRecords, 0, 2),
+    // v0 and v1 have no `current_leader_epoch` to fence a stale client with.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // The codec knows DescribeConfigs from v1 (Kafka 4 dropped v0).
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// Every served API with its version range.

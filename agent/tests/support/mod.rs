@@ -69,12 +69,17 @@ impl Drop for AgentProcess {
 /// Runs a client script from `tests/clients/` with `python3`, passing the
 /// bootstrap address; fails the test with the script's output if it fails.
 pub fn run_python_client(script: &str, bootstrap: &str) -> String {
+    run_python_client_with_args(script, &[bootstrap])
+}
+
+/// As [`run_python_client`], with the script's arguments given in full.
+pub fn run_python_client_with_args(script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/clients")
         .join(script);
     let output = Command::new("python3")
         .arg(&path)
-        .arg(bootstrap)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", path.display()));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

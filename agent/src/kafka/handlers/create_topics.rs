@@ -1,15 +1,37 @@
-//! `CreateTopics`.
+//! `CreateTopics`. Topic configs are validated by
+//! [`configs::topic`](crate::configs::topic): an unknown name or a bad value
+//! fails the topic with `INVALID_CONFIG`, as in Kafka. From v5 on, a created (or
+//! validated) topic's whole config set is reported back.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::configs::topic;
+use crate::kafka::errors::{config_error, metadata_error};
 use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic};
+
+/// The topic's configs as the v5+ response reports them.
+fn reported_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    topic::describe(overrides)
+        .into_iter()
+        .map(|described| {
+            let mut config = CreatableTopicConfigs::default();
+            config.name = StrBytes::from_static_str(described.name);
+            config.value = Some(StrBytes::from_string(described.value));
+            config.read_only = described.read_only;
+            config.config_source = described.source.code();
+            config.is_sensitive = false;
+            config
+        })
+        .collect()
+}
 
 pub(super) async fn handle(
     broker: &Broker,
@@ -68,12 +90,20 @@ pub(super) async fn handle(
             response.topics.push(result);
             continue;
         }
-        let mut configs = BTreeMap::new();
-        for config in &topic.configs {
-            if let Some(value) = &config.value {
-                configs.insert(config.name.to_string(), value.to_string());
+        let requested = topic.configs.iter().map(|config| {
+            (
+                config.name.as_str(),
+                config.value.as_ref().map(|v| v.as_str()),
+            )
+        });
+        let configs = match topic::from_request(requested) {
+            Ok(configs) => configs,
+            Err(error) => {
+                fail(&mut result, config_error(&error), error.to_string());
+                response.topics.push(result);
+                continue;
             }
-        }
+        };
         let spec = NewTopic {
             name: topic.name.0.to_string(),
             partition_count: partitions,
@@ -86,7 +116,10 @@ pub(super) async fn handle(
                     ResponseError::TopicAlreadyExists,
                     format!("topic '{}' already exists", spec.name),
                 ),
-                Err(_) if reports_counts => result.num_partitions = partitions,
+                Err(_) if reports_counts => {
+                    result.num_partitions = partitions;
+                    result.configs = Some(reported_configs(&spec.configs));
+                }
                 Err(_) => {}
             }
             response.topics.push(result);
@@ -99,6 +132,7 @@ pub(super) async fn handle(
                 }
                 if reports_counts {
                     result.num_partitions = created.partition_count;
+                    result.configs = Some(reported_configs(&created.configs));
                 }
             }
             Err(error) => {

@@ -1,4 +1,15 @@
-//! `ListOffsets`: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
+//! `ListOffsets`: earliest (-2), latest (-1), max timestamp (-3, v7) and by
+//! timestamp, answered as Kafka answers them:
+//!
+//! - earliest: the log start offset (moved by `DeleteRecords`), with the epoch of
+//!   the record there;
+//! - latest: the high watermark, with the current epoch;
+//! - by timestamp: the first record whose timestamp is at least the one asked
+//!   for, with its own timestamp and epoch;
+//! - max timestamp: the first record holding the largest timestamp.
+//!
+//! A timestamp search that finds nothing answers offset -1 and timestamp -1
+//! (Kafka's unknown offset), which clients read as "no such record".
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -7,7 +18,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::kafka::errors::{log_error, metadata_error};
+use crate::log::TimestampQuery;
 use fjord_metadata::{MetadataError, TopicPartition};
 
 const LATEST: i64 = -1;
@@ -15,6 +27,57 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 /// How many index entries a timestamp search reads at most.
 const TIMESTAMP_SCAN_LIMIT: usize = 100_000;
+
+/// Fills `answer` for one partition, or returns the error to report.
+async fn answer_partition(
+    broker: &Broker,
+    tp: TopicPartition,
+    timestamp: i64,
+    answer: &mut ListOffsetsPartitionResponse,
+) -> Result<(), ResponseError> {
+    let query = match timestamp {
+        LATEST | EARLIEST => {
+            let lookup = broker
+                .store
+                .lookup(tp, 0, 1)
+                .await
+                .map_err(|error| metadata_error(&error))?;
+            let state = lookup.state;
+            if timestamp == LATEST {
+                answer.offset = state.high_watermark;
+                answer.leader_epoch = state.leader_epoch;
+            } else {
+                answer.offset = state.log_start_offset;
+                // The epoch of the record at the log start, or the current one
+                // when the log is empty.
+                answer.leader_epoch = lookup
+                    .entries
+                    .first()
+                    .filter(|entry| entry.base_offset < state.high_watermark)
+                    .map_or(state.leader_epoch, |entry| entry.leader_epoch);
+            }
+            return Ok(());
+        }
+        MAX_TIMESTAMP => TimestampQuery::Max,
+        // Any other value is a timestamp, negative ones included, as in Kafka
+        // (the special values below -3 belong to versions not served here).
+        wanted => TimestampQuery::AtLeast(wanted),
+    };
+    match broker
+        .logs
+        .find_by_timestamp(tp, query, TIMESTAMP_SCAN_LIMIT)
+        .await
+    {
+        Ok(Some(hit)) => {
+            answer.offset = hit.offset;
+            answer.timestamp = hit.timestamp;
+            answer.leader_epoch = hit.leader_epoch;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(error) => Err(log_error(&error)),
+    }
+}
 
 pub(super) async fn handle(
     broker: &Broker,
@@ -32,58 +95,25 @@ pub(super) async fn handle(
             answer.timestamp = -1;
             answer.offset = -1;
             answer.leader_epoch = -1;
-            let meta = match &meta {
-                Ok(meta) if (0..meta.partition_count).contains(&partition.partition_index) => meta,
+            let outcome = match &meta {
+                Ok(meta) if (0..meta.partition_count).contains(&partition.partition_index) => {
+                    let tp = TopicPartition::new(meta.id, partition.partition_index);
+                    answer_partition(broker, tp, partition.timestamp, &mut answer).await
+                }
                 Ok(_) | Err(MetadataError::UnknownTopic { .. }) => {
-                    answer.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    topic_response.partitions.push(answer);
-                    continue;
+                    Err(ResponseError::UnknownTopicOrPartition)
                 }
-                Err(error) => {
-                    answer.error_code = metadata_error(error).code();
-                    topic_response.partitions.push(answer);
-                    continue;
-                }
+                Err(error) => Err(metadata_error(error)),
             };
-            let tp = TopicPartition::new(meta.id, partition.partition_index);
-            let lookup = match broker.store.lookup(tp, 0, TIMESTAMP_SCAN_LIMIT).await {
-                Ok(lookup) => lookup,
-                Err(error) => {
-                    answer.error_code = metadata_error(&error).code();
-                    topic_response.partitions.push(answer);
-                    continue;
-                }
-            };
-            let state = lookup.state;
-            if version >= 4 {
-                answer.leader_epoch = state.leader_epoch;
+            if let Err(error) = outcome {
+                answer.error_code = error.code();
+                answer.timestamp = -1;
+                answer.offset = -1;
+                answer.leader_epoch = -1;
             }
-            match partition.timestamp {
-                LATEST => answer.offset = state.high_watermark,
-                EARLIEST => answer.offset = state.log_start_offset,
-                MAX_TIMESTAMP => {
-                    // The batch-level answer: the last batch holding the largest
-                    // timestamp (record-level precision needs decoding records).
-                    if let Some(entry) = lookup
-                        .entries
-                        .iter()
-                        .max_by_key(|e| (e.max_timestamp, e.base_offset))
-                    {
-                        answer.timestamp = entry.max_timestamp;
-                        answer.offset = entry.base_offset;
-                    }
-                }
-                wanted => {
-                    // The first chunk whose largest timestamp reaches `wanted`; its
-                    // first offset is where a consumer starts scanning.
-                    match lookup.entries.iter().find(|e| e.max_timestamp >= wanted) {
-                        Some(entry) => {
-                            answer.timestamp = entry.max_timestamp;
-                            answer.offset = entry.base_offset;
-                        }
-                        None => answer.offset = state.high_watermark,
-                    }
-                }
+            // The leader epoch is in the response from v4 on.
+            if version < 4 {
+                answer.leader_epoch = -1;
             }
             topic_response.partitions.push(answer);
         }

@@ -2,14 +2,23 @@
 //! the [`Broker`]. Handlers never fail a connection for a domain error: those
 //! become error codes in the response.
 
+mod alter_configs;
 pub(crate) mod api_versions;
+mod config_resources;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 pub(crate) mod produce;
+mod registry;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
@@ -42,6 +51,27 @@ pub(crate) async fn handle(
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, request, version).await)
         }
+        RequestKind::CreatePartitions(request) => ResponseKind::CreatePartitions(
+            create_partitions::handle(broker, request, version).await,
+        ),
+        RequestKind::DescribeConfigs(request) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, request, version).await)
+        }
+        RequestKind::AlterConfigs(request) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, request, version).await)
+        }
+        RequestKind::IncrementalAlterConfigs(request) => ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, request, version).await,
+        ),
+        RequestKind::DescribeCluster(request) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, request, version).await)
+        }
+        RequestKind::DeleteRecords(request) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, request, version).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(request) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(broker, request, version).await,
+        ),
         // The version table admits no other API, so nothing else reaches here;
         // closing is the safe answer regardless.
         _ => return Err(Close::UnsupportedVersion { api, version }),
