@@ -29,8 +29,16 @@
 //!    epoch) before anything else is accepted, so `acks=1` batches survive a crash
 //!    of the agent process when its disk survives.
 //!
-//! Not yet here: the read cache, pipelined flushes, and leadership spread over
-//! many agents.
+//! # The read path
+//!
+//! Committed data only: a read never sees past the high watermark. For a
+//! partition this agent leads, the committed high watermark and log start are
+//! known here, and recently committed chunks are served from memory (the tail
+//! cache, filled at commit) without touching metadata or the bucket. Otherwise:
+//! index lookup in metadata, then the chunk's byte range from the local disk
+//! cache, or one ranged GET shared by every concurrent reader of that range.
+//!
+//! Not yet here: pipelined flushes, and leadership spread over many agents.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -42,6 +50,7 @@ use fjord_metadata::{
     ChunkCommit, IndexEntry, MetadataError, MetadataStore, ProducerCommit, ProducerState,
     SegmentCommit, SegmentId, TopicId, TopicPartition,
 };
+use fjord_storage::cache::{CachedReader, DiskRangeCache, MemoryTailCache};
 use fjord_storage::wal::{AppendTicket, Wal, WalRecord};
 use fjord_storage::{ChunkMeta, ObjectKeys, SegmentWriter, WriterOptions};
 use futures::future::BoxFuture;
@@ -64,6 +73,8 @@ pub struct LogSettings {
     pub max_pending_bytes: usize,
     /// The largest record batch accepted (`message.max.bytes`).
     pub max_batch_bytes: usize,
+    /// Bytes of recently committed batches kept in memory for tailing readers.
+    pub tail_cache_bytes: u64,
 }
 
 impl Default for LogSettings {
@@ -74,6 +85,7 @@ impl Default for LogSettings {
             max_pending_bytes: 64 * 1024 * 1024,
             // Kafka's default `message.max.bytes`.
             max_batch_bytes: 1_048_588,
+            tail_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -185,6 +197,8 @@ struct PartitionWriter {
     next_offset: i64,
     /// The high watermark as committed by this leader.
     committed: i64,
+    /// The log start offset (moved by `DeleteRecords` through this agent).
+    log_start: i64,
     producers: ProducerTable,
     pending: Vec<Pending>,
 }
@@ -255,6 +269,11 @@ pub struct TimestampHit {
     pub leader_epoch: i32,
 }
 
+/// The tail cache's name for a partition.
+fn tail_key(partition: TopicPartition) -> fjord_storage::cache::TopicPartition {
+    fjord_storage::cache::TopicPartition::new(partition.topic_id.0, partition.partition)
+}
+
 /// The logs of the partitions this agent writes and reads.
 pub struct PartitionLogs {
     store: MetadataStore,
@@ -265,6 +284,8 @@ pub struct PartitionLogs {
     node_id: i32,
     settings: LogSettings,
     wal: Option<Wal>,
+    tail: MemoryTailCache,
+    reader: CachedReader,
     /// Held while offsets are assigned and the WAL record is queued; holds the
     /// sequence number the next WAL record gets.
     order: tokio::sync::Mutex<u64>,
@@ -304,17 +325,34 @@ impl PartitionLogs {
         };
         Self {
             store,
-            objects,
+            objects: objects.clone(),
             keys,
             ids,
             clock,
             node_id,
             settings,
             wal,
+            tail: MemoryTailCache::new(settings.tail_cache_bytes),
+            reader: CachedReader::new(objects.clone(), None),
             order: tokio::sync::Mutex::new(next_sequence),
             state: Mutex::default(),
             flush_now: Notify::new(),
             changes: watch::channel(0).0,
+        }
+    }
+
+    /// Reads chunks through `disk` as well: object ranges already fetched are
+    /// served from the agent's disk.
+    pub fn with_disk_cache(mut self, disk: Arc<DiskRangeCache>) -> Self {
+        self.reader = CachedReader::new(self.objects.clone(), Some(disk));
+        self
+    }
+
+    /// Records that `partition`'s log start moved to `log_start` (after a
+    /// `DeleteRecords` committed in metadata).
+    pub fn log_start_moved(&self, partition: TopicPartition, log_start: i64) {
+        if let Some(writer) = self.lock().partitions.get_mut(&partition) {
+            writer.log_start = writer.log_start.max(log_start);
         }
     }
 
@@ -352,6 +390,7 @@ impl PartitionLogs {
                 epoch: state.leader_epoch,
                 next_offset: state.high_watermark,
                 committed: state.high_watermark,
+                log_start: state.log_start_offset,
                 producers: ProducerTable::from_committed(producers),
                 pending: Vec::new(),
             });
@@ -634,6 +673,7 @@ impl PartitionLogs {
     }
 
     fn fail_partition(&self, partition: TopicPartition, error: &LogError) {
+        self.tail.invalidate_partition(tail_key(partition));
         let mut write = self.lock();
         if let Some(writer) = write.partitions.remove(&partition) {
             let bytes: usize = writer.pending.iter().map(|p| p.batch.len()).sum();
@@ -671,18 +711,28 @@ impl PartitionLogs {
             .flat_map(|(_, _, pending)| pending.iter().filter_map(|p| p.wal_sequence))
             .max();
         let result = self.write_segment(&taken).await;
-        let failed = result.err();
-        if failed.is_none() {
-            let mut write = self.lock();
-            for (partition, epoch, pending) in &taken {
-                if let (Some(writer), Some(last)) =
-                    (write.partitions.get_mut(partition), pending.last())
-                    && writer.epoch == *epoch
-                {
-                    writer.committed = writer.committed.max(last.last_offset + 1);
+        let failed = match result {
+            Ok(chunks) => {
+                let mut write = self.lock();
+                for (partition, epoch, pending) in &taken {
+                    if let (Some(writer), Some(last)) =
+                        (write.partitions.get_mut(partition), pending.last())
+                        && writer.epoch == *epoch
+                    {
+                        writer.committed = writer.committed.max(last.last_offset + 1);
+                    }
                 }
+                drop(write);
+                // Filled after the high watermark moved, so a read from memory
+                // never returns more than the high watermark it reports (a read
+                // in between misses and goes to the index).
+                for (partition, first, last, batches) in chunks {
+                    self.tail.insert(tail_key(partition), first, last, batches);
+                }
+                None
             }
-        }
+            Err(error) => Some(error),
+        };
         for (partition, _, pending) in taken {
             for entry in pending {
                 if let Some(done) = entry.done {
@@ -708,7 +758,13 @@ impl PartitionLogs {
         Ok(())
     }
 
-    async fn write_segment(&self, taken: &Taken) -> Result<(), LogError> {
+    /// Writes and commits one segment; returns each partition's chunk (first and
+    /// last offset, batches) for the tail cache.
+    async fn write_segment(
+        &self,
+        taken: &Taken,
+    ) -> Result<Vec<(TopicPartition, i64, i64, Bytes)>, LogError> {
+        let mut chunks_out = Vec::with_capacity(taken.len());
         let segment_id = self.ids.ulid(self.clock.now_millis());
         let mut writer = SegmentWriter::new(segment_id, WriterOptions::default())
             .map_err(|e| LogError::Storage(e.to_string()))?;
@@ -743,8 +799,10 @@ impl PartitionLogs {
                 record_count: pending.iter().map(|p| p.record_count).sum(),
                 max_timestamp: pending.iter().map(|p| p.max_timestamp).max().unwrap_or(-1),
             };
+            let batches = batches.freeze();
+            chunks_out.push((*partition, first_offset, last.last_offset, batches.clone()));
             writer
-                .add_chunk(meta, batches.freeze())
+                .add_chunk(meta, batches)
                 .map_err(|e| LogError::Storage(e.to_string()))?;
         }
         let encoded = writer
@@ -795,7 +853,7 @@ impl PartitionLogs {
                 other => LogError::Storage(other.to_string()),
             }
         })?;
-        Ok(())
+        Ok(chunks_out)
     }
 
     /// Committed batches of `partition` from the one holding `offset` on, up to
@@ -806,6 +864,9 @@ impl PartitionLogs {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError> {
+        if let Some(read) = self.read_led(partition, offset, max_bytes)? {
+            return Ok(read);
+        }
         let lookup = self
             .store
             .lookup(partition, offset, 16)
@@ -836,12 +897,68 @@ impl PartitionLogs {
         })
     }
 
-    /// The batches of the chunk an index entry points at.
+    /// A read served by this partition's leader from memory: `None` unless this
+    /// agent leads `partition` and its tail cache holds `offset` (or `offset` is
+    /// the high watermark: nothing to return yet).
+    fn read_led(
+        &self,
+        partition: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Option<ReadResult>, LogError> {
+        let (high_watermark, log_start_offset) = {
+            let write = self.lock();
+            match write.partitions.get(&partition) {
+                Some(writer) => (writer.committed, writer.log_start),
+                None => return Ok(None),
+            }
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: log_start_offset,
+                high_watermark,
+            });
+        }
+        let records = if offset == high_watermark {
+            Bytes::new()
+        } else {
+            let Some(hit) = self
+                .tail
+                .read(tail_key(partition), offset, max_bytes as u64)
+            else {
+                return Ok(None);
+            };
+            let mut out = BytesMut::with_capacity(usize::try_from(hit.len_bytes()).unwrap_or(0));
+            for batches in hit.batches {
+                out.extend_from_slice(&batches);
+            }
+            records::skip_before(out.freeze(), offset)
+        };
+        Ok(Some(ReadResult {
+            high_watermark,
+            log_start_offset,
+            records,
+        }))
+    }
+
+    /// The batches of the chunk an index entry points at: from the disk cache,
+    /// or one ranged GET shared by concurrent readers of the same range.
     async fn read_chunk(&self, entry: &IndexEntry) -> Result<Bytes, LogError> {
         let range = entry.byte_offset..entry.byte_offset + entry.byte_length;
+        let key = self
+            .keys
+            .segment_id_of(&entry.object_key)
+            .map(|id| self.keys.segment(id))
+            .ok_or_else(|| {
+                LogError::Storage(format!(
+                    "the index names {}, which is not one of this cluster's segment keys",
+                    entry.object_key
+                ))
+            })?;
         let bytes = self
-            .objects
-            .get_range(&Path::from(entry.object_key.as_str()), range)
+            .reader
+            .get_range(&key, range)
             .await
             .map_err(|e| LogError::Storage(format!("reading {}: {e}", entry.object_key)))?;
         let chunk =

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an agent. With no flags: SQLite metadata under ./fjord-data.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Print the version.
     Version,
 }
@@ -72,6 +72,12 @@ struct AgentArgs {
     /// Bytes the write-ahead log may hold before produces wait (backpressure).
     #[arg(long, env = "FJORD_WAL_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     wal_max_bytes: u64,
+    /// Directory of the read cache of object ranges (default: <data-dir>/cache).
+    #[arg(long, env = "FJORD_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Bytes the disk read cache may hold (0 disables it).
+    #[arg(long, env = "FJORD_DISK_CACHE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    disk_cache_bytes: u64,
     /// How often the agent renews its registration.
     #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
@@ -100,7 +106,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()
             .context("starting the runtime")?
-            .block_on(run_agent(args)),
+            .block_on(run_agent(*args)),
     }
 }
 
@@ -235,7 +241,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         );
     }
     let next_sequence = recovery.next_sequence;
-    let logs = Arc::new(PartitionLogs::new(
+    let mut logs = PartitionLogs::new(
         store.clone(),
         objects,
         keys,
@@ -247,7 +253,18 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             ..LogSettings::default()
         },
         Some((wal, next_sequence)),
-    ));
+    );
+    if args.disk_cache_bytes > 0 {
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("cache"));
+        let disk = fjord_storage::cache::DiskRangeCache::open(&cache_dir, args.disk_cache_bytes)
+            .await
+            .with_context(|| format!("opening the read cache in {}", cache_dir.display()))?;
+        logs = logs.with_disk_cache(Arc::new(disk));
+    }
+    let logs = Arc::new(logs);
     let replayed = logs
         .recover(recovery.records)
         .await

@@ -320,3 +320,50 @@ fn a_config_file_sets_what_flags_and_environment_leave_unset() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown setting"));
 }
+
+fn files_under(dir: &Path) -> usize {
+    if !dir.exists() {
+        return 0;
+    }
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() { files_under(&path) } else { 1 }
+        })
+        .sum()
+}
+
+/// The read path's three tiers, seen from outside: the leader serves what it just
+/// committed from memory (no GET, so nothing lands in the disk cache); a fresh
+/// agent reads through ranged GETs, which fill the disk cache; and a later agent
+/// serves the same reads from that disk cache even with the objects gone from
+/// the bucket.
+#[test]
+fn reads_come_from_memory_then_the_disk_cache_then_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let args = ["--num-partitions", "2", "--flush-interval-ms", "20"];
+    let produced = lines("tiers", 2_000);
+    {
+        let agent = AgentProcess::start(dir.path(), &args);
+        kcat_produce(&agent, "tiers", "zstd", &produced);
+        verify(&produced, &kcat_consume(&agent, "tiers"), "zstd");
+        assert_eq!(
+            files_under(&cache),
+            0,
+            "the leader's reads of fresh data came from memory, with no GET"
+        );
+    }
+    {
+        let agent = AgentProcess::start(dir.path(), &args);
+        verify(&produced, &kcat_consume(&agent, "tiers"), "zstd");
+        assert!(
+            files_under(&cache) > 0,
+            "a cold agent fetched ranges and kept them on disk"
+        );
+    }
+    std::fs::remove_dir_all(dir.path().join("bucket")).unwrap();
+    let agent = AgentProcess::start(dir.path(), &args);
+    verify(&produced, &kcat_consume(&agent, "tiers"), "zstd");
+}

@@ -39,11 +39,15 @@ async fn delete(
     if !topic::cleanup_policy_deletes(&meta.configs) {
         return Err(ResponseError::PolicyViolation);
     }
-    broker
+    let tp = TopicPartition::new(meta.id, partition);
+    let low_watermark = broker
         .store
-        .delete_records(TopicPartition::new(meta.id, partition), offset)
+        .delete_records(tp, offset)
         .await
-        .map_err(|error| metadata_error(&error))
+        .map_err(|error| metadata_error(&error))?;
+    // This agent's reads from memory honour the new log start at once.
+    broker.logs.log_start_moved(tp, low_watermark);
+    Ok(low_watermark)
 }
 
 pub(super) async fn handle(
