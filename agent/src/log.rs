@@ -1081,4 +1081,14 @@ impl PartitionLogs {
             .await
             .map_err(|e| LogError::from_metadata(partition, e))
     }
+
+    /// `(log start, high watermark)` of `partition`: from memory when this agent
+    /// leads it, else from metadata.
+    pub async fn offsets(&self, partition: TopicPartition) -> Result<(i64, i64), LogError> {
+        if let Some(writer) = self.lock().partitions.get(&partition) {
+            return Ok((writer.log_start, writer.committed));
+        }
+        let state = self.bounds(partition).await?;
+        Ok((state.log_start_offset, state.high_watermark))
+    }
 }

@@ -271,6 +271,16 @@ fn produce(
     records: bytes::Bytes,
     correlation_id: i32,
 ) -> (i16, i64) {
+    produce_to(stream, topic, 0, records, correlation_id)
+}
+
+fn produce_to(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition_index: i32,
+    records: bytes::Bytes,
+    correlation_id: i32,
+) -> (i16, i64) {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
     let version = 7;
@@ -279,7 +289,7 @@ fn produce(
     header.request_api_version = version;
     header.correlation_id = correlation_id;
     let mut partition = PartitionProduceData::default();
-    partition.index = 0;
+    partition.index = partition_index;
     partition.records = Some(records);
     let mut topic_data = TopicProduceData::default();
     topic_data.name = TopicName(StrBytes::from_string(topic.to_owned()));
@@ -473,4 +483,121 @@ fn idempotent_producer_sequences_are_checked_and_survive_a_restart() {
         listed, "0:k0\n1:k1\n2:k2\n3:k3\n4:k4\n5:k0\n6:k1\n7:k2\n8:k3\n9:k4\n",
         "each batch stored once"
     );
+}
+
+/// Sends a Fetch v12 for partitions `(index, partition_max_bytes)` of `topic`
+/// from offset 0; returns the top-level error and, per partition, (error, high
+/// watermark, number of batches returned).
+fn fetch(
+    stream: &mut TcpStream,
+    topic: &str,
+    partitions: &[(i32, i32)],
+    max_bytes: i32,
+    session_id: i32,
+) -> (i16, Vec<(i16, i64, usize)>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let version = 12;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Fetch as i16;
+    header.request_api_version = version;
+    header.correlation_id = 5;
+    let mut request = FetchRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.max_wait_ms = 10;
+    request.min_bytes = 1;
+    request.max_bytes = max_bytes;
+    request.session_id = session_id;
+    request.session_epoch = -1;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = TopicName(StrBytes::from_string(topic.to_owned()));
+    for (index, partition_max_bytes) in partitions {
+        let mut partition = FetchPartition::default();
+        partition.partition = *index;
+        partition.fetch_offset = 0;
+        partition.partition_max_bytes = *partition_max_bytes;
+        fetch_topic.partitions.push(partition);
+    }
+    request.topics = vec![fetch_topic];
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, ApiKey::Fetch.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    stream.write_all(&frame(&body)).unwrap();
+    let mut response = bytes::Bytes::from(read_frame(stream).expect("a fetch response"));
+    assert_eq!(response.get_i32(), 5);
+    assert_eq!(
+        response.get_u8(),
+        0,
+        "no tagged fields in the response header"
+    );
+    let decoded = FetchResponse::decode(&mut response, version).unwrap();
+    let partitions = decoded
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let records = p.records.clone().unwrap_or_default();
+            let mut batches = 0;
+            let mut at = 0usize;
+            while at + 12 <= records.len() {
+                let len = i32::from_be_bytes(records[at + 8..at + 12].try_into().unwrap());
+                at += 12 + len as usize;
+                batches += 1;
+            }
+            (p.error_code, p.high_watermark, batches)
+        })
+        .collect();
+    (decoded.error_code, partitions)
+}
+
+/// Fetch honours `partition_max_bytes` and `max_bytes` as Kafka does: at least
+/// the first batch, then nothing more once the response is full; and an unknown
+/// fetch session is refused.
+#[test]
+fn fetch_limits_and_sessions_follow_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(
+        dir.path(),
+        &["--flush-interval-ms", "10", "--num-partitions", "2"],
+    );
+    let listing = Command::new("kcat")
+        .args(["-b", &agent.address(), "-L", "-t", "limits"])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    let mut stream = connect(&agent);
+    for i in 0..5 {
+        // acks=all: each batch is committed before the next, as its own chunk.
+        assert_eq!(
+            produce_to(&mut stream, "limits", 0, record_batch(3), 10 + i),
+            (0, i64::from(i) * 3)
+        );
+        assert_eq!(
+            produce_to(&mut stream, "limits", 1, record_batch(3), 20 + i),
+            (0, i64::from(i) * 3)
+        );
+    }
+    // Tiny limits: the first batch still comes back whole; the response is then
+    // full, so partition 1 reports its high watermark and no records.
+    let (error, partitions) = fetch(&mut stream, "limits", &[(0, 1), (1, 1 << 20)], 1, 0);
+    assert_eq!(error, 0);
+    assert_eq!(partitions, vec![(0, 15, 1), (0, 15, 0)]);
+    // A per-partition limit alone: one batch from each.
+    let (_, partitions) = fetch(&mut stream, "limits", &[(0, 1), (1, 1)], 1 << 20, 0);
+    assert_eq!(partitions, vec![(0, 15, 1), (0, 15, 1)]);
+    // Room for everything: all five batches of each.
+    let (_, partitions) = fetch(
+        &mut stream,
+        "limits",
+        &[(0, 1 << 20), (1, 1 << 20)],
+        1 << 20,
+        0,
+    );
+    assert_eq!(partitions, vec![(0, 15, 5), (0, 15, 5)]);
+    let (error, partitions) = fetch(&mut stream, "limits", &[(0, 1 << 20)], 1 << 20, 1234);
+    assert_eq!(error, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    assert!(partitions.is_empty());
+    assert_serving(&agent);
 }

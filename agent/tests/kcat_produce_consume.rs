@@ -367,3 +367,31 @@ fn reads_come_from_memory_then_the_disk_cache_then_the_bucket() {
     let agent = AgentProcess::start(dir.path(), &args);
     verify(&produced, &kcat_consume(&agent, "tiers"), "zstd");
 }
+
+/// SIGTERM flushes what was accepted into the bucket before the agent exits.
+#[test]
+fn sigterm_flushes_accepted_records_into_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let produced = lines("graceful", 1_000);
+    let slow_flush = ["--num-partitions", "2", "--flush-interval-ms", "3600000"];
+    let mut agent = AgentProcess::start(dir.path(), &slow_flush);
+    kcat_produce_acks(&agent, "graceful", "lz4", "1", &produced);
+    assert_eq!(segment_objects(dir.path()), 0, "nothing flushed yet");
+    let pid = agent.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = agent.child.wait().unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(
+        segment_objects(dir.path()) > 0,
+        "the accepted records were flushed at shutdown"
+    );
+    drop(agent);
+    let agent = AgentProcess::start(dir.path(), &["--num-partitions", "2"]);
+    verify(&produced, &kcat_consume(&agent, "graceful"), "lz4");
+}

@@ -1,5 +1,13 @@
-//! `Fetch` (session-less): committed batches from each requested offset, waiting
-//! up to `max_wait_ms` for new commits while nothing is available.
+//! `Fetch`: committed batches from each requested offset, waiting up to
+//! `max_wait_ms` for new commits until `min_bytes` are available.
+//!
+//! Limits as in Kafka: each partition returns at most `partition_max_bytes` and
+//! the response about `max_bytes`, except that the first batch found is returned
+//! whole even when it is larger (so a consumer always makes progress).
+//!
+//! Sessions: every fetch is answered as a full fetch with session id 0, which
+//! tells clients that use incremental fetch sessions (KIP-227) that the broker
+//! did not create one; they keep sending full requests, as Kafka allows.
 
 use std::time::Duration;
 
@@ -35,6 +43,22 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
                     if partition.partition < 0 || partition.partition >= meta.partition_count =>
                 {
                     data.error_code = ResponseError::UnknownTopicOrPartition.code();
+                }
+                Ok(meta) if total >= max_bytes => {
+                    // The response is full (`max_bytes`): later partitions report
+                    // their offsets and no records, as Kafka does.
+                    let tp = TopicPartition::new(meta.id, partition.partition);
+                    match broker.logs.offsets(tp).await {
+                        Ok((log_start, high_watermark)) => {
+                            data.high_watermark = high_watermark;
+                            data.last_stable_offset = high_watermark;
+                            if version >= 5 {
+                                data.log_start_offset = log_start;
+                            }
+                            data.records = Some(bytes::Bytes::new());
+                        }
+                        Err(error) => data.error_code = log_error(&error).code(),
+                    }
                 }
                 Ok(meta) => {
                     let tp = TopicPartition::new(meta.id, partition.partition);
@@ -78,6 +102,12 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
 }
 
 pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    if version >= 7 && request.session_id != 0 {
+        // No session is ever created here, so any session id is unknown.
+        let mut response = FetchResponse::default();
+        response.error_code = ResponseError::FetchSessionIdNotFound.code();
+        return response;
+    }
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let mut commits = broker.logs.commits();
