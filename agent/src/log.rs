@@ -18,12 +18,15 @@
 //!    watermark, and records the producers' idempotence state as of its last
 //!    batch; `acks=all` producers are acknowledged only after it succeeded.
 //!    `acks=1` producers are acknowledged once their batches are fsynced in the WAL.
-//! 4. One flush runs at a time, so commits for a partition apply in offset order.
-//!    When a flush fails, every partition in it is reset: its pending batches (also
-//!    those accepted after the flush began) fail with a retriable error, and the
-//!    partition's next producer re-takes leadership from the committed high
-//!    watermark and producer state — never a gap, never a silent loss of an
-//!    `acks=all` batch.
+//! 4. Flushes are pipelined — several segments upload at once — but commit one
+//!    at a time in the order they were taken, so commits for a partition apply in
+//!    offset order. When a flush fails, every partition in it is reset: its
+//!    pending batches (also those accepted after the flush began) fail with a
+//!    retriable error, later in-flight flushes leave it out of their commits, and
+//!    the partition's next producer re-takes leadership (a new epoch) from the
+//!    committed high watermark and producer state — never a gap, never a silent
+//!    loss of an `acks=all` batch. (`tests/write_path.rs` holds this under
+//!    injected upload faults.)
 //! 5. At start-up the WAL's records past each partition's committed high
 //!    watermark are committed again (contiguous from the watermark, under the new
 //!    epoch) before anything else is accepted, so `acks=1` batches survive a crash
@@ -38,7 +41,7 @@
 //! index lookup in metadata, then the chunk's byte range from the local disk
 //! cache, or one ranged GET shared by every concurrent reader of that range.
 //!
-//! Not yet here: pipelined flushes, and leadership spread over many agents.
+//! Not yet here: leadership spread over many agents.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -53,7 +56,9 @@ use fjord_metadata::{
 use fjord_storage::cache::{CachedReader, DiskRangeCache, MemoryTailCache};
 use fjord_storage::wal::{AppendTicket, Wal, WalRecord};
 use fjord_storage::{ChunkMeta, ObjectKeys, SegmentWriter, WriterOptions};
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{Notify, oneshot, watch};
@@ -75,6 +80,8 @@ pub struct LogSettings {
     pub max_batch_bytes: usize,
     /// Bytes of recently committed batches kept in memory for tailing readers.
     pub tail_cache_bytes: u64,
+    /// Segments built and uploaded at once (their commits stay in order).
+    pub max_inflight_uploads: usize,
 }
 
 impl Default for LogSettings {
@@ -86,6 +93,7 @@ impl Default for LogSettings {
             // Kafka's default `message.max.bytes`.
             max_batch_bytes: 1_048_588,
             tail_cache_bytes: 64 * 1024 * 1024,
+            max_inflight_uploads: 4,
         }
     }
 }
@@ -211,6 +219,13 @@ struct WriteState {
 
 /// What one flush took: per partition, its epoch and batches.
 type Taken = Vec<(TopicPartition, i32, Vec<Pending>)>;
+
+/// A segment object uploaded and not yet committed.
+struct Uploaded {
+    commit: SegmentCommit,
+    /// Each partition's chunk (first and last offset, batches) for the tail cache.
+    tail: Vec<(TopicPartition, i64, i64, Bytes)>,
+}
 
 /// What a read returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -658,23 +673,50 @@ impl PartitionLogs {
 
     /// Flushes on the interval, or sooner when enough is pending, until `shutdown`;
     /// then flushes what was accepted once more.
+    ///
+    /// Flushes are pipelined: up to [`LogSettings::max_inflight_uploads`]
+    /// segments are built and uploaded at once, and each is committed only after
+    /// every earlier one, in the order they were taken — so commits of a
+    /// partition apply in offset order.
     pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut inflight: FuturesOrdered<BoxFuture<'static, (Taken, Result<Uploaded, LogError>)>> =
+            FuturesOrdered::new();
+        let mut tick = tokio::time::interval(self.settings.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let room = inflight.len() < self.settings.max_inflight_uploads.max(1);
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    let _ = self.flush_once().await;
-                    return;
+                _ = shutdown.cancelled() => break,
+                Some((taken, uploaded)) = inflight.next(), if !inflight.is_empty() => {
+                    let _ = self.commit_and_answer(taken, uploaded).await;
+                    continue;
                 }
-                _ = tokio::time::sleep(self.settings.flush_interval) => {}
-                _ = self.flush_now.notified() => {}
+                _ = tick.tick(), if room => {}
+                _ = self.flush_now.notified(), if room => {}
             }
-            let _ = self.flush_once().await;
+            if let Some(taken) = self.take() {
+                let logs = self.clone();
+                inflight.push_back(Box::pin(async move {
+                    let uploaded = logs.upload(&taken).await;
+                    (taken, uploaded)
+                }));
+            }
         }
+        while let Some((taken, uploaded)) = inflight.next().await {
+            let _ = self.commit_and_answer(taken, uploaded).await;
+        }
+        let _ = self.flush_once().await;
     }
 
-    fn fail_partition(&self, partition: TopicPartition, error: &LogError) {
-        self.tail.invalidate_partition(tail_key(partition));
+    /// Resets `partition` if this agent still writes it under `epoch`: its pending
+    /// batches fail with `error`, and its next producer takes leadership again
+    /// from the committed state. A writer under a newer epoch is left alone.
+    fn fail_partition(&self, partition: TopicPartition, epoch: i32, error: &LogError) {
         let mut write = self.lock();
+        if write.partitions.get(&partition).map(|w| w.epoch) != Some(epoch) {
+            return;
+        }
+        self.tail.invalidate_partition(tail_key(partition));
         if let Some(writer) = write.partitions.remove(&partition) {
             let bytes: usize = writer.pending.iter().map(|p| p.batch.len()).sum();
             write.pending_bytes -= bytes.min(write.pending_bytes);
@@ -684,91 +726,43 @@ impl PartitionLogs {
                 }
             }
         }
+        drop(write);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Takes everything pending, writes it as one segment object, commits it and
-    /// answers the producers.
+    /// answers the producers (one flush, not pipelined: recovery and shutdown).
     pub async fn flush_once(&self) -> Result<(), LogError> {
-        let taken: Taken = {
-            let mut write = self.lock();
-            let mut taken = Vec::new();
-            let mut bytes = 0;
-            for (partition, writer) in write.partitions.iter_mut() {
-                if !writer.pending.is_empty() {
-                    let pending = std::mem::take(&mut writer.pending);
-                    bytes += pending.iter().map(|p| p.batch.len()).sum::<usize>();
-                    taken.push((*partition, writer.epoch, pending));
-                }
-            }
-            write.pending_bytes -= bytes.min(write.pending_bytes);
-            taken
-        };
-        if taken.is_empty() {
+        let Some(taken) = self.take() else {
             return Ok(());
-        }
-        let wal_through = taken
-            .iter()
-            .flat_map(|(_, _, pending)| pending.iter().filter_map(|p| p.wal_sequence))
-            .max();
-        let result = self.write_segment(&taken).await;
-        let failed = match result {
-            Ok(chunks) => {
-                let mut write = self.lock();
-                for (partition, epoch, pending) in &taken {
-                    if let (Some(writer), Some(last)) =
-                        (write.partitions.get_mut(partition), pending.last())
-                        && writer.epoch == *epoch
-                    {
-                        writer.committed = writer.committed.max(last.last_offset + 1);
-                    }
-                }
-                drop(write);
-                // Filled after the high watermark moved, so a read from memory
-                // never returns more than the high watermark it reports (a read
-                // in between misses and goes to the index).
-                for (partition, first, last, batches) in chunks {
-                    self.tail.insert(tail_key(partition), first, last, batches);
-                }
-                None
-            }
-            Err(error) => Some(error),
         };
-        for (partition, _, pending) in taken {
-            for entry in pending {
-                if let Some(done) = entry.done {
-                    let _ = done.send(match &failed {
-                        None => Ok(()),
-                        Some(error) => Err(error.clone()),
-                    });
-                }
-            }
-            if let Some(error) = &failed {
-                self.fail_partition(partition, error);
-            }
-        }
-        self.changes.send_modify(|n| *n += 1);
-        if let Some(error) = failed {
-            return Err(error);
-        }
-        if let (Some(wal), Some(through)) = (&self.wal, wal_through)
-            && let Err(error) = wal.truncate(through).await
-        {
-            tracing::warn!(%error, through, "truncating the write-ahead log failed");
-        }
-        Ok(())
+        let uploaded = self.upload(&taken).await;
+        self.commit_and_answer(taken, uploaded).await
     }
 
-    /// Writes and commits one segment; returns each partition's chunk (first and
-    /// last offset, batches) for the tail cache.
-    async fn write_segment(
-        &self,
-        taken: &Taken,
-    ) -> Result<Vec<(TopicPartition, i64, i64, Bytes)>, LogError> {
-        let mut chunks_out = Vec::with_capacity(taken.len());
+    /// Everything pending, per partition with its epoch.
+    fn take(&self) -> Option<Taken> {
+        let mut write = self.lock();
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        for (partition, writer) in write.partitions.iter_mut() {
+            if !writer.pending.is_empty() {
+                let pending = std::mem::take(&mut writer.pending);
+                bytes += pending.iter().map(|p| p.batch.len()).sum::<usize>();
+                taken.push((*partition, writer.epoch, pending));
+            }
+        }
+        write.pending_bytes -= bytes.min(write.pending_bytes);
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// Builds the segment object of `taken` and uploads it.
+    async fn upload(&self, taken: &Taken) -> Result<Uploaded, LogError> {
         let segment_id = self.ids.ulid(self.clock.now_millis());
         let mut writer = SegmentWriter::new(segment_id, WriterOptions::default())
             .map_err(|e| LogError::Storage(e.to_string()))?;
         let mut producers = Vec::new();
+        let mut tail = Vec::with_capacity(taken.len());
         for (partition, _, pending) in taken {
             let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
                 continue;
@@ -790,30 +784,32 @@ impl PartitionLogs {
                         state: state.clone(),
                     }),
             );
-            let first_offset = first.base_offset;
             let meta = ChunkMeta {
                 topic_id: partition.topic_id.0,
                 partition: partition.partition,
-                first_offset,
+                first_offset: first.base_offset,
                 last_offset: last.last_offset,
                 record_count: pending.iter().map(|p| p.record_count).sum(),
                 max_timestamp: pending.iter().map(|p| p.max_timestamp).max().unwrap_or(-1),
             };
             let batches = batches.freeze();
-            chunks_out.push((*partition, first_offset, last.last_offset, batches.clone()));
+            tail.push((
+                *partition,
+                first.base_offset,
+                last.last_offset,
+                batches.clone(),
+            ));
             writer
                 .add_chunk(meta, batches)
                 .map_err(|e| LogError::Storage(e.to_string()))?;
         }
-        let encoded = writer
-            .finish()
+        // Compression is CPU work: off the async workers.
+        let encoded = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| LogError::Storage(format!("building a segment: {e}")))?
             .map_err(|e| LogError::Storage(e.to_string()))?;
         let key = self.keys.segment(segment_id);
         let object_size = encoded.bytes.len() as u64;
-        self.objects
-            .put(&Path::from(key.as_str()), encoded.bytes.into())
-            .await
-            .map_err(|e| LogError::Storage(format!("uploading {}: {e}", key.as_str())))?;
         let chunks = encoded
             .footer
             .entries()
@@ -839,21 +835,135 @@ impl PartitionLogs {
                 }
             })
             .collect();
-        let commit = SegmentCommit {
-            segment_id: SegmentId(segment_id),
-            object_key: key.into_string(),
-            object_size,
-            chunks,
-            producers,
-        };
-        self.store.commit_segment(&commit).await.map_err(|error| {
-            tracing::warn!(%error, segment = %commit.segment_id, "segment commit failed");
-            match error {
-                MetadataError::Fenced { partition, .. } => LogError::NotLeader(partition),
-                other => LogError::Storage(other.to_string()),
+        self.objects
+            .put(&Path::from(key.as_str()), encoded.bytes.into())
+            .await
+            .map_err(|e| LogError::Storage(format!("uploading {}: {e}", key.as_str())))?;
+        Ok(Uploaded {
+            commit: SegmentCommit {
+                segment_id: SegmentId(segment_id),
+                object_key: key.into_string(),
+                object_size,
+                chunks,
+                producers,
+            },
+            tail,
+        })
+    }
+
+    /// Commits an uploaded segment (what is still valid of it) and answers the
+    /// producers of everything in `taken`.
+    ///
+    /// A partition reset since it was taken (an earlier flush failed, or the
+    /// partition moved) is left out of the commit: its batches were answered
+    /// with the reset's error already, or are answered with it here. A partition
+    /// the commit finds fenced or out of line is failed and the rest committed
+    /// again under the same segment id.
+    async fn commit_and_answer(
+        &self,
+        taken: Taken,
+        uploaded: Result<Uploaded, LogError>,
+    ) -> Result<(), LogError> {
+        let wal_through = taken
+            .iter()
+            .flat_map(|(_, _, pending)| pending.iter().filter_map(|p| p.wal_sequence))
+            .max();
+        let mut failed: HashMap<TopicPartition, LogError> = HashMap::new();
+        let mut result = Ok(());
+        match uploaded {
+            Err(error) => {
+                for (partition, _, _) in &taken {
+                    failed.insert(*partition, error.clone());
+                }
+                result = Err(error);
             }
-        })?;
-        Ok(chunks_out)
+            Ok(Uploaded { mut commit, tail }) => {
+                {
+                    let write = self.lock();
+                    for (partition, epoch, _) in &taken {
+                        if write.partitions.get(partition).map(|w| w.epoch) != Some(*epoch) {
+                            failed.insert(*partition, LogError::NotLeader(*partition));
+                        }
+                    }
+                }
+                loop {
+                    commit.chunks.retain(|c| !failed.contains_key(&c.partition));
+                    commit
+                        .producers
+                        .retain(|p| !failed.contains_key(&p.partition));
+                    if commit.chunks.is_empty() {
+                        break;
+                    }
+                    match self.store.commit_segment(&commit).await {
+                        Ok(_) => break,
+                        Err(
+                            MetadataError::Fenced { partition, .. }
+                            | MetadataError::OffsetMismatch { partition, .. },
+                        ) if commit.chunks.len() > 1 => {
+                            tracing::warn!(%partition, segment = %commit.segment_id, "left out of a segment commit");
+                            failed.insert(partition, LogError::NotLeader(partition));
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, segment = %commit.segment_id, "segment commit failed");
+                            let error = match error {
+                                MetadataError::Fenced { partition, .. } => {
+                                    LogError::NotLeader(partition)
+                                }
+                                other => LogError::Storage(other.to_string()),
+                            };
+                            for chunk in &commit.chunks {
+                                failed.insert(chunk.partition, error.clone());
+                            }
+                            result = Err(error);
+                            break;
+                        }
+                    }
+                }
+                let mut write = self.lock();
+                for (partition, epoch, pending) in &taken {
+                    if failed.contains_key(partition) {
+                        continue;
+                    }
+                    if let (Some(writer), Some(last)) =
+                        (write.partitions.get_mut(partition), pending.last())
+                        && writer.epoch == *epoch
+                    {
+                        writer.committed = writer.committed.max(last.last_offset + 1);
+                    }
+                }
+                drop(write);
+                // Filled after the high watermark moved, so a read from memory
+                // never returns more than the high watermark it reports (a read
+                // in between misses and goes to the index).
+                for (partition, first, last, batches) in tail {
+                    if !failed.contains_key(&partition) {
+                        self.tail.insert(tail_key(partition), first, last, batches);
+                    }
+                }
+            }
+        }
+        for (partition, epoch, pending) in taken {
+            let outcome = failed.get(&partition);
+            for entry in pending {
+                if let Some(done) = entry.done {
+                    let _ = done.send(match outcome {
+                        None => Ok(()),
+                        Some(error) => Err(error.clone()),
+                    });
+                }
+            }
+            if let Some(error) = outcome {
+                self.fail_partition(partition, epoch, error);
+            }
+        }
+        self.changes.send_modify(|n| *n += 1);
+        if result.is_ok()
+            && let (Some(wal), Some(through)) = (&self.wal, wal_through)
+            && let Err(error) = wal.truncate(through).await
+        {
+            tracing::warn!(%error, through, "truncating the write-ahead log failed");
+        }
+        result
     }
 
     /// Committed batches of `partition` from the one holding `offset` on, up to
