@@ -42,6 +42,8 @@ pub struct Broker {
     pub settings: BrokerSettings,
     /// The partition logs this agent writes and reads.
     pub logs: std::sync::Arc<crate::log::PartitionLogs>,
+    /// The live agents and where partitions belong, as this agent sees them.
+    pub cluster: std::sync::Arc<crate::cluster::ClusterView>,
 }
 
 impl Broker {

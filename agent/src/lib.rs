@@ -8,6 +8,7 @@
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
 //! | [`configs`] | Kafka's topic configs (types, defaults, validation, alteration) and the broker configs this agent reports |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
+//! | [`cluster`] | liveness of agents, placement of partitions (rendezvous hashing), the balancer that moves leadership |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
 //! | [`log`] | the write path (offsets, WAL, segment flushes, commits, acknowledgements) and the read path |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
@@ -22,10 +23,10 @@
 //! - Every metadata error maps to a Kafka error code in one exhaustive function
 //!   ([`kafka::errors`]).
 //!
-//! Not built yet (the agent's next milestones): the read cache in the data path,
-//! transactions, many agents with balanced leadership.
+//! Not built yet: transactions.
 
 pub mod broker;
+pub mod cluster;
 pub mod configs;
 pub mod idempotence;
 pub mod kafka;

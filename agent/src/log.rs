@@ -209,6 +209,8 @@ struct PartitionWriter {
     log_start: i64,
     producers: ProducerTable,
     pending: Vec<Pending>,
+    /// Handing off: produces are refused while what was accepted commits.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -299,6 +301,8 @@ pub struct PartitionLogs {
     node_id: i32,
     settings: LogSettings,
     wal: Option<Wal>,
+    /// Which partitions this agent should lead; `None`: all of them.
+    cluster: Option<Arc<crate::cluster::ClusterView>>,
     tail: MemoryTailCache,
     reader: CachedReader,
     /// Held while offsets are assigned and the WAL record is queued; holds the
@@ -347,6 +351,7 @@ impl PartitionLogs {
             node_id,
             settings,
             wal,
+            cluster: None,
             tail: MemoryTailCache::new(settings.tail_cache_bytes),
             reader: CachedReader::new(objects.clone(), None),
             order: tokio::sync::Mutex::new(next_sequence),
@@ -361,6 +366,64 @@ impl PartitionLogs {
     pub fn with_disk_cache(mut self, disk: Arc<DiskRangeCache>) -> Self {
         self.reader = CachedReader::new(self.objects.clone(), Some(disk));
         self
+    }
+
+    /// Leads only the partitions `cluster` places on this agent: a produce for
+    /// another partition gets `NOT_LEADER_OR_FOLLOWER`.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::ClusterView>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The epoch this agent leads `partition` under, if it does.
+    pub fn leads(&self, partition: TopicPartition) -> Option<i32> {
+        self.lock().partitions.get(&partition).map(|w| w.epoch)
+    }
+
+    /// Takes leadership of `partition` (the balancer found it should).
+    pub async fn take_over(&self, partition: TopicPartition) -> Result<(), LogError> {
+        self.ensure_leader(partition).await
+    }
+
+    /// Drops `partition`, led under `epoch`, after another agent took it over:
+    /// pending producers get a retriable error.
+    pub fn lost(&self, partition: TopicPartition, epoch: i32) {
+        self.fail_partition(partition, epoch, &LogError::NotLeader(partition));
+    }
+
+    /// Hands `partition` off: refuses produces from now on, and once everything
+    /// accepted is committed, releases leadership in metadata and forgets the
+    /// partition. Called repeatedly until done.
+    pub async fn hand_off(&self, partition: TopicPartition) {
+        let ready = {
+            let mut write = self.lock();
+            let Some(writer) = write.partitions.get_mut(&partition) else {
+                return;
+            };
+            writer.draining = true;
+            (writer.pending.is_empty() && writer.committed == writer.next_offset)
+                .then_some(writer.epoch)
+        };
+        let Some(epoch) = ready else {
+            self.flush_now.notify_one();
+            return;
+        };
+        match self
+            .store
+            .release_leadership(partition, self.node_id, epoch)
+            .await
+        {
+            Ok(released) => {
+                tracing::info!(%partition, epoch, released, "handed leadership off");
+                let mut write = self.lock();
+                if write.partitions.get(&partition).map(|w| w.epoch) == Some(epoch) {
+                    write.partitions.remove(&partition);
+                }
+                drop(write);
+                self.changes.send_modify(|n| *n += 1);
+            }
+            Err(error) => tracing::warn!(%partition, %error, "releasing leadership failed"),
+        }
     }
 
     /// Records that `partition`'s log start moved to `log_start` (after a
@@ -384,8 +447,30 @@ impl PartitionLogs {
     /// Takes leadership of `partition` unless this agent holds it already, reading
     /// the committed high watermark and producer states.
     async fn ensure_leader(&self, partition: TopicPartition) -> Result<(), LogError> {
-        if self.lock().partitions.contains_key(&partition) {
-            return Ok(());
+        if let Some(writer) = self.lock().partitions.get(&partition) {
+            return if writer.draining {
+                Err(LogError::NotLeader(partition))
+            } else {
+                Ok(())
+            };
+        }
+        if let Some(cluster) = &self.cluster {
+            if !cluster.owns(partition) {
+                return Err(LogError::NotLeader(partition));
+            }
+            // Another live agent still holds it (handing off): wait for its
+            // release rather than fence what it is committing.
+            let current = self
+                .store
+                .partition_state(partition)
+                .await
+                .map_err(|e| LogError::from_metadata(partition, e))?;
+            if let Some(holder) = current.leader
+                && holder != self.node_id
+                && cluster.is_live(holder)
+            {
+                return Err(LogError::NotLeader(partition));
+            }
         }
         let state = self
             .store
@@ -408,6 +493,7 @@ impl PartitionLogs {
                 log_start: state.log_start_offset,
                 producers: ProducerTable::from_committed(producers),
                 pending: Vec::new(),
+                draining: false,
             });
         Ok(())
     }
@@ -460,6 +546,7 @@ impl PartitionLogs {
             } = &mut *write;
             let writer = partitions
                 .get_mut(&partition)
+                .filter(|w| !w.draining)
                 .ok_or(LogError::NotLeader(partition))?;
             let decision = match batches.first() {
                 Some(first) => writer.producers.check(first, writer.next_offset)?,

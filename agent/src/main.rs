@@ -79,8 +79,16 @@ struct AgentArgs {
     #[arg(long, env = "FJORD_DISK_CACHE_BYTES", default_value_t = 1024 * 1024 * 1024)]
     disk_cache_bytes: u64,
     /// How often the agent renews its registration.
-    #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 500)]
     heartbeat_interval_ms: u64,
+    /// An agent whose heartbeat has not moved for this long (by each observer's
+    /// own clock) is dead, and its partitions move. Shorter: faster takeover;
+    /// longer: fewer false takeovers during pauses (GC-free here, but VMs stall).
+    #[arg(long, env = "FJORD_LEASE_TIMEOUT_MS", default_value_t = 2000)]
+    lease_timeout_ms: u64,
+    /// How often each agent checks partition placement and moves leadership.
+    #[arg(long, env = "FJORD_BALANCE_INTERVAL_MS", default_value_t = 250)]
+    balance_interval_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -241,6 +249,13 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         );
     }
     let next_sequence = recovery.next_sequence;
+    let cluster = Arc::new(fjord_agent::cluster::ClusterView::new(
+        fjord_agent::cluster::LiveAgent {
+            node_id: agent.node_id,
+            host: advertised_host.clone(),
+            port: advertised_port,
+        },
+    ));
     let mut logs = PartitionLogs::new(
         store.clone(),
         objects,
@@ -264,7 +279,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the read cache in {}", cache_dir.display()))?;
         logs = logs.with_disk_cache(Arc::new(disk));
     }
-    let logs = Arc::new(logs);
+    let logs = Arc::new(logs.with_cluster(cluster.clone()));
     let replayed = logs
         .recover(recovery.records)
         .await
@@ -282,6 +297,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         advertised_port,
         cluster_id,
         logs: logs.clone(),
+        cluster: cluster.clone(),
         settings: BrokerSettings {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
@@ -296,18 +312,41 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         broker,
         shutdown.clone(),
     ));
+    let balancer = tokio::spawn(fjord_agent::cluster::run_balancer(
+        store.clone(),
+        logs.clone(),
+        cluster.clone(),
+        fjord_agent::cluster::ClusterSettings {
+            lease_timeout: Duration::from_millis(args.lease_timeout_ms.max(10)),
+            balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
+        },
+        shutdown.clone(),
+    ));
+    // The heartbeat outlives the final flush, so no other agent takes a
+    // partition over while this one is still committing it.
+    let stop_heartbeat = CancellationToken::new();
+    let registration_lost = CancellationToken::new();
     let heartbeat = tokio::spawn({
         let store = store.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop_heartbeat.clone();
+        let lost = registration_lost.clone();
         let interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
         async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = ticker.tick() => {
-                        if let Err(error) = store.heartbeat(agent.node_id).await {
-                            tracing::warn!(node_id = agent.node_id, %error, "heartbeat failed");
+                        match store.heartbeat(agent.node_id).await {
+                            Ok(_) => {}
+                            Err(fjord_metadata::MetadataError::UnknownAgent { .. }) => {
+                                tracing::error!(node_id = agent.node_id, "this agent's registration was removed (it was judged dead); stopping");
+                                lost.cancel();
+                                return;
+                            }
+                            Err(error) => {
+                                tracing::warn!(node_id = agent.node_id, %error, "heartbeat failed");
+                            }
                         }
                     }
                 }
@@ -315,13 +354,21 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         }
     });
 
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = registration_lost.cancelled() => {}
+    }
     tracing::info!(node_id = agent.node_id, "shutting down");
     shutdown.cancel();
-    heartbeat.await.context("heartbeat task")?;
+    balancer.await.context("balancer task")?;
     kafka.await.context("kafka listener task")?;
     // The flusher commits what was accepted before it stops.
     flusher.await.context("flusher task")?;
+    stop_heartbeat.cancel();
+    heartbeat.await.context("heartbeat task")?;
+    if registration_lost.is_cancelled() {
+        anyhow::bail!("this agent was judged dead by the others and must be restarted");
+    }
     store
         .deregister_agent(agent.node_id)
         .await

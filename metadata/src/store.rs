@@ -408,6 +408,30 @@ impl MetadataStore {
             .await
     }
 
+    /// Gives up `node_id`'s leadership of `partition` if it still holds it under
+    /// `epoch` (a graceful hand-off: the leader has committed everything it
+    /// accepted). The epoch stays; the next leader takes `epoch + 1`. Returns
+    /// whether leadership was released.
+    pub async fn release_leadership(
+        &self,
+        partition: TopicPartition,
+        node_id: i32,
+        epoch: i32,
+    ) -> Result<bool, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let mut state = Self::partition_in(keys, &txn, partition).await?;
+                if state.leader != Some(node_id) || state.leader_epoch != epoch {
+                    return Ok(false);
+                }
+                state.leader = None;
+                write(&txn, &keys.partition(partition), &state);
+                Ok(true)
+            })
+            .await
+    }
+
     /// The committed idempotent-producer states of `partition`, by producer id. A
     /// new leader reads them after [`MetadataStore::acquire_leadership`]: from then
     /// on no older leader can commit, so they are final until it commits itself.

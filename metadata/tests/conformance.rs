@@ -991,6 +991,52 @@ async fn epoch_end_offsets_follow_the_index(fx: Fixture) {
     assert_eq!(lookup.state.log_start_offset, 262);
 }
 
+async fn leadership_is_released_only_by_its_holder(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("handoff", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let first = store.acquire_leadership(tp, 1).await.unwrap();
+    assert!(
+        !store
+            .release_leadership(tp, 2, first.leader_epoch)
+            .await
+            .unwrap(),
+        "not the holder"
+    );
+    assert!(
+        !store
+            .release_leadership(tp, 1, first.leader_epoch + 1)
+            .await
+            .unwrap(),
+        "wrong epoch"
+    );
+    assert!(
+        store
+            .release_leadership(tp, 1, first.leader_epoch)
+            .await
+            .unwrap()
+    );
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!(
+        (state.leader, state.leader_epoch),
+        (None, first.leader_epoch)
+    );
+    let next = store.acquire_leadership(tp, 2).await.unwrap();
+    assert_eq!(
+        (next.leader, next.leader_epoch),
+        (Some(2), first.leader_epoch + 1)
+    );
+    // The old holder's commits stay fenced.
+    let error = store
+        .commit_segment(&segment(vec![chunk(tp, first.leader_epoch, 0, 1, 0)]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -1018,6 +1064,7 @@ macro_rules! conformance {
             case!(agents_register_heartbeat_and_leave);
             case!(group_offsets_and_producer_ids);
             case!(producer_state_commits_with_its_segment_only);
+            case!(leadership_is_released_only_by_its_holder);
             case!(delete_records_moves_the_log_start_forward_only);
             case!(epoch_end_offsets_follow_the_index);
         }

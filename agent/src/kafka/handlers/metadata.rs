@@ -1,4 +1,6 @@
-//! `Metadata`: brokers (this agent), topics and partitions with their leaders.
+//! `Metadata`: the live agents as brokers, topics and partitions with their
+//! leaders: the agent recorded in metadata while it is live, else the agent the
+//! partition is placed on (which takes it over).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -36,21 +38,28 @@ async fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataR
             return response;
         }
     };
-    let me = BrokerId(broker.node_id);
     response.partitions = states
         .iter()
         .enumerate()
         .map(|(index, state)| {
+            let index = i32::try_from(index).unwrap_or(i32::MAX);
+            let placed = broker
+                .cluster
+                .owner(fjord_metadata::TopicPartition::new(topic.id, index));
+            let leader = BrokerId(
+                state
+                    .leader
+                    .filter(|leader| broker.cluster.is_live(*leader))
+                    .unwrap_or(placed),
+            );
             let mut partition = MetadataResponsePartition::default();
-            partition.partition_index = i32::try_from(index).unwrap_or(i32::MAX);
-            // One agent serves every partition until leadership is balanced over
-            // many agents; the epoch is the one recorded in metadata.
-            partition.leader_id = me;
+            partition.partition_index = index;
+            partition.leader_id = leader;
             if version >= 7 {
                 partition.leader_epoch = state.leader_epoch;
             }
-            partition.replica_nodes = vec![me];
-            partition.isr_nodes = vec![me];
+            partition.replica_nodes = vec![leader];
+            partition.isr_nodes = vec![leader];
             partition
         })
         .collect();
@@ -63,11 +72,18 @@ pub(super) async fn handle(
     version: i16,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
-    let mut me = MetadataResponseBroker::default();
-    me.node_id = BrokerId(broker.node_id);
-    me.host = StrBytes::from_string(broker.advertised_host.clone());
-    me.port = i32::from(broker.advertised_port);
-    response.brokers = vec![me];
+    response.brokers = broker
+        .cluster
+        .live()
+        .into_iter()
+        .map(|agent| {
+            let mut advertised = MetadataResponseBroker::default();
+            advertised.node_id = BrokerId(agent.node_id);
+            advertised.host = StrBytes::from_string(agent.host);
+            advertised.port = i32::from(agent.port);
+            advertised
+        })
+        .collect();
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
     }

@@ -1,10 +1,6 @@
-//! The brokers of the cluster as admin APIs report them: the agents in the
-//! registry, by node id, at their advertised addresses. This agent is always
-//! among them, at the address it advertises itself.
-//!
-//! The registry has no liveness yet: an agent that died without deregistering
-//! stays listed until liveness tracking removes it. `Metadata` therefore still
-//! advertises this agent alone, the one that leads every partition it reports.
+//! The brokers of the cluster as admin APIs report them: the live agents (this
+//! agent's view, kept by the balancer), by node id, at their advertised
+//! addresses. This agent is always among them.
 
 use fjord_metadata::MetadataError;
 
@@ -22,34 +18,15 @@ pub(super) struct AdvertisedBroker {
 pub(super) async fn registered_brokers(
     broker: &Broker,
 ) -> Result<Vec<AdvertisedBroker>, MetadataError> {
-    let agents = broker.store.list_agents().await?;
-    let mut brokers: Vec<AdvertisedBroker> = agents
+    let brokers = broker
+        .cluster
+        .live()
         .into_iter()
-        .filter(|agent| agent.node_id != broker.node_id)
-        .filter_map(|agent| {
-            let parsed = agent
-                .advertised_address
-                .rsplit_once(':')
-                .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)));
-            if parsed.is_none() {
-                tracing::warn!(
-                    node_id = agent.node_id,
-                    address = %agent.advertised_address,
-                    "registered agent has no host:port address"
-                );
-            }
-            parsed.map(|(host, port)| AdvertisedBroker {
-                node_id: agent.node_id,
-                host,
-                port: i32::from(port),
-            })
+        .map(|agent| AdvertisedBroker {
+            node_id: agent.node_id,
+            host: agent.host,
+            port: i32::from(agent.port),
         })
         .collect();
-    brokers.push(AdvertisedBroker {
-        node_id: broker.node_id,
-        host: broker.advertised_host.clone(),
-        port: i32::from(broker.advertised_port),
-    });
-    brokers.sort_by_key(|b| b.node_id);
     Ok(brokers)
 }
