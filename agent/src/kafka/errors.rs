@@ -16,6 +16,8 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
         }
         MetadataError::Invalid { .. } => ResponseError::InvalidRequest,
         MetadataError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        MetadataError::CoordinatorFenced { .. } => ResponseError::NotCoordinator,
+        MetadataError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
         MetadataError::OffsetMismatch { .. }
         | MetadataError::UnknownAgent { .. }
         | MetadataError::Corrupt { .. }
