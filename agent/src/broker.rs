@@ -42,6 +42,8 @@ pub struct Broker {
     pub settings: BrokerSettings,
     /// The partition logs this agent writes and reads.
     pub logs: std::sync::Arc<crate::log::PartitionLogs>,
+    /// The consumer-group coordinator.
+    pub groups: std::sync::Arc<crate::groups::GroupCoordinator>,
 }
 
 impl Broker {

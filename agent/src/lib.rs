@@ -6,6 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
+//! | [`groups`] | the consumer-group coordinator: group state machines, coordinator-shard ownership, committed offsets, lag |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
 //! | [`log`] | the write path (offsets, segment flushes, commits, acknowledgements) and the read path |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
@@ -25,6 +26,7 @@
 //! with balanced leadership.
 
 pub mod broker;
+pub mod groups;
 pub mod kafka;
 pub mod log;
 pub mod records;

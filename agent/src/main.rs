@@ -64,6 +64,30 @@ struct AgentArgs {
     /// How often the agent renews its registration.
     #[arg(long, env = "FJORD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
+    /// How long a new consumer group's first rebalance waits for more members
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    group_initial_rebalance_delay_ms: u64,
+    /// The shortest session timeout a group member may ask for
+    /// (group.min.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    group_min_session_timeout_ms: u64,
+    /// The longest session timeout a group member may ask for
+    /// (group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    group_max_session_timeout_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -148,8 +172,20 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             ..LogSettings::default()
         },
     ));
+    let groups = Arc::new(fjord_agent::groups::GroupCoordinator::new(
+        store.clone(),
+        agent.node_id,
+        Arc::new(RandomIds::new()),
+        fjord_agent::groups::GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+            ..fjord_agent::groups::GroupSettings::default()
+        },
+    ));
     let broker = Arc::new(Broker {
         store: store.clone(),
+        groups,
         node_id: agent.node_id,
         advertised_host,
         advertised_port,

@@ -1,0 +1,1103 @@
+//! The task that owns one group: it applies Kafka's classic group protocol to
+//! the group's [`Group`] state, one command at a time, runs its timers, and
+//! persists the durable part before answering.
+//!
+//! # Flows (Apache Kafka's `GroupCoordinator` semantics)
+//!
+//! - **Join.** A first join without a member id gets `MEMBER_ID_REQUIRED` and an
+//!   id (JoinGroup v4+), or joins at once (older versions, static members). A
+//!   join moves the group to `PreparingRebalance`; the join phase completes when
+//!   every member has rejoined (or at the rebalance timeout, dropping dynamic
+//!   members that did not; the first generation waits out
+//!   `group.initial.rebalance.delay.ms`, extended while members keep arriving).
+//!   Completing persists the new generation, then answers every waiting join —
+//!   the leader's answer lists the members and their metadata.
+//! - **Sync.** The leader's `SyncGroup` carries the assignment: it is persisted,
+//!   then every waiting member gets its part and the group is `Stable`.
+//! - **Static members** (`group.instance.id`) that rejoin with a new process
+//!   replace their old member id; a `Stable` group whose protocol does not
+//!   change keeps its generation and assignment (no rebalance). The replaced
+//!   member id is fenced (`FENCED_INSTANCE_ID`).
+//! - **Timers.** A member expires when its session timeout passes without a
+//!   heartbeat (not while it waits in a join or sync); members that do not sync
+//!   within the rebalance timeout are removed; both trigger a rebalance.
+//!
+//! # Persistence and fencing
+//!
+//! Every durable change (a new generation, an assignment, a replaced static
+//! member, offsets, deletion) is written with the shard's fence before the
+//! members learn of it. A write that finds the shard's epoch moved on means
+//! another coordinator owns the shard: the actor answers `NOT_COORDINATOR`, marks
+//! the shard lost and stops, and so do the shard's other actors.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_common::IdGenerator;
+use fjord_metadata::{GroupPhase, GroupRecord, MetadataError, MetadataStore};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::consumer_protocol;
+use super::coordinator::Shard;
+use super::state::{Group, GroupState, InitialJoin, Member, PendingJoin, millis};
+use super::types::*;
+use super::{GroupError, GroupSettings};
+
+/// How long a new member's first join may wait for its generation before it
+/// expires (Kafka's `NewMemberJoinTimeoutMs`): a client that gave up on a long
+/// rebalance retries with a new join, and the abandoned member must not block.
+const NEW_MEMBER_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The shortest rebalance timeout honoured, so a client sending zero cannot make
+/// the group's timers spin.
+const MIN_REBALANCE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Longest prefix (from the client or instance id) of a generated member id.
+const MEMBER_ID_PREFIX_CHARS: usize = 128;
+
+/// The protocol type of Kafka consumers, whose subscriptions the coordinator
+/// reads (for `OffsetDelete`).
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// What a group actor is asked to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(JoinRequest, Reply<JoinResponse>),
+    Sync(SyncRequest, Reply<SyncResponse>),
+    Heartbeat(HeartbeatRequest, Reply<Result<(), GroupError>>),
+    Leave(
+        Vec<LeavingMember>,
+        Reply<Result<Vec<Result<(), GroupError>>, GroupError>>,
+    ),
+    Commit(CommitRequest, Reply<Result<(), GroupError>>),
+    Describe(Reply<GroupDescription>),
+    Delete(Reply<Result<(), GroupError>>),
+    DeleteOffsets(
+        Vec<(String, i32)>,
+        Reply<Result<Vec<Option<GroupError>>, GroupError>>,
+    ),
+}
+
+/// What the actors of one coordinator share.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) store: MetadataStore,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) settings: GroupSettings,
+}
+
+/// A way to reach a group's actor.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupHandle {
+    /// Tells this actor apart from a later one of the same group.
+    pub(crate) actor_id: u64,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) listing: watch::Receiver<GroupListing>,
+}
+
+/// Commands queued per group before senders wait.
+const COMMAND_QUEUE: usize = 256;
+
+/// Starts the actor of `group` and returns its handle.
+pub(crate) fn spawn(
+    context: Arc<Context>,
+    shard: Arc<Shard>,
+    actor_id: u64,
+    group: Group,
+    rebalance_on_start: bool,
+) -> GroupHandle {
+    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+    let (listing_sender, listing) = watch::channel(group.listing());
+    let actor = GroupActor {
+        group,
+        context,
+        shard,
+        actor_id,
+        listing: listing_sender,
+        stopped: false,
+    };
+    tokio::spawn(actor.run(receiver, rebalance_on_start));
+    GroupHandle {
+        actor_id,
+        commands,
+        listing,
+    }
+}
+
+struct GroupActor {
+    group: Group,
+    context: Arc<Context>,
+    shard: Arc<Shard>,
+    actor_id: u64,
+    listing: watch::Sender<GroupListing>,
+    /// Deleted, or the shard was lost: stop after the current command.
+    stopped: bool,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Truncates `text` to at most `chars` characters.
+fn truncated(text: &str, chars: usize) -> &str {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+impl GroupActor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, rebalance_on_start: bool) {
+        let group_id = self.group.group_id.clone();
+        if rebalance_on_start {
+            self.prepare_rebalance(Instant::now(), "resumed before the assignment was stored");
+        }
+        while !self.stopped {
+            let deadline = self.group.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    // The shard dropped its handles: it was lost or unloaded.
+                    None => break,
+                },
+                () = sleep_until(deadline) => self.on_timers(Instant::now()).await,
+            }
+            if !self.stopped {
+                self.after_event(Instant::now()).await;
+            }
+            self.group.debug_assert_invariants();
+            let listing = self.group.listing();
+            self.listing.send_if_modified(|current| {
+                let changed = *current != listing;
+                *current = listing;
+                changed
+            });
+        }
+        tracing::debug!(group = %group_id, "group actor stopped");
+    }
+
+    async fn handle(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Join(request, reply) => self.join(request, reply, now).await,
+            Command::Sync(request, reply) => self.sync(request, reply, now).await,
+            Command::Heartbeat(request, reply) => {
+                let _ = reply.send(self.heartbeat(&request, now));
+            }
+            Command::Leave(members, reply) => {
+                let _ = reply.send(self.leave(&members, now));
+            }
+            Command::Commit(request, reply) => {
+                let result = self.commit(request, now).await;
+                let _ = reply.send(result);
+            }
+            Command::Describe(reply) => {
+                let _ = reply.send(self.group.describe());
+            }
+            Command::Delete(reply) => {
+                let result = self.delete().await;
+                let _ = reply.send(result);
+            }
+            Command::DeleteOffsets(partitions, reply) => {
+                let result = self.delete_offsets(partitions).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    // ----- persistence -----
+
+    /// Maps a failed metadata write; a fenced one loses the shard.
+    fn write_failed(&mut self, error: &MetadataError) -> GroupError {
+        if let MetadataError::CoordinatorFenced { .. } = error {
+            tracing::warn!(group = %self.group.group_id, %error, "coordinator shard lost; unloading its groups");
+            self.stopped = true;
+            self.shard.mark_lost();
+        } else {
+            tracing::warn!(group = %self.group.group_id, %error, "group write failed");
+        }
+        GroupError::from_metadata(error)
+    }
+
+    async fn persist(&mut self, record: &GroupRecord) -> Result<(), GroupError> {
+        let result = self
+            .context
+            .store
+            .store_group(self.shard.fence(), record)
+            .await;
+        result.map_err(|error| self.write_failed(&error))
+    }
+
+    // ----- join -----
+
+    async fn join(&mut self, request: JoinRequest, reply: Reply<JoinResponse>, now: Instant) {
+        if self.group.state == GroupState::Dead {
+            let _ = reply.send(JoinResponse::failed(
+                GroupError::CoordinatorNotAvailable,
+                request.member_id,
+            ));
+            return;
+        }
+        if !self
+            .group
+            .supports_protocols(&request.protocol_type, &request.protocols)
+        {
+            let _ = reply.send(JoinResponse::failed(
+                GroupError::InconsistentGroupProtocol,
+                request.member_id,
+            ));
+            return;
+        }
+        if request.member_id.is_empty() {
+            self.join_new_member(request, reply, now).await;
+        } else {
+            self.join_known_member(request, reply, now).await;
+        }
+    }
+
+    fn new_member_id(&self, request: &JoinRequest) -> String {
+        let prefix = request
+            .group_instance_id
+            .as_deref()
+            .unwrap_or(&request.client_id);
+        format!(
+            "{}-{}",
+            truncated(prefix, MEMBER_ID_PREFIX_CHARS),
+            self.context.ids.uuid()
+        )
+    }
+
+    async fn join_new_member(
+        &mut self,
+        request: JoinRequest,
+        reply: Reply<JoinResponse>,
+        now: Instant,
+    ) {
+        let member_id = self.new_member_id(&request);
+        if let Some(instance) = request.group_instance_id.clone() {
+            match self.group.static_members.get(&instance).cloned() {
+                Some(old_member_id) => {
+                    self.replace_static_member(old_member_id, member_id, request, reply, now)
+                        .await;
+                }
+                None => self.add_member_and_rebalance(member_id, request, reply, now),
+            }
+        } else if request.require_known_member_id {
+            // The member must come back with this id: only then is it counted,
+            // so a client that never sees the answer leaves no member behind.
+            let deadline = now + millis(request.session_timeout_ms);
+            self.group
+                .pending_members
+                .insert(member_id.clone(), deadline);
+            let _ = reply.send(JoinResponse::failed(
+                GroupError::MemberIdRequired,
+                member_id,
+            ));
+        } else {
+            self.add_member_and_rebalance(member_id, request, reply, now);
+        }
+    }
+
+    async fn join_known_member(
+        &mut self,
+        request: JoinRequest,
+        reply: Reply<JoinResponse>,
+        now: Instant,
+    ) {
+        let member_id = request.member_id.clone();
+        if self.group.pending_members.remove(&member_id).is_some() {
+            self.add_member_and_rebalance(member_id, request, reply, now);
+            return;
+        }
+        if let Err(error) = self
+            .group
+            .validate_member(&member_id, request.group_instance_id.as_deref())
+        {
+            let _ = reply.send(JoinResponse::failed(error, member_id));
+            return;
+        }
+        let group = &self.group;
+        let Some(member) = group.members.get(&member_id) else {
+            let _ = reply.send(JoinResponse::failed(GroupError::UnknownMemberId, member_id));
+            return;
+        };
+        let unchanged = member.same_protocols(&request.protocols);
+        match group.state {
+            GroupState::PreparingRebalance => {
+                self.update_member_and_rebalance(request, reply, now);
+            }
+            GroupState::CompletingRebalance if unchanged => {
+                // The member missed its join answer: give it again.
+                let answer =
+                    group.join_answer(&member_id, group.is_leader(&member_id), None, false);
+                let _ = reply.send(answer);
+            }
+            GroupState::Stable if unchanged && !group.is_leader(&member_id) => {
+                // A follower rejoining with the same metadata: nothing to do. (A
+                // leader's join always rebalances: it is how a consumer leader
+                // asks for a new assignment after topic metadata changed.)
+                let answer = group.join_answer(&member_id, false, None, false);
+                let _ = reply.send(answer);
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.update_member_and_rebalance(request, reply, now);
+            }
+            GroupState::Empty | GroupState::Dead => {
+                let _ = reply.send(JoinResponse::failed(GroupError::UnknownMemberId, member_id));
+            }
+        }
+    }
+
+    fn add_member_and_rebalance(
+        &mut self,
+        member_id: String,
+        request: JoinRequest,
+        reply: Reply<JoinResponse>,
+        now: Instant,
+    ) {
+        let group = &mut self.group;
+        if group.members.is_empty() {
+            group.protocol_type = Some(request.protocol_type.clone());
+        }
+        if let Some(instance) = &request.group_instance_id {
+            group
+                .static_members
+                .insert(instance.clone(), member_id.clone());
+        }
+        if group.leader.is_none() {
+            group.leader = Some(member_id.clone());
+        }
+        let member = Member {
+            member_id: member_id.clone(),
+            group_instance_id: request.group_instance_id,
+            client_id: request.client_id,
+            client_host: request.client_host,
+            session_timeout: millis(request.session_timeout_ms),
+            rebalance_timeout: millis(request.rebalance_timeout_ms).max(MIN_REBALANCE_TIMEOUT),
+            protocols: request.protocols,
+            assignment: Bytes::new(),
+            awaiting_join: Some(PendingJoin {
+                reply,
+                supports_skip_assignment: request.supports_skip_assignment,
+            }),
+            awaiting_sync: None,
+            is_new: true,
+            session_deadline: now + NEW_MEMBER_JOIN_TIMEOUT,
+        };
+        group.members.insert(member_id.clone(), member);
+        if let Some(initial) = &mut group.initial_join {
+            initial.new_member_added = true;
+        }
+        tracing::info!(group = %group.group_id, member = %member_id, "member joined");
+        self.maybe_prepare_rebalance(now, "a member joined");
+    }
+
+    fn update_member_and_rebalance(
+        &mut self,
+        request: JoinRequest,
+        reply: Reply<JoinResponse>,
+        now: Instant,
+    ) {
+        if let Some(member) = self.group.members.get_mut(&request.member_id) {
+            member.protocols = request.protocols;
+            member.session_timeout = millis(request.session_timeout_ms);
+            member.rebalance_timeout =
+                millis(request.rebalance_timeout_ms).max(MIN_REBALANCE_TIMEOUT);
+            member.client_id = request.client_id;
+            member.client_host = request.client_host;
+            // A join already waiting (a client that reconnected) is superseded.
+            member.awaiting_join = Some(PendingJoin {
+                reply,
+                supports_skip_assignment: request.supports_skip_assignment,
+            });
+        }
+        self.maybe_prepare_rebalance(now, "a member rejoined");
+    }
+
+    async fn replace_static_member(
+        &mut self,
+        old_member_id: String,
+        new_member_id: String,
+        request: JoinRequest,
+        reply: Reply<JoinResponse>,
+        now: Instant,
+    ) {
+        let group = &mut self.group;
+        let Some(mut old) = group.members.remove(&old_member_id) else {
+            let _ = reply.send(JoinResponse::failed(
+                GroupError::UnknownMemberId,
+                new_member_id,
+            ));
+            return;
+        };
+        // The replaced process is fenced: its outstanding requests learn so.
+        old.answer_join(JoinResponse::failed(
+            GroupError::FencedInstanceId,
+            old_member_id.clone(),
+        ));
+        old.answer_sync(SyncResponse::failed(GroupError::FencedInstanceId));
+        let leader_before = group.leader.clone();
+        let was_pending_sync = group.pending_sync.remove(&old_member_id);
+        let instance = request.group_instance_id.clone().unwrap_or_default();
+        let replacement = Member {
+            member_id: new_member_id.clone(),
+            group_instance_id: old.group_instance_id.clone(),
+            client_id: request.client_id.clone(),
+            client_host: request.client_host.clone(),
+            session_timeout: millis(request.session_timeout_ms),
+            rebalance_timeout: millis(request.rebalance_timeout_ms).max(MIN_REBALANCE_TIMEOUT),
+            protocols: request.protocols.clone(),
+            assignment: old.assignment.clone(),
+            awaiting_join: Some(PendingJoin {
+                reply,
+                supports_skip_assignment: request.supports_skip_assignment,
+            }),
+            awaiting_sync: None,
+            is_new: false,
+            session_deadline: now + millis(request.session_timeout_ms),
+        };
+        group.members.insert(new_member_id.clone(), replacement);
+        group
+            .static_members
+            .insert(instance.clone(), new_member_id.clone());
+        if leader_before.as_deref() == Some(old_member_id.as_str()) {
+            group.leader = Some(new_member_id.clone());
+        }
+        if was_pending_sync {
+            group.pending_sync.insert(new_member_id.clone());
+        }
+        tracing::info!(
+            group = %group.group_id,
+            instance = %instance,
+            old_member = %old_member_id,
+            new_member = %new_member_id,
+            "static member replaced"
+        );
+        match group.state {
+            GroupState::Stable => {
+                if group.select_protocol() != group.protocol_name {
+                    self.maybe_prepare_rebalance(now, "a static member changed the protocol");
+                    return;
+                }
+                // Same generation, same assignment: persist the new member id and
+                // answer without a rebalance.
+                let record = group.to_record(GroupPhase::Stable);
+                match self.persist(&record).await {
+                    Ok(()) => {
+                        let group = &mut self.group;
+                        let is_leader = group.is_leader(&new_member_id);
+                        let supports_skip = group
+                            .members
+                            .get(&new_member_id)
+                            .and_then(|m| m.awaiting_join.as_ref())
+                            .is_some_and(|p| p.supports_skip_assignment);
+                        // Before v9 the old leader id is returned, so a restarted
+                        // leader does not compute an assignment a stable group
+                        // would ignore; from v9 it learns it leads but skips the
+                        // assignment.
+                        let answer = if supports_skip {
+                            group.join_answer(&new_member_id, is_leader, None, is_leader)
+                        } else {
+                            group.join_answer(&new_member_id, false, leader_before, false)
+                        };
+                        if let Some(member) = group.members.get_mut(&new_member_id) {
+                            member.answer_join(answer);
+                        }
+                    }
+                    Err(error) => {
+                        if self.stopped {
+                            return;
+                        }
+                        // Undo the replacement: the old member id stays valid.
+                        let group = &mut self.group;
+                        if let Some(mut replacement) = group.members.remove(&new_member_id) {
+                            replacement.answer_join(JoinResponse::failed(error, ""));
+                        }
+                        old.session_deadline = now + old.session_timeout;
+                        group.members.insert(old_member_id.clone(), old);
+                        group.static_members.insert(instance, old_member_id.clone());
+                        group.leader = leader_before;
+                        if group.pending_sync.remove(&new_member_id) {
+                            group.pending_sync.insert(old_member_id);
+                        }
+                    }
+                }
+            }
+            GroupState::CompletingRebalance => {
+                // The leader may be assigning to the old member id: rebalance so
+                // the new id gets an assignment.
+                self.prepare_rebalance(now, "a static member rejoined during a sync");
+            }
+            GroupState::PreparingRebalance => {}
+            GroupState::Empty | GroupState::Dead => {
+                self.maybe_prepare_rebalance(now, "a static member rejoined");
+            }
+        }
+    }
+
+    fn maybe_prepare_rebalance(&mut self, now: Instant, reason: &str) {
+        if matches!(
+            self.group.state,
+            GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
+        ) {
+            self.prepare_rebalance(now, reason);
+        }
+    }
+
+    /// Fails every pending sync with `error` and forgets the assignments.
+    fn reset_assignments(&mut self, error: &GroupError) {
+        for member in self.group.members.values_mut() {
+            member.assignment = Bytes::new();
+            member.answer_sync(SyncResponse::failed(error.clone()));
+        }
+    }
+
+    fn prepare_rebalance(&mut self, now: Instant, reason: &str) {
+        if self.group.state == GroupState::CompletingRebalance {
+            self.reset_assignments(&GroupError::RebalanceInProgress);
+        }
+        let settings = &self.context.settings;
+        let group = &mut self.group;
+        group.pending_sync.clear();
+        group.sync_deadline = None;
+        let rebalance_timeout = group.rebalance_timeout().max(MIN_REBALANCE_TIMEOUT);
+        if group.state == GroupState::Empty {
+            let delay = settings.initial_rebalance_delay.min(rebalance_timeout);
+            group.join_deadline = Some(now + delay);
+            group.initial_join = Some(InitialJoin {
+                remaining: rebalance_timeout.saturating_sub(delay),
+                new_member_added: false,
+            });
+        } else {
+            group.join_deadline = Some(now + rebalance_timeout);
+            group.initial_join = None;
+        }
+        group.state = GroupState::PreparingRebalance;
+        group.rebalance_started = Some(now);
+        tracing::info!(
+            group = %group.group_id,
+            generation = group.generation,
+            members = group.members.len(),
+            reason,
+            "preparing rebalance"
+        );
+    }
+
+    /// Completes the join phase once every member rejoined (not during the
+    /// initial delay, which always runs its course).
+    async fn after_event(&mut self, now: Instant) {
+        let group = &self.group;
+        if group.state == GroupState::PreparingRebalance
+            && group.initial_join.is_none()
+            && group.all_joined()
+        {
+            self.complete_join(now).await;
+        }
+    }
+
+    /// Makes sure the leader is a member that rejoined. False when no member did.
+    fn elect_joined_leader(&mut self) -> bool {
+        let group = &mut self.group;
+        let Some(leader) = &group.leader else {
+            return false;
+        };
+        if group
+            .members
+            .get(leader)
+            .is_some_and(|m| m.awaiting_join.is_some())
+        {
+            return true;
+        }
+        match group.members.values().find(|m| m.awaiting_join.is_some()) {
+            Some(joined) => {
+                group.leader = Some(joined.member_id.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn complete_join(&mut self, now: Instant) {
+        let not_rejoined: Vec<String> = self
+            .group
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none() && m.group_instance_id.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
+        for member_id in not_rejoined {
+            tracing::info!(group = %self.group.group_id, member = %member_id, "member did not rejoin in time; removed");
+            self.group.remove_member(&member_id);
+        }
+        if !self.elect_joined_leader() && !self.group.members.is_empty() {
+            // Only static members that have not rejoined remain: wait for them
+            // (or for their sessions to expire).
+            self.group.join_deadline =
+                Some(now + self.group.rebalance_timeout().max(MIN_REBALANCE_TIMEOUT));
+            return;
+        }
+        let next_generation = self.group.generation.checked_add(1).unwrap_or(1);
+        let (phase, protocol_name) = if self.group.members.is_empty() {
+            (GroupPhase::Empty, None)
+        } else {
+            (GroupPhase::AwaitingSync, self.group.select_protocol())
+        };
+        let mut record = self.group.to_record(phase);
+        record.generation = next_generation;
+        record.protocol_name = protocol_name.clone();
+        for member in &mut record.members {
+            member.assignment.clear();
+        }
+        if let Err(error) = self.persist(&record).await {
+            for member in self.group.members.values_mut() {
+                member.answer_join(JoinResponse::failed(
+                    error.clone(),
+                    member.member_id.clone(),
+                ));
+            }
+            if !self.stopped {
+                // Members retry their joins; the phase completes again then.
+                self.group.join_deadline =
+                    Some(now + self.group.rebalance_timeout().max(MIN_REBALANCE_TIMEOUT));
+            }
+            return;
+        }
+
+        let group = &mut self.group;
+        group.generation = next_generation;
+        group.protocol_name = protocol_name;
+        group.join_deadline = None;
+        group.initial_join = None;
+        let elapsed = group
+            .rebalance_started
+            .map(|started| now.duration_since(started));
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            tracing::info!(group = %group.group_id, generation = group.generation, "group is empty");
+            return;
+        }
+        group.state = GroupState::CompletingRebalance;
+        let members = group.joined_members();
+        let base = group.join_answer("", false, None, false);
+        let leader = group.leader.clone();
+        let mut rebalance_timeout = Duration::ZERO;
+        for member in group.members.values_mut() {
+            let is_leader = leader.as_deref() == Some(member.member_id.as_str());
+            member.answer_join(JoinResponse {
+                member_id: member.member_id.clone(),
+                members: if is_leader {
+                    members.clone()
+                } else {
+                    Vec::new()
+                },
+                ..base.clone()
+            });
+            member.is_new = false;
+            member.session_deadline = now + member.session_timeout;
+            rebalance_timeout = rebalance_timeout.max(member.rebalance_timeout);
+            group.pending_sync.insert(member.member_id.clone());
+        }
+        group.sync_deadline = Some(now + rebalance_timeout.max(MIN_REBALANCE_TIMEOUT));
+        tracing::info!(
+            group = %group.group_id,
+            generation = group.generation,
+            protocol = group.protocol_name.as_deref().unwrap_or(""),
+            members = group.members.len(),
+            join_phase_ms = elapsed.map_or(0, |e| e.as_millis()),
+            "generation formed"
+        );
+    }
+
+    // ----- sync -----
+
+    async fn sync(&mut self, request: SyncRequest, reply: Reply<SyncResponse>, now: Instant) {
+        let group = &self.group;
+        if group.state == GroupState::Dead {
+            let _ = reply.send(SyncResponse::failed(GroupError::CoordinatorNotAvailable));
+            return;
+        }
+        let checked = group
+            .validate_member(&request.member_id, request.group_instance_id.as_deref())
+            .and_then(|()| {
+                if request.generation != group.generation {
+                    Err(GroupError::IllegalGeneration)
+                } else if request
+                    .protocol_type
+                    .as_ref()
+                    .is_some_and(|t| group.protocol_type.as_ref() != Some(t))
+                    || request
+                        .protocol_name
+                        .as_ref()
+                        .is_some_and(|n| group.protocol_name.as_ref() != Some(n))
+                {
+                    Err(GroupError::InconsistentGroupProtocol)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = checked {
+            let _ = reply.send(SyncResponse::failed(error));
+            return;
+        }
+        match group.state {
+            GroupState::Empty | GroupState::Dead => {
+                let _ = reply.send(SyncResponse::failed(GroupError::UnknownMemberId));
+            }
+            GroupState::PreparingRebalance => {
+                let _ = reply.send(SyncResponse::failed(GroupError::RebalanceInProgress));
+            }
+            GroupState::CompletingRebalance => {
+                let is_leader = group.is_leader(&request.member_id);
+                let group = &mut self.group;
+                group.pending_sync.remove(&request.member_id);
+                if let Some(member) = group.members.get_mut(&request.member_id) {
+                    member.awaiting_sync = Some(reply);
+                }
+                if is_leader {
+                    self.store_assignment(request.assignments, now).await;
+                }
+            }
+            GroupState::Stable => {
+                let group = &mut self.group;
+                group.pending_sync.remove(&request.member_id);
+                if group.pending_sync.is_empty() {
+                    group.sync_deadline = None;
+                }
+                let protocol_type = group.protocol_type.clone();
+                let protocol_name = group.protocol_name.clone();
+                if let Some(member) = group.members.get_mut(&request.member_id) {
+                    member.session_deadline = now + member.session_timeout;
+                    let _ = reply.send(SyncResponse {
+                        error: None,
+                        protocol_type,
+                        protocol_name,
+                        assignment: member.assignment.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The leader's assignment: persist it, then hand every member its part.
+    async fn store_assignment(&mut self, assignments: Vec<(String, Bytes)>, now: Instant) {
+        let assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
+        let mut record = self.group.to_record(GroupPhase::Stable);
+        for member in &mut record.members {
+            member.assignment = assignments
+                .get(&member.member_id)
+                .map(|a| a.to_vec())
+                .unwrap_or_default();
+        }
+        if let Err(error) = self.persist(&record).await {
+            if !self.stopped {
+                self.reset_assignments(&error);
+                self.maybe_prepare_rebalance(now, "storing the assignment failed");
+            } else {
+                for member in self.group.members.values_mut() {
+                    member.answer_sync(SyncResponse::failed(error.clone()));
+                }
+            }
+            return;
+        }
+        let group = &mut self.group;
+        group.state = GroupState::Stable;
+        if group.pending_sync.is_empty() {
+            group.sync_deadline = None;
+        }
+        let protocol_type = group.protocol_type.clone();
+        let protocol_name = group.protocol_name.clone();
+        for member in group.members.values_mut() {
+            member.assignment = assignments
+                .get(&member.member_id)
+                .cloned()
+                .unwrap_or_default();
+            let assignment = member.assignment.clone();
+            member.answer_sync(SyncResponse {
+                error: None,
+                protocol_type: protocol_type.clone(),
+                protocol_name: protocol_name.clone(),
+                assignment,
+            });
+        }
+        tracing::info!(
+            group = %group.group_id,
+            generation = group.generation,
+            members = group.members.len(),
+            rebalance_ms = group.rebalance_started.take().map_or(0, |s| now.duration_since(s).as_millis()),
+            "group stable"
+        );
+    }
+
+    // ----- heartbeat and leave -----
+
+    fn heartbeat(&mut self, request: &HeartbeatRequest, now: Instant) -> Result<(), GroupError> {
+        let group = &mut self.group;
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        group.validate_member(&request.member_id, request.group_instance_id.as_deref())?;
+        if request.generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        let state = group.state;
+        if let Some(member) = group.members.get_mut(&request.member_id) {
+            member.session_deadline = now + member.session_timeout;
+        }
+        match state {
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
+        }
+    }
+
+    fn remove_member_and_rebalance(&mut self, member_id: &str, now: Instant, reason: &str) {
+        if self.group.remove_member(member_id).is_none() {
+            return;
+        }
+        match self.group.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.maybe_prepare_rebalance(now, reason);
+            }
+            // The join phase re-checks whether everyone left has joined.
+            GroupState::PreparingRebalance | GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    fn leave(
+        &mut self,
+        members: &[LeavingMember],
+        now: Instant,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        if self.group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let mut results = Vec::with_capacity(members.len());
+        for leaving in members {
+            let result = match &leaving.group_instance_id {
+                Some(instance) => match self.group.static_members.get(instance).cloned() {
+                    None => Err(GroupError::UnknownMemberId),
+                    Some(current)
+                        if !leaving.member_id.is_empty() && leaving.member_id != current =>
+                    {
+                        Err(GroupError::FencedInstanceId)
+                    }
+                    Some(current) => {
+                        self.remove_member_and_rebalance(&current, now, "a static member left");
+                        Ok(())
+                    }
+                },
+                None => {
+                    if self
+                        .group
+                        .pending_members
+                        .remove(&leaving.member_id)
+                        .is_some()
+                    {
+                        Ok(())
+                    } else if self.group.members.contains_key(&leaving.member_id) {
+                        self.remove_member_and_rebalance(&leaving.member_id, now, "a member left");
+                        Ok(())
+                    } else {
+                        Err(GroupError::UnknownMemberId)
+                    }
+                }
+            };
+            if result.is_ok() {
+                tracing::info!(group = %self.group.group_id, member = %leaving.member_id, instance = leaving.group_instance_id.as_deref().unwrap_or(""), "member left");
+            }
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    // ----- timers -----
+
+    async fn on_timers(&mut self, now: Instant) {
+        let expired_pending: Vec<String> = self
+            .group
+            .pending_members
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for member_id in expired_pending {
+            self.group.pending_members.remove(&member_id);
+        }
+        let expired: Vec<String> = self
+            .group
+            .members
+            .values()
+            .filter(|m| m.expired(now))
+            .map(|m| m.member_id.clone())
+            .collect();
+        for member_id in expired {
+            tracing::info!(group = %self.group.group_id, member = %member_id, "member session expired");
+            self.remove_member_and_rebalance(&member_id, now, "a member's session expired");
+        }
+
+        if self.group.join_deadline.is_some_and(|d| d <= now) {
+            if self.group.state != GroupState::PreparingRebalance {
+                self.group.join_deadline = None;
+            } else {
+                let initial_delay = self.context.settings.initial_rebalance_delay;
+                match &mut self.group.initial_join {
+                    Some(initial) if initial.new_member_added && !initial.remaining.is_zero() => {
+                        // Members are still arriving: wait a little longer.
+                        let delay = initial_delay.min(initial.remaining);
+                        initial.remaining = initial.remaining.saturating_sub(delay);
+                        initial.new_member_added = false;
+                        self.group.join_deadline = Some(now + delay);
+                    }
+                    _ => {
+                        self.group.initial_join = None;
+                        self.complete_join(now).await;
+                    }
+                }
+            }
+        }
+
+        if self.group.sync_deadline.is_some_and(|d| d <= now) {
+            self.group.sync_deadline = None;
+            let syncing = matches!(
+                self.group.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            );
+            if syncing && !self.group.pending_sync.is_empty() {
+                let laggards = std::mem::take(&mut self.group.pending_sync);
+                for member_id in &laggards {
+                    tracing::info!(group = %self.group.group_id, member = %member_id, "member did not sync in time; removed");
+                    self.group.remove_member(member_id);
+                }
+                self.prepare_rebalance(now, "members did not sync in time");
+            }
+        }
+    }
+
+    // ----- offsets and administration -----
+
+    async fn commit(&mut self, request: CommitRequest, now: Instant) -> Result<(), GroupError> {
+        let group = &mut self.group;
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let from_member = request.generation >= 0
+            || !request.member_id.is_empty()
+            || request.group_instance_id.is_some();
+        if from_member {
+            group.validate_member(&request.member_id, request.group_instance_id.as_deref())?;
+            if request.generation != group.generation {
+                return Err(GroupError::IllegalGeneration);
+            }
+        } else if group.state != GroupState::Empty {
+            // Only members may commit for a group that has members.
+            return Err(GroupError::UnknownMemberId);
+        }
+        let generation = if !from_member {
+            None
+        } else if group.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        } else {
+            if let Some(member) = group.members.get_mut(&request.member_id) {
+                member.session_deadline = now + member.session_timeout;
+            }
+            Some(request.generation)
+        };
+        let result = self
+            .context
+            .store
+            .commit_offsets(
+                self.shard.fence(),
+                &request.group_id,
+                generation,
+                &request.offsets,
+            )
+            .await;
+        result.map_err(|error| self.write_failed(&error))
+    }
+
+    async fn delete(&mut self) -> Result<(), GroupError> {
+        match self.group.state {
+            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            GroupState::Empty => {}
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
+        }
+        let result = self
+            .context
+            .store
+            .delete_group(self.shard.fence(), &self.group.group_id)
+            .await;
+        result.map_err(|error| self.write_failed(&error))?;
+        self.group.state = GroupState::Dead;
+        self.group.pending_members.clear();
+        self.stopped = true;
+        self.shard.remove_group(&self.group.group_id, self.actor_id);
+        tracing::info!(group = %self.group.group_id, "group deleted");
+        Ok(())
+    }
+
+    /// The topics the group's members subscribe to; `None` if a subscription
+    /// does not decode (then every topic counts as subscribed).
+    fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let mut topics = BTreeSet::new();
+        for member in self.group.members.values() {
+            let metadata = match &self.group.protocol_name {
+                Some(protocol) => member.metadata_for(protocol),
+                None => member.protocols.first().map(|(_, m)| m.clone())?,
+            };
+            topics.extend(consumer_protocol::subscribed_topics(&metadata)?);
+        }
+        Some(topics)
+    }
+
+    async fn delete_offsets(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        let errors: Vec<Option<GroupError>> = match self.group.state {
+            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            GroupState::Empty => vec![None; partitions.len()],
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable
+                if self.group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) =>
+            {
+                let subscribed = self.subscribed_topics();
+                partitions
+                    .iter()
+                    .map(|(topic, _)| {
+                        let consumed = subscribed.as_ref().is_none_or(|s| s.contains(topic));
+                        consumed.then_some(GroupError::GroupSubscribedToTopic)
+                    })
+                    .collect()
+            }
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
+        };
+        let eligible: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&errors)
+            .filter(|(_, error)| error.is_none())
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        if !eligible.is_empty() {
+            let result = self
+                .context
+                .store
+                .delete_offsets(self.shard.fence(), &self.group.group_id, &eligible)
+                .await;
+            result.map_err(|error| self.write_failed(&error))?;
+        }
+        Ok(errors)
+    }
+}
