@@ -73,3 +73,6 @@ impl Default for GroupSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
