@@ -30,6 +30,36 @@ enum Command {
     Agent(AgentArgs),
     /// Print the version.
     Version,
+    /// Consumer groups, read from metadata: list, describe, lag.
+    Groups(GroupsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GroupsArgs {
+    /// The agent's data directory (for the default metadata file).
+    #[arg(long, env = "FJORD_DATA_DIR", default_value = "fjord-data")]
+    data_dir: PathBuf,
+    /// Metadata backend URL. Default: sqlite://<data-dir>/metadata.db.
+    #[arg(long, env = "FJORD_METADATA_URL")]
+    metadata_url: Option<String>,
+    #[command(subcommand)]
+    command: GroupsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupsCommand {
+    /// Every group with its state and generation.
+    List,
+    /// A group's members and their assigned partitions.
+    Describe {
+        /// The group id.
+        group: String,
+    },
+    /// A group's lag per partition (committed offset against the log end).
+    Lag {
+        /// The group id.
+        group: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +133,11 @@ fn main() -> anyhow::Result<()> {
             println!("fjord {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Groups(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(run_groups(args)),
         Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -237,6 +272,27 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .context("deregistering the agent")?;
     drop(store);
     // FoundationDB's network thread must stop before the process exits.
+    #[cfg(feature = "fdb")]
+    fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
+    Ok(())
+}
+
+async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
+    use fjord_agent::groups::report;
+    let metadata_url = args
+        .metadata_url
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("metadata.db").display()));
+    let store = fjord_metadata::open(&metadata_url)
+        .await
+        .with_context(|| format!("opening metadata at {metadata_url}"))?;
+    let text = match &args.command {
+        GroupsCommand::List => report::list_report(&store).await,
+        GroupsCommand::Describe { group } => report::describe_report(&store, group).await,
+        GroupsCommand::Lag { group } => report::lag_report(&store, group).await,
+    }
+    .context("reading consumer groups")?;
+    print!("{text}");
+    drop(store);
     #[cfg(feature = "fdb")]
     fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
     Ok(())

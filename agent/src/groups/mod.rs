@@ -12,6 +12,7 @@
 //! | [`types`] | requests and answers in domain terms (the Kafka handlers translate) |
 //! | `consumer_protocol` | reading consumer subscriptions and assignments |
 //! | [`lag`] | consumer lag per partition, from metadata |
+//! | [`report`] | the text reports of `fjord groups` |
 //!
 //! # Data flow
 //!
@@ -40,6 +41,7 @@ mod consumer_protocol;
 pub mod coordinator;
 mod error;
 pub mod lag;
+pub mod report;
 mod state;
 pub mod types;
 
