@@ -81,6 +81,10 @@ class Member:
             self.alive = False
             self.harness.changed.notify_all()
 
+    def send(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
     def stop(self):
         """A graceful close (the client leaves the group, unless static)."""
         self.process.stdin.write("stop\n")
@@ -112,6 +116,9 @@ class Harness:
         self.notes = []
         self.produced = []
         self.timings = {}
+        # Set once a scenario's checks are done: records members receive while
+        # the harness shuts them down are not part of the scenario.
+        self.finished = False
 
     def note(self, text):
         with self.changed:
@@ -125,6 +132,8 @@ class Harness:
                 member.assignment = parts
                 member.assigned_at.append((event["t"], parts))
             elif kind == "rec":
+                if self.finished:
+                    return
                 key = (event["p"], event["o"])
                 self.deliveries.setdefault(key, []).append((member.name, event["t"]))
                 if member.assignment is None or event["p"] not in member.assignment:
@@ -277,11 +286,23 @@ class Harness:
             last.update(offsets)
         return last
 
+    def finish(self):
+        """The scenario's checks are done: stop counting deliveries."""
+        with self.changed:
+            self.finished = True
+
     def result(self, **fields):
+        """Prints the outcome: `COUNT name value` lines (integers), `TIMING
+        label: seconds` lines, then `RESULT {json}` with everything."""
         fields["timings"] = self.timings
         fields["produced"] = len(self.produced)
         fields["distinct_delivered"] = len(self.deliveries)
         fields["deliveries"] = sum(len(v) for v in self.deliveries.values())
+        for name, value in sorted(fields.items()):
+            if isinstance(value, int) and not isinstance(value, bool):
+                print(f"COUNT {name} {value}", flush=True)
+        for label, seconds in self.timings.items():
+            print(f"TIMING {label}: {seconds:.3f}", flush=True)
         print("RESULT " + json.dumps(fields, sort_keys=True), flush=True)
 
     def shutdown(self):
@@ -325,6 +346,7 @@ def three_members(h, client, clients=None):
     h.wait_consumed()
     per_member = h.check_exactly_once(members)
     partitions = {m.name: sorted(m.assignment) for m in members}
+    h.finish()
     for m in members:
         m.stop()
     h.result(scenario="three_members", clients=clients, per_member=per_member, partitions=partitions)
@@ -356,6 +378,7 @@ def leave_and_join(h, client):
     h.wait_consumed("phase 2 consumed")
     redelivered = h.check_no_loss_and_bounded_redeliveries("g")
     joiner_partitions = sorted(d.assignment)
+    h.finish()
     for m in (a, b, d):
         m.stop()
     h.result(scenario="leave_and_join", client=client, redelivered=redelivered,
@@ -380,6 +403,7 @@ def killed_member(h, client):
     h.produce(per_partition=25)
     h.wait_consumed("phase 2 consumed")
     redelivered = h.check_no_loss_and_bounded_redeliveries("g")
+    h.finish()
     for m in (a, b):
         m.stop()
     h.result(scenario="killed_member", client=client, redelivered=redelivered, moved=sorted(victim))
@@ -408,6 +432,7 @@ def restart_resumes(h, client):
     check(not again, f"the restarted member re-read {len(again)} committed records, e.g. {again[:5]}")
     second_count = sum(1 for v in h.deliveries.values() for name, _ in v if name == second.name)
     check(second_count == 15 * PARTITIONS, f"the restarted member read {second_count} records, expected {15 * PARTITIONS}")
+    h.finish()
     second.stop()
     check(h.committed_offsets("g") == {p: 35 for p in range(PARTITIONS)}, "final commits")
     h.result(scenario="restart_resumes", client=client, first_read=len(phase_one), second_read=second_count)
@@ -420,7 +445,7 @@ def two_groups(h, client, client_b):
 
     h.create_topic()
     started = time.time()
-    g1 = [h.start(client, f"{client}-g1-{n}", "g1", *options(client, default_assignor(client), commit_on_close=True))
+    g1 = [h.start(client, f"{client}-g1-{n}", "g1", *options(client, default_assignor(client)))
           for n in "ab"]
     g2 = [h.start(client_b, f"{client_b}-g2", "g2", *options(client_b, default_assignor(client_b), commit_every=7))]
     h.wait_settled("group g1 forms (2 members)", g1, started)
@@ -438,6 +463,12 @@ def two_groups(h, client, client_b):
         got = [k for k, v in h.deliveries.items() for n, _ in v if n in names]
         check(sorted(got) == sorted(expected), f"{label}: each record exactly once ({len(got)} deliveries)")
         per_group[label] = len(got)
+    # g1 commits everything it read; g2 keeps what its cadence left uncommitted.
+    for m in g1:
+        m.send("commit")
+    h.wait_for("g1 to commit everything",
+               lambda: h.committed_offsets("g1") == {p: 20 for p in range(PARTITIONS)})
+    h.finish()
     for m in g1 + g2:
         m.stop()
 
@@ -469,7 +500,8 @@ def two_groups(h, client, client_b):
     consumer.close()
     h.result(scenario="two_groups", clients=[client, client_b], per_group=per_group,
              lag={g: {str(p): v for p, v in lags.items()} for g, lags in lag.items()},
-             total_lag={g: sum(v.values()) for g, v in lag.items()})
+             total_lag={g: sum(v.values()) for g, v in lag.items()},
+             g1_total_lag=sum(lag["g1"].values()), g2_total_lag=sum(lag["g2"].values()))
 
 
 def cooperative(h, client):
@@ -518,6 +550,7 @@ def cooperative(h, client):
     h.produce(per_partition=20)
     h.wait_consumed("phase 2 consumed")
     redelivered = h.check_no_loss_and_bounded_redeliveries("g")
+    h.finish()
     for m in (a, b, d):
         m.stop()
     h.result(scenario="cooperative", client=client, kept_on_join=kept, moved_on_leave=sorted(moved),
@@ -553,6 +586,7 @@ def static_members(h, client):
               f"{members[n].name} saw a rebalance: {members[n].assigned_at[events_before[n]:]}")
         check(set(members[n].assignment) == before[n], f"{members[n].name} kept its partitions")
     redelivered = h.check_no_loss_and_bounded_redeliveries("g")
+    h.finish()
     for m in (members["a"], members["c"], b2):
         m.stop()
     h.result(scenario="static_members", client=client, redelivered=redelivered,

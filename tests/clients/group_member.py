@@ -9,8 +9,9 @@ It consumes TOPIC in GROUP and reports, one JSON object per stdout line:
   {"ev": "commit", "offsets": {p: next}, "t": ...}  offsets the broker accepted
   {"ev": "commit-failed", "error": ..., "t": ...}
   {"ev": "closed", "t": ...}
-It reads commands from stdin: "stop" closes the consumer (a graceful leave) and
-exits. Auto-commit is off: the member commits every --commit-every records, and
+It reads commands from stdin: "commit" commits the positions of the owned
+partitions now; "stop" closes the consumer (a graceful leave) and exits.
+Auto-commit is off: the member also commits every --commit-every records, and
 on close with --commit-on-close.
 """
 
@@ -33,10 +34,11 @@ def emit(event, **fields):
 
 
 class Commands:
-    """Reads stdin in a thread; `stop` becomes a flag the poll loop checks."""
+    """Reads stdin in a thread; commands become flags the poll loop checks."""
 
     def __init__(self):
         self.stop = threading.Event()
+        self.commit = threading.Event()
         thread = threading.Thread(target=self._read, daemon=True)
         thread.start()
 
@@ -44,6 +46,8 @@ class Commands:
         for line in sys.stdin:
             if line.strip() == "stop":
                 self.stop.set()
+            elif line.strip() == "commit":
+                self.commit.set()
         # The harness went away: stop too.
         self.stop.set()
 
@@ -69,6 +73,7 @@ class Positions:
 
     def committed(self):
         self.since_commit = 0
+
 
     def set_owned(self, partitions):
         self.owned = set(partitions)
@@ -125,6 +130,9 @@ def run_confluent(args, commands):
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     while not commands.stop.is_set():
         message = consumer.poll(0.1)
+        if commands.commit.is_set():
+            commands.commit.clear()
+            commit()
         if message is None:
             continue
         if message.error():
@@ -187,6 +195,9 @@ def run_kafka_python(args, commands):
     consumer.subscribe([args.topic], listener=Listener())
     while not commands.stop.is_set():
         batches = consumer.poll(timeout_ms=100)
+        if commands.commit.is_set():
+            commands.commit.clear()
+            commit()
         for tp, records in batches.items():
             for record in records:
                 emit("rec", p=tp.partition, o=record.offset)
@@ -251,6 +262,9 @@ def run_aiokafka(args, commands):
         consumer.subscribe([args.topic], listener=Listener())
         while not commands.stop.is_set():
             batches = await consumer.getmany(timeout_ms=100)
+            if commands.commit.is_set():
+                commands.commit.clear()
+                await commit()
             for tp, records in batches.items():
                 for record in records:
                     emit("rec", p=tp.partition, o=record.offset)

@@ -4,7 +4,8 @@
 //        [--commit-on-close] [--session-timeout-ms N] [--rebalance-timeout-ms N]
 //
 // Reports the same JSON lines as tests/clients/group_member.py ("assigned",
-// "rec", "commit", "commit-failed", "closed") and stops on "stop" from stdin.
+// "rec", "commit", "commit-failed", "closed"), commits its positions on
+// "commit" and stops on "stop" from stdin.
 
 'use strict'
 
@@ -118,7 +119,10 @@ async function main () {
     process.exit(0)
   }
   const input = readline.createInterface({ input: process.stdin })
-  input.on('line', (line) => { if (line.trim() === 'stop') stop() })
+  input.on('line', (line) => {
+    if (line.trim() === 'stop') stop()
+    else if (line.trim() === 'commit') commit()
+  })
   input.on('close', () => stop())
 }
 
