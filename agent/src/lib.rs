@@ -22,8 +22,8 @@
 //!   ([`kafka::errors`]).
 //!
 //! Not built yet (the agent's next milestones): the local write-ahead log and
-//! read cache in the data path, idempotent producers, consumer groups, many agents
-//! with balanced leadership.
+//! read cache in the data path, idempotent producers, many agents with balanced
+//! leadership (of partitions and of consumer-group coordinator shards).
 
 pub mod broker;
 pub mod groups;

@@ -39,7 +39,7 @@ struct GroupsArgs {
     /// The agent's data directory (for the default metadata file).
     #[arg(long, env = "FJORD_DATA_DIR", default_value = "fjord-data")]
     data_dir: PathBuf,
-    /// Metadata backend URL. Default: sqlite://<data-dir>/metadata.db.
+    /// Metadata backend URL. Default: `sqlite://{data-dir}/metadata.db`.
     #[arg(long, env = "FJORD_METADATA_URL")]
     metadata_url: Option<String>,
     #[command(subcommand)]

@@ -735,3 +735,73 @@ fn rebalances_static_members_and_bad_joins_get_kafka_error_codes() {
     );
     assert_eq!(resynced.assignment, assignment("wire", &[0]));
 }
+
+#[test]
+fn a_restarted_agent_takes_the_group_over_from_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--group-initial-rebalance-delay-ms", "100"];
+    let (member, generation, assigned) = {
+        let agent = AgentProcess::start(dir.path(), &args);
+        let mut client = Client::connect(&agent);
+        create_topics(&mut client, &["wire"]);
+        let joined = join(&mut client, "survivor", 9);
+        let assigned = assignment("wire", &[0, 1]);
+        sync(
+            &mut client,
+            "survivor",
+            &joined,
+            None,
+            vec![(joined.member_id.clone(), assigned.clone())],
+            5,
+        );
+        commit(&mut client, "survivor", &joined, &[("wire", 1, 42)], 8);
+        (joined.member_id, joined.generation_id, assigned)
+        // The agent is killed (SIGKILL) here: nothing is flushed or handed over.
+    };
+
+    let agent = AgentProcess::start(dir.path(), &args);
+    let mut client = Client::connect(&agent);
+    let mut find = FindCoordinatorRequest::default();
+    find.key = s("survivor");
+    let found: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &find);
+    assert_eq!(
+        (found.error_code, found.port),
+        (NONE, i32::from(agent.port))
+    );
+    // The member carries on with its generation: no rebalance.
+    assert_eq!(
+        heartbeat(&mut client, "survivor", generation, &member, None, 4),
+        NONE
+    );
+    let mut describe = DescribeGroupsRequest::default();
+    describe.groups = vec![group("survivor")];
+    let described: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &describe);
+    let described = &described.groups[0];
+    assert_eq!(described.group_state.as_str(), "Stable");
+    assert_eq!(described.members[0].member_id, member);
+    assert_eq!(described.members[0].member_assignment, assigned);
+    assert_eq!(
+        fetch(&mut client, "survivor", "wire", 8)[1],
+        (1, 42, 3, "m".into())
+    );
+
+    // The new agent holds the group's coordinator shard under a new epoch.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shard = runtime.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
+        let store = fjord_metadata::open(&url).await.unwrap();
+        store
+            .coordinator_shard(fjord_metadata::coordinator_shard_of("survivor"))
+            .await
+            .unwrap()
+    });
+    assert_eq!(shard.epoch, 2, "{shard:?}");
+    assert_eq!(
+        shard.leader,
+        Some(1),
+        "the second registration leads: {shard:?}"
+    );
+}

@@ -12,7 +12,7 @@
 //! way it takes a partition it is asked to write. With one agent per cluster that
 //! makes it the coordinator of every group; spreading shards over many live
 //! agents is the job of the agent-membership work, which replaces
-//! [`GroupCoordinator::shard_at`]'s claim with a lookup of the shard's leader.
+//! `GroupCoordinator::shard_at`'s claim with a lookup of the shard's leader.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -354,7 +354,11 @@ async fn a_silent_member_expires_after_its_session_timeout() {
     let alone = coordinator
         .join(join_request("g", &a.member_id, None))
         .await;
-    assert_eq!((a.generation, b.generation), (1, 1), "one initial generation");
+    assert_eq!(
+        (a.generation, b.generation),
+        (1, 1),
+        "one initial generation"
+    );
     assert_eq!(alone.generation, 2);
     assert_eq!(alone.members.len(), 1, "b was removed");
     assert_eq!(
