@@ -314,6 +314,12 @@ impl GroupActor {
     ) {
         let member_id = request.member_id.clone();
         if self.group.pending_members.remove(&member_id).is_some() {
+            if request.group_instance_id.is_some() {
+                // Pending ids are handed out to dynamic members only; a static
+                // member never needs one. Refusing keeps one member per instance.
+                let _ = reply.send(JoinResponse::failed(GroupError::UnknownMemberId, member_id));
+                return;
+            }
             self.add_member_and_rebalance(member_id, request, reply, now);
             return;
         }
