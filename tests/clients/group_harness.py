@@ -160,7 +160,9 @@ class Harness:
                 result = predicate()
                 if result:
                     return result
-                dead = [m.name for m in self.members if not m.alive and not m.closed and m.process.returncode not in (None, -9)]
+                # A member that exited on its own (not closed by us, not killed).
+                dead = [m.name for m in self.members
+                        if not m.alive and not m.closed and m.process.poll() not in (None, -9)]
                 if dead:
                     raise Failure(f"while waiting for {what}: member(s) {dead} died:\n" + "\n".join(
                         m.stderr_text() for m in self.members if m.name in dead))
