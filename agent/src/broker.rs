@@ -44,6 +44,8 @@ pub struct Broker {
     pub logs: std::sync::Arc<crate::log::PartitionLogs>,
     /// The live agents and where partitions belong, as this agent sees them.
     pub cluster: std::sync::Arc<crate::cluster::ClusterView>,
+    /// The consumer-group coordinator.
+    pub groups: std::sync::Arc<crate::groups::GroupCoordinator>,
 }
 
 impl Broker {

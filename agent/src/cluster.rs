@@ -83,14 +83,23 @@ impl LiveAgent {
 }
 
 /// The owner of `key` among `nodes` by rendezvous (highest-random-weight)
-/// hashing. CRC-32C of the key and the node id is the weight: stable across
-/// processes and versions (unlike `std`'s hasher), and already a dependency.
+/// hashing. The weight mixes the key's CRC-32C with the node id through
+/// SplitMix64's finalizer: stable across processes and versions (unlike `std`'s
+/// hasher), and well spread (CRC alone is linear, so it would favour some nodes).
 pub fn rendezvous_owner(key: &[u8], nodes: impl IntoIterator<Item = i32>) -> Option<i32> {
+    let key_hash = u64::from(crc32c::crc32c(key)) << 32;
     nodes.into_iter().max_by_key(|node| {
-        let weight = crc32c::crc32c_append(crc32c::crc32c(key), &node.to_be_bytes());
         // Ties (vanishingly rare) go to the larger node id, the same everywhere.
-        (weight, *node)
+        (mix(key_hash | u64::from(node.cast_unsigned())), *node)
     })
+}
+
+/// SplitMix64's output function.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The placement key of a partition.
@@ -273,10 +282,11 @@ async fn balance_once(
                 let held_by_live_other = state
                     .leader
                     .is_some_and(|leader| leader != me && view.is_live(leader));
-                if leads.is_none() && !held_by_live_other {
-                    if let Err(error) = logs.take_over(partition).await {
-                        tracing::warn!(%partition, %error, "taking leadership failed");
-                    }
+                if leads.is_none()
+                    && !held_by_live_other
+                    && let Err(error) = logs.take_over(partition).await
+                {
+                    tracing::warn!(%partition, %error, "taking leadership failed");
                 }
             } else if leads.is_some() {
                 logs.hand_off(partition).await;

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
 //! | [`configs`] | Kafka's topic configs (types, defaults, validation, alteration) and the broker configs this agent reports |
+//! | [`groups`] | the consumer-group coordinator: group state machines, coordinator-shard ownership, committed offsets, lag |
 //! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
 //! | [`cluster`] | liveness of agents, placement of partitions (rendezvous hashing), the balancer that moves leadership |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
@@ -28,6 +29,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod configs;
+pub mod groups;
 pub mod idempotence;
 pub mod kafka;
 pub mod log;

@@ -30,6 +30,36 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Print the version.
     Version,
+    /// Consumer groups, read from metadata: list, describe, lag.
+    Groups(GroupsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GroupsArgs {
+    /// The agent's data directory (for the default metadata file).
+    #[arg(long, env = "FJORD_DATA_DIR", default_value = "fjord-data")]
+    data_dir: PathBuf,
+    /// Metadata backend URL. Default: `sqlite://{data-dir}/metadata.db`.
+    #[arg(long, env = "FJORD_METADATA_URL")]
+    metadata_url: Option<String>,
+    #[command(subcommand)]
+    command: GroupsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupsCommand {
+    /// Every group with its state and generation.
+    List,
+    /// A group's members and their assigned partitions.
+    Describe {
+        /// The group id.
+        group: String,
+    },
+    /// A group's lag per partition (committed offset against the log end).
+    Lag {
+        /// The group id.
+        group: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +119,30 @@ struct AgentArgs {
     /// How often each agent checks partition placement and moves leadership.
     #[arg(long, env = "FJORD_BALANCE_INTERVAL_MS", default_value_t = 250)]
     balance_interval_ms: u64,
+    /// How long a new consumer group's first rebalance waits for more members
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    group_initial_rebalance_delay_ms: u64,
+    /// The shortest session timeout a group member may ask for
+    /// (group.min.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    group_min_session_timeout_ms: u64,
+    /// The longest session timeout a group member may ask for
+    /// (group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    group_max_session_timeout_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +164,11 @@ fn main() -> anyhow::Result<()> {
             println!("fjord {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Groups(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(run_groups(args)),
         Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -201,10 +260,28 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
         .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
     let instance = RandomIds::new().uuid();
-    let agent = store
-        .register_agent(instance, &advertised)
-        .await
-        .context("registering the agent")?;
+    // A data directory is one agent: a restart keeps its node id, so clients'
+    // and other agents' views of it stay valid.
+    let node_id_file = args.data_dir.join("node-id");
+    let previous = std::fs::read_to_string(&node_id_file)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    let reregistered = match previous {
+        Some(node_id) => store
+            .reregister_agent(node_id, instance, &advertised)
+            .await
+            .context("registering the agent again")?,
+        None => None,
+    };
+    let agent = match reregistered {
+        Some(agent) => agent,
+        None => store
+            .register_agent(instance, &advertised)
+            .await
+            .context("registering the agent")?,
+    };
+    std::fs::write(&node_id_file, format!("{}\n", agent.node_id))
+        .with_context(|| format!("writing {}", node_id_file.display()))?;
     tracing::info!(
         node_id = agent.node_id,
         %instance,
@@ -290,8 +367,25 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             "committed batches recovered from the write-ahead log"
         );
     }
+    let groups = Arc::new(
+        fjord_agent::groups::GroupCoordinator::new(
+            store.clone(),
+            agent.node_id,
+            Arc::new(RandomIds::new()),
+            fjord_agent::groups::GroupSettings {
+                initial_rebalance_delay: Duration::from_millis(
+                    args.group_initial_rebalance_delay_ms,
+                ),
+                min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+                ..fjord_agent::groups::GroupSettings::default()
+            },
+        )
+        .with_cluster(cluster.clone()),
+    );
     let broker = Arc::new(Broker {
         store: store.clone(),
+        groups,
         node_id: agent.node_id,
         advertised_host,
         advertised_port,
@@ -375,6 +469,27 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .context("deregistering the agent")?;
     drop(store);
     // FoundationDB's network thread must stop before the process exits.
+    #[cfg(feature = "fdb")]
+    fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
+    Ok(())
+}
+
+async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
+    use fjord_agent::groups::report;
+    let metadata_url = args
+        .metadata_url
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("metadata.db").display()));
+    let store = fjord_metadata::open(&metadata_url)
+        .await
+        .with_context(|| format!("opening metadata at {metadata_url}"))?;
+    let text = match &args.command {
+        GroupsCommand::List => report::list_report(&store).await,
+        GroupsCommand::Describe { group } => report::describe_report(&store, group).await,
+        GroupsCommand::Lag { group } => report::lag_report(&store, group).await,
+    }
+    .context("reading consumer groups")?;
+    print!("{text}");
+    drop(store);
     #[cfg(feature = "fdb")]
     fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
     Ok(())

@@ -10,10 +10,16 @@ use std::time::Duration;
 
 use fjord_metadata::AgentRecord;
 
+/// An agent with its own data directory under `dir` (named after its port) and
+/// the metadata file shared by all of them.
 fn spawn_agent(dir: &Path, address: &str) -> Child {
+    let port = address.rsplit_once(':').unwrap().1;
+    let metadata = format!("sqlite://{}", dir.join("metadata.db").display());
     Command::new(env!("CARGO_BIN_EXE_fjord"))
         .args([
             "agent",
+            "--metadata-url",
+            &metadata,
             "--heartbeat-interval-ms",
             "50",
             "--kafka-listen",
@@ -22,7 +28,7 @@ fn spawn_agent(dir: &Path, address: &str) -> Child {
             address,
         ])
         .arg("--data-dir")
-        .arg(dir)
+        .arg(dir.join(format!("agent-{port}")))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -117,12 +117,12 @@ fn bad_input_closes_the_connection_and_the_agent_keeps_serving() {
     unknown_api.put_i32(1);
     unknown_api.put_i16(-1);
     assert_closed_without_answer(&agent, "unknown api key", &frame(&unknown_api));
-    let mut join_group = BytesMut::new();
-    join_group.put_i16(ApiKey::JoinGroup as i16);
-    join_group.put_i16(5);
-    join_group.put_i32(1);
-    join_group.put_i16(-1);
-    assert_closed_without_answer(&agent, "api not served", &frame(&join_group));
+    let mut not_served = BytesMut::new();
+    not_served.put_i16(ApiKey::AlterReplicaLogDirs as i16);
+    not_served.put_i16(1);
+    not_served.put_i32(1);
+    not_served.put_i16(-1);
+    assert_closed_without_answer(&agent, "api not served", &frame(&not_served));
     let mut old_produce = BytesMut::new();
     old_produce.put_i16(ApiKey::Produce as i16);
     old_produce.put_i16(2);

@@ -118,6 +118,30 @@ pub enum MetadataError {
     /// The key-value layer failed.
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// A group write carried a coordinator-shard epoch that is no longer the
+    /// shard's: another coordinator took the shard over. Nothing was written.
+    #[error(
+        "fenced: coordinator shard {shard} is at epoch {current_epoch}, the write carried {attempted_epoch}"
+    )]
+    CoordinatorFenced {
+        /// The coordinator shard.
+        shard: u32,
+        /// Its epoch now.
+        current_epoch: i32,
+        /// The epoch the write was made under.
+        attempted_epoch: i32,
+    },
+    /// An offset commit named a generation the group is not in. Nothing was
+    /// written.
+    #[error("group {group:?} has stored generation {current:?}, the commit carried {attempted}")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// Its stored generation (`None`: no group is stored).
+        current: Option<i32>,
+        /// The generation the commit was made under.
+        attempted: i32,
+    },
 }
 
 impl MetadataError {
@@ -132,7 +156,9 @@ impl MetadataError {
             | MetadataError::OffsetMismatch { .. }
             | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::UnsupportedUrl { .. } => ErrorKind::Invalid,
-            MetadataError::Fenced { .. } => ErrorKind::Fenced,
+            MetadataError::Fenced { .. }
+            | MetadataError::CoordinatorFenced { .. }
+            | MetadataError::IllegalGeneration { .. } => ErrorKind::Fenced,
             MetadataError::Corrupt { .. } => ErrorKind::Corrupt,
             MetadataError::Kv(kv) => match kv {
                 KvError::Conflict | KvError::Unavailable(_) => ErrorKind::Retryable,
@@ -156,7 +182,9 @@ impl MetadataError {
             | MetadataError::OffsetMismatch { .. }
             | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::Corrupt { .. }
-            | MetadataError::UnsupportedUrl { .. } => true,
+            | MetadataError::UnsupportedUrl { .. }
+            | MetadataError::CoordinatorFenced { .. }
+            | MetadataError::IllegalGeneration { .. } => true,
         }
     }
 

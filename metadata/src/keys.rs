@@ -14,8 +14,15 @@
 //! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
 //! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
+//! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
+//! | `("group", shard, group)` | a group's header (a [`GroupRecord`](crate::GroupRecord) without its members) |
+//! | `("group_member", shard, group, member_id)` | [`GroupMemberRecord`](crate::GroupMemberRecord) |
 //! | `("counter", name)` | 8-byte little-endian counter |
 //! | `("cluster", "id")` | the cluster id (UTF-8) |
+//!
+//! Group keys carry the group's coordinator shard, so the coordinator that takes a
+//! shard over loads its groups with one range read; members are stored one per
+//! key, so a large group never outgrows a value.
 //!
 //! Index entries are keyed by their *last* offset, so the entry covering offset `o`
 //! is the first at or after `("index", t, p, o)`: one forward range read.
@@ -181,6 +188,48 @@ impl Keyspace {
     }
 }
 
+// ----- consumer groups -----
+
+impl Keyspace {
+    /// A coordinator shard's leadership.
+    pub fn coordinator_shard(&self, shard: u32) -> Vec<u8> {
+        self.root.pack(&("coordinator_shard", shard))
+    }
+
+    /// A group's header.
+    pub fn group(&self, shard: u32, group: &str) -> Vec<u8> {
+        self.root.pack(&("group", shard, group))
+    }
+
+    /// The prefix of every group header of a shard.
+    pub fn groups_of_shard(&self, shard: u32) -> Vec<u8> {
+        self.root.pack(&("group", shard))
+    }
+
+    /// The prefix of every group header.
+    pub fn groups(&self) -> Vec<u8> {
+        self.root.pack(&("group",))
+    }
+
+    /// One member of a group.
+    pub fn group_member(&self, shard: u32, group: &str, member_id: &str) -> Vec<u8> {
+        self.root.pack(&("group_member", shard, group, member_id))
+    }
+
+    /// The prefix of a group's members.
+    pub fn group_members(&self, shard: u32, group: &str) -> Vec<u8> {
+        self.root.pack(&("group_member", shard, group))
+    }
+
+    /// Decodes the group id from a group-header key.
+    pub fn group_id_of(&self, key: &[u8]) -> Option<String> {
+        self.root
+            .unpack::<(String, u32, String)>(key)
+            .ok()
+            .map(|(_, _, group)| group)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +253,19 @@ mod tests {
         assert_eq!(keys.index_entry_last_offset(&encoded[4]), Some(255));
         let other = TopicPartition::new(tp.topic_id, 30);
         assert!(!keys.index_entry(other, 0).starts_with(&prefix));
+    }
+
+    #[test]
+    fn group_keys_nest_under_their_shard_and_decode() {
+        let keys = Keyspace::new("test");
+        let shard_prefix = keys.groups_of_shard(3);
+        let group = keys.group(3, "orders-app");
+        assert!(group.starts_with(&shard_prefix) && group.starts_with(&keys.groups()));
+        assert!(!keys.group(4, "orders-app").starts_with(&shard_prefix));
+        assert_eq!(keys.group_id_of(&group).as_deref(), Some("orders-app"));
+        // A group whose name extends another's is not under the other's members.
+        let members = keys.group_members(3, "a");
+        assert!(keys.group_member(3, "a", "m-1").starts_with(&members));
+        assert!(!keys.group_member(3, "ab", "m-1").starts_with(&members));
     }
 }

@@ -1,6 +1,7 @@
 //! Fjord's metadata layer: the single source of truth for topics, partition
-//! leadership and epochs, the segment index, consumer-group offsets, producer ids
-//! and the agent registry.
+//! leadership and epochs, the segment index, consumer groups (coordinator-shard
+//! leadership, group state, committed offsets), producer ids and the agent
+//! registry.
 //!
 //! Two layers:
 //!
@@ -32,6 +33,7 @@
 
 pub mod codec;
 mod error;
+mod groups;
 pub mod keys;
 pub mod kv;
 mod model;
@@ -39,6 +41,7 @@ mod open;
 mod store;
 
 pub use error::{ErrorKind, MetadataError};
+pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use model::*;
 pub use open::{BackendUrl, DEFAULT_CLUSTER, open, open_with};
 pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};

@@ -374,3 +374,123 @@ pub struct EpochEndLookup {
     /// partition's current epoch.
     pub end: Option<EpochEnd>,
 }
+
+// ----- consumer groups -----
+
+/// Who coordinates the groups hashed onto one coordinator shard, and under which
+/// epoch. Every persisted group write carries the epoch it was made under and
+/// fails if the shard's epoch moved on (see [`ShardFence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorShardState {
+    /// The agent (node id) coordinating the shard's groups, if any.
+    pub leader: Option<i32>,
+    /// Bumped on every change of coordinator.
+    pub epoch: i32,
+}
+
+impl Versioned for CoordinatorShardState {
+    const WHAT: &'static str = "coordinator shard";
+    const VERSION: u8 = 1;
+}
+
+/// A coordinator's right to write the groups of one shard: the shard and the
+/// epoch its leadership was taken under. Writes made with a fence whose epoch is
+/// no longer the shard's fail with
+/// [`MetadataError::CoordinatorFenced`](crate::MetadataError::CoordinatorFenced)
+/// and write nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardFence {
+    /// The coordinator shard.
+    pub shard: u32,
+    /// The epoch the writer holds.
+    pub epoch: i32,
+}
+
+/// Where a persisted group stood in Kafka's classic rebalance protocol when it
+/// was last written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupPhase {
+    /// No members (a group that only stores offsets, or whose members all left).
+    Empty,
+    /// A generation was formed but its leader had not yet sent the assignment: a
+    /// coordinator that loads the group this way must rebalance it.
+    AwaitingSync,
+    /// The generation's assignment was distributed.
+    Stable,
+}
+
+/// One protocol (assignor) a member supports, with its subscription bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupProtocol {
+    /// The protocol's name (`range`, `cooperative-sticky`, ...).
+    pub name: String,
+    /// The member's metadata for it (for consumers: the subscription).
+    pub metadata: Vec<u8>,
+}
+
+/// A member of a group, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMemberRecord {
+    /// The member id the coordinator assigned.
+    pub member_id: String,
+    /// The static instance id (`group.instance.id`), for static members.
+    pub group_instance_id: Option<String>,
+    /// The client id from the member's requests.
+    pub client_id: String,
+    /// The address the member connected from.
+    pub client_host: String,
+    /// How long the member may go without a heartbeat.
+    pub session_timeout_ms: i32,
+    /// How long the coordinator waits for the member to rejoin in a rebalance.
+    pub rebalance_timeout_ms: i32,
+    /// The protocols the member supports, in its order of preference.
+    pub protocols: Vec<GroupProtocol>,
+    /// The member's assignment in the group's generation (empty until synced).
+    pub assignment: Vec<u8>,
+}
+
+impl Versioned for GroupMemberRecord {
+    const WHAT: &'static str = "group member";
+    const VERSION: u8 = 1;
+}
+
+/// The durable part of a consumer group: enough for another coordinator to
+/// resume it. Committed offsets are stored apart (see
+/// [`MetadataStore::commit_offsets`](crate::MetadataStore::commit_offsets)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group id.
+    pub group_id: String,
+    /// The protocol type (`consumer`, `connect`, ...); `None` for a group that
+    /// only stores offsets.
+    pub protocol_type: Option<String>,
+    /// The protocol chosen for the generation.
+    pub protocol_name: Option<String>,
+    /// The generation; offset commits made under another one are refused.
+    pub generation: i32,
+    /// The member id of the generation's leader.
+    pub leader: Option<String>,
+    /// Where the rebalance stood.
+    pub phase: GroupPhase,
+    /// The generation's members.
+    pub members: Vec<GroupMemberRecord>,
+    /// When it was written, by the coordinator's clock (informational).
+    pub updated_at_ms: i64,
+}
+
+impl GroupRecord {
+    /// A group with no members and no generation yet (as a group that only
+    /// stores offsets starts).
+    pub fn empty(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            protocol_type: None,
+            protocol_name: None,
+            generation: 0,
+            leader: None,
+            phase: GroupPhase::Empty,
+            members: Vec::new(),
+            updated_at_ms: 0,
+        }
+    }
+}

@@ -46,14 +46,17 @@ pub struct MetadataStore {
     ids: Arc<dyn IdGenerator>,
 }
 
-async fn read<T: Versioned>(txn: &Transaction, key: &[u8]) -> Result<Option<T>, MetadataError> {
+pub(crate) async fn read<T: Versioned>(
+    txn: &Transaction,
+    key: &[u8],
+) -> Result<Option<T>, MetadataError> {
     match txn.get(key).await? {
         Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
         None => Ok(None),
     }
 }
 
-fn write<T: Versioned>(txn: &Transaction, key: &[u8], value: &T) {
+pub(crate) fn write<T: Versioned>(txn: &Transaction, key: &[u8], value: &T) {
     txn.set(key, &codec::encode(value));
 }
 
@@ -157,6 +160,11 @@ impl MetadataStore {
     /// The key layout.
     pub fn keyspace(&self) -> &Keyspace {
         &self.keys
+    }
+
+    /// The store clock's time, for informational timestamps in records.
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
     }
 
     // ----- topics -----
@@ -628,6 +636,35 @@ impl MetadataStore {
             .await
     }
 
+    /// Registers a restarted agent under the node id it had (its data directory
+    /// remembers it), with a new instance and address; the heartbeat counter
+    /// carries on. `None` if that registration is gone (it was judged dead and
+    /// removed): the caller registers afresh.
+    pub async fn reregister_agent(
+        &self,
+        node_id: i32,
+        instance: Uuid,
+        advertised_address: &str,
+    ) -> Result<Option<AgentRecord>, MetadataError> {
+        let keys = &self.keys;
+        let registered_at_ms = self.clock.now_millis();
+        self.db
+            .run(|txn, _| async move {
+                let Some(mut record): Option<AgentRecord> =
+                    read(&txn, &keys.agent(node_id)).await?
+                else {
+                    return Ok(None);
+                };
+                record.instance = instance;
+                record.advertised_address = advertised_address.to_owned();
+                record.heartbeat += 1;
+                record.registered_at_ms = registered_at_ms;
+                write(&txn, &keys.agent(node_id), &record);
+                Ok(Some(record))
+            })
+            .await
+    }
+
     /// Bumps an agent's heartbeat counter and returns it. Fails with
     /// [`MetadataError::UnknownAgent`] once the registration is gone (the agent was
     /// declared dead and must register again).
@@ -668,63 +705,6 @@ impl MetadataStore {
             .run(|txn, _| async move {
                 txn.clear(&keys.agent(node_id));
                 Ok(())
-            })
-            .await
-    }
-
-    // ----- consumer-group offsets -----
-
-    /// Stores a group's committed offsets, all or nothing.
-    pub async fn commit_offsets(
-        &self,
-        group: &str,
-        offsets: &[OffsetCommit],
-    ) -> Result<(), MetadataError> {
-        if group.is_empty() {
-            return Err(MetadataError::invalid("the group id is empty"));
-        }
-        let keys = &self.keys;
-        let commit_timestamp_ms = self.clock.now_millis();
-        self.db
-            .run(|txn, _| async move {
-                for commit in offsets {
-                    let value = CommittedOffset {
-                        offset: commit.offset,
-                        leader_epoch: commit.leader_epoch,
-                        metadata: commit.metadata.clone(),
-                        commit_timestamp_ms,
-                    };
-                    let key = keys.group_offset(group, &commit.topic, commit.partition);
-                    write(&txn, &key, &value);
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// A group's committed offsets, ordered by topic and partition.
-    pub async fn fetch_offsets(&self, group: &str) -> Result<Vec<GroupOffset>, MetadataError> {
-        let keys = &self.keys;
-        self.db
-            .run(|txn, _| async move {
-                let prefix = keys.group_offsets(group);
-                let pairs = txn.get_prefix(&prefix, RangeOptions::default()).await?;
-                let mut offsets = Vec::with_capacity(pairs.len());
-                for pair in pairs {
-                    let (topic, partition) =
-                        keys.group_offset_partition(&pair.key).ok_or_else(|| {
-                            MetadataError::Corrupt {
-                                what: "group offset key",
-                                detail: "not a (group, topic, partition) tuple".into(),
-                            }
-                        })?;
-                    offsets.push(GroupOffset {
-                        topic,
-                        partition,
-                        committed: codec::decode(&pair.value)?,
-                    });
-                }
-                Ok(offsets)
             })
             .await
     }

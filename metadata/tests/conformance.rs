@@ -20,8 +20,10 @@ use fjord_metadata::kv::{
     RetryPolicy, decode_counter,
 };
 use fjord_metadata::{
-    ChunkCommit, ErrorKind, MetadataError, MetadataStore, NewTopic, OffsetCommit, ProducerBatch,
-    ProducerCommit, ProducerState, SegmentCommit, SegmentId, TopicPartition,
+    COORDINATOR_SHARDS, ChunkCommit, ErrorKind, GroupMemberRecord, GroupPhase, GroupProtocol,
+    GroupRecord, MetadataError, MetadataStore, NewTopic, OffsetCommit, ProducerBatch,
+    ProducerCommit, ProducerState, SegmentCommit, SegmentId, ShardFence, TopicPartition,
+    coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -718,31 +720,46 @@ async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     );
 }
 
-async fn group_offsets_and_producer_ids(fx: Fixture) {
-    let store = fx.store();
-    let commit = |topic: &str, partition, offset| OffsetCommit {
+/// Takes the coordinator shard of `group` for agent `node_id`.
+async fn take_shard(store: &MetadataStore, group: &str, node_id: i32) -> ShardFence {
+    store
+        .acquire_coordinator_shard(coordinator_shard_of(group), node_id)
+        .await
+        .unwrap()
+}
+
+fn offset(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+    OffsetCommit {
         topic: topic.into(),
         partition,
         offset,
         leader_epoch: Some(1),
         metadata: None,
-    };
+    }
+}
+
+async fn group_offsets_and_producer_ids(fx: Fixture) {
+    let store = fx.store();
+    let g1 = take_shard(&store, "g1", 1).await;
+    let g2 = take_shard(&store, "g2", 1).await;
     store
         .commit_offsets(
+            g1,
             "g1",
-            &[commit("a", 0, 5), commit("a", 1, 7), commit("b", 0, 1)],
+            None,
+            &[offset("a", 0, 5), offset("a", 1, 7), offset("b", 0, 1)],
         )
         .await
         .unwrap();
     store
-        .commit_offsets("g1", &[commit("a", 0, 9)])
+        .commit_offsets(g1, "g1", None, &[offset("a", 0, 9)])
         .await
         .unwrap();
     store
-        .commit_offsets("g2", &[commit("a", 0, 100)])
+        .commit_offsets(g2, "g2", None, &[offset("a", 0, 100)])
         .await
         .unwrap();
-    let g1: Vec<(String, i32, i64)> = store
+    let g1_offsets: Vec<(String, i32, i64)> = store
         .fetch_offsets("g1")
         .await
         .unwrap()
@@ -750,7 +767,7 @@ async fn group_offsets_and_producer_ids(fx: Fixture) {
         .map(|o| (o.topic, o.partition, o.committed.offset))
         .collect();
     assert_eq!(
-        g1,
+        g1_offsets,
         vec![("a".into(), 0, 9), ("a".into(), 1, 7), ("b".into(), 0, 1)]
     );
     assert_eq!(store.fetch_offsets("g2").await.unwrap().len(), 1);
@@ -1037,6 +1054,292 @@ async fn leadership_is_released_only_by_its_holder(fx: Fixture) {
     assert_eq!(error.kind(), ErrorKind::Fenced);
 }
 
+fn member(id: &str, instance: Option<&str>, assignment: &[u8]) -> GroupMemberRecord {
+    GroupMemberRecord {
+        member_id: id.into(),
+        group_instance_id: instance.map(str::to_owned),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 6_000,
+        rebalance_timeout_ms: 30_000,
+        protocols: vec![GroupProtocol {
+            name: "range".into(),
+            metadata: vec![0, 3, 1, 4],
+        }],
+        assignment: assignment.to_vec(),
+    }
+}
+
+fn stable_group(group: &str, generation: i32, members: Vec<GroupMemberRecord>) -> GroupRecord {
+    GroupRecord {
+        group_id: group.into(),
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        generation,
+        leader: members.first().map(|m| m.member_id.clone()),
+        phase: GroupPhase::Stable,
+        members,
+        updated_at_ms: 0,
+    }
+}
+
+/// Compares what matters of two records (`updated_at_ms` is the store's).
+fn same_group(a: &GroupRecord, b: &GroupRecord) -> bool {
+    GroupRecord {
+        updated_at_ms: 0,
+        ..a.clone()
+    } == GroupRecord {
+        updated_at_ms: 0,
+        ..b.clone()
+    }
+}
+
+async fn group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing(fx: Fixture) {
+    let store = fx.store();
+    let shard = coordinator_shard_of("payments");
+    assert_eq!(store.coordinator_shard(shard).await.unwrap().epoch, 0);
+    let old = take_shard(&store, "payments", 1).await;
+    assert_eq!(old, ShardFence { shard, epoch: 1 });
+    let generation_1 = stable_group(
+        "payments",
+        1,
+        vec![
+            member("m-1", None, b"p0"),
+            member("m-2", Some("static-2"), b"p1"),
+        ],
+    );
+    store.store_group(old, &generation_1).await.unwrap();
+    store
+        .commit_offsets(old, "payments", Some(1), &[offset("t", 0, 10)])
+        .await
+        .unwrap();
+
+    // Another agent takes the shard over and resumes the group from metadata.
+    let new = take_shard(&store, "payments", 2).await;
+    assert_eq!(new.epoch, 2);
+    let state = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!((state.leader, state.epoch), (Some(2), 2));
+    let loaded = store.load_groups(shard).await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert!(same_group(&loaded[0], &generation_1), "{loaded:?}");
+
+    // Every write of the old coordinator fails as fenced and writes nothing.
+    let mut generation_2 = stable_group("payments", 2, vec![member("m-3", None, b"p0p1")]);
+    let fenced = |error: MetadataError| {
+        assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+        assert!(
+            matches!(
+                error,
+                MetadataError::CoordinatorFenced { shard: s, current_epoch: 2, attempted_epoch: 1 } if s == shard
+            ),
+            "{error}"
+        );
+    };
+    fenced(store.store_group(old, &generation_2).await.unwrap_err());
+    fenced(
+        store
+            .commit_offsets(
+                old,
+                "payments",
+                Some(1),
+                &[offset("t", 0, 99), offset("t", 1, 99)],
+            )
+            .await
+            .unwrap_err(),
+    );
+    fenced(
+        store
+            .delete_offsets(old, "payments", &[("t".into(), 0)])
+            .await
+            .unwrap_err(),
+    );
+    fenced(store.delete_group(old, "payments").await.unwrap_err());
+    // A group the old coordinator never stored is not created either.
+    let other = (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|g| coordinator_shard_of(g) == shard)
+        .unwrap();
+    fenced(
+        store
+            .commit_offsets(old, &other, None, &[offset("t", 0, 1)])
+            .await
+            .unwrap_err(),
+    );
+    let stored = store.load_group("payments").await.unwrap().unwrap();
+    assert!(same_group(&stored, &generation_1), "{stored:?}");
+    let offsets = store.fetch_offsets("payments").await.unwrap();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0].committed.offset, 10);
+    assert_eq!(store.load_group(&other).await.unwrap(), None);
+    assert!(store.fetch_offsets(&other).await.unwrap().is_empty());
+
+    // The new coordinator writes under its own epoch; a fence for another shard
+    // is refused outright.
+    store.store_group(new, &generation_2).await.unwrap();
+    let stored = store.load_group("payments").await.unwrap().unwrap();
+    assert!(same_group(&stored, &generation_2), "{stored:?}");
+    assert_eq!(stored.members.len(), 1, "the old members are gone");
+    let wrong_shard = ShardFence {
+        shard: (shard + 1) % COORDINATOR_SHARDS,
+        epoch: 1,
+    };
+    generation_2.generation = 3;
+    let error = store
+        .store_group(wrong_shard, &generation_2)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+    assert_eq!(
+        store
+            .load_group("payments")
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        2
+    );
+}
+
+async fn group_offsets_are_fenced_by_generation_and_deleted_with_the_group(fx: Fixture) {
+    let store = fx.store();
+    let fence = take_shard(&store, "billing", 1).await;
+    store
+        .store_group(
+            fence,
+            &stable_group("billing", 4, vec![member("m-1", None, b"")]),
+        )
+        .await
+        .unwrap();
+    let with_metadata = OffsetCommit {
+        topic: "invoices".into(),
+        partition: 2,
+        offset: 42,
+        leader_epoch: Some(7),
+        metadata: Some("checkpoint ✓".into()),
+    };
+    store
+        .commit_offsets(
+            fence,
+            "billing",
+            Some(4),
+            &[with_metadata.clone(), offset("invoices", 0, 5)],
+        )
+        .await
+        .unwrap();
+
+    // A commit of an older or newer generation writes nothing.
+    for attempted in [3, 5] {
+        let error = store
+            .commit_offsets(
+                fence,
+                "billing",
+                Some(attempted),
+                &[offset("invoices", 0, 1_000)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, MetadataError::IllegalGeneration { current: Some(4), attempted: a, .. } if *a == attempted),
+            "{error}"
+        );
+    }
+    // A generation commit to a group that is not stored is refused too.
+    let other = take_shard(&store, "unstored", 1).await;
+    let error = store
+        .commit_offsets(other, "unstored", Some(1), &[offset("invoices", 0, 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            MetadataError::IllegalGeneration { current: None, .. }
+        ),
+        "{error}"
+    );
+    assert_eq!(store.load_group("unstored").await.unwrap(), None);
+
+    let offsets = store.fetch_offsets("billing").await.unwrap();
+    type Row = (String, i32, i64, Option<i32>, Option<String>);
+    let got: Vec<Row> = offsets
+        .iter()
+        .map(|o| {
+            (
+                o.topic.clone(),
+                o.partition,
+                o.committed.offset,
+                o.committed.leader_epoch,
+                o.committed.metadata.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("invoices".into(), 0, 5, Some(1), None),
+            (
+                "invoices".into(),
+                2,
+                42,
+                Some(7),
+                Some("checkpoint ✓".into())
+            ),
+        ]
+    );
+    assert_eq!(offsets[1].committed.commit_timestamp_ms, 1_700_000_000_000);
+
+    // A simple commit (no generation) to a new group creates it empty.
+    let audit = take_shard(&store, "audit", 1).await;
+    store
+        .commit_offsets(audit, "audit", None, &[offset("invoices", 0, 3)])
+        .await
+        .unwrap();
+    let created = store.load_group("audit").await.unwrap().unwrap();
+    assert_eq!(
+        (created.phase, created.generation, created.members.len()),
+        (GroupPhase::Empty, 0, 0)
+    );
+    assert!(
+        store
+            .list_group_ids()
+            .await
+            .unwrap()
+            .contains(&"audit".to_owned())
+    );
+
+    // OffsetDelete removes exactly the named partitions.
+    store
+        .delete_offsets(
+            fence,
+            "billing",
+            &[("invoices".into(), 0), ("absent".into(), 9)],
+        )
+        .await
+        .unwrap();
+    let left: Vec<i32> = store
+        .fetch_offsets("billing")
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.partition)
+        .collect();
+    assert_eq!(left, vec![2]);
+
+    // DeleteGroups removes the group, its members and its offsets, not others'.
+    assert!(store.delete_group(fence, "billing").await.unwrap());
+    assert_eq!(store.load_group("billing").await.unwrap(), None);
+    assert!(store.fetch_offsets("billing").await.unwrap().is_empty());
+    assert!(
+        !store.delete_group(fence, "billing").await.unwrap(),
+        "already gone"
+    );
+    assert_eq!(store.fetch_offsets("audit").await.unwrap().len(), 1);
+    let ids = store.list_group_ids().await.unwrap();
+    assert!(
+        !ids.contains(&"billing".to_owned()) && ids.contains(&"audit".to_owned()),
+        "{ids:?}"
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -1067,6 +1370,8 @@ macro_rules! conformance {
             case!(leadership_is_released_only_by_its_holder);
             case!(delete_records_moves_the_log_start_forward_only);
             case!(epoch_end_offsets_follow_the_index);
+            case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
+            case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
         }
     };
 }

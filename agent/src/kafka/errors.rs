@@ -19,6 +19,8 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
         MetadataError::Invalid { .. } => ResponseError::InvalidRequest,
         MetadataError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
         MetadataError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        MetadataError::CoordinatorFenced { .. } => ResponseError::NotCoordinator,
+        MetadataError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
         MetadataError::OffsetMismatch { .. }
         | MetadataError::UnknownAgent { .. }
         | MetadataError::Corrupt { .. }
@@ -65,4 +67,34 @@ pub fn config_error(error: &ConfigError) -> ResponseError {
         | ConfigError::MissingOperand { .. }
         | ConfigError::DuplicateName { .. } => ResponseError::InvalidRequest,
     }
+}
+
+// ----- consumer groups -----
+
+/// The Kafka error a group-coordination failure becomes. Exhaustive on purpose.
+pub fn group_error(error: &crate::groups::GroupError) -> ResponseError {
+    use crate::groups::GroupError;
+    match error {
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::Internal(_) => ResponseError::UnknownServerError,
+    }
+}
+
+/// The wire code of an optional group error (0 for none).
+pub(crate) fn group_error_code(error: Option<&crate::groups::GroupError>) -> i16 {
+    error.map_or(0, |e| group_error(e).code())
 }

@@ -69,9 +69,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let connection =
+                CLIENT_HOST.scope(format!("/{}", peer.ip()), serve_connection(stream, broker));
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                result = serve_connection(stream, broker) => {
+                result = connection => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, %error, "connection closed");
                     }
@@ -80,6 +82,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
             drop(permit);
         });
     }
+}
+
+tokio::task_local! {
+    /// The peer address of the connection a task serves, as Kafka shows it.
+    static CLIENT_HOST: String;
 }
 
 /// Produce requests whose commits a connection awaits at once; further requests
@@ -130,7 +137,7 @@ where
                         return Ok(());
                     }
                 };
-                let DecodedRequest { api, version, correlation_id, request } = decoded;
+                let DecodedRequest { api, version, correlation_id, client_id, request } = decoded;
                 if let RequestKind::Produce(produce) = request {
                     let completion = handlers::produce::append(&broker, produce, version).await;
                     in_flight.push_back(Box::pin(async move {
@@ -144,7 +151,11 @@ where
                 if !drain(&mut in_flight, &mut sink).await? {
                     return Ok(());
                 }
-                let answer = match handlers::handle(&broker, api, version, request).await {
+                let context = handlers::RequestContext {
+                    client_id,
+                    client_host: CLIENT_HOST.try_with(Clone::clone).unwrap_or_default(),
+                };
+                let answer = match handlers::handle_with_context(&broker, &context, api, version, request).await {
                     Ok(response) => encode(api, version, correlation_id, response),
                     Err(close) => Err(close),
                 };
@@ -204,6 +215,7 @@ struct DecodedRequest {
     api: ApiKey,
     version: i16,
     correlation_id: i32,
+    client_id: String,
     request: RequestKind,
 }
 
@@ -243,6 +255,10 @@ fn decode(frame: Bytes) -> Result<Decoded, Close> {
         api,
         version,
         correlation_id: header.correlation_id,
+        client_id: header
+            .client_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         request,
     })))
 }

@@ -91,3 +91,67 @@ pub fn run_python_client_with_args(script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// What a consumer-group scenario of `tests/clients/group_harness.py` reported.
+pub struct GroupScenario {
+    /// Its whole standard output.
+    pub output: String,
+    /// `COUNT name value` lines.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// `TIMING label: seconds` lines, in order.
+    pub timings: Vec<(String, f64)>,
+}
+
+impl GroupScenario {
+    /// A count the scenario reported; fails the test if it is missing.
+    pub fn count(&self, name: &str) -> i64 {
+        *self
+            .counts
+            .get(name)
+            .unwrap_or_else(|| panic!("no count {name:?} in:\n{}", self.output))
+    }
+}
+
+/// Runs a scenario of `tests/clients/group_harness.py` against `bootstrap`
+/// (`args`: the scenario name, then options); fails the test with the
+/// harness's output if a check failed. Prints the rebalance times measured.
+pub fn run_group_scenario(bootstrap: &str, args: &[&str]) -> GroupScenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/group_harness.py");
+    let (scenario, options) = args.split_first().expect("a scenario name");
+    let output = Command::new("python3")
+        .arg(&path)
+        .arg(scenario)
+        .arg(bootstrap)
+        .args(options)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", path.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "group scenario {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    let mut timings = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("COUNT ") {
+            let (name, value) = rest.rsplit_once(' ').unwrap();
+            counts.insert(name.to_owned(), value.parse().unwrap());
+        } else if let Some(rest) = line.strip_prefix("TIMING ") {
+            let (label, seconds) = rest.rsplit_once(": ").unwrap();
+            timings.push((label.to_owned(), seconds.parse().unwrap()));
+        }
+    }
+    for (label, seconds) in &timings {
+        println!(
+            "rebalance time [{}] {label}: {seconds:.3} s",
+            args.join(" ")
+        );
+    }
+    GroupScenario {
+        output: stdout,
+        counts,
+        timings,
+    }
+}

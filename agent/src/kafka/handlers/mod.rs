@@ -77,3 +77,73 @@ pub(crate) async fn handle(
         _ => return Err(Close::UnsupportedVersion { api, version }),
     })
 }
+
+// ----- consumer groups -----
+
+mod delete_groups;
+mod describe_groups;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
+mod sync_group;
+
+/// What a handler may know about a request besides its body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestContext {
+    /// The client id of the request header.
+    pub(crate) client_id: String,
+    /// The peer's address, as Kafka shows it (`/127.0.0.1`).
+    pub(crate) client_host: String,
+}
+
+/// Dispatches consumer-group APIs (which need the [`RequestContext`]) and hands
+/// every other request to [`handle`].
+pub(crate) async fn handle_with_context(
+    broker: &Broker,
+    context: &RequestContext,
+    api: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Result<ResponseKind, Close> {
+    Ok(match request {
+        RequestKind::FindCoordinator(request) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, request, version).await)
+        }
+        RequestKind::JoinGroup(request) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, context, request, version).await)
+        }
+        RequestKind::SyncGroup(request) => {
+            ResponseKind::SyncGroup(sync_group::handle(broker, request, version).await)
+        }
+        RequestKind::Heartbeat(request) => {
+            ResponseKind::Heartbeat(heartbeat::handle(broker, request, version).await)
+        }
+        RequestKind::LeaveGroup(request) => {
+            ResponseKind::LeaveGroup(leave_group::handle(broker, request, version).await)
+        }
+        RequestKind::OffsetCommit(request) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, request, version).await)
+        }
+        RequestKind::OffsetFetch(request) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, request, version).await)
+        }
+        RequestKind::ListGroups(request) => {
+            ResponseKind::ListGroups(list_groups::handle(broker, request, version).await)
+        }
+        RequestKind::DescribeGroups(request) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, request, version).await)
+        }
+        RequestKind::DeleteGroups(request) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, request).await)
+        }
+        RequestKind::OffsetDelete(request) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, request).await)
+        }
+        other => return handle(broker, api, version, other).await,
+    })
+}

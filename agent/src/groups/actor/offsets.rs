@@ -1,0 +1,138 @@
+//! Offsets and administration in a group actor: generation-fenced commits,
+//! group deletion and `OffsetDelete`.
+
+use std::collections::BTreeSet;
+
+use tokio::time::Instant;
+
+use super::{CONSUMER_PROTOCOL_TYPE, GroupActor};
+use crate::groups::GroupError;
+use crate::groups::consumer_protocol;
+use crate::groups::state::GroupState;
+use crate::groups::types::CommitRequest;
+
+impl GroupActor {
+    // ----- offsets and administration -----
+
+    pub(super) async fn commit(
+        &mut self,
+        request: CommitRequest,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        let group = &mut self.group;
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let from_member = request.generation >= 0
+            || !request.member_id.is_empty()
+            || request.group_instance_id.is_some();
+        if from_member {
+            group.validate_member(&request.member_id, request.group_instance_id.as_deref())?;
+            if request.generation != group.generation {
+                return Err(GroupError::IllegalGeneration);
+            }
+        } else if group.state != GroupState::Empty {
+            // Only members may commit for a group that has members.
+            return Err(GroupError::UnknownMemberId);
+        }
+        let generation = if !from_member {
+            None
+        } else if group.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        } else {
+            if let Some(member) = group.members.get_mut(&request.member_id) {
+                member.session_deadline = now + member.session_timeout;
+            }
+            Some(request.generation)
+        };
+        let result = self
+            .context
+            .store
+            .commit_offsets(
+                self.shard.fence(),
+                &request.group_id,
+                generation,
+                &request.offsets,
+            )
+            .await;
+        result.map_err(|error| self.write_failed(&error))
+    }
+
+    pub(super) async fn delete(&mut self) -> Result<(), GroupError> {
+        match self.group.state {
+            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            GroupState::Empty => {}
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
+        }
+        let result = self
+            .context
+            .store
+            .delete_group(self.shard.fence(), &self.group.group_id)
+            .await;
+        result.map_err(|error| self.write_failed(&error))?;
+        self.group.state = GroupState::Dead;
+        self.group.pending_members.clear();
+        self.stopped = true;
+        self.shard.remove_group(&self.group.group_id, self.actor_id);
+        tracing::info!(group = %self.group.group_id, "group deleted");
+        Ok(())
+    }
+
+    /// The topics the group's members subscribe to; `None` if a subscription
+    /// does not decode (then every topic counts as subscribed).
+    fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let mut topics = BTreeSet::new();
+        for member in self.group.members.values() {
+            let metadata = match &self.group.protocol_name {
+                Some(protocol) => member.metadata_for(protocol),
+                None => member.protocols.first().map(|(_, m)| m.clone())?,
+            };
+            topics.extend(consumer_protocol::subscribed_topics(&metadata)?);
+        }
+        Some(topics)
+    }
+
+    pub(super) async fn delete_offsets(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        let errors: Vec<Option<GroupError>> = match self.group.state {
+            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            GroupState::Empty => vec![None; partitions.len()],
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable
+                if self.group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) =>
+            {
+                let subscribed = self.subscribed_topics();
+                partitions
+                    .iter()
+                    .map(|(topic, _)| {
+                        let consumed = subscribed.as_ref().is_none_or(|s| s.contains(topic));
+                        consumed.then_some(GroupError::GroupSubscribedToTopic)
+                    })
+                    .collect()
+            }
+            GroupState::PreparingRebalance
+            | GroupState::CompletingRebalance
+            | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
+        };
+        let eligible: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&errors)
+            .filter(|(_, error)| error.is_none())
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        if !eligible.is_empty() {
+            let result = self
+                .context
+                .store
+                .delete_offsets(self.shard.fence(), &self.group.group_id, &eligible)
+                .await;
+            result.map_err(|error| self.write_failed(&error))?;
+        }
+        Ok(errors)
+    }
+}

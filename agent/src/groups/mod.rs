@@ -1,0 +1,80 @@
+//! The consumer-group coordinator: Kafka's classic group protocol (join, sync,
+//! heartbeat, leave, static membership, the eager and cooperative rebalances
+//! clients drive) and committed offsets, over metadata.
+//!
+//! # Parts
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch), and routing requests to group actors |
+//! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), and fenced persistence before every answer |
+//! | `state` | one group's in-memory state and the queries the flows are built from |
+//! | [`types`] | requests and answers in domain terms (the Kafka handlers translate) |
+//! | `consumer_protocol` | reading consumer subscriptions and assignments |
+//! | [`lag`] | consumer lag per partition, from metadata |
+//! | [`report`] | the text reports of `fjord groups` |
+//!
+//! # Data flow
+//!
+//! A Kafka handler calls the [`GroupCoordinator`], which makes sure this agent
+//! holds the group's coordinator shard (taking it and loading its groups from
+//! metadata if not) and sends the request to the group's actor over a bounded
+//! queue. The actor answers at once, or — for `JoinGroup` and `SyncGroup` —
+//! keeps the answer channel until the rebalance reaches the point Kafka answers
+//! at. A waiting request holds only its own connection (requests of one
+//! connection are handled in order, as Kafka does); no lock is held while
+//! waiting, so other connections and groups are never blocked by it.
+//!
+//! # Invariants
+//!
+//! - Members learn only what is durable: a new generation, an assignment and a
+//!   replaced static member are written to metadata before any member is told.
+//! - Every group write is fenced by the coordinator shard's epoch; a coordinator
+//!   whose write is fenced stops serving the shard (`NOT_COORDINATOR`).
+//! - Offset commits are fenced by generation: in memory against the group's
+//!   current generation, and in metadata against the stored one.
+//! - Client input never panics the coordinator: unknown members, generations and
+//!   malformed subscriptions become Kafka error codes.
+
+mod actor;
+mod consumer_protocol;
+pub mod coordinator;
+mod error;
+pub mod lag;
+pub mod report;
+mod state;
+pub mod types;
+
+use std::time::Duration;
+
+pub use coordinator::GroupCoordinator;
+pub use error::GroupError;
+
+/// Group settings, named after their Apache Kafka equivalents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// `group.initial.rebalance.delay.ms`: how long the first generation of a
+    /// group waits for more members (extended while they keep arriving, up to
+    /// the rebalance timeout).
+    pub initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout: Duration,
+    /// `offset.metadata.max.bytes`: the longest metadata string of a commit.
+    pub max_offset_metadata_bytes: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay: Duration::from_millis(3_000),
+            min_session_timeout: Duration::from_millis(6_000),
+            max_session_timeout: Duration::from_millis(1_800_000),
+            max_offset_metadata_bytes: 4_096,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

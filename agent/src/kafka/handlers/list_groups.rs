@@ -1,0 +1,42 @@
+//! `ListGroups` (v0–4, with the v4 state filter).
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Broker;
+use crate::kafka::errors::group_error_code;
+
+pub(super) async fn handle(
+    broker: &Broker,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let mut response = ListGroupsResponse::default();
+    let listings = match broker.groups.list().await {
+        Ok(listings) => listings,
+        Err(error) => {
+            response.error_code = group_error_code(Some(&error));
+            return response;
+        }
+    };
+    let states: Vec<&str> = if version >= 4 {
+        request.states_filter.iter().map(|s| s.as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    response.groups = listings
+        .into_iter()
+        .filter(|l| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(l.state)))
+        .map(|listing| {
+            let mut group = ListedGroup::default();
+            group.group_id = GroupId(StrBytes::from_string(listing.group_id));
+            group.protocol_type = StrBytes::from_string(listing.protocol_type);
+            if version >= 4 {
+                group.group_state = StrBytes::from_static_str(listing.state);
+            }
+            group
+        })
+        .collect();
+    response
+}

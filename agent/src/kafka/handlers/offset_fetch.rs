@@ -1,0 +1,178 @@
+//! `OffsetFetch`: one group (v1–7) or many (v8); named partitions or, with a
+//! null topic list (v2+), every partition the group committed. Partitions
+//! without a commit answer offset -1.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Broker;
+use crate::groups::GroupError;
+use crate::kafka::errors::group_error_code;
+use fjord_metadata::CommittedOffset;
+
+/// One partition's answer: the committed offset, if any.
+type Fetched = BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>>;
+
+/// The group's offsets for `wanted` (`None`: every committed partition).
+async fn fetch(
+    broker: &Broker,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Fetched, GroupError> {
+    let stored = broker.groups.fetch_offsets(group_id).await?;
+    let mut by_partition: BTreeMap<(String, i32), CommittedOffset> = stored
+        .into_iter()
+        .map(|o| ((o.topic, o.partition), o.committed))
+        .collect();
+    let mut fetched = Fetched::new();
+    match wanted {
+        None => {
+            for ((topic, partition), committed) in by_partition {
+                fetched
+                    .entry(topic)
+                    .or_default()
+                    .push((partition, Some(committed)));
+            }
+        }
+        Some(wanted) => {
+            for (topic, partitions) in wanted {
+                let entry = fetched.entry(topic.clone()).or_default();
+                for partition in partitions {
+                    let committed = by_partition.remove(&(topic.clone(), partition));
+                    entry.push((partition, committed));
+                }
+            }
+        }
+    }
+    Ok(fetched)
+}
+
+fn partition_v1(
+    partition: i32,
+    committed: Option<CommittedOffset>,
+    version: i16,
+) -> OffsetFetchResponsePartition {
+    let mut answer = OffsetFetchResponsePartition::default();
+    answer.partition_index = partition;
+    answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
+    if version >= 5 {
+        answer.committed_leader_epoch = committed
+            .as_ref()
+            .and_then(|c| c.leader_epoch)
+            .unwrap_or(-1);
+    }
+    answer.metadata = Some(StrBytes::from_string(
+        committed.and_then(|c| c.metadata).unwrap_or_default(),
+    ));
+    answer
+}
+
+fn partition_v8(
+    partition: i32,
+    committed: Option<CommittedOffset>,
+) -> OffsetFetchResponsePartitions {
+    let mut answer = OffsetFetchResponsePartitions::default();
+    answer.partition_index = partition;
+    answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
+    answer.committed_leader_epoch = committed
+        .as_ref()
+        .and_then(|c| c.leader_epoch)
+        .unwrap_or(-1);
+    answer.metadata = Some(StrBytes::from_string(
+        committed.and_then(|c| c.metadata).unwrap_or_default(),
+    ));
+    answer
+}
+
+pub(super) async fn handle(
+    broker: &Broker,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let mut response = OffsetFetchResponse::default();
+    if version >= 8 {
+        for group in request.groups {
+            let wanted = group.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let mut answer = OffsetFetchResponseGroup::default();
+            answer.group_id = GroupId(group.group_id.0.clone());
+            match fetch(broker, group.group_id.0.as_str(), wanted).await {
+                Ok(fetched) => {
+                    answer.topics = fetched
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            let mut topic_answer = OffsetFetchResponseTopics::default();
+                            topic_answer.name = TopicName(StrBytes::from_string(topic));
+                            topic_answer.partitions = partitions
+                                .into_iter()
+                                .map(|(p, c)| partition_v8(p, c))
+                                .collect();
+                            topic_answer
+                        })
+                        .collect();
+                }
+                Err(error) => answer.error_code = group_error_code(Some(&error)),
+            }
+            response.groups.push(answer);
+        }
+        return response;
+    }
+    let wanted: Option<Vec<(String, Vec<i32>)>> = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    match fetch(broker, request.group_id.0.as_str(), wanted.clone()).await {
+        Ok(fetched) => {
+            response.topics = fetched
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let mut topic_answer = OffsetFetchResponseTopic::default();
+                    topic_answer.name = TopicName(StrBytes::from_string(topic));
+                    topic_answer.partitions = partitions
+                        .into_iter()
+                        .map(|(p, c)| partition_v1(p, c, version))
+                        .collect();
+                    topic_answer
+                })
+                .collect();
+        }
+        Err(error) => {
+            let code = group_error_code(Some(&error));
+            if version >= 2 {
+                response.error_code = code;
+            } else {
+                // v1 has no group-level error: every partition carries it.
+                response.topics = wanted
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let mut topic_answer = OffsetFetchResponseTopic::default();
+                        topic_answer.name = TopicName(StrBytes::from_string(topic));
+                        topic_answer.partitions = partitions
+                            .into_iter()
+                            .map(|p| {
+                                let mut answer = partition_v1(p, None, version);
+                                answer.error_code = code;
+                                answer
+                            })
+                            .collect();
+                        topic_answer
+                    })
+                    .collect();
+            }
+        }
+    }
+    response
+}
