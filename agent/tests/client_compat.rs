@@ -176,3 +176,37 @@ fn acknowledged_records_survive_kill_9_mid_stream() {
         consumed.len()
     );
 }
+
+#[test]
+fn kafkajs_round_trips_every_codec_with_and_without_idempotence() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(
+        dir.path(),
+        &[
+            "--flush-interval-ms",
+            "20",
+            "--group-initial-rebalance-delay-ms",
+            "100",
+        ],
+    );
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/node");
+    let output = Command::new("node")
+        .arg(node_dir.join("compat.js"))
+        .args([agent.address().as_str(), RECORDS_PER_CONFIGURATION])
+        .current_dir(&node_dir)
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .output()
+        .expect("node is installed by scripts/install-deps.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "kafkajs compat failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.contains("\"consumed\":20000") && summary.contains("\"problems\":0"),
+        "{summary}"
+    );
+}
