@@ -127,7 +127,7 @@ fn acknowledged_records_survive_kill_9_mid_stream() {
         let line = line.unwrap();
         let fields: Vec<&str> = line.split(' ').collect();
         match fields.as_slice() {
-            ["ACK", p, o, key] => {
+            ["ACK", p, o, key, _] => {
                 acked.push((p.parse().unwrap(), o.parse().unwrap(), (*key).to_owned()))
             }
             ["FAIL", ..] => failed += 1,
