@@ -10,10 +10,14 @@
 //!
 //! # Placement
 //!
-//! The agent that should lead a partition is chosen by rendezvous hashing over
-//! the live agents ([`rendezvous_owner`]): every agent with the same view computes
-//! the same owner, the partitions spread evenly, and when an agent joins or
-//! leaves only the partitions it gains or loses move.
+//! The agents that should lead a topic's partitions are chosen by rendezvous
+//! hashing with bounded load ([`placement`]): partition by partition, the live
+//! agent with the highest hash weight that holds fewer than ⌈partitions ÷
+//! agents⌉ of the topic. Every agent with the same view computes the same
+//! placement, each topic is spread evenly (plain rendezvous hashing leaves an
+//! agent without any of a 6-partition topic one time in four), and when an agent
+//! joins or leaves, few partitions besides its own share move. Coordinator
+//! shards are placed the same way, as one more "topic".
 //!
 //! # The balancer
 //!
@@ -33,7 +37,7 @@
 //! both write.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use fjord_metadata::{AgentRecord, MetadataStore, TopicPartition};
@@ -82,8 +86,6 @@ impl LiveAgent {
     }
 }
 
-/// The owner of `key` among `nodes` by rendezvous (highest-random-weight)
-/// hashing. The weight mixes the key's CRC-32C with the node id through
 /// SplitMix64's finalizer: stable across processes and versions (unlike `std`'s
 /// hasher), and well spread (CRC alone is linear, so it would favour some nodes).
 pub fn rendezvous_owner(key: &[u8], nodes: impl IntoIterator<Item = i32>) -> Option<i32> {
@@ -94,7 +96,9 @@ pub fn rendezvous_owner(key: &[u8], nodes: impl IntoIterator<Item = i32>) -> Opt
     })
 }
 
-/// SplitMix64's output function.
+/// SplitMix64's output function: mixes a key's CRC-32C with a node id into a
+/// well-spread weight (CRC alone is linear, so it would favour some nodes), the
+/// same in every process and version (unlike `std`'s hasher).
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -102,12 +106,42 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The placement key of a partition.
-pub fn partition_key(partition: TopicPartition) -> Vec<u8> {
-    let mut key = partition.topic_id.0.as_bytes().to_vec();
-    key.extend_from_slice(&partition.partition.to_be_bytes());
-    key
+/// The owners of items `0..count` of `namespace` (a topic's partitions, or the
+/// coordinator shards) among `nodes`: rendezvous hashing with bounded load.
+pub fn placement(namespace: &[u8], count: u32, nodes: &[i32]) -> Vec<i32> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let cap = count
+        .div_ceil(u32::try_from(nodes.len()).unwrap_or(u32::MAX))
+        .max(1);
+    let mut load: HashMap<i32, u32> = HashMap::new();
+    let mut owners = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let mut key = namespace.to_vec();
+        key.extend_from_slice(&index.to_be_bytes());
+        let key_hash = u64::from(crc32c::crc32c(&key)) << 32;
+        let mut ranked: Vec<(u64, i32)> = nodes
+            .iter()
+            .map(|node| (mix(key_hash | u64::from(node.cast_unsigned())), *node))
+            .collect();
+        ranked.sort_unstable_by(|a, b| b.cmp(a));
+        let owner = ranked
+            .iter()
+            .map(|(_, node)| *node)
+            .find(|node| load.get(node).copied().unwrap_or(0) < cap)
+            .unwrap_or(ranked[0].1);
+        *load.entry(owner).or_default() += 1;
+        owners.push(owner);
+    }
+    owners
 }
+
+/// The namespace coordinator shards are placed under.
+pub const COORDINATOR_SHARD_NAMESPACE: &[u8] = b"group-coordinator-shards";
+
+/// A placement's namespace and item count.
+type PlacementKey = (Vec<u8>, u32);
 
 /// This agent's view of the cluster, shared by the balancer (which updates it)
 /// and the request handlers (which read it).
@@ -115,6 +149,8 @@ pub fn partition_key(partition: TopicPartition) -> Vec<u8> {
 pub struct ClusterView {
     me: LiveAgent,
     live: RwLock<Vec<LiveAgent>>,
+    /// Placements computed for the current live set, by (namespace, count).
+    placements: Mutex<HashMap<PlacementKey, Arc<Vec<i32>>>>,
 }
 
 impl ClusterView {
@@ -123,6 +159,7 @@ impl ClusterView {
         Self {
             live: RwLock::new(vec![me.clone()]),
             me,
+            placements: Mutex::default(),
         }
     }
 
@@ -142,7 +179,14 @@ impl ClusterView {
             live.push(self.me.clone());
         }
         live.sort_by_key(|a| a.node_id);
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        let mut current = self.live.write().unwrap_or_else(|e| e.into_inner());
+        if *current != live {
+            *current = live;
+            self.placements
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
     }
 
     /// Whether `node_id` is live in this view.
@@ -154,20 +198,48 @@ impl ClusterView {
             .any(|a| a.node_id == node_id)
     }
 
-    /// The live agent that should own `key`.
-    pub fn owner_of(&self, key: &[u8]) -> i32 {
-        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
-        rendezvous_owner(key, live.iter().map(|a| a.node_id)).unwrap_or(self.me.node_id)
+    /// The owners of items `0..count` of `namespace` in this view.
+    pub fn placement(&self, namespace: &[u8], count: u32) -> Arc<Vec<i32>> {
+        let key = (namespace.to_vec(), count);
+        if let Some(found) = self
+            .placements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return found.clone();
+        }
+        let nodes: Vec<i32> = self.live().iter().map(|a| a.node_id).collect();
+        let computed = Arc::new(placement(namespace, count, &nodes));
+        self.placements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, computed.clone());
+        computed
     }
 
-    /// The live agent that should lead `partition`.
-    pub fn owner(&self, partition: TopicPartition) -> i32 {
-        self.owner_of(&partition_key(partition))
+    /// The live agent that should lead `partition` of a topic with
+    /// `partition_count` partitions.
+    pub fn owner(&self, partition: TopicPartition, partition_count: i32) -> i32 {
+        let count = u32::try_from(partition_count).unwrap_or(0);
+        let index = usize::try_from(partition.partition).unwrap_or(usize::MAX);
+        self.placement(partition.topic_id.0.as_bytes(), count)
+            .get(index)
+            .copied()
+            .unwrap_or(self.me.node_id)
     }
 
     /// Whether this agent should lead `partition`.
-    pub fn owns(&self, partition: TopicPartition) -> bool {
-        self.owner(partition) == self.me.node_id
+    pub fn owns(&self, partition: TopicPartition, partition_count: i32) -> bool {
+        self.owner(partition, partition_count) == self.me.node_id
+    }
+
+    /// The live agent that should hold coordinator shard `index` of `shards`.
+    pub fn shard_owner(&self, index: u32, shards: u32) -> i32 {
+        self.placement(COORDINATOR_SHARD_NAMESPACE, shards)
+            .get(index as usize)
+            .copied()
+            .unwrap_or(self.me.node_id)
     }
 }
 
@@ -278,7 +350,7 @@ async fn balance_once(
                 logs.lost(partition, epoch);
                 continue;
             }
-            if view.owns(partition) {
+            if view.owns(partition, topic.partition_count) {
                 let held_by_live_other = state
                     .leader
                     .is_some_and(|leader| leader != me && view.is_live(leader));
@@ -300,39 +372,27 @@ async fn balance_once(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::collections::BTreeMap;
-
     use super::*;
 
-    fn key(i: u32) -> Vec<u8> {
-        i.to_be_bytes().to_vec()
-    }
-
     #[test]
-    fn rendezvous_spreads_evenly_and_moves_only_what_it_must() {
-        let three = [1, 2, 3];
-        let mut counts = BTreeMap::new();
-        for i in 0..3_000 {
-            *counts
-                .entry(rendezvous_owner(&key(i), three).unwrap())
-                .or_insert(0) += 1;
-        }
-        for (node, count) in &counts {
-            assert!((800..1_200).contains(count), "node {node}: {count} of 3000");
-        }
-        // A fourth agent takes about a quarter, each from its previous owner;
-        // nothing moves between the first three.
+    fn bounded_placement_spreads_every_topic_evenly() {
         let mut moved = 0;
-        for i in 0..3_000 {
-            let before = rendezvous_owner(&key(i), three).unwrap();
-            let after = rendezvous_owner(&key(i), [1, 2, 3, 4]).unwrap();
-            if before != after {
-                assert_eq!(after, 4);
-                moved += 1;
+        for topic in 0..500u32 {
+            let ns = topic.to_be_bytes();
+            let three = placement(&ns, 6, &[1, 2, 3]);
+            for node in [1, 2, 3] {
+                assert_eq!(three.iter().filter(|n| **n == node).count(), 2, "{three:?}");
             }
+            let four = placement(&ns, 6, &[1, 2, 3, 4]);
+            for node in [1, 2, 3, 4] {
+                assert!(four.iter().filter(|n| **n == node).count() <= 2, "{four:?}");
+            }
+            moved += three.iter().zip(&four).filter(|(a, b)| a != b).count();
+            // Everyone computes the same, whatever order the nodes come in.
+            assert_eq!(three, placement(&ns, 6, &[3, 1, 2]));
         }
-        assert!((600..900).contains(&moved), "{moved} moved");
-        assert_eq!(rendezvous_owner(&key(1), []), None);
+        // A fourth agent takes its share (at most 2 of 6) plus some reshuffling.
+        assert!(moved < 500 * 3, "{moved} moves over 500 topics");
     }
 
     fn record(node_id: i32, heartbeat: u64) -> AgentRecord {
@@ -379,10 +439,8 @@ mod tests {
             port: 1,
         };
         let view = ClusterView::new(me.clone());
-        assert!(view.owns(TopicPartition::new(
-            fjord_metadata::TopicId(uuid::Uuid::nil()),
-            0
-        )));
+        let tp = TopicPartition::new(fjord_metadata::TopicId(uuid::Uuid::nil()), 0);
+        assert!(view.owns(tp, 1));
         view.set_live(vec![]);
         assert_eq!(view.live(), vec![me]);
     }

@@ -455,7 +455,12 @@ impl PartitionLogs {
             };
         }
         if let Some(cluster) = &self.cluster {
-            if !cluster.owns(partition) {
+            let topic = self
+                .store
+                .topic_by_id(partition.topic_id)
+                .await
+                .map_err(|e| LogError::from_metadata(partition, e))?;
+            if !cluster.owns(partition, topic.partition_count) {
                 return Err(LogError::NotLeader(partition));
             }
             // Another live agent still holds it (handing off): wait for its

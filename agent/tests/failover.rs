@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use support::AgentProcess;
 
-const RECORDS: usize = 16_000;
+const RECORDS: usize = 22_000;
 const PARTITIONS: &str = "6";
 
 struct Cluster {
@@ -242,7 +242,7 @@ fn acknowledged_records_survive_agents_killed_and_paused_under_load() {
         }
     };
 
-    // Rounds: kill -9 each agent in turn (restarting it a second later), then
+    // Rounds: kill -9 each agent in turn (restarting it three seconds later, after the others took over), then
     // pause one past its lease and resume it.
     let mut kills: Vec<(f64, BTreeSet<i32>)> = Vec::new();
     for round in 0..4 {
@@ -260,7 +260,8 @@ fn acknowledged_records_survive_agents_killed_and_paused_under_load() {
         let killed_at = wall_clock();
         drop(cluster.agents[victim].take()); // SIGKILL
         kills.push((killed_at, moved));
-        drain(&mut acked, &mut failed, Duration::from_secs(1));
+        // Restarted after the lease lapsed: the others take over first.
+        drain(&mut acked, &mut failed, Duration::from_secs(3));
         cluster.start(victim);
     }
     drain(&mut acked, &mut failed, Duration::from_secs(2));

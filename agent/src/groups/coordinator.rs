@@ -127,7 +127,7 @@ impl GroupCoordinator {
 
     fn owner_of_shard(&self, index: u32) -> i32 {
         match &self.cluster {
-            Some(cluster) => cluster.owner_of(&shard_placement_key(index)),
+            Some(cluster) => cluster.shard_owner(index, COORDINATOR_SHARDS),
             None => self.node_id,
         }
     }
@@ -409,12 +409,4 @@ impl GroupCoordinator {
         .await?
         .unwrap_or(Err(GroupError::GroupIdNotFound))
     }
-}
-
-/// The placement key of coordinator shard `index` (partitions use their topic
-/// id and index; the prefix keeps the two apart).
-fn shard_placement_key(index: u32) -> Vec<u8> {
-    let mut key = b"group-coordinator-shard/".to_vec();
-    key.extend_from_slice(&index.to_be_bytes());
-    key
 }

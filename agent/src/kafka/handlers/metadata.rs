@@ -43,9 +43,10 @@ async fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataR
         .enumerate()
         .map(|(index, state)| {
             let index = i32::try_from(index).unwrap_or(i32::MAX);
-            let placed = broker
-                .cluster
-                .owner(fjord_metadata::TopicPartition::new(topic.id, index));
+            let placed = broker.cluster.owner(
+                fjord_metadata::TopicPartition::new(topic.id, index),
+                topic.partition_count,
+            );
             let leader = BrokerId(
                 state
                     .leader
