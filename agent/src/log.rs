@@ -309,6 +309,8 @@ pub struct PartitionLogs {
     /// sequence number the next WAL record gets.
     order: tokio::sync::Mutex<u64>,
     state: Mutex<WriteState>,
+    /// Held while leadership of a partition is being taken.
+    acquiring: tokio::sync::Mutex<()>,
     flush_now: Notify,
     /// Bumped whenever a commit lands or a partition is reset.
     changes: watch::Sender<u64>,
@@ -356,6 +358,7 @@ impl PartitionLogs {
             reader: CachedReader::new(objects.clone(), None),
             order: tokio::sync::Mutex::new(next_sequence),
             state: Mutex::default(),
+            acquiring: tokio::sync::Mutex::new(()),
             flush_now: Notify::new(),
             changes: watch::channel(0).0,
         }
@@ -447,6 +450,16 @@ impl PartitionLogs {
     /// Takes leadership of `partition` unless this agent holds it already, reading
     /// the committed high watermark and producer states.
     async fn ensure_leader(&self, partition: TopicPartition) -> Result<(), LogError> {
+        if let Some(writer) = self.lock().partitions.get(&partition) {
+            return if writer.draining {
+                Err(LogError::NotLeader(partition))
+            } else {
+                Ok(())
+            };
+        }
+        // One acquisition at a time: a produce and the balancer taking the same
+        // partition at once would bump its epoch twice and fence themselves.
+        let _acquiring = self.acquiring.lock().await;
         if let Some(writer) = self.lock().partitions.get(&partition) {
             return if writer.draining {
                 Err(LogError::NotLeader(partition))
