@@ -401,8 +401,12 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
         "producer_behind_max_ms": max(r["behind_max_ms"] for r in producer_results),
         "ack_latency_ms": percentiles(_latencies(producer_results)),
         "accounting": accounting,
-        "accounting_producers_only": Sampler.delta(before, after_producers, sum(r["cpu_seconds"] for r in producer_results)),
     }
+    if consumer_results:
+        # The same, up to the last ack (before the consumers' last records).
+        phase["accounting_producers_only"] = Sampler.delta(
+            before, after_producers, sum(r["cpu_seconds"] for r in producer_results)
+        )
     # For the catch-up read's verification; left out of the JSON.
     phase["_sent_per_producer"] = [
         {"index": r["index"], "sent_per_partition": r["sent_per_partition"]} for r in producer_results
@@ -500,6 +504,10 @@ def summarize(result):
         out["gib_written"] = gib
         out["puts_per_gib_written"] = sat["accounting"]["object_store"]["put_requests"] / gib if gib else None
         out["agent_cpu_seconds_per_gib_written"] = sat["accounting"]["agent_cpu_seconds"] / gib if gib else None
+        # Segment bytes uploaded per record byte acked (the agent's zstd).
+        out["bucket_bytes_per_record_byte"] = (
+            sat["accounting"]["object_store"]["put_bytes"] / sat["bytes_acked"] if sat["bytes_acked"] else None
+        )
     if fixed:
         consumed_gib = fixed.get("bytes_consumed", 0) / GIB
         out["fixed_rate_records_per_second"] = fixed["target_rate_records_per_second"]
