@@ -36,6 +36,8 @@ def _throughput():
     return [
         dict(REFERENCE, name="8p 1 producer"),
         dict(REFERENCE, name="8p 2 producers", producers=2, consumers=2),
+        # Incompressible records: how much of the agent's cost is segment zstd.
+        dict(REFERENCE, name="8p random bytes", payload="random"),
     ]
 
 
@@ -80,7 +82,8 @@ SCENARIOS = {
     "throughput": (
         _throughput,
         "The reference configuration (acks=all, idempotence on, 1 KiB records, 8 partitions) over a local-directory "
-        "bucket with no latency model: what the agent itself costs, with one and with two producer processes.",
+        "bucket with no latency model: what the agent itself costs, with one and with two producer processes, and with "
+        "incompressible records.",
     ),
     "s3-standard": (
         _s3_standard,
