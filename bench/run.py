@@ -69,6 +69,7 @@ def parse_args(argv):
     o.add_argument("--bucket", choices=["dir", "moto"], help="local directory or the moto S3 server")
     o.add_argument("--latency-profile", choices=["none", "s3-standard", "s3-express"])
     o.add_argument("--flush-interval-ms", type=int)
+    o.add_argument("--idle-timeout", type=float, help="seconds a consumer waits without a new record before giving up")
     return parser.parse_args(argv)
 
 
@@ -100,6 +101,8 @@ def overrides_from(args):
         out["fixed_s"] = args.duration
     if args.warmup is not None:
         out["warmup_s"] = args.warmup
+    if args.idle_timeout is not None:
+        out["idle_timeout_s"] = args.idle_timeout
     if args.rate is not None:
         out["fixed_rate"] = args.rate
     if args.no_saturation:

@@ -184,7 +184,12 @@ def markdown(document):
         write = s.get("agent_cpu_seconds_per_gib_written")
         read = s.get("agent_cpu_seconds_per_gib_read")
         both = s.get("agent_cpu_seconds_per_gib_written_and_read")
-        verified = "yes" if s.get("verified") else ("**no**" + (f" ({s['error']})" if s.get("error") else ""))
+        if s.get("verified"):
+            verified = "yes"
+        elif s.get("incomplete_reads") and not s.get("error"):
+            verified = "**incomplete** (what was read is intact; a consumer stopped making progress)"
+        else:
+            verified = "**no**" + (f" ({s['error']})" if s.get("error") else "")
         lines.append(
             f"| {s['name']} | {_num(s.get('catchup_mb_per_second'))} | {_num(s.get('catchup_gets_per_gib_read'), 0)} "
             f"({_num(s.get('catchup_mib_per_get'), 2)}) | {_num(s.get('puts_per_gib_written'), 0)} | "

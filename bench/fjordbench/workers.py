@@ -284,6 +284,7 @@ def _consume(spec, control):
     last_ns = None
     idle_since = time.monotonic_ns()
     deadline_ns = int(control["deadline_s"] * 1e9)
+    gave_up = False
     unpack = HEADER.unpack_from
     control["ready"].set()
     cpu_start = _cpu_seconds()
@@ -304,6 +305,7 @@ def _consume(spec, control):
         now = time.monotonic_ns()
         if not messages:
             if expected is not None and now - idle_since > deadline_ns:
+                gave_up = True
                 break
             continue
         idle_since = now
@@ -356,6 +358,7 @@ def _consume(spec, control):
         "duplicates": duplicates,
         "gap_records": gap_records,
         "missing_tail": missing_tail,
+        "gave_up": gave_up,
         "order_violations": order_violations,
         "errors": errors,
         "first_ns": first_ns,

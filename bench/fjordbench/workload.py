@@ -58,6 +58,9 @@ DEFAULTS = {
     "fixed_rate": None,
     "rate_fraction": 0.5,
     "catchup": True,
+    # A consumer stops reading after this long without a new record, once it
+    # knows how many records to expect.
+    "idle_timeout_s": 60.0,
 }
 
 
@@ -318,7 +321,9 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
     )
     consumer_state = None
     if consumers:
-        consumer_state = _start_consumers(context, cluster, _consumer_specs(config, topic, True), deadline_s=60)
+        consumer_state = _start_consumers(
+            context, cluster, _consumer_specs(config, topic, True), deadline_s=config["idle_timeout_s"]
+        )
     results = context.Queue()
     processes, controls = [], []
     for index, (agent, partitions) in enumerate(placement):
@@ -424,13 +429,29 @@ def _verification(consumer_results, acked):
     v = {
         "records_acked": acked,
         "records_received": received,
-        "missing": sum(r["gap_records"] + r["missing_tail"] for r in consumer_results),
+        # Records skipped inside a (producer, partition) sequence: lost, or
+        # delivered out of order.
+        "gaps": sum(r["gap_records"] for r in consumer_results),
+        # Records after the last one received: lost, or never read because a
+        # consumer gave up.
+        "not_received": sum(r["missing_tail"] for r in consumer_results),
         "duplicates": sum(r["duplicates"] for r in consumer_results),
         "order_violations": sum(r["order_violations"] for r in consumer_results),
+        # A consumer that saw no new record for the idle timeout stopped reading.
+        "consumers_gave_up": sum(1 for r in consumer_results if r["gave_up"]),
         "consumer_errors": [e for r in consumer_results for e in r["errors"]][:5],
     }
     v["ok"] = (
-        v["missing"] == 0 and v["duplicates"] == 0 and v["order_violations"] == 0 and received == acked
+        v["gaps"] == 0
+        and v["not_received"] == 0
+        and v["duplicates"] == 0
+        and v["order_violations"] == 0
+        and received == acked
+    )
+    # What was read is intact, but not everything was read in time.
+    v["incomplete"] = (
+        not v["ok"] and v["gaps"] == 0 and v["duplicates"] == 0 and v["order_violations"] == 0
+        and v["consumers_gave_up"] > 0
     )
     return v
 
@@ -441,7 +462,9 @@ def _catchup_phase(context, cluster, config, saturation, log):
     sampler = Sampler(cluster)
     # The producers' per-partition counts were kept in the saturation phase.
     producer_counts = saturation["_sent_per_producer"]
-    c_results, c_processes, c_controls = _start_consumers(context, cluster, specs, deadline_s=60)
+    c_results, c_processes, c_controls = _start_consumers(
+        context, cluster, specs, deadline_s=config["idle_timeout_s"]
+    )
     before = sampler.take()
     for control, (spec, _) in zip(c_controls, specs):
         control["expected"].put((_expected_for(spec["partitions"], producer_counts), (0, 0)))
@@ -482,7 +505,13 @@ def _phase_line(name, phase):
         f"PUT {acc['object_store']['put_requests']}, GET {acc['object_store']['get_requests']}"
     )
     if "verification" in phase:
-        parts.append("verified" if phase["verification"]["ok"] else f"VERIFICATION FAILED {phase['verification']}")
+        v = phase["verification"]
+        if v["ok"]:
+            parts.append("verified")
+        elif v["incomplete"]:
+            parts.append(f"INCOMPLETE: read {v['records_received']:,} of {v['records_acked']:,} records intact, then no progress for the idle timeout")
+        else:
+            parts.append(f"VERIFICATION FAILED {v}")
     return " ".join(parts)
 
 
@@ -540,5 +569,6 @@ def summarize(result):
     out["agent_peak_rss_mib"] = max(rss) / (1 << 20) if rss else None
     checks = [p["verification"] for p in phases.values() if "verification" in p]
     out["verified"] = bool(checks) and all(c["ok"] for c in checks) and not result.get("error")
+    out["incomplete_reads"] = any(c["incomplete"] for c in checks)
     out["produce_errors"] = sum(p.get("produce_errors", 0) for p in phases.values())
     return out
