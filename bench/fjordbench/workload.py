@@ -215,7 +215,8 @@ def run_configuration(config, binary, log, keep_dirs=False):
     config = {**DEFAULTS, **config}
     if config["idempotence"] and str(config["acks"]) != "all":
         raise ValueError("idempotence needs acks=all (librdkafka enforces it)")
-    run_dir = tempfile.mkdtemp(prefix=f"fjord-bench-{config['name']}-")
+    slug = "".join(c if c.isalnum() else "-" for c in config["name"])
+    run_dir = tempfile.mkdtemp(prefix=f"fjord-bench-{slug}-")
     log(f"== {config['name']}: {_describe(config)} (run dir {run_dir})")
     cluster = cluster_mod.Cluster(binary, run_dir, config["agents"], config["bucket"], config)
     context = multiprocessing.get_context("spawn")
