@@ -7,6 +7,7 @@
     python3 bench/run.py s3-express       # moto S3 server + S3 Express latency model
     python3 bench/run.py scaling          # 1/8/64/1024 partitions x 1/3 agents
     python3 bench/run.py all              # throughput, s3-standard, s3-express, scaling
+    python3 bench/run.py render FILE.json # redraw a result's .md and .svg
 
 Each writes <out>/<date>-<scenario>.{json,md,svg} (default out: bench/results,
 bench/out for smoke). Options after the scenario override every configuration
@@ -31,7 +32,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Run a Fjord benchmark scenario.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("scenario", choices=[*scenarios.SCENARIOS, "all"])
+    parser.add_argument("scenario", choices=[*scenarios.SCENARIOS, "all", "render"])
+    parser.add_argument("json", nargs="?", help="render: the result JSON to redraw the .md and .svg of")
     build = parser.add_argument_group("agent binary")
     build.add_argument(
         "--profile",
@@ -153,8 +155,32 @@ def run_scenario(name, args, binary, profile, log):
     return document
 
 
+def render(path):
+    """Recomputes the summaries and targets of a result JSON and rewrites its
+    .md and .svg (after a change to the report, without re-running)."""
+    import json
+
+    with open(path) as f:
+        document = json.load(f)
+    for result in document["results"]:
+        result["summary"] = workload.summarize(result)
+    document["targets"] = scenarios.targets(document["scenario"], document["results"])
+    stem = path[: -len(".json")]
+    report.write_json(stem + ".json", document)
+    with open(stem + ".md", "w") as f:
+        f.write(report.markdown(document))
+    with open(stem + ".svg", "w") as f:
+        f.write(report.svg(document))
+    print(f"rewrote {stem}.json, .md and .svg")
+    return 0
+
+
 def main(argv):
     args = parse_args(argv)
+    if args.scenario == "render":
+        if not args.json:
+            raise SystemExit("render needs the path of a result JSON")
+        return render(args.json)
     profile = args.profile or ("dev" if args.scenario == "smoke" else "release")
     binary = agent_binary(args, profile)
     log = workload.Log(quiet=args.quiet)

@@ -186,6 +186,8 @@ def markdown(document):
         both = s.get("agent_cpu_seconds_per_gib_written_and_read")
         if s.get("verified"):
             verified = "yes"
+        elif s.get("catchup_incomplete") and s.get("incomplete_reads") and not s.get("error"):
+            verified = "**incomplete catch-up** (what was read is intact; the consumer stopped making progress)"
         elif s.get("incomplete_reads") and not s.get("error"):
             verified = "**incomplete** (what was read is intact; a consumer stopped making progress)"
         else:

@@ -550,7 +550,11 @@ def summarize(result):
             fixed["accounting"]["object_store"]["put_requests"] / (fixed["bytes_acked"] / GIB) if fixed["bytes_acked"] else None
         )
         out["other_cores_fixed_rate"] = fixed["accounting"]["other_cores"]
-    if catchup:
+    if catchup and not catchup["verification"]["ok"]:
+        # Per-GiB figures of a read that did not complete would mislead; the
+        # phase keeps the raw counts.
+        out["catchup_incomplete"] = True
+    elif catchup:
         gib_read = catchup["bytes_received"] / GIB
         out["catchup_mb_per_second"] = catchup["mb_per_second"]
         out["catchup_gets_per_gib_read"] = catchup["accounting"]["object_store"]["get_requests"] / gib_read if gib_read else None
@@ -570,6 +574,11 @@ def summarize(result):
     out["agent_peak_rss_mib"] = max(rss) / (1 << 20) if rss else None
     checks = [p["verification"] for p in phases.values() if "verification" in p]
     out["verified"] = bool(checks) and all(c["ok"] for c in checks) and not result.get("error")
-    out["incomplete_reads"] = any(c["incomplete"] for c in checks)
+    # Older results lack "incomplete"; without gaps, duplicates or reordering a
+    # failed check means records were never read.
+    out["incomplete_reads"] = any(
+        c.get("incomplete", not c["ok"] and c["duplicates"] == 0 and c["order_violations"] == 0 and c.get("gaps", 0) == 0)
+        for c in checks
+    )
     out["produce_errors"] = sum(p.get("produce_errors", 0) for p in phases.values())
     return out
