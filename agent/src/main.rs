@@ -1,16 +1,18 @@
 //! `fjord`: the Fjord command line. `fjord agent` runs a broker agent; the other
 //! subcommands are tools.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fjord_agent::log::{LogSettings, PartitionLogs};
 use fjord_agent::{Broker, BrokerSettings};
 use fjord_common::{IdGenerator, RandomIds, SystemClock};
+use fjord_storage::object_store::{
+    LatencyInjectingObjectStore, LatencyProfile, MetricsSnapshot, ObjectStoreMetrics, StoreOptions,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -143,6 +145,43 @@ struct AgentArgs {
         default_value_t = 1_800_000
     )]
     group_max_session_timeout_ms: u64,
+    /// Delay every object-store request as a modelled S3 class would
+    /// (docs/latency-profiles.md). For benchmarks only: the model adds latency, it
+    /// does not make a local bucket behave like S3 in any other way.
+    #[arg(long, env = "FJORD_STORAGE_LATENCY_PROFILE", value_enum, default_value_t = LatencyModel::None)]
+    storage_latency_profile: LatencyModel,
+    /// Seed of the latency model's draws (a run replays with the same seed).
+    #[arg(long, env = "FJORD_STORAGE_LATENCY_SEED", default_value_t = 0)]
+    storage_latency_seed: u64,
+    /// Write the object-store request counters as one JSON object to this file,
+    /// every `--stats-interval-ms` and once more after the final flush at
+    /// shutdown (replaced atomically; benchmarks read it).
+    #[arg(long, env = "FJORD_STATS_FILE")]
+    stats_file: Option<PathBuf>,
+    /// How often `--stats-file` is rewritten.
+    #[arg(long, env = "FJORD_STATS_INTERVAL_MS", default_value_t = 1000)]
+    stats_interval_ms: u64,
+}
+
+/// The object-store latency models an agent can run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LatencyModel {
+    /// No added latency.
+    None,
+    /// `LatencyProfile::S3_STANDARD`.
+    S3Standard,
+    /// `LatencyProfile::S3_EXPRESS_ONE_ZONE`.
+    S3Express,
+}
+
+impl LatencyModel {
+    fn profile(self) -> Option<LatencyProfile> {
+        match self {
+            LatencyModel::None => None,
+            LatencyModel::S3Standard => Some(LatencyProfile::S3_STANDARD),
+            LatencyModel::S3Express => Some(LatencyProfile::S3_EXPRESS_ONE_ZONE),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -296,12 +335,26 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .storage_url
         .clone()
         .unwrap_or_else(|| format!("file://{}", args.data_dir.join("bucket").display()));
-    let opened = fjord_storage::object_store::open_store(
-        &storage_url,
-        &fjord_storage::object_store::StoreOptions::default(),
-    )
-    .with_context(|| format!("opening object storage at {storage_url}"))?;
-    tracing::info!(storage = %storage_url, "object storage ready");
+    let store_options = StoreOptions::default();
+    let backend = fjord_storage::object_store::open_backend(&storage_url, &store_options)
+        .with_context(|| format!("opening object storage at {storage_url}"))?;
+    // The latency model sits right above the backend, so the request metrics
+    // (and retries) see the modelled latencies.
+    let backend: Arc<dyn object_store::ObjectStore> = match args.storage_latency_profile.profile() {
+        None => backend,
+        Some(profile) => Arc::new(LatencyInjectingObjectStore::new(
+            backend,
+            profile,
+            args.storage_latency_seed,
+        )),
+    };
+    let opened = fjord_storage::object_store::decorate(backend, &store_options);
+    tracing::info!(
+        storage = %storage_url,
+        latency_profile = ?args.storage_latency_profile,
+        "object storage ready"
+    );
+    let metrics = opened.metrics;
     let objects = opened.store;
     let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
     let wal_dir = args
@@ -420,6 +473,20 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     // partition over while this one is still committing it.
     let stop_heartbeat = CancellationToken::new();
     let registration_lost = CancellationToken::new();
+    let stats = args.stats_file.clone().map(|path| {
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        let interval = Duration::from_millis(args.stats_interval_ms.max(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => write_stats(&path, agent.node_id, &metrics).await,
+                }
+            }
+        })
+    });
     let heartbeat = tokio::spawn({
         let store = store.clone();
         let stop = stop_heartbeat.clone();
@@ -458,6 +525,12 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     kafka.await.context("kafka listener task")?;
     // The flusher commits what was accepted before it stops.
     flusher.await.context("flusher task")?;
+    if let Some(stats) = stats {
+        stats.await.context("stats task")?;
+    }
+    if let Some(path) = &args.stats_file {
+        write_stats(path, agent.node_id, &metrics).await;
+    }
     stop_heartbeat.cancel();
     heartbeat.await.context("heartbeat task")?;
     if registration_lost.is_cancelled() {
@@ -493,6 +566,55 @@ async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
     #[cfg(feature = "fdb")]
     fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
     Ok(())
+}
+
+/// Replaces `path` with the object-store counters as one JSON object. Failures
+/// are logged, never fatal: the statistics are for benchmarks.
+async fn write_stats(path: &Path, node_id: i32, metrics: &ObjectStoreMetrics) {
+    let json = stats_json(node_id, &metrics.snapshot());
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".tmp");
+    let staging = PathBuf::from(staging);
+    let written = async {
+        tokio::fs::write(&staging, json.as_bytes()).await?;
+        tokio::fs::rename(&staging, path).await
+    };
+    if let Err(error) = written.await {
+        tracing::warn!(path = %path.display(), %error, "writing the stats file failed");
+    }
+}
+
+/// The counters of `snapshot` as one JSON object (latency quantiles are upper
+/// bounds within a factor of two, in microseconds; `null` when nothing was
+/// recorded).
+fn stats_json(node_id: i32, snapshot: &MetricsSnapshot) -> String {
+    let micros = |quantile: Option<Duration>| {
+        quantile.map_or_else(|| "null".to_owned(), |d| d.as_micros().to_string())
+    };
+    format!(
+        concat!(
+            "{{\"node_id\":{},\"object_store\":{{",
+            "\"put_requests\":{},\"put_bytes\":{},\"get_requests\":{},\"get_bytes\":{},",
+            "\"head_requests\":{},\"delete_requests\":{},\"list_requests\":{},",
+            "\"copy_requests\":{},\"errors\":{},",
+            "\"put_latency_p50_us\":{},\"put_latency_p99_us\":{},",
+            "\"get_latency_p50_us\":{},\"get_latency_p99_us\":{}}}}}\n"
+        ),
+        node_id,
+        snapshot.put_requests,
+        snapshot.put_bytes,
+        snapshot.get_requests,
+        snapshot.get_bytes,
+        snapshot.head_requests,
+        snapshot.delete_requests,
+        snapshot.list_requests,
+        snapshot.copy_requests,
+        snapshot.errors,
+        micros(snapshot.put_latency.quantile(0.5)),
+        micros(snapshot.put_latency.quantile(0.99)),
+        micros(snapshot.get_latency.quantile(0.5)),
+        micros(snapshot.get_latency.quantile(0.99)),
+    )
 }
 
 async fn wait_for_signal() {
