@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::AgentProcess;
+use support::{AgentProcess, run_python_client_with_args};
 
 /// Records per (codec, idempotence) configuration: 10 configurations give
 /// 20,000 records per client.
@@ -24,7 +24,7 @@ const RECORDS_PER_CONFIGURATION: &str = "2000";
 fn compat(client: &str) {
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(dir.path(), &["--flush-interval-ms", "20"]);
-    let output = run_python_client_args(
+    let output = run_python_client_with_args(
         "compat.py",
         &[
             client,
@@ -39,25 +39,6 @@ fn compat(client: &str) {
         summary.contains("\"consumed\": 20000") && summary.contains("\"problems\": 0"),
         "{client}: {summary}"
     );
-}
-
-fn run_python_client_args(script: &str, args: &[&str]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/clients")
-        .join(script);
-    let output = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{script} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[test]
