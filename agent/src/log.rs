@@ -904,8 +904,9 @@ impl PartitionLogs {
                 last.last_offset,
                 batches.clone(),
             ));
+            let hint = records::chunk_hint(pending.iter().map(|entry| &entry.batch[..]));
             writer
-                .add_chunk(meta, batches)
+                .add_chunk_with_hint(meta, batches, hint)
                 .map_err(|e| LogError::Storage(e.to_string()))?;
         }
         // Compression is CPU work: off the async workers.

@@ -19,6 +19,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const BATCH_HEADER_LEN: usize = 61;
 const LENGTH_FIELD_END: usize = 12;
 const CRC_COVERED_FROM: usize = 21;
+const ATTRIBUTES_AT: usize = 21;
+/// Attribute bits 0–2: the codec the producer compressed the records with
+/// (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+const COMPRESSION_CODEC_MASK: i16 = 0x07;
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 const CONTROL_FLAG: i16 = 0x20;
 
@@ -114,7 +118,7 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
                 "crc mismatch: stored {stored_crc:#010x}, computed {computed_crc:#010x}"
             )));
         }
-        let attributes = read_i16(bytes, 21);
+        let attributes = read_i16(bytes, ATTRIBUTES_AT);
         if attributes & (TRANSACTIONAL_FLAG | CONTROL_FLAG) != 0 {
             return Err(BatchError::Unsupported(
                 "transactional and control batches are not supported yet".into(),
@@ -154,6 +158,34 @@ pub fn assign_offset(batch: &Bytes, base_offset: i64, leader_epoch: i32) -> Byte
     out.put_i32(leader_epoch);
     out.put_slice(&batch[16..]);
     out.freeze()
+}
+
+/// Whether the producer compressed the records of `batch` (attributes bits 0–2
+/// ≠ 0). A slice too short to hold the attributes counts as uncompressed.
+pub fn is_producer_compressed(batch: &[u8]) -> bool {
+    batch
+        .get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)
+        .and_then(|field| <[u8; 2]>::try_from(field).ok())
+        .is_some_and(|field| i16::from_be_bytes(field) & COMPRESSION_CODEC_MASK != 0)
+}
+
+/// How the segment writer should treat a chunk made of `batches`: when the
+/// producer compressed every one of them, zstd would gain almost nothing, so the
+/// chunk is stored as given; one uncompressed batch makes the chunk worth
+/// compressing.
+pub fn chunk_hint<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> fjord_storage::ChunkHint {
+    let mut any = false;
+    for batch in batches {
+        if !is_producer_compressed(batch) {
+            return fjord_storage::ChunkHint::Unknown;
+        }
+        any = true;
+    }
+    if any {
+        fjord_storage::ChunkHint::ProducerCompressed
+    } else {
+        fjord_storage::ChunkHint::Unknown
+    }
 }
 
 /// Drops the batches that end before `offset` from stored (valid) batches; the
@@ -334,5 +366,71 @@ mod tests {
             record_timestamps(&batch).unwrap(),
             vec![(0, 300), (1, 300), (2, 300)]
         );
+    }
+
+    /// A flush chunk of batches as the write path builds one.
+    fn chunk_of(batches: &[Bytes]) -> Bytes {
+        let mut out = BytesMut::new();
+        for batch in batches {
+            out.put_slice(batch);
+        }
+        out.freeze()
+    }
+
+    fn stored_codec(batches: &[Bytes]) -> (fjord_storage::Codec, Bytes) {
+        use fjord_common::IdGenerator;
+        use fjord_storage::{ChunkMeta, SegmentWriter, WriterOptions, decode_segment};
+        let chunk = chunk_of(batches);
+        let segment_id = fjord_common::SequentialIds::default().ulid(1);
+        let mut writer = SegmentWriter::new(segment_id, WriterOptions::default()).unwrap();
+        let meta = ChunkMeta {
+            topic_id: uuid::Uuid::from_u128(1),
+            partition: 0,
+            first_offset: 0,
+            last_offset: 99,
+            record_count: 100,
+            max_timestamp: -1,
+        };
+        let hint = chunk_hint(batches.iter().map(|b| &b[..]));
+        writer.add_chunk_with_hint(meta, chunk, hint).unwrap();
+        let segment = writer.finish().unwrap();
+        let codec = segment.footer.entries()[0].codec;
+        let mut decoded = decode_segment(segment.bytes).unwrap();
+        (codec, decoded.chunks.remove(0))
+    }
+
+    #[test]
+    fn chunks_of_producer_compressed_batches_are_stored_as_given() {
+        use fjord_storage::{ChunkHint, Codec};
+        use kafka_protocol::records::Compression;
+        let timestamps: Vec<i64> = (0..50).collect();
+        let plain = encoded(&timestamps, Compression::None);
+        let lz4 = encoded(&timestamps, Compression::Lz4);
+        let zstd = encoded(&timestamps, Compression::Zstd);
+        assert!(!is_producer_compressed(&plain));
+        assert!(is_producer_compressed(&lz4));
+        assert!(is_producer_compressed(&zstd));
+        assert!(!is_producer_compressed(&lz4[..ATTRIBUTES_AT + 1]));
+        assert_eq!(chunk_hint(std::iter::empty()), ChunkHint::Unknown);
+
+        // Identical compressed batches repeat, so zstd would shrink the chunk:
+        // only the hint keeps it as given.
+        let compressed = vec![lz4.clone(), zstd.clone(), lz4.clone(), zstd.clone(), lz4];
+        assert_eq!(
+            chunk_hint(compressed.iter().map(|b| &b[..])),
+            ChunkHint::ProducerCompressed
+        );
+        let (codec, round_tripped) = stored_codec(&compressed);
+        assert_eq!(codec, Codec::None);
+        assert_eq!(round_tripped, chunk_of(&compressed));
+        assert_eq!(parse_batches(&round_tripped).unwrap().len(), compressed.len());
+
+        // One uncompressed batch among them: the chunk is compressed.
+        let mut mixed = compressed.clone();
+        mixed.insert(2, plain);
+        assert_eq!(chunk_hint(mixed.iter().map(|b| &b[..])), ChunkHint::Unknown);
+        let (codec, round_tripped) = stored_codec(&mixed);
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(round_tripped, chunk_of(&mixed));
     }
 }

@@ -9,7 +9,11 @@
 //! Hand-rolled rather than criterion: each case is a fixed-time loop, reported in
 //! one Markdown table. Build and read run on one thread, so their MB/s is per
 //! core. MB/s counts uncompressed batch bytes (what producers send and consumers
-//! receive); the ratio column is uncompressed / stored.
+//! receive); the ratio column is uncompressed / stored. The producer-compressed
+//! payload is JSON-like data zstd-compressed in 16 KiB blocks, as batches from a
+//! producer with `compression.type=zstd` are: it is built once with
+//! [`ChunkHint::Unknown`] (the writer tries zstd again) and once with
+//! [`ChunkHint::ProducerCompressed`] (stored as given, as the agent does).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +24,7 @@ use bytes::Bytes;
 use fjord_storage::object_store::{open_store, read_chunk, read_footer};
 use fjord_storage::testing::MotoServer;
 use fjord_storage::{
-    ChunkMeta, Compression, EncodedSegment, ObjectKeys, SegmentWriter, WriterOptions,
+    ChunkHint, ChunkMeta, EncodedSegment, ObjectKeys, SegmentWriter, WriterOptions,
     decode_chunk_with_entry,
 };
 use object_store::path::Path;
@@ -77,12 +81,25 @@ fn random(len: usize, seed: u64) -> Bytes {
     Bytes::from(out)
 }
 
-fn build(chunks: &[Bytes], level: i32) -> EncodedSegment {
+/// JSON-like data as a compressing producer sends it: 16 KiB blocks, each one
+/// zstd frame (level 3, the Kafka client default for zstd).
+fn producer_compressed(len: usize, seed: u64) -> Bytes {
+    const BLOCK: usize = 16 << 10;
+    let mut out = Vec::with_capacity(len);
+    let mut block_seed = seed;
+    while out.len() < len {
+        let block = json_like(BLOCK, block_seed);
+        out.extend_from_slice(&zstd::bulk::compress(&block, 3).unwrap());
+        block_seed += 1_000;
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn build(chunks: &[Bytes], level: i32, hint: ChunkHint) -> EncodedSegment {
     let mut writer = SegmentWriter::new(
         Ulid::from_parts(1_700_000_000_000, 1),
-        WriterOptions {
-            compression: Compression::Zstd { level },
-        },
+        WriterOptions::zstd(level),
     )
     .unwrap();
     for (partition, batches) in chunks.iter().enumerate() {
@@ -94,7 +111,9 @@ fn build(chunks: &[Bytes], level: i32) -> EncodedSegment {
             record_count: 1_000,
             max_timestamp: 0,
         };
-        writer.add_chunk(meta, batches.clone()).unwrap();
+        writer
+            .add_chunk_with_hint(meta, batches.clone(), hint)
+            .unwrap();
     }
     writer.finish().unwrap()
 }
@@ -114,9 +133,23 @@ fn read_all(segment: &EncodedSegment) -> usize {
 fn segment_cases(budget: Duration) {
     println!("| payload | zstd level | build MB/s/core | read MB/s/core | ratio |");
     println!("|---|---|---|---|---|");
-    for (name, generate) in [
-        ("JSON-like", json_like as fn(usize, u64) -> Bytes),
-        ("random", random),
+    for (name, generate, hint) in [
+        (
+            "JSON-like",
+            json_like as fn(usize, u64) -> Bytes,
+            ChunkHint::Unknown,
+        ),
+        ("random", random, ChunkHint::Unknown),
+        (
+            "producer-compressed, recompressed",
+            producer_compressed,
+            ChunkHint::Unknown,
+        ),
+        (
+            "producer-compressed, stored as given (hint)",
+            producer_compressed,
+            ChunkHint::ProducerCompressed,
+        ),
     ] {
         let chunks: Vec<Bytes> = (0..PARTITIONS)
             .map(|p| generate(CHUNK_BYTES, p as u64 + 1))
@@ -125,9 +158,9 @@ fn segment_cases(budget: Duration) {
         for level in [1, 3] {
             let started = Instant::now();
             let mut builds = 0u64;
-            let mut segment = build(&chunks, level);
+            let mut segment = build(&chunks, level, hint);
             while started.elapsed() < budget {
-                segment = build(&chunks, level);
+                segment = build(&chunks, level, hint);
                 builds += 1;
             }
             let build_mbps = input * builds.max(1) as f64 / started.elapsed().as_secs_f64() / 1e6;
@@ -157,7 +190,7 @@ async fn s3_cases(budget: Duration) {
     let chunks: Vec<Bytes> = (0..PARTITIONS)
         .map(|p| random(CHUNK_BYTES, p as u64 + 100))
         .collect();
-    let segment = build(&chunks, 1);
+    let segment = build(&chunks, 1, ChunkHint::Unknown);
     let key = ObjectKeys::new("bench")
         .unwrap()
         .segment(segment.footer.segment_id());

@@ -36,4 +36,6 @@ pub use reader::{
     DEFAULT_TAIL_READ_LEN, DecodedChunk, DecodedSegment, SegmentFooter, TailDecode, decode_chunk,
     decode_chunk_with_entry, decode_segment,
 };
-pub use writer::{Compression, EncodedSegment, SegmentWriter, WriterOptions};
+pub use writer::{
+    ChunkHint, Compression, DEFAULT_ZSTD_LEVEL, EncodedSegment, SegmentWriter, WriterOptions,
+};

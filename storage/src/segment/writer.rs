@@ -11,6 +11,12 @@ use crate::segment::format::{
 };
 use crate::segment::reader::SegmentFooter;
 
+/// The zstd level of [`WriterOptions::default`], and so of every segment the agent
+/// writes unless told otherwise. This is the one place the default lives: level 3
+/// is zstd's own default; the segment benchmark (`benches/segment.rs`) measures
+/// levels 1 and 3 for the trade-off between flush CPU and stored bytes.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
 /// How a writer stores chunk payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -18,8 +24,9 @@ pub enum Compression {
     None,
     /// Compress each chunk with zstd at `level` (see
     /// [`zstd::compression_level_range`]; 1–3 suit the flush path). A chunk that
-    /// does not get smaller is stored as given instead, so batches a producer
-    /// already compressed cost no extra space and no decompression on read.
+    /// does not get smaller is stored as given instead, so data that does not
+    /// compress costs no extra space and no decompression on read; a chunk added
+    /// with [`ChunkHint::ProducerCompressed`] is stored as given without trying.
     Zstd {
         /// The zstd level.
         level: i32,
@@ -28,15 +35,58 @@ pub enum Compression {
 
 impl Default for Compression {
     fn default() -> Self {
-        Compression::Zstd { level: 3 }
+        Compression::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }
     }
 }
 
 /// Settings for [`SegmentWriter`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterOptions {
-    /// How chunk payloads are stored.
+    /// How chunk payloads are stored (default: zstd at [`DEFAULT_ZSTD_LEVEL`]).
     pub compression: Compression,
+}
+
+impl WriterOptions {
+    /// Options compressing every chunk with zstd at `level` (checked by
+    /// [`SegmentWriter::new`]).
+    pub fn zstd(level: i32) -> Self {
+        Self {
+            compression: Compression::Zstd { level },
+        }
+    }
+
+    /// Options storing every chunk as given.
+    pub fn uncompressed() -> Self {
+        Self {
+            compression: Compression::None,
+        }
+    }
+}
+
+/// What the caller knows about a chunk's batches, given to
+/// [`SegmentWriter::add_chunk_with_hint`] so the writer can skip work that cannot
+/// pay off. A hint never changes what a reader gets back, only how it is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChunkHint {
+    /// Nothing is known: the chunk is stored as [`WriterOptions::compression`] says.
+    #[default]
+    Unknown,
+    /// Every batch of the chunk holds records its producer already compressed
+    /// (Kafka v2 batch attributes bits 0–2 ≠ 0). Such records are close to
+    /// incompressible, so the chunk is stored as given (codec none) without
+    /// spending CPU on a zstd pass that would gain almost nothing. A chunk with
+    /// any uncompressed batch must use [`ChunkHint::Unknown`].
+    ProducerCompressed,
+}
+
+/// A chunk waiting for [`SegmentWriter::finish`].
+#[derive(Debug)]
+struct PendingChunk {
+    meta: ChunkMeta,
+    batches: Bytes,
+    hint: ChunkHint,
 }
 
 /// A finished segment object: the bytes to upload, and the footer describing them
@@ -58,7 +108,7 @@ pub struct EncodedSegment {
 pub struct SegmentWriter {
     segment_id: Ulid,
     options: WriterOptions,
-    chunks: Vec<(ChunkMeta, Bytes)>,
+    chunks: Vec<PendingChunk>,
     uncompressed_bytes: u64,
 }
 
@@ -89,7 +139,20 @@ impl SegmentWriter {
     /// Adds one partition's consecutive record batches, `batches` being Kafka v2
     /// record batches concatenated, stored verbatim. The batches are not parsed:
     /// `meta` must describe them (the produce path has validated them already).
+    /// The same as [`add_chunk_with_hint`](Self::add_chunk_with_hint) with
+    /// [`ChunkHint::Unknown`].
     pub fn add_chunk(&mut self, meta: ChunkMeta, batches: Bytes) -> Result<()> {
+        self.add_chunk_with_hint(meta, batches, ChunkHint::Unknown)
+    }
+
+    /// [`add_chunk`](Self::add_chunk), telling the writer what the caller knows
+    /// about the batches (see [`ChunkHint`]).
+    pub fn add_chunk_with_hint(
+        &mut self,
+        meta: ChunkMeta,
+        batches: Bytes,
+        hint: ChunkHint,
+    ) -> Result<()> {
         let invalid = |reason: String| ErrorRepr::InvalidChunk {
             topic_id: meta.topic_id,
             partition: meta.partition,
@@ -114,7 +177,11 @@ impl SegmentWriter {
             .into());
         }
         self.uncompressed_bytes = self.uncompressed_bytes.saturating_add(len);
-        self.chunks.push((meta, batches));
+        self.chunks.push(PendingChunk {
+            meta,
+            batches,
+            hint,
+        });
         Ok(())
     }
 
@@ -133,9 +200,10 @@ impl SegmentWriter {
         if self.chunks.is_empty() {
             return Err(ErrorRepr::NoChunks.into());
         }
-        self.chunks.sort_by_key(|(meta, _)| meta.sort_key());
+        self.chunks.sort_by_key(|chunk| chunk.meta.sort_key());
         for pair in self.chunks.windows(2) {
-            if let [(previous, _), (next, _)] = pair
+            if let [previous, next] = pair
+                && let (previous, next) = (&previous.meta, &next.meta)
                 && previous.topic_id == next.topic_id
                 && previous.partition == next.partition
                 && previous.last_offset >= next.first_offset
@@ -171,10 +239,15 @@ impl SegmentWriter {
         let mut out = Vec::with_capacity(usize::try_from(estimate).unwrap_or(0));
         format::encode_header(&mut out);
         let mut entries = Vec::with_capacity(self.chunks.len());
-        for (meta, batches) in &self.chunks {
-            let compressed = match compressor.as_mut() {
-                None => None,
-                Some(compressor) => {
+        for PendingChunk {
+            meta,
+            batches,
+            hint,
+        } in &self.chunks
+        {
+            let compressed = match (compressor.as_mut(), hint) {
+                (None, _) | (Some(_), ChunkHint::ProducerCompressed) => None,
+                (Some(compressor), ChunkHint::Unknown) => {
                     let compressed = compressor
                         .compress(batches)
                         .map_err(|source| ErrorRepr::Compress { source })?;
@@ -301,6 +374,54 @@ mod tests {
         let segment = writer.finish().unwrap();
         let codecs: Vec<Codec> = segment.footer.entries().iter().map(|e| e.codec).collect();
         assert_eq!(codecs, [Codec::None, Codec::Zstd]);
+    }
+
+    #[test]
+    fn producer_compressed_chunks_skip_zstd_and_round_trip() {
+        // Compressible bytes, so only the hint can explain codec none.
+        let compressible = Bytes::from(b"{\"event\":\"click\"}".repeat(200));
+        let mut writer = SegmentWriter::new(Ulid::nil(), WriterOptions::default()).unwrap();
+        writer
+            .add_chunk_with_hint(
+                meta(0, 0, 9),
+                compressible.clone(),
+                ChunkHint::ProducerCompressed,
+            )
+            .unwrap();
+        writer
+            .add_chunk_with_hint(meta(1, 0, 9), compressible.clone(), ChunkHint::Unknown)
+            .unwrap();
+        writer.add_chunk(meta(2, 0, 9), compressible.clone()).unwrap();
+        let segment = writer.finish().unwrap();
+        let codecs: Vec<Codec> = segment.footer.entries().iter().map(|e| e.codec).collect();
+        assert_eq!(codecs, [Codec::None, Codec::Zstd, Codec::Zstd]);
+        let stored = &segment.footer.entries()[0];
+        assert_eq!(stored.uncompressed_length, compressible.len() as u64);
+
+        let decoded = crate::decode_segment(segment.bytes.clone()).unwrap();
+        assert_eq!(decoded.chunks.len(), 3);
+        for batches in &decoded.chunks {
+            assert_eq!(batches, &compressible);
+        }
+    }
+
+    #[test]
+    fn hints_do_not_matter_without_compression() {
+        let mut writer = SegmentWriter::new(Ulid::nil(), WriterOptions::uncompressed()).unwrap();
+        for (partition, hint) in [(0, ChunkHint::Unknown), (1, ChunkHint::ProducerCompressed)] {
+            writer
+                .add_chunk_with_hint(meta(partition, 0, 0), Bytes::from(vec![b'a'; 4096]), hint)
+                .unwrap();
+        }
+        let segment = writer.finish().unwrap();
+        let codecs: Vec<Codec> = segment.footer.entries().iter().map(|e| e.codec).collect();
+        assert_eq!(codecs, [Codec::None, Codec::None]);
+    }
+
+    #[test]
+    fn default_options_use_the_default_level() {
+        assert_eq!(WriterOptions::default(), WriterOptions::zstd(DEFAULT_ZSTD_LEVEL));
+        assert!(zstd::compression_level_range().contains(&DEFAULT_ZSTD_LEVEL));
     }
 
     #[test]
