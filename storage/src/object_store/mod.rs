@@ -33,6 +33,8 @@
 //! Invariants: decorators never change what a successful call returns (except
 //! the fault injector, on purpose); nothing here lists the bucket to find state.
 
+#[cfg(feature = "s3")]
+mod aws_profile;
 mod fault;
 mod instrumented;
 mod latency;

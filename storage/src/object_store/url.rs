@@ -6,12 +6,29 @@
 //! | `memory://` | in memory (tests) |
 //! | `s3://bucket[/prefix]` | S3 or an S3-compatible server (feature `s3`, on by default) |
 //!
-//! S3 settings come from the standard environment variables first
-//! (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
-//! `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, and the web-identity, container
-//! and instance-metadata credential chain), then from the explicit
-//! [`S3Options`], which win.
+//! S3 settings, weakest first (each source overrides the ones before it):
+//!
+//! 1. the AWS shared configuration files, for the profile `AWS_PROFILE` names
+//!    (default `default`): static keys (`aws_access_key_id`,
+//!    `aws_secret_access_key`, `aws_session_token`) from `~/.aws/credentials`
+//!    (or `AWS_SHARED_CREDENTIALS_FILE`) and `~/.aws/config` (or
+//!    `AWS_CONFIG_FILE`), `region` and `endpoint_url` from either. Each is used
+//!    only when the environment does not set it: profile keys only without
+//!    `AWS_ACCESS_KEY_ID`, the region only without `AWS_REGION`/
+//!    `AWS_DEFAULT_REGION`, the endpoint only without `AWS_ENDPOINT_URL`/
+//!    `AWS_ENDPOINT`/`AWS_ENDPOINT_URL_S3` (a profile's `http://` endpoint also
+//!    allows plain HTTP, unless `AWS_ALLOW_HTTP` says otherwise). Roles,
+//!    `credential_process` and SSO profiles are not supported; an explicit
+//!    `AWS_PROFILE` that needs them, or that does not exist, is an error. The
+//!    details are in `aws_profile.rs`.
+//! 2. the standard environment variables (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`,
+//!    `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ALLOW_HTTP`,
+//!    `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AWS_ACCESS_KEY_ID`,
+//!    `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), read by `object_store`;
+//! 3. the explicit [`S3Options`].
+//!
+//! With no static keys from any of them, `object_store` falls back to the
+//! web-identity, container and instance-metadata credential providers.
 //!
 //! The stack, outermost first (each request passes through in this order):
 //!
@@ -178,7 +195,7 @@ pub fn open_backend(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectS
             }
             Ok(Arc::new(InMemory::new()))
         }
-        "s3" => open_s3(url, rest, &options.s3),
+        "s3" => open_s3(url, rest, &options.s3, &|name| std::env::var(name).ok()),
         other => Err(invalid(
             url,
             format!("unknown scheme {other:?}; expected file, memory or s3"),
@@ -196,8 +213,16 @@ fn bucket_and_prefix(rest: &str) -> (&str, &str) {
     }
 }
 
+/// The S3 backend; `env` looks up the variables that decide whether profile
+/// settings apply (the process environment, except in tests; `object_store`
+/// itself always reads the process environment).
 #[cfg(feature = "s3")]
-fn open_s3(url: &str, rest: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>> {
+fn open_s3(
+    url: &str,
+    rest: &str,
+    s3: &S3Options,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ObjectStore>> {
     use object_store::RetryConfig;
     use object_store::aws::AmazonS3Builder;
 
@@ -223,6 +248,33 @@ fn open_s3(url: &str, rest: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>
             retry_timeout: *http_retry_timeout,
             ..RetryConfig::default()
         });
+    let profile = super::aws_profile::resolve(env)
+        .map_err(|reason| invalid(url, format!("AWS profile: {reason}")))?;
+    // Explicit options replace profile values wholesale: explicit keys are never
+    // mixed with a profile's session token, nor an explicit endpoint with the
+    // plain-HTTP allowance of a profile's one.
+    let profile_endpoint = profile.endpoint.filter(|_| endpoint.is_none());
+    if let Some(endpoint) = &profile_endpoint {
+        builder = builder.with_endpoint(endpoint);
+        let allow_http_set = env("AWS_ALLOW_HTTP").is_some_and(|v| !v.is_empty());
+        if endpoint.starts_with("http://") && !allow_http_set {
+            builder = builder.with_allow_http(true);
+        }
+    }
+    if let Some(region) = &profile.region {
+        builder = builder.with_region(region);
+    }
+    if access_key_id.is_none() {
+        if let Some(access_key_id) = &profile.access_key_id {
+            builder = builder.with_access_key_id(access_key_id);
+        }
+        if let Some(secret_access_key) = &profile.secret_access_key {
+            builder = builder.with_secret_access_key(secret_access_key);
+        }
+        if let Some(session_token) = &profile.session_token {
+            builder = builder.with_token(session_token);
+        }
+    }
     if let Some(endpoint) = endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -255,7 +307,12 @@ fn open_s3(url: &str, rest: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>
 }
 
 #[cfg(not(feature = "s3"))]
-fn open_s3(url: &str, _rest: &str, _s3: &S3Options) -> Result<Arc<dyn ObjectStore>> {
+fn open_s3(
+    url: &str,
+    _rest: &str,
+    _s3: &S3Options,
+    _env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ObjectStore>> {
     Err(invalid(
         url,
         "this build has no S3 support (cargo feature `s3` of fjord-storage)",
@@ -335,5 +392,174 @@ mod tests {
         );
         let no_prefix = open_backend("s3://bucket", &options).unwrap();
         assert!(no_prefix.to_string().contains("bucket"), "{no_prefix}");
+    }
+
+    /// A lookup of `vars`, as the process environment would answer.
+    #[cfg(feature = "s3")]
+    fn fake_env(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    /// AWS files in a temporary directory naming `endpoint`, and the variables
+    /// selecting them.
+    #[cfg(feature = "s3")]
+    fn profile_files(endpoint: &str) -> (tempfile::TempDir, Vec<(&'static str, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("aws-config");
+        let credentials = dir.path().join("aws-credentials");
+        std::fs::write(
+            &config,
+            format!("[profile fjord-test]\nregion = eu-test-1\nendpoint_url = {endpoint}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            &credentials,
+            "[fjord-test]\naws_access_key_id = PROFILEKEY\n\
+             aws_secret_access_key = profilesecret\naws_session_token = profiletoken\n",
+        )
+        .unwrap();
+        let vars = vec![
+            ("AWS_PROFILE", "fjord-test".to_owned()),
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                credentials.display().to_string(),
+            ),
+        ];
+        (dir, vars)
+    }
+
+    /// An HTTP server on loopback that answers one request with 200 and returns
+    /// the request's head (request line and headers, lower-cased).
+    #[cfg(feature = "s3")]
+    fn capture_one_request() -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut content_length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    content_length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push_str(&lower);
+            }
+            let mut body = vec![0u8; content_length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = stream;
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+            head
+        });
+        (endpoint, handle)
+    }
+
+    #[cfg(feature = "s3")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn profile_keys_region_and_endpoint_sign_the_request() {
+        let (endpoint, server) = capture_one_request();
+        let (_dir, vars) = profile_files(&endpoint);
+        let store = open_s3(
+            "s3://bucket",
+            "bucket",
+            &S3Options::default(),
+            &fake_env(&vars),
+        )
+        .unwrap();
+        store
+            .put(&Path::from("k"), PutPayload::from_static(b"v"))
+            .await
+            .unwrap();
+        let head = server.join().unwrap();
+        // Path-style at the profile's endpoint, over plain HTTP, signed with the
+        // profile's key for the profile's region, with its session token.
+        assert!(head.starts_with("put /bucket/k http/1.1"), "{head}");
+        assert!(
+            head.contains("credential=profilekey/") && head.contains("/eu-test-1/s3/aws4_request"),
+            "{head}"
+        );
+        assert!(head.contains("x-amz-security-token: profiletoken"), "{head}");
+    }
+
+    #[cfg(feature = "s3")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn environment_keys_win_over_the_profile() {
+        let (endpoint, server) = capture_one_request();
+        let (_dir, mut vars) = profile_files(&endpoint);
+        // Stands for `AWS_ACCESS_KEY_ID` in the environment; `object_store` reads
+        // the real environment, so the key itself comes through the options here.
+        vars.push(("AWS_ACCESS_KEY_ID", "ENVKEY".to_owned()));
+        let options = S3Options {
+            access_key_id: Some("ENVKEY".into()),
+            secret_access_key: Some("envsecret".into()),
+            ..S3Options::default()
+        };
+        let store = open_s3("s3://bucket", "bucket", &options, &fake_env(&vars)).unwrap();
+        store
+            .put(&Path::from("k"), PutPayload::from_static(b"v"))
+            .await
+            .unwrap();
+        let head = server.join().unwrap();
+        assert!(head.contains("credential=envkey/"), "{head}");
+        // No profile token mixed with other keys.
+        assert!(!head.contains("x-amz-security-token"), "{head}");
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn a_missing_explicit_profile_is_invalid() {
+        let vars = [
+            ("AWS_PROFILE", "nope".to_owned()),
+            ("AWS_CONFIG_FILE", "/nonexistent/config".to_owned()),
+        ];
+        let error = open_s3(
+            "s3://bucket",
+            "bucket",
+            &S3Options::default(),
+            &fake_env(&vars),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid);
+        assert!(error.to_string().contains("AWS_PROFILE=nope"), "{error}");
+    }
+
+    /// The same profile against a real S3 server: a bucket round trip with no
+    /// explicit settings at all.
+    #[cfg(feature = "s3")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn profile_settings_reach_the_moto_server() {
+        let server = crate::testing::MotoServer::start().unwrap();
+        server.create_bucket("profile-bucket").unwrap();
+        let (_dir, vars) = profile_files(&server.endpoint());
+        let store = open_s3(
+            "s3://profile-bucket/p",
+            "profile-bucket/p",
+            &S3Options::default(),
+            &fake_env(&vars),
+        )
+        .unwrap();
+        let path = Path::from("a/b");
+        store
+            .put(&path, PutPayload::from_static(b"profile"))
+            .await
+            .unwrap();
+        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"profile");
     }
 }
