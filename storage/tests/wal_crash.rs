@@ -2,8 +2,9 @@
 //! several tasks and reports every acknowledged record; the parent kills it with
 //! SIGKILL at a random moment (sometimes also tearing the log's tail, as a write
 //! cut short by power loss would), recovers, and checks that every acknowledged
-//! record is there, byte for byte, in one gapless sequence. Many rounds over the
-//! same directory, so recovery after recovery is exercised too.
+//! record is there, byte for byte, in one gapless sequence, and that no record a
+//! completed truncation covered comes back. Many rounds over the same directory,
+//! so recovery after recovery is exercised too.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -77,6 +78,8 @@ fn wal_child_appends_until_killed() {
                         // and the parent must not expect what may be gone.
                         println!("truncating {}", sequence - 200);
                         wal.truncate(sequence - 200).await.unwrap();
+                        // Reported once durable: these must never come back.
+                        println!("truncated {}", sequence - 200);
                     }
                 }
             }));
@@ -112,6 +115,9 @@ fn wal_survives_repeated_sigkill() {
     // Every acknowledged record still expected, by sequence.
     let mut expected: BTreeMap<u64, Bytes> = BTreeMap::new();
     let mut truncated_through = 0u64;
+    // Truncations the child saw complete (a subset of those announced).
+    let mut durably_truncated_through = 0u64;
+    let mut completed_truncations = 0usize;
     let mut total_acked = 0usize;
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
@@ -153,6 +159,10 @@ fn wal_survives_repeated_sigkill() {
                 (Some("truncating"), [through]) => {
                     truncated_through = truncated_through.max(*through);
                 }
+                (Some("truncated"), [through]) => {
+                    completed_truncations += 1;
+                    durably_truncated_through = durably_truncated_through.max(*through);
+                }
                 // The kill may cut the last line short: it was not acknowledged.
                 _ => {}
             }
@@ -181,6 +191,19 @@ fn wal_survives_repeated_sigkill() {
                 "round {round}: record {sequence} damaged"
             );
         }
+        // Nothing a completed truncation covered comes back, in this round or any
+        // later one (the truncation point is persisted, whatever files remain).
+        if let Some(first) = sequences.first() {
+            assert!(
+                *first > durably_truncated_through,
+                "round {round}: record {first} recovered although truncated through \
+                 {durably_truncated_through}"
+            );
+        }
+        assert!(
+            recovery.next_sequence > durably_truncated_through,
+            "round {round}: sequence numbers would be reused"
+        );
         // Every acknowledged record survived, byte for byte.
         for (sequence, payload) in &expected {
             assert_eq!(
@@ -191,8 +214,16 @@ fn wal_survives_repeated_sigkill() {
         }
     }
     assert!(
+        completed_truncations > 0,
+        "no truncation completed: the truncation check checked nothing"
+    );
+    assert!(
         total_acked > 100,
         "the children acknowledged only {total_acked} records"
     );
-    eprintln!("{ROUNDS} kill -9 rounds, {total_acked} acknowledged records verified");
+    eprintln!(
+        "{ROUNDS} kill -9 rounds, {total_acked} acknowledged records verified, \
+         {completed_truncations} completed truncations (through {durably_truncated_through}) \
+         not recovered"
+    );
 }

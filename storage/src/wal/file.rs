@@ -137,6 +137,8 @@ pub(super) struct Writer {
     truncated_through: u64,
     stats: WalStats,
     failed: Option<String>,
+    #[cfg(test)]
+    fail_next: Option<super::FailPoint>,
 }
 
 impl Writer {
@@ -238,6 +240,8 @@ impl Writer {
             truncated_through,
             stats: WalStats::default(),
             failed: None,
+            #[cfg(test)]
+            fail_next: None,
         };
         let recovery = Recovery {
             records,
@@ -282,8 +286,15 @@ impl Writer {
                     }
                     Request::Stats { done } => {
                         self.flush(&mut buffer, &mut waiting);
-                        let _ = done.send(self.stats);
+                        let _ = done.send(self.stats.clone());
                     }
+                    #[cfg(test)]
+                    Request::Pause { resume } => {
+                        // A send or a dropped sender both resume.
+                        let _ = resume.recv();
+                    }
+                    #[cfg(test)]
+                    Request::FailNext { at } => self.fail_next = Some(at),
                 }
                 if buffer.len() < self.options.max_group_bytes {
                     next = queue.try_recv().ok();
@@ -336,9 +347,8 @@ impl Writer {
                 .back()
                 .map(|f| f.path.clone())
                 .unwrap_or_default();
-            self.active
-                .write_all(buffer)
-                .and_then(|()| self.active.sync_data())
+            self.write_active(buffer)
+                .and_then(|()| self.sync_active())
                 .map_err(|e| WalError::io(&path, e))?;
             if let Some(active) = self.files.back_mut() {
                 active.bytes += buffer.len() as u64;
@@ -356,6 +366,30 @@ impl Writer {
             self.failed = Some(reason.clone());
             reason
         })
+    }
+
+    fn write_active(&mut self, buffer: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fail_next == Some(super::FailPoint::Write) {
+            self.fail_next = None;
+            return Err(std::io::Error::other("injected write failure"));
+        }
+        self.active.write_all(buffer)
+    }
+
+    /// `fdatasync` of the active file, timed into the stats.
+    fn sync_active(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fail_next == Some(super::FailPoint::Sync) {
+            self.fail_next = None;
+            return Err(std::io::Error::other("injected sync failure"));
+        }
+        // The writer thread is outside any runtime, so this reads the std
+        // monotonic clock; it only measures, it decides nothing.
+        let started = tokio::time::Instant::now();
+        let result = self.active.sync_data();
+        self.stats.sync_latency.record(started.elapsed());
+        result
     }
 
     fn roll(&mut self, first_sequence: u64) -> Result<(), WalError> {

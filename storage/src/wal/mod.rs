@@ -34,6 +34,7 @@ mod file;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -90,7 +91,7 @@ pub struct Recovery {
 }
 
 /// Counters for metrics and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WalStats {
     /// Records appended since open.
     pub records: u64,
@@ -98,6 +99,120 @@ pub struct WalStats {
     pub syncs: u64,
     /// Bytes written since open.
     pub bytes_written: u64,
+    /// How long each group commit's `fdatasync` took (the sync alone, not the
+    /// write before it nor the wait in the queue, which an append's latency adds).
+    pub sync_latency: SyncLatency,
+}
+
+/// Sub-buckets per power of two in [`SyncLatency`]: quantiles are upper bounds
+/// within 1/16 (6.25 %) of the true value.
+const SYNC_SUB_BUCKETS: u64 = 16;
+/// Powers of two covered above the first `SYNC_SUB_BUCKETS` nanoseconds (up to
+/// 2^40 ns, about 18 minutes; longer syncs land in the last bucket).
+const SYNC_OCTAVES: u64 = 36;
+const SYNC_BUCKETS: usize = ((SYNC_OCTAVES + 1) * SYNC_SUB_BUCKETS) as usize;
+
+/// A histogram of fsync durations, log-linear (16 buckets per power of two of
+/// nanoseconds), so p50/p99 are accurate to a few percent in bounded memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SyncLatency {
+    buckets: Vec<u64>,
+    total: Duration,
+    max: Duration,
+}
+
+impl Default for SyncLatency {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; SYNC_BUCKETS],
+            total: Duration::ZERO,
+            max: Duration::ZERO,
+        }
+    }
+}
+
+impl SyncLatency {
+    /// The bucket holding `nanos`: exact below 16 ns, then 16 per power of two.
+    fn bucket(nanos: u64) -> usize {
+        if nanos < SYNC_SUB_BUCKETS {
+            return nanos as usize;
+        }
+        // nanos >= 16, so its highest set bit is at least 4.
+        let octave = u64::from(u64::BITS - 1 - nanos.leading_zeros());
+        let shift = octave - SYNC_SUB_BUCKETS.trailing_zeros() as u64;
+        let sub = (nanos >> shift) - SYNC_SUB_BUCKETS;
+        let index = (shift + 1) * SYNC_SUB_BUCKETS + sub;
+        (index as usize).min(SYNC_BUCKETS - 1)
+    }
+
+    /// The largest value bucket `index` holds.
+    fn upper_bound(index: usize) -> Duration {
+        let index = index as u64;
+        if index < SYNC_SUB_BUCKETS {
+            return Duration::from_nanos(index);
+        }
+        let shift = index / SYNC_SUB_BUCKETS - 1;
+        let sub = index % SYNC_SUB_BUCKETS + SYNC_SUB_BUCKETS;
+        Duration::from_nanos(((sub + 1) << shift) - 1)
+    }
+
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(bucket) = self.buckets.get_mut(Self::bucket(nanos)) {
+            *bucket += 1;
+        }
+        self.total = self.total.saturating_add(latency);
+        self.max = self.max.max(latency);
+    }
+
+    /// Syncs recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The summed duration of every sync.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// The longest sync.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// An upper bound (within 6.25 %, and never above [`max`](Self::max)) of the
+    /// `quantile` (0.0–1.0) sync duration, or `None` before the first sync.
+    pub fn quantile(&self, quantile: f64) -> Option<Duration> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        // 1-based rank of the sample; float to int saturates in Rust.
+        let rank = ((quantile.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            seen += bucket;
+            if seen >= rank {
+                // The last bucket is open-ended: only the maximum bounds it.
+                if index == SYNC_BUCKETS - 1 {
+                    return Some(self.max);
+                }
+                return Some(Self::upper_bound(index).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+impl std::fmt::Debug for SyncLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncLatency")
+            .field("count", &self.count())
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .field("max", &self.max)
+            .finish()
+    }
 }
 
 /// A WAL error.
@@ -160,6 +275,26 @@ pub(crate) enum Request {
     Stats {
         done: oneshot::Sender<WalStats>,
     },
+    /// Blocks the writer until `resume` yields or is dropped (tests: queue many
+    /// appends while the writer cannot drain them).
+    #[cfg(test)]
+    Pause {
+        resume: std::sync::mpsc::Receiver<()>,
+    },
+    /// Makes the next group commit fail as an I/O error at `at` would.
+    #[cfg(test)]
+    FailNext { at: FailPoint },
+}
+
+/// Where an injected failure hits a group commit (tests).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailPoint {
+    /// The write fails; nothing of the group reaches the file.
+    Write,
+    /// The write succeeds and the sync fails: the group's bytes may or may not
+    /// be on disk.
+    Sync,
 }
 
 /// A write-ahead log in one directory. Dropping it stops the writer after the
@@ -281,6 +416,27 @@ impl Wal {
             .await
             .map_err(|_| WalError::Closed)?;
         reply.await.map_err(|_| WalError::Closed)
+    }
+
+    /// Stops the writer until the returned sender sends or is dropped; requests
+    /// queued meanwhile wait, and are then drained together.
+    #[cfg(test)]
+    pub(crate) async fn pause_writer(&self) -> std::sync::mpsc::Sender<()> {
+        let (resume_tx, resume) = std::sync::mpsc::channel();
+        self.requests
+            .send(Request::Pause { resume })
+            .await
+            .expect("writer running");
+        resume_tx
+    }
+
+    /// Makes the next group commit fail at `at`.
+    #[cfg(test)]
+    pub(crate) async fn fail_next(&self, at: FailPoint) {
+        self.requests
+            .send(Request::FailNext { at })
+            .await
+            .expect("writer running");
     }
 
     /// Bytes appends may still take before they wait.
