@@ -217,6 +217,91 @@ async fn stale_reads_conflict_and_blind_writes_do_not(fx: Fixture) {
     check.commit().await.unwrap();
 }
 
+/// Phantoms: a transaction that read a range (whole, or the part a limit let it
+/// see) must conflict when a concurrent commit inserts a key into what it read,
+/// even though no key it saw changed. T1 writes only outside the range, and T2
+/// writes blind, so only T1's range read can explain the conflict.
+async fn range_reads_conflict_with_inserts_into_the_range(fx: Fixture) {
+    let key = |name: &str| {
+        foundationdb_tuple::pack(&("conformance", fx.cluster.as_str(), "phantom", name))
+    };
+    let prefix = foundationdb_tuple::pack(&("conformance", fx.cluster.as_str(), "phantom"));
+    let outside = fx.key("phantom-outside");
+    let seed = fx.backend.begin().await.unwrap();
+    seed.set(&key("b"), b"1");
+    seed.set(&key("d"), b"1");
+    seed.commit().await.unwrap();
+
+    // (what T1 reads, what it must see, the key T2 inserts into that read)
+    let cases: [(&str, RangeOptions, &[&str], &str); 4] = [
+        ("whole range", RangeOptions::default(), &["b", "d"], "c"),
+        ("first 1", RangeOptions::first(1), &["b"], "a"),
+        ("last 1", RangeOptions::last(1), &["d"], "e"),
+        ("empty range", RangeOptions::default(), &[], "y/1"),
+    ];
+    for (name, options, expected, inserted) in cases {
+        let (begin, end) = if expected.is_empty() {
+            (key("y"), key("z"))
+        } else {
+            (prefix.clone(), fjord_metadata::kv::strinc(&prefix))
+        };
+        let first = fx.backend.begin().await.unwrap();
+        let seen = first.get_range(&begin, &end, options).await.unwrap();
+        let seen: Vec<Vec<u8>> = seen.into_iter().map(|kv| kv.key).collect();
+        let wanted: Vec<Vec<u8>> = expected.iter().map(|k| key(k)).collect();
+        assert_eq!(seen, wanted, "{name}");
+
+        let second = fx.backend.begin().await.unwrap();
+        second.set(&key(inserted), b"phantom");
+        second.commit().await.unwrap();
+
+        first.set(&outside, name.as_bytes());
+        assert_eq!(
+            first.commit().await,
+            Err(KvError::Conflict),
+            "{name}: an insert into the range T1 read did not conflict"
+        );
+        drop(first);
+        // The conflicting transaction wrote nothing.
+        let check = fx.backend.begin().await.unwrap();
+        assert_eq!(check.get(&outside).await.unwrap(), None, "{name}");
+        check.commit().await.unwrap();
+        // Undo the insert, so the next case starts from the same range.
+        let undo = fx.backend.begin().await.unwrap();
+        undo.clear(&key(inserted));
+        undo.commit().await.unwrap();
+    }
+
+    // The same through Database::run: the body sees the phantom on its retry.
+    let db = fx.db();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = db
+        .run(|txn, _| {
+            let (attempts, prefix, inserted, outside) = (
+                attempts.clone(),
+                prefix.clone(),
+                key("c"),
+                outside.clone(),
+            );
+            let backend = fx.backend.clone();
+            async move {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                let rows = txn.get_prefix(&prefix, RangeOptions::default()).await?;
+                if attempt == 1 {
+                    let other = backend.begin().await?;
+                    other.set(&inserted, b"phantom");
+                    other.commit().await?;
+                }
+                txn.set(&outside, rows.len().to_string().as_bytes());
+                Ok::<_, KvError>(rows.len())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(counted, 3, "the retry counts the inserted key");
+}
+
 async fn large_values_round_trip_and_oversized_ones_write_nothing(fx: Fixture) {
     let db = fx.db();
     let big: Vec<u8> = (0..MAX_VALUE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
@@ -1357,6 +1442,7 @@ macro_rules! conformance {
 
             case!(range_reads_are_ordered_and_bounded);
             case!(stale_reads_conflict_and_blind_writes_do_not);
+            case!(range_reads_conflict_with_inserts_into_the_range);
             case!(large_values_round_trip_and_oversized_ones_write_nothing);
             case!(concurrent_increments_lose_no_update);
             case!(compare_and_set_rounds_have_exactly_one_winner);
