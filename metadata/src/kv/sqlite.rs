@@ -102,10 +102,7 @@ impl SqliteBackend {
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| backend_error("setting busy timeout", e))?;
-        // journal_mode answers with a row, so it is read rather than executed.
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(|e| backend_error("enabling WAL", e))?;
+        let mode = enable_wal(&connection)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(KvError::Backend(format!(
                 "{} refused WAL mode (got {mode}); is it on a network filesystem?",
@@ -139,6 +136,33 @@ impl SqliteBackend {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_CONNECTIONS {
             idle.push(connection);
+        }
+    }
+}
+
+/// Switches the database to WAL mode and returns the mode it is in. Switching a
+/// new file needs an exclusive lock, and SQLite answers `SQLITE_BUSY` at once,
+/// without waiting in the busy handler, when connections race for it (several
+/// processes opening a fresh file together, as agents starting on one host do).
+/// So this retries, with a doubling pause, for about [`BUSY_TIMEOUT`] in all.
+fn enable_wal(connection: &Connection) -> Result<String, KvError> {
+    let mut waited = Duration::ZERO;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // journal_mode answers with a row, so it is read rather than executed.
+        match connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(error)
+                if matches!(
+                    error.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && waited < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(error) => return Err(backend_error("enabling WAL", error)),
         }
     }
 }
