@@ -1425,10 +1425,34 @@ async fn group_offsets_are_fenced_by_generation_and_deleted_with_the_group(fx: F
     );
 }
 
+/// Every case of the suite, each given to the macro named `$case`.
+macro_rules! all_cases {
+    ($case:ident) => {
+        $case!(range_reads_are_ordered_and_bounded);
+        $case!(stale_reads_conflict_and_blind_writes_do_not);
+        $case!(range_reads_conflict_with_inserts_into_the_range);
+        $case!(large_values_round_trip_and_oversized_ones_write_nothing);
+        $case!(concurrent_increments_lose_no_update);
+        $case!(compare_and_set_rounds_have_exactly_one_winner);
+        $case!(stale_epoch_commits_are_fenced_and_write_nothing);
+        $case!(segment_commit_retry_after_lost_reply_does_not_double_count);
+        $case!(segment_commits_keep_offsets_contiguous);
+        $case!(topics_are_created_listed_altered_and_deleted);
+        $case!(agents_register_heartbeat_and_leave);
+        $case!(group_offsets_and_producer_ids);
+        $case!(producer_state_commits_with_its_segment_only);
+        $case!(leadership_is_released_only_by_its_holder);
+        $case!(delete_records_moves_the_log_start_forward_only);
+        $case!(epoch_end_offsets_follow_the_index);
+        $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
+        $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
+    };
+}
+
+/// One test per case, for backends that need nothing torn down at exit.
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
-
             macro_rules! case {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1440,29 +1464,54 @@ macro_rules! conformance {
                 };
             }
 
-            case!(range_reads_are_ordered_and_bounded);
-            case!(stale_reads_conflict_and_blind_writes_do_not);
-            case!(range_reads_conflict_with_inserts_into_the_range);
-            case!(large_values_round_trip_and_oversized_ones_write_nothing);
-            case!(concurrent_increments_lose_no_update);
-            case!(compare_and_set_rounds_have_exactly_one_winner);
-            case!(stale_epoch_commits_are_fenced_and_write_nothing);
-            case!(segment_commit_retry_after_lost_reply_does_not_double_count);
-            case!(segment_commits_keep_offsets_contiguous);
-            case!(topics_are_created_listed_altered_and_deleted);
-            case!(agents_register_heartbeat_and_leave);
-            case!(group_offsets_and_producer_ids);
-            case!(producer_state_commits_with_its_segment_only);
-            case!(leadership_is_released_only_by_its_holder);
-            case!(delete_records_moves_the_log_start_forward_only);
-            case!(epoch_end_offsets_follow_the_index);
-            case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
-            case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
+            all_cases!(case);
         }
     };
 }
 
 conformance!(memory);
 conformance!(sqlite);
+
+/// FoundationDB: the client's network thread can start once per process and
+/// must be stopped before the process exits (`kv::fdb::stop_network`), after the
+/// last transaction. A test harness has no "after the last test" hook, so the
+/// whole suite is one test that owns the network: the cases run one after
+/// another, each caught so one failure does not hide the others, and a guard
+/// stops the network when the test ends, whether it passed or panicked. This
+/// holds under nextest (a process per test) and `cargo test` (one process) alike.
 #[cfg(feature = "fdb")]
-conformance!(fdb);
+mod fdb {
+    use futures::FutureExt;
+
+    /// Stops the process's FoundationDB network thread when dropped.
+    struct NetworkGuard;
+
+    impl Drop for NetworkGuard {
+        fn drop(&mut self) {
+            if let Err(error) = fjord_metadata::kv::fdb::stop_network() {
+                eprintln!("stopping the FoundationDB network: {error}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_suite() {
+        let _network = NetworkGuard;
+        if super::fdb().is_none() {
+            return;
+        }
+        let mut failed: Vec<&str> = Vec::new();
+        macro_rules! case {
+            ($name:ident) => {
+                if let Some(fixture) = super::fdb() {
+                    let run = std::panic::AssertUnwindSafe(super::$name(fixture));
+                    if run.catch_unwind().await.is_err() {
+                        failed.push(stringify!($name));
+                    }
+                }
+            };
+        }
+        all_cases!(case);
+        assert!(failed.is_empty(), "FoundationDB cases failed: {failed:?}");
+    }
+}

@@ -51,22 +51,12 @@ use foundationdb::api::{FdbApiBuilder, NetworkStop};
 use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
 use foundationdb::{FdbError, KeySelector, RangeOption, Transaction};
 
+use super::fdb_errors::{FdbErrorFacts, Phase, classify};
 use super::{KeyValue, KvBackend, KvError, KvTransaction, RangeOptions};
 
 /// How long one transaction may run (reads and commit) before FoundationDB cancels
 /// it with `transaction_timed_out`. FoundationDB's MVCC window is 5 s as well.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `not_committed`: a concurrent commit invalidated this transaction's reads.
-const NOT_COMMITTED: i32 = 1020;
-/// `transaction_timed_out`: the `TIMEOUT` transaction option fired.
-const TRANSACTION_TIMED_OUT: i32 = 1031;
-/// `transaction_too_large`: the transaction's writes exceed 10 MB.
-const TRANSACTION_TOO_LARGE: i32 = 2101;
-/// `key_too_large`: a key exceeds 10 kB.
-const KEY_TOO_LARGE: i32 = 2102;
-/// `value_too_large`: a value exceeds 100 kB.
-const VALUE_TOO_LARGE: i32 = 2103;
 
 /// The process's FoundationDB network thread.
 ///
@@ -197,31 +187,20 @@ fn network_stopped() -> KvError {
     )
 }
 
-/// Where an error arose: only a commit can leave its outcome unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Anything but a commit: nothing can have been written.
-    Other,
-    /// A commit: its outcome may be unknown.
-    Commit,
-}
-
-/// Maps a FoundationDB error (see the table in the module documentation).
+/// Maps a FoundationDB error (see the table in the module documentation; the
+/// decision itself is [`classify`], tested without `libfdb_c`).
 fn fdb_error(phase: Phase, context: &str, error: FdbError) -> KvError {
     let code = error.code();
-    let detail = || format!("{context}: {error} (FoundationDB error {code})");
-    let unknown_outcome = |detail: String| match phase {
-        Phase::Commit => KvError::MaybeCommitted(detail),
-        Phase::Other => KvError::Unavailable(detail),
+    let facts = FdbErrorFacts {
+        code,
+        maybe_committed: error.is_maybe_committed(),
+        retryable: error.is_retryable(),
     };
-    match code {
-        NOT_COMMITTED => KvError::Conflict,
-        TRANSACTION_TOO_LARGE | KEY_TOO_LARGE | VALUE_TOO_LARGE => KvError::TooLarge(detail()),
-        TRANSACTION_TIMED_OUT => unknown_outcome(detail()),
-        _ if error.is_maybe_committed() => unknown_outcome(detail()),
-        _ if error.is_retryable() => KvError::Unavailable(detail()),
-        _ => KvError::Backend(detail()),
-    }
+    classify(
+        phase,
+        facts,
+        format!("{context}: {error} (FoundationDB error {code})"),
+    )
 }
 
 /// A FoundationDB cluster, reached through a cluster file.

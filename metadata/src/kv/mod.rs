@@ -33,6 +33,8 @@ use fjord_common::SeededRng;
 
 #[cfg(feature = "fdb")]
 pub mod fdb;
+#[cfg(any(feature = "fdb", test))]
+mod fdb_errors;
 pub mod memory;
 mod overlay;
 #[cfg(feature = "sqlite")]
