@@ -5,7 +5,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `("topic_name", name)` | topic id (16 bytes) |
+//! | `("topic_name", name)` | [`TopicNameRecord`](crate::model::TopicNameRecord) (the topic id) |
 //! | `("topic", topic_id)` | [`TopicMeta`](crate::TopicMeta) |
 //! | `("partition", topic_id, partition)` | [`PartitionState`](crate::PartitionState) |
 //! | `("index", topic_id, partition, last_offset)` | [`IndexEntry`](crate::IndexEntry) |
@@ -17,8 +17,18 @@
 //! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
 //! | `("group", shard, group)` | a group's header (a [`GroupRecord`](crate::GroupRecord) without its members) |
 //! | `("group_member", shard, group, member_id)` | [`GroupMemberRecord`](crate::GroupMemberRecord) |
-//! | `("counter", name)` | 8-byte little-endian counter |
-//! | `("cluster", "id")` | the cluster id (UTF-8) |
+//! | `("counter", name)` | 8-byte little-endian counter (unversioned, see below) |
+//! | `("cluster", "id")` | [`ClusterIdRecord`](crate::model::ClusterIdRecord) (the cluster id) |
+//!
+//! Every value is a versioned record ([`codec`](crate::codec)) except the
+//! counters: they keep the format of the backend's atomic `ADD`
+//! ([`Transaction::atomic_add`](crate::kv::Transaction::atomic_add),
+//! [`decode_counter`](crate::kv::decode_counter)), which FoundationDB applies to
+//! the raw bytes as a little-endian integer (a version byte would be added to), so
+//! a counter can be bumped without a read as well as read and rewritten. That
+//! format is fixed: 8 bytes, little-endian, two's complement.
+//! The topic-name and cluster-id values were raw (a 16-byte id, UTF-8) before
+//! they were versioned; readers still accept that form.
 //!
 //! Group keys carry the group's coordinator shard, so the coordinator that takes a
 //! shard over loads its groups with one range read; members are stored one per

@@ -494,3 +494,31 @@ impl GroupRecord {
         }
     }
 }
+
+/// What a topic name maps to: the value at `("topic_name", name)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TopicNameRecord {
+    /// The id of the topic that has the name.
+    pub(crate) topic_id: TopicId,
+}
+
+impl Versioned for TopicNameRecord {
+    const WHAT: &'static str = "topic name mapping";
+    /// Version 0 was the raw 16-byte id, without a version byte; it is still
+    /// read (see `store::decode_topic_name`).
+    const VERSION: u8 = 1;
+}
+
+/// The cluster's identity: the value at `("cluster", "id")`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClusterIdRecord {
+    /// The id Kafka clients see (a UUID string, created by the first agent).
+    pub(crate) cluster_id: String,
+}
+
+impl Versioned for ClusterIdRecord {
+    const WHAT: &'static str = "cluster id";
+    /// Version 0 was the raw UTF-8 id, without a version byte; it is still read
+    /// (see `store::decode_cluster_id`).
+    const VERSION: u8 = 1;
+}

@@ -60,6 +60,36 @@ pub(crate) fn write<T: Versioned>(txn: &Transaction, key: &[u8], value: &T) {
     txn.set(key, &codec::encode(value));
 }
 
+/// Length of a topic-name value written before it was versioned: the raw id.
+const UNVERSIONED_TOPIC_ID_LEN: usize = 16;
+
+/// Decodes a topic-name mapping: a [`TopicNameRecord`], or the raw 16-byte id
+/// that builds before versioning wrote (a versioned value is never 16 bytes long:
+/// a version byte, a length byte and the 16 id bytes).
+fn decode_topic_name(bytes: &[u8]) -> Result<TopicId, MetadataError> {
+    if bytes.len() == UNVERSIONED_TOPIC_ID_LEN {
+        let id = Uuid::from_slice(bytes).map_err(|e| MetadataError::Corrupt {
+            what: TopicNameRecord::WHAT,
+            detail: e.to_string(),
+        })?;
+        return Ok(TopicId(id));
+    }
+    Ok(codec::decode::<TopicNameRecord>(bytes)?.topic_id)
+}
+
+/// Decodes the cluster id: a [`ClusterIdRecord`], or the raw UTF-8 id that
+/// builds before versioning wrote (a UUID string, whose first byte is an ASCII
+/// hex digit, never the version byte).
+fn decode_cluster_id(bytes: &[u8]) -> Result<String, MetadataError> {
+    if bytes.first() == Some(&ClusterIdRecord::VERSION) {
+        return Ok(codec::decode::<ClusterIdRecord>(bytes)?.cluster_id);
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| MetadataError::Corrupt {
+        what: ClusterIdRecord::WHAT,
+        detail: e.to_string(),
+    })
+}
+
 fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
     if name.is_empty() || name == "." || name == ".." {
         return Err(MetadataError::invalid(format!(
@@ -190,12 +220,13 @@ impl MetadataStore {
                 async move {
                     let name_key = keys.topic_name(&topic.name);
                     if let Some(existing) = txn.get(&name_key).await? {
-                        if existing == topic.id.0.as_bytes() {
+                        // The same id: an earlier attempt of this call committed.
+                        if decode_topic_name(&existing)? == topic.id {
                             return Ok(topic);
                         }
                         return Err(MetadataError::TopicAlreadyExists { name: topic.name });
                     }
-                    txn.set(&name_key, topic.id.0.as_bytes());
+                    write(&txn, &name_key, &TopicNameRecord { topic_id: topic.id });
                     write(&txn, &keys.topic(topic.id), &topic);
                     let empty = PartitionState {
                         leader: None,
@@ -222,11 +253,8 @@ impl MetadataStore {
             topic: name.to_owned(),
         };
         let id_bytes = txn.get(&keys.topic_name(name)).await?.ok_or_else(unknown)?;
-        let id = Uuid::from_slice(&id_bytes).map_err(|e| MetadataError::Corrupt {
-            what: "topic name mapping",
-            detail: e.to_string(),
-        })?;
-        read(txn, &keys.topic(TopicId(id)))
+        let id = decode_topic_name(&id_bytes)?;
+        read(txn, &keys.topic(id))
             .await?
             .ok_or_else(unknown)
     }
@@ -720,13 +748,13 @@ impl MetadataStore {
                 let candidate = candidate.clone();
                 async move {
                     if let Some(existing) = txn.get(&keys.cluster_id()).await? {
-                        return String::from_utf8(existing).map_err(|e| MetadataError::Corrupt {
-                            what: "cluster id",
-                            detail: e.to_string(),
-                        });
+                        return decode_cluster_id(&existing);
                     }
-                    txn.set(&keys.cluster_id(), candidate.as_bytes());
-                    Ok(candidate)
+                    let record = ClusterIdRecord {
+                        cluster_id: candidate,
+                    };
+                    write(&txn, &keys.cluster_id(), &record);
+                    Ok(record.cluster_id)
                 }
             })
             .await
@@ -870,5 +898,111 @@ impl MetadataStore {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fjord_common::{ManualClock, SequentialIds};
+
+    use super::*;
+    use crate::kv::RetryPolicy;
+    use crate::kv::memory::MemoryBackend;
+
+    fn store() -> (MetadataStore, Database) {
+        let db = Database::new(Arc::new(MemoryBackend::new()), RetryPolicy::default(), 1);
+        let store = MetadataStore::new(
+            db.clone(),
+            "test",
+            Arc::new(ManualClock::new(1_700_000_000_000)),
+            Arc::new(SequentialIds::default()),
+        );
+        (store, db)
+    }
+
+    async fn raw(db: &Database, key: Vec<u8>) -> Option<Vec<u8>> {
+        db.run(|txn, _| {
+            let key = key.clone();
+            async move { txn.get(&key).await }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn set_raw(db: &Database, key: Vec<u8>, value: Vec<u8>) {
+        db.run(|txn, _| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                txn.set(&key, &value);
+                Ok::<_, crate::kv::KvError>(())
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn topic_name_and_cluster_id_encodings_are_pinned() {
+        let record = TopicNameRecord {
+            topic_id: TopicId(Uuid::from_u128(0x0102)),
+        };
+        let mut expected = vec![1, 16];
+        expected.extend_from_slice(&0x0102u128.to_be_bytes());
+        assert_eq!(codec::encode(&record), expected);
+        assert_eq!(decode_topic_name(&expected).unwrap(), record.topic_id);
+
+        let record = ClusterIdRecord {
+            cluster_id: "abc".into(),
+        };
+        assert_eq!(codec::encode(&record), [1, 3, b'a', b'b', b'c']);
+        assert_eq!(decode_cluster_id(&codec::encode(&record)).unwrap(), "abc");
+
+        // Damage is an error, never a panic or a wrong id.
+        for bad in [&[][..], &[1][..], &[1, 16, 0][..], &[9; 17][..]] {
+            let error = decode_topic_name(bad).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Corrupt, "{bad:?}");
+        }
+        let error = decode_cluster_id(&[0xff, 0xfe]).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Corrupt);
+    }
+
+    #[tokio::test]
+    async fn topic_names_and_the_cluster_id_are_written_versioned() {
+        let (store, db) = store();
+        let topic = store.create_topic(NewTopic::new("orders", 2)).await.unwrap();
+        let value = raw(&db, store.keys.topic_name("orders")).await.unwrap();
+        assert_eq!(value[0], TopicNameRecord::VERSION);
+        let record: TopicNameRecord = codec::decode(&value).unwrap();
+        assert_eq!(record.topic_id, topic.id);
+        assert_eq!(store.describe_topic("orders").await.unwrap().id, topic.id);
+
+        let cluster_id = store.cluster_id().await.unwrap();
+        let value = raw(&db, store.keys.cluster_id()).await.unwrap();
+        let record: ClusterIdRecord = codec::decode(&value).unwrap();
+        assert_eq!(record.cluster_id, cluster_id);
+        assert_eq!(store.cluster_id().await.unwrap(), cluster_id);
+    }
+
+    #[tokio::test]
+    async fn values_written_before_versioning_are_still_read() {
+        let (store, db) = store();
+        let topic = store.create_topic(NewTopic::new("legacy", 1)).await.unwrap();
+        // As builds before versioning wrote them: the raw id, the raw UTF-8 id.
+        let name_key = store.keys.topic_name("legacy");
+        set_raw(&db, name_key, topic.id.0.as_bytes().to_vec()).await;
+        let cluster_id = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+        set_raw(&db, store.keys.cluster_id(), cluster_id.as_bytes().to_vec()).await;
+
+        assert_eq!(store.describe_topic("legacy").await.unwrap().id, topic.id);
+        assert_eq!(store.cluster_id().await.unwrap(), cluster_id);
+        // Creating the topic again still finds the old mapping.
+        let error = store
+            .create_topic(NewTopic::new("legacy", 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, MetadataError::TopicAlreadyExists { .. }),
+            "{error}"
+        );
     }
 }
