@@ -37,9 +37,12 @@ done
 
 # The S3 server of moto, for fjord-storage's S3 conformance tests and ranged-read
 # benchmark (MinIO is not installable from the package registries CI reaches).
-if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
-    echo "installing moto[server]"
-    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+# Pinned like the clients; reinstalled when another version is present.
+moto_version="5.2.1"
+installed_moto="$(python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
+if [[ "$installed_moto" != "$moto_version" ]] || ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "installing moto[server]==$moto_version (found: ${installed_moto:-none})"
+    python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
 node_dir="$(dirname "$0")/../tests/clients/node"
