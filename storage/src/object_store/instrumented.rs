@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 use tokio::time::Instant;
 
@@ -48,7 +48,8 @@ pub struct MetricsSnapshot {
     pub put_bytes: u64,
     /// Ranged or whole GETs.
     pub get_requests: u64,
-    /// Bytes the GETs returned (as the responses' ranges say).
+    /// Bytes the GET bodies delivered to their readers (a body read only in part,
+    /// or cut short, counts what arrived; a local file counts its range).
     pub get_bytes: u64,
     /// HEAD requests.
     pub head_requests: u64,
@@ -217,6 +218,47 @@ impl fmt::Display for InstrumentedObjectStore {
     }
 }
 
+/// Counts the bytes of a GET's body as the caller receives them, so a body that
+/// breaks or ends early counts what actually arrived. A local file (the
+/// `LocalFileSystem` backend's payload) crosses no network and is read later by
+/// the caller; its range is counted as it stands.
+fn count_body_bytes(result: GetResult, metrics: &Arc<ObjectStoreMetrics>) -> GetResult {
+    let GetResult {
+        payload,
+        meta,
+        range,
+        attributes,
+        extensions,
+    } = result;
+    let payload = match payload {
+        GetResultPayload::Stream(stream) => {
+            let metrics = Arc::clone(metrics);
+            GetResultPayload::Stream(
+                stream
+                    .inspect(move |chunk| {
+                        if let Ok(bytes) = chunk {
+                            ObjectStoreMetrics::add(&metrics.get_bytes, bytes.len() as u64);
+                        }
+                    })
+                    .boxed(),
+            )
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        file @ GetResultPayload::File(..) => {
+            let range: &Range<u64> = &range;
+            ObjectStoreMetrics::add(&metrics.get_bytes, range.end.saturating_sub(range.start));
+            file
+        }
+    };
+    GetResult {
+        payload,
+        meta,
+        range,
+        attributes,
+        extensions,
+    }
+}
+
 #[async_trait]
 impl ObjectStore for InstrumentedObjectStore {
     async fn put_opts(
@@ -266,15 +308,12 @@ impl ObjectStore for InstrumentedObjectStore {
         );
         let start = Instant::now();
         let result = self.inner.get_opts(location, options).await;
-        if !head {
-            metrics.get_latency.record(start.elapsed());
-            if let Ok(result) = &result {
-                let range: &Range<u64> = &result.range;
-                ObjectStoreMetrics::add(&metrics.get_bytes, range.end.saturating_sub(range.start));
-            }
-        }
         metrics.count_result(&result);
-        result
+        if head {
+            return result;
+        }
+        metrics.get_latency.record(start.elapsed());
+        Ok(count_body_bytes(result?, metrics))
     }
 
     // `get_ranges` keeps the trait's default, which issues (coalesced) ranged GETs
@@ -419,6 +458,50 @@ mod tests {
         assert_eq!(snapshot.put_latency.count(), 1);
         assert_eq!(snapshot.get_latency.count(), 3);
         assert!(snapshot.get_latency.quantile(0.99).is_some());
+    }
+
+    #[tokio::test]
+    async fn get_bytes_are_the_bytes_received() {
+        use crate::object_store::{Fault, FaultInjectingObjectStore, Operation, Trigger};
+        let faulty = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
+        let store = InstrumentedObjectStore::new(
+            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+            Arc::new(ObjectStoreMetrics::default()),
+        );
+        let path = Path::from("k");
+        store
+            .put(&path, PutPayload::from(vec![5u8; 1000]))
+            .await
+            .unwrap();
+        // The response claims bytes 0..500; only 40 arrive.
+        faulty.inject(Operation::Get, Fault::ShortBody { keep: 40 }, Trigger::Next(1));
+        assert_eq!(store.get_range(&path, 0..500).await.unwrap().len(), 40);
+        assert_eq!(store.metrics().snapshot().get_bytes, 40);
+        // A body that breaks after 30 bytes counts those 30.
+        faulty.inject(Operation::Get, Fault::BodyError { keep: 30 }, Trigger::Next(1));
+        let _ = store.get(&path).await.unwrap().bytes().await.unwrap_err();
+        assert_eq!(store.metrics().snapshot().get_bytes, 70);
+        // A body never read counts nothing.
+        drop(store.get(&path).await.unwrap());
+        assert_eq!(store.metrics().snapshot().get_bytes, 70);
+        assert_eq!(store.metrics().snapshot().get_requests, 3);
+    }
+
+    #[tokio::test]
+    async fn local_files_count_their_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let store = InstrumentedObjectStore::new(
+            Arc::new(local),
+            Arc::new(ObjectStoreMetrics::default()),
+        );
+        let path = Path::from("f");
+        store
+            .put(&path, PutPayload::from(vec![1u8; 300]))
+            .await
+            .unwrap();
+        assert_eq!(store.get_range(&path, 100..250).await.unwrap().len(), 150);
+        assert_eq!(store.metrics().snapshot().get_bytes, 150);
     }
 
     #[tokio::test]
