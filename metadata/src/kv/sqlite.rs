@@ -340,18 +340,24 @@ fn commit_blocking(
     match connection.execute_batch("COMMIT") {
         Ok(()) => (Some(connection), Ok(())),
         Err(error) => {
-            let outcome = match error.sqlite_error_code() {
-                // The commit did not take; SQLite keeps the transaction open.
-                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => KvError::Conflict,
-                // An I/O error while committing leaves the outcome unknown.
-                Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull) => {
-                    KvError::MaybeCommitted(format!("committing: {error}"))
-                }
-                _ => KvError::Backend(format!("committing: {error}")),
-            };
+            let outcome = commit_error(&error);
             let rolled_back = connection.execute_batch("ROLLBACK").is_ok();
             (rolled_back.then_some(connection), Err(outcome))
         }
+    }
+}
+
+/// What a failed `COMMIT` means for the transaction.
+fn commit_error(error: &rusqlite::Error) -> KvError {
+    match error.sqlite_error_code() {
+        // The commit did not take; SQLite keeps the transaction open.
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => KvError::Conflict,
+        // An I/O error while committing leaves the outcome unknown: the WAL frames
+        // may or may not have reached the disk.
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull) => {
+            KvError::MaybeCommitted(format!("committing: {error}"))
+        }
+        _ => KvError::Backend(format!("committing: {error}")),
     }
 }
 
@@ -436,6 +442,56 @@ impl Drop for SqliteTransaction {
             && connection.execute_batch("ROLLBACK").is_ok()
         {
             self.backend.release(connection);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::ffi;
+
+    use super::*;
+
+    fn sqlite_error(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)
+    }
+
+    /// The mapping alone: an I/O error during COMMIT could not be provoked on a
+    /// real file here (it needs a failing disk or a fault-injecting VFS).
+    #[test]
+    fn commit_errors_say_whether_the_commit_may_have_applied() {
+        for code in [ffi::SQLITE_IOERR_WRITE, ffi::SQLITE_IOERR_FSYNC, ffi::SQLITE_FULL] {
+            let error = commit_error(&sqlite_error(code));
+            assert!(matches!(error, KvError::MaybeCommitted(_)), "{code}: {error}");
+            assert!(!error.is_certainly_not_committed());
+            assert!(error.is_retryable());
+        }
+        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_BUSY_SNAPSHOT, ffi::SQLITE_LOCKED] {
+            let error = commit_error(&sqlite_error(code));
+            assert_eq!(error, KvError::Conflict, "{code}");
+            assert!(error.is_certainly_not_committed());
+        }
+        let error = commit_error(&sqlite_error(ffi::SQLITE_CORRUPT));
+        assert!(matches!(error, KvError::Backend(_)), "{error}");
+        assert!(!error.is_certainly_not_committed());
+    }
+
+    #[test]
+    fn concurrent_first_opens_of_a_fresh_file_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteBackend::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap().unwrap();
         }
     }
 }
