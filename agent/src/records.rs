@@ -423,7 +423,10 @@ mod tests {
         let (codec, round_tripped) = stored_codec(&compressed);
         assert_eq!(codec, Codec::None);
         assert_eq!(round_tripped, chunk_of(&compressed));
-        assert_eq!(parse_batches(&round_tripped).unwrap().len(), compressed.len());
+        assert_eq!(
+            parse_batches(&round_tripped).unwrap().len(),
+            compressed.len()
+        );
 
         // One uncompressed batch among them: the chunk is compressed.
         let mut mixed = compressed.clone();

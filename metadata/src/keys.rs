@@ -5,7 +5,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `("topic_name", name)` | [`TopicNameRecord`](crate::model::TopicNameRecord) (the topic id) |
+//! | `("topic_name", name)` | `TopicNameRecord` (the topic id) |
 //! | `("topic", topic_id)` | [`TopicMeta`](crate::TopicMeta) |
 //! | `("partition", topic_id, partition)` | [`PartitionState`](crate::PartitionState) |
 //! | `("index", topic_id, partition, last_offset)` | [`IndexEntry`](crate::IndexEntry) |
@@ -18,7 +18,7 @@
 //! | `("group", shard, group)` | a group's header (a [`GroupRecord`](crate::GroupRecord) without its members) |
 //! | `("group_member", shard, group, member_id)` | [`GroupMemberRecord`](crate::GroupMemberRecord) |
 //! | `("counter", name)` | 8-byte little-endian counter (unversioned, see below) |
-//! | `("cluster", "id")` | [`ClusterIdRecord`](crate::model::ClusterIdRecord) (the cluster id) |
+//! | `("cluster", "id")` | `ClusterIdRecord` (the cluster id) |
 //!
 //! Every value is a versioned record ([`codec`](crate::codec)) except the
 //! counters: they keep the format of the backend's atomic `ADD`

@@ -254,9 +254,7 @@ impl MetadataStore {
         };
         let id_bytes = txn.get(&keys.topic_name(name)).await?.ok_or_else(unknown)?;
         let id = decode_topic_name(&id_bytes)?;
-        read(txn, &keys.topic(id))
-            .await?
-            .ok_or_else(unknown)
+        read(txn, &keys.topic(id)).await?.ok_or_else(unknown)
     }
 
     /// The topic named `name`.
@@ -969,7 +967,10 @@ mod tests {
     #[tokio::test]
     async fn topic_names_and_the_cluster_id_are_written_versioned() {
         let (store, db) = store();
-        let topic = store.create_topic(NewTopic::new("orders", 2)).await.unwrap();
+        let topic = store
+            .create_topic(NewTopic::new("orders", 2))
+            .await
+            .unwrap();
         let value = raw(&db, store.keys.topic_name("orders")).await.unwrap();
         assert_eq!(value[0], TopicNameRecord::VERSION);
         let record: TopicNameRecord = codec::decode(&value).unwrap();
@@ -986,7 +987,10 @@ mod tests {
     #[tokio::test]
     async fn values_written_before_versioning_are_still_read() {
         let (store, db) = store();
-        let topic = store.create_topic(NewTopic::new("legacy", 1)).await.unwrap();
+        let topic = store
+            .create_topic(NewTopic::new("legacy", 1))
+            .await
+            .unwrap();
         // As builds before versioning wrote them: the raw id, the raw UTF-8 id.
         let name_key = store.keys.topic_name("legacy");
         set_raw(&db, name_key, topic.id.0.as_bytes().to_vec()).await;

@@ -277,12 +277,8 @@ async fn range_reads_conflict_with_inserts_into_the_range(fx: Fixture) {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = db
         .run(|txn, _| {
-            let (attempts, prefix, inserted, outside) = (
-                attempts.clone(),
-                prefix.clone(),
-                key("c"),
-                outside.clone(),
-            );
+            let (attempts, prefix, inserted, outside) =
+                (attempts.clone(), prefix.clone(), key("c"), outside.clone());
             let backend = fx.backend.clone();
             async move {
                 let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;

@@ -51,7 +51,9 @@ impl GatedStore {
         let inside = Inside(self);
         let mut gate = self.gate.clone();
         // The sender lives as long as the test.
-        gate.wait_for(|open| *open).await.expect("gate sender alive");
+        gate.wait_for(|open| *open)
+            .await
+            .expect("gate sender alive");
         inside
     }
 }

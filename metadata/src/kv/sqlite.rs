@@ -3,7 +3,7 @@
 //!
 //! Each transaction holds one connection with an open *deferred* SQLite transaction:
 //! reads run inside it against a consistent WAL snapshot, and writes are buffered in
-//! a [`WriteOverlay`] (so reads see them) and replayed at commit. The first replayed
+//! a `WriteOverlay` (so reads see them) and replayed at commit. The first replayed
 //! write upgrades the SQLite transaction to a writer. SQLite refuses the upgrade with
 //! `SQLITE_BUSY_SNAPSHOT` if another connection — in this process or another —
 //! committed after the snapshot was taken, and with `SQLITE_BUSY` while another
@@ -460,13 +460,24 @@ mod tests {
     /// real file here (it needs a failing disk or a fault-injecting VFS).
     #[test]
     fn commit_errors_say_whether_the_commit_may_have_applied() {
-        for code in [ffi::SQLITE_IOERR_WRITE, ffi::SQLITE_IOERR_FSYNC, ffi::SQLITE_FULL] {
+        for code in [
+            ffi::SQLITE_IOERR_WRITE,
+            ffi::SQLITE_IOERR_FSYNC,
+            ffi::SQLITE_FULL,
+        ] {
             let error = commit_error(&sqlite_error(code));
-            assert!(matches!(error, KvError::MaybeCommitted(_)), "{code}: {error}");
+            assert!(
+                matches!(error, KvError::MaybeCommitted(_)),
+                "{code}: {error}"
+            );
             assert!(!error.is_certainly_not_committed());
             assert!(error.is_retryable());
         }
-        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_BUSY_SNAPSHOT, ffi::SQLITE_LOCKED] {
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_BUSY_SNAPSHOT,
+            ffi::SQLITE_LOCKED,
+        ] {
             let error = commit_error(&sqlite_error(code));
             assert_eq!(error, KvError::Conflict, "{code}");
             assert!(error.is_certainly_not_committed());

@@ -474,11 +474,19 @@ mod tests {
             .await
             .unwrap();
         // The response claims bytes 0..500; only 40 arrive.
-        faulty.inject(Operation::Get, Fault::ShortBody { keep: 40 }, Trigger::Next(1));
+        faulty.inject(
+            Operation::Get,
+            Fault::ShortBody { keep: 40 },
+            Trigger::Next(1),
+        );
         assert_eq!(store.get_range(&path, 0..500).await.unwrap().len(), 40);
         assert_eq!(store.metrics().snapshot().get_bytes, 40);
         // A body that breaks after 30 bytes counts those 30.
-        faulty.inject(Operation::Get, Fault::BodyError { keep: 30 }, Trigger::Next(1));
+        faulty.inject(
+            Operation::Get,
+            Fault::BodyError { keep: 30 },
+            Trigger::Next(1),
+        );
         let _ = store.get(&path).await.unwrap().bytes().await.unwrap_err();
         assert_eq!(store.metrics().snapshot().get_bytes, 70);
         // A body never read counts nothing.
@@ -491,10 +499,8 @@ mod tests {
     async fn local_files_count_their_range() {
         let dir = tempfile::tempdir().unwrap();
         let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-        let store = InstrumentedObjectStore::new(
-            Arc::new(local),
-            Arc::new(ObjectStoreMetrics::default()),
-        );
+        let store =
+            InstrumentedObjectStore::new(Arc::new(local), Arc::new(ObjectStoreMetrics::default()));
         let path = Path::from("f");
         store
             .put(&path, PutPayload::from(vec![1u8; 300]))

@@ -494,7 +494,10 @@ mod tests {
             head.contains("credential=profilekey/") && head.contains("/eu-test-1/s3/aws4_request"),
             "{head}"
         );
-        assert!(head.contains("x-amz-security-token: profiletoken"), "{head}");
+        assert!(
+            head.contains("x-amz-security-token: profiletoken"),
+            "{head}"
+        );
     }
 
     #[cfg(feature = "s3")]

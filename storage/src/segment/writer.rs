@@ -391,7 +391,9 @@ mod tests {
         writer
             .add_chunk_with_hint(meta(1, 0, 9), compressible.clone(), ChunkHint::Unknown)
             .unwrap();
-        writer.add_chunk(meta(2, 0, 9), compressible.clone()).unwrap();
+        writer
+            .add_chunk(meta(2, 0, 9), compressible.clone())
+            .unwrap();
         let segment = writer.finish().unwrap();
         let codecs: Vec<Codec> = segment.footer.entries().iter().map(|e| e.codec).collect();
         assert_eq!(codecs, [Codec::None, Codec::Zstd, Codec::Zstd]);
@@ -420,7 +422,10 @@ mod tests {
 
     #[test]
     fn default_options_use_the_default_level() {
-        assert_eq!(WriterOptions::default(), WriterOptions::zstd(DEFAULT_ZSTD_LEVEL));
+        assert_eq!(
+            WriterOptions::default(),
+            WriterOptions::zstd(DEFAULT_ZSTD_LEVEL)
+        );
         assert!(zstd::compression_level_range().contains(&DEFAULT_ZSTD_LEVEL));
     }
 

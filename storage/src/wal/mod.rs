@@ -283,7 +283,9 @@ pub(crate) enum Request {
     },
     /// Makes the next group commit fail as an I/O error at `at` would.
     #[cfg(test)]
-    FailNext { at: FailPoint },
+    FailNext {
+        at: FailPoint,
+    },
 }
 
 /// Where an injected failure hits a group commit (tests).
