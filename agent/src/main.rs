@@ -95,6 +95,19 @@ struct AgentArgs {
     /// How often accepted batches are flushed into a segment object.
     #[arg(long, env = "FJORD_FLUSH_INTERVAL_MS", default_value_t = 100)]
     flush_interval_ms: u64,
+    /// Flush as soon as this many bytes of records are pending, before the
+    /// interval ends (larger: fewer PUTs per GiB at high load).
+    #[arg(long, env = "FJORD_FLUSH_BYTES", default_value_t = LogSettings::default().flush_bytes)]
+    flush_bytes: usize,
+    /// The zstd level of segment chunks (1 is fast; higher levels cost CPU on
+    /// every flush for little gain on typical records).
+    #[arg(long, env = "FJORD_SEGMENT_ZSTD_LEVEL", default_value_t = LogSettings::default().compression_level)]
+    segment_zstd_level: i32,
+    /// A read that misses the caches fetches the whole segment object with one
+    /// GET when it is at most this large, and caches its other partitions' chunks
+    /// on disk (0: read only the chunk asked for).
+    #[arg(long, env = "FJORD_WHOLE_OBJECT_READ_BYTES", default_value_t = LogSettings::default().whole_object_read_bytes)]
+    whole_object_read_bytes: u64,
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
     num_partitions: i32,
@@ -395,6 +408,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         agent.node_id,
         LogSettings {
             flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
+            flush_bytes: args.flush_bytes.max(1),
+            compression_level: args.segment_zstd_level,
+            whole_object_read_bytes: args.whole_object_read_bytes,
             ..LogSettings::default()
         },
         Some((wal, next_sequence)),

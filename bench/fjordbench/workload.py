@@ -92,24 +92,22 @@ class Log:
             print(f"[{time.monotonic() - self.started:7.1f}s] {message}", flush=True)
 
 
-def _split_partitions(partitions, agents, clients):
-    """Which agent and partitions each client gets.
-
-    Agents lead disjoint partition sets (partition p on agent p % agents) and each
-    client talks only to its agent: every agent's Metadata names itself the
-    leader of every partition until leadership is balanced over agents, so this
-    static split stands in for that balancing. Returns [(agent, [partitions])],
-    leaving out clients that got no partition.
+def _split_partitions(partitions, clients):
+    """The partitions each client gets: round-robin, so every client has a share
+    (clients left without a partition are left out). Clients bootstrap from every
+    agent and follow the leaders Metadata names, so with several agents each
+    client talks to whichever agents lead its partitions.
     """
     out = []
-    for agent in range(agents):
-        owned = [p for p in range(partitions) if p % agents == agent]
-        mine = [c for c in range(clients) if c % agents == agent]
-        for position, client in enumerate(mine):
-            share = owned[position :: len(mine)]
-            if share:
-                out.append((agent, share))
+    for client in range(clients):
+        share = list(range(client, partitions, clients))
+        if share:
+            out.append(share)
     return out
+
+
+def _bootstrap(cluster):
+    return ",".join(agent.address for agent in cluster.agents)
 
 
 def _create_topics(bootstrap, names, partitions):
@@ -223,8 +221,7 @@ def run_configuration(config, binary, log, keep_dirs=False):
     result = {"config": config, "phases": {}, "notes": []}
     try:
         cluster.start()
-        bootstrap = cluster.agents[0].address
-        _create_topics(bootstrap, ["saturation", "fixed"], config["partitions"])
+        _create_topics(_bootstrap(cluster), ["saturation", "fixed"], config["partitions"])
         if config["partitions"] < config["agents"]:
             result["notes"].append(
                 f"{config['partitions']} partition(s) over {config['agents']} agents: "
@@ -277,16 +274,16 @@ def _describe(config):
 
 def _consumer_specs(config, topic, measure_e2e):
     specs = []
-    for index, (agent, partitions) in enumerate(_split_partitions(config["partitions"], config["agents"], config["consumers"])):
-        specs.append(({"index": index, "topic": topic, "partitions": partitions, "measure_e2e": measure_e2e}, agent))
+    for index, partitions in enumerate(_split_partitions(config["partitions"], config["consumers"])):
+        specs.append({"index": index, "topic": topic, "partitions": partitions, "measure_e2e": measure_e2e})
     return specs
 
 
 def _start_consumers(context, cluster, specs, deadline_s):
     results = context.Queue()
     processes, controls = [], []
-    for spec, agent in specs:
-        spec = dict(spec, bootstrap=cluster.agents[agent].address)
+    for spec in specs:
+        spec = dict(spec, bootstrap=_bootstrap(cluster))
         control = {"ready": context.Event(), "expected": context.Queue(), "deadline_s": deadline_s}
         process = context.Process(target=workers.consumer_main, args=(spec, control, results), daemon=True)
         process.start()
@@ -309,7 +306,7 @@ def _expected_for(partitions, producer_results):
 
 
 def _produce_phase(context, cluster, config, topic, rate, consumers, log):
-    placement = _split_partitions(config["partitions"], config["agents"], config["producers"])
+    placement = _split_partitions(config["partitions"], config["producers"])
     duration = config["saturation_s"] if topic == "saturation" else config["fixed_s"]
     messages = config["messages"]
     warmup = config["warmup_s"] if not messages else 0.0
@@ -327,10 +324,10 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
         )
     results = context.Queue()
     processes, controls = [], []
-    for index, (agent, partitions) in enumerate(placement):
+    for index, partitions in enumerate(placement):
         spec = {
             "index": index,
-            "bootstrap": cluster.agents[agent].address,
+            "bootstrap": _bootstrap(cluster),
             "topic": topic,
             "partitions": partitions,
             "message_size": config["message_size"],
