@@ -70,7 +70,7 @@ def producer_main(spec, control, results):
     """Produces records as ``spec`` says and puts one result dict on ``results``.
 
     spec keys: index, bootstrap, topic, partitions (list), message_size, payload,
-    acks, idempotence, compression, linger_ms, batch_size, rate (records/s or
+    acks, idempotence, compression, linger_ms, batch_size, message_max_bytes, rate (records/s or
     None for as fast as possible), messages (or None), duration_s (or None).
 
     control: ``ready`` (set once connected), ``start`` (a queue the driver puts
@@ -101,6 +101,7 @@ def _produce(spec, control):
         "compression.type": spec["compression"],
         "linger.ms": spec["linger_ms"],
         "batch.size": spec["batch_size"],
+        "message.max.bytes": spec["message_max_bytes"],
         "client.id": f"fjord-bench-producer-{index}",
         # Fail loudly rather than retry forever if the agent is gone.
         "delivery.timeout.ms": 120_000,

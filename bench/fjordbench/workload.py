@@ -45,12 +45,21 @@ DEFAULTS = {
     "compression": "none",
     "linger_ms": 5,
     "batch_size": 1_000_000,
+    # librdkafka's message.max.bytes: the largest produce *request*. With
+    # idempotence at most 5 requests are in flight per connection, so this bounds
+    # a producer's bytes in flight (5 MB at the default) and its throughput to
+    # that over the acknowledgement latency (one flush cycle).
+    "message_max_bytes": 1_000_000,
     "producers": 1,
     "consumers": 1,
     "agents": 1,
     "bucket": "dir",
     "latency_profile": "none",
     "flush_interval_ms": 100,
+    # Hedged object-store requests (the agent's --hedge-put-after-ms and
+    # --hedge-get-after-ms; 0 = off).
+    "hedge_put_after_ms": 0,
+    "hedge_get_after_ms": 0,
     "saturation_s": 30.0,
     "fixed_s": 30.0,
     "warmup_s": 5.0,
@@ -255,6 +264,11 @@ def run_configuration(config, binary, log, keep_dirs=False):
         result["agent_log_tails"] = [agent.log_tail() for agent in cluster.agents if agent.process is not None]
         log(f"!! {config['name']} failed: {result['error']}")
     finally:
+        # A failed phase may leave its client processes running: stop them
+        # before the next configuration starts.
+        for child in multiprocessing.active_children():
+            child.terminate()
+            child.join(10)
         cluster.stop()
         result["agent_lifetimes"] = [agent.exit_rusage for agent in cluster.agents]
         if not keep_dirs:
@@ -337,6 +351,7 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
             "compression": config["compression"],
             "linger_ms": config["linger_ms"],
             "batch_size": config["batch_size"],
+            "message_max_bytes": config["message_max_bytes"],
             "rate": per_producer_rate,
             "messages": messages,
             "duration_s": None if messages else duration,
@@ -361,7 +376,7 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
     consumer_results = []
     if consumer_state is not None:
         c_results, c_processes, c_controls = consumer_state
-        for control, (spec, _) in zip(c_controls, _consumer_specs(config, topic, True)):
+        for control, spec in zip(c_controls, _consumer_specs(config, topic, True)):
             control["expected"].put((_expected_for(spec["partitions"], producer_results), window))
         consumer_results = _collect(c_results, c_processes, len(c_processes), 900, "consumer")
         after = sampler.take()
@@ -464,7 +479,7 @@ def _catchup_phase(context, cluster, config, saturation, log):
         context, cluster, specs, deadline_s=config["idle_timeout_s"]
     )
     before = sampler.take()
-    for control, (spec, _) in zip(c_controls, specs):
+    for control, spec in zip(c_controls, specs):
         control["expected"].put((_expected_for(spec["partitions"], producer_counts), (0, 0)))
     consumer_results = _collect(c_results, c_processes, len(c_processes), 1800, "consumer")
     after = sampler.take()

@@ -376,7 +376,8 @@ async fn the_disk_cache_serves_repeat_reads_across_restarts() {
 
 /// Decodes the batches of `partition`'s chunk from raw chunk bytes.
 fn batches_of(fixture: &Fixture, partition: i32, raw: Bytes) -> Bytes {
-    fjord_storage::decode_chunk_with_entry(&fixture.entry(partition), raw).unwrap()
+    fjord_storage::decode_chunk_with_entry(&fixture.entry(partition), raw)
+        .expect("the chunk decodes")
 }
 
 #[tokio::test]
