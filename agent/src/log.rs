@@ -201,6 +201,9 @@ impl std::fmt::Debug for Appended {
 }
 
 struct Pending {
+    /// The batch as received: its `baseOffset` and `partitionLeaderEpoch` are
+    /// written (`base_offset`, the writer's epoch) when it is copied into the
+    /// WAL and the segment ([`records::put_assigned`]).
     batch: Bytes,
     base_offset: i64,
     last_offset: i64,
@@ -258,13 +261,27 @@ pub struct ReadResult {
 /// ```text
 /// topic id: 16 bytes | partition: i32 BE | batches (offsets assigned)
 /// ```
-fn wal_payload(partition: TopicPartition, batches: &[&Bytes]) -> Bytes {
-    let len = 20 + batches.iter().map(|b| b.len()).sum::<usize>();
+/// `parts` as one buffer: the part itself when there is one (no copy).
+fn concat(mut parts: Vec<Bytes>) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+    for part in parts {
+        out.extend_from_slice(&part);
+    }
+    out.freeze()
+}
+
+/// One WAL record: the partition, then its batches with their assigned offsets
+/// (`(batch as received, base offset)`) and `epoch`.
+fn wal_payload(partition: TopicPartition, batches: &[(Bytes, i64)], epoch: i32) -> Bytes {
+    let len = 20 + batches.iter().map(|(b, _)| b.len()).sum::<usize>();
     let mut out = BytesMut::with_capacity(len);
     out.put_slice(partition.topic_id.0.as_bytes());
     out.put_i32(partition.partition);
-    for batch in batches {
-        out.put_slice(batch);
+    for (batch, base_offset) in batches {
+        records::put_assigned(&mut out, batch, *base_offset, epoch);
     }
     out.freeze()
 }
@@ -613,12 +630,11 @@ impl PartitionLogs {
             for (index, batch) in batches.into_iter().enumerate() {
                 let offset = writer.next_offset;
                 let last_offset = offset + i64::from(batch.last_offset_delta);
-                let bytes = records::assign_offset(&batch.bytes, offset, writer.epoch);
-                *pending_bytes += bytes.len();
-                stored.push(bytes.clone());
+                *pending_bytes += batch.bytes.len();
+                stored.push((batch.bytes.clone(), offset));
                 let last = index + 1 == count;
                 writer.pending.push(Pending {
-                    batch: bytes,
+                    batch: batch.bytes,
                     base_offset: offset,
                     last_offset,
                     record_count: u32::try_from(batch.record_count).unwrap_or(0),
@@ -636,7 +652,7 @@ impl PartitionLogs {
             let payload = self
                 .wal
                 .as_ref()
-                .map(|_| wal_payload(partition, &stored.iter().collect::<Vec<_>>()));
+                .map(|_| wal_payload(partition, &stored, writer.epoch));
             (base_offset, payload)
         };
         let ticket: Option<Result<AppendTicket, _>> = match (&self.wal, payload) {
@@ -758,11 +774,10 @@ impl PartitionLogs {
                     }
                 };
                 writer.producers.apply(&decision);
-                let bytes = records::assign_offset(&batch.bytes, batch.base_offset, writer.epoch);
-                *pending_bytes += bytes.len();
+                *pending_bytes += batch.bytes.len();
                 let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
                 writer.pending.push(Pending {
-                    batch: bytes,
+                    batch: batch.bytes,
                     base_offset: batch.base_offset,
                     last_offset,
                     record_count: u32::try_from(batch.record_count).unwrap_or(0),
@@ -886,14 +901,14 @@ impl PartitionLogs {
             .map_err(|e| LogError::Storage(e.to_string()))?;
         let mut producers = Vec::new();
         let mut tail = Vec::with_capacity(taken.len());
-        for (partition, _, pending) in taken {
+        for (partition, epoch, pending) in taken {
             let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
                 continue;
             };
-            let mut batches = BytesMut::new();
+            let mut batches = BytesMut::with_capacity(pending.iter().map(|p| p.batch.len()).sum());
             let mut latest: HashMap<i64, &ProducerState> = HashMap::new();
             for entry in pending {
-                batches.extend_from_slice(&entry.batch);
+                records::put_assigned(&mut batches, &entry.batch, entry.base_offset, *epoch);
                 if let Some((producer_id, state)) = &entry.producer {
                     latest.insert(*producer_id, state);
                 }
@@ -1113,20 +1128,20 @@ impl PartitionLogs {
                 high_watermark: state.high_watermark,
             });
         }
-        let mut out = BytesMut::new();
+        let mut parts = Vec::new();
+        let mut len = 0;
         for entry in lookup.entries {
-            if entry.base_offset >= state.high_watermark
-                || (!out.is_empty() && out.len() >= max_bytes)
-            {
+            if entry.base_offset >= state.high_watermark || (len > 0 && len >= max_bytes) {
                 break;
             }
-            let batches = self.read_chunk(&entry).await?;
-            out.extend_from_slice(&records::skip_before(batches, offset));
+            let batches = records::skip_before(self.read_chunk(&entry).await?, offset);
+            len += batches.len();
+            parts.push(batches);
         }
         Ok(ReadResult {
             high_watermark: state.high_watermark,
             log_start_offset: state.log_start_offset,
-            records: out.freeze(),
+            records: concat(parts),
         })
     }
 
@@ -1162,11 +1177,16 @@ impl PartitionLogs {
             else {
                 return Ok(None);
             };
-            let mut out = BytesMut::with_capacity(usize::try_from(hit.len_bytes()).unwrap_or(0));
-            for batches in hit.batches {
-                out.extend_from_slice(&batches);
+            match hit.batches.split_first() {
+                // Only the first chunk can start before `offset`.
+                Some((first, rest)) => {
+                    let mut parts = Vec::with_capacity(hit.batches.len());
+                    parts.push(records::skip_before(first.clone(), offset));
+                    parts.extend(rest.iter().cloned());
+                    concat(parts)
+                }
+                None => Bytes::new(),
             }
-            records::skip_before(out.freeze(), offset)
         };
         Ok(Some(ReadResult {
             high_watermark,
