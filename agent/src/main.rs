@@ -462,7 +462,6 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
             max_request_bytes: args.socket_request_max_bytes,
-            ..BrokerSettings::default()
         },
     });
     let shutdown = CancellationToken::new();

@@ -296,8 +296,9 @@ fn kcat_reads_per_record_headers_and_producer_timestamps() {
             .unwrap();
         assert!(output.status.success());
         let text = String::from_utf8(output.stdout).unwrap();
-        let mut by_partition: BTreeMap<i32, Vec<(i64, i64, String, String, String)>> =
-            BTreeMap::new();
+        // partition → (offset, timestamp, key, value, headers)
+        type Consumed = Vec<(i64, i64, String, String, String)>;
+        let mut by_partition: BTreeMap<i32, Consumed> = BTreeMap::new();
         for line in text.lines() {
             let f: Vec<&str> = line.splitn(6, '\t').collect();
             assert_eq!(f.len(), 6, "{line:?}");
