@@ -117,6 +117,18 @@ struct AgentArgs {
     /// Bytes the write-ahead log may hold before produces wait (backpressure).
     #[arg(long, env = "FJORD_WAL_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     wal_max_bytes: u64,
+    /// Bytes accepted and not yet taken by a flush before appends wait
+    /// (backpressure; a flush starts at once when the limit is reached).
+    #[arg(long, env = "FJORD_MAX_UNFLUSHED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_unflushed_bytes: usize,
+    /// The largest request frame accepted (socket.request.max.bytes); a larger
+    /// one closes the connection.
+    #[arg(
+        long,
+        env = "FJORD_SOCKET_REQUEST_MAX_BYTES",
+        default_value_t = 104_857_600
+    )]
+    socket_request_max_bytes: usize,
     /// Directory of the read cache of object ranges (default: <data-dir>/cache).
     #[arg(long, env = "FJORD_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -433,6 +445,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             flush_bytes: args.flush_bytes.max(1),
             compression_level: args.segment_zstd_level,
             whole_object_read_bytes: args.whole_object_read_bytes,
+            max_pending_bytes: args.max_unflushed_bytes.max(1),
             ..LogSettings::default()
         },
         Some((wal, next_sequence)),
@@ -486,7 +499,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         settings: BrokerSettings {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
-            ..BrokerSettings::default()
+            max_request_bytes: args.socket_request_max_bytes,
         },
     });
     let shutdown = CancellationToken::new();

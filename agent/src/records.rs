@@ -122,7 +122,11 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
         }
         let last_offset_delta = read_i32(bytes, 23);
         let record_count = read_i32(bytes, 57);
-        if last_offset_delta < 0 || record_count < 1 || record_count > last_offset_delta + 1 {
+        // In i64: a delta of i32::MAX must not overflow (a panic on bad input).
+        if last_offset_delta < 0
+            || record_count < 1
+            || i64::from(record_count) > i64::from(last_offset_delta) + 1
+        {
             return Err(BatchError::Corrupt(format!(
                 "{record_count} records over offset delta {last_offset_delta}"
             )));

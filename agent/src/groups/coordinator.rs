@@ -8,11 +8,15 @@
 //! write; when one fails as fenced, the shard is marked lost, its actors stop,
 //! and requests for it are answered `NOT_COORDINATOR` until it is taken again.
 //!
-//! Placement policy (today): an agent takes every shard it is asked about, the
-//! way it takes a partition it is asked to write. With one agent per cluster that
-//! makes it the coordinator of every group; spreading shards over many live
-//! agents is the job of the agent-membership work, which replaces
-//! `GroupCoordinator::shard_at`'s claim with a lookup of the shard's leader.
+//! Placement: shards are spread over the live agents by the same bounded-load
+//! rendezvous placement as partitions ([`crate::cluster::ClusterView::shard_owner`]).
+//! An agent serves a shard only while its view of the cluster places the shard
+//! on it: a request for a group whose shard lives elsewhere is answered
+//! `NOT_COORDINATOR` (and `FindCoordinator` names the owner), and a shard is
+//! taken, with a new epoch, on the first request after it moved here. With one
+//! agent (or no cluster view, as in unit tests) that agent coordinates every
+//! group. A shard that moved away is fenced by the new owner's epoch: the old
+//! owner's next write fails, and it marks the shard lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
