@@ -467,8 +467,8 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         },
     });
     // Shutdown runs in stages, each with its token (see `docs/operations.md`):
-    // stop accepting and hand everything off, leave, close the connections,
-    // stop the flusher.
+    // stop accepting connections and reading requests and hand everything off,
+    // leave, close the connections, stop the flusher.
     let stop_accepting = CancellationToken::new();
     let close_connections = CancellationToken::new();
     let stop_flusher = CancellationToken::new();
@@ -543,9 +543,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         _ = wait_for_signal() => {}
         _ = registration_lost.cancelled() => {}
     }
-    // 1. No new connections; every partition drained (new produces refused
-    //    with NOT_LEADER_OR_FOLLOWER, what was accepted committed and
-    //    answered) and released, every coordinator shard released.
+    // 1. No new connections, no new requests read on the open ones; every
+    //    partition drained (what was accepted committed and answered) and
+    //    released, every coordinator shard released.
     tracing::info!(
         node_id = agent.node_id,
         "shutting down: handing partitions off"
@@ -569,8 +569,14 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     {
         tracing::warn!(%error, "deregistering the agent failed; the others take over after the lease");
     }
-    // 3. Connections send what they have in flight, then close; clients
-    //    reconnect to the agents `Metadata` named.
+    // 3. Once the others have had a balance tick to take the partitions over,
+    //    the connections close; clients retry their unanswered requests (none
+    //    was accepted) at the new leaders.
+    if !registration_lost.is_cancelled() {
+        let others_notice = Duration::from_millis(args.balance_interval_ms.saturating_mul(2))
+            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        tokio::time::sleep(others_notice).await;
+    }
     close_connections.cancel();
     kafka.await.context("kafka listener task")?;
     // 4. The flusher commits anything still accepted (nothing, after a

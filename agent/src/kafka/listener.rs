@@ -52,12 +52,15 @@ pub(crate) enum Close {
 /// are told to close; then they are dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Accepts Kafka connections until `stop_accepting` is cancelled, then closes
-/// the listening socket (new connections are refused) and keeps serving the
-/// open ones until `close` is cancelled. Then each connection stops reading
-/// requests, sends the responses of those it already read (produces included:
-/// they resolve once committed or refused), and closes; this returns once all
-/// have closed, or after a grace period.
+/// Accepts Kafka connections until `stop_accepting` is cancelled. Then the
+/// listening socket closes (new connections are refused) and every open
+/// connection stops reading requests: it finishes the one it is handling and
+/// sends the responses of those it read (produces resolve once committed or
+/// refused), and keeps the rest unread until `close` is cancelled, when it
+/// closes. A client then sees its unanswered requests fail with the connection
+/// and retries them elsewhere — none of them was accepted, so a retry is never
+/// a duplicate. Returns once every connection has closed, or after a grace
+/// period.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
@@ -86,11 +89,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
+        let stop_reading = stop_accepting.clone();
         let close = close.clone();
         tokio::spawn(async move {
             let connection = CLIENT_HOST.scope(
                 format!("/{}", peer.ip()),
-                serve_connection_until(stream, broker, close),
+                serve_connection_until(stream, broker, stop_reading, close),
             );
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection closed");
@@ -134,15 +138,17 @@ pub async fn serve_connection<S>(stream: S, broker: Arc<Broker>) -> Result<(), s
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    serve_connection_until(stream, broker, CancellationToken::new()).await
+    let never = CancellationToken::new();
+    serve_connection_until(stream, broker, never.clone(), never).await
 }
 
-/// As [`serve_connection`], until `closing` is cancelled: then no further
-/// request is read, the responses of those read are sent (a request being
-/// handled is finished first), and the connection is closed.
+/// As [`serve_connection`], until `stop_reading` is cancelled: then no further
+/// request is read, the one being handled is finished and the responses of
+/// those read are sent; the connection closes once `closing` is cancelled.
 pub async fn serve_connection_until<S>(
     stream: S,
     broker: Arc<Broker>,
+    stop_reading: CancellationToken,
     closing: CancellationToken,
 ) -> Result<(), std::io::Error>
 where
@@ -165,7 +171,11 @@ where
                     return Ok(());
                 }
             },
-            _ = closing.cancelled() => break,
+            _ = stop_reading.cancelled() => {
+                drain(&mut in_flight, &mut sink).await?;
+                closing.cancelled().await;
+                break;
+            }
             frame = frames.next(), if in_flight.len() < MAX_IN_FLIGHT_PRODUCES => {
                 let Some(frame) = frame else { break };
                 let decoded = match decode(frame?.freeze()) {
