@@ -518,6 +518,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         let interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
         async move {
             let mut ticker = tokio::time::interval(interval);
+            // After a stall, one beat and then the usual pace, not a burst: the
+            // balancer judges others only once its own beats have moved
+            // (`cluster::OWN_BEATS_TO_JUDGE`), which then takes real time.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,

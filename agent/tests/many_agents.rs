@@ -745,3 +745,49 @@ fn an_old_leaders_pending_produces_get_a_retriable_error_when_it_loses_the_parti
             .all(|e| e.leader_epoch != old_epoch || e.last_offset < hwm)
     );
 }
+
+#[test]
+fn a_stall_of_every_agent_longer_than_the_lease_moves_nothing() {
+    // A host (or VM) stall: every agent stops at once for twice the lease.
+    // Each comes back to counters that have not moved for longer than the
+    // lease, but neither has its own: nobody may conclude the others died.
+    let mut cluster = Cluster::new(3, Bucket::Directory, &[]);
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    let meta = cluster.meta();
+    let nodes = nodes_of(&cluster, &[0, 1, 2]);
+    create_topic(&cluster.address(0), "stall", 12);
+    let (topic, _) = meta.wait_spread("stall", &nodes, 4, MUST_HAPPEN);
+    let before = wait_placed(&meta, &topic, &nodes);
+    for round in 0..3 {
+        for i in 0..3 {
+            cluster.signal(i, "-STOP");
+        }
+        std::thread::sleep(Duration::from_secs(4));
+        for i in 0..3 {
+            cluster.signal(i, "-CONT");
+        }
+        // Time for any wrong conclusion to act: beats resume, balancers tick.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            meta.leaders(&topic),
+            before,
+            "round {round}: leadership moved after a stall of every agent"
+        );
+    }
+    // And they still serve.
+    for (p, (leader, _)) in &before {
+        let leader = cluster.index_of(leader.unwrap());
+        assert_eq!(
+            produce_once(
+                &cluster.address(leader),
+                "stall",
+                *p,
+                &[format!("after-{p}")]
+            )
+            .0,
+            NONE
+        );
+    }
+}
