@@ -413,6 +413,11 @@ impl PartitionLogs {
         self.lock().partitions.get(&partition).map(|w| w.epoch)
     }
 
+    /// The partitions this agent leads (or is handing off).
+    pub fn led_partitions(&self) -> Vec<TopicPartition> {
+        self.lock().partitions.keys().copied().collect()
+    }
+
     /// Takes leadership of `partition` (the balancer found it should).
     pub async fn take_over(&self, partition: TopicPartition) -> Result<(), LogError> {
         self.ensure_leader(partition).await
@@ -746,6 +751,13 @@ impl PartitionLogs {
             match self.ensure_leader(partition).await {
                 Ok(()) => {}
                 Err(LogError::UnknownPartition(_)) => continue,
+                // Another live agent leads it (it took over while this one was
+                // down): what the WAL holds was never committed, so it is not
+                // part of the log (acks=1 records lost, as with Kafka).
+                Err(LogError::NotLeader(_)) => {
+                    tracing::warn!(%partition, batches = batches.len(), "another agent leads the partition; dropping its WAL records");
+                    continue;
+                }
                 Err(error) => return Err(error),
             }
             batches.sort_by_key(|b| b.base_offset);
@@ -1161,7 +1173,12 @@ impl PartitionLogs {
                 None => return Ok(None),
             }
         };
-        if offset < log_start_offset || offset > high_watermark {
+        if offset > high_watermark {
+            // Past what this leader committed: if another agent took the
+            // partition over (this one was paused), metadata knows more.
+            return Ok(None);
+        }
+        if offset < log_start_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start: log_start_offset,

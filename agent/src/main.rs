@@ -146,6 +146,10 @@ struct AgentArgs {
     /// How often each agent checks partition placement and moves leadership.
     #[arg(long, env = "FJORD_BALANCE_INTERVAL_MS", default_value_t = 250)]
     balance_interval_ms: u64,
+    /// On SIGTERM, how long the agent waits for what its partitions accepted to
+    /// commit before it gives them up (they are handed off as each finishes).
+    #[arg(long, env = "FJORD_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
+    shutdown_timeout_ms: u64,
     /// How long a new consumer group's first rebalance waits for more members
     /// (group.initial.rebalance.delay.ms).
     #[arg(
@@ -367,6 +371,11 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         "agent registered"
     );
 
+    // Every registered agent counts as live until its heartbeat says otherwise
+    // (as the balancer judges them), so nothing this agent does before its
+    // first balancing — WAL recovery, early requests — takes a partition from
+    // a live agent.
+    let registered = store.list_agents().await.context("listing the agents")?;
     let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
     let storage_url = args
         .storage_url
@@ -460,6 +469,12 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the read cache in {}", cache_dir.display()))?;
         logs = logs.with_disk_cache(Arc::new(disk));
     }
+    cluster.set_live(
+        registered
+            .iter()
+            .filter_map(fjord_agent::cluster::LiveAgent::from_record)
+            .collect(),
+    );
     let logs = Arc::new(logs.with_cluster(cluster.clone()));
     let replayed = logs
         .recover(recovery.records)
@@ -502,37 +517,46 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             max_request_bytes: args.socket_request_max_bytes,
         },
     });
-    let shutdown = CancellationToken::new();
-    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    // Shutdown runs in stages, each with its token (see `docs/operations.md`):
+    // stop accepting connections and reading requests and hand everything off,
+    // leave, close the connections, stop the flusher.
+    let stop_accepting = CancellationToken::new();
+    let close_connections = CancellationToken::new();
+    let stop_flusher = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(stop_flusher.clone()));
     tracing::info!(listen = %bound, "kafka listener ready");
     let kafka = tokio::spawn(fjord_agent::kafka::serve(
         listener,
-        broker,
-        shutdown.clone(),
+        broker.clone(),
+        stop_accepting.clone(),
+        close_connections.clone(),
     ));
     let balancer = tokio::spawn(fjord_agent::cluster::run_balancer(
         store.clone(),
         logs.clone(),
+        broker.groups.clone(),
         cluster.clone(),
         fjord_agent::cluster::ClusterSettings {
             lease_timeout: Duration::from_millis(args.lease_timeout_ms.max(10)),
             balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
+            hand_off_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         },
-        shutdown.clone(),
+        stop_accepting.clone(),
     ));
-    // The heartbeat outlives the final flush, so no other agent takes a
-    // partition over while this one is still committing it.
+    drop(broker);
+    // The heartbeat outlives the hand-off, so no other agent takes a partition
+    // over (by the lease) while this one is still committing it.
     let stop_heartbeat = CancellationToken::new();
     let registration_lost = CancellationToken::new();
     let stats = args.stats_file.clone().map(|path| {
         let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop_flusher.clone();
         let interval = Duration::from_millis(args.stats_interval_ms.max(10));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = ticker.tick() => write_stats(&path, agent.node_id, &metrics).await,
                 }
             }
@@ -545,6 +569,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         let interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
         async move {
             let mut ticker = tokio::time::interval(interval);
+            // After a stall, one beat and then the usual pace, not a burst: the
+            // balancer judges others only once its own beats have moved
+            // (`cluster::OWN_BEATS_TO_JUDGE`), which then takes real time.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -570,11 +598,45 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         _ = wait_for_signal() => {}
         _ = registration_lost.cancelled() => {}
     }
-    tracing::info!(node_id = agent.node_id, "shutting down");
-    shutdown.cancel();
-    balancer.await.context("balancer task")?;
+    // 1. No new connections, no new requests read on the open ones; every
+    //    partition drained (what was accepted committed and answered) and
+    //    released, every coordinator shard released.
+    tracing::info!(
+        node_id = agent.node_id,
+        "shutting down: handing partitions off"
+    );
+    stop_accepting.cancel();
+    let handed_off = balancer.await.context("balancer task")?;
+    tracing::info!(
+        node_id = agent.node_id,
+        partitions = handed_off.partitions,
+        partitions_left = handed_off.partitions_left,
+        shards = handed_off.shards,
+        took_ms = u64::try_from(handed_off.took.as_millis()).unwrap_or(u64::MAX),
+        "handed off"
+    );
+    // 2. Leave: the others see the registration gone at their next balance
+    //    tick and take the released partitions at once (no lease to wait).
+    stop_heartbeat.cancel();
+    heartbeat.await.context("heartbeat task")?;
+    if !registration_lost.is_cancelled()
+        && let Err(error) = store.deregister_agent(agent.node_id).await
+    {
+        tracing::warn!(%error, "deregistering the agent failed; the others take over after the lease");
+    }
+    // 3. Once the others have had a balance tick to take the partitions over,
+    //    the connections close; clients retry their unanswered requests (none
+    //    was accepted) at the new leaders.
+    if !registration_lost.is_cancelled() {
+        let others_notice = Duration::from_millis(args.balance_interval_ms.saturating_mul(2))
+            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        tokio::time::sleep(others_notice).await;
+    }
+    close_connections.cancel();
     kafka.await.context("kafka listener task")?;
-    // The flusher commits what was accepted before it stops.
+    // 4. The flusher commits anything still accepted (nothing, after a
+    //    complete hand-off) before it stops.
+    stop_flusher.cancel();
     flusher.await.context("flusher task")?;
     if let Some(stats) = stats {
         stats.await.context("stats task")?;
@@ -582,15 +644,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.stats_file {
         write_stats(path, agent.node_id, &metrics).await;
     }
-    stop_heartbeat.cancel();
-    heartbeat.await.context("heartbeat task")?;
     if registration_lost.is_cancelled() {
         anyhow::bail!("this agent was judged dead by the others and must be restarted");
     }
-    store
-        .deregister_agent(agent.node_id)
-        .await
-        .context("deregistering the agent")?;
     drop(store);
     // FoundationDB's network thread must stop before the process exits.
     #[cfg(feature = "fdb")]
