@@ -68,6 +68,44 @@ pub struct CachedReader {
     store: Arc<dyn ObjectStore>,
     disk: Option<Arc<DiskRangeCache>>,
     flights: SingleFlight<(String, u64, u64), SharedGet>,
+    /// Whole segment objects fetched last, so the reads of their other chunks
+    /// that usually follow come from memory rather than the disk cache.
+    recent: std::sync::Mutex<RecentObjects>,
+}
+
+/// The most recently fetched whole objects, oldest dropped first, at most
+/// [`RECENT_OBJECT_BYTES`] in all.
+#[derive(Debug, Default)]
+struct RecentObjects {
+    objects: std::collections::VecDeque<(String, Bytes)>,
+    bytes: usize,
+}
+
+/// Memory kept for recently fetched whole objects.
+const RECENT_OBJECT_BYTES: usize = 64 * 1024 * 1024;
+
+impl RecentObjects {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.objects
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&mut self, key: &str, object: Bytes) {
+        if object.len() > RECENT_OBJECT_BYTES || self.get(key).is_some() {
+            return;
+        }
+        self.bytes += object.len();
+        self.objects.push_back((key.to_owned(), object));
+        while self.bytes > RECENT_OBJECT_BYTES {
+            match self.objects.pop_front() {
+                Some((_, dropped)) => self.bytes -= dropped.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 impl fmt::Debug for CachedReader {
@@ -87,6 +125,7 @@ impl CachedReader {
             store,
             disk,
             flights: SingleFlight::new(),
+            recent: std::sync::Mutex::default(),
         }
     }
 
@@ -142,9 +181,10 @@ impl CachedReader {
     /// Bytes `range` of the segment object `key`, which is `object_size` bytes
     /// long, reading the **whole object** with one GET on a miss when it is at
     /// most `whole_object_max` bytes and a disk cache is configured; every chunk
-    /// its footer names then goes to the disk cache, so the reads of the other
+    /// its footer names then goes to the disk cache, and the object stays in
+    /// memory among the last 64 MiB fetched, so the reads of the other
     /// partitions in the object that usually follow (a consumer catching up on a
-    /// topic) cost no request. Otherwise (no disk cache, a larger object, or an
+    /// topic) cost no request and, while it is recent, no disk read. Otherwise (no disk cache, a larger object, or an
     /// unknown size of 0) this is [`get_range`](Self::get_range).
     ///
     /// Requests against bytes: a whole-object GET fetches chunks the caller may
@@ -167,6 +207,16 @@ impl CachedReader {
             || range.end <= range.start
         {
             return self.get_range(key, range).await;
+        }
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key.as_str());
+        if let Some(object) = recent
+            && let Some(bytes) = slice_of(&object, &range)
+        {
+            return Ok(bytes);
         }
         if let Some(bytes) = disk.get(key.as_str(), range.clone()).await {
             return Ok(bytes);
@@ -213,6 +263,10 @@ impl CachedReader {
             Ok(Err(error)) => return Err(unshare(key, error)),
             Err(aborted) => return Err(rebuild(key, ErrorKind::Internal, aborted.to_string())),
         };
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.as_str(), object.clone());
         slice_of(&object, &range).ok_or_else(|| {
             rebuild(
                 key,
