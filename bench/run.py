@@ -61,6 +61,9 @@ def parse_args(argv):
     o.add_argument("--compression", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     o.add_argument("--linger-ms", type=int)
     o.add_argument("--batch-size", type=int, help="librdkafka batch.size")
+    o.add_argument(
+        "--message-max-bytes", type=int, help="librdkafka message.max.bytes (the largest produce request)"
+    )
     o.add_argument("--rate", type=float, help="fixed-rate phase: records/s over all producers")
     o.add_argument("--rate-fraction", type=float, help="fixed rate as a fraction of the saturation rate")
     o.add_argument("--no-saturation", action="store_true", help="skip the saturation phase (needs --rate)")
@@ -87,6 +90,7 @@ def overrides_from(args):
         "compression",
         "linger_ms",
         "batch_size",
+        "message_max_bytes",
         "rate_fraction",
         "producers",
         "consumers",

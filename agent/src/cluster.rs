@@ -12,12 +12,18 @@
 //!
 //! The agents that should lead a topic's partitions are chosen by rendezvous
 //! hashing with bounded load ([`placement`]): partition by partition, the live
-//! agent with the highest hash weight that holds fewer than ⌈partitions ÷
-//! agents⌉ of the topic. Every agent with the same view computes the same
-//! placement, each topic is spread evenly (plain rendezvous hashing leaves an
-//! agent without any of a 6-partition topic one time in four), and when an agent
-//! joins or leaves, few partitions besides its own share move. Coordinator
-//! shards are placed the same way, as one more "topic".
+//! agent with the highest hash weight that still has room, so every agent holds
+//! ⌊partitions ÷ agents⌋ or ⌈partitions ÷ agents⌉ of the topic. Every agent
+//! with the same view computes the same placement, each topic is spread evenly
+//! (plain rendezvous hashing leaves an agent without any of a 6-partition topic
+//! one time in four), and when an agent joins or leaves, few partitions besides
+//! its own share move. Coordinator shards are placed the same way, as one more
+//! "topic".
+//!
+//! An agent starts with every registered agent in its view (as the balancer
+//! first judges them: alive until their counters stop), so nothing it does
+//! before its first balancing — committing its WAL, early requests — takes a
+//! partition away from a live agent.
 //!
 //! # The balancer
 //!
@@ -25,24 +31,39 @@
 //!
 //! - it should lead and does not: it takes leadership (epoch + 1) once nobody
 //!   live holds it — at once when the holder is dead or has released it;
-//! - it leads and should not (an agent joined, or this one is stopping): it stops
-//!   accepting produces for it, lets what it accepted commit, then releases it
-//!   in metadata, so the next leader starts from everything acknowledged;
+//! - it leads and should not (an agent joined): it stops accepting produces
+//!   for it, lets what it accepted commit, then releases it in metadata, so the
+//!   next leader starts from everything acknowledged;
 //! - it leads in memory but metadata names a newer epoch (it was paused past
 //!   its lease and others took over): it drops the partition, failing pending
 //!   producers with a retriable `NOT_LEADER_OR_FOLLOWER`.
+//!
+//! Coordinator shards placed elsewhere, or taken by another agent meanwhile,
+//! are unloaded the same way ([`GroupCoordinator::release_shards`]).
+//!
+//! # Graceful shutdown
+//!
+//! When its shutdown token is cancelled the balancer hands everything off
+//! ([`hand_off_everything`]): the agent leaves its own view (it places nothing
+//! on itself, `Metadata` names only the others, produces are refused with
+//! `NOT_LEADER_OR_FOLLOWER`), every partition is drained and released as above,
+//! and every coordinator shard is released. The agent then deregisters, and the
+//! others take the released partitions at their next balance tick, without
+//! waiting for a lease to lapse.
 //!
 //! Correctness never rests on these views agreeing: every commit is fenced by
 //! the partition's epoch, so two agents that both believe they lead can never
 //! both write.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use fjord_metadata::{AgentRecord, MetadataStore, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
+use crate::groups::GroupCoordinator;
 use crate::log::PartitionLogs;
 
 /// Timings of membership and balancing.
@@ -52,6 +73,9 @@ pub struct ClusterSettings {
     pub lease_timeout: Duration,
     /// How often placement is checked.
     pub balance_interval: Duration,
+    /// How long a graceful shutdown waits for the partitions it leads to
+    /// commit what they accepted before it gives them up.
+    pub hand_off_timeout: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -59,6 +83,7 @@ impl Default for ClusterSettings {
         Self {
             lease_timeout: Duration::from_millis(2_000),
             balance_interval: Duration::from_millis(250),
+            hand_off_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -108,13 +133,19 @@ fn mix(mut z: u64) -> u64 {
 
 /// The owners of items `0..count` of `namespace` (a topic's partitions, or the
 /// coordinator shards) among `nodes`: rendezvous hashing with bounded load.
+///
+/// Item by item, the owner is the node of highest weight that still has room:
+/// every node ends with ⌊count ÷ nodes⌋ or ⌈count ÷ nodes⌉ items (a cap of
+/// ⌈count ÷ nodes⌉ alone can leave a node with nothing: 6 items over 4 nodes
+/// as 2, 2, 2, 0).
 pub fn placement(namespace: &[u8], count: u32, nodes: &[i32]) -> Vec<i32> {
     if nodes.is_empty() {
         return Vec::new();
     }
-    let cap = count
-        .div_ceil(u32::try_from(nodes.len()).unwrap_or(u32::MAX))
-        .max(1);
+    let node_count = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+    let floor = count / node_count;
+    // How many nodes may hold one item more than the floor.
+    let mut larger_left = count % node_count;
     let mut load: HashMap<i32, u32> = HashMap::new();
     let mut owners = Vec::with_capacity(count as usize);
     for index in 0..count {
@@ -126,12 +157,21 @@ pub fn placement(namespace: &[u8], count: u32, nodes: &[i32]) -> Vec<i32> {
             .map(|node| (mix(key_hash | u64::from(node.cast_unsigned())), *node))
             .collect();
         ranked.sort_unstable_by(|a, b| b.cmp(a));
+        let has_room = |node: &i32| {
+            let held = load.get(node).copied().unwrap_or(0);
+            held < floor || (held == floor && larger_left > 0)
+        };
+        // Some node always has room: the loads sum to less than `count`.
         let owner = ranked
             .iter()
             .map(|(_, node)| *node)
-            .find(|node| load.get(node).copied().unwrap_or(0) < cap)
+            .find(has_room)
             .unwrap_or(ranked[0].1);
-        *load.entry(owner).or_default() += 1;
+        let held = load.entry(owner).or_default();
+        if *held == floor {
+            larger_left = larger_left.saturating_sub(1);
+        }
+        *held += 1;
         owners.push(owner);
     }
     owners
@@ -148,7 +188,11 @@ type PlacementKey = (Vec<u8>, u32);
 #[derive(Debug)]
 pub struct ClusterView {
     me: LiveAgent,
+    /// Every agent judged live, this one included.
     live: RwLock<Vec<LiveAgent>>,
+    /// Shutting down: this agent places nothing on itself, advertises only the
+    /// others, and leads nothing (see [`ClusterView::leave`]).
+    leaving: AtomicBool,
     /// Placements computed for the current live set, by (namespace, count).
     placements: Mutex<HashMap<PlacementKey, Arc<Vec<i32>>>>,
 }
@@ -159,6 +203,7 @@ impl ClusterView {
         Self {
             live: RwLock::new(vec![me.clone()]),
             me,
+            leaving: AtomicBool::new(false),
             placements: Mutex::default(),
         }
     }
@@ -168,9 +213,18 @@ impl ClusterView {
         &self.me
     }
 
-    /// The live agents, by node id (this agent always among them).
+    /// The live agents clients are told about, by node id: this agent among
+    /// them unless it is leaving and others are live.
     pub fn live(&self) -> Vec<LiveAgent> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        if self.is_leaving() && live.len() > 1 {
+            return live
+                .iter()
+                .filter(|a| a.node_id != self.me.node_id)
+                .cloned()
+                .collect();
+        }
+        live.clone()
     }
 
     /// Replaces the live set.
@@ -179,18 +233,41 @@ impl ClusterView {
             live.push(self.me.clone());
         }
         live.sort_by_key(|a| a.node_id);
+        live.dedup_by_key(|a| a.node_id);
         let mut current = self.live.write().unwrap_or_else(|e| e.into_inner());
         if *current != live {
             *current = live;
-            self.placements
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.clear_placements();
         }
     }
 
-    /// Whether `node_id` is live in this view.
+    fn clear_placements(&self) {
+        self.placements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// From now on this agent places nothing on itself: every partition and
+    /// coordinator shard belongs to the other live agents, requests for them
+    /// are refused (`NOT_LEADER_OR_FOLLOWER`, `NOT_COORDINATOR`), and
+    /// `Metadata` sends clients to the others. Graceful shutdown starts here.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        self.clear_placements();
+    }
+
+    /// Whether [`ClusterView::leave`] was called.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
+    /// Whether `node_id` is live in this view (this agent is not once it is
+    /// leaving).
     pub fn is_live(&self, node_id: i32) -> bool {
+        if node_id == self.me.node_id && self.is_leaving() {
+            return false;
+        }
         self.live
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -229,9 +306,9 @@ impl ClusterView {
             .unwrap_or(self.me.node_id)
     }
 
-    /// Whether this agent should lead `partition`.
+    /// Whether this agent should lead `partition` (never while leaving).
     pub fn owns(&self, partition: TopicPartition, partition_count: i32) -> bool {
-        self.owner(partition, partition_count) == self.me.node_id
+        !self.is_leaving() && self.owner(partition, partition_count) == self.me.node_id
     }
 
     /// The live agent that should hold coordinator shard `index` of `shards`.
@@ -241,18 +318,48 @@ impl ClusterView {
             .copied()
             .unwrap_or(self.me.node_id)
     }
+
+    /// Whether this agent should hold coordinator shard `index` (never while
+    /// leaving).
+    pub fn owns_shard(&self, index: u32, shards: u32) -> bool {
+        !self.is_leaving() && self.shard_owner(index, shards) == self.me.node_id
+    }
 }
 
 /// Heartbeat counters as this agent last saw them move, by its own clock.
+///
+/// Another agent is dead once its counter has not moved for the lease timeout
+/// *while this agent's own counter kept moving*: at least
+/// [`OWN_BEATS_TO_JUDGE`] of this agent's heartbeats committed since the
+/// other's counter last moved. When nobody's counter moves — the metadata store
+/// stalled (a slow fsync; with SQLite, a paused process holding the write
+/// lock), or this agent itself was stalled and has not heartbeaten since —
+/// silence says nothing about the others, and nobody is judged dead.
 #[derive(Debug, Default)]
 pub struct Liveness {
-    seen: HashMap<i32, (u64, tokio::time::Instant)>,
+    seen: HashMap<i32, Seen>,
+    /// This agent's counter as last observed.
+    own: u64,
 }
+
+/// One agent's counter as last seen moving.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    heartbeat: u64,
+    moved_at: tokio::time::Instant,
+    /// This agent's own counter then.
+    own_then: u64,
+}
+
+/// How many of its own heartbeats an agent must see committed, after another
+/// agent's counter last moved, before it may judge that agent dead.
+pub const OWN_BEATS_TO_JUDGE: u64 = 2;
 
 impl Liveness {
     /// Records `agents` as observed at `now`; returns those alive: this agent,
     /// and every other whose counter moved (or which was first seen) within
-    /// `lease_timeout`.
+    /// `lease_timeout`, or since which this agent's own counter has not moved
+    /// [`OWN_BEATS_TO_JUDGE`] times.
     pub fn observe(
         &mut self,
         agents: &[AgentRecord],
@@ -260,57 +367,142 @@ impl Liveness {
         now: tokio::time::Instant,
         lease_timeout: Duration,
     ) -> Vec<AgentRecord> {
-        let mut live = Vec::new();
+        if let Some(own) = agents.iter().find(|a| a.node_id == me) {
+            self.own = own.heartbeat;
+        }
+        let own = self.own;
         self.seen
             .retain(|node, _| agents.iter().any(|a| a.node_id == *node));
+        let mut live = Vec::new();
         for agent in agents {
-            let entry = self
-                .seen
-                .entry(agent.node_id)
-                .or_insert((agent.heartbeat, now));
-            if entry.0 != agent.heartbeat {
-                *entry = (agent.heartbeat, now);
+            let entry = self.seen.entry(agent.node_id).or_insert(Seen {
+                heartbeat: agent.heartbeat,
+                moved_at: now,
+                own_then: own,
+            });
+            if entry.heartbeat != agent.heartbeat {
+                *entry = Seen {
+                    heartbeat: agent.heartbeat,
+                    moved_at: now,
+                    own_then: own,
+                };
             }
-            if agent.node_id == me || now.duration_since(entry.1) < lease_timeout {
+            if agent.node_id == me || !Self::silent(entry, own, now, lease_timeout) {
                 live.push(agent.clone());
             }
         }
         live
     }
 
-    /// Agents whose counters have not moved for `for_at_least` (registrations
-    /// that may be removed).
+    fn silent(seen: &Seen, own: u64, now: tokio::time::Instant, for_at_least: Duration) -> bool {
+        now.duration_since(seen.moved_at) >= for_at_least
+            && own.saturating_sub(seen.own_then) >= OWN_BEATS_TO_JUDGE
+    }
+
+    /// Agents whose counters have not moved for `for_at_least` while this
+    /// agent's did (registrations that may be removed).
     pub fn dead_for(&self, now: tokio::time::Instant, for_at_least: Duration) -> Vec<i32> {
         self.seen
             .iter()
-            .filter(|(_, (_, moved))| now.duration_since(*moved) >= for_at_least)
+            .filter(|(_, seen)| Self::silent(seen, self.own, now, for_at_least))
             .map(|(node, _)| *node)
             .collect()
     }
 }
 
-/// Keeps `view` current and moves partition leadership to match it, until
-/// `shutdown`; then hands every partition off (see the module docs).
+/// What a graceful hand-off at shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandOffReport {
+    /// Partitions this agent stopped leading: released in metadata once
+    /// everything they accepted was committed (or dropped, their pending
+    /// producers failed, when a commit found another leader).
+    pub partitions: usize,
+    /// Partitions still led when the hand-off timed out (their pending
+    /// producers get a retriable error; the next leader takes them with a new
+    /// epoch once this agent is gone).
+    pub partitions_left: usize,
+    /// Coordinator shards released.
+    pub shards: usize,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// Keeps `view` current and moves partition leadership and coordinator shards
+/// to match it, until `shutdown`; then hands every partition and shard off (see
+/// the module docs) and returns what it did.
 pub async fn run_balancer(
     store: MetadataStore,
     logs: Arc<PartitionLogs>,
+    groups: Arc<GroupCoordinator>,
     view: Arc<ClusterView>,
     settings: ClusterSettings,
     shutdown: CancellationToken,
-) {
+) -> HandOffReport {
     let mut liveness = Liveness::default();
     let mut tick = tokio::time::interval(settings.balance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
         if let Err(error) = balance_once(&store, &logs, &view, &mut liveness, settings).await {
             tracing::warn!(%error, "balancing failed; retrying");
         }
+        groups.release_shards(false).await;
+    }
+    hand_off_everything(&logs, &groups, &view, settings.hand_off_timeout).await
+}
+
+/// Graceful shutdown: this agent leaves the view (it places nothing on itself
+/// and refuses new produces), then every partition it leads is drained —
+/// produces refused with `NOT_LEADER_OR_FOLLOWER` while what was accepted
+/// commits and its producers are answered — and released in metadata, and
+/// every coordinator shard is released. Gives up on the partitions still led
+/// after `timeout` (a bucket that does not answer).
+pub async fn hand_off_everything(
+    logs: &PartitionLogs,
+    groups: &GroupCoordinator,
+    view: &ClusterView,
+    timeout: Duration,
+) -> HandOffReport {
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    view.leave();
+    let mut changes = logs.commits();
+    let mut released = 0;
+    loop {
+        changes.borrow_and_update();
+        let led = logs.led_partitions();
+        for partition in &led {
+            logs.hand_off(*partition).await;
+        }
+        let left = logs.led_partitions().len();
+        released += led.len().saturating_sub(left);
+        if left == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                partitions = left,
+                "handing partitions off timed out; the others take them over once this agent is gone"
+            );
+            break;
+        }
+        // A commit (or a reset) lets a drained partition go.
+        let _ = tokio::time::timeout(HAND_OFF_POLL, changes.changed()).await;
+    }
+    let shards = groups.release_shards(true).await;
+    HandOffReport {
+        partitions: released,
+        partitions_left: logs.led_partitions().len(),
+        shards,
+        took: started.elapsed(),
     }
 }
+
+/// How often a hand-off looks again when no commit woke it.
+const HAND_OFF_POLL: Duration = Duration::from_millis(50);
 
 async fn balance_once(
     store: &MetadataStore,
@@ -395,6 +587,76 @@ mod tests {
         assert!(moved < 500 * 3, "{moved} moves over 500 topics");
     }
 
+    #[test]
+    fn every_node_gets_its_fair_share_of_every_topic() {
+        for topic in 0..300u32 {
+            let ns = topic.to_be_bytes();
+            for count in [1u32, 5, 6, 7, 12, 16, 64] {
+                for nodes in 1..=6i32 {
+                    let ids: Vec<i32> = (1..=nodes).collect();
+                    let owners = placement(&ns, count, &ids);
+                    assert_eq!(owners.len(), count as usize);
+                    let n = u32::try_from(nodes).unwrap();
+                    for node in &ids {
+                        let held =
+                            u32::try_from(owners.iter().filter(|o| *o == node).count()).unwrap();
+                        assert!(
+                            held == count / n || held == count.div_ceil(n),
+                            "{count} items over {nodes} nodes: node {node} holds {held} ({owners:?})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn coordinator_shards_are_spread_evenly() {
+        for nodes in 1..=5i32 {
+            let ids: Vec<i32> = (10..10 + nodes).collect();
+            let owners = placement(COORDINATOR_SHARD_NAMESPACE, 16, &ids);
+            let loads: Vec<usize> = ids
+                .iter()
+                .map(|id| owners.iter().filter(|o| *o == id).count())
+                .collect();
+            let (min, max) = (
+                loads.iter().min().copied().unwrap(),
+                loads.iter().max().copied().unwrap(),
+            );
+            assert!(max - min <= 1, "{nodes} agents: shard loads {loads:?}");
+        }
+    }
+
+    #[test]
+    fn a_leaving_agent_places_nothing_on_itself() {
+        let agent = |node_id| LiveAgent {
+            node_id,
+            host: "h".into(),
+            port: 1,
+        };
+        let view = ClusterView::new(agent(1));
+        view.set_live(vec![agent(1), agent(2), agent(3)]);
+        let tp = |p| TopicPartition::new(fjord_metadata::TopicId(uuid::Uuid::nil()), p);
+        let before: Vec<i32> = (0..12).map(|p| view.owner(tp(p), 12)).collect();
+        assert!(before.contains(&1));
+        view.leave();
+        assert!(view.is_leaving());
+        let after: Vec<i32> = (0..12).map(|p| view.owner(tp(p), 12)).collect();
+        assert!(!after.contains(&1), "{after:?}");
+        assert!((0..12).all(|p| !view.owns(tp(p), 12)));
+        assert!((0..16).all(|s| !view.owns_shard(s, 16)));
+        assert!(!view.is_live(1) && view.is_live(2));
+        assert_eq!(
+            view.live().iter().map(|a| a.node_id).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        // Alone, it still names itself (nobody else could answer) but leads nothing.
+        let alone = ClusterView::new(agent(1));
+        alone.leave();
+        assert_eq!(alone.live(), vec![agent(1)]);
+        assert!(!alone.owns(tp(0), 1));
+    }
+
     fn record(node_id: i32, heartbeat: u64) -> AgentRecord {
         AgentRecord {
             node_id,
@@ -410,25 +672,41 @@ mod tests {
         let lease = Duration::from_secs(2);
         let mut liveness = Liveness::default();
         let start = tokio::time::Instant::now();
+        let ids = |live: &[AgentRecord]| live.iter().map(|a| a.node_id).collect::<Vec<_>>();
         let live = liveness.observe(&[record(1, 5), record(2, 9)], 1, start, lease);
         assert_eq!(live.len(), 2, "first seen counts as alive");
         let later = start + Duration::from_millis(1_500);
-        liveness.observe(&[record(1, 5), record(2, 10)], 1, later, lease);
+        liveness.observe(&[record(1, 7), record(2, 10)], 1, later, lease);
         let much_later = start + Duration::from_millis(3_000);
-        let live = liveness.observe(&[record(1, 5), record(2, 10)], 1, much_later, lease);
+        let live = liveness.observe(&[record(1, 9), record(2, 10)], 1, much_later, lease);
         // Node 2 moved 1.5 s ago: alive. Node 1 is this agent: always alive.
-        assert_eq!(
-            live.iter().map(|a| a.node_id).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        let dead = liveness.observe(&[record(1, 5), record(2, 10)], 1, later + lease, lease);
-        assert_eq!(dead.iter().map(|a| a.node_id).collect::<Vec<_>>(), vec![1]);
-        let mut long_dead = liveness.dead_for(much_later, lease);
-        long_dead.sort_unstable();
-        assert_eq!(long_dead, vec![1], "node 2 moved 1.5 s before");
-        let mut long_dead = liveness.dead_for(later + lease, lease);
-        long_dead.sort_unstable();
-        assert_eq!(long_dead, vec![1, 2]);
+        assert_eq!(ids(&live), vec![1, 2]);
+        let dead = liveness.observe(&[record(1, 11), record(2, 10)], 1, later + lease, lease);
+        assert_eq!(ids(&dead), vec![1]);
+        let long_dead = liveness.dead_for(much_later, lease);
+        assert!(long_dead.is_empty(), "node 2 moved 1.5 s before");
+        assert_eq!(liveness.dead_for(later + lease, lease), vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nobody_is_judged_dead_while_the_observers_own_counter_stands_still() {
+        // The metadata store stalled (or this agent did): no counter moves,
+        // this agent's included, for longer than the lease.
+        let lease = Duration::from_secs(2);
+        let mut liveness = Liveness::default();
+        let start = tokio::time::Instant::now();
+        liveness.observe(&[record(1, 5), record(2, 9)], 1, start, lease);
+        let stalled = start + Duration::from_secs(10);
+        let live = liveness.observe(&[record(1, 5), record(2, 9)], 1, stalled, lease);
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert!(liveness.dead_for(stalled, lease).is_empty());
+        // One own beat is not enough to tell.
+        let live = liveness.observe(&[record(1, 6), record(2, 9)], 1, stalled, lease);
+        assert_eq!(live.len(), 2);
+        // Once this agent's heartbeats commit again and the other's do not,
+        // the other is dead.
+        let live = liveness.observe(&[record(1, 7), record(2, 9)], 1, stalled, lease);
+        assert_eq!(live.iter().map(|a| a.node_id).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

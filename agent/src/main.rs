@@ -95,6 +95,19 @@ struct AgentArgs {
     /// How often accepted batches are flushed into a segment object.
     #[arg(long, env = "FJORD_FLUSH_INTERVAL_MS", default_value_t = 100)]
     flush_interval_ms: u64,
+    /// Flush as soon as this many bytes of records are pending, before the
+    /// interval ends (larger: fewer PUTs per GiB at high load).
+    #[arg(long, env = "FJORD_FLUSH_BYTES", default_value_t = LogSettings::default().flush_bytes)]
+    flush_bytes: usize,
+    /// The zstd level of segment chunks (1 is fast; higher levels cost CPU on
+    /// every flush for little gain on typical records).
+    #[arg(long, env = "FJORD_SEGMENT_ZSTD_LEVEL", default_value_t = LogSettings::default().compression_level)]
+    segment_zstd_level: i32,
+    /// A read that misses the caches fetches the whole segment object with one
+    /// GET when it is at most this large, and caches its other partitions' chunks
+    /// on disk (0: read only the chunk asked for).
+    #[arg(long, env = "FJORD_WHOLE_OBJECT_READ_BYTES", default_value_t = LogSettings::default().whole_object_read_bytes)]
+    whole_object_read_bytes: u64,
     /// Partitions of auto-created topics (num.partitions).
     #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
     num_partitions: i32,
@@ -104,6 +117,18 @@ struct AgentArgs {
     /// Bytes the write-ahead log may hold before produces wait (backpressure).
     #[arg(long, env = "FJORD_WAL_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     wal_max_bytes: u64,
+    /// Bytes accepted and not yet taken by a flush before appends wait
+    /// (backpressure; a flush starts at once when the limit is reached).
+    #[arg(long, env = "FJORD_MAX_UNFLUSHED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_unflushed_bytes: usize,
+    /// The largest request frame accepted (socket.request.max.bytes); a larger
+    /// one closes the connection.
+    #[arg(
+        long,
+        env = "FJORD_SOCKET_REQUEST_MAX_BYTES",
+        default_value_t = 104_857_600
+    )]
+    socket_request_max_bytes: usize,
     /// Directory of the read cache of object ranges (default: <data-dir>/cache).
     #[arg(long, env = "FJORD_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -121,6 +146,10 @@ struct AgentArgs {
     /// How often each agent checks partition placement and moves leadership.
     #[arg(long, env = "FJORD_BALANCE_INTERVAL_MS", default_value_t = 250)]
     balance_interval_ms: u64,
+    /// On SIGTERM, how long the agent waits for what its partitions accepted to
+    /// commit before it gives them up (they are handed off as each finishes).
+    #[arg(long, env = "FJORD_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
+    shutdown_timeout_ms: u64,
     /// How long a new consumer group's first rebalance waits for more members
     /// (group.initial.rebalance.delay.ms).
     #[arg(
@@ -150,6 +179,18 @@ struct AgentArgs {
     /// does not make a local bucket behave like S3 in any other way.
     #[arg(long, env = "FJORD_STORAGE_LATENCY_PROFILE", value_enum, default_value_t = LatencyModel::None)]
     storage_latency_profile: LatencyModel,
+    /// Send a PUT again when it has not answered after this long (plus
+    /// `--hedge-put-per-mib-ms` per MiB of payload), taking whichever answers
+    /// first; 0 turns PUT hedging off. Cuts object-store tail latency for a few
+    /// percent more requests (docs/operations.md).
+    #[arg(long, env = "FJORD_HEDGE_PUT_AFTER_MS", default_value_t = 0)]
+    hedge_put_after_ms: u64,
+    /// Transfer allowance per MiB of a PUT before it is hedged.
+    #[arg(long, env = "FJORD_HEDGE_PUT_PER_MIB_MS", default_value_t = 12)]
+    hedge_put_per_mib_ms: u64,
+    /// Send a GET again when it has not answered after this long; 0: never.
+    #[arg(long, env = "FJORD_HEDGE_GET_AFTER_MS", default_value_t = 0)]
+    hedge_get_after_ms: u64,
     /// Seed of the latency model's draws (a run replays with the same seed).
     #[arg(long, env = "FJORD_STORAGE_LATENCY_SEED", default_value_t = 0)]
     storage_latency_seed: u64,
@@ -330,12 +371,27 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         "agent registered"
     );
 
+    // Every registered agent counts as live until its heartbeat says otherwise
+    // (as the balancer judges them), so nothing this agent does before its
+    // first balancing — WAL recovery, early requests — takes a partition from
+    // a live agent.
+    let registered = store.list_agents().await.context("listing the agents")?;
     let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
     let storage_url = args
         .storage_url
         .clone()
         .unwrap_or_else(|| format!("file://{}", args.data_dir.join("bucket").display()));
-    let store_options = StoreOptions::default();
+    let hedge = (args.hedge_put_after_ms > 0 || args.hedge_get_after_ms > 0).then(|| {
+        fjord_storage::object_store::HedgeOptions {
+            put_after: Duration::from_millis(args.hedge_put_after_ms),
+            put_after_per_mib: Duration::from_millis(args.hedge_put_per_mib_ms),
+            get_after: Duration::from_millis(args.hedge_get_after_ms),
+        }
+    });
+    let store_options = StoreOptions {
+        hedge,
+        ..StoreOptions::default()
+    };
     let backend = fjord_storage::object_store::open_backend(&storage_url, &store_options)
         .with_context(|| format!("opening object storage at {storage_url}"))?;
     // The latency model sits right above the backend, so the request metrics
@@ -395,6 +451,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         agent.node_id,
         LogSettings {
             flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
+            flush_bytes: args.flush_bytes.max(1),
+            compression_level: args.segment_zstd_level,
+            whole_object_read_bytes: args.whole_object_read_bytes,
+            max_pending_bytes: args.max_unflushed_bytes.max(1),
             ..LogSettings::default()
         },
         Some((wal, next_sequence)),
@@ -409,6 +469,12 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the read cache in {}", cache_dir.display()))?;
         logs = logs.with_disk_cache(Arc::new(disk));
     }
+    cluster.set_live(
+        registered
+            .iter()
+            .filter_map(fjord_agent::cluster::LiveAgent::from_record)
+            .collect(),
+    );
     let logs = Arc::new(logs.with_cluster(cluster.clone()));
     let replayed = logs
         .recover(recovery.records)
@@ -448,40 +514,49 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         settings: BrokerSettings {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
-            ..BrokerSettings::default()
+            max_request_bytes: args.socket_request_max_bytes,
         },
     });
-    let shutdown = CancellationToken::new();
-    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    // Shutdown runs in stages, each with its token (see `docs/operations.md`):
+    // stop accepting connections and reading requests and hand everything off,
+    // leave, close the connections, stop the flusher.
+    let stop_accepting = CancellationToken::new();
+    let close_connections = CancellationToken::new();
+    let stop_flusher = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(stop_flusher.clone()));
     tracing::info!(listen = %bound, "kafka listener ready");
     let kafka = tokio::spawn(fjord_agent::kafka::serve(
         listener,
-        broker,
-        shutdown.clone(),
+        broker.clone(),
+        stop_accepting.clone(),
+        close_connections.clone(),
     ));
     let balancer = tokio::spawn(fjord_agent::cluster::run_balancer(
         store.clone(),
         logs.clone(),
+        broker.groups.clone(),
         cluster.clone(),
         fjord_agent::cluster::ClusterSettings {
             lease_timeout: Duration::from_millis(args.lease_timeout_ms.max(10)),
             balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
+            hand_off_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         },
-        shutdown.clone(),
+        stop_accepting.clone(),
     ));
-    // The heartbeat outlives the final flush, so no other agent takes a
-    // partition over while this one is still committing it.
+    drop(broker);
+    // The heartbeat outlives the hand-off, so no other agent takes a partition
+    // over (by the lease) while this one is still committing it.
     let stop_heartbeat = CancellationToken::new();
     let registration_lost = CancellationToken::new();
     let stats = args.stats_file.clone().map(|path| {
         let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop_flusher.clone();
         let interval = Duration::from_millis(args.stats_interval_ms.max(10));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = ticker.tick() => write_stats(&path, agent.node_id, &metrics).await,
                 }
             }
@@ -494,6 +569,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         let interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
         async move {
             let mut ticker = tokio::time::interval(interval);
+            // After a stall, one beat and then the usual pace, not a burst: the
+            // balancer judges others only once its own beats have moved
+            // (`cluster::OWN_BEATS_TO_JUDGE`), which then takes real time.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -519,11 +598,45 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         _ = wait_for_signal() => {}
         _ = registration_lost.cancelled() => {}
     }
-    tracing::info!(node_id = agent.node_id, "shutting down");
-    shutdown.cancel();
-    balancer.await.context("balancer task")?;
+    // 1. No new connections, no new requests read on the open ones; every
+    //    partition drained (what was accepted committed and answered) and
+    //    released, every coordinator shard released.
+    tracing::info!(
+        node_id = agent.node_id,
+        "shutting down: handing partitions off"
+    );
+    stop_accepting.cancel();
+    let handed_off = balancer.await.context("balancer task")?;
+    tracing::info!(
+        node_id = agent.node_id,
+        partitions = handed_off.partitions,
+        partitions_left = handed_off.partitions_left,
+        shards = handed_off.shards,
+        took_ms = u64::try_from(handed_off.took.as_millis()).unwrap_or(u64::MAX),
+        "handed off"
+    );
+    // 2. Leave: the others see the registration gone at their next balance
+    //    tick and take the released partitions at once (no lease to wait).
+    stop_heartbeat.cancel();
+    heartbeat.await.context("heartbeat task")?;
+    if !registration_lost.is_cancelled()
+        && let Err(error) = store.deregister_agent(agent.node_id).await
+    {
+        tracing::warn!(%error, "deregistering the agent failed; the others take over after the lease");
+    }
+    // 3. Once the others have had a balance tick to take the partitions over,
+    //    the connections close; clients retry their unanswered requests (none
+    //    was accepted) at the new leaders.
+    if !registration_lost.is_cancelled() {
+        let others_notice = Duration::from_millis(args.balance_interval_ms.saturating_mul(2))
+            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        tokio::time::sleep(others_notice).await;
+    }
+    close_connections.cancel();
     kafka.await.context("kafka listener task")?;
-    // The flusher commits what was accepted before it stops.
+    // 4. The flusher commits anything still accepted (nothing, after a
+    //    complete hand-off) before it stops.
+    stop_flusher.cancel();
     flusher.await.context("flusher task")?;
     if let Some(stats) = stats {
         stats.await.context("stats task")?;
@@ -531,15 +644,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.stats_file {
         write_stats(path, agent.node_id, &metrics).await;
     }
-    stop_heartbeat.cancel();
-    heartbeat.await.context("heartbeat task")?;
     if registration_lost.is_cancelled() {
         anyhow::bail!("this agent was judged dead by the others and must be restarted");
     }
-    store
-        .deregister_agent(agent.node_id)
-        .await
-        .context("deregistering the agent")?;
     drop(store);
     // FoundationDB's network thread must stop before the process exits.
     #[cfg(feature = "fdb")]

@@ -126,7 +126,11 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
         }
         let last_offset_delta = read_i32(bytes, 23);
         let record_count = read_i32(bytes, 57);
-        if last_offset_delta < 0 || record_count < 1 || record_count > last_offset_delta + 1 {
+        // In i64: a delta of i32::MAX must not overflow (a panic on bad input).
+        if last_offset_delta < 0
+            || record_count < 1
+            || i64::from(record_count) > i64::from(last_offset_delta) + 1
+        {
             return Err(BatchError::Corrupt(format!(
                 "{record_count} records over offset delta {last_offset_delta}"
             )));
@@ -153,11 +157,20 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
 /// (neither is covered by the CRC, so the checksum stays valid).
 pub fn assign_offset(batch: &Bytes, base_offset: i64, leader_epoch: i32) -> Bytes {
     let mut out = BytesMut::with_capacity(batch.len());
+    put_assigned(&mut out, batch, base_offset, leader_epoch);
+    out.freeze()
+}
+
+/// Appends a validated `batch` (at least [`BATCH_HEADER_LEN`] bytes, as
+/// [`parse_batches`] checks) to `out` with the leader's `baseOffset` and
+/// `partitionLeaderEpoch`: the write path keeps batches as received and
+/// rewrites the two fields while copying them into the WAL and the segment,
+/// so no copy is made only to rewrite 12 bytes.
+pub fn put_assigned(out: &mut BytesMut, batch: &[u8], base_offset: i64, leader_epoch: i32) {
     out.put_i64(base_offset);
     out.put_slice(&batch[8..12]);
     out.put_i32(leader_epoch);
     out.put_slice(&batch[16..]);
-    out.freeze()
 }
 
 /// Whether the producer compressed the records of `batch` (attributes bits 0–2
@@ -189,22 +202,31 @@ pub fn chunk_hint<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> fjord_stor
 }
 
 /// Drops the batches that end before `offset` from stored (valid) batches; the
-/// rest is returned as one buffer. Malformed input is returned unchanged.
+/// rest is returned as one buffer (a slice: nothing is copied). Only the batch
+/// headers' lengths and offsets are read — stored batches were validated when
+/// they were produced, and their chunk's checksum when it was read — and
+/// malformed input is returned unchanged.
 pub fn skip_before(stored: Bytes, offset: i64) -> Bytes {
-    let Ok(batches) = parse_batches(&stored) else {
-        return stored;
-    };
-    let first_needed = batches
-        .iter()
-        .position(|b| b.base_offset + i64::from(b.last_offset_delta) >= offset);
-    match first_needed {
-        None => Bytes::new(),
-        Some(0) => stored,
-        Some(index) => {
-            let start: usize = batches[..index].iter().map(|b| b.bytes.len()).sum();
-            stored.slice(start..)
+    let mut at = 0usize;
+    while at < stored.len() {
+        let rest = &stored[at..];
+        if rest.len() < BATCH_HEADER_LEN {
+            return stored;
         }
+        let Some(total) = usize::try_from(read_i32(rest, 8))
+            .ok()
+            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
+            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())
+        else {
+            return stored;
+        };
+        let last_offset = read_i64(rest, 0).saturating_add(i64::from(read_i32(rest, 23)));
+        if last_offset >= offset {
+            return stored.slice(at..);
+        }
+        at += total;
     }
+    Bytes::new()
 }
 
 /// The `(offset, timestamp)` of every record in a stored batch, in offset order,

@@ -143,6 +143,36 @@ fn acknowledged_records_survive_kill_9_mid_stream() {
         assert_eq!(stored_key, key, "{partition}/{offset}");
         assert_eq!(value, &format!("value of {key}"));
     }
+    // Production order per partition: keys (numbered in production order)
+    // acknowledged in one partition have offsets in that order, across the kill.
+    let mut by_partition: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
+    for (partition, offset, key) in &acked {
+        by_partition
+            .entry(*partition)
+            .or_default()
+            .push((*offset, key.as_str()));
+    }
+    assert!(by_partition.len() > 1, "records over several partitions");
+    for (partition, records) in &mut by_partition {
+        records.sort_unstable();
+        if let Some(pair) = records.windows(2).find(|w| w[0].1 >= w[1].1) {
+            panic!("partition {partition}: acknowledged records out of production order: {pair:?}");
+        }
+    }
+    // The stored log too: per partition, keys in production order.
+    let mut stored_by_partition: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
+    for (partition, offset, key, _) in &consumed {
+        stored_by_partition
+            .entry(*partition)
+            .or_default()
+            .push((*offset, key.as_str()));
+    }
+    for (partition, records) in &mut stored_by_partition {
+        records.sort_unstable();
+        if let Some(pair) = records.windows(2).find(|w| w[0].1 >= w[1].1) {
+            panic!("partition {partition}: stored records out of production order: {pair:?}");
+        }
+    }
     // Each acknowledged key is stored once.
     let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, _, key, _) in &consumed {

@@ -89,49 +89,95 @@ fn confluent_kafka_python_and_aiokafka_members_share_one_group() {
     assert_exactly_once(&scenario(&["mixed_python_clients"]), 360);
 }
 
-// ----- membership changes -----
+// ----- membership changes, each scenario with several clients -----
+
+/// A member leaves and another joins: partitions move, no record is lost, and
+/// only uncommitted records are delivered again.
+fn leave_and_join(client: &str) {
+    assert_no_loss(&scenario(&["leave_and_join", "--client", client]), 600);
+}
+
+/// A member is killed (SIGKILL): its partitions move after the session timeout.
+fn killed_member(client: &str) {
+    assert_no_loss(&scenario(&["killed_member", "--client", client]), 600);
+}
+
+/// A consumer restarts and resumes from its committed offsets: it reads only
+/// what was produced after the first one committed and left.
+fn restart_resumes(client: &str) {
+    let result = scenario(&["restart_resumes", "--client", client]);
+    assert_exactly_once(&result, 420);
+    assert_eq!(
+        (result.count("first_read"), result.count("second_read")),
+        (240, 180),
+        "{}",
+        result.output
+    );
+}
+
+/// Static members (group.instance.id) restart without a rebalance.
+fn static_members(client: &str) {
+    assert_no_loss(&scenario(&["static_members", "--client", client]), 480);
+}
 
 #[test]
 fn a_kafka_python_member_leaves_and_another_joins_without_losing_records() {
-    assert_no_loss(
-        &scenario(&["leave_and_join", "--client", "kafka-python"]),
-        600,
-    );
+    leave_and_join("kafka-python");
 }
 
 #[test]
 fn a_confluent_kafka_member_leaves_and_another_joins_without_losing_records() {
-    assert_no_loss(&scenario(&["leave_and_join", "--client", "confluent"]), 600);
+    leave_and_join("confluent");
+}
+
+#[test]
+fn an_aiokafka_member_leaves_and_another_joins_without_losing_records() {
+    leave_and_join("aiokafka");
+}
+
+#[test]
+fn a_kafkajs_member_leaves_and_another_joins_without_losing_records() {
+    leave_and_join("kafkajs");
 }
 
 #[test]
 fn a_killed_aiokafka_member_loses_its_partitions_after_the_session_timeout() {
-    assert_no_loss(&scenario(&["killed_member", "--client", "aiokafka"]), 600);
+    killed_member("aiokafka");
 }
 
 #[test]
 fn a_killed_confluent_kafka_member_loses_its_partitions_after_the_session_timeout() {
-    assert_no_loss(&scenario(&["killed_member", "--client", "confluent"]), 600);
+    killed_member("confluent");
+}
+
+#[test]
+fn a_killed_kafka_python_member_loses_its_partitions_after_the_session_timeout() {
+    killed_member("kafka-python");
+}
+
+#[test]
+fn a_killed_kafkajs_member_loses_its_partitions_after_the_session_timeout() {
+    killed_member("kafkajs");
 }
 
 #[test]
 fn a_restarted_kafkajs_consumer_resumes_from_its_committed_offsets() {
-    let result = scenario(&["restart_resumes", "--client", "kafkajs"]);
-    assert_exactly_once(&result, 420);
-    assert_eq!(
-        (result.count("first_read"), result.count("second_read")),
-        (240, 180)
-    );
+    restart_resumes("kafkajs");
 }
 
 #[test]
 fn a_restarted_kafka_python_consumer_resumes_from_its_committed_offsets() {
-    let result = scenario(&["restart_resumes", "--client", "kafka-python"]);
-    assert_exactly_once(&result, 420);
-    assert_eq!(
-        (result.count("first_read"), result.count("second_read")),
-        (240, 180)
-    );
+    restart_resumes("kafka-python");
+}
+
+#[test]
+fn a_restarted_confluent_kafka_consumer_resumes_from_its_committed_offsets() {
+    restart_resumes("confluent");
+}
+
+#[test]
+fn a_restarted_aiokafka_consumer_resumes_from_its_committed_offsets() {
+    restart_resumes("aiokafka");
 }
 
 #[test]
@@ -161,9 +207,13 @@ fn cooperative_sticky_keeps_unaffected_partitions_on_their_members() {
 }
 
 #[test]
-fn a_static_member_restarts_without_a_rebalance() {
-    let result = scenario(&["static_members", "--client", "confluent"]);
-    assert_no_loss(&result, 480);
+fn a_static_confluent_kafka_member_restarts_without_a_rebalance() {
+    static_members("confluent");
+}
+
+#[test]
+fn a_static_aiokafka_member_restarts_without_a_rebalance() {
+    static_members("aiokafka");
 }
 
 // ----- kcat -G and the lag report -----

@@ -187,6 +187,10 @@ class Agent:
             self.stats_path,
             "--stats-interval-ms",
             "200",
+            "--hedge-put-after-ms",
+            str(options.get("hedge_put_after_ms", 0)),
+            "--hedge-get-after-ms",
+            str(options.get("hedge_get_after_ms", 0)),
         ]
         self._log = open(log_path, "w")
         self.log_path = log_path

@@ -12,6 +12,11 @@ from html import escape
 from . import cluster as cluster_mod
 
 
+def _hedge(config):
+    put, get = config.get("hedge_put_after_ms", 0), config.get("hedge_get_after_ms", 0)
+    return f", hedged PUT {put} ms / GET {get} ms" if put or get else ""
+
+
 def machine_description(repo_root, binary, profile):
     model = "unknown"
     try:
@@ -215,16 +220,17 @@ def markdown(document):
         "",
         "## Configurations",
         "",
-        "| configuration | partitions | record | acks | idempotence | compression | linger | producers / consumers | agents | bucket | latency model | flush interval |",
-        "|---|---:|---:|---|---|---|---:|---|---:|---|---|---:|",
+        "| configuration | partitions | record | acks | idempotence | compression | linger | request limit | producers / consumers | agents | bucket | latency model | flush interval |",
+        "|---|---:|---:|---|---|---|---:|---:|---|---:|---|---|---:|",
     ]
     for r in document["results"]:
         c = r["config"]
         lines.append(
             f"| {c['name']} | {c['partitions']} | {c['message_size']} B ({c['payload']}) | {c['acks']} | "
             f"{'on' if c['idempotence'] else 'off'} | {c['compression']} | {c['linger_ms']} ms | "
+            f"{c.get('message_max_bytes', 1_000_000) / 1e6:g} MB | "
             f"{c['producers']} / {c['consumers']} | {c['agents']} | {c['bucket']} | {c['latency_profile']} | "
-            f"{c['flush_interval_ms']} ms |"
+            f"{c['flush_interval_ms']} ms{_hedge(c)} |"
         )
     phases = document["results"][0]["config"] if document["results"] else {}
     if phases:

@@ -45,12 +45,21 @@ DEFAULTS = {
     "compression": "none",
     "linger_ms": 5,
     "batch_size": 1_000_000,
+    # librdkafka's message.max.bytes: the largest produce *request*. With
+    # idempotence at most 5 requests are in flight per connection, so this bounds
+    # a producer's bytes in flight (5 MB at the default) and its throughput to
+    # that over the acknowledgement latency (one flush cycle).
+    "message_max_bytes": 1_000_000,
     "producers": 1,
     "consumers": 1,
     "agents": 1,
     "bucket": "dir",
     "latency_profile": "none",
     "flush_interval_ms": 100,
+    # Hedged object-store requests (the agent's --hedge-put-after-ms and
+    # --hedge-get-after-ms; 0 = off).
+    "hedge_put_after_ms": 0,
+    "hedge_get_after_ms": 0,
     "saturation_s": 30.0,
     "fixed_s": 30.0,
     "warmup_s": 5.0,
@@ -92,24 +101,22 @@ class Log:
             print(f"[{time.monotonic() - self.started:7.1f}s] {message}", flush=True)
 
 
-def _split_partitions(partitions, agents, clients):
-    """Which agent and partitions each client gets.
-
-    Agents lead disjoint partition sets (partition p on agent p % agents) and each
-    client talks only to its agent: every agent's Metadata names itself the
-    leader of every partition until leadership is balanced over agents, so this
-    static split stands in for that balancing. Returns [(agent, [partitions])],
-    leaving out clients that got no partition.
+def _split_partitions(partitions, clients):
+    """The partitions each client gets: round-robin, so every client has a share
+    (clients left without a partition are left out). Clients bootstrap from every
+    agent and follow the leaders Metadata names, so with several agents each
+    client talks to whichever agents lead its partitions.
     """
     out = []
-    for agent in range(agents):
-        owned = [p for p in range(partitions) if p % agents == agent]
-        mine = [c for c in range(clients) if c % agents == agent]
-        for position, client in enumerate(mine):
-            share = owned[position :: len(mine)]
-            if share:
-                out.append((agent, share))
+    for client in range(clients):
+        share = list(range(client, partitions, clients))
+        if share:
+            out.append(share)
     return out
+
+
+def _bootstrap(cluster):
+    return ",".join(agent.address for agent in cluster.agents)
 
 
 def _create_topics(bootstrap, names, partitions):
@@ -223,8 +230,7 @@ def run_configuration(config, binary, log, keep_dirs=False):
     result = {"config": config, "phases": {}, "notes": []}
     try:
         cluster.start()
-        bootstrap = cluster.agents[0].address
-        _create_topics(bootstrap, ["saturation", "fixed"], config["partitions"])
+        _create_topics(_bootstrap(cluster), ["saturation", "fixed"], config["partitions"])
         if config["partitions"] < config["agents"]:
             result["notes"].append(
                 f"{config['partitions']} partition(s) over {config['agents']} agents: "
@@ -258,6 +264,11 @@ def run_configuration(config, binary, log, keep_dirs=False):
         result["agent_log_tails"] = [agent.log_tail() for agent in cluster.agents if agent.process is not None]
         log(f"!! {config['name']} failed: {result['error']}")
     finally:
+        # A failed phase may leave its client processes running: stop them
+        # before the next configuration starts.
+        for child in multiprocessing.active_children():
+            child.terminate()
+            child.join(10)
         cluster.stop()
         result["agent_lifetimes"] = [agent.exit_rusage for agent in cluster.agents]
         if not keep_dirs:
@@ -277,16 +288,16 @@ def _describe(config):
 
 def _consumer_specs(config, topic, measure_e2e):
     specs = []
-    for index, (agent, partitions) in enumerate(_split_partitions(config["partitions"], config["agents"], config["consumers"])):
-        specs.append(({"index": index, "topic": topic, "partitions": partitions, "measure_e2e": measure_e2e}, agent))
+    for index, partitions in enumerate(_split_partitions(config["partitions"], config["consumers"])):
+        specs.append({"index": index, "topic": topic, "partitions": partitions, "measure_e2e": measure_e2e})
     return specs
 
 
 def _start_consumers(context, cluster, specs, deadline_s):
     results = context.Queue()
     processes, controls = [], []
-    for spec, agent in specs:
-        spec = dict(spec, bootstrap=cluster.agents[agent].address)
+    for spec in specs:
+        spec = dict(spec, bootstrap=_bootstrap(cluster))
         control = {"ready": context.Event(), "expected": context.Queue(), "deadline_s": deadline_s}
         process = context.Process(target=workers.consumer_main, args=(spec, control, results), daemon=True)
         process.start()
@@ -309,7 +320,7 @@ def _expected_for(partitions, producer_results):
 
 
 def _produce_phase(context, cluster, config, topic, rate, consumers, log):
-    placement = _split_partitions(config["partitions"], config["agents"], config["producers"])
+    placement = _split_partitions(config["partitions"], config["producers"])
     duration = config["saturation_s"] if topic == "saturation" else config["fixed_s"]
     messages = config["messages"]
     warmup = config["warmup_s"] if not messages else 0.0
@@ -327,10 +338,10 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
         )
     results = context.Queue()
     processes, controls = [], []
-    for index, (agent, partitions) in enumerate(placement):
+    for index, partitions in enumerate(placement):
         spec = {
             "index": index,
-            "bootstrap": cluster.agents[agent].address,
+            "bootstrap": _bootstrap(cluster),
             "topic": topic,
             "partitions": partitions,
             "message_size": config["message_size"],
@@ -340,6 +351,7 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
             "compression": config["compression"],
             "linger_ms": config["linger_ms"],
             "batch_size": config["batch_size"],
+            "message_max_bytes": config["message_max_bytes"],
             "rate": per_producer_rate,
             "messages": messages,
             "duration_s": None if messages else duration,
@@ -364,7 +376,7 @@ def _produce_phase(context, cluster, config, topic, rate, consumers, log):
     consumer_results = []
     if consumer_state is not None:
         c_results, c_processes, c_controls = consumer_state
-        for control, (spec, _) in zip(c_controls, _consumer_specs(config, topic, True)):
+        for control, spec in zip(c_controls, _consumer_specs(config, topic, True)):
             control["expected"].put((_expected_for(spec["partitions"], producer_results), window))
         consumer_results = _collect(c_results, c_processes, len(c_processes), 900, "consumer")
         after = sampler.take()
@@ -467,7 +479,7 @@ def _catchup_phase(context, cluster, config, saturation, log):
         context, cluster, specs, deadline_s=config["idle_timeout_s"]
     )
     before = sampler.take()
-    for control, (spec, _) in zip(c_controls, specs):
+    for control, spec in zip(c_controls, specs):
         control["expected"].put((_expected_for(spec["partitions"], producer_counts), (0, 0)))
     consumer_results = _collect(c_results, c_processes, len(c_processes), 1800, "consumer")
     after = sampler.take()

@@ -16,6 +16,14 @@ pub trait Versioned: Serialize + DeserializeOwned {
     const WHAT: &'static str;
     /// The version this build writes.
     const VERSION: u8;
+
+    /// Decodes the body of an older version this build still reads (converting
+    /// it to the current record), or `None` when `version` was never written.
+    /// Records that never changed keep the default.
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (version, body);
+        None
+    }
 }
 
 /// Encodes `value` at its current version.
@@ -40,13 +48,20 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, MetadataError> {
             detail: "empty value".into(),
         });
     };
-    if version != T::VERSION {
-        return Err(MetadataError::Corrupt {
-            what: T::WHAT,
-            detail: format!("format version {version}, this build reads {}", T::VERSION),
-        });
-    }
-    postcard::from_bytes(body).map_err(|error| MetadataError::Corrupt {
+    let decoded = if version == T::VERSION {
+        postcard::from_bytes(body)
+    } else {
+        match T::decode_older(version, body) {
+            Some(decoded) => decoded,
+            None => {
+                return Err(MetadataError::Corrupt {
+                    what: T::WHAT,
+                    detail: format!("format version {version}, this build reads {}", T::VERSION),
+                });
+            }
+        }
+    };
+    decoded.map_err(|error| MetadataError::Corrupt {
         what: T::WHAT,
         detail: error.to_string(),
     })
@@ -84,5 +99,61 @@ mod tests {
             flipped[i] ^= 0xff;
             let _ = decode::<PartitionState>(&flipped);
         }
+    }
+}
+
+#[cfg(test)]
+mod older_versions {
+    use super::*;
+    use crate::{IndexEntry, SegmentId};
+
+    /// Version 1 of an index entry, as that build wrote it (no object size).
+    #[derive(Serialize)]
+    struct IndexEntryV1 {
+        base_offset: i64,
+        last_offset: i64,
+        record_count: u32,
+        max_timestamp: i64,
+        leader_epoch: i32,
+        segment_id: SegmentId,
+        object_key: String,
+        byte_offset: u64,
+        byte_length: u64,
+    }
+
+    #[test]
+    fn an_index_entry_written_by_version_1_still_reads() {
+        let segment_id = SegmentId(ulid::Ulid::from_parts(1_700_000_000_000, 9));
+        let v1 = IndexEntryV1 {
+            base_offset: 10,
+            last_offset: 19,
+            record_count: 10,
+            max_timestamp: 1_700_000_000_123,
+            leader_epoch: 3,
+            segment_id,
+            object_key: "c/segments/x".into(),
+            byte_offset: 64,
+            byte_length: 900,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_stdvec(&v1).unwrap());
+        let entry: IndexEntry = decode(&bytes).unwrap();
+        assert_eq!(entry.base_offset, 10);
+        assert_eq!(entry.byte_length, 900);
+        assert_eq!(entry.object_size, 0, "unknown in version 1");
+
+        // The current version round-trips and keeps the size.
+        let current = IndexEntry {
+            object_size: 4_096,
+            ..entry
+        };
+        let encoded = encode(&current);
+        assert_eq!(encoded[0], IndexEntry::VERSION);
+        assert_eq!(decode::<IndexEntry>(&encoded).unwrap(), current);
+
+        // A version never written is refused, not guessed.
+        let mut unknown = encoded.clone();
+        unknown[0] = 0;
+        assert!(decode::<IndexEntry>(&unknown).is_err());
     }
 }

@@ -211,6 +211,33 @@ impl MetadataStore {
             .await
     }
 
+    /// Gives up `node_id`'s coordination of `shard` if it still holds it under
+    /// `fence` (a graceful hand-off: the agent stops its group actors first).
+    /// The epoch stays; the next coordinator takes `epoch + 1`. Returns whether
+    /// the shard was released.
+    pub async fn release_coordinator_shard(
+        &self,
+        fence: ShardFence,
+        node_id: i32,
+    ) -> Result<bool, MetadataError> {
+        validate_shard(fence.shard)?;
+        let keys = self.keyspace();
+        self.database()
+            .run(|txn, _| async move {
+                let key = keys.coordinator_shard(fence.shard);
+                let Some(mut state) = read::<CoordinatorShardState>(&txn, &key).await? else {
+                    return Ok(false);
+                };
+                if state.leader != Some(node_id) || state.epoch != fence.epoch {
+                    return Ok(false);
+                }
+                state.leader = None;
+                write(&txn, &key, &state);
+                Ok(true)
+            })
+            .await
+    }
+
     /// Every group of a coordinator shard, ordered by group id.
     pub async fn load_groups(&self, shard: u32) -> Result<Vec<GroupRecord>, MetadataError> {
         validate_shard(shard)?;

@@ -254,11 +254,46 @@ pub struct IndexEntry {
     pub byte_offset: u64,
     /// The chunk's length.
     pub byte_length: u64,
+    /// The whole segment object's size (0 when unknown: entries written by
+    /// version 1), so a reader may fetch the object at once rather than chunk by
+    /// chunk.
+    pub object_size: u64,
+}
+
+/// [`IndexEntry`] as version 1 wrote it (without `object_size`).
+#[derive(Deserialize)]
+struct IndexEntryV1 {
+    base_offset: i64,
+    last_offset: i64,
+    record_count: u32,
+    max_timestamp: i64,
+    leader_epoch: i32,
+    segment_id: SegmentId,
+    object_key: String,
+    byte_offset: u64,
+    byte_length: u64,
 }
 
 impl Versioned for IndexEntry {
     const WHAT: &'static str = "index entry";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<IndexEntryV1>(body).map(|v1| Self {
+                base_offset: v1.base_offset,
+                last_offset: v1.last_offset,
+                record_count: v1.record_count,
+                max_timestamp: v1.max_timestamp,
+                leader_epoch: v1.leader_epoch,
+                segment_id: v1.segment_id,
+                object_key: v1.object_key,
+                byte_offset: v1.byte_offset,
+                byte_length: v1.byte_length,
+                object_size: 0,
+            })
+        })
+    }
 }
 
 /// The answer to an index lookup.

@@ -549,6 +549,7 @@ impl MetadataStore {
                         object_key: commit.object_key.clone(),
                         byte_offset: chunk.byte_offset,
                         byte_length: chunk.byte_length,
+                        object_size: commit.object_size,
                     };
                     write(
                         &txn,

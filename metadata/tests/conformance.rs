@@ -1135,6 +1135,37 @@ async fn leadership_is_released_only_by_its_holder(fx: Fixture) {
     assert_eq!(error.kind(), ErrorKind::Fenced);
 }
 
+async fn coordinator_shards_are_released_only_by_their_holder(fx: Fixture) {
+    let store = fx.store();
+    let first = take_shard(&store, "handoff-group", 1).await;
+    let stale = ShardFence {
+        shard: first.shard,
+        epoch: first.epoch + 1,
+    };
+    assert!(
+        !store.release_coordinator_shard(first, 2).await.unwrap(),
+        "not the holder"
+    );
+    assert!(
+        !store.release_coordinator_shard(stale, 1).await.unwrap(),
+        "wrong epoch"
+    );
+    assert!(store.release_coordinator_shard(first, 1).await.unwrap());
+    let state = store.coordinator_shard(first.shard).await.unwrap();
+    assert_eq!((state.leader, state.epoch), (None, first.epoch));
+    let next = take_shard(&store, "handoff-group", 2).await;
+    assert_eq!(next.epoch, first.epoch + 1);
+    // The old coordinator's writes stay fenced.
+    let error = store
+        .commit_offsets(first, "handoff-group", None, &[offset("a", 0, 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, MetadataError::CoordinatorFenced { .. }),
+        "{error:?}"
+    );
+}
+
 fn member(id: &str, instance: Option<&str>, assignment: &[u8]) -> GroupMemberRecord {
     GroupMemberRecord {
         member_id: id.into(),
@@ -1438,6 +1469,7 @@ macro_rules! all_cases {
         $case!(group_offsets_and_producer_ids);
         $case!(producer_state_commits_with_its_segment_only);
         $case!(leadership_is_released_only_by_its_holder);
+        $case!(coordinator_shards_are_released_only_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);
         $case!(epoch_end_offsets_follow_the_index);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);

@@ -373,3 +373,100 @@ async fn the_disk_cache_serves_repeat_reads_across_restarts() {
     assert_eq!(fixture.gets(), 3);
     assert_eq!(disk.stats().damaged, 2);
 }
+
+/// Decodes the batches of `partition`'s chunk from raw chunk bytes.
+fn batches_of(fixture: &Fixture, partition: i32, raw: Bytes) -> Bytes {
+    fjord_storage::decode_chunk_with_entry(&fixture.entry(partition), raw)
+        .expect("the chunk decodes")
+}
+
+#[tokio::test]
+async fn a_whole_object_read_caches_every_chunk_for_the_reads_that_follow() {
+    let fixture = Fixture::new().await;
+    fixture.gate.add_permits(1000);
+    let size = fixture.segment.bytes.len() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(DiskRangeCache::open(dir.path(), 1 << 20).await.unwrap());
+    let reader = CachedReader::new(fixture.store.clone(), Some(disk.clone()));
+
+    // The first read fetches the whole object, once.
+    let first = fixture.entry(1);
+    let raw = reader
+        .get_range_in_segment(&fixture.key, first.byte_range(), size, size)
+        .await
+        .unwrap();
+    assert_eq!(batches_of(&fixture, 1, raw), expected_batches(1));
+    assert_eq!(fixture.gets(), 1);
+    assert_eq!(fixture.metrics.snapshot().get_bytes, size);
+    assert_eq!(disk.stats().inserts, 3, "one cache entry per chunk");
+
+    // Every other chunk then comes from the disk cache.
+    for partition in [0, 2, 1] {
+        let entry = fixture.entry(partition);
+        let raw = reader
+            .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
+            .await
+            .unwrap();
+        assert_eq!(
+            batches_of(&fixture, partition, raw),
+            expected_batches(partition)
+        );
+    }
+    assert_eq!(fixture.gets(), 1, "no request after the first");
+    // ...also through the plain ranged read, which looks up the same ranges.
+    assert_eq!(
+        reader
+            .read_chunk(&fixture.key, &fixture.entry(2))
+            .await
+            .unwrap(),
+        expected_batches(2)
+    );
+    assert_eq!(fixture.gets(), 1);
+}
+
+#[tokio::test]
+async fn whole_object_reads_fall_back_to_ranged_reads() {
+    let fixture = Fixture::new().await;
+    fixture.gate.add_permits(1000);
+    let size = fixture.segment.bytes.len() as u64;
+    let entry = fixture.entry(0);
+    let chunk_len = entry.byte_range().end - entry.byte_range().start;
+
+    // Without a disk cache a whole-object GET would be repeated for every chunk:
+    // each read asks for its own range.
+    let reader = CachedReader::new(fixture.store.clone(), None);
+    let raw = reader
+        .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
+        .await
+        .unwrap();
+    assert_eq!(batches_of(&fixture, 0, raw), expected_batches(0));
+    assert_eq!(fixture.metrics.snapshot().get_bytes, chunk_len);
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(DiskRangeCache::open(dir.path(), 1 << 20).await.unwrap());
+    let reader = CachedReader::new(fixture.store.clone(), Some(disk));
+    // An object over the limit, or of unknown size (0), is read chunk by chunk.
+    for (object_size, limit) in [(size, size - 1), (0, size)] {
+        let before = fixture.metrics.snapshot().get_bytes;
+        let partition = if object_size == 0 { 2 } else { 1 };
+        let entry = fixture.entry(partition);
+        let raw = reader
+            .get_range_in_segment(&fixture.key, entry.byte_range(), object_size, limit)
+            .await
+            .unwrap();
+        assert_eq!(
+            batches_of(&fixture, partition, raw),
+            expected_batches(partition)
+        );
+        assert_eq!(
+            fixture.metrics.snapshot().get_bytes - before,
+            entry.byte_range().end - entry.byte_range().start
+        );
+    }
+
+    // A range past the object's end is never served from a whole-object read.
+    let error = reader
+        .get_range_in_segment(&fixture.key, size..size + 10, size, size)
+        .await;
+    assert!(error.is_err());
+}

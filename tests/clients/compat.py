@@ -180,13 +180,75 @@ def run_kafka_python(bootstrap, topic, records, partitions, codec, idempotent):
 # ----- aiokafka -----
 
 
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+async def aiokafka_admin_round(admin, topic, partitions):
+    """Topic admin through aiokafka, every answer checked: create with configs,
+    list, describe, describe configs, alter configs, create partitions. The
+    topic is left with `partitions` partitions; `run_aiokafka_async` deletes it."""
+    from aiokafka.admin import NewPartitions, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    start = max(1, partitions - 1)
+    created = (await admin.create_topics([NewTopic(
+        topic, num_partitions=start, replication_factor=1,
+        topic_configs={"retention.ms": "86400000", "cleanup.policy": "delete"},
+    )])).to_object()
+    errors = {e["topic"]: e["error_code"] for e in created["topic_errors"]}
+    expect(errors == {topic: 0}, f"create_topics: {created}")
+    again = (await admin.create_topics([NewTopic(topic, num_partitions=start, replication_factor=1)])).to_object()
+    expect(again["topic_errors"][0]["error_code"] == 36, f"creating it twice: TOPIC_ALREADY_EXISTS, got {again}")
+    expect(topic in await admin.list_topics(), "list_topics lists the new topic")
+
+    def configs_of(responses):
+        found = {}
+        for response in responses:
+            for resource in response.to_object()["resources"]:
+                expect(resource["error_code"] == 0, f"describe_configs: {resource}")
+                if resource["resource_name"] == topic:
+                    for entry in resource["config_entries"]:
+                        found[entry["config_names"]] = entry["config_value"]
+        return found
+
+    described = configs_of(await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]))
+    expect(described.get("retention.ms") == "86400000", f"retention.ms from create: {described.get('retention.ms')}")
+    expect(described.get("cleanup.policy") == "delete", f"cleanup.policy: {described.get('cleanup.policy')}")
+    altered = await admin.alter_configs([ConfigResource(
+        ConfigResourceType.TOPIC, topic, configs={"retention.ms": "3600000", "cleanup.policy": "delete"})])
+    for response in altered:
+        for resource in response.to_object()["resources"]:
+            expect(resource["error_code"] == 0, f"alter_configs: {resource}")
+    described = configs_of(await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": None})]))
+    expect(described.get("retention.ms") == "3600000", f"retention.ms after alter: {described}")
+    bad = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"no.such.config": "1"})])
+    codes = [r["error_code"] for response in bad for r in response.to_object()["resources"]]
+    expect(codes and all(code != 0 for code in codes), f"an unknown config is refused: {codes}")
+
+    if partitions > start:
+        grown = (await admin.create_partitions({topic: NewPartitions(total_count=partitions)})).to_object()
+        expect(all(e["error_code"] == 0 for e in grown["topic_errors"]), f"create_partitions: {grown}")
+    shrink_refused = False
+    try:
+        await admin.create_partitions({topic: NewPartitions(total_count=1)})
+    except Exception:  # aiokafka raises INVALID_PARTITIONS as an exception
+        shrink_refused = True
+    expect(shrink_refused, "create_partitions to fewer partitions is refused")
+    topics = await admin.describe_topics([topic])
+    expect(len(topics) == 1 and topics[0]["error_code"] == 0, f"describe_topics: {topics}")
+    expect(len(topics[0]["partitions"]) == partitions, f"{topic} has {len(topics[0]['partitions'])} partitions")
+
+
 async def run_aiokafka_async(bootstrap, topic, records, partitions, codec, idempotent):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    await aiokafka_admin_round(admin, topic, partitions)
 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -222,7 +284,14 @@ async def run_aiokafka_async(bootstrap, topic, records, partitions, codec, idemp
                                      m.timestamp))
     finally:
         await consumer.stop()
-    await admin.delete_topics([topic])
+    deleted = (await admin.delete_topics([topic])).to_object()
+    expect([(e["topic"], e["error_code"]) for e in deleted["topic_error_codes"]] == [(topic, 0)],
+           f"delete_topics: {deleted}")
+    for _ in range(50):
+        if topic not in await admin.list_topics():
+            break
+        await asyncio.sleep(0.1)
+    expect(topic not in await admin.list_topics(), "a deleted topic is not listed")
     await admin.close()
     return acked, consumed
 
@@ -238,7 +307,62 @@ CLIENTS = {
 }
 
 
+def produce_fixture(argv):
+    """`compat.py produce-fixture BOOTSTRAP TOPIC COUNT [--partitions P] [--codec C]
+    [--idempotent]`: confluent-kafka produces COUNT records whose headers differ
+    per record and whose timestamps it sets, for a consumer (kcat) to check:
+    record i goes to partition i % P with key `key-{i:06d}`, value
+    `value {i} of {TOPIC}`, headers index=i, parity=even|odd, tag=t{i % 7}, and
+    timestamp 1600000000000 + 1000 i."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    parser = argparse.ArgumentParser(prog="compat.py produce-fixture")
+    parser.add_argument("bootstrap")
+    parser.add_argument("topic")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--codec", default="none")
+    parser.add_argument("--idempotent", action="store_true")
+    args = parser.parse_args(argv)
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    for future in admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions,
+                                                replication_factor=1)]).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "compression.type": args.codec,
+                         "enable.idempotence": args.idempotent, "acks": "all", "linger.ms": 5})
+    failures = []
+    acked = [0]
+
+    def on_delivery(error, _message):
+        if error is not None:
+            failures.append(str(error))
+        else:
+            acked[0] += 1
+
+    for i in range(args.count):
+        headers = [("index", str(i).encode()), ("parity", b"even" if i % 2 == 0 else b"odd"),
+                   ("tag", f"t{i % 7}".encode())]
+        while True:
+            try:
+                producer.produce(args.topic, key=f"key-{i:06d}".encode(), value=f"value {i} of {args.topic}".encode(),
+                                 partition=i % args.partitions, timestamp=1_600_000_000_000 + 1000 * i,
+                                 headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or failures:
+        print(f"{remaining} undelivered, failures: {failures[:5]}")
+        sys.exit(1)
+    print(f"produce-fixture {args.topic}: acknowledged {acked[0]}")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "produce-fixture":
+        produce_fixture(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("client", choices=sorted(CLIENTS))
     parser.add_argument("bootstrap")

@@ -1,5 +1,6 @@
-"""Produces records with confluent-kafka (librdkafka), idempotent and acks=all,
-and prints one line per acknowledged record, as soon as it is acknowledged:
+"""Produces records with confluent-kafka (librdkafka), acks=all (idempotent unless
+told otherwise), and prints one line per acknowledged record, as soon as it is
+acknowledged:
 
     ACK <partition> <offset> <key> <wall clock seconds>
 
@@ -7,26 +8,63 @@ Failed deliveries print `FAIL <key> <error>`. Used by the crash tests: the agent
 killed while this runs, and every ACK line must stay true after its restart.
 
     python3 produce_acked.py <bootstrap> <topic> <records> [pause per 50 records, s]
+        [--prefix P] [--no-idempotence] [--errors] [--timeout-ms N]
+        [--until-stdin-closes]
+
+Keys are `<prefix><index, 7 digits>` (prefix `k` by default). With `--errors`,
+client-level errors librdkafka reports (error_cb) print as
+
+    ERROR <name> <fatal 0|1> <retriable 0|1> <text>
+
+(connection failures to a stopped agent show up here; a fatal error means the
+idempotent producer gave up). `--no-idempotence` sends with one request in
+flight per connection, so a retry never reorders: a record stored twice is a
+response the broker lost, not the client's doing. `--until-stdin-closes` stops
+producing early when standard input closes (then waits for what is in flight).
 """
 
+import argparse
 import sys
+import threading
 import time
 
 from confluent_kafka import Producer
 
 
 def main():
-    bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    pause = float(sys.argv[4]) if len(sys.argv) > 4 else 0.005
-    producer = Producer({
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bootstrap")
+    parser.add_argument("topic")
+    parser.add_argument("count", type=int)
+    parser.add_argument("pause", type=float, nargs="?", default=0.005)
+    parser.add_argument("--prefix", default="k")
+    parser.add_argument("--no-idempotence", action="store_true")
+    parser.add_argument("--errors", action="store_true")
+    parser.add_argument("--until-stdin-closes", action="store_true")
+    parser.add_argument("--timeout-ms", type=int, default=20000)
+    args = parser.parse_args()
+
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "enable.idempotence": not args.no_idempotence,
         "acks": "all",
         "linger.ms": 2,
-        "message.timeout.ms": 20000,
+        "message.timeout.ms": args.timeout_ms,
         "retry.backoff.ms": 100,
         "reconnect.backoff.max.ms": 500,
-    })
+    }
+    if args.no_idempotence:
+        config["max.in.flight.requests.per.connection"] = 1
+        config["retries"] = 1000000
+    if args.errors:
+        def on_error(error):
+            text = str(error).replace("\n", " ")
+            print(
+                f"ERROR {error.name()} {int(error.fatal())} {int(error.retriable())} {text}",
+                flush=True,
+            )
+        config["error_cb"] = on_error
+    producer = Producer(config)
 
     def on_delivery(error, message):
         key = message.key().decode()
@@ -35,19 +73,28 @@ def main():
         else:
             print(f"FAIL {key} {error}", flush=True)
 
-    for i in range(count):
-        key = f"k{i:07d}"
+    stop = threading.Event()
+    if args.until_stdin_closes:
+        def watch_stdin():
+            sys.stdin.read()
+            stop.set()
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+    for i in range(args.count):
+        if stop.is_set():
+            break
+        key = f"{args.prefix}{i:07d}"
         while True:
             try:
-                producer.produce(topic, key=key.encode(), value=f"value of {key}".encode(), on_delivery=on_delivery)
+                producer.produce(args.topic, key=key.encode(), value=f"value of {key}".encode(), on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
         if i % 50 == 0:
             # Paced so the agent is killed mid-stream rather than after the end.
-            time.sleep(pause)
-    producer.flush(30)
+            time.sleep(args.pause)
+    producer.flush(max(30, args.timeout_ms / 1000 + 10))
 
 
 if __name__ == "__main__":

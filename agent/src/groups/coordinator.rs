@@ -8,11 +8,18 @@
 //! write; when one fails as fenced, the shard is marked lost, its actors stop,
 //! and requests for it are answered `NOT_COORDINATOR` until it is taken again.
 //!
-//! Placement policy (today): an agent takes every shard it is asked about, the
-//! way it takes a partition it is asked to write. With one agent per cluster that
-//! makes it the coordinator of every group; spreading shards over many live
-//! agents is the job of the agent-membership work, which replaces
-//! `GroupCoordinator::shard_at`'s claim with a lookup of the shard's leader.
+//! Placement: shards are spread over the live agents by the same bounded-load
+//! rendezvous placement as partitions ([`crate::cluster::ClusterView::shard_owner`]).
+//! An agent serves a shard only while its view of the cluster places the shard
+//! on it: a request for a group whose shard lives elsewhere is answered
+//! `NOT_COORDINATOR` (and `FindCoordinator` names the owner), and a shard is
+//! taken, with a new epoch, on the first request after it moved here. With one
+//! agent (or no cluster view, as in unit tests) that agent coordinates every
+//! group. On every balancer tick an agent unloads the shards placed elsewhere
+//! (releasing them in metadata) and those another agent took meanwhile
+//! ([`GroupCoordinator::release_shards`]); at shutdown it releases all of them.
+//! A shard that moved away is fenced by the new owner's epoch: the old owner's
+//! next write fails, and it marks the shard lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -132,6 +139,89 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether this agent should coordinate shard `index` (never while it is
+    /// leaving the cluster).
+    fn placed_here(&self, index: u32) -> bool {
+        match &self.cluster {
+            Some(cluster) => cluster.owns_shard(index, COORDINATOR_SHARDS),
+            None => true,
+        }
+    }
+
+    /// Unloads the shards this agent holds but should not, and returns how many:
+    ///
+    /// - placed on another agent (one joined), or every shard when `all` (this
+    ///   agent is stopping): its group actors stop, then the shard is released
+    ///   in metadata, so the next coordinator takes it with the next epoch and
+    ///   loads everything this one persisted;
+    /// - taken by another coordinator meanwhile (a newer epoch in metadata: this
+    ///   agent was paused past its lease): its actors stop before they serve
+    ///   stale state; the next request for it takes it again, reloading.
+    ///
+    /// The balancer calls this on every tick, and with `all` at shutdown.
+    pub async fn release_shards(&self, all: bool) -> usize {
+        let slots: Vec<(u32, ShardSlot)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(index, slot)| (*index, slot.clone()))
+            .collect();
+        let store = &self.context.store;
+        let mut unloaded = 0;
+        for (index, slot) in slots {
+            let mut held = slot.lock().await;
+            let Some(shard) = held.clone() else {
+                continue;
+            };
+            if shard.is_lost() {
+                *held = None;
+                continue;
+            }
+            if !all && self.placed_here(index) {
+                match store.coordinator_shard(index).await {
+                    Ok(state)
+                        if state.epoch != shard.fence().epoch
+                            || state.leader != Some(self.node_id) =>
+                    {
+                        tracing::warn!(
+                            shard = index,
+                            epoch = shard.fence().epoch,
+                            current = state.epoch,
+                            "coordinator shard taken over by another agent; unloading its groups"
+                        );
+                        shard.mark_lost();
+                        *held = None;
+                        unloaded += 1;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(shard = index, %error, "reading a coordinator shard failed");
+                    }
+                }
+                continue;
+            }
+            shard.mark_lost();
+            *held = None;
+            unloaded += 1;
+            match store
+                .release_coordinator_shard(shard.fence(), self.node_id)
+                .await
+            {
+                Ok(released) => tracing::info!(
+                    shard = index,
+                    epoch = shard.fence().epoch,
+                    released,
+                    "handed coordinator shard off"
+                ),
+                Err(error) => {
+                    tracing::warn!(shard = index, %error, "releasing a coordinator shard failed");
+                }
+            }
+        }
+        unloaded
+    }
+
     /// The settings groups run with.
     pub fn settings(&self) -> &GroupSettings {
         &self.context.settings
@@ -147,7 +237,7 @@ impl GroupCoordinator {
     /// The shard at `index`, taken (and its groups loaded) if this agent does
     /// not hold it.
     async fn shard_at(&self, index: u32) -> Result<Arc<Shard>, GroupError> {
-        if self.owner_of_shard(index) != self.node_id {
+        if !self.placed_here(index) {
             return Err(GroupError::NotCoordinator);
         }
         let slot = self
@@ -371,7 +461,7 @@ impl GroupCoordinator {
     pub async fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
         let mut listings = Vec::new();
         for index in 0..COORDINATOR_SHARDS {
-            if self.owner_of_shard(index) != self.node_id {
+            if !self.placed_here(index) {
                 continue; // another agent lists it
             }
             let shard = self.shard_at(index).await?;

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
@@ -47,15 +48,36 @@ pub(crate) enum Close {
     },
 }
 
-/// Accepts Kafka connections until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+/// How long connections may take to answer what they have in flight once they
+/// are told to close; then they are dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Accepts Kafka connections until `stop_accepting` is cancelled. Then the
+/// listening socket closes (new connections are refused) and every open
+/// connection stops reading requests: it finishes the one it is handling and
+/// sends the responses of those it read (produces resolve once committed or
+/// refused), and keeps the rest unread until `close` is cancelled, when it
+/// closes. A client then sees its unanswered requests fail with the connection
+/// and retries them elsewhere — none of them was accepted, so a retry is never
+/// a duplicate. Returns once every connection has closed, or after a grace
+/// period.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    stop_accepting: CancellationToken,
+    close: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            _ = stop_accepting.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else {
+            break;
         };
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop_accepting.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -67,20 +89,30 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
-        let shutdown = shutdown.clone();
+        let stop_reading = stop_accepting.clone();
+        let close = close.clone();
         tokio::spawn(async move {
-            let connection =
-                CLIENT_HOST.scope(format!("/{}", peer.ip()), serve_connection(stream, broker));
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection closed");
-                    }
-                }
+            let connection = CLIENT_HOST.scope(
+                format!("/{}", peer.ip()),
+                serve_connection_until(stream, broker, stop_reading, close),
+            );
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
         });
+    }
+    drop(listener);
+    close.cancelled().await;
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    if tokio::time::timeout(CLOSE_GRACE, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = MAX_CONNECTIONS - permits.available_permits(),
+            "connections still open after the grace period; dropping them"
+        );
     }
 }
 
@@ -106,6 +138,22 @@ pub async fn serve_connection<S>(stream: S, broker: Arc<Broker>) -> Result<(), s
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let never = CancellationToken::new();
+    serve_connection_until(stream, broker, never.clone(), never).await
+}
+
+/// As [`serve_connection`], until `stop_reading` is cancelled: then no further
+/// request is read, the one being handled is finished and the responses of
+/// those read are sent; the connection closes once `closing` is cancelled.
+pub async fn serve_connection_until<S>(
+    stream: S,
+    broker: Arc<Broker>,
+    stop_reading: CancellationToken,
+    closing: CancellationToken,
+) -> Result<(), std::io::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let codec = LengthDelimitedCodec::builder()
         .length_field_length(4)
         .max_frame_length(broker.settings.max_request_bytes)
@@ -123,6 +171,11 @@ where
                     return Ok(());
                 }
             },
+            _ = stop_reading.cancelled() => {
+                drain(&mut in_flight, &mut sink).await?;
+                closing.cancelled().await;
+                break;
+            }
             frame = frames.next(), if in_flight.len() < MAX_IN_FLIGHT_PRODUCES => {
                 let Some(frame) = frame else { break };
                 let decoded = match decode(frame?.freeze()) {
@@ -170,7 +223,7 @@ where
         }
     }
     drain(&mut in_flight, &mut sink).await?;
-    Ok(())
+    sink.close().await
 }
 
 /// Sends the responses of every request in flight, in order. False when one of

@@ -21,5 +21,5 @@ mod handlers;
 mod listener;
 mod versions;
 
-pub use listener::{serve, serve_connection};
+pub use listener::{serve, serve_connection, serve_connection_until};
 pub use versions::supported_versions;

@@ -155,3 +155,4 @@ pub fn run_group_scenario(bootstrap: &str, args: &[&str]) -> GroupScenario {
         timings,
     }
 }
+pub mod wire;

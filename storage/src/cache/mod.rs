@@ -43,12 +43,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::error::{ErrorKind, ErrorRepr, Result, StorageError};
 use crate::paths::ObjectKey;
-use crate::segment::{ChunkEntry, decode_chunk_with_entry};
+use crate::segment::{ChunkEntry, SegmentFooter, TailDecode, decode_chunk_with_entry};
 
 pub use disk_range::{DiskCacheStats, DiskRangeCache};
 pub use memory_tail::{MemoryTailCache, TailCacheStats, TailRead, TopicPartition};
@@ -67,6 +68,44 @@ pub struct CachedReader {
     store: Arc<dyn ObjectStore>,
     disk: Option<Arc<DiskRangeCache>>,
     flights: SingleFlight<(String, u64, u64), SharedGet>,
+    /// Whole segment objects fetched last, so the reads of their other chunks
+    /// that usually follow come from memory rather than the disk cache.
+    recent: std::sync::Mutex<RecentObjects>,
+}
+
+/// The most recently fetched whole objects, oldest dropped first, at most
+/// [`RECENT_OBJECT_BYTES`] in all.
+#[derive(Debug, Default)]
+struct RecentObjects {
+    objects: std::collections::VecDeque<(String, Bytes)>,
+    bytes: usize,
+}
+
+/// Memory kept for recently fetched whole objects.
+const RECENT_OBJECT_BYTES: usize = 64 * 1024 * 1024;
+
+impl RecentObjects {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.objects
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&mut self, key: &str, object: Bytes) {
+        if object.len() > RECENT_OBJECT_BYTES || self.get(key).is_some() {
+            return;
+        }
+        self.bytes += object.len();
+        self.objects.push_back((key.to_owned(), object));
+        while self.bytes > RECENT_OBJECT_BYTES {
+            match self.objects.pop_front() {
+                Some((_, dropped)) => self.bytes -= dropped.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 impl fmt::Debug for CachedReader {
@@ -86,6 +125,7 @@ impl CachedReader {
             store,
             disk,
             flights: SingleFlight::new(),
+            recent: std::sync::Mutex::default(),
         }
     }
 
@@ -137,6 +177,116 @@ impl CachedReader {
             Err(aborted) => Err(rebuild(key, ErrorKind::Internal, aborted.to_string())),
         }
     }
+
+    /// Bytes `range` of the segment object `key`, which is `object_size` bytes
+    /// long, reading the **whole object** with one GET on a miss when it is at
+    /// most `whole_object_max` bytes and a disk cache is configured; every chunk
+    /// its footer names then goes to the disk cache, and the object stays in
+    /// memory among the last 64 MiB fetched, so the reads of the other
+    /// partitions in the object that usually follow (a consumer catching up on a
+    /// topic) cost no request and, while it is recent, no disk read. Otherwise (no disk cache, a larger object, or an
+    /// unknown size of 0) this is [`get_range`](Self::get_range).
+    ///
+    /// Requests against bytes: a whole-object GET fetches chunks the caller may
+    /// never read, which costs transfer but no request, and S3 bills requests.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn get_range_in_segment(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+        object_size: u64,
+        whole_object_max: u64,
+    ) -> Result<Bytes> {
+        let Some(disk) = self.disk.clone() else {
+            return self.get_range(key, range).await;
+        };
+        if object_size == 0
+            || object_size > whole_object_max
+            || range.end > object_size
+            || range.end <= range.start
+        {
+            return self.get_range(key, range).await;
+        }
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key.as_str());
+        if let Some(object) = recent
+            && let Some(bytes) = slice_of(&object, &range)
+        {
+            return Ok(bytes);
+        }
+        if let Some(bytes) = disk.get(key.as_str(), range.clone()).await {
+            return Ok(bytes);
+        }
+        let store = Arc::clone(&self.store);
+        let fetch_key = key.clone();
+        let flight = (key.as_str().to_owned(), 0, object_size);
+        let shared = self
+            .flights
+            .run(flight, move || async move {
+                let object = get_exact(&*store, &fetch_key, 0..object_size)
+                    .await
+                    .map_err(Arc::new)?;
+                // Every chunk into the disk cache before the flight ends, so a
+                // reader arriving after it finds them there. A footer that does
+                // not decode caches nothing: the caller's own chunk is still
+                // checked when it is decoded.
+                if let Ok(TailDecode::Footer(footer)) =
+                    SegmentFooter::decode_tail(&object, object_size)
+                {
+                    let ranges: Vec<Range<u64>> = footer
+                        .entries()
+                        .iter()
+                        .map(ChunkEntry::byte_range)
+                        .collect();
+                    futures::stream::iter(ranges)
+                        .for_each_concurrent(16, |chunk| {
+                            let disk = &disk;
+                            let fetch_key = &fetch_key;
+                            let bytes = slice_of(&object, &chunk);
+                            async move {
+                                if let Some(bytes) = bytes {
+                                    disk.insert(fetch_key.as_str(), chunk, bytes).await;
+                                }
+                            }
+                        })
+                        .await;
+                }
+                Ok(object)
+            })
+            .await;
+        let object = match shared {
+            Ok(Ok(object)) => object,
+            Ok(Err(error)) => return Err(unshare(key, error)),
+            Err(aborted) => return Err(rebuild(key, ErrorKind::Internal, aborted.to_string())),
+        };
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.as_str(), object.clone());
+        slice_of(&object, &range).ok_or_else(|| {
+            rebuild(
+                key,
+                ErrorKind::Corrupt,
+                format!(
+                    "range {}..{} is outside the {}-byte object",
+                    range.start,
+                    range.end,
+                    object.len()
+                ),
+            )
+        })
+    }
+}
+
+/// `range` of `bytes`, if it lies within them.
+fn slice_of(bytes: &Bytes, range: &Range<u64>) -> Option<Bytes> {
+    let start = usize::try_from(range.start).ok()?;
+    let end = usize::try_from(range.end).ok()?;
+    (start <= end && end <= bytes.len()).then(|| bytes.slice(start..end))
 }
 
 /// One ranged GET that must return the whole range.

@@ -6,8 +6,8 @@
 //! `Arc<dyn ObjectStore>`:
 //!
 //! ```text
-//! RetryingObjectStore ─▶ LimitStore ─▶ InstrumentedObjectStore ─▶ backend
-//!                                           (LocalFileSystem, InMemory, S3)
+//! RetryingObjectStore ─▶ [HedgingObjectStore] ─▶ LimitStore ─▶ InstrumentedObjectStore ─▶ backend
+//!                                                              (LocalFileSystem, InMemory, S3)
 //! tests:       ... ─▶ FaultInjectingObjectStore ─▶ backend
 //! benchmarks:  ... ─▶ LatencyInjectingObjectStore ─▶ backend
 //! ```
@@ -22,6 +22,8 @@
 //! - [`RetryingObjectStore`]: bounded retries of transient failures with
 //!   exponential backoff and full jitter, a per-attempt timeout, and GET bodies
 //!   that resume after a break.
+//! - [`HedgingObjectStore`]: a second identical PUT (overwrite mode) or GET
+//!   when the first is slow, the first answer wins (opt-in, [`HedgeOptions`]).
 //! - `object_store`'s own `LimitStore`: the concurrency limit.
 //! - [`LatencyInjectingObjectStore`]: S3 Standard / S3 Express One Zone latency
 //!   profiles for benchmarks.
@@ -36,6 +38,7 @@
 #[cfg(feature = "s3")]
 mod aws_profile;
 mod fault;
+mod hedge;
 mod instrumented;
 mod latency;
 mod retry;
@@ -52,6 +55,7 @@ use crate::segment::{
 };
 
 pub use fault::{Fault, FaultInjectingObjectStore, Operation, Trigger};
+pub use hedge::{HedgeOptions, HedgeStats, HedgingObjectStore};
 pub use instrumented::{
     InstrumentedObjectStore, LatencySnapshot, MetricsSnapshot, ObjectStoreMetrics,
 };

@@ -51,7 +51,8 @@ use object_store::prefix::PrefixStore;
 
 use crate::error::{ErrorRepr, Result};
 use crate::object_store::{
-    InstrumentedObjectStore, ObjectStoreMetrics, RetryOptions, RetryingObjectStore,
+    HedgeOptions, HedgingObjectStore, InstrumentedObjectStore, ObjectStoreMetrics, RetryOptions,
+    RetryingObjectStore,
 };
 
 /// How [`open_store`] builds and decorates a store.
@@ -65,6 +66,8 @@ pub struct StoreOptions {
     pub seed: u64,
     /// Settings for `s3://` URLs.
     pub s3: S3Options,
+    /// Hedged PUTs and GETs (off when `None`).
+    pub hedge: Option<HedgeOptions>,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +77,7 @@ impl Default for StoreOptions {
             max_concurrent_requests: 64,
             seed: 0,
             s3: S3Options::default(),
+            hedge: None,
         }
     }
 }
@@ -154,6 +158,10 @@ pub fn decorate(backend: Arc<dyn ObjectStore>, options: &StoreOptions) -> Opened
         instrumented,
         options.max_concurrent_requests.max(1),
     ));
+    let limited = match options.hedge {
+        Some(hedge) => Arc::new(HedgingObjectStore::new(limited, hedge)),
+        None => limited,
+    };
     let store = Arc::new(RetryingObjectStore::new(
         limited,
         options.retry,

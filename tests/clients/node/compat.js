@@ -11,7 +11,7 @@
 
 'use strict';
 
-const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = require('kafkajs');
+const { Kafka, CompressionTypes, CompressionCodecs, ConfigResourceTypes, logLevel } = require('kafkajs');
 const SnappyCodec = require('kafkajs-snappy');
 const lz4 = require('lz4js');
 const zstd = require('@bokuweb/zstd-wasm');
@@ -76,18 +76,101 @@ function makeRecords(count, partitions, seed) {
   return records;
 }
 
+function expect(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+// Topic admin through kafkajs, every answer checked: createTopics with configs,
+// listTopics, fetchTopicMetadata, describeConfigs, alterConfigs,
+// createPartitions. The topic is left with `partitions` partitions.
+async function adminRound(admin, topic, partitions) {
+  const start = Math.max(1, partitions - 1);
+  const created = await admin.createTopics({
+    topics: [{
+      topic,
+      numPartitions: start,
+      replicationFactor: 1,
+      configEntries: [{ name: 'retention.ms', value: '86400000' }, { name: 'cleanup.policy', value: 'delete' }],
+    }],
+    waitForLeaders: true,
+  });
+  expect(created === true, `createTopics(${topic}) reported the topic existed`);
+  const again = await admin.createTopics({ topics: [{ topic, numPartitions: start, replicationFactor: 1 }] });
+  expect(again === false, `createTopics(${topic}) twice must report it existed, got ${again}`);
+  expect((await admin.listTopics()).includes(topic), `listTopics lacks ${topic}`);
+
+  const configsOf = async (configNames) => {
+    const described = await admin.describeConfigs({
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames }],
+      includeSynonyms: false,
+    });
+    const found = {};
+    for (const resource of described.resources) {
+      expect(resource.errorCode === 0, `describeConfigs: ${JSON.stringify(resource)}`);
+      for (const entry of resource.configEntries) found[entry.configName] = entry.configValue;
+    }
+    return found;
+  };
+  let configs = await configsOf(undefined);
+  expect(configs['retention.ms'] === '86400000', `retention.ms from createTopics: ${configs['retention.ms']}`);
+  expect(configs['cleanup.policy'] === 'delete', `cleanup.policy: ${configs['cleanup.policy']}`);
+  const altered = await admin.alterConfigs({
+    validateOnly: false,
+    resources: [{
+      type: ConfigResourceTypes.TOPIC,
+      name: topic,
+      configEntries: [{ name: 'retention.ms', value: '3600000' }, { name: 'cleanup.policy', value: 'delete' }],
+    }],
+  });
+  expect(altered.resources.length === 1 && altered.resources[0].errorCode === 0, `alterConfigs: ${JSON.stringify(altered)}`);
+  configs = await configsOf(['retention.ms']);
+  expect(configs['retention.ms'] === '3600000' && Object.keys(configs).length === 1,
+    `describeConfigs(retention.ms) after alterConfigs: ${JSON.stringify(configs)}`);
+  let refused = false;
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'no.such.config', value: '1' }] }],
+    });
+  } catch (error) {
+    refused = true;
+  }
+  expect(refused, 'alterConfigs of an unknown config must fail');
+
+  if (partitions > start) {
+    // Resolves (with nothing) on success, throws on a refusal; checked by the
+    // metadata below.
+    await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
+  }
+  refused = false;
+  try {
+    await admin.createPartitions({ topicPartitions: [{ topic, count: 1 }] });
+  } catch (error) {
+    refused = true;
+  }
+  expect(refused, 'createPartitions to fewer partitions must fail');
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+  expect(metadata.topics.length === 1 && metadata.topics[0].name === topic, `fetchTopicMetadata: ${JSON.stringify(metadata)}`);
+  expect(metadata.topics[0].partitions.length === partitions,
+    `${topic}: ${metadata.topics[0].partitions.length} partitions, expected ${partitions}`);
+  expect(metadata.topics[0].partitions.every((p) => p.partitionErrorCode === 0 && p.leader >= 0),
+    `partitions without a leader: ${JSON.stringify(metadata.topics[0].partitions)}`);
+}
+
+async function deleteAndCheck(admin, topic) {
+  await admin.deleteTopics({ topics: [topic] });
+  let listed = true;
+  for (let i = 0; i < 50 && listed; i++) {
+    listed = (await admin.listTopics()).includes(topic);
+    if (listed) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  expect(!listed, `deleteTopics: ${topic} still listed`);
+}
+
 async function runConfiguration(kafka, topic, records, partitions, codec, idempotent) {
   const admin = kafka.admin();
   await admin.connect();
-  const created = await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }],
-    waitForLeaders: true,
-  });
-  if (!created) throw new Error(`createTopics(${topic}) reported the topic existed`);
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-  if (metadata.topics[0].partitions.length !== partitions) {
-    throw new Error(`${topic}: ${metadata.topics[0].partitions.length} partitions`);
-  }
+  await adminRound(admin, topic, partitions);
 
   const producer = kafka.producer({ idempotent, maxInFlightRequests: idempotent ? 1 : 5 });
   await producer.connect();
@@ -128,7 +211,7 @@ async function runConfiguration(kafka, topic, records, partitions, codec, idempo
     }).catch(reject);
   });
   await consumer.disconnect();
-  await admin.deleteTopics({ topics: [topic] });
+  await deleteAndCheck(admin, topic);
   await admin.disconnect();
   return { acknowledged, consumed };
 }

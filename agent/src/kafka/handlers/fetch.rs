@@ -5,9 +5,20 @@
 //! the response about `max_bytes`, except that the first batch found is returned
 //! whole even when it is larger (so a consumer always makes progress).
 //!
-//! Sessions: every fetch is answered as a full fetch with session id 0, which
-//! tells clients that use incremental fetch sessions (KIP-227) that the broker
-//! did not create one; they keep sending full requests, as Kafka allows.
+//! Fetch sessions (KIP-227) are not implemented: this broker never creates one,
+//! which Kafka allows (a broker whose session cache is full does the same).
+//! Following Kafka's `FetchManager`:
+//! - a full request (`session_epoch` 0, "open a session", or -1, "no session")
+//!   is answered in full with `session_id` 0, which tells the client that no
+//!   session was created; librdkafka, the Java client, kafka-python, aiokafka
+//!   and kafkajs then keep sending full requests. A full request naming a
+//!   session id (closing it) is answered the same way: there is nothing to close;
+//! - an incremental request (any other epoch) names a session this broker cannot
+//!   have, and is answered `FETCH_SESSION_ID_NOT_FOUND` with no partitions; the
+//!   client then starts over with a full request.
+//!
+//! The cost is the one sessions save: every fetch lists all its partitions and
+//! every answer carries all of them, even those with nothing new.
 
 use std::time::Duration;
 
@@ -102,8 +113,9 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
 }
 
 pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
-    if version >= 7 && request.session_id != 0 {
-        // No session is ever created here, so any session id is unknown.
+    if version >= 7 && !matches!(request.session_epoch, 0 | -1) {
+        // An incremental fetch: no session is ever created here, so whichever
+        // session it names is unknown.
         let mut response = FetchResponse::default();
         response.error_code = ResponseError::FetchSessionIdNotFound.code();
         return response;
