@@ -102,10 +102,7 @@ impl Default for LogSettings {
             max_batch_bytes: 1_048_588,
             tail_cache_bytes: 64 * 1024 * 1024,
             max_inflight_uploads: 4,
-            // Level 1 compresses Kafka-like payloads about as well as level 3
-            // at two to three times the speed (`cargo bench -p fjord-storage
-            // --bench segment`); the flush path is the agent's hottest loop.
-            compression_level: 1,
+            compression_level: fjord_storage::DEFAULT_ZSTD_LEVEL,
             whole_object_read_bytes: 32 * 1024 * 1024,
         }
     }
