@@ -45,10 +45,11 @@ DEFAULTS = {
     "compression": "none",
     "linger_ms": 5,
     "batch_size": 1_000_000,
-    # librdkafka's message.max.bytes: the largest produce *request*. With
-    # idempotence at most 5 requests are in flight per connection, so this bounds
-    # a producer's bytes in flight (5 MB at the default) and its throughput to
-    # that over the acknowledgement latency (one flush cycle).
+    # librdkafka's message.max.bytes: the largest produce request. librdkafka
+    # puts one partition's batch (batch.size) in each request and, with
+    # idempotence, keeps at most 5 in flight per connection: a producer's bytes
+    # in flight are ~5 × batch.size, and its throughput at most that over the
+    # acknowledgement latency (one flush cycle).
     "message_max_bytes": 1_000_000,
     "producers": 1,
     "consumers": 1,
