@@ -266,7 +266,7 @@ class Harness:
         expected = set(self.produced)
         missing = expected - set(self.deliveries)
         check(not missing, f"{len(missing)} records never delivered, e.g. {sorted(missing)[:5]}")
-        commits = sorted(self.commits.get(group, []))
+        commits = self._commits_in_order(group)
         redeliveries = 0
         for (partition, offset), deliveries in self.deliveries.items():
             for member, t in deliveries[1:]:
@@ -281,10 +281,16 @@ class Harness:
                 )
         return redeliveries
 
+    def _commits_in_order(self, group):
+        """A group's commits by time, then member; ties keep the order they were
+        reported in (two commits of one member can share a millisecond, and
+        their offset maps do not compare)."""
+        return sorted(self.commits.get(group, []), key=lambda c: (c[0], c[1]))
+
     def committed_offsets(self, group):
         """The group's last committed offsets, as the members reported them."""
         last = {}
-        for _, _, offsets in sorted(self.commits.get(group, [])):
+        for _, _, offsets in self._commits_in_order(group):
             last.update(offsets)
         return last
 
