@@ -32,10 +32,62 @@ pub enum BatchError {
     /// Truncated, inconsistent lengths, or a checksum mismatch (`CORRUPT_MESSAGE`).
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
-    /// Well-formed but not something this broker accepts (`INVALID_RECORD` /
-    /// `UNSUPPORTED_FOR_MESSAGE_FORMAT`).
+    /// Well-formed but not something this broker accepts
+    /// (`UNSUPPORTED_FOR_MESSAGE_FORMAT`).
     #[error("unsupported record batch: {0}")]
     Unsupported(String),
+    /// A checksum-valid batch whose header contradicts its records: the offset
+    /// range and the record count disagree, or an uncompressed batch holds a
+    /// different number of records than it claims (`INVALID_RECORD`).
+    #[error("invalid record batch: {0}")]
+    Invalid(String),
+}
+
+/// Reads a zigzag varint of at most 5 bytes (a Kafka `varint`) from the front
+/// of `bytes`: the value and the bytes it took.
+fn read_varint(bytes: &[u8]) -> Option<(i32, usize)> {
+    let mut raw: u32 = 0;
+    for (index, byte) in bytes.iter().take(5).enumerate() {
+        raw |= u32::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            let value = ((raw >> 1) as i32) ^ -((raw & 1) as i32);
+            return Some((value, index + 1));
+        }
+    }
+    None
+}
+
+/// Walks the length-prefixed records of an uncompressed batch: exactly
+/// `record_count` of them must fill `records` to its end.
+fn check_record_framing(records: &[u8], record_count: i32) -> Result<(), BatchError> {
+    let mut at = 0usize;
+    let mut found = 0i32;
+    while at < records.len() {
+        let (length, taken) = read_varint(&records[at..])
+            .ok_or_else(|| BatchError::Corrupt(format!("record {found}: bad length varint")))?;
+        let end = usize::try_from(length)
+            .ok()
+            .and_then(|length| (at + taken).checked_add(length))
+            .filter(|end| *end <= records.len())
+            .ok_or_else(|| {
+                BatchError::Corrupt(format!(
+                    "record {found}: length {length} does not fit the {} bytes left",
+                    records.len() - at - taken
+                ))
+            })?;
+        at = end;
+        found = found.saturating_add(1);
+        if found > record_count {
+            break;
+        }
+    }
+    if found != record_count {
+        return Err(BatchError::Invalid(format!(
+            "the batch claims {record_count} records and holds {found}{}",
+            if found > record_count { " or more" } else { "" }
+        )));
+    }
+    Ok(())
 }
 
 /// One validated batch.
@@ -126,14 +178,22 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
         }
         let last_offset_delta = read_i32(bytes, 23);
         let record_count = read_i32(bytes, 57);
-        // In i64: a delta of i32::MAX must not overflow (a panic on bad input).
+        // As Kafka's validator: a produced batch spans exactly its records'
+        // offsets (only compaction leaves gaps, and it never produces). In i64:
+        // a delta of i32::MAX must not overflow (a panic on bad input).
         if last_offset_delta < 0
             || record_count < 1
-            || i64::from(record_count) > i64::from(last_offset_delta) + 1
+            || i64::from(record_count) != i64::from(last_offset_delta) + 1
         {
-            return Err(BatchError::Corrupt(format!(
-                "{record_count} records over offset delta {last_offset_delta}"
+            return Err(BatchError::Invalid(format!(
+                "inconsistent batch offset range (delta {last_offset_delta}) and count of records ({record_count})"
             )));
+        }
+        // An uncompressed batch must hold the records it claims (a compressed
+        // one is checked only by its CRC: counting its records would mean
+        // decompressing every produced batch).
+        if attributes & COMPRESSION_CODEC_MASK == 0 {
+            check_record_framing(&bytes[BATCH_HEADER_LEN..], record_count)?;
         }
         batches.push(Batch {
             bytes: records.slice(at..at + total),
@@ -265,7 +325,13 @@ mod tests {
         body.put_i16(-1); // producerEpoch
         body.put_i32(-1); // baseSequence
         body.put_i32(count);
-        body.put_slice(&[7u8; 10]); // stand-in record bytes
+        for delta in 0..count {
+            // A record with a null key and value: length, attributes,
+            // timestampDelta, offsetDelta (zigzag), key and value lengths -1,
+            // no headers.
+            let delta = u8::try_from(delta * 2).expect("small test batches");
+            body.put_slice(&[12, 0, 0, delta, 1, 1, 0]);
+        }
         let crc = crc32c::crc32c(&body);
         let mut out = BytesMut::new();
         out.put_i64(base_offset);
@@ -327,6 +393,58 @@ mod tests {
                 bytes[i] ^= mask;
                 let _ = parse_batches(&Bytes::from(bytes));
             }
+        }
+    }
+
+    /// `batch` with its header fields at `at` set to `value` and its CRC fixed.
+    fn with_field(batch: &Bytes, at: usize, value: i32) -> Bytes {
+        let mut bytes = batch.to_vec();
+        bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn a_batch_whose_header_contradicts_its_records_is_invalid() {
+        let good = batch(0, 3);
+        assert!(parse_batches(&good).is_ok());
+        let cases = [
+            // Offsets span more than the records claimed (or fewer).
+            (with_field(&good, 23, 9), "offset range"),
+            (with_field(&good, 23, 1), "offset range"),
+            (with_field(&good, 23, i32::MAX), "offset range"),
+            // The count and the range agree, but the batch holds 3 records.
+            (
+                with_field(&with_field(&good, 23, i32::MAX - 1), 57, i32::MAX),
+                "holds 3",
+            ),
+            (with_field(&with_field(&good, 23, 1), 57, 2), "or more"),
+        ];
+        for (bad, why) in cases {
+            match parse_batches(&bad) {
+                Err(BatchError::Invalid(message)) => {
+                    assert!(message.contains(why), "{message}")
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        // Record framing that overruns the batch is corrupt.
+        let mut overrun = good.to_vec();
+        overrun[BATCH_HEADER_LEN] = 0x7e; // first record length 63
+        let crc = crc32c::crc32c(&overrun[CRC_COVERED_FROM..]);
+        overrun[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            parse_batches(&Bytes::from(overrun)),
+            Err(BatchError::Corrupt(_))
+        ));
+        // Real producers' batches, compressed or not, pass.
+        for compression in [
+            kafka_protocol::records::Compression::None,
+            kafka_protocol::records::Compression::Lz4,
+        ] {
+            let encoded = encoded(&[10, 20, 30, 40], compression);
+            assert_eq!(parse_batches(&encoded).unwrap()[0].record_count, 4);
         }
     }
 

@@ -42,6 +42,7 @@ pub fn log_error(error: &LogError) -> ResponseError {
     match error {
         LogError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
         LogError::Batch(BatchError::Unsupported(_)) => ResponseError::UnsupportedForMessageFormat,
+        LogError::Batch(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
         LogError::Sequence(SequenceError::OutOfOrder { .. }) => {
