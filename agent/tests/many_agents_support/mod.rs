@@ -927,41 +927,20 @@ impl Wire {
     }
 }
 
-/// One v2 record batch of plain (non-idempotent) records with these keys.
+/// One v2 record batch of plain (non-idempotent) records with these keys
+/// (values `value of <key>`), built by the shared wire helper.
 pub fn record_batch(keys: &[String]) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = keys
+    let records: Vec<crate::support::wire::TestRecord> = keys
         .iter()
-        .enumerate()
-        .map(|(i, key)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::try_from(i).unwrap(),
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(key.clone())),
-            value: Some(Bytes::from(format!("value of {key}"))),
-            headers: Default::default(),
+        .map(|key| {
+            crate::support::wire::TestRecord::new(
+                key,
+                &format!("value of {key}"),
+                1_700_000_000_000,
+            )
         })
         .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    out.freeze()
+    crate::support::wire::batch(&records, None)
 }
 
 /// A Produce request (v9) of one batch to one partition.
