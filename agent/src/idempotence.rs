@@ -186,6 +186,38 @@ impl ProducerTable {
     pub fn get(&self, producer_id: i64) -> Option<&ProducerState> {
         self.producers.get(&producer_id)
     }
+
+    /// Producers known, with their states.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer is known.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// The producers whose last batch's timestamp is below `older_than`
+    /// (`producer.id.expiration.ms` ago), as Kafka's `ProducerStateManager`
+    /// judges them.
+    pub fn idle_since(&self, older_than: i64) -> Vec<i64> {
+        let mut idle: Vec<i64> = self
+            .producers
+            .iter()
+            .filter(|(_, state)| state.last_timestamp < older_than)
+            .map(|(id, _)| *id)
+            .collect();
+        idle.sort_unstable();
+        idle
+    }
+
+    /// Forgets `producer_ids`: their next batch is judged as from an unknown
+    /// producer.
+    pub fn forget(&mut self, producer_ids: &[i64]) {
+        for id in producer_ids {
+            self.producers.remove(id);
+        }
+    }
 }
 
 #[cfg(test)]

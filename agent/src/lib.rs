@@ -1,38 +1,68 @@
 //! The Fjord agent: a stateless broker that speaks the Kafka wire protocol over
 //! Fjord's metadata and storage layers.
 //!
-//! # Parts
+//! # Parts, and how a produce flows through them
+//!
+//! ```text
+//! kafka (server → connection → codec → dispatch → handlers)
+//!   │ Produce/Fetch/ListOffsets            │ group APIs
+//!   ▼                                      ▼
+//! log (leadership, produce, fetch)       groups (coordinator shards, actors)
+//!   │ WAL, segments, commits               │ group records, offsets
+//!   ▼                                      ▼
+//! fjord-storage (bucket, WAL, caches)    fjord-metadata (epochs, index, groups)
+//!
+//! balancer ── moves leadership (log) and coordinator shards (groups) to match
+//!             cluster (membership, placement: leaves)
+//! heartbeat ── keeps this agent's lease
+//! agent ── builds all of it and runs every task under one supervisor
+//! ```
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`broker`] | [`Broker`]: what every request handler shares (metadata store, this agent's identity, settings) |
-//! | [`configs`] | Kafka's topic configs (types, defaults, validation, alteration) and the broker configs this agent reports |
-//! | [`groups`] | the consumer-group coordinator: group state machines, coordinator-shard ownership, committed offsets, lag |
-//! | [`kafka`] | the Kafka listener: framing, version negotiation, dispatch, one handler per API, error-code mapping |
-//! | [`cluster`] | liveness of agents, placement of partitions (rendezvous hashing), the balancer that moves leadership |
+//! | [`agent`] | [`AgentBuilder`] / [`Agent`]: wiring, the supervised tasks, graceful and failure shutdown |
+//! | [`broker`] | [`Broker`]: what every request handler shares |
+//! | [`balancer`] | the loop that moves partition leadership and coordinator shards to match placement |
+//! | [`cluster`] | liveness of agents (membership) and placement (rendezvous hashing); leaves |
+//! | [`configs`] | Kafka's topic configs and the broker configs this agent reports |
+//! | [`faults`] | fault injection in whole agent processes, for tests |
+//! | [`groups`] | the consumer-group coordinator |
+//! | [`heartbeat`] | this agent's lease in metadata |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
-//! | [`log`] | the write path (offsets, WAL, segment flushes, commits, acknowledgements) and the read path |
+//! | [`kafka`] | the Kafka listener: framing, dispatch, one handler per API, error-code mapping |
+//! | [`log`] | the write path and the read path of the partitions this agent leads |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
+//! | [`stats`] | the object-store counters file benchmarks read |
+//! | [`topics`] | topic lookups for the request path, cached |
 //!
 //! # Invariants
 //!
-//! - Bad input never panics and never reaches stored data: a frame that is too
-//!   large, malformed, of an unknown API or of an unsupported version closes the
-//!   connection (as Apache Kafka does), except `ApiVersions`, which always answers
-//!   so a client can negotiate.
+//! - Nothing acknowledged is lost silently: `acks=all` is answered only once
+//!   committed in metadata; `acks=1` batches survive failed uploads and commits
+//!   and a restart on the same disk ([`log`] states exactly what they survive).
+//! - No zombie: when a critical task dies the agent stops heartbeating and
+//!   leaves ([`agent`]).
+//! - Bad input never panics and never reaches stored data.
 //! - Responses on one connection go out in request order.
-//! - Every metadata error maps to a Kafka error code in one exhaustive function
+//! - Every error maps to a Kafka error code in one exhaustive function
 //!   ([`kafka::errors`]).
 //!
 //! Not built yet: transactions.
 
+pub mod agent;
+pub mod balancer;
 pub mod broker;
 pub mod cluster;
 pub mod configs;
+pub mod faults;
 pub mod groups;
+pub mod heartbeat;
 pub mod idempotence;
 pub mod kafka;
 pub mod log;
 pub mod records;
+pub mod stats;
+pub mod topics;
 
+pub use agent::{Agent, AgentBuilder, AgentOptions};
 pub use broker::{Broker, BrokerSettings};

@@ -1,19 +1,16 @@
 //! `fjord`: the Fjord command line. `fjord agent` runs a broker agent; the other
 //! subcommands are tools.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fjord_agent::log::{LogSettings, PartitionLogs};
-use fjord_agent::{Broker, BrokerSettings};
-use fjord_common::{IdGenerator, RandomIds, SystemClock};
-use fjord_storage::object_store::{
-    LatencyInjectingObjectStore, LatencyProfile, MetricsSnapshot, ObjectStoreMetrics, StoreOptions,
-};
-use tokio_util::sync::CancellationToken;
+use fjord_agent::agent::WalOptions;
+use fjord_agent::log::LogSettings;
+use fjord_agent::{AgentBuilder, AgentOptions, BrokerSettings};
+use fjord_storage::object_store::{LatencyInjectingObjectStore, LatencyProfile, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -199,6 +196,18 @@ struct AgentArgs {
     /// shutdown (replaced atomically; benchmarks read it).
     #[arg(long, env = "FJORD_STATS_FILE")]
     stats_file: Option<PathBuf>,
+    /// Tests only: faults injected into object-store requests, e.g.
+    /// `put:transient:50000,get:delay=200ms:100000` (operation:fault[:trigger];
+    /// see `fjord_storage::object_store::parse_fault_spec`).
+    #[arg(long, env = "FJORD_FAULT_OBJECT_STORE")]
+    fault_object_store: Option<String>,
+    /// Tests only: a file that sets the injected faults while the agent runs
+    /// (lines `object-store=<spec>`; empty: no faults).
+    #[arg(long, env = "FJORD_FAULT_CONTROL_FILE")]
+    fault_control_file: Option<PathBuf>,
+    /// Tests only: the seed of the injected faults' draws.
+    #[arg(long, env = "FJORD_FAULT_SEED", default_value_t = 0)]
+    fault_seed: u64,
     /// How often `--stats-file` is rewritten.
     #[arg(long, env = "FJORD_STATS_INTERVAL_MS", default_value_t = 1000)]
     stats_interval_ms: u64,
@@ -318,65 +327,16 @@ fn parse_with_config_file() -> anyhow::Result<Cli> {
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let metadata_url = args
         .metadata_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("metadata.db").display()));
+    tokio::fs::create_dir_all(&args.data_dir)
+        .await
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = fjord_metadata::open(&metadata_url)
         .await
         .with_context(|| format!("opening metadata at {metadata_url}"))?;
-    let listener = tokio::net::TcpListener::bind(&args.kafka_listen)
-        .await
-        .with_context(|| format!("binding the kafka listener to {}", args.kafka_listen))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    let advertised = args
-        .advertised_address
-        .clone()
-        .unwrap_or_else(|| bound.to_string());
-    let (advertised_host, advertised_port) = advertised
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
-        .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
-    let instance = RandomIds::new().uuid();
-    // A data directory is one agent: a restart keeps its node id, so clients'
-    // and other agents' views of it stay valid.
-    let node_id_file = args.data_dir.join("node-id");
-    let previous = std::fs::read_to_string(&node_id_file)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok());
-    let reregistered = match previous {
-        Some(node_id) => store
-            .reregister_agent(node_id, instance, &advertised)
-            .await
-            .context("registering the agent again")?,
-        None => None,
-    };
-    let agent = match reregistered {
-        Some(agent) => agent,
-        None => store
-            .register_agent(instance, &advertised)
-            .await
-            .context("registering the agent")?,
-    };
-    std::fs::write(&node_id_file, format!("{}\n", agent.node_id))
-        .with_context(|| format!("writing {}", node_id_file.display()))?;
-    tracing::info!(
-        node_id = agent.node_id,
-        %instance,
-        metadata = %metadata_url,
-        backend = store.database().backend_name(),
-        advertised = %agent.advertised_address,
-        "agent registered"
-    );
-
-    // Every registered agent counts as live until its heartbeat says otherwise
-    // (as the balancer judges them), so nothing this agent does before its
-    // first balancing — WAL recovery, early requests — takes a partition from
-    // a live agent.
-    let registered = store.list_agents().await.context("listing the agents")?;
-    let cluster_id = store.cluster_id().await.context("reading the cluster id")?;
     let storage_url = args
         .storage_url
         .clone()
@@ -404,254 +364,86 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             args.storage_latency_seed,
         )),
     };
+    // Injected faults sit below the retries, as a flaky bucket would.
+    let mut faults = fjord_agent::faults::FaultControls::default();
+    let backend: Arc<dyn object_store::ObjectStore> =
+        if args.fault_object_store.is_some() || args.fault_control_file.is_some() {
+            let injector = Arc::new(fjord_storage::object_store::FaultInjectingObjectStore::new(
+                backend,
+                args.fault_seed,
+            ));
+            injector
+                .apply_spec(args.fault_object_store.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("--fault-object-store: {e}"))?;
+            faults.object_store = Some(injector.clone());
+            injector
+        } else {
+            backend
+        };
     let opened = fjord_storage::object_store::decorate(backend, &store_options);
     tracing::info!(
         storage = %storage_url,
         latency_profile = ?args.storage_latency_profile,
         "object storage ready"
     );
-    let metrics = opened.metrics;
-    let objects = opened.store;
-    let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
-    let wal_dir = args
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("wal"));
-    let wal_options = fjord_storage::wal::WalOptions {
-        max_bytes: args.wal_max_bytes,
-        ..fjord_storage::wal::WalOptions::default()
-    };
-    let (wal, recovery) = tokio::task::spawn_blocking({
-        let wal_dir = wal_dir.clone();
-        move || fjord_storage::wal::Wal::open(&wal_dir, wal_options)
-    })
-    .await
-    .context("opening the write-ahead log")?
-    .with_context(|| format!("opening the write-ahead log in {}", wal_dir.display()))?;
-    if recovery.cut_bytes > 0 {
-        tracing::warn!(
-            cut_bytes = recovery.cut_bytes,
-            "cut a torn tail from the write-ahead log"
-        );
-    }
-    let next_sequence = recovery.next_sequence;
-    let cluster = Arc::new(fjord_agent::cluster::ClusterView::new(
-        fjord_agent::cluster::LiveAgent {
-            node_id: agent.node_id,
-            host: advertised_host.clone(),
-            port: advertised_port,
-        },
-    ));
-    let mut logs = PartitionLogs::new(
-        store.clone(),
-        objects,
-        keys,
-        Arc::new(RandomIds::new()),
-        Arc::new(SystemClock),
-        agent.node_id,
-        LogSettings {
-            flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
-            flush_bytes: args.flush_bytes.max(1),
-            compression_level: args.segment_zstd_level,
-            whole_object_read_bytes: args.whole_object_read_bytes,
-            max_pending_bytes: args.max_unflushed_bytes.max(1),
-            ..LogSettings::default()
-        },
-        Some((wal, next_sequence)),
-    );
-    if args.disk_cache_bytes > 0 {
-        let cache_dir = args
-            .cache_dir
+    let mut options = AgentOptions::new(&args.data_dir, &args.kafka_listen);
+    options.advertised_address = args.advertised_address.clone();
+    options.wal = Some(WalOptions {
+        dir: args
+            .wal_dir
             .clone()
-            .unwrap_or_else(|| args.data_dir.join("cache"));
-        let disk = fjord_storage::cache::DiskRangeCache::open(&cache_dir, args.disk_cache_bytes)
-            .await
-            .with_context(|| format!("opening the read cache in {}", cache_dir.display()))?;
-        logs = logs.with_disk_cache(Arc::new(disk));
-    }
-    cluster.set_live(
-        registered
-            .iter()
-            .filter_map(fjord_agent::cluster::LiveAgent::from_record)
-            .collect(),
-    );
-    let logs = Arc::new(logs.with_cluster(cluster.clone()));
-    let replayed = logs
-        .recover(recovery.records)
-        .await
-        .context("committing what the write-ahead log holds")?;
-    if replayed > 0 {
-        tracing::info!(
-            batches = replayed,
-            "committed batches recovered from the write-ahead log"
-        );
-    }
-    let groups = Arc::new(
-        fjord_agent::groups::GroupCoordinator::new(
-            store.clone(),
-            agent.node_id,
-            Arc::new(RandomIds::new()),
-            fjord_agent::groups::GroupSettings {
-                initial_rebalance_delay: Duration::from_millis(
-                    args.group_initial_rebalance_delay_ms,
-                ),
-                min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
-                max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
-                ..fjord_agent::groups::GroupSettings::default()
-            },
+            .unwrap_or_else(|| args.data_dir.join("wal")),
+        max_bytes: args.wal_max_bytes,
+    });
+    options.disk_cache = (args.disk_cache_bytes > 0).then(|| {
+        (
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("cache")),
+            args.disk_cache_bytes,
         )
-        .with_cluster(cluster.clone()),
-    );
-    let broker = Arc::new(Broker {
-        store: store.clone(),
-        groups,
-        node_id: agent.node_id,
-        advertised_host,
-        advertised_port,
-        cluster_id,
-        logs: logs.clone(),
-        cluster: cluster.clone(),
-        settings: BrokerSettings {
-            auto_create_topics: args.auto_create_topics,
-            default_partitions: args.num_partitions,
-            max_request_bytes: args.socket_request_max_bytes,
-        },
     });
-    // Shutdown runs in stages, each with its token (see `docs/operations.md`):
-    // stop accepting connections and reading requests and hand everything off,
-    // leave, close the connections, stop the flusher.
-    let stop_accepting = CancellationToken::new();
-    let close_connections = CancellationToken::new();
-    let stop_flusher = CancellationToken::new();
-    let flusher = tokio::spawn(logs.clone().run_flusher(stop_flusher.clone()));
-    tracing::info!(listen = %bound, "kafka listener ready");
-    let kafka = tokio::spawn(fjord_agent::kafka::serve(
-        listener,
-        broker.clone(),
-        stop_accepting.clone(),
-        close_connections.clone(),
-    ));
-    let balancer = tokio::spawn(fjord_agent::cluster::run_balancer(
-        store.clone(),
-        logs.clone(),
-        broker.groups.clone(),
-        cluster.clone(),
-        fjord_agent::cluster::ClusterSettings {
-            lease_timeout: Duration::from_millis(args.lease_timeout_ms.max(10)),
-            balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
-            hand_off_timeout: Duration::from_millis(args.shutdown_timeout_ms),
-        },
-        stop_accepting.clone(),
-    ));
-    drop(broker);
-    // The heartbeat outlives the hand-off, so no other agent takes a partition
-    // over (by the lease) while this one is still committing it.
-    let stop_heartbeat = CancellationToken::new();
-    let registration_lost = CancellationToken::new();
-    let stats = args.stats_file.clone().map(|path| {
-        let metrics = metrics.clone();
-        let stop = stop_flusher.clone();
-        let interval = Duration::from_millis(args.stats_interval_ms.max(10));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ticker.tick() => write_stats(&path, agent.node_id, &metrics).await,
-                }
-            }
-        })
-    });
-    let heartbeat = tokio::spawn({
-        let store = store.clone();
-        let stop = stop_heartbeat.clone();
-        let lost = registration_lost.clone();
-        let interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
-        async move {
-            let mut ticker = tokio::time::interval(interval);
-            // After a stall, one beat and then the usual pace, not a burst: the
-            // balancer judges others only once its own beats have moved
-            // (`cluster::OWN_BEATS_TO_JUDGE`), which then takes real time.
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ticker.tick() => {
-                        match store.heartbeat(agent.node_id).await {
-                            Ok(_) => {}
-                            Err(fjord_metadata::MetadataError::UnknownAgent { .. }) => {
-                                tracing::error!(node_id = agent.node_id, "this agent's registration was removed (it was judged dead); stopping");
-                                lost.cancel();
-                                return;
-                            }
-                            Err(error) => {
-                                tracing::warn!(node_id = agent.node_id, %error, "heartbeat failed");
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    });
-
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        _ = registration_lost.cancelled() => {}
-    }
-    // 1. No new connections, no new requests read on the open ones; every
-    //    partition drained (what was accepted committed and answered) and
-    //    released, every coordinator shard released.
-    tracing::info!(
-        node_id = agent.node_id,
-        "shutting down: handing partitions off"
-    );
-    stop_accepting.cancel();
-    let handed_off = balancer.await.context("balancer task")?;
-    tracing::info!(
-        node_id = agent.node_id,
-        partitions = handed_off.partitions,
-        partitions_left = handed_off.partitions_left,
-        shards = handed_off.shards,
-        took_ms = u64::try_from(handed_off.took.as_millis()).unwrap_or(u64::MAX),
-        "handed off"
-    );
-    // 2. Leave: the others see the registration gone at their next balance
-    //    tick and take the released partitions at once (no lease to wait).
-    stop_heartbeat.cancel();
-    heartbeat.await.context("heartbeat task")?;
-    if !registration_lost.is_cancelled()
-        && let Err(error) = store.deregister_agent(agent.node_id).await
-    {
-        tracing::warn!(%error, "deregistering the agent failed; the others take over after the lease");
-    }
-    // 3. Once the others have had a balance tick to take the partitions over,
-    //    the connections close; clients retry their unanswered requests (none
-    //    was accepted) at the new leaders.
-    if !registration_lost.is_cancelled() {
-        let others_notice = Duration::from_millis(args.balance_interval_ms.saturating_mul(2))
-            .clamp(Duration::from_millis(100), Duration::from_secs(2));
-        tokio::time::sleep(others_notice).await;
-    }
-    close_connections.cancel();
-    kafka.await.context("kafka listener task")?;
-    // 4. The flusher commits anything still accepted (nothing, after a
-    //    complete hand-off) before it stops.
-    stop_flusher.cancel();
-    flusher.await.context("flusher task")?;
-    if let Some(stats) = stats {
-        stats.await.context("stats task")?;
-    }
-    if let Some(path) = &args.stats_file {
-        write_stats(path, agent.node_id, &metrics).await;
-    }
-    if registration_lost.is_cancelled() {
-        anyhow::bail!("this agent was judged dead by the others and must be restarted");
-    }
+    options.log = LogSettings {
+        flush_interval: Duration::from_millis(args.flush_interval_ms.max(1)),
+        flush_bytes: args.flush_bytes.max(1),
+        compression_level: args.segment_zstd_level,
+        whole_object_read_bytes: args.whole_object_read_bytes,
+        max_pending_bytes: args.max_unflushed_bytes.max(1),
+        ..LogSettings::default()
+    };
+    options.cluster = fjord_agent::cluster::ClusterSettings {
+        lease_timeout: Duration::from_millis(args.lease_timeout_ms.max(10)),
+        balance_interval: Duration::from_millis(args.balance_interval_ms.max(10)),
+        hand_off_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+    };
+    options.groups = fjord_agent::groups::GroupSettings {
+        initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+        min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
+        max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+        ..fjord_agent::groups::GroupSettings::default()
+    };
+    options.broker = BrokerSettings {
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.num_partitions,
+        max_request_bytes: args.socket_request_max_bytes,
+    };
+    options.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms.max(10));
+    options.stats_file = args
+        .stats_file
+        .clone()
+        .map(|path| (path, Duration::from_millis(args.stats_interval_ms.max(10))));
+    options.fault_control_file = args.fault_control_file.clone();
+    let agent = AgentBuilder::new(options, store.clone(), opened.store)
+        .metrics(opened.metrics)
+        .faults(faults)
+        .start()
+        .await?;
+    let result = agent.run_until(wait_for_signal()).await;
     drop(store);
     // FoundationDB's network thread must stop before the process exits.
     #[cfg(feature = "fdb")]
     fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
-    Ok(())
+    result
 }
 
 async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
@@ -673,55 +465,6 @@ async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
     #[cfg(feature = "fdb")]
     fjord_metadata::kv::fdb::stop_network().context("stopping the FoundationDB client")?;
     Ok(())
-}
-
-/// Replaces `path` with the object-store counters as one JSON object. Failures
-/// are logged, never fatal: the statistics are for benchmarks.
-async fn write_stats(path: &Path, node_id: i32, metrics: &ObjectStoreMetrics) {
-    let json = stats_json(node_id, &metrics.snapshot());
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".tmp");
-    let staging = PathBuf::from(staging);
-    let written = async {
-        tokio::fs::write(&staging, json.as_bytes()).await?;
-        tokio::fs::rename(&staging, path).await
-    };
-    if let Err(error) = written.await {
-        tracing::warn!(path = %path.display(), %error, "writing the stats file failed");
-    }
-}
-
-/// The counters of `snapshot` as one JSON object (latency quantiles are upper
-/// bounds within a factor of two, in microseconds; `null` when nothing was
-/// recorded).
-fn stats_json(node_id: i32, snapshot: &MetricsSnapshot) -> String {
-    let micros = |quantile: Option<Duration>| {
-        quantile.map_or_else(|| "null".to_owned(), |d| d.as_micros().to_string())
-    };
-    format!(
-        concat!(
-            "{{\"node_id\":{},\"object_store\":{{",
-            "\"put_requests\":{},\"put_bytes\":{},\"get_requests\":{},\"get_bytes\":{},",
-            "\"head_requests\":{},\"delete_requests\":{},\"list_requests\":{},",
-            "\"copy_requests\":{},\"errors\":{},",
-            "\"put_latency_p50_us\":{},\"put_latency_p99_us\":{},",
-            "\"get_latency_p50_us\":{},\"get_latency_p99_us\":{}}}}}\n"
-        ),
-        node_id,
-        snapshot.put_requests,
-        snapshot.put_bytes,
-        snapshot.get_requests,
-        snapshot.get_bytes,
-        snapshot.head_requests,
-        snapshot.delete_requests,
-        snapshot.list_requests,
-        snapshot.copy_requests,
-        snapshot.errors,
-        micros(snapshot.put_latency.quantile(0.5)),
-        micros(snapshot.put_latency.quantile(0.99)),
-        micros(snapshot.get_latency.quantile(0.5)),
-        micros(snapshot.get_latency.quantile(0.99)),
-    )
 }
 
 async fn wait_for_signal() {

@@ -6,6 +6,9 @@
 //! takes a [`Clock`], an [`IdGenerator`] or a [`SeededRng`]. That keeps behaviour
 //! reproducible in tests and leaves room for deterministic simulation.
 //!
+//! Background work runs under a [`TaskSupervisor`] ([`tasks`]): named tasks,
+//! panics captured, the first failure of a critical task recorded.
+//!
 //! What this crate must never do: depend on another Fjord crate, or do I/O.
 //!
 //! ```
@@ -19,6 +22,8 @@
 
 mod clock;
 mod ids;
+pub mod tasks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{IdGenerator, RandomIds, SeededRng, SequentialIds};
+pub use tasks::{TaskFailure, TaskSupervisor};

@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use crate::segment::format::{CHUNK_MAGIC, SEGMENT_MAGIC};
 
-/// What a caller should do about a [`StorageError`].
+/// What a caller should do about a [`StorageError`]. Not `non_exhaustive`: the
+/// agent maps every kind to a Kafka error code in one exhaustive match, and a
+/// new kind must be classified there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// The object does not exist. For an object that committed metadata references,
     /// this is data loss, not a reason to retry.
@@ -80,6 +81,21 @@ impl StorageError {
     /// Whether retrying the same operation may succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
+    }
+
+    /// An object-store request about `key` failed (for callers that talk to
+    /// an [`object_store::ObjectStore`] directly, as the agent's upload does).
+    pub fn object_store(
+        operation: &'static str,
+        key: &crate::ObjectKey,
+        source: object_store::Error,
+    ) -> Self {
+        ErrorRepr::ObjectStore {
+            operation,
+            key: key.as_str().to_owned(),
+            source,
+        }
+        .into()
     }
 
     #[cfg(test)]

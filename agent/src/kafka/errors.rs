@@ -51,7 +51,30 @@ pub fn log_error(error: &LogError) -> ResponseError {
         LogError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         LogError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        LogError::Storage(_) => ResponseError::KafkaStorageError,
+        // Leadership moves when an agent stops: the client retries at the next leader.
+        LogError::Stopped => ResponseError::NotLeaderOrFollower,
+        LogError::Metadata(error) => match error.kind() {
+            ErrorKind::Retryable | ErrorKind::MaybeCommitted => ResponseError::KafkaStorageError,
+            ErrorKind::Fenced => ResponseError::NotLeaderOrFollower,
+            ErrorKind::NotFound => ResponseError::UnknownTopicOrPartition,
+            ErrorKind::AlreadyExists
+            | ErrorKind::Invalid
+            | ErrorKind::Corrupt
+            | ErrorKind::Internal => ResponseError::UnknownServerError,
+        },
+        // A transient bucket failure is retriable (`KAFKA_STORAGE_ERROR`); an
+        // object the index names that is missing or damaged is data loss, which
+        // retrying cannot fix: `UNKNOWN_SERVER_ERROR`, which clients do not retry.
+        LogError::Storage(error) => match error.kind() {
+            fjord_storage::ErrorKind::Transient => ResponseError::KafkaStorageError,
+            fjord_storage::ErrorKind::NotFound
+            | fjord_storage::ErrorKind::Corrupt
+            | fjord_storage::ErrorKind::Unsupported
+            | fjord_storage::ErrorKind::Invalid
+            | fjord_storage::ErrorKind::Internal => ResponseError::UnknownServerError,
+        },
+        LogError::Wal(_) => ResponseError::KafkaStorageError,
+        LogError::ForeignObject(_) => ResponseError::UnknownServerError,
     }
 }
 

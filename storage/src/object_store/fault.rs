@@ -66,6 +66,14 @@ pub enum Fault {
     /// The request never answers (and does not apply): only a caller's timeout
     /// ends it, as with a stalled connection.
     Timeout,
+    /// The request waits this many milliseconds, then proceeds normally (a slow
+    /// request).
+    Delay {
+        /// How long it waits.
+        millis: u64,
+    },
+    /// The request panics (a bug in the storage path), for supervision tests.
+    Panic,
 }
 
 /// When a fault fires.
@@ -169,11 +177,105 @@ impl FaultInjectingObjectStore {
         script.rules.clear();
     }
 
+    /// Replaces every fault with those of `spec` (see [`parse_fault_spec`]).
+    pub fn apply_spec(&self, spec: &str) -> Result<(), String> {
+        let rules = parse_fault_spec(spec)?;
+        let mut script = self.faults.script.lock().unwrap_or_else(|e| e.into_inner());
+        script.rules = rules
+            .into_iter()
+            .map(|(operation, fault, trigger)| Rule {
+                operation,
+                fault,
+                trigger,
+            })
+            .collect();
+        Ok(())
+    }
+
     /// How many faults have fired so far.
     pub fn injected(&self) -> u64 {
         let script = self.faults.script.lock().unwrap_or_else(|e| e.into_inner());
         script.injected
     }
+}
+
+/// Parses a fault script written as text, so a separate process (an agent
+/// under test) can be given one: comma-separated rules
+/// `operation:fault[:trigger]`, tried in order.
+///
+/// - operations: `put`, `put-multipart`, `get`, `head`, `delete`, `list`, `copy`;
+/// - faults: `transient`, `not-found`, `transient-after-apply`, `timeout`,
+///   `delay=<n>ms`, `body-error=<bytes>`, `short-body=<bytes>`, `panic`;
+/// - triggers: a number (per million requests), `always` (the default) or
+///   `next=<n>`.
+///
+/// `put:transient:50000,get:delay=200ms:100000` fails 5 % of PUTs and slows 10 %
+/// of GETs by 200 ms. An empty spec has no rules.
+pub fn parse_fault_spec(spec: &str) -> Result<Vec<(Operation, Fault, Trigger)>, String> {
+    let mut rules = Vec::new();
+    for rule in spec.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        let mut fields = rule.split(':');
+        let operation = match fields.next().unwrap_or_default() {
+            "put" => Operation::Put,
+            "put-multipart" => Operation::PutMultipart,
+            "get" => Operation::Get,
+            "head" => Operation::Head,
+            "delete" => Operation::Delete,
+            "list" => Operation::List,
+            "copy" => Operation::Copy,
+            other => return Err(format!("{rule:?}: unknown operation {other:?}")),
+        };
+        let fault_text = fields.next().ok_or_else(|| format!("{rule:?}: no fault"))?;
+        let number = |text: &str, suffix: &str| -> Result<u64, String> {
+            text.strip_suffix(suffix)
+                .unwrap_or(text)
+                .parse()
+                .map_err(|_| format!("{rule:?}: {text:?} is not a number"))
+        };
+        let fault = match fault_text.split_once('=') {
+            None => match fault_text {
+                "transient" => Fault::Transient,
+                "not-found" => Fault::NotFound,
+                "transient-after-apply" => Fault::TransientAfterApply,
+                "timeout" => Fault::Timeout,
+                "panic" => Fault::Panic,
+                other => return Err(format!("{rule:?}: unknown fault {other:?}")),
+            },
+            Some(("delay", value)) => Fault::Delay {
+                millis: number(value, "ms")?,
+            },
+            Some(("body-error", value)) => Fault::BodyError {
+                keep: number(value, "")?,
+            },
+            Some(("short-body", value)) => Fault::ShortBody {
+                keep: number(value, "")?,
+            },
+            Some((other, _)) => return Err(format!("{rule:?}: unknown fault {other:?}")),
+        };
+        let trigger = match fields.next() {
+            None | Some("always") => Trigger::Always,
+            Some(text) => match text.split_once('=') {
+                Some(("next", n)) => Trigger::Next(
+                    n.parse()
+                        .map_err(|_| format!("{rule:?}: {n:?} is not a count"))?,
+                ),
+                _ => {
+                    let per_million: u32 = text
+                        .parse()
+                        .map_err(|_| format!("{rule:?}: unknown trigger {text:?}"))?;
+                    if per_million > 1_000_000 {
+                        return Err(format!("{rule:?}: {per_million} is more than a million"));
+                    }
+                    Trigger::PerMillion(per_million)
+                }
+            },
+        };
+        if fields.next().is_some() {
+            return Err(format!("{rule:?}: too many fields"));
+        }
+        rules.push((operation, fault, trigger));
+    }
+    Ok(rules)
 }
 
 impl fmt::Display for FaultInjectingObjectStore {
@@ -200,14 +302,22 @@ fn error_before(operation: Operation, path: &str, fault: Fault) -> Option<object
         Fault::TransientAfterApply
         | Fault::BodyError { .. }
         | Fault::ShortBody { .. }
-        | Fault::Timeout => None,
+        | Fault::Timeout
+        | Fault::Delay { .. }
+        | Fault::Panic => None,
     }
 }
 
-/// Never returns if the fault is [`Fault::Timeout`].
+/// Never returns if the fault is [`Fault::Timeout`], waits for a
+/// [`Fault::Delay`], and panics for [`Fault::Panic`].
 async fn hang_on_timeout(fault: Option<Fault>) {
-    if fault == Some(Fault::Timeout) {
-        std::future::pending::<()>().await;
+    match fault {
+        Some(Fault::Timeout) => std::future::pending::<()>().await,
+        Some(Fault::Delay { millis }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+        Some(Fault::Panic) => panic!("injected panic in an object-store request"),
+        _ => {}
     }
 }
 
@@ -222,7 +332,7 @@ fn error_after<T>(
         Some(Fault::TransientAfterApply) => Err(transient(operation, path)),
         // Body faults on non-GETs, and the before-faults that already returned.
         Some(Fault::Transient | Fault::NotFound | Fault::BodyError { .. })
-        | Some(Fault::ShortBody { .. } | Fault::Timeout)
+        | Some(Fault::ShortBody { .. } | Fault::Timeout | Fault::Delay { .. } | Fault::Panic)
         | None => result,
     }
 }
@@ -571,5 +681,58 @@ mod tests {
             .put(&Path::from("k"), PutPayload::from_static(b"v"))
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn fault_specs_parse_and_refuse_what_they_do_not_know() {
+        assert_eq!(parse_fault_spec("").unwrap(), vec![]);
+        assert_eq!(
+            parse_fault_spec("put:transient:50000, get:delay=200ms:next=3,head:timeout").unwrap(),
+            vec![
+                (
+                    Operation::Put,
+                    Fault::Transient,
+                    Trigger::PerMillion(50_000)
+                ),
+                (
+                    Operation::Get,
+                    Fault::Delay { millis: 200 },
+                    Trigger::Next(3)
+                ),
+                (Operation::Head, Fault::Timeout, Trigger::Always),
+            ]
+        );
+        for bad in [
+            "push:transient",
+            "put",
+            "put:flaky",
+            "put:transient:often",
+            "put:transient:2000000",
+            "put:delay=soon",
+            "put:transient:1:2",
+        ] {
+            assert!(parse_fault_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delay_slows_the_request_and_then_applies_it() {
+        let store = FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1);
+        store.apply_spec("put:delay=500ms:next=1").unwrap();
+        let started = tokio::time::Instant::now();
+        store
+            .put(&Path::from("k"), PutPayload::from_static(b"v"))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        assert_eq!(store.injected(), 1);
+        let got = store
+            .get(&Path::from("k"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"v");
     }
 }

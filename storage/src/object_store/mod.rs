@@ -54,7 +54,7 @@ use crate::segment::{
     ChunkEntry, DEFAULT_TAIL_READ_LEN, SegmentFooter, TailDecode, decode_chunk_with_entry,
 };
 
-pub use fault::{Fault, FaultInjectingObjectStore, Operation, Trigger};
+pub use fault::{Fault, FaultInjectingObjectStore, Operation, Trigger, parse_fault_spec};
 pub use hedge::{HedgeOptions, HedgeStats, HedgingObjectStore};
 pub use instrumented::{
     InstrumentedObjectStore, LatencySnapshot, MetricsSnapshot, ObjectStoreMetrics,

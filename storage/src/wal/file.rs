@@ -260,21 +260,31 @@ impl Writer {
             .sum()
     }
 
-    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Request>, budget: Arc<Semaphore>) {
+    pub(super) fn run(
+        mut self,
+        mut queue: mpsc::UnboundedReceiver<Request>,
+        budget: Arc<Semaphore>,
+    ) {
         let mut buffer = Vec::new();
         let mut waiting = Vec::new();
         while let Some(first) = queue.blocking_recv() {
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
-                    Request::Append { payload, done } => {
+                    Request::Append {
+                        sequence,
+                        payload,
+                        done,
+                    } => {
                         if let Some(reason) = &self.failed {
                             let _ = done.send(Err(WalError::Failed {
                                 reason: reason.clone(),
                             }));
                         } else {
-                            let sequence = self.next_sequence;
-                            self.next_sequence += 1;
+                            // Numbered at enqueue, in queue order: the same
+                            // contiguous numbering as counting here.
+                            debug_assert_eq!(sequence, self.next_sequence);
+                            self.next_sequence = sequence + 1;
                             encode_record(&mut buffer, sequence, &payload);
                             waiting.push((sequence, done));
                         }

@@ -53,8 +53,6 @@ pub struct WalOptions {
     pub file_bytes: u64,
     /// One group commit writes at most this many bytes before syncing.
     pub max_group_bytes: usize,
-    /// Appends waiting for the writer at most (bounded queue).
-    pub queue_depth: usize,
 }
 
 impl Default for WalOptions {
@@ -63,7 +61,6 @@ impl Default for WalOptions {
             max_bytes: 512 * 1024 * 1024,
             file_bytes: 64 * 1024 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
-            queue_depth: 4096,
         }
     }
 }
@@ -265,6 +262,8 @@ impl WalError {
 
 pub(crate) enum Request {
     Append {
+        /// Given at enqueue, in queue order.
+        sequence: u64,
         payload: Bytes,
         done: oneshot::Sender<Result<u64, WalError>>,
     },
@@ -303,7 +302,12 @@ pub(crate) enum FailPoint {
 /// queued requests.
 #[derive(Debug)]
 pub struct Wal {
-    requests: mpsc::Sender<Request>,
+    /// Unbounded: what it holds is bounded by the byte budget every append
+    /// reserves first (and a record costs at least its header).
+    requests: mpsc::UnboundedSender<Request>,
+    /// The sequence number the next queued record gets; held while a record is
+    /// numbered and queued, so numbers follow queue order.
+    next_sequence: std::sync::Mutex<u64>,
     budget: Arc<Semaphore>,
     max_bytes: u64,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -328,6 +332,54 @@ impl std::future::Future for AppendTicket {
     }
 }
 
+/// Room reserved in the log for one record ([`Wal::reserve`]).
+#[derive(Debug)]
+pub struct WalReservation<'a> {
+    wal: &'a Wal,
+    permit: tokio::sync::SemaphorePermit<'a>,
+    payload_len: usize,
+}
+
+impl WalReservation<'_> {
+    /// Numbers and queues `payload` (at most the reserved length) without
+    /// waiting: returns its sequence number and a future that resolves once it
+    /// is on disk. Records queued one after another get increasing numbers.
+    pub fn enqueue(self, payload: Bytes) -> Result<(u64, AppendTicket), WalError> {
+        if payload.len() > self.payload_len {
+            return Err(WalError::RecordTooLarge {
+                len: payload.len(),
+                limit: self.payload_len as u64,
+            });
+        }
+        // What the reservation holds beyond this record goes back now.
+        let cost = record_cost(payload.len());
+        let mut permit = self.permit;
+        if let Some(extra) = permit.split(permit.num_permits() - permits(cost) as usize) {
+            drop(extra);
+        }
+        let (done, reply) = oneshot::channel();
+        let mut next = self
+            .wal
+            .next_sequence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let sequence = *next;
+        self.wal
+            .requests
+            .send(Request::Append {
+                sequence,
+                payload,
+                done,
+            })
+            .map_err(|_| WalError::Closed)?;
+        *next += 1;
+        // The writer returns these bytes to the budget when the record's file is
+        // deleted by a truncation.
+        permit.forget();
+        Ok((sequence, AppendTicket { reply }))
+    }
+}
+
 /// Bytes a payload occupies on disk, which is what the budget counts.
 fn record_cost(payload_len: usize) -> u64 {
     (file::RECORD_HEADER_LEN + payload_len) as u64
@@ -346,7 +398,8 @@ impl Wal {
         let budget = Arc::new(Semaphore::new(
             usize::try_from(options.max_bytes.saturating_sub(live)).unwrap_or(usize::MAX),
         ));
-        let (requests, queue) = mpsc::channel(options.queue_depth.max(1));
+        let (requests, queue) = mpsc::unbounded_channel();
+        let next_sequence = std::sync::Mutex::new(recovery.next_sequence);
         let thread_budget = budget.clone();
         let writer = std::thread::Builder::new()
             .name("fjord-wal".into())
@@ -355,6 +408,7 @@ impl Wal {
         Ok((
             Wal {
                 requests,
+                next_sequence,
                 budget,
                 max_bytes: options.max_bytes,
                 writer: Some(writer),
@@ -372,13 +426,22 @@ impl Wal {
 
     /// Queues `payload` (waiting while the log is full) and returns once it is
     /// queued, with a future that resolves when it is on disk. Records are written
-    /// in the order they are queued, and sequence numbers follow that order: a
-    /// caller that queues under its own lock knows its records' order.
+    /// in the order they are queued, and sequence numbers follow that order.
     pub async fn enqueue(&self, payload: Bytes) -> Result<AppendTicket, WalError> {
-        let cost = record_cost(payload.len());
-        if payload.len() > MAX_RECORD_BYTES || cost > self.max_bytes {
+        let reservation = self.reserve(payload.len()).await?;
+        reservation.enqueue(payload).map(|(_, ticket)| ticket)
+    }
+
+    /// Reserves room for a record of up to `payload_len` bytes, waiting while the
+    /// log is full. Queuing the record is then synchronous
+    /// ([`WalReservation::enqueue`]), so a caller can number and queue it under
+    /// its own lock without holding that lock across the wait for room.
+    /// Dropping the reservation gives the room back.
+    pub async fn reserve(&self, payload_len: usize) -> Result<WalReservation<'_>, WalError> {
+        let cost = record_cost(payload_len);
+        if payload_len > MAX_RECORD_BYTES || cost > self.max_bytes {
             return Err(WalError::RecordTooLarge {
-                len: payload.len(),
+                len: payload_len,
                 limit: self.max_bytes.min(MAX_RECORD_BYTES as u64),
             });
         }
@@ -387,15 +450,11 @@ impl Wal {
             .acquire_many(permits(cost))
             .await
             .map_err(|_| WalError::Closed)?;
-        // The writer returns these bytes to the budget when the record's file is
-        // deleted by a truncation.
-        permit.forget();
-        let (done, reply) = oneshot::channel();
-        self.requests
-            .send(Request::Append { payload, done })
-            .await
-            .map_err(|_| WalError::Closed)?;
-        Ok(AppendTicket { reply })
+        Ok(WalReservation {
+            wal: self,
+            permit,
+            payload_len,
+        })
     }
 
     /// Declares every record up to and including `through` committed elsewhere:
@@ -405,7 +464,6 @@ impl Wal {
         let (done, reply) = oneshot::channel();
         self.requests
             .send(Request::Truncate { through, done })
-            .await
             .map_err(|_| WalError::Closed)?;
         reply.await.map_err(|_| WalError::Closed)?
     }
@@ -415,7 +473,6 @@ impl Wal {
         let (done, reply) = oneshot::channel();
         self.requests
             .send(Request::Stats { done })
-            .await
             .map_err(|_| WalError::Closed)?;
         reply.await.map_err(|_| WalError::Closed)
     }
@@ -427,7 +484,6 @@ impl Wal {
         let (resume_tx, resume) = std::sync::mpsc::channel();
         self.requests
             .send(Request::Pause { resume })
-            .await
             .expect("writer running");
         resume_tx
     }
@@ -437,7 +493,6 @@ impl Wal {
     pub(crate) async fn fail_next(&self, at: FailPoint) {
         self.requests
             .send(Request::FailNext { at })
-            .await
             .expect("writer running");
     }
 
@@ -454,7 +509,7 @@ impl Wal {
     fn shutdown(&mut self) {
         self.budget.close();
         // Replacing the sender drops ours; the writer drains the queue and exits.
-        let (closed, _) = mpsc::channel(1);
+        let (closed, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.requests, closed));
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();

@@ -31,6 +31,26 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
     let acks = request.acks;
     let durability = Acks::from_request(acks);
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)> = Vec::new();
+    let Some(durability) = durability else {
+        // Kafka refuses acks other than -1, 0 and 1 before looking at the data.
+        for topic in request.topic_data {
+            let outcomes = topic
+                .partition_data
+                .iter()
+                .map(|p| {
+                    (
+                        p.index,
+                        Outcome::Failed(
+                            ResponseError::InvalidRequiredAcks,
+                            format!("acks={acks} is not one of -1, 0, 1"),
+                        ),
+                    )
+                })
+                .collect();
+            topics.push((topic.name, outcomes));
+        }
+        return Box::pin(async move { Some(respond(topics, version).await) });
+    };
     if request.transactional_id.is_some() {
         for topic in request.topic_data {
             let outcomes = topic
@@ -50,7 +70,17 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
         }
     } else {
         for topic in request.topic_data {
-            let meta = broker.store.describe_topic(topic.name.0.as_str()).await;
+            let cache = broker.logs.topics();
+            let mut meta = cache.describe(topic.name.0.as_str()).await;
+            // Partitions past a cached count may have been added since.
+            if let Ok(cached) = &meta
+                && topic
+                    .partition_data
+                    .iter()
+                    .any(|p| p.index >= cached.partition_count)
+            {
+                meta = cache.describe_fresh(topic.name.0.as_str()).await;
+            }
             let mut outcomes = Vec::new();
             for partition_data in topic.partition_data {
                 let index = partition_data.index;
@@ -86,6 +116,17 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
         }
     }
     Box::pin(async move {
+        let response = respond(topics, version).await;
+        (acks != 0).then_some(response)
+    })
+}
+
+/// Awaits each partition's outcome and builds the response.
+async fn respond(
+    topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)>,
+    version: i16,
+) -> ProduceResponse {
+    {
         let mut response = ProduceResponse::default();
         for (name, outcomes) in topics {
             let mut topic = TopicProduceResponse::default();
@@ -118,6 +159,6 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
             }
             response.responses.push(topic);
         }
-        (acks != 0).then_some(response)
-    })
+        response
+    }
 }

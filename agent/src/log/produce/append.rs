@@ -1,0 +1,206 @@
+//! Accepting a produce: validate, check the idempotent producer's sequence,
+//! assign offsets, queue the batches in the WAL and for the next flush.
+//!
+//! Nothing is awaited while a lock is held: the wait for room in the WAL
+//! (its byte budget) and for room in the unflushed budget happen before the
+//! partition's lock is taken; numbering and queuing the WAL record under it is
+//! synchronous.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjord_metadata::TopicPartition;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use super::wal_record;
+use crate::idempotence::Decision;
+use crate::log::state::{self, Pending};
+use crate::log::{Acks, Appended, LogError, PartitionLogs};
+use crate::records::{self, BatchError};
+
+impl PartitionLogs {
+    /// Waits while more than the allowed bytes are accepted and unflushed.
+    async fn wait_for_room(&self) -> Result<(), LogError> {
+        loop {
+            if self.is_stopped() {
+                return Err(LogError::Stopped);
+            }
+            if !self.unflushed.is_full() {
+                return Ok(());
+            }
+            self.flush_now.notify_one();
+            tokio::select! {
+                _ = self.unflushed.wait_for_release() => {}
+                _ = self.stopped.cancelled() => {}
+            }
+        }
+    }
+
+    /// Validates `records` (one or more batches), checks the idempotent
+    /// producer's sequence, assigns offsets, queues the batches in the WAL and
+    /// for the next flush. The returned future resolves as `acks` asks.
+    pub async fn append(
+        self: &Arc<Self>,
+        partition: TopicPartition,
+        records: &Bytes,
+        acks: Acks,
+    ) -> Result<Appended, LogError> {
+        let batches = records::parse_batches(records)?;
+        if let Some(large) = batches
+            .iter()
+            .find(|b| b.bytes.len() > self.settings.max_batch_bytes)
+        {
+            return Err(LogError::BatchTooLarge {
+                size: large.bytes.len(),
+                limit: self.settings.max_batch_bytes,
+            });
+        }
+        if batches.len() > 1 && batches.iter().any(|b| b.producer_id >= 0) {
+            return Err(LogError::Batch(BatchError::Corrupt(
+                "an idempotent produce must hold one record batch per partition".into(),
+            )));
+        }
+        self.wait_for_room().await?;
+        let writer = self.ensure_leader(partition).await?;
+        let reservation = match &self.wal {
+            Some(wal) => Some(
+                wal.reserve(wal_record::payload_len(batches.iter().map(|b| &b.bytes)))
+                    .await
+                    .map_err(LogError::wal)?,
+            ),
+            None => None,
+        };
+        let (done, receiver) = oneshot::channel();
+        let (base_offset, ticket) = {
+            let mut writer = state::lock(&writer);
+            if writer.removed || writer.draining {
+                return Err(LogError::NotLeader(partition));
+            }
+            if self.is_stopped() {
+                return Err(LogError::Stopped);
+            }
+            let decision = match batches.first() {
+                Some(first) => writer.producers.check(first, writer.next_offset)?,
+                None => Decision::Plain,
+            };
+            if let Decision::Duplicate {
+                base_offset,
+                last_offset,
+            } = decision
+            {
+                let epoch = writer.epoch;
+                drop(writer);
+                let logs = self.clone();
+                return Ok(Appended {
+                    base_offset,
+                    durable: Box::pin(async move {
+                        logs.wait_committed(partition, epoch, last_offset).await?;
+                        Ok(base_offset)
+                    }),
+                });
+            }
+            // Offsets first, so the WAL record carries them; nothing changes in
+            // the partition's state unless the record is queued.
+            let base_offset = writer.next_offset;
+            let mut offset = base_offset;
+            let placed: Vec<(Bytes, i64)> = batches
+                .iter()
+                .map(|batch| {
+                    let at = offset;
+                    offset += i64::from(batch.last_offset_delta) + 1;
+                    (batch.bytes.clone(), at)
+                })
+                .collect();
+            let (wal_sequence, ticket) = match reservation {
+                Some(reservation) => {
+                    let payload = wal_record::payload(partition, &placed, writer.epoch);
+                    let mut tracker = self.wal_tracker.lock().unwrap_or_else(|e| e.into_inner());
+                    let (sequence, ticket) = reservation.enqueue(payload).map_err(LogError::wal)?;
+                    tracker.register(sequence, u32::try_from(batches.len()).unwrap_or(u32::MAX));
+                    (Some(sequence), Some(ticket))
+                }
+                None => (None, None),
+            };
+            writer.producers.apply(&decision);
+            let producer = match decision {
+                Decision::Append { producer_id, state } => Some((producer_id, state)),
+                Decision::Plain | Decision::Duplicate { .. } => None,
+            };
+            let count = batches.len();
+            let mut done = Some(done);
+            let mut bytes = 0;
+            for (index, (batch, (_, at))) in batches.into_iter().zip(placed).enumerate() {
+                let last_offset = at + i64::from(batch.last_offset_delta);
+                let last = index + 1 == count;
+                bytes += batch.bytes.len();
+                writer.pending.push(Pending {
+                    batch: batch.bytes,
+                    base_offset: at,
+                    last_offset,
+                    record_count: u32::try_from(batch.record_count).unwrap_or(0),
+                    max_timestamp: batch.max_timestamp,
+                    wal_sequence,
+                    producer: if last { producer.clone() } else { None },
+                    // The request's waiter rides on its last batch.
+                    done: if last { done.take() } else { None },
+                });
+                writer.next_offset = last_offset + 1;
+            }
+            if self.unflushed.add(bytes) >= self.settings.flush_bytes {
+                self.flush_now.notify_one();
+            }
+            (base_offset, ticket)
+        };
+        let committed = async move {
+            match receiver.await {
+                Ok(outcome) => outcome.map(|()| base_offset),
+                Err(_) => Err(LogError::Stopped),
+            }
+        };
+        let durable: BoxFuture<'static, Result<i64, LogError>> = match (acks, ticket) {
+            (Acks::None, _) => Box::pin(async move { Ok(base_offset) }),
+            (Acks::Leader, Some(ticket)) => {
+                Box::pin(async move { ticket.await.map(|_| base_offset).map_err(LogError::wal) })
+            }
+            (Acks::Leader, None) | (Acks::All, _) => Box::pin(committed),
+        };
+        Ok(Appended {
+            base_offset,
+            durable,
+        })
+    }
+
+    /// Resolves once this leader has committed `partition` through `last_offset`
+    /// under `epoch`; fails if the partition was forgotten or moved meanwhile.
+    pub(crate) async fn wait_committed(
+        &self,
+        partition: TopicPartition,
+        epoch: i32,
+        last_offset: i64,
+    ) -> Result<(), LogError> {
+        let mut changes = self.signals.subscribe(partition);
+        loop {
+            match self.writers.get(&partition) {
+                Some(writer) => {
+                    let writer = state::lock(&writer);
+                    if writer.epoch != epoch || writer.removed {
+                        return Err(LogError::NotLeader(partition));
+                    }
+                    if writer.committed > last_offset {
+                        return Ok(());
+                    }
+                }
+                None => return Err(LogError::NotLeader(partition)),
+            }
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Err(LogError::Stopped);
+                    }
+                }
+                _ = self.stopped.cancelled() => return Err(LogError::Stopped),
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The flusher: takes what is pending into segment objects — on the interval,
+//! or sooner when `flush_bytes` are pending — uploads several at once, and
+//! commits them one at a time in the order they were taken.
+
+use std::sync::Arc;
+
+use fjord_metadata::TopicPartition;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use tokio_util::sync::CancellationToken;
+
+use super::upload::Uploaded;
+use crate::log::state::{self, Pending};
+use crate::log::{LogError, PartitionLogs};
+
+/// One partition's share of a flush.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) partition: TopicPartition,
+    /// The epoch its batches were accepted under.
+    pub(crate) epoch: i32,
+    pub(crate) batches: Vec<Pending>,
+}
+
+/// What one flush took.
+#[derive(Debug)]
+pub(crate) struct Flush {
+    pub(crate) parts: Vec<Part>,
+}
+
+type InFlight = FuturesOrdered<BoxFuture<'static, (Flush, Result<Uploaded, LogError>)>>;
+
+impl PartitionLogs {
+    /// Flushes on the interval, or sooner when enough is pending, until
+    /// `shutdown` (or [`PartitionLogs::stop`]); then commits what is in flight
+    /// and flushes what was accepted once more. A panic here (a bug) ends the
+    /// task: the agent's supervisor then stops the agent.
+    ///
+    /// Flushes are pipelined: up to [`super::super::LogSettings::max_inflight_uploads`]
+    /// segments are built and uploaded at once, and each is committed only
+    /// after every earlier one, in the order they were taken — so commits of a
+    /// partition apply in offset order.
+    pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut inflight: InFlight = FuturesOrdered::new();
+        let mut tick = tokio::time::interval(self.settings.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = inflight.len() < self.settings.max_inflight_uploads.max(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.stopped.cancelled() => break,
+                Some((flush, uploaded)) = inflight.next(), if !inflight.is_empty() => {
+                    self.commit_and_answer(flush, uploaded).await;
+                    continue;
+                }
+                _ = tick.tick(), if room => {}
+                _ = self.flush_now.notified(), if room => {}
+            }
+            if let Some(flush) = self.take() {
+                let logs = self.clone();
+                inflight.push_back(Box::pin(async move {
+                    let uploaded = logs.upload(&flush).await;
+                    (flush, uploaded)
+                }));
+            }
+        }
+        while let Some((flush, uploaded)) = inflight.next().await {
+            self.commit_and_answer(flush, uploaded).await;
+        }
+        if !self.is_stopped() {
+            self.flush_once().await;
+        }
+        Ok(())
+    }
+
+    /// Takes everything pending, writes it as one segment object, commits it and
+    /// answers the producers (one flush, not pipelined: recovery and shutdown).
+    /// What fails goes back to its partition, as in the pipelined flusher.
+    pub async fn flush_once(&self) {
+        let Some(flush) = self.take() else {
+            return;
+        };
+        let uploaded = self.upload(&flush).await;
+        self.commit_and_answer(flush, uploaded).await;
+    }
+
+    /// Everything a flush may take now: the pending batches of every partition
+    /// that is not retrying a failed flush.
+    pub(crate) fn take(&self) -> Option<Flush> {
+        let mut parts = Vec::new();
+        let mut bytes = 0;
+        for (partition, writer) in self.writers.all() {
+            let mut writer = state::lock(&writer);
+            if !writer.takeable() {
+                continue;
+            }
+            let batches = std::mem::take(&mut writer.pending);
+            bytes += batches.iter().map(|p| p.batch.len()).sum::<usize>();
+            writer.in_flight += 1;
+            parts.push(Part {
+                partition,
+                epoch: writer.epoch,
+                batches,
+            });
+        }
+        self.unflushed.release(bytes);
+        (!parts.is_empty()).then_some(Flush { parts })
+    }
+}

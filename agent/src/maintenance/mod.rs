@@ -1,0 +1,11 @@
+//! Background upkeep that keeps state bounded: jobs that run under the
+//! agent's supervisor on an interval.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
+//!
+//! Empty consumer groups and their offsets expire in the group coordinator
+//! ([`crate::groups`], `offsets.retention.minutes`).
+
+pub mod producer_expiry;

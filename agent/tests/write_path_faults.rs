@@ -1,0 +1,650 @@
+//! Review findings H1–H4 as tests, in-process against `PartitionLogs`: each one
+//! failed on the write path as it was at `58b2ab0`.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use fjord_agent::log::{Acks, LogSettings, PartitionLogs};
+use fjord_common::{RandomIds, SystemClock};
+use fjord_metadata::kv::memory::MemoryBackend;
+use fjord_metadata::kv::{
+    Database, KeyValue, KvBackend, KvError, KvTransaction, RangeOptions, RetryPolicy,
+};
+use fjord_metadata::{MetadataStore, NewTopic, TopicPartition};
+use fjord_storage::ObjectKeys;
+use fjord_storage::object_store::{Fault, FaultInjectingObjectStore, Operation, Trigger};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use object_store::memory::InMemory;
+use tokio_util::sync::CancellationToken;
+
+fn batch(value: &str) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(value.to_owned())),
+        headers: Default::default(),
+    };
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    out.freeze()
+}
+
+/// Every committed value of `tp`, by offset.
+async fn committed(logs: &PartitionLogs, tp: TopicPartition) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let read = logs.read(tp, offset, 1 << 20).await.unwrap();
+        if offset >= read.high_watermark {
+            return out;
+        }
+        let mut bytes = read.records.clone();
+        for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            for record in set.records {
+                let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                out.push((record.offset, value));
+                offset = record.offset + 1;
+            }
+        }
+    }
+}
+
+fn settings() -> LogSettings {
+    LogSettings {
+        flush_interval: Duration::from_millis(5),
+        ..LogSettings::default()
+    }
+}
+
+fn logs_over(
+    store: &MetadataStore,
+    objects: Arc<dyn object_store::ObjectStore>,
+    wal: Option<(fjord_storage::wal::Wal, u64)>,
+) -> Arc<PartitionLogs> {
+    Arc::new(PartitionLogs::new(
+        store.clone(),
+        objects,
+        ObjectKeys::new("test").unwrap(),
+        Arc::new(RandomIds::new()),
+        Arc::new(SystemClock),
+        1,
+        settings(),
+        wal,
+    ))
+}
+
+fn open_wal(dir: &std::path::Path) -> (fjord_storage::wal::Wal, fjord_storage::wal::Recovery) {
+    fjord_storage::wal::Wal::open(dir, fjord_storage::wal::WalOptions::default()).unwrap()
+}
+
+/// H1: an `acks=1` batch is acknowledged once it is in the WAL; a failed upload
+/// must not drop it, and a later flush must not reuse its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks1_batch_survives_a_failed_upload() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, recovery) = open_wal(dir.path());
+    let faults = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
+    faults.inject(Operation::Put, Fault::Transient, Trigger::Next(1));
+    let logs = logs_over(&store, faults.clone(), Some((wal, recovery.next_sequence)));
+
+    let first = logs.append(tp, &batch("a"), Acks::Leader).await.unwrap();
+    assert_eq!(first.durable.await.unwrap(), 0, "acknowledged at offset 0");
+    // This flush's upload fails.
+    let _ = logs.flush_once().await;
+    let second = logs.append(tp, &batch("b"), Acks::Leader).await.unwrap();
+    let second_offset = second.durable.await.unwrap();
+    logs.flush_once().await;
+    logs.flush_once().await;
+
+    let log = committed(&logs, tp).await;
+    assert!(
+        log.contains(&(0, "a".to_owned())),
+        "the acknowledged batch is gone: {log:?}"
+    );
+    assert!(
+        log.contains(&(second_offset, "b".to_owned())),
+        "b at its acknowledged offset {second_offset}: {log:?}"
+    );
+    assert_ne!(second_offset, 0, "an acknowledged offset was given twice");
+}
+
+/// H1: `acks=1` batches survive a crash of the agent (its disk survives) after
+/// uploads failed: the WAL is never truncated past a batch not committed, and
+/// recovery commits each batch at its acknowledged offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks1_batches_survive_failed_uploads_and_a_restart() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Arc::new(InMemory::new());
+    let mut acknowledged = Vec::new();
+    {
+        let (wal, recovery) = open_wal(dir.path());
+        let faults = Arc::new(FaultInjectingObjectStore::new(bucket.clone(), 1));
+        let logs = logs_over(&store, faults.clone(), Some((wal, recovery.next_sequence)));
+        // One batch commits; then the bucket fails every upload.
+        let ok = logs.append(tp, &batch("v0"), Acks::Leader).await.unwrap();
+        acknowledged.push((ok.durable.await.unwrap(), "v0".to_owned()));
+        logs.flush_once().await;
+        faults.inject(Operation::Put, Fault::Transient, Trigger::Always);
+        for i in 1..4 {
+            let value = format!("v{i}");
+            let appended = logs.append(tp, &batch(&value), Acks::Leader).await.unwrap();
+            acknowledged.push((appended.durable.await.unwrap(), value));
+            let _ = logs.flush_once().await;
+        }
+        // The agent dies here: nothing more is flushed.
+    }
+    let (wal, recovery) = open_wal(dir.path());
+    let logs = logs_over(&store, bucket, Some((wal, recovery.next_sequence)));
+    logs.recover(recovery.records).await.unwrap();
+    logs.flush_once().await;
+    let log = committed(&logs, tp).await;
+    assert_eq!(log, acknowledged, "every acknowledged batch at its offset");
+}
+
+/// An object store whose PUTs wait until the gate opens.
+#[derive(Debug)]
+struct GatedStore {
+    inner: Arc<dyn object_store::ObjectStore>,
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: AtomicU32,
+}
+
+impl std::fmt::Display for GatedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gated({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl object_store::ObjectStore for GatedStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// H4: a topic deleted while a flush that holds its batches is uploading fails
+/// only its own partitions; the other partitions of that segment commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_mid_flush_fails_only_its_own_partitions() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let kept = store.create_topic(NewTopic::new("kept", 1)).await.unwrap();
+    let doomed = store
+        .create_topic(NewTopic::new("doomed", 1))
+        .await
+        .unwrap();
+    let kept_tp = TopicPartition::new(kept.id, 0);
+    let doomed_tp = TopicPartition::new(doomed.id, 0);
+    let gate = Arc::new(GatedStore {
+        inner: Arc::new(InMemory::new()),
+        open: tokio::sync::watch::channel(false).0,
+        waiting: AtomicU32::new(0),
+    });
+    let logs = logs_over(&store, gate.clone(), None);
+    let kept_write = logs.append(kept_tp, &batch("k"), Acks::All).await.unwrap();
+    let doomed_write = logs
+        .append(doomed_tp, &batch("d"), Acks::All)
+        .await
+        .unwrap();
+    let flush = tokio::spawn({
+        let logs = logs.clone();
+        async move { logs.flush_once().await }
+    });
+    while gate.waiting.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.delete_topic("doomed").await.unwrap();
+    gate.open.send_replace(true);
+    flush.await.unwrap();
+    assert_eq!(
+        kept_write.durable.await.map_err(|e| e.to_string()),
+        Ok(0),
+        "the surviving topic's batch commits"
+    );
+    assert!(doomed_write.durable.await.is_err());
+    assert_eq!(committed(&logs, kept_tp).await, vec![(0, "k".to_owned())]);
+}
+
+/// A key-value backend whose commits can be made to apply and then report
+/// "maybe committed", and then fail for a while.
+#[derive(Debug)]
+struct FlakyCommits {
+    inner: MemoryBackend,
+    /// The next commit applies, then reports MaybeCommitted.
+    apply_then_fail: AtomicBool,
+    /// Commits refused (not applied) after that.
+    refuse: AtomicU32,
+}
+
+#[derive(Debug)]
+struct FlakyTxn {
+    inner: Box<dyn KvTransaction>,
+    backend: Arc<FlakyCommits>,
+}
+
+#[derive(Debug)]
+struct FlakyBackend(Arc<FlakyCommits>);
+
+#[async_trait]
+impl KvBackend for FlakyBackend {
+    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
+        Ok(Box::new(FlakyTxn {
+            inner: self.0.inner.begin().await?,
+            backend: self.0.clone(),
+        }))
+    }
+
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+#[async_trait]
+impl KvTransaction for FlakyTxn {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        self.inner.get_range(begin, end, options).await
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.inner.set(key, value)
+    }
+    fn clear(&self, key: &[u8]) {
+        self.inner.clear(key)
+    }
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.inner.clear_range(begin, end)
+    }
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.inner.atomic_add(key, delta)
+    }
+    async fn commit(&self) -> Result<(), KvError> {
+        if self.backend.apply_then_fail.swap(false, Ordering::SeqCst) {
+            self.inner.commit().await?;
+            return Err(KvError::MaybeCommitted("reply lost".into()));
+        }
+        let refuse = self.backend.refuse.load(Ordering::SeqCst);
+        if refuse > 0 {
+            self.backend.refuse.store(refuse - 1, Ordering::SeqCst);
+            return Err(KvError::Unavailable("injected".into()));
+        }
+        self.inner.commit().await
+    }
+}
+
+/// H4: a segment commit whose outcome is unknown is retried under the same
+/// segment id until it is known; its producers are answered by the outcome, and
+/// no offset is given twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maybe_committed_segment_is_retried_not_reset() {
+    let flaky = Arc::new(FlakyCommits {
+        inner: MemoryBackend::new(),
+        apply_then_fail: AtomicBool::new(false),
+        refuse: AtomicU32::new(0),
+    });
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    };
+    let store = MetadataStore::new(
+        Database::new(Arc::new(FlakyBackend(flaky.clone())), policy, 1),
+        "test",
+        Arc::new(SystemClock),
+        Arc::new(RandomIds::new()),
+    );
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let logs = logs_over(&store, Arc::new(InMemory::new()), None);
+    let shutdown = CancellationToken::new();
+    // Leadership first, so only the segment commit meets the faults.
+    let warm = logs.append(tp, &batch("w"), Acks::All).await.unwrap();
+    logs.flush_once().await;
+    assert_eq!(warm.durable.await.unwrap(), 0);
+
+    let first = logs.append(tp, &batch("a"), Acks::All).await.unwrap();
+    flaky.apply_then_fail.store(true, Ordering::SeqCst);
+    flaky.refuse.store(5, Ordering::SeqCst);
+    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    let first = tokio::time::timeout(Duration::from_secs(30), first.durable)
+        .await
+        .expect("answered");
+    assert_eq!(
+        first.map_err(|e| e.to_string()),
+        Ok(1),
+        "a commit that applied is answered as committed"
+    );
+    let second = logs.append(tp, &batch("b"), Acks::All).await.unwrap();
+    assert_eq!(second.durable.await.unwrap(), 2);
+    shutdown.cancel();
+    flusher.await.unwrap().unwrap();
+    assert_eq!(
+        committed(&logs, tp).await,
+        vec![(0, "w".into()), (1, "a".into()), (2, "b".into())]
+    );
+}
+
+/// An in-process agent of a two-agent cluster: its partition logs, cluster view
+/// and balancer, with a heartbeat.
+struct MiniAgent {
+    node_id: i32,
+    logs: Arc<PartitionLogs>,
+    view: Arc<fjord_agent::cluster::ClusterView>,
+}
+
+async fn mini_agent(store: &MetadataStore, port: u16, shutdown: &CancellationToken) -> MiniAgent {
+    use fjord_agent::balancer::run_balancer;
+    use fjord_agent::cluster::{ClusterSettings, ClusterView, LiveAgent};
+    use fjord_agent::groups::{GroupCoordinator, GroupSettings};
+    let address = format!("127.0.0.1:{port}");
+    let record = store
+        .register_agent(fjord_common::IdGenerator::uuid(&RandomIds::new()), &address)
+        .await
+        .unwrap();
+    let node_id = record.node_id;
+    let view = Arc::new(ClusterView::new(LiveAgent::from_record(&record).unwrap()));
+    let logs = Arc::new(
+        PartitionLogs::new(
+            store.clone(),
+            Arc::new(InMemory::new()),
+            ObjectKeys::new("test").unwrap(),
+            Arc::new(RandomIds::new()),
+            Arc::new(SystemClock),
+            node_id,
+            settings(),
+            None,
+        )
+        .with_cluster(view.clone()),
+    );
+    let groups = Arc::new(
+        GroupCoordinator::new(
+            store.clone(),
+            node_id,
+            Arc::new(RandomIds::new()),
+            GroupSettings::default(),
+        )
+        .with_cluster(view.clone()),
+    );
+    tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    tokio::spawn(run_balancer(
+        store.clone(),
+        logs.clone(),
+        groups,
+        view.clone(),
+        ClusterSettings {
+            lease_timeout: Duration::from_secs(2),
+            balance_interval: Duration::from_millis(20),
+            hand_off_timeout: Duration::from_secs(1),
+        },
+        shutdown.clone(),
+    ));
+    let beat = store.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let _ = beat.heartbeat(node_id).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    MiniAgent {
+        node_id,
+        logs,
+        view,
+    }
+}
+
+/// H2: metadata names an agent as a partition's leader while that agent does
+/// not lead it in memory and placement puts it elsewhere (as after a flush that
+/// failed during a hand-off). The agent releases it, and the owner takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leadership_held_only_in_metadata_is_released_to_the_owner() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let a = mini_agent(&store, 1, &shutdown).await;
+    let b = mini_agent(&store, 2, &shutdown).await;
+    // Both see each other live.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.view.live().len() < 2 || b.view.live().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "views never met");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (owner, other) = if a.view.owns(tp, 1) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    // Let the owner take it, then record the other as leader in metadata only.
+    while owner.logs.leads(tp).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner never led"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.acquire_leadership(tp, other.node_id).await.unwrap();
+    // The owner notices it lost the partition; then someone must release or
+    // take over, so the owner leads it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = store.partition_state(tp).await.unwrap();
+        if state.leader == Some(owner.node_id) && owner.logs.leads(tp).is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: metadata leader {:?} (epoch {}), owner {} leads in memory: {:?}, other {} in memory: {:?}",
+            state.leader,
+            state.leader_epoch,
+            owner.node_id,
+            owner.logs.leads(tp),
+            other.node_id,
+            other.logs.leads(tp),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+}
+
+/// An object store whose PUTs panic (a bug in an upload).
+fn panicking_store() -> Arc<dyn object_store::ObjectStore> {
+    #[derive(Debug)]
+    struct Panics(InMemory);
+    impl std::fmt::Display for Panics {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("panics")
+        }
+    }
+    #[async_trait]
+    impl object_store::ObjectStore for Panics {
+        async fn put_opts(
+            &self,
+            _: &object_store::path::Path,
+            _: object_store::PutPayload,
+            _: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            panic!("injected panic in an upload");
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+    Arc::new(Panics(InMemory::new()))
+}
+
+/// H3: the flusher dies (a panic in an upload). The agent must not live on as a
+/// zombie: its pending producers are answered, later produces are refused, it
+/// stops heartbeating and deregisters (so the others take its partitions at
+/// once), and `run_until` returns the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_flusher_dies_stops_and_leaves() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = fjord_agent::AgentBuilder::new(
+        fjord_agent::AgentOptions::new(dir.path(), "127.0.0.1:0"),
+        store.clone(),
+        panicking_store(),
+    )
+    .start()
+    .await
+    .unwrap();
+    let node_id = agent.node_id();
+    let logs = agent.logs().clone();
+    let first = logs.append(tp, &batch("a"), Acks::All).await.unwrap();
+    let run = tokio::spawn(agent.run_until(std::future::pending()));
+    let first = tokio::time::timeout(Duration::from_secs(30), first.durable)
+        .await
+        .expect("the pending produce is answered");
+    assert!(first.is_err(), "{first:?}");
+    let stopped = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the agent stops")
+        .unwrap();
+    let failure = stopped.unwrap_err().to_string();
+    assert!(failure.contains("flusher"), "{failure}");
+    let later = logs.append(tp, &batch("b"), Acks::All).await;
+    assert!(later.is_err(), "a produce after the failure is refused");
+    let agents = store.list_agents().await.unwrap();
+    assert!(
+        agents.iter().all(|a| a.node_id != node_id),
+        "the failed agent deregistered: {agents:?}"
+    );
+}
