@@ -28,6 +28,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod config;
 pub mod configs;
 pub mod groups;
 pub mod idempotence;
