@@ -137,6 +137,20 @@ fn nothing_given_loads_the_defaults() {
 }
 
 #[test]
+fn the_example_file_names_every_setting_at_its_default() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/example.toml");
+    let settings = AgentSettings::load_from(&with_file(&example), NO_ENV).unwrap();
+    assert_eq!(settings, AgentSettings::default());
+    // Every setting that has a value by default is written out (the optional
+    // ones are commented examples).
+    let written: toml::Table = std::fs::read_to_string(&example).unwrap().parse().unwrap();
+    let default: toml::Table = toml::from_str(&toml::to_string(&settings).unwrap()).unwrap();
+    let written: BTreeSet<_> = written.keys().collect();
+    let default: BTreeSet<_> = default.keys().collect();
+    assert_eq!(written, default);
+}
+
+#[test]
 fn settings_written_as_toml_load_back() {
     let settings = AgentSettings {
         metadata_url: Some("memory://".into()),
