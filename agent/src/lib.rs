@@ -53,6 +53,7 @@ pub mod agent;
 pub mod balancer;
 pub mod broker;
 pub mod cluster;
+pub mod config;
 pub mod configs;
 pub mod faults;
 pub mod groups;

@@ -1,0 +1,396 @@
+//! [`AgentSettings`]: every `fjord agent` setting, its default, and the
+//! component settings built from it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The settings format this build reads (the file's `version`; absent means 1).
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Every setting of `fjord agent`, as one serializable value.
+///
+/// Names are the kebab-case flag names (`flush-interval-ms`); Kafka's own
+/// settings keep Kafka's names with dots turned into dashes
+/// (`connections.max.idle.ms` is `connections-max-idle-ms`), and durations stay
+/// integers with their unit in the name, as Kafka's `.ms` settings do, so files,
+/// environment variables and flags written for earlier builds keep working.
+///
+/// The fields are public so tests and embedders can build settings in code;
+/// call [`AgentSettings::validate`] on settings built that way
+/// ([`AgentSettings::load`] validates what it returns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// The settings format version ([`CONFIG_VERSION`]).
+    pub version: u32,
+
+    // -- where things are --
+    /// Directory for the agent's local state (and the default metadata file,
+    /// bucket, write-ahead log and read cache).
+    pub data_dir: PathBuf,
+    /// Metadata backend URL: `sqlite://<path>`, `fdb://[<cluster file>]` or
+    /// `memory://`. `None`: `sqlite://<data-dir>/metadata.db`.
+    pub metadata_url: Option<String>,
+    /// Object storage URL: `file://<dir>`, `s3://<bucket>[/<prefix>]` or
+    /// `memory://`. `None`: `file://<data-dir>/bucket`.
+    pub storage_url: Option<String>,
+    /// Directory of the write-ahead log. `None`: `<data-dir>/wal`.
+    pub wal_dir: Option<PathBuf>,
+    /// Directory of the disk read cache. `None`: `<data-dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
+
+    // -- the Kafka listener --
+    /// The address the Kafka listener binds (`host:port`).
+    pub kafka_listen: String,
+    /// The `host:port` clients are told to connect to. `None`: the address the
+    /// listener bound.
+    pub advertised_address: Option<String>,
+    /// `socket.request.max.bytes`: the largest request frame accepted; a
+    /// larger one closes the connection.
+    pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: bytes of requests read and not yet answered,
+    /// over all connections, before the agent stops reading more. Kafka's
+    /// default (-1) is unbounded; Fjord bounds every queue.
+    pub queued_max_request_bytes: usize,
+    /// `connections.max.idle.ms`: a connection with no request for this long
+    /// is closed.
+    pub connections_max_idle_ms: u64,
+    /// `fetch.max.bytes`: the most bytes one Fetch response carries (the first
+    /// batch is returned even when larger, as in Kafka).
+    pub fetch_max_bytes: usize,
+
+    // -- topics --
+    /// `auto.create.topics.enable`: create unknown topics named in Metadata requests.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics.
+    pub num_partitions: i32,
+
+    // -- the write path --
+    /// How often accepted batches are flushed into a segment object.
+    pub flush_interval_ms: u64,
+    /// Flush as soon as this many bytes of records are pending.
+    pub flush_bytes: usize,
+    /// Bytes accepted and not yet taken by a flush before appends wait
+    /// (backpressure).
+    pub max_unflushed_bytes: usize,
+    /// Segments built and uploaded at once (their commits stay in order).
+    pub max_inflight_uploads: usize,
+    /// The zstd level of segment chunks.
+    pub segment_zstd_level: i32,
+    /// Bytes the write-ahead log may hold before produces wait (backpressure).
+    pub wal_max_bytes: u64,
+
+    // -- the read path --
+    /// A read that misses the caches fetches the whole segment object with one
+    /// GET when it is at most this large (0: only the chunk asked for).
+    pub whole_object_read_bytes: u64,
+    /// Bytes the disk read cache may hold (0 disables it).
+    pub disk_cache_bytes: u64,
+
+    // -- membership and balancing --
+    /// How often the agent renews its registration.
+    pub heartbeat_interval_ms: u64,
+    /// An agent whose heartbeat has not moved for this long is dead.
+    pub lease_timeout_ms: u64,
+    /// How often each agent checks partition placement.
+    pub balance_interval_ms: u64,
+    /// On SIGTERM, how long the agent waits for what its partitions accepted to
+    /// commit before it gives them up.
+    pub shutdown_timeout_ms: u64,
+
+    // -- consumer groups --
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u64,
+    /// `offsets.retention.minutes`: committed offsets of a group that has been
+    /// empty this long are deleted.
+    pub offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
+
+    // -- idempotent producers --
+    /// `producer.id.expiration.ms`: a producer id with no write for this long is forgotten.
+    pub producer_id_expiration_ms: u64,
+    /// `producer.id.expiration.check.interval.ms`: how often expired producer ids are looked for.
+    pub producer_id_expiration_check_interval_ms: u64,
+
+    // -- object-store latency (benchmarks) --
+    /// Delay every object-store request as a modelled S3 class would.
+    pub storage_latency_profile: LatencyModel,
+    /// Seed of the latency model's draws.
+    pub storage_latency_seed: u64,
+    /// Send a PUT again when it has not answered after this long (plus
+    /// `hedge-put-per-mib-ms` per MiB); 0: never.
+    pub hedge_put_after_ms: u64,
+    /// Transfer allowance per MiB of a PUT before it is hedged.
+    pub hedge_put_per_mib_ms: u64,
+    /// Send a GET again when it has not answered after this long; 0: never.
+    pub hedge_get_after_ms: u64,
+
+    // -- statistics --
+    /// Write the object-store request counters as JSON to this file.
+    pub stats_file: Option<PathBuf>,
+    /// How often `stats-file` is rewritten.
+    pub stats_interval_ms: u64,
+
+    // -- fault injection (tests only) --
+    /// Faults injected into object-store requests, as a spec the agent's
+    /// wiring parses (empty: none).
+    pub fault_object_store: String,
+    /// Faults injected into metadata transactions, as a spec the agent's
+    /// wiring parses (empty: none).
+    pub fault_metadata: String,
+    /// Seed of the fault injectors' draws.
+    pub fault_seed: u64,
+}
+
+impl Default for AgentSettings {
+    /// The defaults of `fjord agent` with no flags, environment or file.
+    fn default() -> Self {
+        const MIB: usize = 1024 * 1024;
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: PathBuf::from("fjord-data"),
+            metadata_url: None,
+            storage_url: None,
+            wal_dir: None,
+            cache_dir: None,
+            kafka_listen: "127.0.0.1:9092".to_owned(),
+            advertised_address: None,
+            socket_request_max_bytes: 100 * MIB,
+            queued_max_request_bytes: 500 * MIB,
+            connections_max_idle_ms: 600_000,
+            fetch_max_bytes: 55 * MIB,
+            auto_create_topics: true,
+            num_partitions: 1,
+            flush_interval_ms: 100,
+            flush_bytes: 8 * MIB,
+            max_unflushed_bytes: 64 * MIB,
+            max_inflight_uploads: 4,
+            segment_zstd_level: fjord_storage::DEFAULT_ZSTD_LEVEL,
+            wal_max_bytes: 512 * 1024 * 1024,
+            whole_object_read_bytes: 32 * 1024 * 1024,
+            disk_cache_bytes: 1024 * 1024 * 1024,
+            heartbeat_interval_ms: 500,
+            lease_timeout_ms: 2_000,
+            balance_interval_ms: 250,
+            shutdown_timeout_ms: 20_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
+            storage_latency_profile: LatencyModel::None,
+            storage_latency_seed: 0,
+            hedge_put_after_ms: 0,
+            hedge_put_per_mib_ms: 12,
+            hedge_get_after_ms: 0,
+            stats_file: None,
+            stats_interval_ms: 1_000,
+            fault_object_store: String::new(),
+            fault_metadata: String::new(),
+            fault_seed: 0,
+        }
+    }
+}
+
+/// The object-store latency models an agent can run under (benchmarks only:
+/// the model adds latency, it does not make a local bucket behave like S3 in
+/// any other way; see docs/latency-profiles.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyModel {
+    /// No added latency.
+    #[default]
+    None,
+    /// `LatencyProfile::S3_STANDARD`.
+    S3Standard,
+    /// `LatencyProfile::S3_EXPRESS_ONE_ZONE`.
+    S3Express,
+}
+
+impl LatencyModel {
+    /// The storage crate's profile, or `None` for no added latency.
+    pub fn profile(self) -> Option<fjord_storage::object_store::LatencyProfile> {
+        use fjord_storage::object_store::LatencyProfile;
+        match self {
+            LatencyModel::None => None,
+            LatencyModel::S3Standard => Some(LatencyProfile::S3_STANDARD),
+            LatencyModel::S3Express => Some(LatencyProfile::S3_EXPRESS_ONE_ZONE),
+        }
+    }
+}
+
+/// Component settings and resolved paths, for the agent's wiring.
+impl AgentSettings {
+    /// The write and read path's settings.
+    pub fn log_settings(&self) -> crate::log::LogSettings {
+        crate::log::LogSettings {
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            flush_bytes: self.flush_bytes,
+            max_pending_bytes: self.max_unflushed_bytes,
+            max_inflight_uploads: self.max_inflight_uploads,
+            compression_level: self.segment_zstd_level,
+            whole_object_read_bytes: self.whole_object_read_bytes,
+            ..crate::log::LogSettings::default()
+        }
+    }
+
+    /// Membership and balancing timings.
+    pub fn cluster_settings(&self) -> crate::cluster::ClusterSettings {
+        crate::cluster::ClusterSettings {
+            lease_timeout: Duration::from_millis(self.lease_timeout_ms),
+            balance_interval: Duration::from_millis(self.balance_interval_ms),
+            hand_off_timeout: self.shutdown_timeout(),
+        }
+    }
+
+    /// The consumer-group coordinator's settings. Offset retention is not in
+    /// `GroupSettings` yet: see [`AgentSettings::offsets_retention`] and
+    /// [`AgentSettings::offsets_retention_check_interval`].
+    pub fn group_settings(&self) -> crate::groups::GroupSettings {
+        crate::groups::GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            ..crate::groups::GroupSettings::default()
+        }
+    }
+
+    /// The settings every request handler shares. `connections-max-idle-ms`,
+    /// `queued-max-request-bytes` and `fetch-max-bytes` are not in
+    /// `BrokerSettings` yet: see the accessors of the same names.
+    pub fn broker_settings(&self) -> crate::BrokerSettings {
+        crate::BrokerSettings {
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.num_partitions,
+            max_request_bytes: self.socket_request_max_bytes,
+        }
+    }
+
+    /// The write-ahead log's options.
+    pub fn wal_options(&self) -> fjord_storage::wal::WalOptions {
+        fjord_storage::wal::WalOptions {
+            max_bytes: self.wal_max_bytes,
+            ..fjord_storage::wal::WalOptions::default()
+        }
+    }
+
+    /// PUT/GET hedging, or `None` when both `hedge-put-after-ms` and
+    /// `hedge-get-after-ms` are 0.
+    pub fn hedge_options(&self) -> Option<fjord_storage::object_store::HedgeOptions> {
+        (self.hedge_put_after_ms > 0 || self.hedge_get_after_ms > 0).then(|| {
+            fjord_storage::object_store::HedgeOptions {
+                put_after: Duration::from_millis(self.hedge_put_after_ms),
+                put_after_per_mib: Duration::from_millis(self.hedge_put_per_mib_ms),
+                get_after: Duration::from_millis(self.hedge_get_after_ms),
+            }
+        })
+    }
+
+    /// The object-store latency model, or `None` for none.
+    pub fn latency_profile(&self) -> Option<fjord_storage::object_store::LatencyProfile> {
+        self.storage_latency_profile.profile()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The metadata backend URL (default `sqlite://<data-dir>/metadata.db`).
+    pub fn metadata_url(&self) -> String {
+        resolved_metadata_url(&self.data_dir, self.metadata_url.as_deref())
+    }
+
+    /// The object storage URL (default `file://<data-dir>/bucket`).
+    pub fn storage_url(&self) -> String {
+        resolved_storage_url(&self.data_dir, self.storage_url.as_deref())
+    }
+
+    /// The write-ahead log's directory (default `<data-dir>/wal`).
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("wal"))
+    }
+
+    /// The disk read cache's directory (default `<data-dir>/cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// `heartbeat-interval-ms`.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// `shutdown-timeout-ms`.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// `stats-interval-ms`.
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_millis(self.stats_interval_ms)
+    }
+
+    /// `connections-max-idle-ms` (`connections.max.idle.ms`).
+    pub fn connections_max_idle(&self) -> Duration {
+        Duration::from_millis(self.connections_max_idle_ms)
+    }
+
+    /// `queued-max-request-bytes` (`queued.max.request.bytes`).
+    pub fn queued_max_request_bytes(&self) -> usize {
+        self.queued_max_request_bytes
+    }
+
+    /// `fetch-max-bytes` (`fetch.max.bytes`).
+    pub fn fetch_max_bytes(&self) -> usize {
+        self.fetch_max_bytes
+    }
+
+    /// `offsets-retention-minutes` (`offsets.retention.minutes`).
+    pub fn offsets_retention(&self) -> Duration {
+        Duration::from_secs(self.offsets_retention_minutes.saturating_mul(60))
+    }
+
+    /// `offsets-retention-check-interval-ms` (`offsets.retention.check.interval.ms`).
+    pub fn offsets_retention_check_interval(&self) -> Duration {
+        Duration::from_millis(self.offsets_retention_check_interval_ms)
+    }
+
+    /// `producer-id-expiration-ms` (`producer.id.expiration.ms`).
+    pub fn producer_id_expiration(&self) -> Duration {
+        Duration::from_millis(self.producer_id_expiration_ms)
+    }
+
+    /// `producer-id-expiration-check-interval-ms`
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub fn producer_id_expiration_check_interval(&self) -> Duration {
+        Duration::from_millis(self.producer_id_expiration_check_interval_ms)
+    }
+}
+
+pub(super) fn resolved_metadata_url(data_dir: &Path, metadata_url: Option<&str>) -> String {
+    match metadata_url {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", data_dir.join("metadata.db").display()),
+    }
+}
+
+pub(super) fn resolved_storage_url(data_dir: &Path, storage_url: Option<&str>) -> String {
+    match storage_url {
+        Some(url) => url.to_owned(),
+        None => format!("file://{}", data_dir.join("bucket").display()),
+    }
+}

@@ -1,0 +1,347 @@
+//! [`AgentSettings::validate`]: every rule a setting, or a pair of settings,
+//! must follow. Nothing is clamped: a value out of range is refused, naming the
+//! setting and the rule.
+//!
+//! The rules destructure [`AgentSettings`] without `..`, so a new setting does
+//! not compile until it is given a rule here (or marked as having none, with
+//! the reason).
+
+use std::path::Path;
+
+use super::settings::{CONFIG_VERSION, resolved_metadata_url, resolved_storage_url};
+use super::{AgentSettings, ConfigError, InvalidSetting};
+
+impl AgentSettings {
+    /// Checks every rule; on failure, every broken rule is listed (with no
+    /// origins: [`AgentSettings::load`] adds them).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { problems })
+        }
+    }
+
+    /// The broken rules, in field order.
+    pub(super) fn problems(&self) -> Vec<InvalidSetting> {
+        let AgentSettings {
+            version,
+            data_dir,
+            metadata_url,
+            storage_url,
+            wal_dir,
+            cache_dir,
+            kafka_listen,
+            advertised_address,
+            socket_request_max_bytes,
+            queued_max_request_bytes,
+            connections_max_idle_ms,
+            // Kafka accepts 0: a fetch still returns its first batch.
+            fetch_max_bytes: _,
+            // Either value is a valid choice.
+            auto_create_topics: _,
+            num_partitions,
+            flush_interval_ms,
+            flush_bytes,
+            max_unflushed_bytes,
+            max_inflight_uploads,
+            segment_zstd_level,
+            wal_max_bytes,
+            // 0 turns whole-object reads off.
+            whole_object_read_bytes: _,
+            // 0 turns the disk cache off.
+            disk_cache_bytes: _,
+            heartbeat_interval_ms,
+            lease_timeout_ms,
+            balance_interval_ms,
+            // 0: give partitions up at once on SIGTERM.
+            shutdown_timeout_ms: _,
+            // 0: the first rebalance does not wait (as in Kafka).
+            group_initial_rebalance_delay_ms: _,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            offsets_retention_minutes,
+            offsets_retention_check_interval_ms,
+            producer_id_expiration_ms,
+            producer_id_expiration_check_interval_ms,
+            // An enum: every value is valid.
+            storage_latency_profile: _,
+            // Any seed.
+            storage_latency_seed: _,
+            // 0 turns PUT hedging off.
+            hedge_put_after_ms: _,
+            // 0: no transfer allowance.
+            hedge_put_per_mib_ms: _,
+            // 0 turns GET hedging off.
+            hedge_get_after_ms: _,
+            // Any path; written only when given.
+            stats_file: _,
+            stats_interval_ms,
+            // Fault specs are parsed (and refused) by the agent's wiring.
+            fault_object_store: _,
+            fault_metadata: _,
+            // Any seed.
+            fault_seed: _,
+        } = self;
+
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, setting: &'static str, reason: String| {
+            if !ok {
+                problems.push(InvalidSetting {
+                    setting,
+                    reason,
+                    origin: None,
+                });
+            }
+        };
+
+        check(
+            *version == CONFIG_VERSION,
+            "version",
+            format!("this build reads settings version {CONFIG_VERSION}, not {version}"),
+        );
+
+        // Where things are.
+        check(
+            !data_dir.as_os_str().is_empty(),
+            "data-dir",
+            "must not be empty".to_owned(),
+        );
+        let metadata = resolved_metadata_url(data_dir, metadata_url.as_deref());
+        if let Err(error) = fjord_metadata::BackendUrl::parse(&metadata) {
+            check(false, "metadata-url", error.to_string());
+        }
+        let storage = resolved_storage_url(data_dir, storage_url.as_deref());
+        if let Err(reason) = check_storage_url(&storage) {
+            check(false, "storage-url", format!("{storage:?}: {reason}"));
+        }
+        check(
+            wal_dir.as_deref().is_none_or(non_empty),
+            "wal-dir",
+            "must not be empty (leave it out for <data-dir>/wal)".to_owned(),
+        );
+        check(
+            cache_dir.as_deref().is_none_or(non_empty),
+            "cache-dir",
+            "must not be empty (leave it out for <data-dir>/cache)".to_owned(),
+        );
+
+        // The Kafka listener.
+        if let Err(reason) = check_host_port(kafka_listen, PortZero::Allowed) {
+            check(false, "kafka-listen", format!("{kafka_listen:?}: {reason}"));
+        }
+        if let Some(advertised) = advertised_address
+            && let Err(reason) = check_host_port(advertised, PortZero::Refused)
+        {
+            check(
+                false,
+                "advertised-address",
+                format!("{advertised:?}: {reason}"),
+            );
+        }
+        check(
+            *socket_request_max_bytes > 0,
+            "socket-request-max-bytes",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            queued_max_request_bytes >= socket_request_max_bytes,
+            "queued-max-request-bytes",
+            format!(
+                "{queued_max_request_bytes} must be at least socket-request-max-bytes \
+                 ({socket_request_max_bytes}), or the largest request could never be read"
+            ),
+        );
+        check(
+            *connections_max_idle_ms > 0,
+            "connections-max-idle-ms",
+            "must be more than 0".to_owned(),
+        );
+
+        // Topics.
+        let partitions = 1..=fjord_metadata::MAX_PARTITIONS_PER_TOPIC;
+        check(
+            partitions.contains(num_partitions),
+            "num-partitions",
+            format!(
+                "{num_partitions} is outside {}..={}",
+                partitions.start(),
+                partitions.end()
+            ),
+        );
+
+        // The write path.
+        check(
+            *flush_interval_ms > 0,
+            "flush-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *flush_bytes > 0,
+            "flush-bytes",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *max_unflushed_bytes > 0,
+            "max-unflushed-bytes",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            flush_bytes <= max_unflushed_bytes,
+            "flush-bytes",
+            format!(
+                "{flush_bytes} must be at most max-unflushed-bytes ({max_unflushed_bytes}), \
+                 or appends would wait before a flush is due"
+            ),
+        );
+        check(
+            *max_inflight_uploads > 0,
+            "max-inflight-uploads",
+            "must be more than 0".to_owned(),
+        );
+        let levels = zstd::compression_level_range();
+        check(
+            levels.contains(segment_zstd_level),
+            "segment-zstd-level",
+            format!(
+                "{segment_zstd_level} is outside zstd's levels {}..={}",
+                levels.start(),
+                levels.end()
+            ),
+        );
+        check(
+            u64::try_from(*socket_request_max_bytes).is_ok_and(|largest| *wal_max_bytes >= largest),
+            "wal-max-bytes",
+            format!(
+                "{wal_max_bytes} must be at least socket-request-max-bytes \
+                 ({socket_request_max_bytes}), or the largest batch could never be logged"
+            ),
+        );
+
+        // Membership and balancing.
+        check(
+            *heartbeat_interval_ms > 0,
+            "heartbeat-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *balance_interval_ms > 0,
+            "balance-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *lease_timeout_ms > heartbeat_interval_ms.saturating_mul(2),
+            "lease-timeout-ms",
+            format!(
+                "{lease_timeout_ms} must be more than twice heartbeat-interval-ms \
+                 ({heartbeat_interval_ms}), or one late heartbeat makes a live agent dead"
+            ),
+        );
+        check(
+            balance_interval_ms < lease_timeout_ms,
+            "balance-interval-ms",
+            format!(
+                "{balance_interval_ms} must be less than lease-timeout-ms ({lease_timeout_ms}), \
+                 or a dead agent's partitions wait more than a lease to move"
+            ),
+        );
+
+        // Consumer groups.
+        check(
+            *group_min_session_timeout_ms > 0,
+            "group-min-session-timeout-ms",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            group_min_session_timeout_ms <= group_max_session_timeout_ms,
+            "group-min-session-timeout-ms",
+            format!(
+                "{group_min_session_timeout_ms} must be at most group-max-session-timeout-ms \
+                 ({group_max_session_timeout_ms})"
+            ),
+        );
+        check(
+            *offsets_retention_minutes > 0,
+            "offsets-retention-minutes",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *offsets_retention_check_interval_ms > 0,
+            "offsets-retention-check-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+
+        // Idempotent producers.
+        check(
+            *producer_id_expiration_ms > 0,
+            "producer-id-expiration-ms",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *producer_id_expiration_check_interval_ms > 0,
+            "producer-id-expiration-check-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+
+        // Statistics.
+        check(
+            *stats_interval_ms > 0,
+            "stats-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+
+        problems
+    }
+}
+
+fn non_empty(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+}
+
+/// Whether an address may have port 0 (a listener may: the system picks one;
+/// an advertised address may not: clients cannot connect to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortZero {
+    Allowed,
+    Refused,
+}
+
+/// `host:port`, with an IPv6 host in brackets (`[::1]:9092`).
+fn check_host_port(address: &str, port_zero: PortZero) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err("expected host:port".to_owned());
+    };
+    if host.is_empty() || host == "[]" {
+        return Err("the host is empty".to_owned());
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err("an IPv6 host goes in brackets, as in [::1]:9092".to_owned());
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("the port {port:?} is not a number from 0 to 65535"));
+    };
+    if port == 0 && port_zero == PortZero::Refused {
+        return Err("port 0 is not an address clients can connect to".to_owned());
+    }
+    Ok(())
+}
+
+/// The object-store URL forms `fjord_storage::object_store::open_backend`
+/// accepts, checked without opening anything.
+fn check_storage_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected <scheme>://..., e.g. file:///var/lib/fjord/bucket".to_owned());
+    };
+    match scheme {
+        "file" if rest.is_empty() => Err("file:// needs a directory".to_owned()),
+        "memory" if !rest.is_empty() => Err("memory:// takes no path".to_owned()),
+        "s3" if rest.split('/').next().is_none_or(str::is_empty) => {
+            Err("s3:// needs a bucket name".to_owned())
+        }
+        "file" | "memory" | "s3" => Ok(()),
+        other => Err(format!(
+            "unknown scheme {other:?}; known schemes are file, memory and s3"
+        )),
+    }
+}
