@@ -6,8 +6,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch), and routing requests to group actors |
-//! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), and fenced persistence before every answer |
+//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch), routing requests to group actors, supervising them |
+//! | `shard` | one held shard: its lease (fence, lost flag), its registry of actors and the supervised set they run in (a leaf: it knows nothing of groups) |
+//! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), fenced persistence before every answer; it ends with an `ActorExit` |
 //! | `state` | one group's in-memory state and the queries the flows are built from |
 //! | [`types`] | requests and answers in domain terms (the Kafka handlers translate) |
 //! | `consumer_protocol` | reading consumer subscriptions and assignments |
@@ -35,6 +36,11 @@
 //!   current generation, and in metadata against the stored one.
 //! - Client input never panics the coordinator: unknown members, generations and
 //!   malformed subscriptions become Kafka error codes.
+//! - A group actor that dies anyway (a bug) is reloaded from metadata, never
+//!   restarted empty; no actor task is detached.
+//!
+//! Module dependencies point one way: `coordinator` → `actor` → `shard`
+//! (and `state`, `types`); `shard` depends on no other part of `groups`.
 
 mod actor;
 mod consumer_protocol;
@@ -42,6 +48,7 @@ pub mod coordinator;
 mod error;
 pub mod lag;
 pub mod report;
+mod shard;
 mod state;
 pub mod types;
 

@@ -234,6 +234,9 @@ impl Group {
     /// A group as persisted: `Empty` or `Stable` as stored; a group stored
     /// before its leader's assignment arrived comes back `Stable` without
     /// assignments, and the caller must rebalance it (see [`GroupPhase`]).
+    ///
+    /// Total on any record: a member whose member id or instance id an earlier
+    /// member of the record already has is left out (the invariants hold).
     pub(crate) fn from_record(record: GroupRecord, now: Instant) -> Self {
         let mut group = Group::new(record.group_id);
         group.protocol_type = record.protocol_type;
@@ -241,6 +244,15 @@ impl Group {
         group.generation = record.generation;
         for member in record.members {
             let member = Member::from_record(member, now);
+            let duplicate = group.members.contains_key(&member.member_id)
+                || member
+                    .group_instance_id
+                    .as_ref()
+                    .is_some_and(|instance| group.static_members.contains_key(instance));
+            if duplicate {
+                tracing::warn!(group = %group.group_id, member = %member.member_id, "stored group repeats a member or instance id; left out");
+                continue;
+            }
             if let Some(instance) = &member.group_instance_id {
                 group
                     .static_members

@@ -6,6 +6,10 @@
 //! heartbeats and leaves); `rebalance` the join and sync flows; `offsets`
 //! commits, deletion and `OffsetDelete`.
 //!
+//! An actor is a future ([`build`]) that the coordinator runs in its shard's
+//! supervised set ([`super::shard`]); it ends with an [`ActorExit`] saying why,
+//! and never touches the shard's registry.
+//!
 //! # Flows (Apache Kafka's `GroupCoordinator` semantics)
 //!
 //! - **Join.** A first join without a member id gets `MEMBER_ID_REQUIRED` and an
@@ -32,9 +36,24 @@
 //! member, offsets, deletion) is written with the shard's fence before the
 //! members learn of it. A write that finds the shard's epoch moved on means
 //! another coordinator owns the shard: the actor answers `NOT_COORDINATOR`, marks
-//! the shard lost and stops, and so do the shard's other actors.
+//! the shard's lease lost and ends ([`ActorExit::Fenced`]); the shard's other
+//! actors end at their next event ([`ActorExit::Stopped`]).
+//!
+//! # Invariants
+//!
+//! - What the actor holds in memory is what it persisted plus what Kafka does
+//!   not persist (pending joins and syncs, timers): an actor rebuilt from
+//!   metadata ([`Group::from_record`]) after this one died resumes the group's
+//!   generation, protocol, members and assignments.
+//! - One command at a time: a command's metadata writes finish before the next
+//!   command is read, so the actor is its group's only writer on this agent.
+//! - Once it decided to end (deleted, fenced, shard lost) it reads no further
+//!   command; requests still queued are answered `NOT_COORDINATOR` (their
+//!   answer channels close).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fjord_common::IdGenerator;
@@ -45,7 +64,7 @@ use tokio::time::Instant;
 mod offsets;
 mod rebalance;
 
-use super::coordinator::Shard;
+use super::shard::{ActorExit, ActorHandle, ShardLease};
 use super::state::{Group, GroupState};
 use super::types::*;
 use super::{GroupError, GroupSettings};
@@ -85,6 +104,9 @@ pub(crate) enum Command {
         Vec<(String, i32)>,
         Reply<Result<Vec<Option<GroupError>>, GroupError>>,
     ),
+    /// Tests only: the actor panics while handling it (as a bug would).
+    #[cfg(test)]
+    Panic(Reply<()>),
 }
 
 /// What the actors of one coordinator share.
@@ -93,6 +115,8 @@ pub(crate) struct Context {
     pub(crate) store: MetadataStore,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) settings: GroupSettings,
+    /// The id of the next actor started.
+    pub(crate) next_actor_id: AtomicU64,
 }
 
 /// A way to reach a group's actor.
@@ -104,43 +128,57 @@ pub(crate) struct GroupHandle {
     pub(crate) listing: watch::Receiver<GroupListing>,
 }
 
+impl ActorHandle for GroupHandle {
+    fn actor_id(&self) -> u64 {
+        self.actor_id
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}
+
 /// Commands queued per group before senders wait.
 const COMMAND_QUEUE: usize = 256;
 
-/// Starts the actor of `group` and returns its handle.
-pub(crate) fn spawn(
+/// The actor of `group` (a future the caller runs, in its shard's supervised
+/// set) and its handle. `rebalance_on_start`: the group was stored before its
+/// leader's assignment arrived, so it rebalances at once.
+pub(crate) fn build(
     context: Arc<Context>,
-    shard: Arc<Shard>,
-    actor_id: u64,
+    lease: Arc<ShardLease>,
     group: Group,
     rebalance_on_start: bool,
-) -> GroupHandle {
+) -> (
+    GroupHandle,
+    impl Future<Output = ActorExit> + Send + 'static,
+) {
+    let actor_id = context.next_actor_id.fetch_add(1, Ordering::Relaxed);
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
     let (listing_sender, listing) = watch::channel(group.listing());
     let actor = GroupActor {
         group,
         context,
-        shard,
-        actor_id,
+        lease,
         listing: listing_sender,
-        stopped: false,
+        exit: None,
     };
-    tokio::spawn(actor.run(receiver, rebalance_on_start));
-    GroupHandle {
+    let handle = GroupHandle {
         actor_id,
         commands,
         listing,
-    }
+    };
+    (handle, actor.run(receiver, rebalance_on_start))
 }
 
 struct GroupActor {
     group: Group,
     context: Arc<Context>,
-    shard: Arc<Shard>,
-    actor_id: u64,
+    lease: Arc<ShardLease>,
     listing: watch::Sender<GroupListing>,
-    /// Deleted, or the shard was lost: stop after the current command.
-    stopped: bool,
+    /// Set once the actor decided to end (deleted, fenced): it ends after the
+    /// current command.
+    exit: Option<ActorExit>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -159,22 +197,40 @@ fn truncated(text: &str, chars: usize) -> &str {
 }
 
 impl GroupActor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, rebalance_on_start: bool) {
+    fn stopped(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        rebalance_on_start: bool,
+    ) -> ActorExit {
         let group_id = self.group.group_id.clone();
+        let lease = self.lease.clone();
         if rebalance_on_start {
             self.prepare_rebalance(Instant::now(), "resumed before the assignment was stored");
         }
-        while !self.stopped {
+        while !self.stopped() {
             let deadline = self.group.next_deadline();
             tokio::select! {
+                // The shard was lost or unloaded: whatever is queued is answered
+                // NOT_COORDINATOR as its reply channel closes.
+                () = lease.lost() => {
+                    self.exit = Some(ActorExit::Stopped);
+                    break;
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await,
-                    // The shard dropped its handles: it was lost or unloaded.
-                    None => break,
+                    // Every handle was dropped.
+                    None => {
+                        self.exit = Some(ActorExit::Stopped);
+                        break;
+                    }
                 },
                 () = sleep_until(deadline) => self.on_timers(Instant::now()).await,
             }
-            if !self.stopped {
+            if !self.stopped() {
                 self.after_event(Instant::now()).await;
             }
             self.group.debug_assert_invariants();
@@ -185,7 +241,9 @@ impl GroupActor {
                 changed
             });
         }
-        tracing::debug!(group = %group_id, "group actor stopped");
+        let exit = self.exit.take().unwrap_or(ActorExit::Stopped);
+        tracing::debug!(group = %group_id, ?exit, "group actor ended");
+        exit
     }
 
     async fn handle(&mut self, command: Command) {
@@ -214,6 +272,8 @@ impl GroupActor {
                 let result = self.delete_offsets(partitions).await;
                 let _ = reply.send(result);
             }
+            #[cfg(test)]
+            Command::Panic(_reply) => panic!("test-injected panic in group actor"),
         }
     }
 
@@ -223,8 +283,8 @@ impl GroupActor {
     fn write_failed(&mut self, error: &MetadataError) -> GroupError {
         if let MetadataError::CoordinatorFenced { .. } = error {
             tracing::warn!(group = %self.group.group_id, %error, "coordinator shard lost; unloading its groups");
-            self.stopped = true;
-            self.shard.mark_lost();
+            self.exit = Some(ActorExit::Fenced);
+            self.lease.mark_lost();
         } else {
             tracing::warn!(group = %self.group.group_id, %error, "group write failed");
         }
@@ -235,7 +295,7 @@ impl GroupActor {
         let result = self
             .context
             .store
-            .store_group(self.shard.fence(), record)
+            .store_group(self.lease.fence(), record)
             .await;
         result.map_err(|error| self.write_failed(&error))
     }

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::{CONSUMER_PROTOCOL_TYPE, GroupActor};
 use crate::groups::GroupError;
 use crate::groups::consumer_protocol;
+use crate::groups::shard::ActorExit;
 use crate::groups::state::GroupState;
 use crate::groups::types::CommitRequest;
 
@@ -49,7 +50,7 @@ impl GroupActor {
             .context
             .store
             .commit_offsets(
-                self.shard.fence(),
+                self.lease.fence(),
                 &request.group_id,
                 generation,
                 &request.offsets,
@@ -69,13 +70,12 @@ impl GroupActor {
         let result = self
             .context
             .store
-            .delete_group(self.shard.fence(), &self.group.group_id)
+            .delete_group(self.lease.fence(), &self.group.group_id)
             .await;
         result.map_err(|error| self.write_failed(&error))?;
         self.group.state = GroupState::Dead;
         self.group.pending_members.clear();
-        self.stopped = true;
-        self.shard.remove_group(&self.group.group_id, self.actor_id);
+        self.exit = Some(ActorExit::Deleted);
         tracing::info!(group = %self.group.group_id, "group deleted");
         Ok(())
     }
@@ -129,7 +129,7 @@ impl GroupActor {
             let result = self
                 .context
                 .store
-                .delete_offsets(self.shard.fence(), &self.group.group_id, &eligible)
+                .delete_offsets(self.lease.fence(), &self.group.group_id, &eligible)
                 .await;
             result.map_err(|error| self.write_failed(&error))?;
         }
