@@ -1,5 +1,5 @@
 //! Which groups this agent coordinates, the way to each group's actor, the
-//! supervision of those actors.
+//! supervision of those actors, and the expiry of idle groups.
 //!
 //! Groups hash onto coordinator shards ([`fjord_metadata::coordinator_shard_of`]).
 //! Before serving any group of a shard, the coordinator takes the shard's
@@ -28,6 +28,11 @@
 //! again; a request that finds a dead actor first reloads it itself. A deleted
 //! group's actor is forgotten; a fenced one gives the shard up.
 //!
+//! Expiry: [`GroupCoordinator::run_expiry`] runs
+//! [`GroupCoordinator::expire_once`] every `offsets.retention.check.interval.ms`;
+//! each group's actor drops its offsets past `offsets.retention.minutes` and an
+//! empty group left without offsets is deleted, its actor ending.
+//!
 //! # Invariants
 //!
 //! - At most one actor per group runs on this agent, and only while this agent
@@ -38,22 +43,25 @@
 //! - No actor task is detached: each runs in its shard's set, its exit is
 //!   observed, and a shard that is unloaded waits (bounded) for its actors to
 //!   finish their current command before it is released in metadata.
+//! - Memory and metadata held for groups stay bounded by what clients used
+//!   within the retention.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fjord_common::IdGenerator;
+use fjord_common::{Clock, IdGenerator, SystemClock};
 use fjord_metadata::{
     COORDINATOR_SHARDS, GroupOffset, GroupPhase, MetadataStore, coordinator_shard_of,
 };
+use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::actor::{self, Command, Context, GroupHandle};
+use super::actor::{self, Command, Context, GroupExpiry, GroupHandle};
 use super::shard::{ActorExit, Expect, Lookup, Shard, Start};
 use super::state::Group;
 use super::types::*;
@@ -72,6 +80,9 @@ const SHARD_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESTARTS: u32 = 3;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
+/// How many groups of a shard expire at once.
+const EXPIRY_CONCURRENCY: usize = 16;
+
 /// How many times a request looks a group up while its actor is being
 /// replaced, before it answers `COORDINATOR_NOT_AVAILABLE`.
 const LOOKUP_ATTEMPTS: usize = 4;
@@ -86,6 +97,19 @@ struct HeldShard {
 }
 
 type ShardSlot = Arc<tokio::sync::Mutex<Option<HeldShard>>>;
+
+/// What one expiry pass ([`GroupCoordinator::expire_once`]) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Groups whose offsets were checked.
+    pub groups_checked: usize,
+    /// Committed offsets deleted.
+    pub offsets_expired: usize,
+    /// Empty groups without offsets deleted.
+    pub groups_deleted: usize,
+    /// Groups or shards that could not be checked (retried on the next pass).
+    pub failures: usize,
+}
 
 /// The group coordinator of this agent.
 #[derive(Debug)]
@@ -119,6 +143,7 @@ impl GroupCoordinator {
                 store,
                 ids,
                 settings,
+                clock: Arc::new(SystemClock),
                 next_actor_id: AtomicU64::new(1),
             }),
             node_id,
@@ -132,6 +157,24 @@ impl GroupCoordinator {
     /// the others get `NOT_COORDINATOR`.
     pub fn with_cluster(mut self, cluster: Arc<crate::cluster::ClusterView>) -> Self {
         self.cluster = Some(cluster);
+        self
+    }
+
+    /// Expires offsets by `clock` (default: the system clock). It must be the
+    /// metadata store's clock, which stamps commits and group writes.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        let context = &self.context;
+        self.context = Arc::new(Context {
+            store: context.store.clone(),
+            ids: context.ids.clone(),
+            settings: context.settings,
+            clock,
+            next_actor_id: AtomicU64::new(
+                context
+                    .next_actor_id
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        });
         self
     }
 
@@ -547,6 +590,96 @@ impl GroupCoordinator {
         })
         .await?
         .unwrap_or(Err(GroupError::GroupIdNotFound))
+    }
+
+    /// One expiry pass as of `now_ms` (by the coordinator's clock, see
+    /// [`GroupCoordinator::with_clock`]): every group of every shard placed
+    /// here (taking the shards this agent does not hold yet) drops its offsets
+    /// past `offsets.retention.minutes`, and empty groups left without offsets
+    /// are deleted (see the `actor::expiry` docs for which offsets expire when).
+    /// Failures are counted and logged; the next pass retries them.
+    pub async fn expire_once(&self, now_ms: i64) -> ExpiryReport {
+        let mut report = ExpiryReport::default();
+        for index in 0..COORDINATOR_SHARDS {
+            if !self.placed_here(index) {
+                continue;
+            }
+            let shard = match self.shard_at(index).await {
+                Ok(shard) => shard,
+                Err(error) => {
+                    tracing::debug!(shard = index, %error, "coordinator shard not expired this time");
+                    report.failures += 1;
+                    continue;
+                }
+            };
+            let outcomes: Vec<Result<GroupExpiry, GroupError>> =
+                futures::stream::iter(shard.running())
+                    .map(|handle| async move {
+                        let (reply, answer) = oneshot::channel();
+                        let command = Command::Expire { now_ms, reply };
+                        handle
+                            .commands
+                            .send(command)
+                            .await
+                            .map_err(|_| GroupError::NotCoordinator)?;
+                        answer.await.map_err(|_| GroupError::NotCoordinator)?
+                    })
+                    .buffer_unordered(EXPIRY_CONCURRENCY)
+                    .collect()
+                    .await;
+            for outcome in outcomes {
+                report.groups_checked += 1;
+                match outcome {
+                    Ok(expired) => {
+                        report.offsets_expired += expired.offsets_expired;
+                        report.groups_deleted += usize::from(expired.group_deleted);
+                    }
+                    Err(error) => {
+                        tracing::debug!(shard = index, %error, "a group was not expired this time");
+                        report.failures += 1;
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Expires offsets and empty groups every
+    /// `offsets.retention.check.interval.ms` (the first pass one interval
+    /// after the start) until `shutdown`. Ticks on tokio time, reads wall time
+    /// from the coordinator's clock. A pass that fails in part is retried on
+    /// the next tick; cancelling mid-pass is safe (each group's expiry is one
+    /// command its actor finishes on its own).
+    pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let period = self.context.settings.offsets_retention_check_interval;
+        anyhow::ensure!(
+            !period.is_zero(),
+            "offsets.retention.check.interval.ms must be positive"
+        );
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let now_ms = self.context.clock.now_millis();
+            let report = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                report = self.expire_once(now_ms) => report,
+            };
+            if report.offsets_expired > 0 || report.groups_deleted > 0 || report.failures > 0 {
+                tracing::info!(
+                    groups = report.groups_checked,
+                    offsets_expired = report.offsets_expired,
+                    groups_deleted = report.groups_deleted,
+                    failures = report.failures,
+                    "expired group offsets"
+                );
+            }
+        }
     }
 
     /// Tests only: (groups registered, actor tasks not yet reaped) over the

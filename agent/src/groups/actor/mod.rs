@@ -4,7 +4,8 @@
 //!
 //! This module holds the task (commands, run loop, timers, persistence,
 //! heartbeats and leaves); `rebalance` the join and sync flows; `offsets`
-//! commits, deletion and `OffsetDelete`.
+//! commits, deletion and `OffsetDelete`; `expiry` the expiry of offsets and of
+//! empty groups (`offsets.retention.minutes`).
 //!
 //! An actor is a future ([`build`]) that the coordinator runs in its shard's
 //! supervised set ([`super::shard`]); it ends with an [`ActorExit`] saying why,
@@ -56,13 +57,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fjord_common::IdGenerator;
+use fjord_common::{Clock, IdGenerator};
 use fjord_metadata::{GroupRecord, MetadataError, MetadataStore};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+mod expiry;
 mod offsets;
 mod rebalance;
+
+pub(crate) use expiry::GroupExpiry;
 
 use super::shard::{ActorExit, ActorHandle, ShardLease};
 use super::state::{Group, GroupState};
@@ -104,6 +108,12 @@ pub(crate) enum Command {
         Vec<(String, i32)>,
         Reply<Result<Vec<Option<GroupError>>, GroupError>>,
     ),
+    /// Expire offsets (and the group, if empty with none left) as of `now_ms`
+    /// by the coordinator's clock.
+    Expire {
+        now_ms: i64,
+        reply: Reply<Result<GroupExpiry, GroupError>>,
+    },
     /// Tests only: the actor panics while handling it (as a bug would).
     #[cfg(test)]
     Panic(Reply<()>),
@@ -115,6 +125,9 @@ pub(crate) struct Context {
     pub(crate) store: MetadataStore,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) settings: GroupSettings,
+    /// Wall-clock time for offset expiry: the metadata store's clock, which
+    /// stamps commits and group writes.
+    pub(crate) clock: Arc<dyn Clock>,
     /// The id of the next actor started.
     pub(crate) next_actor_id: AtomicU64,
 }
@@ -211,6 +224,7 @@ impl GroupActor {
         if rebalance_on_start {
             self.prepare_rebalance(Instant::now(), "resumed before the assignment was stored");
         }
+        self.track_empty_since();
         while !self.stopped() {
             let deadline = self.group.next_deadline();
             tokio::select! {
@@ -233,6 +247,7 @@ impl GroupActor {
             if !self.stopped() {
                 self.after_event(Instant::now()).await;
             }
+            self.track_empty_since();
             self.group.debug_assert_invariants();
             let listing = self.group.listing();
             self.listing.send_if_modified(|current| {
@@ -244,6 +259,16 @@ impl GroupActor {
         let exit = self.exit.take().unwrap_or(ActorExit::Stopped);
         tracing::debug!(group = %group_id, ?exit, "group actor ended");
         exit
+    }
+
+    /// Keeps `empty_since_ms` (when the group last became empty, for offset
+    /// expiry) in step with the state.
+    fn track_empty_since(&mut self) {
+        if self.group.state != GroupState::Empty {
+            self.group.empty_since_ms = None;
+        } else if self.group.empty_since_ms.is_none() {
+            self.group.empty_since_ms = Some(self.context.clock.now_millis());
+        }
     }
 
     async fn handle(&mut self, command: Command) {
@@ -270,6 +295,10 @@ impl GroupActor {
             }
             Command::DeleteOffsets(partitions, reply) => {
                 let result = self.delete_offsets(partitions).await;
+                let _ = reply.send(result);
+            }
+            Command::Expire { now_ms, reply } => {
+                let result = self.expire(now_ms).await;
                 let _ = reply.send(result);
             }
             #[cfg(test)]

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 use super::{CONSUMER_PROTOCOL_TYPE, GroupActor};
 use crate::groups::GroupError;
 use crate::groups::consumer_protocol;
-use crate::groups::shard::ActorExit;
 use crate::groups::state::GroupState;
 use crate::groups::types::CommitRequest;
 
@@ -67,22 +66,14 @@ impl GroupActor {
             | GroupState::CompletingRebalance
             | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
         }
-        let result = self
-            .context
-            .store
-            .delete_group(self.lease.fence(), &self.group.group_id)
-            .await;
-        result.map_err(|error| self.write_failed(&error))?;
-        self.group.state = GroupState::Dead;
-        self.group.pending_members.clear();
-        self.exit = Some(ActorExit::Deleted);
+        self.delete_stored_group().await?;
         tracing::info!(group = %self.group.group_id, "group deleted");
         Ok(())
     }
 
     /// The topics the group's members subscribe to; `None` if a subscription
     /// does not decode (then every topic counts as subscribed).
-    fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+    pub(super) fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
         let mut topics = BTreeSet::new();
         for member in self.group.members.values() {
             let metadata = match &self.group.protocol_name {
