@@ -13,10 +13,14 @@
 //! rendezvous placement as partitions ([`crate::cluster::ClusterView::shard_owner`]).
 //! An agent serves a shard only while its view of the cluster places the shard
 //! on it: a request for a group whose shard lives elsewhere is answered
-//! `NOT_COORDINATOR` (and `FindCoordinator` names the owner), and a shard is
-//! taken, with a new epoch, on the first request after it moved here. With one
-//! agent (or no cluster view, as in unit tests) that agent coordinates every
-//! group. On every balancer tick an agent unloads the shards placed elsewhere (stopping
+//! `NOT_COORDINATOR` (and `FindCoordinator` names the owner). A shard placed
+//! here is taken, with a new epoch, on the first request after it moved here —
+//! as a partition is: at once if metadata records no holder, this agent, or an
+//! agent that is not live in this agent's view; while another live agent holds
+//! it, requests are answered `COORDINATOR_NOT_AVAILABLE` (the client retries)
+//! until that agent releases it. With one agent (or no cluster view, as in
+//! unit tests) that agent coordinates every group and takes shards at once. On
+//! every balancer tick an agent unloads the shards placed elsewhere (stopping
 //! their actors, then releasing them in metadata) and those another agent took
 //! meanwhile ([`GroupCoordinator::release_shards`]); at shutdown it releases
 //! all of them. A shard that moved away is fenced by the new owner's epoch: the
@@ -43,17 +47,18 @@
 //! - No actor task is detached: each runs in its shard's set, its exit is
 //!   observed, and a shard that is unloaded waits (bounded) for its actors to
 //!   finish their current command before it is released in metadata.
-//! - Memory and metadata held for groups stay bounded by what clients used
-//!   within the retention.
+//! - A shard another live agent holds is never taken from it; memory and
+//!   metadata held for groups stay bounded by what clients used within the
+//!   retention.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fjord_common::{Clock, IdGenerator, SystemClock};
 use fjord_metadata::{
-    COORDINATOR_SHARDS, GroupOffset, GroupPhase, MetadataStore, coordinator_shard_of,
+    COORDINATOR_SHARDS, GroupOffset, GroupPhase, MetadataStore, ShardFence, coordinator_shard_of,
 };
 use futures::StreamExt;
 use tokio::sync::oneshot;
@@ -119,6 +124,11 @@ pub struct GroupCoordinator {
     slots: Mutex<HashMap<u32, ShardSlot>>,
     /// Where shards are placed; `None`: all on this agent.
     cluster: Option<Arc<crate::cluster::ClusterView>>,
+    /// Shards metadata may record as this agent's although it does not hold
+    /// them (every shard after a restart; any whose take was interrupted):
+    /// [`GroupCoordinator::release_shards`] releases those placed elsewhere, so
+    /// their owner does not wait for this agent.
+    maybe_recorded_here: Mutex<BTreeSet<u32>>,
     /// Cancelled when the coordinator is dropped: its shards' supervisors stop
     /// their actors.
     dropped: CancellationToken,
@@ -149,12 +159,14 @@ impl GroupCoordinator {
             node_id,
             slots: Mutex::default(),
             cluster: None,
+            maybe_recorded_here: Mutex::new((0..COORDINATOR_SHARDS).collect()),
             dropped: CancellationToken::new(),
         }
     }
 
     /// Coordinates only the shards `cluster` places on this agent; requests for
-    /// the others get `NOT_COORDINATOR`.
+    /// the others get `NOT_COORDINATOR`. A shard placed here is taken only once
+    /// no other agent live in `cluster` holds it.
     pub fn with_cluster(mut self, cluster: Arc<crate::cluster::ClusterView>) -> Self {
         self.cluster = Some(cluster);
         self
@@ -218,6 +230,9 @@ impl GroupCoordinator {
     /// - taken by another coordinator meanwhile (a newer epoch in metadata: this
     ///   agent was paused past its lease): its actors stop before they serve
     ///   stale state; the next request for it takes it again, reloading.
+    ///
+    /// It also releases the shards metadata records as this agent's without it
+    /// holding them (after a restart), when they are placed elsewhere.
     ///
     /// The balancer calls this on every tick, and with `all` at shutdown.
     pub async fn release_shards(&self, all: bool) -> usize {
@@ -292,10 +307,70 @@ impl GroupCoordinator {
                 ),
                 Err(error) => {
                     tracing::warn!(shard = index, %error, "releasing a coordinator shard failed");
+                    self.note_maybe_recorded_here(index);
                 }
             }
         }
+        self.release_unheld_shards(all).await;
         unloaded
+    }
+
+    fn note_maybe_recorded_here(&self, index: u32) {
+        self.maybe_recorded_here
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index);
+    }
+
+    /// Releases the shards metadata records as this agent's while it does not
+    /// hold them, if they are placed elsewhere (or `all`).
+    async fn release_unheld_shards(&self, all: bool) {
+        let candidates: Vec<u32> = self
+            .maybe_recorded_here
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .filter(|index| all || !self.placed_here(*index))
+            .collect();
+        let store = &self.context.store;
+        for index in candidates {
+            let slot = self.slot(index);
+            let held = slot.lock().await;
+            if held.is_some() {
+                continue; // held: unloaded as such
+            }
+            let state = match store.coordinator_shard(index).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::warn!(shard = index, %error, "reading a coordinator shard failed");
+                    continue;
+                }
+            };
+            if state.leader == Some(self.node_id) {
+                let fence = ShardFence {
+                    shard: index,
+                    epoch: state.epoch,
+                };
+                match store.release_coordinator_shard(fence, self.node_id).await {
+                    Ok(released) => tracing::info!(
+                        shard = index,
+                        epoch = state.epoch,
+                        released,
+                        "released a coordinator shard recorded as this agent's"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(shard = index, %error, "releasing a coordinator shard failed");
+                        continue;
+                    }
+                }
+            }
+            self.maybe_recorded_here
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&index);
+            drop(held);
+        }
     }
 
     /// The settings groups run with.
@@ -311,7 +386,11 @@ impl GroupCoordinator {
     }
 
     /// The shard at `index`, taken (and its groups loaded) if this agent does
-    /// not hold it.
+    /// not hold it. With a cluster view, a shard another live agent holds is
+    /// not taken (`COORDINATOR_NOT_AVAILABLE`): that agent releases it once its
+    /// own view places the shard here, or stops being live. Taking it anyway
+    /// would fence what it is writing, and two agents whose views disagree
+    /// would take the shard from each other with ever newer epochs.
     async fn shard_at(&self, index: u32) -> Result<Arc<GroupShard>, GroupError> {
         if !self.placed_here(index) {
             return Err(GroupError::NotCoordinator);
@@ -326,14 +405,41 @@ impl GroupCoordinator {
         // A lost shard's supervisor stops its actors on its own.
         *held = None;
         let store = &self.context.store;
+        if let Some(cluster) = &self.cluster {
+            let state = store
+                .coordinator_shard(index)
+                .await
+                .map_err(|e| GroupError::from_metadata(&e))?;
+            if let Some(holder) = state.leader
+                && holder != self.node_id
+                && cluster.is_live(holder)
+            {
+                tracing::debug!(
+                    shard = index,
+                    holder,
+                    epoch = state.epoch,
+                    "coordinator shard still held by a live agent; waiting for its release"
+                );
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+        }
+        self.note_maybe_recorded_here(index);
         let fence = store
             .acquire_coordinator_shard(index, self.node_id)
             .await
             .map_err(|e| GroupError::from_metadata(&e))?;
-        let records = store
-            .load_groups(index)
-            .await
-            .map_err(|e| GroupError::from_metadata(&e))?;
+        let records = match store.load_groups(index).await {
+            Ok(records) => records,
+            Err(error) => {
+                // Give it back rather than leave a live holder others wait for.
+                if let Err(release_error) =
+                    store.release_coordinator_shard(fence, self.node_id).await
+                {
+                    tracing::warn!(shard = index, error = %release_error, "releasing a coordinator shard failed");
+                }
+                return Err(GroupError::from_metadata(&error));
+            }
+        };
         let shard = Arc::new(Shard::new(fence));
         let now = Instant::now();
         let loaded = records.len();

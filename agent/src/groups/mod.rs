@@ -6,7 +6,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch), routing requests to group actors, supervising them, expiring idle groups |
+//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch, never from a live holder), routing requests to group actors, supervising them, expiring idle groups |
 //! | `shard` | one held shard: its lease (fence, lost flag), its registry of actors and the supervised set they run in (a leaf: it knows nothing of groups) |
 //! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), fenced persistence before every answer, offset expiry; it ends with an `ActorExit` |
 //! | `state` | one group's in-memory state and the queries the flows are built from |
