@@ -6,8 +6,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch), and routing requests to group actors |
-//! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), and fenced persistence before every answer |
+//! | [`coordinator`] | [`GroupCoordinator`]: which coordinator shards this agent holds (taken in metadata with an epoch, never from a live holder), routing requests to group actors, supervising them, expiring idle groups |
+//! | `shard` | one held shard: its lease (fence, lost flag), its registry of actors and the supervised set they run in (a leaf: it knows nothing of groups) |
+//! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), fenced persistence before every answer, offset expiry; it ends with an `ActorExit` |
 //! | `state` | one group's in-memory state and the queries the flows are built from |
 //! | [`types`] | requests and answers in domain terms (the Kafka handlers translate) |
 //! | `consumer_protocol` | reading consumer subscriptions and assignments |
@@ -35,6 +36,14 @@
 //!   current generation, and in metadata against the stored one.
 //! - Client input never panics the coordinator: unknown members, generations and
 //!   malformed subscriptions become Kafka error codes.
+//! - A group actor that dies anyway (a bug) is reloaded from metadata, never
+//!   restarted empty; no actor task is detached.
+//! - Offsets expire `offsets.retention.minutes` after their commit (or after the
+//!   group became empty, if later); an empty group without offsets is deleted,
+//!   so groups invented by clients do not accumulate in memory or metadata.
+//!
+//! Module dependencies point one way: `coordinator` → `actor` → `shard`
+//! (and `state`, `types`); `shard` depends on no other part of `groups`.
 
 mod actor;
 mod consumer_protocol;
@@ -42,12 +51,13 @@ pub mod coordinator;
 mod error;
 pub mod lag;
 pub mod report;
+mod shard;
 mod state;
 pub mod types;
 
 use std::time::Duration;
 
-pub use coordinator::GroupCoordinator;
+pub use coordinator::{ExpiryReport, GroupCoordinator};
 pub use error::GroupError;
 
 /// Group settings, named after their Apache Kafka equivalents.
@@ -63,6 +73,14 @@ pub struct GroupSettings {
     pub max_session_timeout: Duration,
     /// `offset.metadata.max.bytes`: the longest metadata string of a commit.
     pub max_offset_metadata_bytes: usize,
+    /// `offsets.retention.minutes` (default 10080: 7 days): how long committed
+    /// offsets outlive their commit, or — for a group that had members — the
+    /// time the group became empty, whichever is later (KIP-211). An empty
+    /// group left without offsets is deleted.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms` (default 600000: 10 minutes): how
+    /// often [`GroupCoordinator::run_expiry`] expires offsets and groups.
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupSettings {
@@ -72,6 +90,8 @@ impl Default for GroupSettings {
             min_session_timeout: Duration::from_millis(6_000),
             max_session_timeout: Duration::from_millis(1_800_000),
             max_offset_metadata_bytes: 4_096,
+            offsets_retention: Duration::from_secs(10_080 * 60),
+            offsets_retention_check_interval: Duration::from_millis(600_000),
         }
     }
 }

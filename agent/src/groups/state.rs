@@ -8,7 +8,8 @@
 //!   `static_members`, and nothing else is there;
 //! - the leader, when set, is a member; a group with members has a leader;
 //! - members awaiting a join answer exist only while `PreparingRebalance`;
-//! - `pending_sync` only names members.
+//! - `pending_sync` only names members;
+//! - `empty_since_ms` is set only while `Empty` (kept so by the actor).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -208,6 +209,9 @@ pub(crate) struct Group {
     pub(crate) sync_deadline: Option<Instant>,
     /// When the current rebalance began (for logs).
     pub(crate) rebalance_started: Option<Instant>,
+    /// While `Empty`: when the group became empty, in wall-clock milliseconds
+    /// (offsets of an empty group expire counting from then at the earliest).
+    pub(crate) empty_since_ms: Option<i64>,
 }
 
 impl Group {
@@ -228,12 +232,17 @@ impl Group {
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
             rebalance_started: None,
+            empty_since_ms: None,
         }
     }
 
     /// A group as persisted: `Empty` or `Stable` as stored; a group stored
     /// before its leader's assignment arrived comes back `Stable` without
     /// assignments, and the caller must rebalance it (see [`GroupPhase`]).
+    /// An empty group counts as empty since it was last written.
+    ///
+    /// Total on any record: a member whose member id or instance id an earlier
+    /// member of the record already has is left out (the invariants hold).
     pub(crate) fn from_record(record: GroupRecord, now: Instant) -> Self {
         let mut group = Group::new(record.group_id);
         group.protocol_type = record.protocol_type;
@@ -241,6 +250,15 @@ impl Group {
         group.generation = record.generation;
         for member in record.members {
             let member = Member::from_record(member, now);
+            let duplicate = group.members.contains_key(&member.member_id)
+                || member
+                    .group_instance_id
+                    .as_ref()
+                    .is_some_and(|instance| group.static_members.contains_key(instance));
+            if duplicate {
+                tracing::warn!(group = %group.group_id, member = %member.member_id, "stored group repeats a member or instance id; left out");
+                continue;
+            }
             if let Some(instance) = &member.group_instance_id {
                 group
                     .static_members
@@ -256,6 +274,9 @@ impl Group {
             _ if group.members.is_empty() => GroupState::Empty,
             GroupPhase::Empty | GroupPhase::AwaitingSync | GroupPhase::Stable => GroupState::Stable,
         };
+        if group.state == GroupState::Empty {
+            group.empty_since_ms = Some(record.updated_at_ms);
+        }
         group.debug_assert_invariants();
         group
     }
@@ -548,6 +569,11 @@ impl Group {
                 .iter()
                 .all(|m| self.members.contains_key(m)),
             "group {}",
+            self.group_id
+        );
+        debug_assert!(
+            self.state == GroupState::Empty || self.empty_since_ms.is_none(),
+            "group {} is empty since a time only while empty",
             self.group_id
         );
     }

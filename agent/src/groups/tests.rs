@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use fjord_common::RandomIds;
+use fjord_common::{Clock, RandomIds};
 use fjord_metadata::{MetadataStore, NewTopic, OffsetCommit};
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -917,4 +917,538 @@ async fn random_request_sequences_never_break_a_group() {
         let joined = join_dynamic(&coordinator, group).await.await.unwrap();
         assert_eq!(joined.error, None, "{group}: {joined:?}");
     }
+}
+
+/// A group actor that dies (a bug: here a test-only command that panics) after
+/// its group formed a generation and committed offsets comes back as persisted
+/// — generation, protocol, members and assignment — not as an empty group.
+#[tokio::test(start_paused = true)]
+async fn a_panicked_actor_is_reloaded_from_metadata() {
+    let store = store().await;
+    store
+        .create_topic(NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    let coordinator = coordinator_on(&store, 1);
+    let member = join_dynamic(&coordinator, "g").await.await.unwrap();
+    let assignment = sync_all(&coordinator, "g", std::slice::from_ref(&member)).await;
+    coordinator
+        .commit_offsets(commit("g", &member, vec![offset(0, 42)]))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        coordinator.inject_actor_panic("g").await,
+        Err(GroupError::NotCoordinator),
+        "the request the actor died on is answered NOT_COORDINATOR (the client retries)"
+    );
+
+    let described = coordinator.describe("g").await.unwrap();
+    assert_eq!(
+        (
+            described.state,
+            described.generation,
+            described.protocol_type.as_str(),
+            described.protocol_name.as_str()
+        ),
+        ("Stable", 1, "consumer", "range"),
+        "{described:?}"
+    );
+    assert_eq!(described.members.len(), 1, "{described:?}");
+    assert_eq!(described.members[0].member_id, member.member_id);
+    assert_eq!(described.members[0].assignment, assignment[0]);
+    // The member carries on in its generation: heartbeats and commits work.
+    coordinator
+        .heartbeat(heartbeat("g", &member))
+        .await
+        .unwrap();
+    coordinator
+        .commit_offsets(commit("g", &member, vec![offset(0, 43)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fetch_offsets("g").await.unwrap()[0].committed.offset,
+        43
+    );
+    let listed: Vec<(String, &str)> = coordinator
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.group_id, l.state))
+        .collect();
+    assert_eq!(listed, vec![("g".into(), "Stable")]);
+}
+
+/// The shard's supervisor reloads a panicked actor at once, without waiting for
+/// a request: the group's timers go on (here a silent member's session expires
+/// and the reloaded actor persists the group's next, empty, generation).
+#[tokio::test(start_paused = true)]
+async fn a_panicked_actor_is_reloaded_at_once_and_its_timers_go_on() {
+    let store = store().await;
+    store
+        .create_topic(NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    let coordinator = coordinator_on(&store, 1);
+    let member = join_dynamic(&coordinator, "g").await.await.unwrap();
+    sync_all(&coordinator, "g", std::slice::from_ref(&member)).await;
+    coordinator
+        .commit_offsets(commit("g", &member, vec![offset(0, 42)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        coordinator.inject_actor_panic("g").await,
+        Err(GroupError::NotCoordinator)
+    );
+
+    // No request for the group from here on.
+    tokio::time::sleep(Duration::from_millis(
+        (SESSION_MS + REBALANCE_MS) as u64 + 5_000,
+    ))
+    .await;
+    let stored = store.load_group("g").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.generation, stored.phase, stored.members.len()),
+        (2, fjord_metadata::GroupPhase::Empty, 0),
+        "the reloaded actor expired the silent member: {stored:?}"
+    );
+    assert_eq!(
+        store.fetch_offsets("g").await.unwrap()[0].committed.offset,
+        42
+    );
+    assert_eq!(coordinator.actors_held().await, (1, 1));
+}
+
+// ----- expiry of offsets and groups -----
+
+/// Wall time that follows tokio's (paused) clock, so that commit timestamps and
+/// expiry move with `tokio::time::sleep`.
+#[derive(Debug)]
+struct TokioClock {
+    start_ms: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start_ms: 1_700_000_000_000,
+            start: tokio::time::Instant::now(),
+        })
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_millis(&self) -> i64 {
+        self.start_ms + i64::try_from(self.start.elapsed().as_millis()).unwrap()
+    }
+}
+
+const RETENTION: Duration = Duration::from_secs(3_600);
+const CHECK_INTERVAL: Duration = Duration::from_secs(600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn store_on(clock: &Arc<TokioClock>) -> MetadataStore {
+    fjord_metadata::open_with(
+        "memory://",
+        fjord_metadata::DEFAULT_CLUSTER,
+        fjord_metadata::kv::RetryPolicy::default(),
+        clock.clone(),
+        Arc::new(RandomIds::new()),
+    )
+    .await
+    .unwrap()
+}
+
+fn expiring_coordinator(
+    store: &MetadataStore,
+    clock: &Arc<TokioClock>,
+    node_id: i32,
+) -> Arc<GroupCoordinator> {
+    let settings = GroupSettings {
+        offsets_retention: RETENTION,
+        offsets_retention_check_interval: CHECK_INTERVAL,
+        max_session_timeout: Duration::from_secs(86_400),
+        ..settings()
+    };
+    Arc::new(
+        GroupCoordinator::new(store.clone(), node_id, Arc::new(RandomIds::new()), settings)
+            .with_clock(clock.clone()),
+    )
+}
+
+/// A member whose session outlasts the test forms `group`'s generation.
+async fn join_for_a_day(coordinator: &Arc<GroupCoordinator>, group: &str) -> JoinResponse {
+    const DAY_MS: i32 = 86_400_000;
+    let first = coordinator
+        .join(JoinRequest {
+            session_timeout_ms: DAY_MS,
+            ..join_request(group, "", None)
+        })
+        .await;
+    assert_eq!(first.error, Some(GroupError::MemberIdRequired));
+    let joined = coordinator
+        .join(JoinRequest {
+            session_timeout_ms: DAY_MS,
+            ..join_request(group, &first.member_id, None)
+        })
+        .await;
+    assert_eq!(joined.error, None, "{joined:?}");
+    joined
+}
+
+fn simple_commit(group: &str, offsets: Vec<OffsetCommit>) -> CommitRequest {
+    CommitRequest {
+        group_id: group.into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        offsets,
+    }
+}
+
+fn committed(offsets: &[fjord_metadata::GroupOffset]) -> Vec<(String, i32, i64)> {
+    offsets
+        .iter()
+        .map(|o| (o.topic.clone(), o.partition, o.committed.offset))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_expire_as_in_kafka_and_empty_groups_without_offsets_are_deleted() {
+    let clock = TokioClock::new();
+    let store = store_on(&clock).await;
+    store
+        .create_topic(NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    store.create_topic(NewTopic::new("old", 1)).await.unwrap();
+    let coordinator = expiring_coordinator(&store, &clock, 1);
+    let old = |partition, at| OffsetCommit {
+        topic: "old".into(),
+        ..offset(partition, at)
+    };
+
+    // "simple" only stores offsets (a consumer without group management).
+    coordinator
+        .commit_offsets(simple_commit("simple", vec![offset(0, 5)]))
+        .await
+        .unwrap();
+    // "left" is a consumer group whose member commits, then leaves.
+    let leaver = join_for_a_day(&coordinator, "left").await;
+    sync_all(&coordinator, "left", std::slice::from_ref(&leaver)).await;
+    coordinator
+        .commit_offsets(commit("left", &leaver, vec![offset(0, 7)]))
+        .await
+        .unwrap();
+    // "quitter" has a member that leaves without committing anything.
+    let quitter = join_for_a_day(&coordinator, "quitter").await;
+    sync_all(&coordinator, "quitter", std::slice::from_ref(&quitter)).await;
+    // "busy" stays stable (its member's session outlasts the test); it consumes
+    // "orders" and once committed for "old".
+    let busy = join_for_a_day(&coordinator, "busy").await;
+    sync_all(&coordinator, "busy", std::slice::from_ref(&busy)).await;
+    coordinator
+        .commit_offsets(commit("busy", &busy, vec![offset(0, 9), old(0, 3)]))
+        .await
+        .unwrap();
+
+    // Half an hour later "left" and "quitter" lose their members.
+    tokio::time::sleep(30 * MINUTE).await;
+    for (group, member) in [("left", &leaver), ("quitter", &quitter)] {
+        let gone = LeavingMember {
+            member_id: member.member_id.clone(),
+            group_instance_id: None,
+        };
+        assert_eq!(
+            coordinator.leave(group, vec![gone]).await.unwrap(),
+            vec![Ok(())]
+        );
+        assert_eq!(coordinator.describe(group).await.unwrap().state, "Empty");
+    }
+
+    // A retention after the commits: the simple group's offset expires and the
+    // group goes; "quitter" (empty, no offsets) goes; "left" keeps its offset
+    // (empty for half an hour only); "busy" keeps what it consumes.
+    tokio::time::sleep(RETENTION - 30 * MINUTE + MINUTE).await;
+    let report = coordinator.expire_once(clock.now_millis()).await;
+    assert_eq!(
+        report,
+        ExpiryReport {
+            groups_checked: 4,
+            offsets_expired: 2,
+            groups_deleted: 2,
+            failures: 0
+        }
+    );
+    for gone in ["simple", "quitter"] {
+        assert_eq!(store.load_group(gone).await.unwrap(), None, "{gone}");
+        assert!(
+            store.fetch_offsets(gone).await.unwrap().is_empty(),
+            "{gone}"
+        );
+        assert_eq!(coordinator.describe(gone).await.unwrap().state, "Dead");
+    }
+    assert_eq!(
+        committed(&store.fetch_offsets("left").await.unwrap()),
+        vec![("orders".into(), 0, 7)]
+    );
+    assert_eq!(
+        committed(&store.fetch_offsets("busy").await.unwrap()),
+        vec![("orders".into(), 0, 9)]
+    );
+    let again = coordinator.expire_once(clock.now_millis()).await;
+    assert_eq!((again.offsets_expired, again.groups_deleted), (0, 0));
+
+    // Another agent takes the groups over: when "left" became empty is
+    // persisted, so it expires a retention after that, not earlier or later.
+    let successor = expiring_coordinator(&store, &clock, 2);
+    let listed: Vec<String> = successor
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.group_id)
+        .collect();
+    assert_eq!(listed, vec!["busy".to_owned(), "left".to_owned()]);
+    tokio::time::sleep(30 * MINUTE - 2 * MINUTE).await;
+    let early = successor.expire_once(clock.now_millis()).await;
+    assert_eq!((early.offsets_expired, early.groups_deleted), (0, 0));
+    tokio::time::sleep(2 * MINUTE).await;
+    let report = successor.expire_once(clock.now_millis()).await;
+    assert_eq!(
+        (
+            report.groups_checked,
+            report.offsets_expired,
+            report.groups_deleted
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(store.load_group("left").await.unwrap(), None);
+    // A group with members is never deleted, however old its offsets.
+    tokio::time::sleep(RETENTION).await;
+    successor.expire_once(clock.now_millis()).await;
+    assert_eq!(
+        committed(&store.fetch_offsets("busy").await.unwrap()),
+        vec![("orders".into(), 0, 9)]
+    );
+    assert_eq!(
+        store.list_group_ids().await.unwrap(),
+        vec!["busy".to_owned()]
+    );
+}
+
+/// A hostile client invents thousands of group ids with simple commits: after
+/// the retention, the expiry loop leaves none of them in metadata or in memory.
+#[tokio::test(start_paused = true)]
+async fn thousands_of_invented_group_ids_are_gone_after_the_retention() {
+    const GROUPS: usize = 3_000;
+    let clock = TokioClock::new();
+    let store = store_on(&clock).await;
+    store
+        .create_topic(NewTopic::new("orders", 1))
+        .await
+        .unwrap();
+    let coordinator = expiring_coordinator(&store, &clock, 1);
+    for i in 0..GROUPS {
+        coordinator
+            .commit_offsets(simple_commit(
+                &format!("invented-{i}"),
+                vec![offset(0, i as i64)],
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.list_group_ids().await.unwrap().len(), GROUPS);
+    assert_eq!(coordinator.actors_held().await, (GROUPS, GROUPS));
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let expiry = tokio::spawn(coordinator.clone().run_expiry(shutdown.clone()));
+    tokio::time::sleep(RETENTION - MINUTE).await;
+    assert_eq!(
+        store.list_group_ids().await.unwrap().len(),
+        GROUPS,
+        "nothing expires before the retention"
+    );
+    tokio::time::sleep(MINUTE + CHECK_INTERVAL).await;
+    assert_eq!(store.list_group_ids().await.unwrap(), Vec::<String>::new());
+    for i in [0, GROUPS / 2, GROUPS - 1] {
+        assert!(
+            store
+                .fetch_offsets(&format!("invented-{i}"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert!(coordinator.list().await.unwrap().is_empty());
+    // The supervisors reap the ended actors.
+    for _ in 0..1_000 {
+        if coordinator.actors_held().await == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(coordinator.actors_held().await, (0, 0));
+    shutdown.cancel();
+    expiry.await.unwrap().unwrap();
+}
+
+// ----- coordinator-shard takeover -----
+
+fn cluster_of(me: i32, live: &[i32]) -> Arc<crate::cluster::ClusterView> {
+    let agent = |node_id: i32| crate::cluster::LiveAgent {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9_000 + u16::try_from(node_id).unwrap(),
+    };
+    let view = Arc::new(crate::cluster::ClusterView::new(agent(me)));
+    view.set_live(live.iter().map(|id| agent(*id)).collect());
+    view
+}
+
+fn clustered(
+    store: &MetadataStore,
+    node_id: i32,
+    view: &Arc<crate::cluster::ClusterView>,
+) -> Arc<GroupCoordinator> {
+    Arc::new(
+        GroupCoordinator::new(
+            store.clone(),
+            node_id,
+            Arc::new(RandomIds::new()),
+            settings(),
+        )
+        .with_cluster(view.clone()),
+    )
+}
+
+/// A group whose shard `view` places on `node_id`.
+fn group_placed_on(view: &crate::cluster::ClusterView, node_id: i32) -> String {
+    (0..)
+        .map(|i| format!("g-{i}"))
+        .find(|g| {
+            view.shard_owner(
+                fjord_metadata::coordinator_shard_of(g),
+                fjord_metadata::COORDINATOR_SHARDS,
+            ) == node_id
+        })
+        .unwrap()
+}
+
+/// Two agents whose views disagree (agent 1 believes it is alone) both place a
+/// shard on themselves: the one that does not hold it waits for the live holder
+/// instead of taking it (which would bump the epoch back and forth), and takes
+/// it at once, one epoch on, when the holder hands it off.
+#[tokio::test(start_paused = true)]
+async fn a_shard_held_by_a_live_agent_is_taken_only_once_released() {
+    let store = store().await;
+    store
+        .create_topic(NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    let (view_1, view_2) = (cluster_of(1, &[1]), cluster_of(2, &[1, 2]));
+    let group = group_placed_on(&view_2, 2);
+    let shard = fjord_metadata::coordinator_shard_of(&group);
+    let (one, two) = (clustered(&store, 1, &view_1), clustered(&store, 2, &view_2));
+    let member = join_dynamic(&one, &group).await.await.unwrap();
+    let assignment = sync_all(&one, &group, std::slice::from_ref(&member)).await;
+    let held = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!(held.leader, Some(1));
+
+    for round in 0..3 {
+        assert_eq!(
+            two.find_coordinator(&group).await,
+            Err(GroupError::CoordinatorNotAvailable)
+        );
+        assert_eq!(
+            two.heartbeat(heartbeat(&group, &member)).await,
+            Err(GroupError::CoordinatorNotAvailable)
+        );
+        one.heartbeat(heartbeat(&group, &member)).await.unwrap();
+        one.commit_offsets(commit(&group, &member, vec![offset(0, round)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.coordinator_shard(shard).await.unwrap(),
+            held,
+            "untouched"
+        );
+    }
+
+    // Agent 1 learns of agent 2; its balancer tick hands the shard off.
+    view_1.set_live(view_2.live());
+    assert_eq!(one.release_shards(false).await, 1);
+    let released = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!((released.leader, released.epoch), (None, held.epoch));
+    two.heartbeat(heartbeat(&group, &member)).await.unwrap();
+    let taken = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!((taken.leader, taken.epoch), (Some(2), held.epoch + 1));
+    let described = two.describe(&group).await.unwrap();
+    assert_eq!((described.state, described.generation), ("Stable", 1));
+    assert_eq!(described.members[0].assignment, assignment[0]);
+    assert_eq!(
+        one.heartbeat(heartbeat(&group, &member)).await,
+        Err(GroupError::NotCoordinator)
+    );
+    assert_eq!(
+        store.fetch_offsets(&group).await.unwrap()[0]
+            .committed
+            .offset,
+        2
+    );
+}
+
+/// A shard whose recorded holder is not live is taken at once; the old holder
+/// is fenced.
+#[tokio::test(start_paused = true)]
+async fn a_shard_held_by_a_dead_agent_is_taken_at_once() {
+    let store = store().await;
+    store
+        .create_topic(NewTopic::new("orders", 2))
+        .await
+        .unwrap();
+    let (view_1, view_2) = (cluster_of(1, &[1]), cluster_of(2, &[2]));
+    let group = "g";
+    let shard = fjord_metadata::coordinator_shard_of(group);
+    let (one, two) = (clustered(&store, 1, &view_1), clustered(&store, 2, &view_2));
+    let member = join_dynamic(&one, group).await.await.unwrap();
+    sync_all(&one, group, std::slice::from_ref(&member)).await;
+    let held = store.coordinator_shard(shard).await.unwrap();
+
+    two.heartbeat(heartbeat(group, &member)).await.unwrap();
+    let taken = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!((taken.leader, taken.epoch), (Some(2), held.epoch + 1));
+    assert_eq!(
+        one.commit_offsets(commit(group, &member, vec![offset(0, 1)]))
+            .await,
+        Err(GroupError::NotCoordinator)
+    );
+    two.commit_offsets(commit(group, &member, vec![offset(0, 2)]))
+        .await
+        .unwrap();
+}
+
+/// An agent that restarts finds shards recorded as its own that it does not
+/// hold; those placed elsewhere it releases on its first balancer tick, so
+/// their owner does not wait for it.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_agent_releases_the_shards_recorded_as_its_own() {
+    let store = store().await;
+    let view_1 = cluster_of(1, &[1, 2]);
+    let view_2 = cluster_of(2, &[1, 2]);
+    let group = group_placed_on(&view_2, 2);
+    let shard = fjord_metadata::coordinator_shard_of(&group);
+    // Agent 1's previous process held the shard.
+    let before = store.acquire_coordinator_shard(shard, 1).await.unwrap();
+    let (restarted, two) = (clustered(&store, 1, &view_1), clustered(&store, 2, &view_2));
+    assert_eq!(
+        two.find_coordinator(&group).await,
+        Err(GroupError::CoordinatorNotAvailable)
+    );
+    assert_eq!(restarted.release_shards(false).await, 0, "it held nothing");
+    assert_eq!(two.find_coordinator(&group).await, Ok(2));
+    let taken = store.coordinator_shard(shard).await.unwrap();
+    assert_eq!((taken.leader, taken.epoch), (Some(2), before.epoch + 1));
 }

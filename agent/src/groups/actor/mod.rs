@@ -4,7 +4,12 @@
 //!
 //! This module holds the task (commands, run loop, timers, persistence,
 //! heartbeats and leaves); `rebalance` the join and sync flows; `offsets`
-//! commits, deletion and `OffsetDelete`.
+//! commits, deletion and `OffsetDelete`; `expiry` the expiry of offsets and of
+//! empty groups (`offsets.retention.minutes`).
+//!
+//! An actor is a future ([`build`]) that the coordinator runs in its shard's
+//! supervised set ([`super::shard`]); it ends with an [`ActorExit`] saying why,
+//! and never touches the shard's registry.
 //!
 //! # Flows (Apache Kafka's `GroupCoordinator` semantics)
 //!
@@ -32,20 +37,38 @@
 //! member, offsets, deletion) is written with the shard's fence before the
 //! members learn of it. A write that finds the shard's epoch moved on means
 //! another coordinator owns the shard: the actor answers `NOT_COORDINATOR`, marks
-//! the shard lost and stops, and so do the shard's other actors.
+//! the shard's lease lost and ends ([`ActorExit::Fenced`]); the shard's other
+//! actors end at their next event ([`ActorExit::Stopped`]).
+//!
+//! # Invariants
+//!
+//! - What the actor holds in memory is what it persisted plus what Kafka does
+//!   not persist (pending joins and syncs, timers): an actor rebuilt from
+//!   metadata ([`Group::from_record`]) after this one died resumes the group's
+//!   generation, protocol, members and assignments.
+//! - One command at a time: a command's metadata writes finish before the next
+//!   command is read, so the actor is its group's only writer on this agent.
+//! - Once it decided to end (deleted, fenced, shard lost) it reads no further
+//!   command; requests still queued are answered `NOT_COORDINATOR` (their
+//!   answer channels close).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fjord_common::IdGenerator;
+use fjord_common::{Clock, IdGenerator};
 use fjord_metadata::{GroupRecord, MetadataError, MetadataStore};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+mod expiry;
 mod offsets;
 mod rebalance;
 
-use super::coordinator::Shard;
+pub(crate) use expiry::GroupExpiry;
+
+use super::shard::{ActorExit, ActorHandle, ShardLease};
 use super::state::{Group, GroupState};
 use super::types::*;
 use super::{GroupError, GroupSettings};
@@ -85,6 +108,15 @@ pub(crate) enum Command {
         Vec<(String, i32)>,
         Reply<Result<Vec<Option<GroupError>>, GroupError>>,
     ),
+    /// Expire offsets (and the group, if empty with none left) as of `now_ms`
+    /// by the coordinator's clock.
+    Expire {
+        now_ms: i64,
+        reply: Reply<Result<GroupExpiry, GroupError>>,
+    },
+    /// Tests only: the actor panics while handling it (as a bug would).
+    #[cfg(test)]
+    Panic(Reply<()>),
 }
 
 /// What the actors of one coordinator share.
@@ -93,6 +125,11 @@ pub(crate) struct Context {
     pub(crate) store: MetadataStore,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) settings: GroupSettings,
+    /// Wall-clock time for offset expiry: the metadata store's clock, which
+    /// stamps commits and group writes.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The id of the next actor started.
+    pub(crate) next_actor_id: AtomicU64,
 }
 
 /// A way to reach a group's actor.
@@ -104,43 +141,57 @@ pub(crate) struct GroupHandle {
     pub(crate) listing: watch::Receiver<GroupListing>,
 }
 
+impl ActorHandle for GroupHandle {
+    fn actor_id(&self) -> u64 {
+        self.actor_id
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}
+
 /// Commands queued per group before senders wait.
 const COMMAND_QUEUE: usize = 256;
 
-/// Starts the actor of `group` and returns its handle.
-pub(crate) fn spawn(
+/// The actor of `group` (a future the caller runs, in its shard's supervised
+/// set) and its handle. `rebalance_on_start`: the group was stored before its
+/// leader's assignment arrived, so it rebalances at once.
+pub(crate) fn build(
     context: Arc<Context>,
-    shard: Arc<Shard>,
-    actor_id: u64,
+    lease: Arc<ShardLease>,
     group: Group,
     rebalance_on_start: bool,
-) -> GroupHandle {
+) -> (
+    GroupHandle,
+    impl Future<Output = ActorExit> + Send + 'static,
+) {
+    let actor_id = context.next_actor_id.fetch_add(1, Ordering::Relaxed);
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
     let (listing_sender, listing) = watch::channel(group.listing());
     let actor = GroupActor {
         group,
         context,
-        shard,
-        actor_id,
+        lease,
         listing: listing_sender,
-        stopped: false,
+        exit: None,
     };
-    tokio::spawn(actor.run(receiver, rebalance_on_start));
-    GroupHandle {
+    let handle = GroupHandle {
         actor_id,
         commands,
         listing,
-    }
+    };
+    (handle, actor.run(receiver, rebalance_on_start))
 }
 
 struct GroupActor {
     group: Group,
     context: Arc<Context>,
-    shard: Arc<Shard>,
-    actor_id: u64,
+    lease: Arc<ShardLease>,
     listing: watch::Sender<GroupListing>,
-    /// Deleted, or the shard was lost: stop after the current command.
-    stopped: bool,
+    /// Set once the actor decided to end (deleted, fenced): it ends after the
+    /// current command.
+    exit: Option<ActorExit>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -159,24 +210,44 @@ fn truncated(text: &str, chars: usize) -> &str {
 }
 
 impl GroupActor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, rebalance_on_start: bool) {
+    fn stopped(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        rebalance_on_start: bool,
+    ) -> ActorExit {
         let group_id = self.group.group_id.clone();
+        let lease = self.lease.clone();
         if rebalance_on_start {
             self.prepare_rebalance(Instant::now(), "resumed before the assignment was stored");
         }
-        while !self.stopped {
+        self.track_empty_since();
+        while !self.stopped() {
             let deadline = self.group.next_deadline();
             tokio::select! {
+                // The shard was lost or unloaded: whatever is queued is answered
+                // NOT_COORDINATOR as its reply channel closes.
+                () = lease.lost() => {
+                    self.exit = Some(ActorExit::Stopped);
+                    break;
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await,
-                    // The shard dropped its handles: it was lost or unloaded.
-                    None => break,
+                    // Every handle was dropped.
+                    None => {
+                        self.exit = Some(ActorExit::Stopped);
+                        break;
+                    }
                 },
                 () = sleep_until(deadline) => self.on_timers(Instant::now()).await,
             }
-            if !self.stopped {
+            if !self.stopped() {
                 self.after_event(Instant::now()).await;
             }
+            self.track_empty_since();
             self.group.debug_assert_invariants();
             let listing = self.group.listing();
             self.listing.send_if_modified(|current| {
@@ -185,7 +256,19 @@ impl GroupActor {
                 changed
             });
         }
-        tracing::debug!(group = %group_id, "group actor stopped");
+        let exit = self.exit.take().unwrap_or(ActorExit::Stopped);
+        tracing::debug!(group = %group_id, ?exit, "group actor ended");
+        exit
+    }
+
+    /// Keeps `empty_since_ms` (when the group last became empty, for offset
+    /// expiry) in step with the state.
+    fn track_empty_since(&mut self) {
+        if self.group.state != GroupState::Empty {
+            self.group.empty_since_ms = None;
+        } else if self.group.empty_since_ms.is_none() {
+            self.group.empty_since_ms = Some(self.context.clock.now_millis());
+        }
     }
 
     async fn handle(&mut self, command: Command) {
@@ -214,6 +297,12 @@ impl GroupActor {
                 let result = self.delete_offsets(partitions).await;
                 let _ = reply.send(result);
             }
+            Command::Expire { now_ms, reply } => {
+                let result = self.expire(now_ms).await;
+                let _ = reply.send(result);
+            }
+            #[cfg(test)]
+            Command::Panic(_reply) => panic!("test-injected panic in group actor"),
         }
     }
 
@@ -223,8 +312,8 @@ impl GroupActor {
     fn write_failed(&mut self, error: &MetadataError) -> GroupError {
         if let MetadataError::CoordinatorFenced { .. } = error {
             tracing::warn!(group = %self.group.group_id, %error, "coordinator shard lost; unloading its groups");
-            self.stopped = true;
-            self.shard.mark_lost();
+            self.exit = Some(ActorExit::Fenced);
+            self.lease.mark_lost();
         } else {
             tracing::warn!(group = %self.group.group_id, %error, "group write failed");
         }
@@ -235,7 +324,7 @@ impl GroupActor {
         let result = self
             .context
             .store
-            .store_group(self.shard.fence(), record)
+            .store_group(self.lease.fence(), record)
             .await;
         result.map_err(|error| self.write_failed(&error))
     }

@@ -49,7 +49,7 @@ impl GroupActor {
             .context
             .store
             .commit_offsets(
-                self.shard.fence(),
+                self.lease.fence(),
                 &request.group_id,
                 generation,
                 &request.offsets,
@@ -66,23 +66,14 @@ impl GroupActor {
             | GroupState::CompletingRebalance
             | GroupState::Stable => return Err(GroupError::NonEmptyGroup),
         }
-        let result = self
-            .context
-            .store
-            .delete_group(self.shard.fence(), &self.group.group_id)
-            .await;
-        result.map_err(|error| self.write_failed(&error))?;
-        self.group.state = GroupState::Dead;
-        self.group.pending_members.clear();
-        self.stopped = true;
-        self.shard.remove_group(&self.group.group_id, self.actor_id);
+        self.delete_stored_group().await?;
         tracing::info!(group = %self.group.group_id, "group deleted");
         Ok(())
     }
 
     /// The topics the group's members subscribe to; `None` if a subscription
     /// does not decode (then every topic counts as subscribed).
-    fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+    pub(super) fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
         let mut topics = BTreeSet::new();
         for member in self.group.members.values() {
             let metadata = match &self.group.protocol_name {
@@ -129,7 +120,7 @@ impl GroupActor {
             let result = self
                 .context
                 .store
-                .delete_offsets(self.shard.fence(), &self.group.group_id, &eligible)
+                .delete_offsets(self.lease.fence(), &self.group.group_id, &eligible)
                 .await;
             result.map_err(|error| self.write_failed(&error))?;
         }

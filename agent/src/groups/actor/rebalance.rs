@@ -306,7 +306,7 @@ impl GroupActor {
                         }
                     }
                     Err(error) => {
-                        if self.stopped {
+                        if self.stopped() {
                             return;
                         }
                         // Undo the replacement: the old member id stays valid.
@@ -456,7 +456,7 @@ impl GroupActor {
                     member.member_id.clone(),
                 ));
             }
-            if !self.stopped {
+            if !self.stopped() {
                 // Members retry their joins; the phase completes again then.
                 self.group.join_deadline =
                     Some(now + self.group.rebalance_timeout().max(MIN_REBALANCE_TIMEOUT));
@@ -595,7 +595,7 @@ impl GroupActor {
                 .unwrap_or_default();
         }
         if let Err(error) = self.persist(&record).await {
-            if !self.stopped {
+            if !self.stopped() {
                 self.reset_assignments(&error);
                 self.maybe_prepare_rebalance(now, "storing the assignment failed");
             } else {
