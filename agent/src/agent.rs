@@ -84,6 +84,9 @@ pub struct AgentOptions {
     pub broker: BrokerSettings,
     /// How often the agent renews its registration.
     pub heartbeat_interval: Duration,
+    /// How often idle idempotent producers are looked for
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub producer_expiry_interval: Duration,
     /// Object-store counters written as JSON to this file every interval.
     pub stats_file: Option<(PathBuf, Duration)>,
     /// Tests: a file whose content sets the injected faults while the agent
@@ -110,6 +113,7 @@ impl AgentOptions {
             groups: GroupSettings::default(),
             broker: BrokerSettings::default(),
             heartbeat_interval: Duration::from_millis(500),
+            producer_expiry_interval: Duration::from_secs(600),
             stats_file: None,
             fault_control_file: None,
         }
@@ -301,6 +305,11 @@ impl AgentBuilder {
                 Ok(())
             }
         });
+        supervisor.spawn_critical(
+            "group-expiry",
+            stages.stop_accepting.clone(),
+            groups.clone().run_expiry(stages.stop_accepting.clone()),
+        );
         let (report_tx, hand_off) = oneshot::channel();
         supervisor.spawn_critical("balancer", stages.stop_accepting.clone(), {
             let balancer = run_balancer(

@@ -19,6 +19,16 @@ use tokio_util::sync::CancellationToken;
 /// How often the control file is looked at.
 const CONTROL_POLL: Duration = Duration::from_millis(250);
 
+/// Checks a metadata fault spec (until the metadata store's fault injector is
+/// in this build, only the empty spec is accepted).
+pub fn check_metadata_spec(spec: &str) -> Result<(), String> {
+    if spec.trim().is_empty() {
+        Ok(())
+    } else {
+        Err("metadata fault injection is not in this build".to_owned())
+    }
+}
+
 /// The fault injectors of one agent.
 #[derive(Debug, Clone, Default)]
 pub struct FaultControls {

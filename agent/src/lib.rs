@@ -24,12 +24,14 @@
 //! | [`broker`] | [`Broker`]: what every request handler shares |
 //! | [`balancer`] | the loop that moves partition leadership and coordinator shards to match placement |
 //! | [`cluster`] | liveness of agents (membership) and placement (rendezvous hashing); leaves |
+//! | [`config`] | `fjord agent`'s settings: typed, versioned, layered (defaults → file → env → flags), validated |
 //! | [`configs`] | Kafka's topic configs and the broker configs this agent reports |
 //! | [`faults`] | fault injection in whole agent processes, for tests |
 //! | [`groups`] | the consumer-group coordinator |
 //! | [`heartbeat`] | this agent's lease in metadata |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
 //! | [`kafka`] | the Kafka listener: framing, dispatch, one handler per API, error-code mapping |
+//! | [`launch`] | from settings to a running agent: components opened by URL |
 //! | [`log`] | the write path and the read path of the partitions this agent leads |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //! | [`stats`] | the object-store counters file benchmarks read |
@@ -60,6 +62,7 @@ pub mod groups;
 pub mod heartbeat;
 pub mod idempotence;
 pub mod kafka;
+pub mod launch;
 pub mod log;
 pub mod records;
 pub mod stats;

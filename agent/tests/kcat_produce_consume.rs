@@ -364,6 +364,8 @@ fn appends_wait_for_a_flush_when_unflushed_bytes_exceed_the_limit() {
         "3600000",
         "--max-unflushed-bytes",
         "32768",
+        "--flush-bytes",
+        "32768",
     ];
     let mut agent = AgentProcess::start(dir.path(), &args);
     // acks=1 is answered from the write-ahead log: only backpressure flushes.

@@ -261,4 +261,10 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SEED", hide = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_seed: Option<u64>,
+    /// Tests only: a file that sets the injected faults while the agent runs
+    /// (lines `object-store=<spec>`, `metadata=<spec>`; empty: none).
+    /// [env: FJORD_FAULT_CONTROL_FILE] [default: none]
+    #[arg(long, value_name = "PATH", hide = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_control_file: Option<PathBuf>,
 }

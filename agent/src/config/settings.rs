@@ -147,6 +147,8 @@ pub struct AgentSettings {
     pub fault_metadata: String,
     /// Seed of the fault injectors' draws.
     pub fault_seed: u64,
+    /// A file that sets the injected faults while the agent runs.
+    pub fault_control_file: Option<PathBuf>,
 }
 
 impl Default for AgentSettings {
@@ -197,6 +199,7 @@ impl Default for AgentSettings {
             fault_object_store: String::new(),
             fault_metadata: String::new(),
             fault_seed: 0,
+            fault_control_file: None,
         }
     }
 }
@@ -239,6 +242,7 @@ impl AgentSettings {
             max_inflight_uploads: self.max_inflight_uploads,
             compression_level: self.segment_zstd_level,
             whole_object_read_bytes: self.whole_object_read_bytes,
+            producer_id_expiration: self.producer_id_expiration(),
             ..crate::log::LogSettings::default()
         }
     }
@@ -252,14 +256,14 @@ impl AgentSettings {
         }
     }
 
-    /// The consumer-group coordinator's settings. Offset retention is not in
-    /// `GroupSettings` yet: see [`AgentSettings::offsets_retention`] and
-    /// [`AgentSettings::offsets_retention_check_interval`].
+    /// The consumer-group coordinator's settings.
     pub fn group_settings(&self) -> crate::groups::GroupSettings {
         crate::groups::GroupSettings {
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
             min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            offsets_retention: self.offsets_retention(),
+            offsets_retention_check_interval: self.offsets_retention_check_interval(),
             ..crate::groups::GroupSettings::default()
         }
     }

@@ -214,8 +214,7 @@ fn every_kind_of_value_is_read_from_the_environment() {
         ("FJORD_STATS_FILE", "/tmp/stats.json"),
         // Strings that look like numbers stay strings.
         ("FJORD_DATA_DIR", "2026"),
-        ("FJORD_FAULT_OBJECT_STORE", "1"),
-        ("FJORD_FAULT_METADATA", "commit:0.5,read:1"),
+        ("FJORD_FAULT_OBJECT_STORE", "put:transient:1"),
         ("FJORD_FAULT_SEED", "18446744073709551615"),
     ];
     let settings = AgentSettings::load_from(&AgentArgs::default(), env).unwrap();
@@ -225,8 +224,7 @@ fn every_kind_of_value_is_read_from_the_environment() {
     assert_eq!(settings.kafka_listen, "[::1]:9093");
     assert_eq!(settings.stats_file, Some(PathBuf::from("/tmp/stats.json")));
     assert_eq!(settings.data_dir, PathBuf::from("2026"));
-    assert_eq!(settings.fault_object_store, "1");
-    assert_eq!(settings.fault_metadata, "commit:0.5,read:1");
+    assert_eq!(settings.fault_object_store, "put:transient:1");
     assert_eq!(settings.fault_seed, u64::MAX);
 }
 

@@ -78,11 +78,12 @@ impl AgentSettings {
             // Any path; written only when given.
             stats_file: _,
             stats_interval_ms,
-            // Fault specs are parsed (and refused) by the agent's wiring.
-            fault_object_store: _,
-            fault_metadata: _,
+            fault_object_store,
+            fault_metadata,
             // Any seed.
             fault_seed: _,
+            // Read while the agent runs; a bad line is logged then.
+            fault_control_file: _,
         } = self;
 
         let mut problems = Vec::new();
@@ -290,6 +291,14 @@ impl AgentSettings {
             "stats-interval-ms",
             "must be more than 0".to_owned(),
         );
+
+        // Fault injection (tests).
+        if let Err(reason) = fjord_storage::object_store::parse_fault_spec(fault_object_store) {
+            check(false, "fault-object-store", reason);
+        }
+        if let Err(reason) = crate::faults::check_metadata_spec(fault_metadata) {
+            check(false, "fault-metadata", reason);
+        }
 
         problems
     }
