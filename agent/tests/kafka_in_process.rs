@@ -1,0 +1,244 @@
+//! The Kafka listener in-process (`kafka::serve` on a loopback port,
+//! `kafka::serve_connection` on in-memory streams) over a broker with an
+//! in-memory bucket and metadata store: request order, bad input, and the
+//! bounds a hostile client meets.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod in_process;
+
+use bytes::{BufMut, BytesMut};
+use fjord_agent::BrokerSettings;
+use in_process::wire::{self, TestRecord};
+use in_process::{MUST_HAPPEN, TestBroker};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+fn records(label: &str, count: i32) -> bytes::Bytes {
+    let records: Vec<TestRecord> = (0..count)
+        .map(|i| TestRecord::new(&format!("{label}-{i}"), label, 1_700_000_000_000))
+        .collect();
+    wire::batch(&records, None)
+}
+
+/// A raw frame: `api`, `version`, `correlation_id` and then `body` as given.
+fn raw_frame(api: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i16(api);
+    out.put_i16(version);
+    out.put_i32(correlation_id);
+    out.put_i16(-1); // null client id
+    out.put_slice(body);
+    wire::frame(&out)
+}
+
+// ----- behaviour the listener keeps -----
+
+/// acks=all produces (held until a flush), acks=0 produces (never answered),
+/// and requests of other kinds, pipelined on one connection, are answered in
+/// request order; an `ApiVersions` of an unknown version gets the v0
+/// fallback in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_request_order() {
+    let mut broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("pipe", 1).await;
+    broker.start_flusher();
+    let mut client = broker.connect_in_memory(1 << 20);
+
+    let mut burst = Vec::new();
+    let mut expected = Vec::new();
+    let mut next_offset = 0i64;
+    for round in 0..6 {
+        let id = 100 + round * 10;
+        burst.extend(wire::request_frame(
+            ApiKey::Produce,
+            9,
+            id,
+            &wire::produce_request("pipe", 0, records(&format!("all-{round}"), 3), -1),
+        ));
+        expected.push((id, ApiKey::Produce, 9, Some(next_offset)));
+        next_offset += 3;
+        burst.extend(wire::request_frame(
+            ApiKey::Produce,
+            9,
+            id + 1,
+            &wire::produce_request("pipe", 0, records(&format!("zero-{round}"), 2), 0),
+        ));
+        next_offset += 2;
+        burst.extend(wire::request_frame(
+            ApiKey::Metadata,
+            12,
+            id + 2,
+            &wire::metadata_request(&["pipe"]),
+        ));
+        expected.push((id + 2, ApiKey::Metadata, 12, None));
+        burst.extend(wire::request_frame(
+            ApiKey::ListOffsets,
+            7,
+            id + 3,
+            &wire::list_offsets_request("pipe", 0, -1),
+        ));
+        expected.push((id + 3, ApiKey::ListOffsets, 7, Some(next_offset - 2)));
+        if round % 2 == 1 {
+            // An ApiVersions version from the future.
+            burst.extend(raw_frame(ApiKey::ApiVersions as i16, 99, id + 4, &[]));
+            expected.push((id + 4, ApiKey::ApiVersions, 0, None));
+        }
+    }
+    client.send(&burst).await;
+
+    for (id, api, version, offset) in expected {
+        let frame = in_process::within(MUST_HAPPEN, "an answer", client.read_frame())
+            .await
+            .expect("an answer, not a close");
+        assert_eq!(wire::correlation_id(&frame), id, "answers in request order");
+        match api {
+            ApiKey::Produce => {
+                let (_, response): (_, ProduceResponse) =
+                    wire::decode_response(api, version, frame);
+                let partition = &response.responses[0].partition_responses[0];
+                assert_eq!(
+                    (partition.error_code, Some(partition.base_offset)),
+                    (0, offset)
+                );
+            }
+            ApiKey::ListOffsets => {
+                let (_, response): (_, ListOffsetsResponse) =
+                    wire::decode_response(api, version, frame);
+                let partition = &response.topics[0].partitions[0];
+                assert_eq!(partition.error_code, 0);
+                // Every acks=all produce before it is committed.
+                assert!(partition.offset >= offset.unwrap(), "request {id}");
+            }
+            ApiKey::Metadata => {
+                let (_, response): (_, MetadataResponse) =
+                    wire::decode_response(api, version, frame);
+                assert_eq!(response.topics[0].error_code, 0);
+            }
+            ApiKey::ApiVersions => {
+                let (_, response): (_, ApiVersionsResponse) =
+                    wire::decode_response(api, version, frame);
+                assert_eq!(response.error_code, 35, "UNSUPPORTED_VERSION");
+                assert!(!response.api_keys.is_empty());
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+}
+
+/// The request every served API gets in [`every_served_api_is_answered`]:
+/// the defaults, except where they would not be answered at once.
+fn minimal_request(api: ApiKey) -> RequestKind {
+    match api {
+        ApiKey::Produce => {
+            let mut request = ProduceRequest::default();
+            request.acks = -1;
+            request.timeout_ms = 30_000;
+            request.into()
+        }
+        ApiKey::Fetch => FetchRequest::default().into(),
+        ApiKey::ListOffsets => ListOffsetsRequest::default().into(),
+        ApiKey::Metadata => MetadataRequest::default().into(),
+        ApiKey::ApiVersions => {
+            let mut request = ApiVersionsRequest::default();
+            request.client_software_name = StrBytes::from_static_str("fjord-test");
+            request.client_software_version = StrBytes::from_static_str("1");
+            request.into()
+        }
+        ApiKey::CreateTopics => CreateTopicsRequest::default().into(),
+        ApiKey::DeleteTopics => DeleteTopicsRequest::default().into(),
+        ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
+        ApiKey::DeleteRecords => DeleteRecordsRequest::default().into(),
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default().into(),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::default().into(),
+        ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
+        ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        ApiKey::FindCoordinator => FindCoordinatorRequest::default().into(),
+        ApiKey::JoinGroup => JoinGroupRequest::default().into(),
+        ApiKey::SyncGroup => SyncGroupRequest::default().into(),
+        ApiKey::Heartbeat => HeartbeatRequest::default().into(),
+        ApiKey::LeaveGroup => LeaveGroupRequest::default().into(),
+        ApiKey::OffsetCommit => OffsetCommitRequest::default().into(),
+        ApiKey::OffsetFetch => OffsetFetchRequest::default().into(),
+        ApiKey::ListGroups => ListGroupsRequest::default().into(),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::default().into(),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default().into(),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
+        other => panic!("{other:?} is served: give it a request here"),
+    }
+}
+
+/// Every API of the version table, at its lowest and highest version, is
+/// answered (not closed), with its correlation id: nothing served is left out
+/// of dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_api_is_answered() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    let mut client = broker.connect_in_memory(1 << 20);
+    let mut correlation_id = 0;
+    for (api, min, max) in fjord_agent::kafka::supported_versions() {
+        for version in [*min, *max] {
+            correlation_id += 1;
+            let mut header = RequestHeader::default();
+            header.request_api_key = *api as i16;
+            header.request_api_version = version;
+            header.correlation_id = correlation_id;
+            header.client_id = Some(StrBytes::from_static_str("fjord-test"));
+            let mut body = BytesMut::new();
+            header
+                .encode(&mut body, api.request_header_version(version))
+                .unwrap();
+            minimal_request(*api).encode(&mut body, version).unwrap();
+            client.send(&wire::frame(&body)).await;
+            let frame = in_process::within(MUST_HAPPEN, "an answer", client.read_frame())
+                .await
+                .unwrap_or_else(|| panic!("{api:?} v{version} closed the connection"));
+            assert_eq!(
+                wire::correlation_id(&frame),
+                correlation_id,
+                "{api:?} v{version}"
+            );
+        }
+    }
+}
+
+/// Bad input closes the connection without an answer (and without reading a
+/// body the length prefix rules out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_the_connection() {
+    let settings = BrokerSettings {
+        max_request_bytes: 1 << 20,
+        ..BrokerSettings::default()
+    };
+    let broker = TestBroker::new(settings).await;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a negative length", (-5i32).to_be_bytes().to_vec()),
+        ("a frame too short for a header", wire::frame(&[0, 3, 0])),
+        (
+            "a frame above socket.request.max.bytes",
+            ((1u32 << 20) + 1).to_be_bytes().to_vec(),
+        ),
+        ("an unknown api key", raw_frame(999, 0, 7, &[])),
+        (
+            "an unsupported version",
+            raw_frame(ApiKey::Metadata as i16, 99, 7, &[]),
+        ),
+        (
+            "a body that does not decode",
+            raw_frame(ApiKey::Metadata as i16, 1, 7, &[0, 0, 0, 9]),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut client = broker.connect_in_memory(1 << 16);
+        client.send(&bytes).await;
+        client.expect_closed(MUST_HAPPEN, what).await;
+    }
+    // A good connection is still served.
+    let mut client = broker.connect_in_memory(1 << 16);
+    let response: MetadataResponse = client
+        .call(ApiKey::Metadata, 12, 1, &wire::metadata_request(&[]))
+        .await;
+    assert_eq!(response.brokers.len(), 1);
+}
