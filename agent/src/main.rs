@@ -515,6 +515,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.num_partitions,
             max_request_bytes: args.socket_request_max_bytes,
+            ..BrokerSettings::default()
         },
     });
     // Shutdown runs in stages, each with its token (see `docs/operations.md`):
