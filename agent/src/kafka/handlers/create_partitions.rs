@@ -126,7 +126,7 @@ async fn create(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: CreatePartitionsRequest,
     _version: i16,

@@ -9,7 +9,7 @@ use crate::Broker;
 use crate::kafka::errors::metadata_error;
 use fjord_metadata::{MetadataError, TopicId};
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: DeleteTopicsRequest,
     version: i16,

@@ -112,7 +112,7 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
     (response, total)
 }
 
-pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     if version >= 7 && !matches!(request.session_epoch, 0 | -1) {
         // An incremental fetch: no session is ever created here, so whichever
         // session it names is unknown.

@@ -79,7 +79,7 @@ async fn answer_partition(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: ListOffsetsRequest,
     version: i16,

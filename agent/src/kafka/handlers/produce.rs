@@ -16,9 +16,9 @@ use crate::kafka::errors::log_error;
 use crate::log::{Acks, Appended};
 use fjord_metadata::{MetadataError, TopicPartition};
 
-/// The rest of a produce request's work: awaiting commits and building the answer
-/// (`None` for `acks=0`).
-pub(crate) type Completion = Pin<Box<dyn Future<Output = Option<ProduceResponse>> + Send>>;
+/// The rest of a produce request's work: awaiting durability and building the
+/// answer (which, for `acks=0`, nobody is sent).
+pub(crate) type Completion = Pin<Box<dyn Future<Output = ProduceResponse> + Send>>;
 
 enum Outcome {
     Appended(Appended),
@@ -28,8 +28,7 @@ enum Outcome {
 /// Appends every partition's batches now (so requests on one connection keep
 /// their order) and returns the future that completes the response.
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
-    let acks = request.acks;
-    let durability = Acks::from_request(acks);
+    let durability = Acks::from_request(request.acks);
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)> = Vec::new();
     if request.transactional_id.is_some() {
         for topic in request.topic_data {
@@ -118,6 +117,6 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
             }
             response.responses.push(topic);
         }
-        (acks != 0).then_some(response)
+        response
     })
 }
