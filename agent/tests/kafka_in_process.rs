@@ -7,6 +7,8 @@
 
 mod in_process;
 
+use std::time::Duration;
+
 use bytes::{BufMut, BytesMut};
 use fjord_agent::BrokerSettings;
 use in_process::wire::{self, TestRecord};
@@ -241,4 +243,87 @@ async fn bad_frames_close_the_connection() {
         .call(ApiKey::Metadata, 12, 1, &wire::metadata_request(&[]))
         .await;
     assert_eq!(response.brokers.len(), 1);
+}
+
+// ----- bounds a hostile client meets -----
+
+fn api_versions_request() -> ApiVersionsRequest {
+    let mut request = ApiVersionsRequest::default();
+    request.client_software_name = StrBytes::from_static_str("fjord-test");
+    request.client_software_version = StrBytes::from_static_str("1");
+    request
+}
+
+/// `connections.max.idle.ms`: a connection that sends no request for that
+/// long, with nothing in flight, is closed; each request starts the clock
+/// over.
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    let idle = broker.broker.settings.connections_max_idle;
+    let mut client = broker.connect_in_memory(1 << 16);
+    for correlation_id in 1..=3 {
+        let response: ApiVersionsResponse = client
+            .call(
+                ApiKey::ApiVersions,
+                3,
+                correlation_id,
+                &api_versions_request(),
+            )
+            .await;
+        assert_eq!(response.error_code, 0);
+        tokio::time::sleep(idle - Duration::from_secs(1)).await;
+    }
+    client
+        .expect_closed(
+            idle * 2,
+            "closing a connection idle for connections.max.idle.ms",
+        )
+        .await;
+}
+
+/// A connection waiting for its produce (held back by the flusher) or for a
+/// long-polling fetch is not idle, however long that takes; once answered,
+/// the idle clock runs.
+#[tokio::test(start_paused = true)]
+async fn a_connection_waiting_for_its_answers_is_not_idle() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("held", 1).await;
+    let idle = broker.broker.settings.connections_max_idle;
+    let mut client = broker.connect_in_memory(1 << 16);
+
+    let mut produce = wire::produce_request("held", 0, records("held", 3), -1);
+    produce.timeout_ms = i32::MAX;
+    client.send_request(ApiKey::Produce, 9, 1, &produce).await;
+    tokio::time::sleep(idle * 3).await;
+    broker.flush().await;
+    let response: ProduceResponse = client.response(ApiKey::Produce, 9, 1).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+
+    let wait_ms = i32::try_from((idle * 3).as_millis()).unwrap();
+    let fetch = wire::fetch_request("held", 0, 3, wait_ms, 1);
+    client.send_request(ApiKey::Fetch, 12, 2, &fetch).await;
+    let response: FetchResponse = client.response_within(idle * 4, ApiKey::Fetch, 12, 2).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 3));
+
+    client
+        .expect_closed(idle * 2, "closing the connection once answered and idle")
+        .await;
+}
+
+/// A frame that never completes does not keep its connection (and its share
+/// of the request budget) past the idle limit.
+#[tokio::test(start_paused = true)]
+async fn a_frame_that_never_completes_does_not_keep_the_connection() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    let idle = broker.broker.settings.connections_max_idle;
+    let mut client = broker.connect_in_memory(1 << 16);
+    let mut partial = 10_000u32.to_be_bytes().to_vec();
+    partial.extend_from_slice(&[0u8; 100]);
+    client.send(&partial).await;
+    client
+        .expect_closed(idle * 2, "closing a connection stuck in a frame")
+        .await;
 }

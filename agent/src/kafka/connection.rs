@@ -14,18 +14,26 @@
 //!
 //! # Closing
 //!
-//! The connection closes when the peer closes it, on an I/O error, and on
-//! anything [`ProtocolError`] names (without an answer to the request that
-//! caused it: Kafka's behaviour). Staged shutdown is [`serve_connection_until`]'s.
+//! The connection closes when the peer closes it, on an I/O error, on anything
+//! [`ProtocolError`] names (without an answer to the request that caused it:
+//! Kafka's behaviour), and when it is idle for `connections.max.idle.ms`
+//! ([`BrokerSettings::connections_max_idle`](crate::BrokerSettings)): nothing
+//! in flight, no request being handled, and no complete request read since
+//! the last response was written. Bytes of an incomplete frame do not count
+//! as activity (Kafka counts any byte), so a client trickling a frame cannot
+//! keep the connection open. Staged shutdown is [`serve_connection_until`]'s.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Decoded, LENGTH_PREFIX_BYTES, ProtocolError};
@@ -75,8 +83,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (reader, writer) = tokio::io::split(stream);
+    let idle = broker.settings.connections_max_idle;
     let mut connection = Connection {
         frames: FrameReader::new(BufReader::new(reader), broker.settings.max_request_bytes),
+        idle,
+        idle_timer: Box::pin(tokio::time::sleep_until(idle_deadline(idle))),
         broker,
         client_host,
         writer,
@@ -100,6 +111,11 @@ struct Connection<R, W> {
     broker: Arc<Broker>,
     client_host: String,
     frames: FrameReader<R>,
+    /// `connections.max.idle.ms`.
+    idle: Duration,
+    /// Fires once the connection has been idle for `idle`; reset by every
+    /// request read and every response written.
+    idle_timer: Pin<Box<Sleep>>,
     writer: W,
     in_flight: FuturesOrdered<InFlight>,
 }
@@ -122,6 +138,13 @@ where
                         return Ok(());
                     }
                 }
+                _ = self.idle_timer.as_mut(), if self.in_flight.is_empty() => {
+                    tracing::info!(
+                        idle_ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX),
+                        "closing idle kafka connection"
+                    );
+                    return Ok(());
+                }
                 _ = stop_reading.cancelled() => {
                     if self.drain().await? == Next::Close {
                         return Ok(());
@@ -131,7 +154,10 @@ where
                 }
                 frame = self.frames.next(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     let frame = match frame {
-                        Ok(Some(frame)) => frame,
+                        Ok(Some(frame)) => {
+                            self.touch();
+                            frame
+                        }
                         Ok(None) => break,
                         Err(ReadError::Io(error)) => return Err(error),
                         Err(ReadError::Protocol(error)) => {
@@ -247,7 +273,15 @@ where
 
     async fn write(&mut self, frame: &[u8]) -> Result<(), io::Error> {
         self.writer.write_all(frame).await?;
-        self.writer.flush().await
+        self.writer.flush().await?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Starts the idle clock over.
+    fn touch(&mut self) {
+        let deadline = idle_deadline(self.idle);
+        self.idle_timer.as_mut().reset(deadline);
     }
 }
 
@@ -351,6 +385,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
         }
     }
+}
+
+/// When a connection idle from now for `idle` is closed (far in the future
+/// for a limit too large to add).
+fn idle_deadline(idle: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(idle)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn truncated() -> io::Error {

@@ -249,7 +249,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         version: i16,
         correlation_id: i32,
     ) -> R {
-        let frame = within(MUST_HAPPEN, "an answer", self.read_frame())
+        self.response_within(MUST_HAPPEN, api, version, correlation_id)
+            .await
+    }
+
+    /// As [`Client::response`], within `bound`.
+    pub async fn response_within<R: Decodable>(
+        &mut self,
+        bound: Duration,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> R {
+        let frame = within(bound, "an answer", self.read_frame())
             .await
             .unwrap_or_else(|| panic!("the connection closed instead of answering {api:?}"));
         let (answered, response) = wire::decode_response(api, version, frame);
