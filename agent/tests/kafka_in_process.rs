@@ -327,3 +327,109 @@ async fn a_frame_that_never_completes_does_not_keep_the_connection() {
         .expect_closed(idle * 2, "closing a connection stuck in a frame")
         .await;
 }
+
+/// One batch of one record whose value is `value_bytes` long.
+fn large_batch(value_bytes: usize) -> bytes::Bytes {
+    let records = [TestRecord {
+        key: None,
+        value: Some(bytes::Bytes::from(vec![b'x'; value_bytes])),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000,
+    }];
+    wire::batch(&records, None)
+}
+
+/// `queued.max.request.bytes`: while one connection's produce (held back by
+/// the flusher) holds most of the budget, a second connection's large frame
+/// is not read; once the produce is answered, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_frame_waits_for_the_shared_request_budget() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let settings = BrokerSettings {
+        queued_max_request_bytes: 1 << 20,
+        ..BrokerSettings::default()
+    };
+    let broker = TestBroker::new(settings).await;
+    let topic = broker.create_topic("budget", 1).await;
+    let server = broker.serve_tcp().await;
+
+    // The first connection's produce is read, appended, and waits for a flush.
+    let mut first = server.connect().await;
+    first
+        .send_request(
+            ApiKey::Produce,
+            9,
+            1,
+            &wire::produce_request("budget", 0, large_batch(700 << 10), -1),
+        )
+        .await;
+    let partition = fjord_metadata::TopicPartition::new(topic.id, 0);
+    in_process::within(MUST_HAPPEN, "the first produce appended", async {
+        while broker.logs.leads(partition).is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // The second connection's produce names no topic: once read it is
+    // answered at once.
+    let released = Arc::new(AtomicBool::new(false));
+    let mut second = server.connect().await;
+    let second_side = tokio::spawn({
+        let released = released.clone();
+        async move {
+            second
+                .send_request(
+                    ApiKey::Produce,
+                    9,
+                    2,
+                    &wire::produce_request("nowhere", 0, large_batch(700 << 10), -1),
+                )
+                .await;
+            let response: ProduceResponse = second.response(ApiKey::Produce, 9, 2).await;
+            (released.load(Ordering::SeqCst), response)
+        }
+    });
+    // Time for the broker to read the second frame, were it to.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !second_side.is_finished(),
+        "the second frame was answered while the first held the budget"
+    );
+    released.store(true, Ordering::SeqCst);
+    broker.flush().await;
+
+    let response: ProduceResponse = first.response(ApiKey::Produce, 9, 1).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+    let (answered_after_release, response) =
+        in_process::within(MUST_HAPPEN, "the second frame answered", second_side)
+            .await
+            .unwrap();
+    assert!(
+        answered_after_release,
+        "the second frame was answered while the first held the budget"
+    );
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+}
+
+/// A frame larger than the whole budget waits for all of it, and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_larger_than_the_whole_budget_is_served() {
+    let settings = BrokerSettings {
+        queued_max_request_bytes: 64 << 10,
+        ..BrokerSettings::default()
+    };
+    let mut broker = TestBroker::new(settings).await;
+    broker.create_topic("big", 1).await;
+    broker.start_flusher();
+    let server = broker.serve_tcp().await;
+    let mut client = server.connect().await;
+    let produce = wire::produce_request("big", 0, large_batch(200 << 10), -1);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, 1, &produce).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+}

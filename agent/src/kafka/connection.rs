@@ -33,6 +33,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -67,14 +68,16 @@ pub async fn serve_connection_until<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    run(stream, broker, String::new(), stop_reading, closing).await
+    let budget = RequestBudget::new(broker.settings.queued_max_request_bytes);
+    run(stream, broker, budget, String::new(), stop_reading, closing).await
 }
 
 /// [`serve_connection_until`] for a peer Kafka shows as `client_host`
-/// (`/127.0.0.1`).
+/// (`/127.0.0.1`), whose frames take their bytes from `budget`.
 pub(super) async fn run<S>(
     stream: S,
     broker: Arc<Broker>,
+    budget: RequestBudget,
     client_host: String,
     stop_reading: CancellationToken,
     closing: CancellationToken,
@@ -85,7 +88,11 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let idle = broker.settings.connections_max_idle;
     let mut connection = Connection {
-        frames: FrameReader::new(BufReader::new(reader), broker.settings.max_request_bytes),
+        frames: FrameReader::new(
+            BufReader::new(reader),
+            broker.settings.max_request_bytes,
+            budget,
+        ),
         idle,
         idle_timer: Box::pin(tokio::time::sleep_until(idle_deadline(idle))),
         broker,
@@ -96,9 +103,57 @@ where
     connection.serve(&stop_reading, &closing).await
 }
 
-/// A request in flight: resolves to its response frame (`None`: it gets
-/// none), or to why the connection closes.
-type InFlight = BoxFuture<'static, Result<Option<Bytes>, ProtocolError>>;
+/// `queued.max.request.bytes`: request bytes read and not yet answered, shared
+/// by every connection of a [`serve`](super::serve) (a connection served alone
+/// has a budget of its own).
+///
+/// A frame takes its share once its length prefix is read and before any of
+/// its body is ([`FrameReader`]), and holds it until its response is written
+/// or it is dropped, whatever it does meanwhile (a produce awaiting its
+/// commit, a fetch long-polling). What a connection buffers besides is its
+/// read-ahead buffer and the response it is writing. A frame larger than the
+/// whole budget waits for all of it. Shares are granted first come, first
+/// served, so a large frame is not overtaken by smaller ones forever.
+#[derive(Debug, Clone)]
+pub(super) struct RequestBudget {
+    bytes: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl RequestBudget {
+    /// A budget of `capacity` bytes (at least one; at most what a semaphore
+    /// counts).
+    pub(super) fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Waits for the share of a frame of `length` bytes. Cancel-safe as a
+    /// future kept across polls (dropping it gives up its place in line).
+    fn acquire(&self, length: usize) -> Acquire {
+        let share = u32::try_from(length.min(self.capacity)).unwrap_or(u32::MAX);
+        Box::pin(self.bytes.clone().acquire_many_owned(share))
+    }
+}
+
+type Acquire = BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>;
+
+/// A request in flight: resolves once its response frame is ready, holding
+/// the frame's share of the request budget until that frame is written.
+type InFlight = BoxFuture<'static, Done>;
+
+/// A request that left the in-flight window.
+struct Done {
+    /// Its response frame (`None`: it gets none), or why the connection
+    /// closes.
+    outcome: Result<Option<Bytes>, ProtocolError>,
+    /// Its share of the request budget, given back once the response is
+    /// written.
+    share: OwnedSemaphorePermit,
+}
 
 /// Whether the connection goes on after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +169,7 @@ struct Connection<R, W> {
     /// `connections.max.idle.ms`.
     idle: Duration,
     /// Fires once the connection has been idle for `idle`; reset by every
-    /// request read and every response written.
+    /// request read, every response written and every budget share granted.
     idle_timer: Pin<Box<Sleep>>,
     writer: W,
     in_flight: FuturesOrdered<InFlight>,
@@ -139,11 +194,9 @@ where
                     }
                 }
                 _ = self.idle_timer.as_mut(), if self.in_flight.is_empty() => {
-                    tracing::info!(
-                        idle_ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX),
-                        "closing idle kafka connection"
-                    );
-                    return Ok(());
+                    if self.idle_timer_fired() == Next::Close {
+                        return Ok(());
+                    }
                 }
                 _ = stop_reading.cancelled() => {
                     if self.drain().await? == Next::Close {
@@ -177,16 +230,20 @@ where
         self.writer.shutdown().await
     }
 
-    /// Decodes and dispatches one frame.
-    async fn handle(&mut self, frame: Bytes) -> Result<Next, io::Error> {
-        let request = match codec::decode_request(frame) {
+    /// Decodes and dispatches one frame; a request that is not pipelined is
+    /// answered before the next frame is read.
+    async fn handle(&mut self, frame: Frame) -> Result<Next, io::Error> {
+        let Frame { body, share } = frame;
+        let request = match codec::decode_request(body) {
             Ok(Decoded::Request(request)) => *request,
             Ok(Decoded::Answer(answer)) => {
-                if self.drain().await? == Next::Close {
-                    return Ok(Next::Close);
-                }
-                self.write(&answer).await?;
-                return Ok(Next::Continue);
+                self.in_flight.push_back(Box::pin(async move {
+                    Done {
+                        outcome: Ok(Some(answer)),
+                        share,
+                    }
+                }));
+                return self.drain().await;
             }
             Err(error) => {
                 tracing::info!(reason = %error, "closing kafka connection");
@@ -200,7 +257,8 @@ where
             client_id,
             body,
         } = request;
-        if !dispatch::is_pipelined(&body) && self.drain().await? == Next::Close {
+        let pipelined = dispatch::is_pipelined(&body);
+        if !pipelined && self.drain().await? == Next::Close {
             return Ok(Next::Close);
         }
         let context = RequestContext {
@@ -214,51 +272,48 @@ where
                 return Ok(Next::Close);
             }
             Ok(Reply::Now(response)) => {
-                let encoded = codec::encode_response(api, version, correlation_id, &response);
-                if !self.in_flight.is_empty() {
-                    Box::pin(async move { encoded.map(Some) })
-                } else {
-                    return match encoded {
-                        Ok(frame) => {
-                            self.write(&frame).await?;
-                            Ok(Next::Continue)
-                        }
-                        Err(error) => {
-                            tracing::info!(reason = %error, "closing kafka connection");
-                            Ok(Next::Close)
-                        }
-                    };
-                }
+                let outcome =
+                    codec::encode_response(api, version, correlation_id, &response).map(Some);
+                Box::pin(async move { Done { outcome, share } })
             }
             Ok(Reply::Deferred(response)) => Box::pin(async move {
                 let response = response.await;
-                codec::encode_response(api, version, correlation_id, &response).map(Some)
+                let outcome =
+                    codec::encode_response(api, version, correlation_id, &response).map(Some);
+                Done { outcome, share }
             }),
             Ok(Reply::Silent(done)) => Box::pin(async move {
                 done.await;
-                Ok(None)
+                Done {
+                    outcome: Ok(None),
+                    share,
+                }
             }),
         };
         self.in_flight.push_back(in_flight);
-        Ok(Next::Continue)
+        if pipelined {
+            return Ok(Next::Continue);
+        }
+        self.drain().await
     }
 
-    /// Writes the response of a request that left the window, if it has one.
-    async fn answer(
-        &mut self,
-        done: Result<Option<Bytes>, ProtocolError>,
-    ) -> Result<Next, io::Error> {
-        match done {
+    /// Writes the response of a request that left the window, if it has one,
+    /// and gives its budget share back.
+    async fn answer(&mut self, done: Done) -> Result<Next, io::Error> {
+        let Done { outcome, share } = done;
+        let next = match outcome {
             Ok(Some(frame)) => {
                 self.write(&frame).await?;
-                Ok(Next::Continue)
+                Next::Continue
             }
-            Ok(None) => Ok(Next::Continue),
+            Ok(None) => Next::Continue,
             Err(error) => {
                 tracing::info!(reason = %error, "closing kafka connection");
-                Ok(Next::Close)
+                Next::Close
             }
-        }
+        };
+        drop(share);
+        Ok(next)
     }
 
     /// Writes the responses of every request in flight, in order.
@@ -276,6 +331,28 @@ where
         self.writer.flush().await?;
         self.touch();
         Ok(())
+    }
+
+    /// Closes the connection if it is idle: not when the wait was the
+    /// broker's (for a share of the request budget), nor within `idle` of a
+    /// share granted.
+    fn idle_timer_fired(&mut self) -> Next {
+        if self.frames.waiting_for_budget() {
+            self.touch();
+            return Next::Continue;
+        }
+        if let Some(granted) = self.frames.share_granted_at() {
+            let deadline = idle_deadline_from(granted, self.idle);
+            if deadline > Instant::now() {
+                self.idle_timer.as_mut().reset(deadline);
+                return Next::Continue;
+            }
+        }
+        tracing::info!(
+            idle_ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX),
+            "closing idle kafka connection"
+        );
+        Next::Close
     }
 
     /// Starts the idle clock over.
@@ -304,16 +381,30 @@ impl From<ProtocolError> for ReadError {
     }
 }
 
-/// Where a [`FrameReader`] is in the frame it reads.
+/// A frame's body and its share of the request budget.
 #[derive(Debug)]
+struct Frame {
+    body: Bytes,
+    share: OwnedSemaphorePermit,
+}
+
+/// Where a [`FrameReader`] is in the frame it reads.
 enum ReadState {
     /// Reading the length prefix.
     Length {
         prefix: [u8; LENGTH_PREFIX_BYTES],
         filled: usize,
     },
-    /// Reading a body of `length` bytes.
-    Body { body: BytesMut, length: usize },
+    /// Waiting for the share of the request budget a body of `length` bytes
+    /// needs.
+    Budget { length: usize, acquire: Acquire },
+    /// Reading a body of `length` bytes, its share held since `granted_at`.
+    Body {
+        body: BytesMut,
+        length: usize,
+        share: OwnedSemaphorePermit,
+        granted_at: Instant,
+    },
 }
 
 impl ReadState {
@@ -325,30 +416,45 @@ impl ReadState {
     }
 }
 
-/// Reads frames: the length prefix, checked ([`codec::frame_length`]) before
-/// any of the body is read, then the body.
+/// Reads frames: the length prefix, checked ([`codec::frame_length`]); then
+/// the frame's share of the request budget; then, and only then, the body.
 ///
-/// [`FrameReader::next`] is cancel-safe: what it has read is kept in its
-/// state, so a `select!` may drop the call and make the next one go on.
-#[derive(Debug)]
+/// [`FrameReader::next`] is cancel-safe: what it has read, and its place in
+/// line for the budget, are kept in its state, so a `select!` may drop the
+/// call and the next one goes on.
 struct FrameReader<R> {
     reader: R,
     max_request_bytes: usize,
+    budget: RequestBudget,
     state: ReadState,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    fn new(reader: R, max_request_bytes: usize) -> Self {
+    fn new(reader: R, max_request_bytes: usize, budget: RequestBudget) -> Self {
         Self {
             reader,
             max_request_bytes,
+            budget,
             state: ReadState::start(),
         }
     }
 
-    /// The next frame's body; `None` if the peer closed the stream between
-    /// frames. Cancel-safe.
-    async fn next(&mut self) -> Result<Option<Bytes>, ReadError> {
+    /// Whether the next frame waits for its share of the request budget.
+    fn waiting_for_budget(&self) -> bool {
+        matches!(self.state, ReadState::Budget { .. })
+    }
+
+    /// When the frame being read got its share of the budget.
+    fn share_granted_at(&self) -> Option<Instant> {
+        match &self.state {
+            ReadState::Body { granted_at, .. } => Some(*granted_at),
+            ReadState::Length { .. } | ReadState::Budget { .. } => None,
+        }
+    }
+
+    /// The next frame; `None` if the peer closed the stream between frames.
+    /// Cancel-safe.
+    async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             match &mut self.state {
                 ReadState::Length { prefix, filled } => {
@@ -362,13 +468,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     *filled += read;
                     if *filled == LENGTH_PREFIX_BYTES {
                         let length = codec::frame_length(*prefix, self.max_request_bytes)?;
-                        self.state = ReadState::Body {
-                            body: BytesMut::with_capacity(length),
+                        self.state = ReadState::Budget {
                             length,
+                            acquire: self.budget.acquire(length),
                         };
                     }
                 }
-                ReadState::Body { body, length } => {
+                ReadState::Budget { length, acquire } => {
+                    let share = acquire
+                        .await
+                        .map_err(|_| io::Error::other("the request budget was closed"))?;
+                    self.state = ReadState::Body {
+                        body: BytesMut::with_capacity(*length),
+                        length: *length,
+                        share,
+                        granted_at: Instant::now(),
+                    };
+                }
+                ReadState::Body { body, length, .. } => {
                     let missing = *length - body.len();
                     if missing > 0 {
                         let mut room = (&mut *body).limit(missing);
@@ -376,10 +493,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             return Err(truncated().into());
                         }
                     }
-                    if body.len() == *length {
-                        let body = std::mem::take(body);
-                        self.state = ReadState::start();
-                        return Ok(Some(body.freeze()));
+                    if body.len() == *length
+                        && let ReadState::Body { body, share, .. } =
+                            std::mem::replace(&mut self.state, ReadState::start())
+                    {
+                        return Ok(Some(Frame {
+                            body: body.freeze(),
+                            share,
+                        }));
                     }
                 }
             }
@@ -390,10 +511,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// When a connection idle from now for `idle` is closed (far in the future
 /// for a limit too large to add).
 fn idle_deadline(idle: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(idle)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-        .unwrap_or(now)
+    idle_deadline_from(Instant::now(), idle)
+}
+
+/// When a connection idle from `start` for `idle` is closed.
+fn idle_deadline_from(start: Instant, idle: Duration) -> Instant {
+    start
+        .checked_add(idle)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(start)
 }
 
 fn truncated() -> io::Error {
@@ -401,4 +527,212 @@ fn truncated() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "the peer closed the connection in the middle of a frame",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fjord_common::{RandomIds, SystemClock};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, FetchRequest, RequestHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::BrokerSettings;
+    use crate::cluster::{ClusterView, LiveAgent};
+    use crate::groups::{GroupCoordinator, GroupSettings};
+    use crate::log::{LogSettings, PartitionLogs};
+
+    async fn broker(settings: BrokerSettings) -> Arc<Broker> {
+        let store = fjord_metadata::open("memory://")
+            .await
+            .expect("a memory store");
+        let logs = PartitionLogs::new(
+            store.clone(),
+            Arc::new(object_store::memory::InMemory::new()),
+            fjord_storage::ObjectKeys::new("test").expect("a key prefix"),
+            Arc::new(RandomIds::new()),
+            Arc::new(SystemClock),
+            1,
+            LogSettings::default(),
+            None,
+        );
+        Arc::new(Broker {
+            groups: Arc::new(GroupCoordinator::new(
+                store.clone(),
+                1,
+                Arc::new(RandomIds::new()),
+                GroupSettings::default(),
+            )),
+            store,
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            cluster_id: "test".into(),
+            settings,
+            logs: Arc::new(logs),
+            cluster: Arc::new(ClusterView::new(LiveAgent {
+                node_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            })),
+        })
+    }
+
+    /// A connection over an in-memory stream, taking its frames' bytes from
+    /// `budget`.
+    fn connect(broker: &Arc<Broker>, budget: &RequestBudget) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let never = CancellationToken::new();
+        tokio::spawn(run(
+            server,
+            broker.clone(),
+            budget.clone(),
+            String::new(),
+            never.clone(),
+            never,
+        ));
+        client
+    }
+
+    /// A frame of `request` (`api` at `version`).
+    fn request_frame(
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        request: &impl Encodable,
+    ) -> Vec<u8> {
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = correlation_id;
+        let mut body = BytesMut::new();
+        body.put_u32(0);
+        header
+            .encode(&mut body, api.request_header_version(version))
+            .expect("a header");
+        request.encode(&mut body, version).expect("a request");
+        let length = u32::try_from(body.len() - LENGTH_PREFIX_BYTES).expect("a small frame");
+        body[..LENGTH_PREFIX_BYTES].copy_from_slice(&length.to_be_bytes());
+        body.to_vec()
+    }
+
+    /// An `ApiVersions` v3 frame of about `bytes` bytes (a long client name).
+    fn api_versions_frame(correlation_id: i32, bytes: usize) -> Vec<u8> {
+        let mut request = ApiVersionsRequest::default();
+        request.client_software_name = StrBytes::from_string("x".repeat(bytes));
+        request.client_software_version = StrBytes::from_static_str("1");
+        request_frame(ApiKey::ApiVersions, 3, correlation_id, &request)
+    }
+
+    /// The correlation id of the next response, or `None` once closed.
+    async fn next_answer(client: &mut DuplexStream) -> Option<i32> {
+        let length = client.read_u32().await.ok()?;
+        let mut body = vec![0; usize::try_from(length).ok()?];
+        client.read_exact(&mut body).await.ok()?;
+        Some(i32::from_be_bytes(body[..4].try_into().ok()?))
+    }
+
+    /// A frame that never completes is closed as idle, and gives its share
+    /// of the budget back.
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_frame_is_closed_as_idle_and_gives_its_share_back() {
+        let broker = broker(BrokerSettings::default()).await;
+        let idle = broker.settings.connections_max_idle;
+        let budget = RequestBudget::new(1 << 20);
+        let mut stuck = connect(&broker, &budget);
+        let frame = api_versions_frame(1, 600 << 10);
+        stuck
+            .write_all(&frame[..frame.len() / 2])
+            .await
+            .expect("written");
+        let closed = tokio::time::timeout(idle * 2, next_answer(&mut stuck)).await;
+        assert_eq!(closed, Ok(None), "the stuck connection closed");
+        assert_eq!(budget.bytes.available_permits(), 1 << 20, "its share back");
+    }
+
+    /// A frame waiting for its share of the budget, however long, is the
+    /// broker's wait, not an idle client: it is read and answered once the
+    /// request holding the budget (a long-polling fetch) is answered.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_budget_is_not_idle() {
+        let broker = broker(BrokerSettings::default()).await;
+        broker
+            .store
+            .create_topic(fjord_metadata::NewTopic::new("quiet", 1))
+            .await
+            .expect("a topic");
+        let idle = broker.settings.connections_max_idle;
+        let budget = RequestBudget::new(1 << 20);
+
+        // A fetch of 600 KiB (a long rack id) long-polls an empty partition
+        // for three idle periods, holding its share.
+        let mut holder = connect(&broker, &budget);
+        let mut fetch = FetchRequest::default();
+        fetch.max_wait_ms = i32::try_from((idle * 3).as_millis()).expect("fits");
+        fetch.min_bytes = 1;
+        fetch.rack_id = StrBytes::from_string("r".repeat(600 << 10));
+        let mut partition = FetchPartition::default();
+        partition.partition = 0;
+        let mut topic = FetchTopic::default();
+        topic.topic = TopicName(StrBytes::from_static_str("quiet"));
+        topic.partitions = vec![partition];
+        fetch.topics = vec![topic];
+        holder
+            .write_all(&request_frame(ApiKey::Fetch, 12, 1, &fetch))
+            .await
+            .expect("written");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // Another 600 KiB frame waits for the budget all that time.
+        let mut waiting = connect(&broker, &budget);
+        waiting
+            .write_all(&api_versions_frame(2, 600 << 10))
+            .await
+            .expect("written");
+
+        let answered = tokio::time::timeout(idle * 4, next_answer(&mut holder)).await;
+        assert_eq!(answered, Ok(Some(1)), "the fetch answered");
+        let answered = tokio::time::timeout(idle * 4, next_answer(&mut waiting)).await;
+        assert_eq!(
+            answered,
+            Ok(Some(2)),
+            "the waiting frame answered, not closed"
+        );
+    }
+
+    /// Shares of frames answered, and of frames of closed connections, all
+    /// come back.
+    #[tokio::test]
+    async fn every_share_comes_back() {
+        let broker = broker(BrokerSettings::default()).await;
+        let budget = RequestBudget::new(100_000);
+        let mut client = connect(&broker, &budget);
+        for correlation_id in 0..5 {
+            client
+                .write_all(&api_versions_frame(correlation_id, 30_000))
+                .await
+                .expect("written");
+        }
+        for correlation_id in 0..5 {
+            assert_eq!(next_answer(&mut client).await, Some(correlation_id));
+        }
+        // A request whose answer is never read, then the client goes away.
+        client
+            .write_all(&api_versions_frame(9, 30_000))
+            .await
+            .expect("written");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while budget.bytes.available_permits() < 100_000 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("every share back within a minute");
+    }
 }

@@ -1,4 +1,5 @@
-//! The accept loop: connection permits and the staged shutdown of every
+//! The accept loop: connection permits, the request budget every connection
+//! shares (`queued.max.request.bytes`), and the staged shutdown of every
 //! connection.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::connection;
+use super::connection::{self, RequestBudget};
 use crate::Broker;
 
 /// Connections served at once; further ones wait in the accept queue.
@@ -35,6 +36,7 @@ pub async fn serve(
     close: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let budget = RequestBudget::new(broker.settings.queued_max_request_bytes);
     loop {
         let permit = tokio::select! {
             _ = stop_accepting.cancelled() => break,
@@ -56,6 +58,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
+        let budget = budget.clone();
         let stop_reading = stop_accepting.clone();
         let close = close.clone();
         let span = tracing::info_span!("kafka_connection", %peer);
@@ -63,7 +66,7 @@ pub async fn serve(
             async move {
                 let client_host = format!("/{}", peer.ip());
                 let served =
-                    connection::run(stream, broker, client_host, stop_reading, close).await;
+                    connection::run(stream, broker, budget, client_host, stop_reading, close).await;
                 if let Err(error) = served {
                     tracing::debug!(%error, "connection closed");
                 }
