@@ -433,3 +433,49 @@ async fn a_frame_larger_than_the_whole_budget_is_served() {
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!((partition.error_code, partition.base_offset), (0, 0));
 }
+
+/// `fetch.max.bytes`: the broker caps what a fetch asks for (the first batch
+/// whole, as Kafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_caps_a_fetch_at_fetch_max_bytes() {
+    let settings = BrokerSettings {
+        fetch_max_bytes: 10_000,
+        ..BrokerSettings::default()
+    };
+    let mut broker = TestBroker::new(settings).await;
+    broker.create_topic("capped", 1).await;
+    broker.start_flusher();
+    let mut client = broker.connect_in_memory(1 << 20);
+    for round in 0..4 {
+        let produce = wire::produce_request("capped", 0, large_batch(8_000), -1);
+        let response: ProduceResponse = client.call(ApiKey::Produce, 9, round, &produce).await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let mut fetch = wire::fetch_request("capped", 0, 0, 0, 1);
+    fetch.max_bytes = i32::MAX;
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, 10, &fetch).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 4));
+    let fetched = partition.records.clone().unwrap_or_default();
+    let batches = wire::split_batches(&fetched);
+    assert_eq!(batches.len(), 1, "one 8 KB batch fits in 10,000 bytes");
+    assert!(fetched.len() <= 10_000, "{} bytes", fetched.len());
+}
+
+/// A fetch with `min_bytes` 0 is answered at once, whatever its `max_wait_ms`;
+/// so is a fetch of no partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_needs_no_bytes_is_answered_at_once() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("empty", 1).await;
+    let mut client = broker.connect_in_memory(1 << 20);
+    let fetch = wire::fetch_request("empty", 0, 0, i32::MAX, 0);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, 1, &fetch).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 0));
+
+    let mut nothing = wire::fetch_request("empty", 0, 0, i32::MAX, 1);
+    nothing.topics.clear();
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, 2, &nothing).await;
+    assert!(response.responses.is_empty());
+}
