@@ -479,3 +479,58 @@ async fn a_fetch_that_needs_no_bytes_is_answered_at_once() {
     let response: FetchResponse = client.call(ApiKey::Fetch, 12, 2, &nothing).await;
     assert!(response.responses.is_empty());
 }
+
+/// `acks` other than -1, 0 and 1 is refused with `INVALID_REQUIRED_ACKS`,
+/// and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_acks_are_refused() {
+    let mut broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("acks", 1).await;
+    broker.start_flusher();
+    let mut client = broker.connect_in_memory(1 << 20);
+    for (correlation_id, acks) in [(1, 2), (2, -2), (3, i16::MAX)] {
+        let produce = wire::produce_request("acks", 0, records("acks", 2), acks);
+        let response: ProduceResponse = client
+            .call(ApiKey::Produce, 9, correlation_id, &produce)
+            .await;
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (partition.error_code, partition.base_offset),
+            (21, -1),
+            "acks={acks}: INVALID_REQUIRED_ACKS"
+        );
+    }
+    let produce = wire::produce_request("acks", 0, records("acks", 2), -1);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, 4, &produce).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        (partition.error_code, partition.base_offset),
+        (0, 0),
+        "the refused produces took no offsets"
+    );
+}
+
+/// A produce whose batches are not durable within its `timeout_ms` is
+/// answered `REQUEST_TIMED_OUT`; the batches may still commit later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_not_durable_within_its_timeout_times_out() {
+    let broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("slow", 1).await;
+    let mut client = broker.connect_in_memory(1 << 20);
+    for (correlation_id, acks) in [(1, -1), (2, 1)] {
+        let mut produce = wire::produce_request("slow", 0, records("slow", 3), acks);
+        produce.timeout_ms = 200;
+        let response: ProduceResponse = client
+            .call(ApiKey::Produce, 9, correlation_id, &produce)
+            .await;
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (partition.error_code, partition.base_offset),
+            (7, -1),
+            "acks={acks}: REQUEST_TIMED_OUT"
+        );
+    }
+    // The flush the producers did not wait for commits both.
+    broker.flush().await;
+    assert_eq!(broker.offsets("slow", 0).await, (0, 6));
+}

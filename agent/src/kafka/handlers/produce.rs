@@ -2,13 +2,25 @@
 //! request is read; the response waits until every partition's batches are in the
 //! WAL (`acks=1`) or committed (`acks=-1`), or is not sent at all (`acks=0`).
 //! A retried batch of an idempotent producer is answered with its original offset.
+//!
+//! As in Kafka:
+//! - `acks` other than -1, 0 and 1 is refused with `INVALID_REQUIRED_ACKS` for
+//!   every partition, and nothing is appended;
+//! - a partition whose batches are not durable within the request's
+//!   `timeout_ms` (counted from when they were appended) is answered
+//!   `REQUEST_TIMED_OUT`. They are still in the write path and may commit
+//!   later (waiting stops, not the write), which is what Kafka's producers
+//!   expect of that error: an idempotent producer's retry is then recognised
+//!   as a duplicate.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
@@ -28,26 +40,22 @@ enum Outcome {
 /// Appends every partition's batches now (so requests on one connection keep
 /// their order) and returns the future that completes the response.
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
-    let durability = Acks::from_request(request.acks);
-    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)> = Vec::new();
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let mut topics: Vec<(TopicName, Vec<(i32, Outcome)>)> = Vec::new();
     if request.transactional_id.is_some() {
-        for topic in request.topic_data {
-            let outcomes = topic
-                .partition_data
-                .iter()
-                .map(|p| {
-                    (
-                        p.index,
-                        Outcome::Failed(
-                            ResponseError::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported yet".into(),
-                        ),
-                    )
-                })
-                .collect();
-            topics.push((topic.name, outcomes));
-        }
+        topics = refuse_all(
+            request.topic_data,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported yet",
+        );
+    } else if !matches!(request.acks, -1..=1) {
+        topics = refuse_all(
+            request.topic_data,
+            ResponseError::InvalidRequiredAcks,
+            "acks must be -1 (all), 0 or 1",
+        );
     } else {
+        let durability = Acks::from_request(request.acks);
         for topic in request.topic_data {
             let meta = broker.store.describe_topic(topic.name.0.as_str()).await;
             let mut outcomes = Vec::new();
@@ -84,6 +92,9 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
             topics.push((topic.name, outcomes));
         }
     }
+    // The timeout runs from here: every partition was appended (or refused).
+    let appended_at = tokio::time::Instant::now();
+    let deadline = appended_at.checked_add(timeout).unwrap_or(appended_at);
     Box::pin(async move {
         let mut response = ProduceResponse::default();
         for (name, outcomes) in topics {
@@ -94,17 +105,30 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
                 partition.index = index;
                 partition.log_append_time_ms = -1;
                 match outcome {
-                    Outcome::Appended(appended) => match appended.durable.await {
-                        Ok(base_offset) => partition.base_offset = base_offset,
-                        Err(error) => {
-                            partition.error_code = log_error(&error).code();
-                            if version >= 8 {
-                                partition.error_message =
-                                    Some(StrBytes::from_string(error.to_string()));
+                    // Dropping `durable` at the deadline stops the waiting
+                    // only: the batches stay queued for their commit.
+                    Outcome::Appended(appended) => {
+                        match tokio::time::timeout_at(deadline, appended.durable).await {
+                            Ok(Ok(base_offset)) => partition.base_offset = base_offset,
+                            Ok(Err(error)) => {
+                                partition.error_code = log_error(&error).code();
+                                if version >= 8 {
+                                    partition.error_message =
+                                        Some(StrBytes::from_string(error.to_string()));
+                                }
+                                partition.base_offset = -1;
                             }
-                            partition.base_offset = -1;
+                            Err(_elapsed) => {
+                                partition.error_code = ResponseError::RequestTimedOut.code();
+                                if version >= 8 {
+                                    partition.error_message = Some(StrBytes::from_string(format!(
+                                        "not durable within timeout_ms ({timeout:?})"
+                                    )));
+                                }
+                                partition.base_offset = -1;
+                            }
                         }
-                    },
+                    }
                     Outcome::Failed(error, message) => {
                         partition.error_code = error.code();
                         if version >= 8 {
@@ -119,4 +143,23 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
         }
         response
     })
+}
+
+/// Every partition of `topic_data` refused with `error`.
+fn refuse_all(
+    topic_data: Vec<TopicProduceData>,
+    error: ResponseError,
+    message: &str,
+) -> Vec<(TopicName, Vec<(i32, Outcome)>)> {
+    topic_data
+        .into_iter()
+        .map(|topic| {
+            let outcomes = topic
+                .partition_data
+                .iter()
+                .map(|p| (p.index, Outcome::Failed(error, message.to_owned())))
+                .collect();
+            (topic.name, outcomes)
+        })
+        .collect()
 }
