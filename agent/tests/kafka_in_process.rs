@@ -534,3 +534,114 @@ async fn a_produce_not_durable_within_its_timeout_times_out() {
     broker.flush().await;
     assert_eq!(broker.offsets("slow", 0).await, (0, 6));
 }
+
+// ----- spans -----
+
+/// The fields of every closed `kafka_request` span.
+#[derive(Clone, Default)]
+struct RequestSpans(std::sync::Arc<std::sync::Mutex<Vec<SpanFields>>>);
+
+#[derive(Clone, Debug, Default)]
+struct SpanFields(std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for SpanFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for RequestSpans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attributes.metadata().name() != "kafka_request" {
+            return;
+        }
+        let mut fields = SpanFields::default();
+        attributes.record(&mut fields);
+        context.span(id).unwrap().extensions_mut().insert(fields);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = context.span(id).unwrap();
+        if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+            values.record(fields);
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, context: tracing_subscriber::layer::Context<'_, S>) {
+        let span = context.span(&id).unwrap();
+        if let Some(fields) = span.extensions().get::<SpanFields>() {
+            self.0.lock().unwrap().push(fields.clone());
+        }
+    }
+}
+
+/// Each request runs in a `kafka_request` span with its api, version,
+/// correlation id and client id; produce and fetch add their topic and
+/// partition.
+#[tokio::test]
+async fn each_request_runs_in_a_span_naming_it() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = RequestSpans::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+
+    let mut broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.create_topic("traced", 2).await;
+    broker.start_flusher();
+    let mut client = broker.connect_in_memory(1 << 20);
+    let produce = wire::produce_request("traced", 1, records("traced", 2), -1);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, 7, &produce).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    let fetch = wire::fetch_request("traced", 1, 0, 0, 1);
+    let _: FetchResponse = client.call(ApiKey::Fetch, 12, 8, &fetch).await;
+    let _: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            9,
+            &wire::metadata_request(&["traced"]),
+        )
+        .await;
+
+    let expected = [
+        ("Produce", "9", "7", Some(("traced", "1"))),
+        ("Fetch", "12", "8", Some(("traced", "1"))),
+        ("Metadata", "12", "9", None),
+    ];
+    in_process::within(MUST_HAPPEN, "three request spans closed", async {
+        while spans.0.lock().unwrap().len() < expected.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let closed = spans.0.lock().unwrap().clone();
+    for (api, version, correlation_id, target) in expected {
+        let span = closed
+            .iter()
+            .find(|s| s.0.get("correlation_id").map(String::as_str) == Some(correlation_id))
+            .unwrap_or_else(|| panic!("no span for {api} (correlation id {correlation_id})"));
+        let field = |name: &str| span.0.get(name).map(String::as_str);
+        assert_eq!(field("api"), Some(api), "{span:?}");
+        assert_eq!(field("version"), Some(version), "{span:?}");
+        assert_eq!(field("client_id"), Some("fjord-wire-test"), "{span:?}");
+        assert_eq!(field("topic"), target.map(|t| t.0), "{span:?}");
+        assert_eq!(field("partition"), target.map(|t| t.1), "{span:?}");
+    }
+}

@@ -12,6 +12,14 @@
 //! the answers before it); an `acks=0` produce holds its place but is never
 //! answered.
 //!
+//! # Spans
+//!
+//! Each request runs in a `kafka_request` span (inside the server's
+//! `kafka_connection` span, which names the peer) with `api`, `version`,
+//! `correlation_id` and `client_id`; `Produce` and `Fetch` handlers add
+//! `topic` and `partition` when the request names only one. A deferred
+//! answer is awaited in its request's span.
+//!
 //! # Closing
 //!
 //! The connection closes when the peer closes it, on an I/O error, on anything
@@ -36,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::codec::{self, Decoded, LENGTH_PREFIX_BYTES, ProtocolError};
 use super::dispatch::{self, Reply};
@@ -257,6 +266,15 @@ where
             client_id,
             body,
         } = request;
+        let span = tracing::info_span!(
+            "kafka_request",
+            api = ?api,
+            version,
+            correlation_id,
+            client_id = %client_id,
+            topic = tracing::field::Empty,
+            partition = tracing::field::Empty,
+        );
         let pipelined = dispatch::is_pipelined(&body);
         if !pipelined && self.drain().await? == Next::Close {
             return Ok(Next::Close);
@@ -265,10 +283,12 @@ where
             client_id,
             client_host: self.client_host.clone(),
         };
-        let reply = dispatch::dispatch(&self.broker, &context, api, version, body).await;
+        let reply = dispatch::dispatch(&self.broker, &context, api, version, body)
+            .instrument(span.clone())
+            .await;
         let in_flight: InFlight = match reply {
             Err(error) => {
-                tracing::info!(reason = %error, "closing kafka connection");
+                span.in_scope(|| tracing::info!(reason = %error, "closing kafka connection"));
                 return Ok(Next::Close);
             }
             Ok(Reply::Now(response)) => {
@@ -276,19 +296,25 @@ where
                     codec::encode_response(api, version, correlation_id, &response).map(Some);
                 Box::pin(async move { Done { outcome, share } })
             }
-            Ok(Reply::Deferred(response)) => Box::pin(async move {
-                let response = response.await;
-                let outcome =
-                    codec::encode_response(api, version, correlation_id, &response).map(Some);
-                Done { outcome, share }
-            }),
-            Ok(Reply::Silent(done)) => Box::pin(async move {
-                done.await;
-                Done {
-                    outcome: Ok(None),
-                    share,
+            Ok(Reply::Deferred(response)) => Box::pin(
+                async move {
+                    let response = response.await;
+                    let outcome =
+                        codec::encode_response(api, version, correlation_id, &response).map(Some);
+                    Done { outcome, share }
                 }
-            }),
+                .instrument(span),
+            ),
+            Ok(Reply::Silent(done)) => Box::pin(
+                async move {
+                    done.await;
+                    Done {
+                        outcome: Ok(None),
+                        share,
+                    }
+                }
+                .instrument(span),
+            ),
         };
         self.in_flight.push_back(in_flight);
         if pipelined {

@@ -121,6 +121,7 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
 }
 
 pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    record_target(&request);
     if version >= 7 && !matches!(request.session_epoch, 0 | -1) {
         // An incremental fetch: no session is ever created here, so whichever
         // session it names is unknown.
@@ -156,5 +157,17 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         {
             return read_all(broker, &request, version).await.0;
         }
+    }
+}
+
+/// Names the topic and partition on the request's span when it has only one.
+fn record_target(request: &FetchRequest) {
+    let [topic] = request.topics.as_slice() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    span.record("topic", topic.topic.0.as_str());
+    if let [partition] = topic.partitions.as_slice() {
+        span.record("partition", partition.partition);
     }
 }

@@ -40,6 +40,7 @@ enum Outcome {
 /// Appends every partition's batches now (so requests on one connection keep
 /// their order) and returns the future that completes the response.
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
+    record_target(&request);
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let mut topics: Vec<(TopicName, Vec<(i32, Outcome)>)> = Vec::new();
     if request.transactional_id.is_some() {
@@ -162,4 +163,17 @@ fn refuse_all(
             (topic.name, outcomes)
         })
         .collect()
+}
+
+/// Names the topic and partition on the request's span when it has only one
+/// (librdkafka sends one partition per request).
+fn record_target(request: &ProduceRequest) {
+    let [topic] = request.topic_data.as_slice() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    span.record("topic", topic.name.0.as_str());
+    if let [partition] = topic.partition_data.as_slice() {
+        span.record("partition", partition.index);
+    }
 }
