@@ -1,5 +1,5 @@
 //! One Kafka connection: frames read off the stream, each request decoded
-//! ([`codec`](super::codec)) and dispatched ([`dispatch`](super::dispatch)),
+//! ([`codec`]) and dispatched ([`dispatch`]),
 //! responses written in request order.
 //!
 //! # The in-flight window
@@ -11,6 +11,13 @@
 //! Responses leave in request order either way (a produce's answer waits for
 //! the answers before it); an `acks=0` produce holds its place but is never
 //! answered.
+//!
+//! # Memory
+//!
+//! Every frame takes its share of the request budget (`queued.max.request.bytes`,
+//! [`RequestBudget`]) after its length prefix is read and before its body is,
+//! and holds it until its response is written. What a connection holds beyond
+//! that is its read-ahead buffer (8 KiB) and the response it is writing.
 //!
 //! # Spans
 //!
@@ -119,8 +126,7 @@ where
 /// A frame takes its share once its length prefix is read and before any of
 /// its body is ([`FrameReader`]), and holds it until its response is written
 /// or it is dropped, whatever it does meanwhile (a produce awaiting its
-/// commit, a fetch long-polling). What a connection buffers besides is its
-/// read-ahead buffer and the response it is writing. A frame larger than the
+/// commit, a fetch long-polling). A frame larger than the
 /// whole budget waits for all of it. Shares are granted first come, first
 /// served, so a large frame is not overtaken by smaller ones forever.
 #[derive(Debug, Clone)]
@@ -202,11 +208,6 @@ where
                         return Ok(());
                     }
                 }
-                _ = self.idle_timer.as_mut(), if self.in_flight.is_empty() => {
-                    if self.idle_timer_fired() == Next::Close {
-                        return Ok(());
-                    }
-                }
                 _ = stop_reading.cancelled() => {
                     if self.drain().await? == Next::Close {
                         return Ok(());
@@ -228,6 +229,12 @@ where
                         }
                     };
                     if self.handle(frame).await? == Next::Close {
+                        return Ok(());
+                    }
+                }
+                // Last: a request that completes as the limit passes is served.
+                _ = self.idle_timer.as_mut(), if self.in_flight.is_empty() => {
+                    if self.idle_timer_fired() == Next::Close {
                         return Ok(());
                     }
                 }

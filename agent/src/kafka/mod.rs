@@ -20,11 +20,12 @@
 //!                        └──── codec::encode_response ◀── Reply ─────────┘
 //! ```
 //!
-//! A connection reads a 4-byte length, checks it against
-//! [`BrokerSettings::max_request_bytes`](crate::BrokerSettings) before reading
-//! the body, decodes the request header and body with the `kafka-protocol`
-//! crate, dispatches by request kind and writes the response with the same
-//! correlation id.
+//! A connection reads a 4-byte length and checks it; waits for the frame's
+//! share of the request budget; reads the body; decodes the request header and
+//! body with the `kafka-protocol` crate; dispatches by request kind; and writes
+//! the response with the same correlation id. `Produce` answers later (once
+//! durable) while the connection reads on; every other request is answered
+//! before the next is read.
 //!
 //! # Invariants
 //!
@@ -33,6 +34,19 @@
 //! - Bad input never panics and never reaches stored data: it is refused by
 //!   the codec (the connection closes) or by a handler (an error code) before
 //!   anything is appended.
+//! - Request memory is bounded by one budget, not by the number of
+//!   connections: no frame's body is read before its share is granted.
+//!
+//! # Bounds (Apache Kafka's settings, in [`BrokerSettings`](crate::BrokerSettings))
+//!
+//! | bound | setting | default |
+//! |---|---|---|
+//! | one request frame | `socket.request.max.bytes` (`max_request_bytes`) | 100 MiB: a longer frame closes the connection, unread |
+//! | request bytes read and not yet answered, all connections together | `queued.max.request.bytes` (`queued_max_request_bytes`) | 500 MiB (Kafka: unbounded): connections stop reading until bytes are answered |
+//! | a connection with nothing to do | `connections.max.idle.ms` (`connections_max_idle`) | 10 min, then closed |
+//! | records in one `Fetch` response | `fetch.max.bytes` (`fetch_max_bytes`) | 55 MiB, the first batch whole |
+//! | connections | 10,000 | further ones wait in the accept queue |
+//! | requests in flight on one connection | 32 | further ones wait to be read |
 //!
 //! # Bad input (Apache Kafka's behaviour)
 //!
@@ -43,6 +57,8 @@
 //! | `ApiVersions` of a version this broker does not know | a v0 `ApiVersions` response with `UNSUPPORTED_VERSION` and the supported ranges, so the client can retry with one it shares |
 //! | any other API at an unsupported version | connection closed |
 //! | a header or body that does not decode | connection closed |
+//! | `acks` other than -1, 0, 1 | `INVALID_REQUIRED_ACKS` for every partition, nothing appended |
+//! | a batch that fails validation (CRC, magic, counts, size) | its partition's error code, nothing of it appended |
 
 mod codec;
 mod connection;
