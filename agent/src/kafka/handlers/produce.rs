@@ -42,57 +42,21 @@ enum Outcome {
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
     record_target(&request);
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    let mut topics: Vec<(TopicName, Vec<(i32, Outcome)>)> = Vec::new();
-    if request.transactional_id.is_some() {
-        topics = refuse_all(
+    let topics = if request.transactional_id.is_some() {
+        refuse_all(
             request.topic_data,
             ResponseError::TransactionalIdAuthorizationFailed,
             "transactions are not supported yet",
-        );
+        )
     } else if !matches!(request.acks, -1..=1) {
-        topics = refuse_all(
+        refuse_all(
             request.topic_data,
             ResponseError::InvalidRequiredAcks,
             "acks must be -1 (all), 0 or 1",
-        );
+        )
     } else {
-        let durability = Acks::from_request(request.acks);
-        for topic in request.topic_data {
-            let meta = broker.store.describe_topic(topic.name.0.as_str()).await;
-            let mut outcomes = Vec::new();
-            for partition_data in topic.partition_data {
-                let index = partition_data.index;
-                let outcome = match (&meta, partition_data.records) {
-                    (Err(MetadataError::UnknownTopic { .. }), _) => Outcome::Failed(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("unknown topic {}", topic.name.0),
-                    ),
-                    (Err(error), _) => {
-                        Outcome::Failed(ResponseError::KafkaStorageError, error.to_string())
-                    }
-                    (Ok(meta), _) if index < 0 || index >= meta.partition_count => Outcome::Failed(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("partition {index} does not exist"),
-                    ),
-                    (Ok(_), None) => {
-                        Outcome::Failed(ResponseError::InvalidRecord, "no records".into())
-                    }
-                    (Ok(meta), Some(records)) => {
-                        let tp = TopicPartition::new(meta.id, index);
-                        match broker.logs.append(tp, &records, durability).await {
-                            Ok(appended) => Outcome::Appended(appended),
-                            Err(error) => {
-                                let message = error.to_string();
-                                Outcome::Failed(log_error(&error), message)
-                            }
-                        }
-                    }
-                };
-                outcomes.push((index, outcome));
-            }
-            topics.push((topic.name, outcomes));
-        }
-    }
+        append_all(broker, request.topic_data, Acks::from_request(request.acks)).await
+    };
     // The timeout runs from here: every partition was appended (or refused).
     let appended_at = tokio::time::Instant::now();
     let deadline = appended_at.checked_add(timeout).unwrap_or(appended_at);
@@ -102,35 +66,27 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
             let mut topic = TopicProduceResponse::default();
             topic.name = name;
             for (index, outcome) in outcomes {
-                let mut partition = PartitionProduceResponse::default();
-                partition.index = index;
-                partition.log_append_time_ms = -1;
-                match outcome {
+                let settled = match outcome {
                     // Dropping `durable` at the deadline stops the waiting
                     // only: the batches stay queued for their commit.
                     Outcome::Appended(appended) => {
                         match tokio::time::timeout_at(deadline, appended.durable).await {
-                            Ok(Ok(base_offset)) => partition.base_offset = base_offset,
-                            Ok(Err(error)) => {
-                                partition.error_code = log_error(&error).code();
-                                if version >= 8 {
-                                    partition.error_message =
-                                        Some(StrBytes::from_string(error.to_string()));
-                                }
-                                partition.base_offset = -1;
-                            }
-                            Err(_elapsed) => {
-                                partition.error_code = ResponseError::RequestTimedOut.code();
-                                if version >= 8 {
-                                    partition.error_message = Some(StrBytes::from_string(format!(
-                                        "not durable within timeout_ms ({timeout:?})"
-                                    )));
-                                }
-                                partition.base_offset = -1;
-                            }
+                            Ok(Ok(base_offset)) => Ok(base_offset),
+                            Ok(Err(error)) => Err((log_error(&error), error.to_string())),
+                            Err(_elapsed) => Err((
+                                ResponseError::RequestTimedOut,
+                                format!("not durable within timeout_ms ({timeout:?})"),
+                            )),
                         }
                     }
-                    Outcome::Failed(error, message) => {
+                    Outcome::Failed(error, message) => Err((error, message)),
+                };
+                let mut partition = PartitionProduceResponse::default();
+                partition.index = index;
+                partition.log_append_time_ms = -1;
+                match settled {
+                    Ok(base_offset) => partition.base_offset = base_offset,
+                    Err((error, message)) => {
                         partition.error_code = error.code();
                         if version >= 8 {
                             partition.error_message = Some(StrBytes::from_string(message));
@@ -144,6 +100,49 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
         }
         response
     })
+}
+
+/// Appends the batches of every partition of `topic_data`, in order.
+async fn append_all(
+    broker: &Broker,
+    topic_data: Vec<TopicProduceData>,
+    durability: Acks,
+) -> Vec<(TopicName, Vec<(i32, Outcome)>)> {
+    let mut topics = Vec::with_capacity(topic_data.len());
+    for topic in topic_data {
+        let meta = broker.store.describe_topic(topic.name.0.as_str()).await;
+        let mut outcomes = Vec::new();
+        for partition_data in topic.partition_data {
+            let index = partition_data.index;
+            let outcome = match (&meta, partition_data.records) {
+                (Err(MetadataError::UnknownTopic { .. }), _) => Outcome::Failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("unknown topic {}", topic.name.0),
+                ),
+                (Err(error), _) => {
+                    Outcome::Failed(ResponseError::KafkaStorageError, error.to_string())
+                }
+                (Ok(meta), _) if index < 0 || index >= meta.partition_count => Outcome::Failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("partition {index} does not exist"),
+                ),
+                (Ok(_), None) => Outcome::Failed(ResponseError::InvalidRecord, "no records".into()),
+                (Ok(meta), Some(records)) => {
+                    let tp = TopicPartition::new(meta.id, index);
+                    match broker.logs.append(tp, &records, durability).await {
+                        Ok(appended) => Outcome::Appended(appended),
+                        Err(error) => {
+                            let message = error.to_string();
+                            Outcome::Failed(log_error(&error), message)
+                        }
+                    }
+                }
+            };
+            outcomes.push((index, outcome));
+        }
+        topics.push((topic.name, outcomes));
+    }
+    topics
 }
 
 /// Every partition of `topic_data` refused with `error`.
