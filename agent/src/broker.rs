@@ -1,5 +1,7 @@
 //! What every request handler shares.
 
+use std::time::Duration;
+
 use fjord_metadata::{MetadataStore, NewTopic, TopicMeta};
 
 /// Broker-wide settings, named after their Apache Kafka equivalents.
@@ -11,8 +13,32 @@ pub struct BrokerSettings {
     /// `num.partitions`: partitions of auto-created topics and of `CreateTopics`
     /// requests that leave the count to the broker.
     pub default_partitions: i32,
-    /// `socket.request.max.bytes`: the largest request frame accepted.
+    /// `socket.request.max.bytes`: the largest request frame accepted; a
+    /// longer one closes the connection before its body is read.
     pub max_request_bytes: usize,
+    /// `connections.max.idle.ms`: a connection that has nothing in flight and
+    /// sends no complete request for this long is closed (Kafka's default,
+    /// 10 minutes). Bytes of a request that never completes do not count, so
+    /// a client that trickles a frame cannot hold its share of
+    /// [`queued_max_request_bytes`](Self::queued_max_request_bytes) past it.
+    pub connections_max_idle: Duration,
+    /// `queued.max.request.bytes`: one budget, shared by every connection, of
+    /// request bytes read and not yet answered. A frame takes its share once
+    /// its length prefix is read and before its body is, and gives it back once
+    /// its response is written (or it is dropped); while the budget is spent,
+    /// connections stop reading. A frame larger than the whole budget waits
+    /// for all of it.
+    ///
+    /// Kafka's default is unbounded; here it is 500 MiB: five requests of the
+    /// largest size (`socket.request.max.bytes`) at once, so that request
+    /// memory is bounded by this setting instead of by connections × frame
+    /// size × requests in flight.
+    pub queued_max_request_bytes: usize,
+    /// `fetch.max.bytes`: the most record bytes one `Fetch` response carries,
+    /// whatever the request's `max_bytes` asks (Kafka's default, 55 MiB). As
+    /// in Kafka, the first batch found is returned whole even when it is
+    /// larger, so a consumer always makes progress.
+    pub fetch_max_bytes: usize,
 }
 
 impl Default for BrokerSettings {
@@ -21,6 +47,9 @@ impl Default for BrokerSettings {
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
+            connections_max_idle: Duration::from_millis(600_000),
+            queued_max_request_bytes: 500 * 1024 * 1024,
+            fetch_max_bytes: 57_671_680,
         }
     }
 }

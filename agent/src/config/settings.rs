@@ -268,14 +268,15 @@ impl AgentSettings {
         }
     }
 
-    /// The settings every request handler shares. `connections-max-idle-ms`,
-    /// `queued-max-request-bytes` and `fetch-max-bytes` are not in
-    /// `BrokerSettings` yet: see the accessors of the same names.
+    /// The settings every request handler shares.
     pub fn broker_settings(&self) -> crate::BrokerSettings {
         crate::BrokerSettings {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.num_partitions,
             max_request_bytes: self.socket_request_max_bytes,
+            connections_max_idle: self.connections_max_idle(),
+            queued_max_request_bytes: self.queued_max_request_bytes,
+            fetch_max_bytes: self.fetch_max_bytes,
         }
     }
 

@@ -882,6 +882,8 @@ fn component_settings_carry_the_values_given() {
             auto_create_topics: false,
             default_partitions: 3,
             max_request_bytes: 4096,
+            connections_max_idle: Duration::from_secs(1),
+            ..crate::BrokerSettings::default()
         }
     );
     assert_eq!(settings.wal_options().max_bytes, 8192);

@@ -2,6 +2,7 @@
 //! `ApiVersions` and request validation.
 
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 
 /// `(api, min, max)` for every API this broker serves. Each range lies inside the
 /// codec's own range for that API (checked by a test).
@@ -42,6 +43,20 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 /// Every served API with its version range.
 pub fn supported_versions() -> &'static [(ApiKey, i16, i16)] {
     SUPPORTED
+}
+
+/// The served ranges in wire form (`ApiVersions` and its fallback answer).
+pub(crate) fn served() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|(api, min, max)| {
+            let mut version = ApiVersion::default();
+            version.api_key = *api as i16;
+            version.min_version = *min;
+            version.max_version = *max;
+            version
+        })
+        .collect()
 }
 
 /// The served version range of `api`, if it is served.

@@ -39,7 +39,7 @@ async fn alter(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: AlterConfigsRequest,
     _version: i16,

@@ -120,10 +120,12 @@ pub(super) async fn alter_topic(
     if changes.is_empty() {
         return Ok(());
     }
-    broker
+    let updated = broker
         .store
         .update_topic_configs(name, &changes)
         .await
         .map(|_| ())
-        .map_err(|error| topic_refusal(name, &error))
+        .map_err(|error| topic_refusal(name, &error));
+    broker.logs.topics().invalidate(name);
+    updated
 }

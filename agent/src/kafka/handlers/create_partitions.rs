@@ -117,7 +117,10 @@ async fn create(
         return Ok(());
     }
     match broker.store.create_partitions(name, topic.count).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            broker.logs.topics().invalidate(name);
+            Ok(())
+        }
         // The count moved under us (another request grew the topic).
         Err(error @ MetadataError::Invalid { .. }) => {
             Err((ResponseError::InvalidPartitions, error.to_string()))
@@ -126,7 +129,7 @@ async fn create(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: CreatePartitionsRequest,
     _version: i16,

@@ -33,7 +33,7 @@ fn reported_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicC
         .collect()
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: CreateTopicsRequest,
     version: i16,

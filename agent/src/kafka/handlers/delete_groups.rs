@@ -6,7 +6,7 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use crate::Broker;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub(crate) async fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
     for group_id in request.groups_names {
         let mut result = DeletableGroupResult::default();

@@ -50,7 +50,7 @@ async fn delete(
     Ok(low_watermark)
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: DeleteRecordsRequest,
     _version: i16,

@@ -9,7 +9,7 @@ use crate::Broker;
 use crate::kafka::errors::metadata_error;
 use fjord_metadata::{MetadataError, TopicId};
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: DeleteTopicsRequest,
     version: i16,
@@ -40,6 +40,7 @@ pub(super) async fn handle(
         };
         match deleted {
             Ok(topic) => {
+                broker.logs.topics().invalidate(&topic.name);
                 if version >= 6 {
                     result.topic_id = topic.id.0;
                 }

@@ -30,7 +30,7 @@ const CLUSTER_OPERATIONS: [i32; 7] = [
 /// The "not requested" value of `cluster_authorized_operations`.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,

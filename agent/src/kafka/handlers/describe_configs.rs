@@ -66,7 +66,7 @@ async fn describe(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeConfigsRequest,
     version: i16,

@@ -1,9 +1,14 @@
 //! `Fetch`: committed batches from each requested offset, waiting up to
-//! `max_wait_ms` for new commits until `min_bytes` are available.
+//! `max_wait_ms` for new commits until `min_bytes` are available. As in Kafka,
+//! a fetch that needs no bytes (`min_bytes` ≤ 0), waits for nothing
+//! (`max_wait_ms` ≤ 0) or names no partition is answered at once, and so is
+//! one that hits an error.
 //!
 //! Limits as in Kafka: each partition returns at most `partition_max_bytes` and
-//! the response about `max_bytes`, except that the first batch found is returned
-//! whole even when it is larger (so a consumer always makes progress).
+//! the response about `max_bytes`, capped by the broker's `fetch.max.bytes`
+//! ([`BrokerSettings::fetch_max_bytes`](crate::BrokerSettings)), except that
+//! the first batch found is returned whole even when it is larger (so a
+//! consumer always makes progress).
 //!
 //! Fetch sessions (KIP-227) are not implemented: this broker never creates one,
 //! which Kafka allows (a broker whose session cache is full does the same).
@@ -34,9 +39,12 @@ use fjord_metadata::{MetadataError, TopicPartition};
 async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize) {
     let mut response = FetchResponse::default();
     let mut total = 0usize;
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+    let max_bytes = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(broker.settings.fetch_max_bytes)
+        .max(1);
     for topic in &request.topics {
-        let meta = broker.store.describe_topic(topic.topic.0.as_str()).await;
+        let meta = broker.logs.topics().describe(topic.topic.0.as_str()).await;
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
         topic_response.topic_id = topic.topic_id;
@@ -112,7 +120,8 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
     (response, total)
 }
 
-pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    record_target(&request);
     if version >= 7 && !matches!(request.session_epoch, 0 | -1) {
         // An incremental fetch: no session is ever created here, so whichever
         // session it names is unknown.
@@ -121,26 +130,63 @@ pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         return response;
     }
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut commits = broker.logs.commits();
+    let start = tokio::time::Instant::now();
+    let deadline = start.checked_add(wait).unwrap_or(start);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let no_partitions = request.topics.iter().all(|t| t.partitions.is_empty());
     loop {
-        commits.borrow_and_update();
+        // Subscribed before the read, so a commit in between is not missed;
+        // only the request's own partitions wake it.
+        let mut watch = broker.logs.watch(&partitions_of(broker, &request).await);
         let (response, bytes) = read_all(broker, &request, version).await;
-        let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
         let has_error = response
             .responses
             .iter()
             .flat_map(|t| t.partitions.iter())
             .any(|p| p.error_code != 0);
-        if bytes >= min_bytes.max(1) || has_error || tokio::time::Instant::now() >= deadline {
+        if bytes >= min_bytes
+            || no_partitions
+            || has_error
+            || tokio::time::Instant::now() >= deadline
+        {
             return response;
         }
-        // Nothing yet: wait for the next commit, or the deadline.
-        if tokio::time::timeout_at(deadline, commits.changed())
+        // Nothing yet: wait for the next commit of one of its partitions, or
+        // the deadline.
+        if tokio::time::timeout_at(deadline, watch.changed())
             .await
             .is_err()
         {
             return read_all(broker, &request, version).await.0;
         }
+    }
+}
+
+/// The partitions a fetch names that exist (as far as the topic cache knows).
+async fn partitions_of(broker: &Broker, request: &FetchRequest) -> Vec<TopicPartition> {
+    let mut partitions = Vec::new();
+    for topic in &request.topics {
+        if let Ok(meta) = broker.logs.topics().describe(topic.topic.0.as_str()).await {
+            partitions.extend(
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.partition >= 0 && p.partition < meta.partition_count)
+                    .map(|p| TopicPartition::new(meta.id, p.partition)),
+            );
+        }
+    }
+    partitions
+}
+
+/// Names the topic and partition on the request's span when it has only one.
+fn record_target(request: &FetchRequest) {
+    let [topic] = request.topics.as_slice() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    span.record("topic", topic.topic.0.as_str());
+    if let [partition] = topic.partitions.as_slice() {
+        span.record("partition", partition.partition);
     }
 }

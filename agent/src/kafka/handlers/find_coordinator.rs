@@ -54,7 +54,7 @@ async fn coordinator(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinato
     answer
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,

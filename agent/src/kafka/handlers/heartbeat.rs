@@ -7,7 +7,7 @@ use crate::Broker;
 use crate::groups::types;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: HeartbeatRequest,
     version: i16,

@@ -50,7 +50,7 @@ async fn alter(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
     _version: i16,

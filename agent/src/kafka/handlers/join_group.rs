@@ -9,7 +9,7 @@ use crate::Broker;
 use crate::groups::types::JoinRequest;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     context: &RequestContext,
     request: JoinGroupRequest,

@@ -8,7 +8,7 @@ use crate::Broker;
 use crate::groups::types::LeavingMember;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: LeaveGroupRequest,
     version: i16,

@@ -7,7 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::Broker;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: ListGroupsRequest,
     version: i16,

@@ -79,14 +79,14 @@ async fn answer_partition(
     }
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
-        let meta = broker.store.describe_topic(topic.name.0.as_str()).await;
+        let meta = broker.logs.topics().describe(topic.name.0.as_str()).await;
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic.name.clone();
         for partition in topic.partitions {

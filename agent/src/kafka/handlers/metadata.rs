@@ -67,7 +67,7 @@ async fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataR
     response
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: MetadataRequest,
     version: i16,

@@ -13,7 +13,7 @@ use crate::groups::types::CommitRequest;
 use crate::kafka::errors::group_error_code;
 use fjord_metadata::OffsetCommit;
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetCommitRequest,
     version: i16,

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use crate::Broker;
 use crate::kafka::errors::group_error_code;
 
-pub(super) async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(crate) async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let mut response = OffsetDeleteResponse::default();
     let partitions: Vec<(String, i32)> = request
         .topics

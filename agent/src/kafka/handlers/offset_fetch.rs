@@ -90,7 +90,7 @@ fn partition_v8(
     answer
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetFetchRequest,
     version: i16,

@@ -53,7 +53,7 @@ async fn end_offset(
     Ok(lookup.end)
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetForLeaderEpochRequest,
     _version: i16,

@@ -2,13 +2,25 @@
 //! request is read; the response waits until every partition's batches are in the
 //! WAL (`acks=1`) or committed (`acks=-1`), or is not sent at all (`acks=0`).
 //! A retried batch of an idempotent producer is answered with its original offset.
+//!
+//! As in Kafka:
+//! - `acks` other than -1, 0 and 1 is refused with `INVALID_REQUIRED_ACKS` for
+//!   every partition, and nothing is appended;
+//! - a partition whose batches are not durable within the request's
+//!   `timeout_ms` (counted from when they were appended) is answered
+//!   `REQUEST_TIMED_OUT`. They are still in the write path and may commit
+//!   later (waiting stops, not the write), which is what Kafka's producers
+//!   expect of that error: an idempotent producer's retry is then recognised
+//!   as a duplicate.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
@@ -16,9 +28,9 @@ use crate::kafka::errors::log_error;
 use crate::log::{Acks, Appended};
 use fjord_metadata::{MetadataError, TopicPartition};
 
-/// The rest of a produce request's work: awaiting commits and building the answer
-/// (`None` for `acks=0`).
-pub(crate) type Completion = Pin<Box<dyn Future<Output = Option<ProduceResponse>> + Send>>;
+/// The rest of a produce request's work: awaiting durability and building the
+/// answer (which, for `acks=0`, nobody is sent).
+pub(crate) type Completion = Pin<Box<dyn Future<Output = ProduceResponse> + Send>>;
 
 enum Outcome {
     Appended(Appended),
@@ -28,126 +40,51 @@ enum Outcome {
 /// Appends every partition's batches now (so requests on one connection keep
 /// their order) and returns the future that completes the response.
 pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
-    let acks = request.acks;
-    let durability = Acks::from_request(acks);
-    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)> = Vec::new();
-    let Some(durability) = durability else {
-        // Kafka refuses acks other than -1, 0 and 1 before looking at the data.
-        for topic in request.topic_data {
-            let outcomes = topic
-                .partition_data
-                .iter()
-                .map(|p| {
-                    (
-                        p.index,
-                        Outcome::Failed(
-                            ResponseError::InvalidRequiredAcks,
-                            format!("acks={acks} is not one of -1, 0, 1"),
-                        ),
-                    )
-                })
-                .collect();
-            topics.push((topic.name, outcomes));
-        }
-        return Box::pin(async move { Some(respond(topics, version).await) });
+    record_target(&request);
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let topics = match (&request.transactional_id, Acks::from_request(request.acks)) {
+        (Some(_), _) => refuse_all(
+            request.topic_data,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported yet",
+        ),
+        (None, None) => refuse_all(
+            request.topic_data,
+            ResponseError::InvalidRequiredAcks,
+            "acks must be -1 (all), 0 or 1",
+        ),
+        (None, Some(durability)) => append_all(broker, request.topic_data, durability).await,
     };
-    if request.transactional_id.is_some() {
-        for topic in request.topic_data {
-            let outcomes = topic
-                .partition_data
-                .iter()
-                .map(|p| {
-                    (
-                        p.index,
-                        Outcome::Failed(
-                            ResponseError::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported yet".into(),
-                        ),
-                    )
-                })
-                .collect();
-            topics.push((topic.name, outcomes));
-        }
-    } else {
-        for topic in request.topic_data {
-            let cache = broker.logs.topics();
-            let mut meta = cache.describe(topic.name.0.as_str()).await;
-            // Partitions past a cached count may have been added since.
-            if let Ok(cached) = &meta
-                && topic
-                    .partition_data
-                    .iter()
-                    .any(|p| p.index >= cached.partition_count)
-            {
-                meta = cache.describe_fresh(topic.name.0.as_str()).await;
-            }
-            let mut outcomes = Vec::new();
-            for partition_data in topic.partition_data {
-                let index = partition_data.index;
-                let outcome = match (&meta, partition_data.records) {
-                    (Err(MetadataError::UnknownTopic { .. }), _) => Outcome::Failed(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("unknown topic {}", topic.name.0),
-                    ),
-                    (Err(error), _) => {
-                        Outcome::Failed(ResponseError::KafkaStorageError, error.to_string())
-                    }
-                    (Ok(meta), _) if index < 0 || index >= meta.partition_count => Outcome::Failed(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("partition {index} does not exist"),
-                    ),
-                    (Ok(_), None) => {
-                        Outcome::Failed(ResponseError::InvalidRecord, "no records".into())
-                    }
-                    (Ok(meta), Some(records)) => {
-                        let tp = TopicPartition::new(meta.id, index);
-                        match broker.logs.append(tp, &records, durability).await {
-                            Ok(appended) => Outcome::Appended(appended),
-                            Err(error) => {
-                                let message = error.to_string();
-                                Outcome::Failed(log_error(&error), message)
-                            }
-                        }
-                    }
-                };
-                outcomes.push((index, outcome));
-            }
-            topics.push((topic.name, outcomes));
-        }
-    }
+    // The timeout runs from here: every partition was appended (or refused).
+    let appended_at = tokio::time::Instant::now();
+    let deadline = appended_at.checked_add(timeout).unwrap_or(appended_at);
     Box::pin(async move {
-        let response = respond(topics, version).await;
-        (acks != 0).then_some(response)
-    })
-}
-
-/// Awaits each partition's outcome and builds the response.
-async fn respond(
-    topics: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Outcome)>)>,
-    version: i16,
-) -> ProduceResponse {
-    {
         let mut response = ProduceResponse::default();
         for (name, outcomes) in topics {
             let mut topic = TopicProduceResponse::default();
             topic.name = name;
             for (index, outcome) in outcomes {
+                let settled = match outcome {
+                    // Dropping `durable` at the deadline stops the waiting
+                    // only: the batches stay queued for their commit.
+                    Outcome::Appended(appended) => {
+                        match tokio::time::timeout_at(deadline, appended.durable).await {
+                            Ok(Ok(base_offset)) => Ok(base_offset),
+                            Ok(Err(error)) => Err((log_error(&error), error.to_string())),
+                            Err(_elapsed) => Err((
+                                ResponseError::RequestTimedOut,
+                                format!("not durable within timeout_ms ({timeout:?})"),
+                            )),
+                        }
+                    }
+                    Outcome::Failed(error, message) => Err((error, message)),
+                };
                 let mut partition = PartitionProduceResponse::default();
                 partition.index = index;
                 partition.log_append_time_ms = -1;
-                match outcome {
-                    Outcome::Appended(appended) => match appended.durable.await {
-                        Ok(base_offset) => partition.base_offset = base_offset,
-                        Err(error) => {
-                            partition.error_code = log_error(&error).code();
-                            if version >= 8 {
-                                partition.error_message =
-                                    Some(StrBytes::from_string(error.to_string()));
-                            }
-                            partition.base_offset = -1;
-                        }
-                    },
-                    Outcome::Failed(error, message) => {
+                match settled {
+                    Ok(base_offset) => partition.base_offset = base_offset,
+                    Err((error, message)) => {
                         partition.error_code = error.code();
                         if version >= 8 {
                             partition.error_message = Some(StrBytes::from_string(message));
@@ -160,5 +97,90 @@ async fn respond(
             response.responses.push(topic);
         }
         response
+    })
+}
+
+/// Appends the batches of every partition of `topic_data`, in order.
+async fn append_all(
+    broker: &Broker,
+    topic_data: Vec<TopicProduceData>,
+    durability: Acks,
+) -> Vec<(TopicName, Vec<(i32, Outcome)>)> {
+    let mut topics = Vec::with_capacity(topic_data.len());
+    for topic in topic_data {
+        let cache = broker.logs.topics();
+        let mut meta = cache.describe(topic.name.0.as_str()).await;
+        // Partitions past a cached count may have been added since.
+        if let Ok(cached) = &meta
+            && topic
+                .partition_data
+                .iter()
+                .any(|p| p.index >= cached.partition_count)
+        {
+            meta = cache.describe_fresh(topic.name.0.as_str()).await;
+        }
+        let mut outcomes = Vec::new();
+        for partition_data in topic.partition_data {
+            let index = partition_data.index;
+            let outcome = match (&meta, partition_data.records) {
+                (Err(MetadataError::UnknownTopic { .. }), _) => Outcome::Failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("unknown topic {}", topic.name.0),
+                ),
+                (Err(error), _) => {
+                    Outcome::Failed(ResponseError::KafkaStorageError, error.to_string())
+                }
+                (Ok(meta), _) if index < 0 || index >= meta.partition_count => Outcome::Failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("partition {index} does not exist"),
+                ),
+                (Ok(_), None) => Outcome::Failed(ResponseError::InvalidRecord, "no records".into()),
+                (Ok(meta), Some(records)) => {
+                    let tp = TopicPartition::new(meta.id, index);
+                    match broker.logs.append(tp, &records, durability).await {
+                        Ok(appended) => Outcome::Appended(appended),
+                        Err(error) => {
+                            let message = error.to_string();
+                            Outcome::Failed(log_error(&error), message)
+                        }
+                    }
+                }
+            };
+            outcomes.push((index, outcome));
+        }
+        topics.push((topic.name, outcomes));
+    }
+    topics
+}
+
+/// Every partition of `topic_data` refused with `error`.
+fn refuse_all(
+    topic_data: Vec<TopicProduceData>,
+    error: ResponseError,
+    message: &str,
+) -> Vec<(TopicName, Vec<(i32, Outcome)>)> {
+    topic_data
+        .into_iter()
+        .map(|topic| {
+            let outcomes = topic
+                .partition_data
+                .iter()
+                .map(|p| (p.index, Outcome::Failed(error, message.to_owned())))
+                .collect();
+            (topic.name, outcomes)
+        })
+        .collect()
+}
+
+/// Names the topic and partition on the request's span when it has only one
+/// (librdkafka sends one partition per request).
+fn record_target(request: &ProduceRequest) {
+    let [topic] = request.topic_data.as_slice() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    span.record("topic", topic.name.0.as_str());
+    if let [partition] = topic.partition_data.as_slice() {
+        span.record("partition", partition.index);
     }
 }
