@@ -6,7 +6,7 @@ use std::sync::Arc;
 use fjord_common::{Clock, IdGenerator, RandomIds, SystemClock};
 
 use crate::kv::memory::MemoryBackend;
-use crate::kv::{Database, KvBackend, RetryPolicy};
+use crate::kv::{Database, KvBackend, KvError, RetryPolicy};
 use crate::{MetadataError, MetadataStore};
 
 /// The cluster name used when none is given.
@@ -90,7 +90,13 @@ pub async fn open_with(
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
 ) -> Result<MetadataStore, MetadataError> {
-    let backend = BackendUrl::parse(url)?.backend(url)?;
+    let parsed = BackendUrl::parse(url)?;
+    // Opening a file or a cluster blocks (SQLite may wait for the write lock to
+    // migrate): never on an async worker thread.
+    let owned_url = url.to_owned();
+    let backend = tokio::task::spawn_blocking(move || parsed.backend(&owned_url))
+        .await
+        .map_err(|e| KvError::Backend(format!("opening {url}: blocking task failed: {e}")))??;
     let jitter_seed = u64::from_le_bytes(ids.uuid().as_bytes()[..8].try_into().unwrap_or([0; 8]));
     let db = Database::new(backend, policy, jitter_seed);
     Ok(MetadataStore::new(db, cluster, clock, ids))
