@@ -7,7 +7,11 @@
 //!
 //! - [`kv`]: an FDB-shaped ordered key-value store with serializable, optimistic,
 //!   retried transactions. Backends: [`kv::memory`], [`kv::sqlite`] (default) and
-//!   `kv::fdb` (cargo feature `fdb`), chosen at run time by URL ([`open`]).
+//!   `kv::fdb` (cargo feature `fdb`), chosen at run time by URL ([`open`];
+//!   [`open_with_options`] takes the components, [`OpenOptions`]). The
+//!   [`kv::fault`] decorator injects unavailability, lost commit replies, delays
+//!   and timeouts into any backend, seeded and scriptable from a text spec
+//!   ([`open_with_faults`]).
 //! - [`MetadataStore`]: the domain, written once over [`kv::Database`]. Every
 //!   operation is one transaction; its docs say what it reads and what it fences on.
 //!
@@ -43,5 +47,7 @@ mod store;
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use model::*;
-pub use open::{BackendUrl, DEFAULT_CLUSTER, open, open_with};
+pub use open::{
+    BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
+};
 pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};

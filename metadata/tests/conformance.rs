@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use fjord_common::{IdGenerator, ManualClock, RandomIds};
+use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
 use fjord_metadata::kv::memory::MemoryBackend;
 use fjord_metadata::kv::{
     Database, KeyValue, KvBackend, KvError, KvTransaction, MAX_VALUE_BYTES, RangeOptions,
@@ -632,6 +633,117 @@ async fn segment_commit_retry_after_lost_reply_does_not_double_count(fx: Fixture
         .unwrap()
         .unwrap();
     assert_eq!(record.live_chunks, 2);
+}
+
+/// Segment commits through the fault-injecting decorator: whatever the store does
+/// to a commit (applies it and loses the reply, loses it, refuses it, times out),
+/// `Database::run` retries it and the segment applies exactly once; a replay is
+/// recognised by the segment record.
+async fn segment_commits_under_injected_faults_apply_exactly_once(fx: Fixture) {
+    let injector = FaultInjector::new(11);
+    let store = fx.store_over(injector.wrap(fx.backend.clone()));
+    let topic = store
+        .create_topic(NewTopic::new("faulty", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let mut base = 0;
+    let mut expected_injected = 0;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+    // (what happens, the faults for it, whether the retry finds a replay)
+    type Case = (
+        &'static str,
+        &'static [(Operation, Fault, Trigger)],
+        Option<bool>,
+    );
+    let cases: [Case; 5] = [
+        (
+            "applied, reply lost",
+            &[(
+                Operation::Commit,
+                Fault::MaybeCommittedApplied,
+                Trigger::Next(1),
+            )],
+            Some(true),
+        ),
+        (
+            "not applied, outcome unknown",
+            &[(
+                Operation::Commit,
+                Fault::MaybeCommittedNotApplied,
+                Trigger::Next(1),
+            )],
+            Some(false),
+        ),
+        (
+            "begin, read and commit unavailable",
+            &[
+                (Operation::Begin, Fault::Unavailable, Trigger::Next(1)),
+                (Operation::Read, Fault::Unavailable, Trigger::Next(1)),
+                (Operation::Commit, Fault::Unavailable, Trigger::Next(2)),
+            ],
+            Some(false),
+        ),
+        (
+            "slow, then applied and reply lost",
+            &[
+                (Operation::Commit, Fault::Delay(PAUSE), Trigger::Next(1)),
+                (
+                    Operation::Commit,
+                    Fault::MaybeCommittedApplied,
+                    Trigger::Next(1),
+                ),
+            ],
+            Some(true),
+        ),
+        (
+            "timed out, applied or not",
+            &[(Operation::Commit, Fault::Timeout(PAUSE), Trigger::Next(1))],
+            None,
+        ),
+    ];
+    for (name, faults, replayed) in cases {
+        for (operation, fault, trigger) in faults {
+            injector.inject(*operation, *fault, *trigger).unwrap();
+            expected_injected += match trigger {
+                Trigger::Next(n) => u64::from(*n),
+                Trigger::Always | Trigger::PerMillion(_) => unreachable!(),
+            };
+        }
+        let commit = segment(vec![chunk(tp, epoch, base, 5, 0)]);
+        let outcome = store.commit_segment(&commit).await.unwrap();
+        if let Some(replayed) = replayed {
+            assert_eq!(outcome.replayed, replayed, "{name}");
+        }
+        base += 5;
+        assert_eq!(outcome.high_watermarks, vec![(tp, base)], "{name}");
+        assert_eq!(
+            injector.injected(),
+            expected_injected,
+            "{name}: faults fired"
+        );
+        // Applied exactly once: the high watermark moved by the chunk, one entry.
+        assert_eq!(
+            store.partition_state(tp).await.unwrap().high_watermark,
+            base,
+            "{name}"
+        );
+        let entries = store.lookup(tp, 0, 100).await.unwrap().entries;
+        assert_eq!(entries.len() as i64, base / 5, "{name}: {entries:?}");
+        let record = store
+            .segment_record(commit.segment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.live_chunks, 1, "{name}");
+    }
+    let stats = injector.stats();
+    assert_eq!(
+        stats.open_transactions, 0,
+        "every transaction ended: {stats:?}"
+    );
+    assert!(stats.transactions > 0);
 }
 
 async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
@@ -1463,6 +1575,7 @@ macro_rules! all_cases {
         $case!(compare_and_set_rounds_have_exactly_one_winner);
         $case!(stale_epoch_commits_are_fenced_and_write_nothing);
         $case!(segment_commit_retry_after_lost_reply_does_not_double_count);
+        $case!(segment_commits_under_injected_faults_apply_exactly_once);
         $case!(segment_commits_keep_offsets_contiguous);
         $case!(topics_are_created_listed_altered_and_deleted);
         $case!(agents_register_heartbeat_and_leave);
