@@ -18,6 +18,13 @@
 //! Keys are tuple-encoded ([`keys`], the only module that lays out keys); values
 //! carry a format version byte ([`codec`]).
 //!
+//! The segment index maps offsets to chunks of segment objects
+//! ([`MetadataStore::commit_segment`], [`MetadataStore::lookup`]); beside it, each
+//! partition keeps a time index of the chunks that raised its running maximum
+//! timestamp, so `ListOffsets` by timestamp reads a few keys however long the
+//! log is ([`MetadataStore::lookup_by_timestamp`],
+//! [`MetadataStore::max_timestamp`]).
+//!
 //! What this crate must never do: talk to object storage, or let a commit for a
 //! partition succeed under an epoch other than the partition's current one.
 //!
@@ -43,6 +50,7 @@ pub mod kv;
 mod model;
 mod open;
 mod store;
+mod time_index;
 
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};

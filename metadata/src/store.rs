@@ -8,8 +8,9 @@
 //!   name mapping and its partition states change together.
 //! - [`MetadataStore::commit_segment`]: for every chunk, checks that the partition's
 //!   leader epoch equals the chunk's and that the chunk starts at the high
-//!   watermark, then writes the index entries, advances the high watermarks and
-//!   records the segment — all or nothing. It is idempotent on the segment id: a
+//!   watermark, then writes the index entries (and a time-index point where a
+//!   chunk raises the partition's running maximum timestamp), advances the high
+//!   watermarks and records the segment — all or nothing. It is idempotent on the segment id: a
 //!   retry after a lost reply finds the segment record and writes nothing.
 //! - [`MetadataStore::acquire_leadership`]: bumps the epoch, so every later commit
 //!   made under the old epoch is [`MetadataError::Fenced`].
@@ -228,12 +229,7 @@ impl MetadataStore {
                     }
                     write(&txn, &name_key, &TopicNameRecord { topic_id: topic.id });
                     write(&txn, &keys.topic(topic.id), &topic);
-                    let empty = PartitionState {
-                        leader: None,
-                        leader_epoch: 0,
-                        log_start_offset: 0,
-                        high_watermark: 0,
-                    };
+                    let empty = PartitionState::empty();
                     for partition in 0..topic.partition_count {
                         let tp = TopicPartition::new(topic.id, partition);
                         write(&txn, &keys.partition(tp), &empty);
@@ -308,6 +304,9 @@ impl MetadataStore {
                 txn.clear(&keys.topic(topic.id));
                 txn.clear_prefix(&keys.partitions_of(topic.id));
                 txn.clear_prefix(&keys.producer_states_of_topic(topic.id));
+                // The time index goes with the topic; its index entries stay for
+                // the garbage collector (see DeletedTopic).
+                txn.clear_prefix(&keys.time_index_of_topic(topic.id));
                 let record = DeletedTopic {
                     topic: topic.clone(),
                     deleted_at_ms,
@@ -335,12 +334,7 @@ impl MetadataStore {
                         topic.partition_count
                     )));
                 }
-                let empty = PartitionState {
-                    leader: None,
-                    leader_epoch: 0,
-                    log_start_offset: 0,
-                    high_watermark: 0,
-                };
+                let empty = PartitionState::empty();
                 for partition in topic.partition_count..new_count {
                     write(
                         &txn,
@@ -379,7 +373,7 @@ impl MetadataStore {
 
     // ----- partitions and leadership -----
 
-    async fn partition_in(
+    pub(crate) async fn partition_in(
         keys: &Keyspace,
         txn: &Transaction,
         partition: TopicPartition,
@@ -556,6 +550,7 @@ impl MetadataStore {
                         &keys.index_entry(chunk.partition, chunk.last_offset),
                         &entry,
                     );
+                    crate::time_index::record_chunk(keys, &txn, &mut state, chunk);
                     state.high_watermark = chunk.last_offset + 1;
                     write(&txn, &keys.partition(chunk.partition), &state);
                 }
@@ -794,7 +789,9 @@ impl MetadataStore {
     /// [`MetadataError::OffsetOutOfRange`] and writes nothing.
     ///
     /// Reads below the new log start fail from then on; the index entries and
-    /// objects that only hold such offsets stay until retention releases them.
+    /// objects that only hold such offsets stay until retention releases them,
+    /// and so do the time-index points of chunks below it (timestamp searches
+    /// clamp to the log start, see [`MetadataStore::lookup_by_timestamp`]).
     pub async fn delete_records(
         &self,
         partition: TopicPartition,

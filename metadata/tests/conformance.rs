@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use fjord_common::{IdGenerator, ManualClock, RandomIds};
+use fjord_common::{IdGenerator, ManualClock, RandomIds, SeededRng};
 use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
 use fjord_metadata::kv::memory::MemoryBackend;
 use fjord_metadata::kv::{
@@ -34,6 +34,10 @@ struct Fixture {
     /// Keys of this fixture live under this cluster name (FoundationDB runs share
     /// one cluster).
     cluster: String,
+    /// How many index entries a partition gets in the tests of long logs: past
+    /// the agent's old 100k-entry scan on the memory backend, fewer where every
+    /// commit is an fsync or a network round trip.
+    bulk_entries: usize,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -69,6 +73,7 @@ fn memory() -> Option<Fixture> {
     Some(Fixture {
         backend: Arc::new(MemoryBackend::new()),
         cluster: "test".into(),
+        bulk_entries: 120_000,
         _dir: None,
     })
 }
@@ -80,6 +85,7 @@ fn sqlite() -> Option<Fixture> {
     Some(Fixture {
         backend: Arc::new(backend),
         cluster: "test".into(),
+        bulk_entries: 1_500,
         _dir: Some(dir),
     })
 }
@@ -97,6 +103,7 @@ fn fdb() -> Option<Fixture> {
         backend: Arc::new(backend),
         // A fresh keyspace per test: runs never see each other's keys.
         cluster: format!("conformance-{}", RandomIds::new().ulid(0)),
+        bulk_entries: 3_000,
         _dir: None,
     })
 }
@@ -802,6 +809,190 @@ async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+/// What the time index must answer, worked out from the chunks' timestamps by
+/// brute force: the first chunk whose largest timestamp reaches `timestamp`.
+fn first_reaching(maxima: &[(i64, i64, i64)], timestamp: i64) -> Option<(i64, i64)> {
+    maxima
+        .iter()
+        .find(|(_, _, max)| *max >= timestamp)
+        .map(|(base, last, _)| (*base, *last))
+}
+
+/// `ListOffsets` by timestamp over a long log (past the 100k index entries the
+/// agent used to scan, on the memory backend) whose timestamps go down and up
+/// again: the lookup names exactly the first chunk reaching the timestamp, the
+/// largest timestamp and its first chunk, before and after the log start moves.
+async fn timestamp_lookups_are_exact_on_long_logs(fx: Fixture) {
+    let entries = fx.bulk_entries;
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("timed", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let empty = store.lookup_by_timestamp(tp, 0, 10).await.unwrap();
+    assert!(empty.entries.is_empty() && !empty.clamped);
+    assert_eq!(store.max_timestamp(tp).await.unwrap().max, None);
+
+    // A clock that mostly moves forward with jitter, with dips far back (a
+    // producer with a wrong clock) and two spikes: the log's largest timestamp
+    // three quarters in, a smaller one early on.
+    let rng = SeededRng::new(0x7135);
+    let start = 1_700_000_000_000i64;
+    let (early_spike, late_spike) = (entries / 10, entries * 3 / 4);
+    let mut maxima = Vec::with_capacity(entries); // (base, last, max timestamp)
+    let mut base = 0i64;
+    for i in 0..entries {
+        let count = 1 + (i % 3) as u32;
+        let jitter = rng.below(20_001) as i64 - 10_000;
+        let mut max_timestamp = start + i as i64 * 10 + jitter;
+        if i % 97 == 0 {
+            max_timestamp -= 5_000_000;
+        }
+        if i == early_spike {
+            max_timestamp = start + entries as i64 * 10 + 1_000_000;
+        }
+        if i == late_spike {
+            max_timestamp = start + entries as i64 * 10 + 2_000_000;
+        }
+        let mut chunk = chunk(tp, epoch, base, count, 0);
+        chunk.max_timestamp = max_timestamp;
+        store.commit_segment(&segment(vec![chunk])).await.unwrap();
+        maxima.push((base, chunk.last_offset, max_timestamp));
+        base += i64::from(count);
+    }
+    let high_watermark = base;
+
+    // Timestamps to ask for: every kind of chunk's own maximum, one above and
+    // below it, and values outside the log's range.
+    let mut queries = vec![i64::MIN, 0, start - 10_000_000, i64::MAX];
+    for _ in 0..150 {
+        let (_, _, max) = maxima[rng.below(entries as u64) as usize];
+        queries.extend([max - 1, max, max + 1]);
+    }
+    for at in [0, 1, early_spike, early_spike + 1, late_spike, entries - 1] {
+        queries.extend([maxima[at].2, maxima[at].2 + 1]);
+    }
+    let check = |log_start: i64| {
+        let (store, maxima, queries) = (store.clone(), maxima.clone(), queries.clone());
+        async move {
+            let covering_log_start = maxima
+                .iter()
+                .find(|(_, last, _)| *last >= log_start)
+                .map(|(_, last, _)| *last);
+            let (mut exact, mut clamped) = (0, 0);
+            for &timestamp in &queries {
+                let lookup = store.lookup_by_timestamp(tp, timestamp, 2).await.unwrap();
+                if lookup.clamped {
+                    clamped += 1;
+                } else if !lookup.entries.is_empty() {
+                    exact += 1;
+                }
+                let first = lookup.entries.first().map(|entry| entry.last_offset);
+                match first_reaching(&maxima, timestamp) {
+                    None => assert!(
+                        lookup.entries.is_empty() && !lookup.clamped,
+                        "{timestamp}: no chunk reaches it, got {lookup:?}"
+                    ),
+                    Some((base, last)) if base >= log_start => {
+                        assert_eq!((first, lookup.clamped), (Some(last), false), "{timestamp}");
+                        assert!(lookup.entries[0].max_timestamp >= timestamp);
+                    }
+                    Some(_) => assert_eq!(
+                        (first, lookup.clamped),
+                        (covering_log_start, true),
+                        "{timestamp}: first reached below the log start {log_start}"
+                    ),
+                }
+                assert!(lookup.entries.len() <= 2);
+                assert_eq!(lookup.state.log_start_offset, log_start);
+            }
+            // The largest timestamp and the first chunk holding it.
+            let largest = maxima.iter().map(|(_, _, max)| *max).max().unwrap();
+            let (base, last) = first_reaching(&maxima, largest).unwrap();
+            let max = store.max_timestamp(tp).await.unwrap();
+            if base >= log_start {
+                let found = max.max.unwrap();
+                assert_eq!((found.timestamp, found.entry.last_offset), (largest, last));
+                assert!(!max.below_log_start);
+            } else {
+                assert_eq!((max.max, max.below_log_start), (None, true));
+            }
+            (exact, clamped)
+        }
+    };
+    let (_, clamped) = check(0).await;
+    assert_eq!(clamped, 0, "nothing is clamped before the log start moves");
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().max_timestamp,
+        Some(maxima[late_spike].2)
+    );
+
+    // The log start moves into the middle of a chunk between the spikes, then
+    // past the largest timestamp.
+    let middle = maxima[(entries / 2..).find(|i| i % 3 == 1).unwrap()];
+    assert!(middle.1 > middle.0, "the log start must cut a chunk");
+    assert_eq!(
+        store.delete_records(tp, middle.0 + 1).await.unwrap(),
+        middle.0 + 1
+    );
+    let (exact, clamped) = check(middle.0 + 1).await;
+    assert!(exact > 0 && clamped > 0, "{exact} exact, {clamped} clamped");
+    let past_spike = maxima[late_spike + 1].0;
+    assert_eq!(
+        store.delete_records(tp, past_spike).await.unwrap(),
+        past_spike
+    );
+    check(past_spike).await;
+
+    // Everything deleted: nothing readable reaches any timestamp.
+    store.delete_records(tp, high_watermark).await.unwrap();
+    let lookup = store.lookup_by_timestamp(tp, i64::MIN, 5).await.unwrap();
+    assert!(lookup.entries.is_empty(), "{lookup:?}");
+}
+
+/// The time index goes with its topic; a topic created again under the name
+/// starts with an empty one.
+async fn time_indexes_are_deleted_with_their_topic(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("brief", 2)).await.unwrap();
+    for partition in 0..2 {
+        let tp = TopicPartition::new(topic.id, partition);
+        let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch, 0, 3, 0)]))
+            .await
+            .unwrap();
+    }
+    let tp = TopicPartition::new(topic.id, 1);
+    assert_eq!(
+        store
+            .lookup_by_timestamp(tp, 0, 1)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    store.delete_topic("brief").await.unwrap();
+    let db = fx.db();
+    let keys = store.keyspace().clone();
+    let left = db
+        .run(|txn, _| {
+            let prefix = keys.time_index_of_topic(topic.id);
+            async move { txn.get_prefix(&prefix, RangeOptions::default()).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, vec![], "time-index points outlived their topic");
+    assert_eq!(
+        store
+            .lookup_by_timestamp(tp, 0, 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 }
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
@@ -1585,6 +1776,8 @@ macro_rules! all_cases {
         $case!(coordinator_shards_are_released_only_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);
         $case!(epoch_end_offsets_follow_the_index);
+        $case!(timestamp_lookups_are_exact_on_long_logs);
+        $case!(time_indexes_are_deleted_with_their_topic);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
         $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
     };
