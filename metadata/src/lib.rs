@@ -49,6 +49,7 @@ pub mod keys;
 pub mod kv;
 mod model;
 mod open;
+mod producers;
 mod store;
 mod time_index;
 

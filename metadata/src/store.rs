@@ -13,7 +13,9 @@
 //!   watermarks and records the segment — all or nothing. It is idempotent on the segment id: a
 //!   retry after a lost reply finds the segment record and writes nothing.
 //! - [`MetadataStore::acquire_leadership`]: bumps the epoch, so every later commit
-//!   made under the old epoch is [`MetadataError::Fenced`].
+//!   made under the old epoch is [`MetadataError::Fenced`];
+//!   [`acquire_leadership_with_producers`](MetadataStore::acquire_leadership_with_producers)
+//!   also reads the producer states, in the same transaction.
 //! - [`MetadataStore::delete_records`]: reads the partition's bounds and moves its
 //!   log start offset forward in the same transaction; it never moves backwards.
 //! - [`MetadataStore::epoch_end_offset`]: reads the partition's state and the tail
@@ -424,16 +426,42 @@ impl MetadataStore {
     ) -> Result<PartitionState, MetadataError> {
         let keys = &self.keys;
         self.db
+            .run(|txn, _| async move { Self::acquire_in(keys, &txn, partition, node_id).await })
+            .await
+    }
+
+    /// [`MetadataStore::acquire_leadership`] and
+    /// [`MetadataStore::producer_states`] in one transaction: a takeover reads
+    /// the state it serves from (high watermark, producer states) from the
+    /// snapshot its epoch was taken in, in one round trip.
+    pub async fn acquire_leadership_with_producers(
+        &self,
+        partition: TopicPartition,
+        node_id: i32,
+    ) -> Result<(PartitionState, Vec<(i64, ProducerState)>), MetadataError> {
+        let keys = &self.keys;
+        self.db
             .run(|txn, _| async move {
-                let mut state = Self::partition_in(keys, &txn, partition).await?;
-                state.leader = Some(node_id);
-                state.leader_epoch = state.leader_epoch.checked_add(1).ok_or_else(|| {
-                    MetadataError::invalid(format!("leader epoch of {partition} overflowed"))
-                })?;
-                write(&txn, &keys.partition(partition), &state);
-                Ok(state)
+                let state = Self::acquire_in(keys, &txn, partition, node_id).await?;
+                let producers = crate::producers::producer_states_in(keys, &txn, partition).await?;
+                Ok((state, producers))
             })
             .await
+    }
+
+    async fn acquire_in(
+        keys: &Keyspace,
+        txn: &Transaction,
+        partition: TopicPartition,
+        node_id: i32,
+    ) -> Result<PartitionState, MetadataError> {
+        let mut state = Self::partition_in(keys, txn, partition).await?;
+        state.leader = Some(node_id);
+        state.leader_epoch = state.leader_epoch.checked_add(1).ok_or_else(|| {
+            MetadataError::invalid(format!("leader epoch of {partition} overflowed"))
+        })?;
+        write(txn, &keys.partition(partition), &state);
+        Ok(state)
     }
 
     /// Gives up `node_id`'s leadership of `partition` if it still holds it under
@@ -456,37 +484,6 @@ impl MetadataStore {
                 state.leader = None;
                 write(&txn, &keys.partition(partition), &state);
                 Ok(true)
-            })
-            .await
-    }
-
-    /// The committed idempotent-producer states of `partition`, by producer id. A
-    /// new leader reads them after [`MetadataStore::acquire_leadership`]: from then
-    /// on no older leader can commit, so they are final until it commits itself.
-    pub async fn producer_states(
-        &self,
-        partition: TopicPartition,
-    ) -> Result<Vec<(i64, ProducerState)>, MetadataError> {
-        let keys = &self.keys;
-        self.db
-            .run(|txn, _| async move {
-                let prefix = keys.producer_states_of(partition);
-                let pairs = txn
-                    .get_range(
-                        &prefix,
-                        &crate::kv::strinc(&prefix),
-                        RangeOptions::default(),
-                    )
-                    .await?;
-                pairs
-                    .iter()
-                    .map(|pair| {
-                        let id = keys.producer_state_id(&pair.key).ok_or_else(|| {
-                            MetadataError::invalid("malformed producer state key")
-                        })?;
-                        Ok((id, codec::decode::<ProducerState>(&pair.value)?))
-                    })
-                    .collect()
             })
             .await
     }

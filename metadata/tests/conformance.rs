@@ -1252,6 +1252,303 @@ async fn producer_state_commits_with_its_segment_only(fx: Fixture) {
     assert_eq!(store.producer_states(p0).await.unwrap(), vec![]);
 }
 
+fn producer_at(
+    tp: TopicPartition,
+    producer_id: i64,
+    base: i64,
+    last_timestamp: i64,
+) -> ProducerCommit {
+    let mut commit = producer(tp, producer_id, 0, base, 1);
+    commit.state.last_timestamp = last_timestamp;
+    commit
+}
+
+async fn producer_ids(store: &MetadataStore, tp: TopicPartition) -> Vec<(i64, i64)> {
+    store
+        .producer_states(tp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, state)| (id, state.last_timestamp))
+        .collect()
+}
+
+async fn producer_states_expire_under_the_leader_epoch_only(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("expiry", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let mut commit = segment(vec![chunk(tp, epoch, 0, 3, 0)]);
+    commit.producers = vec![
+        producer_at(tp, 7, 0, 1_000),
+        producer_at(tp, 9, 1, 1_999),
+        producer_at(tp, 11, 2, 2_000),
+    ];
+    store.commit_segment(&commit).await.unwrap();
+
+    // Only states last written before the threshold go.
+    assert_eq!(
+        store
+            .expire_producer_states(tp, epoch, 2_000)
+            .await
+            .unwrap(),
+        vec![7, 9]
+    );
+    assert_eq!(producer_ids(&store, tp).await, vec![(11, 2_000)]);
+    assert_eq!(
+        store
+            .expire_producer_states(tp, epoch, 2_000)
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+
+    // A new leader fences the old one's expiry, which removes nothing.
+    let taken = store.acquire_leadership(tp, 2).await.unwrap();
+    let error = store
+        .expire_producer_states(tp, epoch, i64::MAX)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert!(matches!(
+        error,
+        MetadataError::Fenced { partition, current_epoch, attempted_epoch }
+            if partition == tp && current_epoch == taken.leader_epoch && attempted_epoch == epoch
+    ));
+    assert_eq!(producer_ids(&store, tp).await, vec![(11, 2_000)]);
+    assert_eq!(
+        store
+            .expire_producer_states(tp, taken.leader_epoch, i64::MAX)
+            .await
+            .unwrap(),
+        vec![11]
+    );
+    assert_eq!(producer_ids(&store, tp).await, vec![]);
+    let missing = TopicPartition::new(topic.id, 5);
+    assert_eq!(
+        store
+            .expire_producer_states(missing, 1, 0)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Holds the next commit that writes something made through it until released,
+/// so a test can run another transaction between a transaction's reads and its
+/// commit.
+#[derive(Debug, Default)]
+struct CommitGate {
+    armed: AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    commits: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct GatedBackend {
+    inner: Arc<dyn KvBackend>,
+    gate: Arc<CommitGate>,
+}
+
+#[derive(Debug)]
+struct GatedTransaction {
+    inner: Box<dyn KvTransaction>,
+    gate: Arc<CommitGate>,
+    wrote: AtomicBool,
+}
+
+#[async_trait]
+impl KvBackend for GatedBackend {
+    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
+        Ok(Box::new(GatedTransaction {
+            inner: self.inner.begin().await?,
+            gate: self.gate.clone(),
+            wrote: AtomicBool::new(false),
+        }))
+    }
+
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+}
+
+#[async_trait]
+impl KvTransaction for GatedTransaction {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        self.inner.get_range(begin, end, options).await
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.set(key, value)
+    }
+    fn clear(&self, key: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.clear(key)
+    }
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.clear_range(begin, end)
+    }
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.atomic_add(key, delta)
+    }
+    async fn commit(&self) -> Result<(), KvError> {
+        self.gate.commits.fetch_add(1, Ordering::SeqCst);
+        if self.wrote.load(Ordering::SeqCst) && self.gate.armed.swap(false, Ordering::SeqCst) {
+            self.gate.reached.notify_one();
+            self.gate.release.notified().await;
+        }
+        self.inner.commit().await
+    }
+}
+
+/// Expiry against a segment commit that refreshes a state it is about to
+/// remove, in both orders; the refreshed state survives either way, the stale
+/// one goes. The fault injector's (rule-less) counters show the transactions
+/// overlapped.
+async fn producer_expiry_never_loses_a_state_refreshed_concurrently(fx: Fixture) {
+    let injector = FaultInjector::new(3);
+    let counted = injector.wrap(fx.backend.clone());
+    let gate = Arc::new(CommitGate::default());
+    let gated = fx.store_over(Arc::new(GatedBackend {
+        inner: counted.clone(),
+        gate: gate.clone(),
+    }));
+    let store = fx.store_over(counted);
+    let topic = store
+        .create_topic(NewTopic::new("refresh", 2))
+        .await
+        .unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let epoch = store.acquire_leadership(p0, 1).await.unwrap().leader_epoch;
+    store.acquire_leadership(p1, 1).await.unwrap();
+    let mut first = segment(vec![chunk(p0, epoch, 0, 2, 0), chunk(p1, epoch, 0, 2, 100)]);
+    first.producers = vec![
+        producer_at(p0, 7, 0, 1_000),
+        producer_at(p0, 9, 1, 1_000),
+        producer_at(p1, 21, 0, 1_000),
+        producer_at(p1, 23, 1, 1_000),
+    ];
+    store.commit_segment(&first).await.unwrap();
+
+    // 1. Expiry has read 7 and 9 as stale; a commit refreshes 7 before expiry
+    //    commits. Expiry must not remove the fresh 7.
+    gate.armed.store(true, Ordering::SeqCst);
+    let expiry = tokio::spawn({
+        let gated = gated.clone();
+        async move { gated.expire_producer_states(p0, epoch, 2_000).await }
+    });
+    gate.reached.notified().await;
+    let mut refresh = segment(vec![chunk(p0, epoch, 2, 1, 0)]);
+    refresh.producers = vec![producer_at(p0, 7, 2, 3_000)];
+    store.commit_segment(&refresh).await.unwrap();
+    assert!(injector.stats().peak_open_transactions >= 2);
+    let commits_before = gate.commits.load(Ordering::SeqCst);
+    gate.release.notify_one();
+    let expired = expiry.await.unwrap().unwrap();
+    assert_eq!(expired, vec![9], "expiry retried on the refreshed snapshot");
+    assert!(
+        gate.commits.load(Ordering::SeqCst) > commits_before,
+        "expiry was retried"
+    );
+    assert_eq!(producer_ids(&store, p0).await, vec![(7, 3_000)]);
+
+    // 2. A commit refreshing 21 has read its snapshot; expiry removes 21 and 23
+    //    first. The commit then writes 21 back (after a retry where the backend
+    //    conflicts it).
+    gate.armed.store(true, Ordering::SeqCst);
+    let mut refresh = segment(vec![chunk(p1, epoch, 2, 1, 0)]);
+    refresh.producers = vec![producer_at(p1, 21, 2, 4_000)];
+    let refreshing = tokio::spawn({
+        let gated = gated.clone();
+        async move { gated.commit_segment(&refresh).await }
+    });
+    gate.reached.notified().await;
+    assert_eq!(
+        store
+            .expire_producer_states(p1, epoch, 2_000)
+            .await
+            .unwrap(),
+        vec![21, 23]
+    );
+    gate.release.notify_one();
+    let outcome = refreshing.await.unwrap().unwrap();
+    assert_eq!(outcome.high_watermarks, vec![(p1, 3)]);
+    assert_eq!(producer_ids(&store, p1).await, vec![(21, 4_000)]);
+    assert_eq!(injector.stats().open_transactions, 0);
+}
+
+/// A takeover in one transaction: the new epoch and the producer states it
+/// serves from.
+async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("takeover", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let (state, producers) = store
+        .acquire_leadership_with_producers(tp, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.leader, state.leader_epoch, producers),
+        (Some(1), 1, vec![])
+    );
+    let mut commit = segment(vec![chunk(tp, 1, 0, 2, 0)]);
+    commit.producers = vec![producer_at(tp, 5, 0, 10), producer_at(tp, 6, 1, 20)];
+    store.commit_segment(&commit).await.unwrap();
+
+    let (state, producers) = store
+        .acquire_leadership_with_producers(tp, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.leader, state.leader_epoch, state.high_watermark),
+        (Some(2), 2, 2)
+    );
+    assert_eq!(
+        producers,
+        vec![
+            (5, commit.producers[0].state.clone()),
+            (6, commit.producers[1].state.clone())
+        ]
+    );
+    assert_eq!(store.partition_state(tp).await.unwrap(), state);
+    // The old leader is fenced from then on.
+    let stale = segment(vec![chunk(tp, 1, 2, 1, 0)]);
+    assert_eq!(
+        store.commit_segment(&stale).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    let missing = TopicPartition::new(topic.id, 3);
+    assert_eq!(
+        store
+            .acquire_leadership_with_producers(missing, 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
 async fn delete_records_moves_the_log_start_forward_only(fx: Fixture) {
     let store = fx.store();
     let topic = store
@@ -1772,6 +2069,9 @@ macro_rules! all_cases {
         $case!(agents_register_heartbeat_and_leave);
         $case!(group_offsets_and_producer_ids);
         $case!(producer_state_commits_with_its_segment_only);
+        $case!(producer_states_expire_under_the_leader_epoch_only);
+        $case!(producer_expiry_never_loses_a_state_refreshed_concurrently);
+        $case!(leadership_is_taken_with_its_producer_states);
         $case!(leadership_is_released_only_by_its_holder);
         $case!(coordinator_shards_are_released_only_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);
