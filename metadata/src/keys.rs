@@ -94,6 +94,17 @@ impl Keyspace {
             .pack(&("partition", partition.topic_id.0, partition.partition))
     }
 
+    /// The prefix of every partition state.
+    pub fn all_partitions(&self) -> Vec<u8> {
+        self.root.pack(&("partition",))
+    }
+
+    /// The partition of a [`Keyspace::partition`] key.
+    pub fn partition_of(&self, key: &[u8]) -> Option<TopicPartition> {
+        let (_, topic_id, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
+        Some(TopicPartition::new(TopicId(topic_id), partition))
+    }
+
     /// The prefix of a topic's partition states.
     pub fn partitions_of(&self, topic_id: TopicId) -> Vec<u8> {
         self.root.pack(&("partition", topic_id.0))
@@ -302,6 +313,18 @@ mod tests {
         assert_eq!(keys.index_entry_last_offset(&encoded[4]), Some(255));
         let other = TopicPartition::new(tp.topic_id, 30);
         assert!(!keys.index_entry(other, 0).starts_with(&prefix));
+    }
+
+    #[test]
+    fn partition_keys_decode_and_nest_under_every_partition() {
+        let keys = Keyspace::new("test");
+        let tp = TopicPartition::new(TopicId(Uuid::from_u128(9)), 4);
+        let key = keys.partition(tp);
+        assert!(key.starts_with(&keys.all_partitions()));
+        assert!(key.starts_with(&keys.partitions_of(tp.topic_id)));
+        assert_eq!(keys.partition_of(&key), Some(tp));
+        assert_eq!(keys.partition_of(&keys.topic(tp.topic_id)), None);
+        assert!(!keys.topic(tp.topic_id).starts_with(&keys.all_partitions()));
     }
 
     #[test]

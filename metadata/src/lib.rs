@@ -18,12 +18,23 @@
 //! Keys are tuple-encoded ([`keys`], the only module that lays out keys); values
 //! carry a format version byte ([`codec`]).
 //!
-//! The segment index maps offsets to chunks of segment objects
-//! ([`MetadataStore::commit_segment`], [`MetadataStore::lookup`]); beside it, each
-//! partition keeps a time index of the chunks that raised its running maximum
-//! timestamp, so `ListOffsets` by timestamp reads a few keys however long the
-//! log is ([`MetadataStore::lookup_by_timestamp`],
-//! [`MetadataStore::max_timestamp`]).
+//! How an agent uses the domain, and where each part lives (every module extends
+//! `impl MetadataStore`):
+//!
+//! | the agent... | operations | module |
+//! |---|---|---|
+//! | creates, alters and deletes topics | [`MetadataStore::create_topic`], [`MetadataStore::delete_topic`], ... | `store` |
+//! | balances partitions over agents (one snapshot per poll) | [`MetadataStore::all_partition_states`], [`MetadataStore::list_agents`] | `store` |
+//! | takes a partition over: a new epoch and the producer states to serve from, in one transaction | [`MetadataStore::acquire_leadership_with_producers`] | `store`, `producers` |
+//! | flushes: index entries, high watermarks and producer states, fenced by epoch, idempotent on the segment id | [`MetadataStore::commit_segment`] | `store` |
+//! | fetches by offset | [`MetadataStore::lookup`] | `store` |
+//! | answers `ListOffsets` by timestamp: a time index of the chunks that raised the partition's running maximum timestamp, so a search reads a few keys however long the log | [`MetadataStore::lookup_by_timestamp`], [`MetadataStore::max_timestamp`] | `time_index` |
+//! | expires idle producer ids (fenced by epoch) | [`MetadataStore::expire_producer_states`] | `producers` |
+//! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
+//! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
+//!
+//! Blocking: no operation blocks an async worker thread; the SQLite backend runs
+//! its file I/O and lock waits on Tokio's blocking pool.
 //!
 //! What this crate must never do: talk to object storage, or let a commit for a
 //! partition succeed under an epoch other than the partition's current one.

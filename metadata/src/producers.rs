@@ -63,7 +63,9 @@ impl MetadataStore {
     /// (`last_timestamp`) is below `older_than_timestamp_ms`, and returns their
     /// producer ids in order. One transaction, fenced by `leader_epoch`: if the
     /// partition's epoch moved on, it is [`MetadataError::Fenced`] and removes
-    /// nothing. See the [module docs](self) for races with segment commits.
+    /// nothing. The states it removes are read in the same transaction, so a
+    /// concurrent segment commit that refreshes one either commits first (this
+    /// conflicts, retries and keeps it) or after (and writes it back).
     pub async fn expire_producer_states(
         &self,
         partition: TopicPartition,

@@ -16,12 +16,14 @@
 //!   made under the old epoch is [`MetadataError::Fenced`];
 //!   [`acquire_leadership_with_producers`](MetadataStore::acquire_leadership_with_producers)
 //!   also reads the producer states, in the same transaction.
+//! - [`MetadataStore::all_partition_states`]: every topic and its partition
+//!   states, from one snapshot.
 //! - [`MetadataStore::delete_records`]: reads the partition's bounds and moves its
 //!   log start offset forward in the same transaction; it never moves backwards.
 //! - [`MetadataStore::epoch_end_offset`]: reads the partition's state and the tail
 //!   of its index from one snapshot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fjord_common::{Clock, IdGenerator};
@@ -410,6 +412,46 @@ impl MetadataStore {
                 pairs
                     .iter()
                     .map(|pair| codec::decode::<PartitionState>(&pair.value))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Every topic, ordered by id, with its partition states by partition index,
+    /// from one snapshot (two range reads, however many topics): what a balancer
+    /// polls. A topic is never seen half created or half deleted.
+    pub async fn all_partition_states(
+        &self,
+    ) -> Result<Vec<(TopicMeta, Vec<PartitionState>)>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let topics = txn
+                    .get_prefix(&keys.topics(), RangeOptions::default())
+                    .await?;
+                let partitions = txn
+                    .get_prefix(&keys.all_partitions(), RangeOptions::default())
+                    .await?;
+                let mut states: BTreeMap<TopicId, Vec<PartitionState>> = BTreeMap::new();
+                for pair in &partitions {
+                    let partition =
+                        keys.partition_of(&pair.key)
+                            .ok_or_else(|| MetadataError::Corrupt {
+                                what: PartitionState::WHAT,
+                                detail: "malformed partition key".into(),
+                            })?;
+                    states
+                        .entry(partition.topic_id)
+                        .or_default()
+                        .push(codec::decode(&pair.value)?);
+                }
+                topics
+                    .iter()
+                    .map(|pair| {
+                        let topic: TopicMeta = codec::decode(&pair.value)?;
+                        let partitions = states.remove(&topic.id).unwrap_or_default();
+                        Ok((topic, partitions))
+                    })
                     .collect()
             })
             .await

@@ -141,7 +141,12 @@ impl MetadataStore {
     /// reaches `timestamp`, which holds the record, unless that chunk starts
     /// below the log start: then they start at the entry covering the log start
     /// and [`TimestampLookup::clamped`] is set. No entries: no record reaches
-    /// `timestamp`. See the [module docs](self).
+    /// `timestamp`.
+    ///
+    /// Cost: one range read of the time index and one of the index, however
+    /// long the log, for partitions created with the time index. Partitions
+    /// written before it also scan their older entries (from the log start to
+    /// [`PartitionState::time_indexed_from`]) until the log start passes them.
     pub async fn lookup_by_timestamp(
         &self,
         partition: TopicPartition,
@@ -207,7 +212,9 @@ impl MetadataStore {
     /// it (Kafka's `ListOffsets` for `MAX_TIMESTAMP`), with the partition's
     /// state, from one snapshot. If that chunk starts below the log start the
     /// answer is [`MaxTimestampLookup::below_log_start`] instead: the time index
-    /// cannot tell the largest readable timestamp. See the [module docs](self).
+    /// cannot tell the largest readable timestamp. The answer reads the last
+    /// time-index point (plus, for partitions written before the time index,
+    /// their older entries, as [`MetadataStore::lookup_by_timestamp`] does).
     pub async fn max_timestamp(
         &self,
         partition: TopicPartition,

@@ -1549,6 +1549,71 @@ async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
     );
 }
 
+/// The balancer's view: every topic with all its partitions, as the per-topic
+/// reads give them, and never a topic half created or half deleted while
+/// topics come and go.
+async fn all_partition_states_come_from_one_snapshot(fx: Fixture) {
+    let store = fx.store();
+    let a = store.create_topic(NewTopic::new("a", 3)).await.unwrap();
+    let b = store.create_topic(NewTopic::new("b", 1)).await.unwrap();
+    let a1 = TopicPartition::new(a.id, 1);
+    let epoch = store.acquire_leadership(a1, 4).await.unwrap().leader_epoch;
+    store
+        .commit_segment(&segment(vec![chunk(a1, epoch, 0, 6, 0)]))
+        .await
+        .unwrap();
+    store.create_partitions("b", 2).await.unwrap();
+
+    let all = store.all_partition_states().await.unwrap();
+    let mut expected = Vec::new();
+    for topic in store.list_topics().await.unwrap() {
+        let states = store.partition_states(topic.id).await.unwrap();
+        expected.push((topic, states));
+    }
+    assert_eq!(all, expected);
+    let a_states = &all.iter().find(|(topic, _)| topic.id == a.id).unwrap().1;
+    assert_eq!(a_states.len(), 3);
+    assert_eq!(
+        (a_states[1].leader, a_states[1].high_watermark),
+        (Some(4), 6)
+    );
+    let b_states = &all.iter().find(|(topic, _)| topic.id == b.id).unwrap().1;
+    assert_eq!(b_states.len(), 2);
+
+    // Topics created, grown and deleted meanwhile: every answer is whole.
+    let churn = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for round in 0..15 {
+                let name = format!("churn-{round}");
+                store.create_topic(NewTopic::new(&name, 4)).await.unwrap();
+                store.create_partitions(&name, 7).await.unwrap();
+                if round % 2 == 0 {
+                    store.delete_topic(&name).await.unwrap();
+                }
+            }
+        }
+    });
+    let mut answers = 0;
+    while !churn.is_finished() || answers == 0 {
+        for (topic, states) in store.all_partition_states().await.unwrap() {
+            assert_eq!(states.len() as i32, topic.partition_count, "{topic:?}");
+        }
+        answers += 1;
+        tokio::task::yield_now().await;
+    }
+    churn.await.unwrap();
+    let names: Vec<String> = store
+        .all_partition_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(topic, _)| topic.name)
+        .collect();
+    assert_eq!(names.len(), 2 + 7, "{names:?}");
+    assert!(!names.contains(&"churn-0".to_owned()) && names.contains(&"churn-1".to_owned()));
+}
+
 async fn delete_records_moves_the_log_start_forward_only(fx: Fixture) {
     let store = fx.store();
     let topic = store
@@ -2072,6 +2137,7 @@ macro_rules! all_cases {
         $case!(producer_states_expire_under_the_leader_epoch_only);
         $case!(producer_expiry_never_loses_a_state_refreshed_concurrently);
         $case!(leadership_is_taken_with_its_producer_states);
+        $case!(all_partition_states_come_from_one_snapshot);
         $case!(leadership_is_released_only_by_its_holder);
         $case!(coordinator_shards_are_released_only_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);

@@ -27,7 +27,7 @@
 //! for its commit. [`SqliteBackend::open`] itself is synchronous: call it from a
 //! blocking context ([`crate::open`] does).
 //!
-//! Waiting for locks is SQLite's own busy handler ([`BUSY_TIMEOUT`]), except for
+//! Waiting for locks is SQLite's own busy handler (`BUSY_TIMEOUT`, 5 s), except for
 //! the switch of a fresh file to WAL mode: SQLite answers `SQLITE_BUSY` at once,
 //! without calling the busy handler, to connections that race for it (measured:
 //! 45 of 2,400 racing first opens failed at once despite a 5 s busy timeout), so
