@@ -533,8 +533,19 @@ impl MetadataStore {
     // ----- the segment index -----
 
     /// Commits one segment object to the index: see the module docs for the checks.
-    /// On [`MetadataError::Fenced`] or [`MetadataError::OffsetMismatch`] nothing is
-    /// written; the caller may commit the remaining chunks under the same segment id.
+    ///
+    /// What an error means for the caller:
+    ///
+    /// - [`MetadataError::Fenced`], [`MetadataError::OffsetMismatch`],
+    ///   [`MetadataError::UnknownPartition`] (its topic was deleted meanwhile):
+    ///   nothing was written and the error names the partition; the caller may
+    ///   commit the remaining chunks under the same segment id.
+    /// - [`ErrorKind::MaybeCommitted`](crate::ErrorKind::MaybeCommitted): the
+    ///   retries ran out after an attempt whose outcome is unknown. Calling again
+    ///   with the same commit settles it: a commit that had applied answers
+    ///   `replayed` and writes nothing.
+    /// - [`ErrorKind::Retryable`](crate::ErrorKind::Retryable): nothing was
+    ///   written; the same commit may be retried.
     pub async fn commit_segment(
         &self,
         commit: &SegmentCommit,

@@ -753,6 +753,93 @@ async fn segment_commits_under_injected_faults_apply_exactly_once(fx: Fixture) {
     assert!(stats.transactions > 0);
 }
 
+/// What the agent's commit path relies on (review H4): when retries run out
+/// after an unknown outcome the error says so, never "not committed", and the
+/// same commit called again settles it; a chunk of a deleted topic is refused
+/// by name, and the rest commits under the same segment id.
+async fn segment_commit_errors_tell_the_caller_what_to_do(fx: Fixture) {
+    let injector = FaultInjector::new(17);
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_micros(100),
+        max_backoff: std::time::Duration::from_millis(1),
+    };
+    let store = MetadataStore::new(
+        Database::new(injector.wrap(fx.backend.clone()), policy, 42),
+        &fx.cluster,
+        Arc::new(ManualClock::new(1_700_000_000_000)),
+        Arc::new(RandomIds::new()),
+    );
+    let topic = store
+        .create_topic(NewTopic::new("settled", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+
+    let mut base = 0;
+    for (fault, applied) in [
+        (Fault::MaybeCommittedApplied, true),
+        (Fault::MaybeCommittedNotApplied, false),
+    ] {
+        injector
+            .inject(Operation::Commit, fault, Trigger::Always)
+            .unwrap();
+        let commit = segment(vec![chunk(tp, epoch, base, 4, 0)]);
+        let error = store.commit_segment(&commit).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::MaybeCommitted,
+            "{fault:?}: {error}"
+        );
+        assert!(!error.is_certainly_not_committed());
+        injector.clear();
+        let settled = store.commit_segment(&commit).await.unwrap();
+        assert_eq!(settled.replayed, applied, "{fault:?}");
+        base += 4;
+        assert_eq!(
+            store.partition_state(tp).await.unwrap().high_watermark,
+            base
+        );
+    }
+
+    // A topic deleted while a flush was in flight.
+    let other = store
+        .create_topic(NewTopic::new("doomed", 1))
+        .await
+        .unwrap();
+    let doomed = TopicPartition::new(other.id, 0);
+    let doomed_epoch = store
+        .acquire_leadership(doomed, 1)
+        .await
+        .unwrap()
+        .leader_epoch;
+    store.delete_topic("doomed").await.unwrap();
+    let both = segment(vec![
+        chunk(tp, epoch, base, 2, 0),
+        chunk(doomed, doomed_epoch, 0, 2, 100),
+    ]);
+    let error = store.commit_segment(&both).await.unwrap_err();
+    assert!(
+        matches!(error, MetadataError::UnknownPartition { partition } if partition == doomed),
+        "{error}"
+    );
+    assert!(error.is_certainly_not_committed());
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().high_watermark,
+        base
+    );
+    let rest = SegmentCommit {
+        chunks: vec![both.chunks[0]],
+        ..both.clone()
+    };
+    assert!(!store.commit_segment(&rest).await.unwrap().replayed);
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().high_watermark,
+        base + 2
+    );
+}
+
 async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
     let store = fx.store();
     let topic = store
@@ -2129,6 +2216,7 @@ macro_rules! all_cases {
         $case!(stale_epoch_commits_are_fenced_and_write_nothing);
         $case!(segment_commit_retry_after_lost_reply_does_not_double_count);
         $case!(segment_commits_under_injected_faults_apply_exactly_once);
+        $case!(segment_commit_errors_tell_the_caller_what_to_do);
         $case!(segment_commits_keep_offsets_contiguous);
         $case!(topics_are_created_listed_altered_and_deleted);
         $case!(agents_register_heartbeat_and_leave);

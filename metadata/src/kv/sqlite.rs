@@ -24,7 +24,8 @@
 //! waits for a read in flight. `BEGIN DEFERRED` runs with the transaction's first
 //! read or its commit (SQLite takes a deferred transaction's snapshot at its first
 //! read anyway), so a transaction costs one blocking-pool hop per read plus one
-//! for its commit. [`SqliteBackend::open`] itself is synchronous: call it from a
+//! for a commit that writes (a read-only transaction ends on the calling thread:
+//! it only releases a WAL read mark). [`SqliteBackend::open`] itself is synchronous: call it from a
 //! blocking context ([`crate::open`] does).
 //!
 //! Waiting for locks is SQLite's own busy handler (`BUSY_TIMEOUT`, 5 s), except for
