@@ -79,6 +79,8 @@ mod tests {
             leader_epoch: 7,
             log_start_offset: 10,
             high_watermark: 1_000,
+            max_timestamp: Some(1_700_000_000_000),
+            time_indexed_from: 0,
         };
         let bytes = encode(&state);
         assert_eq!(bytes[0], PartitionState::VERSION);
@@ -155,5 +157,50 @@ mod older_versions {
         let mut unknown = encoded.clone();
         unknown[0] = 0;
         assert!(decode::<IndexEntry>(&unknown).is_err());
+    }
+}
+
+#[cfg(test)]
+mod partition_state_versions {
+    use super::*;
+    use crate::PartitionState;
+
+    /// Version 1 of a partition state, as that build wrote it (no time index).
+    #[derive(Serialize)]
+    struct PartitionStateV1 {
+        leader: Option<i32>,
+        leader_epoch: i32,
+        log_start_offset: i64,
+        high_watermark: i64,
+    }
+
+    #[test]
+    fn a_partition_state_written_by_version_1_reads_as_time_indexed_from_its_high_watermark() {
+        let v1 = PartitionStateV1 {
+            leader: Some(4),
+            leader_epoch: 9,
+            log_start_offset: 100,
+            high_watermark: 5_000,
+        };
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        // Pinned: the bytes version 1 wrote (postcard zigzag varints).
+        assert_eq!(bytes, [1, 1, 8, 18, 200, 1, 144, 78]);
+        let state: PartitionState = decode(&bytes).unwrap();
+        assert_eq!(
+            state,
+            PartitionState {
+                leader: Some(4),
+                leader_epoch: 9,
+                log_start_offset: 100,
+                high_watermark: 5_000,
+                max_timestamp: None,
+                time_indexed_from: 5_000,
+            }
+        );
+        // Written back, it is the current version and keeps where indexing began.
+        let rewritten = encode(&state);
+        assert_eq!(rewritten[0], PartitionState::VERSION);
+        assert_eq!(decode::<PartitionState>(&rewritten).unwrap(), state);
     }
 }

@@ -9,6 +9,7 @@
 //! | `("topic", topic_id)` | [`TopicMeta`](crate::TopicMeta) |
 //! | `("partition", topic_id, partition)` | [`PartitionState`](crate::PartitionState) |
 //! | `("index", topic_id, partition, last_offset)` | [`IndexEntry`](crate::IndexEntry) |
+//! | `("time_index", topic_id, partition, running_max_timestamp)` | `TimeIndexPoint` (the chunk that raised the partition's running maximum timestamp to this one) |
 //! | `("producer", topic_id, partition, producer_id)` | [`ProducerState`](crate::ProducerState) |
 //! | `("segment", segment_id)` | [`SegmentRecord`](crate::SegmentRecord) |
 //! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
@@ -36,6 +37,12 @@
 //!
 //! Index entries are keyed by their *last* offset, so the entry covering offset `o`
 //! is the first at or after `("index", t, p, o)`: one forward range read.
+//!
+//! Time-index points are keyed by the running maximum timestamp a chunk raised
+//! its partition to. The running maximum only grows, so points ordered by
+//! timestamp are also ordered by offset, and the first chunk whose running
+//! maximum reaches `ts` is the point at or after `("time_index", t, p, ts)`: one
+//! forward range read, whatever the order of the timestamps in the log.
 
 use foundationdb_tuple::Subspace;
 use uuid::Uuid;
@@ -87,6 +94,17 @@ impl Keyspace {
             .pack(&("partition", partition.topic_id.0, partition.partition))
     }
 
+    /// The prefix of every partition state.
+    pub fn all_partitions(&self) -> Vec<u8> {
+        self.root.pack(&("partition",))
+    }
+
+    /// The partition of a [`Keyspace::partition`] key.
+    pub fn partition_of(&self, key: &[u8]) -> Option<TopicPartition> {
+        let (_, topic_id, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
+        Some(TopicPartition::new(TopicId(topic_id), partition))
+    }
+
     /// The prefix of a topic's partition states.
     pub fn partitions_of(&self, topic_id: TopicId) -> Vec<u8> {
         self.root.pack(&("partition", topic_id.0))
@@ -106,6 +124,38 @@ impl Keyspace {
     pub fn index_of(&self, partition: TopicPartition) -> Vec<u8> {
         self.root
             .pack(&("index", partition.topic_id.0, partition.partition))
+    }
+
+    /// A time-index point: the chunk that raised the partition's running maximum
+    /// timestamp to `running_max_timestamp`.
+    pub fn time_index_point(
+        &self,
+        partition: TopicPartition,
+        running_max_timestamp: i64,
+    ) -> Vec<u8> {
+        self.root.pack(&(
+            "time_index",
+            partition.topic_id.0,
+            partition.partition,
+            running_max_timestamp,
+        ))
+    }
+
+    /// The prefix of a partition's time index.
+    pub fn time_index_of(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root
+            .pack(&("time_index", partition.topic_id.0, partition.partition))
+    }
+
+    /// The prefix of a topic's time indexes.
+    pub fn time_index_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("time_index", topic_id.0))
+    }
+
+    /// The running maximum timestamp in a [`Keyspace::time_index_point`] key.
+    pub fn time_index_timestamp(&self, key: &[u8]) -> Option<i64> {
+        let (_, _, _, timestamp): (String, Uuid, i32, i64) = self.root.unpack(key).ok()?;
+        Some(timestamp)
     }
 
     /// An idempotent producer's state on a partition.
@@ -263,6 +313,40 @@ mod tests {
         assert_eq!(keys.index_entry_last_offset(&encoded[4]), Some(255));
         let other = TopicPartition::new(tp.topic_id, 30);
         assert!(!keys.index_entry(other, 0).starts_with(&prefix));
+    }
+
+    #[test]
+    fn partition_keys_decode_and_nest_under_every_partition() {
+        let keys = Keyspace::new("test");
+        let tp = TopicPartition::new(TopicId(Uuid::from_u128(9)), 4);
+        let key = keys.partition(tp);
+        assert!(key.starts_with(&keys.all_partitions()));
+        assert!(key.starts_with(&keys.partitions_of(tp.topic_id)));
+        assert_eq!(keys.partition_of(&key), Some(tp));
+        assert_eq!(keys.partition_of(&keys.topic(tp.topic_id)), None);
+        assert!(!keys.topic(tp.topic_id).starts_with(&keys.all_partitions()));
+    }
+
+    #[test]
+    fn time_index_keys_order_by_timestamp_within_a_partition() {
+        let keys = Keyspace::new("test");
+        let tp = TopicPartition::new(TopicId(Uuid::from_u128(7)), 3);
+        let timestamps = [i64::MIN, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        let encoded: Vec<Vec<u8>> = timestamps
+            .iter()
+            .map(|t| keys.time_index_point(tp, *t))
+            .collect();
+        let mut sorted = encoded.clone();
+        sorted.sort();
+        assert_eq!(encoded, sorted);
+        let prefix = keys.time_index_of(tp);
+        assert!(encoded.iter().all(|k| k.starts_with(&prefix)));
+        assert!(prefix.starts_with(&keys.time_index_of_topic(tp.topic_id)));
+        assert_eq!(keys.time_index_timestamp(&encoded[1]), Some(-1));
+        // Neither the index nor another partition share the prefix.
+        assert!(!keys.index_entry(tp, 0).starts_with(&prefix));
+        let other = TopicPartition::new(tp.topic_id, 30);
+        assert!(!keys.time_index_point(other, 0).starts_with(&prefix));
     }
 
     #[test]

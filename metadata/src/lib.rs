@@ -7,12 +7,34 @@
 //!
 //! - [`kv`]: an FDB-shaped ordered key-value store with serializable, optimistic,
 //!   retried transactions. Backends: [`kv::memory`], [`kv::sqlite`] (default) and
-//!   `kv::fdb` (cargo feature `fdb`), chosen at run time by URL ([`open`]).
+//!   `kv::fdb` (cargo feature `fdb`), chosen at run time by URL ([`open`];
+//!   [`open_with_options`] takes the components, [`OpenOptions`]). The
+//!   [`kv::fault`] decorator injects unavailability, lost commit replies, delays
+//!   and timeouts into any backend, seeded and scriptable from a text spec
+//!   ([`open_with_faults`]).
 //! - [`MetadataStore`]: the domain, written once over [`kv::Database`]. Every
 //!   operation is one transaction; its docs say what it reads and what it fences on.
 //!
 //! Keys are tuple-encoded ([`keys`], the only module that lays out keys); values
 //! carry a format version byte ([`codec`]).
+//!
+//! How an agent uses the domain, and where each part lives (every module extends
+//! `impl MetadataStore`):
+//!
+//! | the agent... | operations | module |
+//! |---|---|---|
+//! | creates, alters and deletes topics | [`MetadataStore::create_topic`], [`MetadataStore::delete_topic`], ... | `store` |
+//! | balances partitions over agents (one snapshot per poll) | [`MetadataStore::all_partition_states`], [`MetadataStore::list_agents`] | `store` |
+//! | takes a partition over: a new epoch and the producer states to serve from, in one transaction | [`MetadataStore::acquire_leadership_with_producers`] | `store`, `producers` |
+//! | flushes: index entries, high watermarks and producer states, fenced by epoch, idempotent on the segment id | [`MetadataStore::commit_segment`] | `store` |
+//! | fetches by offset | [`MetadataStore::lookup`] | `store` |
+//! | answers `ListOffsets` by timestamp: a time index of the chunks that raised the partition's running maximum timestamp, so a search reads a few keys however long the log | [`MetadataStore::lookup_by_timestamp`], [`MetadataStore::max_timestamp`] | `time_index` |
+//! | expires idle producer ids (fenced by epoch) | [`MetadataStore::expire_producer_states`] | `producers` |
+//! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
+//! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
+//!
+//! Blocking: no operation blocks an async worker thread; the SQLite backend runs
+//! its file I/O and lock waits on Tokio's blocking pool.
 //!
 //! What this crate must never do: talk to object storage, or let a commit for a
 //! partition succeed under an epoch other than the partition's current one.
@@ -38,10 +60,14 @@ pub mod keys;
 pub mod kv;
 mod model;
 mod open;
+mod producers;
 mod store;
+mod time_index;
 
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use model::*;
-pub use open::{BackendUrl, DEFAULT_CLUSTER, open, open_with};
+pub use open::{
+    BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
+};
 pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};

@@ -99,7 +99,8 @@ impl Versioned for TopicMeta {
     const VERSION: u8 = 1;
 }
 
-/// A partition's leadership and log bounds.
+/// A partition's leadership, log bounds and the running maximum of its time
+/// index (see [`MetadataStore::lookup_by_timestamp`](crate::MetadataStore::lookup_by_timestamp)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// The agent (node id) that leads it, if any.
@@ -110,10 +111,71 @@ pub struct PartitionState {
     pub log_start_offset: i64,
     /// The offset after the last committed record.
     pub high_watermark: i64,
+    /// The largest chunk timestamp committed at or after `time_indexed_from`
+    /// (the running maximum the time index steps along); `None` before the
+    /// first such chunk.
+    pub max_timestamp: Option<i64>,
+    /// The first offset the time index covers: 0 for partitions created by a
+    /// build with the time index, the high watermark at upgrade for older ones
+    /// (their earlier index entries are searched entry by entry).
+    pub time_indexed_from: i64,
+}
+
+impl PartitionState {
+    /// A new partition: leaderless at epoch 0, empty, time-indexed from 0.
+    pub(crate) fn empty() -> Self {
+        Self {
+            leader: None,
+            leader_epoch: 0,
+            log_start_offset: 0,
+            high_watermark: 0,
+            max_timestamp: None,
+            time_indexed_from: 0,
+        }
+    }
+}
+
+/// [`PartitionState`] as version 1 wrote it (no time index).
+#[derive(Deserialize)]
+struct PartitionStateV1 {
+    leader: Option<i32>,
+    leader_epoch: i32,
+    log_start_offset: i64,
+    high_watermark: i64,
 }
 
 impl Versioned for PartitionState {
     const WHAT: &'static str = "partition state";
+    /// Version 1 had no time index; it reads as a partition time-indexed from
+    /// its high watermark on.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<PartitionStateV1>(body).map(|v1| Self {
+                leader: v1.leader,
+                leader_epoch: v1.leader_epoch,
+                log_start_offset: v1.log_start_offset,
+                high_watermark: v1.high_watermark,
+                max_timestamp: None,
+                time_indexed_from: v1.high_watermark,
+            })
+        })
+    }
+}
+
+/// The value of a time-index key: the chunk that raised its partition's running
+/// maximum timestamp to the key's timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TimeIndexPoint {
+    /// The chunk's first offset.
+    pub(crate) base_offset: i64,
+    /// The chunk's last offset (its index entry's key).
+    pub(crate) last_offset: i64,
+}
+
+impl Versioned for TimeIndexPoint {
+    const WHAT: &'static str = "time index point";
     const VERSION: u8 = 1;
 }
 
@@ -304,6 +366,49 @@ pub struct IndexLookup {
     /// Entries in offset order, the first covering the offset asked for (unless
     /// it is below the log start or at/after the high watermark).
     pub entries: Vec<IndexEntry>,
+}
+
+/// The answer to [`MetadataStore::lookup_by_timestamp`](crate::MetadataStore::lookup_by_timestamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampLookup {
+    /// The partition's state, from the same snapshot.
+    pub state: PartitionState,
+    /// Index entries in offset order. No readable record (at or after the log
+    /// start) before the first of them has a timestamp at or above the one asked
+    /// for. Empty when no readable record can have one.
+    pub entries: Vec<IndexEntry>,
+    /// The search was clamped to the log start: the first chunk reaching the
+    /// timestamp starts below it (its qualifying records may have been deleted),
+    /// so `entries` start at the entry covering the log start and the first
+    /// qualifying record may lie in any of them, or past them (read on with
+    /// [`MetadataStore::lookup`](crate::MetadataStore::lookup)). When `false`,
+    /// the first entry holds the first qualifying record.
+    pub clamped: bool,
+}
+
+/// The largest timestamp of a partition's log and the chunk that first holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampMax {
+    /// The largest record timestamp.
+    pub timestamp: i64,
+    /// The first chunk holding a record with it.
+    pub entry: IndexEntry,
+}
+
+/// The answer to [`MetadataStore::max_timestamp`](crate::MetadataStore::max_timestamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxTimestampLookup {
+    /// The partition's state, from the same snapshot.
+    pub state: PartitionState,
+    /// The largest timestamp among the readable records and the first chunk
+    /// holding it. `None` when the log holds no record, or when
+    /// `below_log_start`.
+    pub max: Option<TimestampMax>,
+    /// The largest timestamp the log ever held was first reached in a chunk
+    /// that starts below the log start (records deleted since, or a chunk the log
+    /// start cuts): the time index cannot tell the largest readable timestamp,
+    /// and the caller searches from the log start.
+    pub below_log_start: bool,
 }
 
 /// A registered agent.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use fjord_common::{Clock, IdGenerator, RandomIds, SystemClock};
 
+use crate::kv::fault::{FaultInjector, FaultSpec};
 use crate::kv::memory::MemoryBackend;
-use crate::kv::{Database, KvBackend, RetryPolicy};
+use crate::kv::{Database, KvBackend, KvError, RetryPolicy};
 use crate::{MetadataError, MetadataStore};
 
 /// The cluster name used when none is given.
@@ -69,17 +70,40 @@ impl BackendUrl {
     }
 }
 
+/// How to open a store, besides its URL. Every field has a default
+/// ([`OpenOptions::default`]): the default cluster, the default retry policy, the
+/// system clock, random ids and no faults.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The cluster whose keyspace the store uses.
+    pub cluster: String,
+    /// How transactions are retried.
+    pub retry_policy: RetryPolicy,
+    /// The clock for informational timestamps.
+    pub clock: Arc<dyn Clock>,
+    /// Topic and segment ids.
+    pub ids: Arc<dyn IdGenerator>,
+    /// Faults to inject between the store and its backend (tests, simulation,
+    /// chaos runs); `None` in production.
+    pub faults: Option<FaultInjector>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            cluster: DEFAULT_CLUSTER.to_owned(),
+            retry_policy: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds::new()),
+            faults: None,
+        }
+    }
+}
+
 /// Opens the metadata store at `url` with the system clock, random ids, the default
 /// retry policy and the default cluster.
 pub async fn open(url: &str) -> Result<MetadataStore, MetadataError> {
-    open_with(
-        url,
-        DEFAULT_CLUSTER,
-        RetryPolicy::default(),
-        Arc::new(SystemClock),
-        Arc::new(RandomIds::new()),
-    )
-    .await
+    open_with_options(url, OpenOptions::default()).await
 }
 
 /// Opens the metadata store at `url` with explicit components.
@@ -90,10 +114,57 @@ pub async fn open_with(
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
 ) -> Result<MetadataStore, MetadataError> {
-    let backend = BackendUrl::parse(url)?.backend(url)?;
+    let options = OpenOptions {
+        cluster: cluster.to_owned(),
+        retry_policy: policy,
+        clock,
+        ids,
+        faults: None,
+    };
+    open_with_options(url, options).await
+}
+
+/// Opens the metadata store at `url` with defaults, injecting the faults of
+/// `spec` (seeded with `seed`, so a run replays). The returned injector steers
+/// the faults and counts them.
+pub async fn open_with_faults(
+    url: &str,
+    spec: &FaultSpec,
+    seed: u64,
+) -> Result<(MetadataStore, FaultInjector), MetadataError> {
+    let injector = FaultInjector::with_spec(spec, seed);
+    let options = OpenOptions {
+        faults: Some(injector.clone()),
+        ..OpenOptions::default()
+    };
+    Ok((open_with_options(url, options).await?, injector))
+}
+
+/// Opens the metadata store at `url` as `options` say.
+pub async fn open_with_options(
+    url: &str,
+    options: OpenOptions,
+) -> Result<MetadataStore, MetadataError> {
+    let OpenOptions {
+        cluster,
+        retry_policy,
+        clock,
+        ids,
+        faults,
+    } = options;
+    let parsed = BackendUrl::parse(url)?;
+    // Opening a file or a cluster blocks (SQLite may wait for the write lock to
+    // migrate): never on an async worker thread.
+    let owned_url = url.to_owned();
+    let mut backend = tokio::task::spawn_blocking(move || parsed.backend(&owned_url))
+        .await
+        .map_err(|e| KvError::Backend(format!("opening {url}: blocking task failed: {e}")))??;
+    if let Some(injector) = faults {
+        backend = injector.wrap(backend);
+    }
     let jitter_seed = u64::from_le_bytes(ids.uuid().as_bytes()[..8].try_into().unwrap_or([0; 8]));
-    let db = Database::new(backend, policy, jitter_seed);
-    Ok(MetadataStore::new(db, cluster, clock, ids))
+    let db = Database::new(backend, retry_policy, jitter_seed);
+    Ok(MetadataStore::new(db, &cluster, clock, ids))
 }
 
 #[cfg(test)]
@@ -115,5 +186,24 @@ mod tests {
         assert!(BackendUrl::parse("postgres://x").is_err());
         assert!(BackendUrl::parse("sqlite://").is_err());
         assert!(BackendUrl::parse("no-scheme").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_with_faults_retries_through_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("meta.db").display());
+        for url in ["memory://", sqlite.as_str()] {
+            let spec: FaultSpec = "begin:unavailable:next=1,commit:maybe-committed-applied:next=1"
+                .parse()
+                .unwrap();
+            let (store, faults) = open_with_faults(url, &spec, 5).await.unwrap();
+            let topic = store
+                .create_topic(crate::NewTopic::new("t", 2))
+                .await
+                .unwrap();
+            assert_eq!(store.describe_topic("t").await.unwrap(), topic, "{url}");
+            assert_eq!(faults.injected(), 2, "{url}");
+            assert_eq!(faults.seed(), 5);
+        }
     }
 }

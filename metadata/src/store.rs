@@ -8,17 +8,22 @@
 //!   name mapping and its partition states change together.
 //! - [`MetadataStore::commit_segment`]: for every chunk, checks that the partition's
 //!   leader epoch equals the chunk's and that the chunk starts at the high
-//!   watermark, then writes the index entries, advances the high watermarks and
-//!   records the segment — all or nothing. It is idempotent on the segment id: a
+//!   watermark, then writes the index entries (and a time-index point where a
+//!   chunk raises the partition's running maximum timestamp), advances the high
+//!   watermarks and records the segment — all or nothing. It is idempotent on the segment id: a
 //!   retry after a lost reply finds the segment record and writes nothing.
 //! - [`MetadataStore::acquire_leadership`]: bumps the epoch, so every later commit
-//!   made under the old epoch is [`MetadataError::Fenced`].
+//!   made under the old epoch is [`MetadataError::Fenced`];
+//!   [`acquire_leadership_with_producers`](MetadataStore::acquire_leadership_with_producers)
+//!   also reads the producer states, in the same transaction.
+//! - [`MetadataStore::all_partition_states`]: every topic and its partition
+//!   states, from one snapshot.
 //! - [`MetadataStore::delete_records`]: reads the partition's bounds and moves its
 //!   log start offset forward in the same transaction; it never moves backwards.
 //! - [`MetadataStore::epoch_end_offset`]: reads the partition's state and the tail
 //!   of its index from one snapshot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fjord_common::{Clock, IdGenerator};
@@ -228,12 +233,7 @@ impl MetadataStore {
                     }
                     write(&txn, &name_key, &TopicNameRecord { topic_id: topic.id });
                     write(&txn, &keys.topic(topic.id), &topic);
-                    let empty = PartitionState {
-                        leader: None,
-                        leader_epoch: 0,
-                        log_start_offset: 0,
-                        high_watermark: 0,
-                    };
+                    let empty = PartitionState::empty();
                     for partition in 0..topic.partition_count {
                         let tp = TopicPartition::new(topic.id, partition);
                         write(&txn, &keys.partition(tp), &empty);
@@ -308,6 +308,9 @@ impl MetadataStore {
                 txn.clear(&keys.topic(topic.id));
                 txn.clear_prefix(&keys.partitions_of(topic.id));
                 txn.clear_prefix(&keys.producer_states_of_topic(topic.id));
+                // The time index goes with the topic; its index entries stay for
+                // the garbage collector (see DeletedTopic).
+                txn.clear_prefix(&keys.time_index_of_topic(topic.id));
                 let record = DeletedTopic {
                     topic: topic.clone(),
                     deleted_at_ms,
@@ -335,12 +338,7 @@ impl MetadataStore {
                         topic.partition_count
                     )));
                 }
-                let empty = PartitionState {
-                    leader: None,
-                    leader_epoch: 0,
-                    log_start_offset: 0,
-                    high_watermark: 0,
-                };
+                let empty = PartitionState::empty();
                 for partition in topic.partition_count..new_count {
                     write(
                         &txn,
@@ -379,7 +377,7 @@ impl MetadataStore {
 
     // ----- partitions and leadership -----
 
-    async fn partition_in(
+    pub(crate) async fn partition_in(
         keys: &Keyspace,
         txn: &Transaction,
         partition: TopicPartition,
@@ -419,6 +417,46 @@ impl MetadataStore {
             .await
     }
 
+    /// Every topic, ordered by id, with its partition states by partition index,
+    /// from one snapshot (two range reads, however many topics): what a balancer
+    /// polls. A topic is never seen half created or half deleted.
+    pub async fn all_partition_states(
+        &self,
+    ) -> Result<Vec<(TopicMeta, Vec<PartitionState>)>, MetadataError> {
+        let keys = &self.keys;
+        self.db
+            .run(|txn, _| async move {
+                let topics = txn
+                    .get_prefix(&keys.topics(), RangeOptions::default())
+                    .await?;
+                let partitions = txn
+                    .get_prefix(&keys.all_partitions(), RangeOptions::default())
+                    .await?;
+                let mut states: BTreeMap<TopicId, Vec<PartitionState>> = BTreeMap::new();
+                for pair in &partitions {
+                    let partition =
+                        keys.partition_of(&pair.key)
+                            .ok_or_else(|| MetadataError::Corrupt {
+                                what: PartitionState::WHAT,
+                                detail: "malformed partition key".into(),
+                            })?;
+                    states
+                        .entry(partition.topic_id)
+                        .or_default()
+                        .push(codec::decode(&pair.value)?);
+                }
+                topics
+                    .iter()
+                    .map(|pair| {
+                        let topic: TopicMeta = codec::decode(&pair.value)?;
+                        let partitions = states.remove(&topic.id).unwrap_or_default();
+                        Ok((topic, partitions))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     /// Makes `node_id` the partition's leader under a new epoch (the old one plus
     /// one) and returns the new state. Every commit made under an older epoch fails
     /// from now on. The caller reads the committed high watermark from the result
@@ -430,16 +468,42 @@ impl MetadataStore {
     ) -> Result<PartitionState, MetadataError> {
         let keys = &self.keys;
         self.db
+            .run(|txn, _| async move { Self::acquire_in(keys, &txn, partition, node_id).await })
+            .await
+    }
+
+    /// [`MetadataStore::acquire_leadership`] and
+    /// [`MetadataStore::producer_states`] in one transaction: a takeover reads
+    /// the state it serves from (high watermark, producer states) from the
+    /// snapshot its epoch was taken in, in one round trip.
+    pub async fn acquire_leadership_with_producers(
+        &self,
+        partition: TopicPartition,
+        node_id: i32,
+    ) -> Result<(PartitionState, Vec<(i64, ProducerState)>), MetadataError> {
+        let keys = &self.keys;
+        self.db
             .run(|txn, _| async move {
-                let mut state = Self::partition_in(keys, &txn, partition).await?;
-                state.leader = Some(node_id);
-                state.leader_epoch = state.leader_epoch.checked_add(1).ok_or_else(|| {
-                    MetadataError::invalid(format!("leader epoch of {partition} overflowed"))
-                })?;
-                write(&txn, &keys.partition(partition), &state);
-                Ok(state)
+                let state = Self::acquire_in(keys, &txn, partition, node_id).await?;
+                let producers = crate::producers::producer_states_in(keys, &txn, partition).await?;
+                Ok((state, producers))
             })
             .await
+    }
+
+    async fn acquire_in(
+        keys: &Keyspace,
+        txn: &Transaction,
+        partition: TopicPartition,
+        node_id: i32,
+    ) -> Result<PartitionState, MetadataError> {
+        let mut state = Self::partition_in(keys, txn, partition).await?;
+        state.leader = Some(node_id);
+        state.leader_epoch = state.leader_epoch.checked_add(1).ok_or_else(|| {
+            MetadataError::invalid(format!("leader epoch of {partition} overflowed"))
+        })?;
+        write(txn, &keys.partition(partition), &state);
+        Ok(state)
     }
 
     /// Gives up `node_id`'s leadership of `partition` if it still holds it under
@@ -466,42 +530,22 @@ impl MetadataStore {
             .await
     }
 
-    /// The committed idempotent-producer states of `partition`, by producer id. A
-    /// new leader reads them after [`MetadataStore::acquire_leadership`]: from then
-    /// on no older leader can commit, so they are final until it commits itself.
-    pub async fn producer_states(
-        &self,
-        partition: TopicPartition,
-    ) -> Result<Vec<(i64, ProducerState)>, MetadataError> {
-        let keys = &self.keys;
-        self.db
-            .run(|txn, _| async move {
-                let prefix = keys.producer_states_of(partition);
-                let pairs = txn
-                    .get_range(
-                        &prefix,
-                        &crate::kv::strinc(&prefix),
-                        RangeOptions::default(),
-                    )
-                    .await?;
-                pairs
-                    .iter()
-                    .map(|pair| {
-                        let id = keys.producer_state_id(&pair.key).ok_or_else(|| {
-                            MetadataError::invalid("malformed producer state key")
-                        })?;
-                        Ok((id, codec::decode::<ProducerState>(&pair.value)?))
-                    })
-                    .collect()
-            })
-            .await
-    }
-
     // ----- the segment index -----
 
     /// Commits one segment object to the index: see the module docs for the checks.
-    /// On [`MetadataError::Fenced`] or [`MetadataError::OffsetMismatch`] nothing is
-    /// written; the caller may commit the remaining chunks under the same segment id.
+    ///
+    /// What an error means for the caller:
+    ///
+    /// - [`MetadataError::Fenced`], [`MetadataError::OffsetMismatch`],
+    ///   [`MetadataError::UnknownPartition`] (its topic was deleted meanwhile):
+    ///   nothing was written and the error names the partition; the caller may
+    ///   commit the remaining chunks under the same segment id.
+    /// - [`ErrorKind::MaybeCommitted`](crate::ErrorKind::MaybeCommitted): the
+    ///   retries ran out after an attempt whose outcome is unknown. Calling again
+    ///   with the same commit settles it: a commit that had applied answers
+    ///   `replayed` and writes nothing.
+    /// - [`ErrorKind::Retryable`](crate::ErrorKind::Retryable): nothing was
+    ///   written; the same commit may be retried.
     pub async fn commit_segment(
         &self,
         commit: &SegmentCommit,
@@ -556,6 +600,7 @@ impl MetadataStore {
                         &keys.index_entry(chunk.partition, chunk.last_offset),
                         &entry,
                     );
+                    crate::time_index::record_chunk(keys, &txn, &mut state, chunk);
                     state.high_watermark = chunk.last_offset + 1;
                     write(&txn, &keys.partition(chunk.partition), &state);
                 }
@@ -794,7 +839,9 @@ impl MetadataStore {
     /// [`MetadataError::OffsetOutOfRange`] and writes nothing.
     ///
     /// Reads below the new log start fail from then on; the index entries and
-    /// objects that only hold such offsets stay until retention releases them.
+    /// objects that only hold such offsets stay until retention releases them,
+    /// and so do the time-index points of chunks below it (timestamp searches
+    /// clamp to the log start, see [`MetadataStore::lookup_by_timestamp`]).
     pub async fn delete_records(
         &self,
         partition: TopicPartition,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use fjord_common::{IdGenerator, ManualClock, RandomIds};
+use fjord_common::{IdGenerator, ManualClock, RandomIds, SeededRng};
+use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
 use fjord_metadata::kv::memory::MemoryBackend;
 use fjord_metadata::kv::{
     Database, KeyValue, KvBackend, KvError, KvTransaction, MAX_VALUE_BYTES, RangeOptions,
@@ -33,6 +34,10 @@ struct Fixture {
     /// Keys of this fixture live under this cluster name (FoundationDB runs share
     /// one cluster).
     cluster: String,
+    /// How many index entries a partition gets in the tests of long logs: past
+    /// the agent's old 100k-entry scan on the memory backend, fewer where every
+    /// commit is an fsync or a network round trip.
+    bulk_entries: usize,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -68,6 +73,7 @@ fn memory() -> Option<Fixture> {
     Some(Fixture {
         backend: Arc::new(MemoryBackend::new()),
         cluster: "test".into(),
+        bulk_entries: 120_000,
         _dir: None,
     })
 }
@@ -79,6 +85,7 @@ fn sqlite() -> Option<Fixture> {
     Some(Fixture {
         backend: Arc::new(backend),
         cluster: "test".into(),
+        bulk_entries: 1_500,
         _dir: Some(dir),
     })
 }
@@ -96,6 +103,7 @@ fn fdb() -> Option<Fixture> {
         backend: Arc::new(backend),
         // A fresh keyspace per test: runs never see each other's keys.
         cluster: format!("conformance-{}", RandomIds::new().ulid(0)),
+        bulk_entries: 3_000,
         _dir: None,
     })
 }
@@ -634,6 +642,204 @@ async fn segment_commit_retry_after_lost_reply_does_not_double_count(fx: Fixture
     assert_eq!(record.live_chunks, 2);
 }
 
+/// Segment commits through the fault-injecting decorator: whatever the store does
+/// to a commit (applies it and loses the reply, loses it, refuses it, times out),
+/// `Database::run` retries it and the segment applies exactly once; a replay is
+/// recognised by the segment record.
+async fn segment_commits_under_injected_faults_apply_exactly_once(fx: Fixture) {
+    let injector = FaultInjector::new(11);
+    let store = fx.store_over(injector.wrap(fx.backend.clone()));
+    let topic = store
+        .create_topic(NewTopic::new("faulty", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let mut base = 0;
+    let mut expected_injected = 0;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+    // (what happens, the faults for it, whether the retry finds a replay)
+    type Case = (
+        &'static str,
+        &'static [(Operation, Fault, Trigger)],
+        Option<bool>,
+    );
+    let cases: [Case; 5] = [
+        (
+            "applied, reply lost",
+            &[(
+                Operation::Commit,
+                Fault::MaybeCommittedApplied,
+                Trigger::Next(1),
+            )],
+            Some(true),
+        ),
+        (
+            "not applied, outcome unknown",
+            &[(
+                Operation::Commit,
+                Fault::MaybeCommittedNotApplied,
+                Trigger::Next(1),
+            )],
+            Some(false),
+        ),
+        (
+            "begin, read and commit unavailable",
+            &[
+                (Operation::Begin, Fault::Unavailable, Trigger::Next(1)),
+                (Operation::Read, Fault::Unavailable, Trigger::Next(1)),
+                (Operation::Commit, Fault::Unavailable, Trigger::Next(2)),
+            ],
+            Some(false),
+        ),
+        (
+            "slow, then applied and reply lost",
+            &[
+                (Operation::Commit, Fault::Delay(PAUSE), Trigger::Next(1)),
+                (
+                    Operation::Commit,
+                    Fault::MaybeCommittedApplied,
+                    Trigger::Next(1),
+                ),
+            ],
+            Some(true),
+        ),
+        (
+            "timed out, applied or not",
+            &[(Operation::Commit, Fault::Timeout(PAUSE), Trigger::Next(1))],
+            None,
+        ),
+    ];
+    for (name, faults, replayed) in cases {
+        for (operation, fault, trigger) in faults {
+            injector.inject(*operation, *fault, *trigger).unwrap();
+            expected_injected += match trigger {
+                Trigger::Next(n) => u64::from(*n),
+                Trigger::Always | Trigger::PerMillion(_) => unreachable!(),
+            };
+        }
+        let commit = segment(vec![chunk(tp, epoch, base, 5, 0)]);
+        let outcome = store.commit_segment(&commit).await.unwrap();
+        if let Some(replayed) = replayed {
+            assert_eq!(outcome.replayed, replayed, "{name}");
+        }
+        base += 5;
+        assert_eq!(outcome.high_watermarks, vec![(tp, base)], "{name}");
+        assert_eq!(
+            injector.injected(),
+            expected_injected,
+            "{name}: faults fired"
+        );
+        // Applied exactly once: the high watermark moved by the chunk, one entry.
+        assert_eq!(
+            store.partition_state(tp).await.unwrap().high_watermark,
+            base,
+            "{name}"
+        );
+        let entries = store.lookup(tp, 0, 100).await.unwrap().entries;
+        assert_eq!(entries.len() as i64, base / 5, "{name}: {entries:?}");
+        let record = store
+            .segment_record(commit.segment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.live_chunks, 1, "{name}");
+    }
+    let stats = injector.stats();
+    assert_eq!(
+        stats.open_transactions, 0,
+        "every transaction ended: {stats:?}"
+    );
+    assert!(stats.transactions > 0);
+}
+
+/// What the agent's commit path relies on (review H4): when retries run out
+/// after an unknown outcome the error says so, never "not committed", and the
+/// same commit called again settles it; a chunk of a deleted topic is refused
+/// by name, and the rest commits under the same segment id.
+async fn segment_commit_errors_tell_the_caller_what_to_do(fx: Fixture) {
+    let injector = FaultInjector::new(17);
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_micros(100),
+        max_backoff: std::time::Duration::from_millis(1),
+    };
+    let store = MetadataStore::new(
+        Database::new(injector.wrap(fx.backend.clone()), policy, 42),
+        &fx.cluster,
+        Arc::new(ManualClock::new(1_700_000_000_000)),
+        Arc::new(RandomIds::new()),
+    );
+    let topic = store
+        .create_topic(NewTopic::new("settled", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+
+    let mut base = 0;
+    for (fault, applied) in [
+        (Fault::MaybeCommittedApplied, true),
+        (Fault::MaybeCommittedNotApplied, false),
+    ] {
+        injector
+            .inject(Operation::Commit, fault, Trigger::Always)
+            .unwrap();
+        let commit = segment(vec![chunk(tp, epoch, base, 4, 0)]);
+        let error = store.commit_segment(&commit).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::MaybeCommitted,
+            "{fault:?}: {error}"
+        );
+        assert!(!error.is_certainly_not_committed());
+        injector.clear();
+        let settled = store.commit_segment(&commit).await.unwrap();
+        assert_eq!(settled.replayed, applied, "{fault:?}");
+        base += 4;
+        assert_eq!(
+            store.partition_state(tp).await.unwrap().high_watermark,
+            base
+        );
+    }
+
+    // A topic deleted while a flush was in flight.
+    let other = store
+        .create_topic(NewTopic::new("doomed", 1))
+        .await
+        .unwrap();
+    let doomed = TopicPartition::new(other.id, 0);
+    let doomed_epoch = store
+        .acquire_leadership(doomed, 1)
+        .await
+        .unwrap()
+        .leader_epoch;
+    store.delete_topic("doomed").await.unwrap();
+    let both = segment(vec![
+        chunk(tp, epoch, base, 2, 0),
+        chunk(doomed, doomed_epoch, 0, 2, 100),
+    ]);
+    let error = store.commit_segment(&both).await.unwrap_err();
+    assert!(
+        matches!(error, MetadataError::UnknownPartition { partition } if partition == doomed),
+        "{error}"
+    );
+    assert!(error.is_certainly_not_committed());
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().high_watermark,
+        base
+    );
+    let rest = SegmentCommit {
+        chunks: vec![both.chunks[0]],
+        ..both.clone()
+    };
+    assert!(!store.commit_segment(&rest).await.unwrap().replayed);
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().high_watermark,
+        base + 2
+    );
+}
+
 async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
     let store = fx.store();
     let topic = store
@@ -690,6 +896,190 @@ async fn segment_commits_keep_offsets_contiguous(fx: Fixture) {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+/// What the time index must answer, worked out from the chunks' timestamps by
+/// brute force: the first chunk whose largest timestamp reaches `timestamp`.
+fn first_reaching(maxima: &[(i64, i64, i64)], timestamp: i64) -> Option<(i64, i64)> {
+    maxima
+        .iter()
+        .find(|(_, _, max)| *max >= timestamp)
+        .map(|(base, last, _)| (*base, *last))
+}
+
+/// `ListOffsets` by timestamp over a long log (past the 100k index entries the
+/// agent used to scan, on the memory backend) whose timestamps go down and up
+/// again: the lookup names exactly the first chunk reaching the timestamp, the
+/// largest timestamp and its first chunk, before and after the log start moves.
+async fn timestamp_lookups_are_exact_on_long_logs(fx: Fixture) {
+    let entries = fx.bulk_entries;
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("timed", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let empty = store.lookup_by_timestamp(tp, 0, 10).await.unwrap();
+    assert!(empty.entries.is_empty() && !empty.clamped);
+    assert_eq!(store.max_timestamp(tp).await.unwrap().max, None);
+
+    // A clock that mostly moves forward with jitter, with dips far back (a
+    // producer with a wrong clock) and two spikes: the log's largest timestamp
+    // three quarters in, a smaller one early on.
+    let rng = SeededRng::new(0x7135);
+    let start = 1_700_000_000_000i64;
+    let (early_spike, late_spike) = (entries / 10, entries * 3 / 4);
+    let mut maxima = Vec::with_capacity(entries); // (base, last, max timestamp)
+    let mut base = 0i64;
+    for i in 0..entries {
+        let count = 1 + (i % 3) as u32;
+        let jitter = rng.below(20_001) as i64 - 10_000;
+        let mut max_timestamp = start + i as i64 * 10 + jitter;
+        if i % 97 == 0 {
+            max_timestamp -= 5_000_000;
+        }
+        if i == early_spike {
+            max_timestamp = start + entries as i64 * 10 + 1_000_000;
+        }
+        if i == late_spike {
+            max_timestamp = start + entries as i64 * 10 + 2_000_000;
+        }
+        let mut chunk = chunk(tp, epoch, base, count, 0);
+        chunk.max_timestamp = max_timestamp;
+        store.commit_segment(&segment(vec![chunk])).await.unwrap();
+        maxima.push((base, chunk.last_offset, max_timestamp));
+        base += i64::from(count);
+    }
+    let high_watermark = base;
+
+    // Timestamps to ask for: every kind of chunk's own maximum, one above and
+    // below it, and values outside the log's range.
+    let mut queries = vec![i64::MIN, 0, start - 10_000_000, i64::MAX];
+    for _ in 0..150 {
+        let (_, _, max) = maxima[rng.below(entries as u64) as usize];
+        queries.extend([max - 1, max, max + 1]);
+    }
+    for at in [0, 1, early_spike, early_spike + 1, late_spike, entries - 1] {
+        queries.extend([maxima[at].2, maxima[at].2 + 1]);
+    }
+    let check = |log_start: i64| {
+        let (store, maxima, queries) = (store.clone(), maxima.clone(), queries.clone());
+        async move {
+            let covering_log_start = maxima
+                .iter()
+                .find(|(_, last, _)| *last >= log_start)
+                .map(|(_, last, _)| *last);
+            let (mut exact, mut clamped) = (0, 0);
+            for &timestamp in &queries {
+                let lookup = store.lookup_by_timestamp(tp, timestamp, 2).await.unwrap();
+                if lookup.clamped {
+                    clamped += 1;
+                } else if !lookup.entries.is_empty() {
+                    exact += 1;
+                }
+                let first = lookup.entries.first().map(|entry| entry.last_offset);
+                match first_reaching(&maxima, timestamp) {
+                    None => assert!(
+                        lookup.entries.is_empty() && !lookup.clamped,
+                        "{timestamp}: no chunk reaches it, got {lookup:?}"
+                    ),
+                    Some((base, last)) if base >= log_start => {
+                        assert_eq!((first, lookup.clamped), (Some(last), false), "{timestamp}");
+                        assert!(lookup.entries[0].max_timestamp >= timestamp);
+                    }
+                    Some(_) => assert_eq!(
+                        (first, lookup.clamped),
+                        (covering_log_start, true),
+                        "{timestamp}: first reached below the log start {log_start}"
+                    ),
+                }
+                assert!(lookup.entries.len() <= 2);
+                assert_eq!(lookup.state.log_start_offset, log_start);
+            }
+            // The largest timestamp and the first chunk holding it.
+            let largest = maxima.iter().map(|(_, _, max)| *max).max().unwrap();
+            let (base, last) = first_reaching(&maxima, largest).unwrap();
+            let max = store.max_timestamp(tp).await.unwrap();
+            if base >= log_start {
+                let found = max.max.unwrap();
+                assert_eq!((found.timestamp, found.entry.last_offset), (largest, last));
+                assert!(!max.below_log_start);
+            } else {
+                assert_eq!((max.max, max.below_log_start), (None, true));
+            }
+            (exact, clamped)
+        }
+    };
+    let (_, clamped) = check(0).await;
+    assert_eq!(clamped, 0, "nothing is clamped before the log start moves");
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().max_timestamp,
+        Some(maxima[late_spike].2)
+    );
+
+    // The log start moves into the middle of a chunk between the spikes, then
+    // past the largest timestamp.
+    let middle = maxima[(entries / 2..).find(|i| i % 3 == 1).unwrap()];
+    assert!(middle.1 > middle.0, "the log start must cut a chunk");
+    assert_eq!(
+        store.delete_records(tp, middle.0 + 1).await.unwrap(),
+        middle.0 + 1
+    );
+    let (exact, clamped) = check(middle.0 + 1).await;
+    assert!(exact > 0 && clamped > 0, "{exact} exact, {clamped} clamped");
+    let past_spike = maxima[late_spike + 1].0;
+    assert_eq!(
+        store.delete_records(tp, past_spike).await.unwrap(),
+        past_spike
+    );
+    check(past_spike).await;
+
+    // Everything deleted: nothing readable reaches any timestamp.
+    store.delete_records(tp, high_watermark).await.unwrap();
+    let lookup = store.lookup_by_timestamp(tp, i64::MIN, 5).await.unwrap();
+    assert!(lookup.entries.is_empty(), "{lookup:?}");
+}
+
+/// The time index goes with its topic; a topic created again under the name
+/// starts with an empty one.
+async fn time_indexes_are_deleted_with_their_topic(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("brief", 2)).await.unwrap();
+    for partition in 0..2 {
+        let tp = TopicPartition::new(topic.id, partition);
+        let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch, 0, 3, 0)]))
+            .await
+            .unwrap();
+    }
+    let tp = TopicPartition::new(topic.id, 1);
+    assert_eq!(
+        store
+            .lookup_by_timestamp(tp, 0, 1)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    store.delete_topic("brief").await.unwrap();
+    let db = fx.db();
+    let keys = store.keyspace().clone();
+    let left = db
+        .run(|txn, _| {
+            let prefix = keys.time_index_of_topic(topic.id);
+            async move { txn.get_prefix(&prefix, RangeOptions::default()).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, vec![], "time-index points outlived their topic");
+    assert_eq!(
+        store
+            .lookup_by_timestamp(tp, 0, 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 }
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
@@ -947,6 +1337,368 @@ async fn producer_state_commits_with_its_segment_only(fx: Fixture) {
     // name starts clean.
     store.delete_topic("idem").await.unwrap();
     assert_eq!(store.producer_states(p0).await.unwrap(), vec![]);
+}
+
+fn producer_at(
+    tp: TopicPartition,
+    producer_id: i64,
+    base: i64,
+    last_timestamp: i64,
+) -> ProducerCommit {
+    let mut commit = producer(tp, producer_id, 0, base, 1);
+    commit.state.last_timestamp = last_timestamp;
+    commit
+}
+
+async fn producer_ids(store: &MetadataStore, tp: TopicPartition) -> Vec<(i64, i64)> {
+    store
+        .producer_states(tp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, state)| (id, state.last_timestamp))
+        .collect()
+}
+
+async fn producer_states_expire_under_the_leader_epoch_only(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("expiry", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let mut commit = segment(vec![chunk(tp, epoch, 0, 3, 0)]);
+    commit.producers = vec![
+        producer_at(tp, 7, 0, 1_000),
+        producer_at(tp, 9, 1, 1_999),
+        producer_at(tp, 11, 2, 2_000),
+    ];
+    store.commit_segment(&commit).await.unwrap();
+
+    // Only states last written before the threshold go.
+    assert_eq!(
+        store
+            .expire_producer_states(tp, epoch, 2_000)
+            .await
+            .unwrap(),
+        vec![7, 9]
+    );
+    assert_eq!(producer_ids(&store, tp).await, vec![(11, 2_000)]);
+    assert_eq!(
+        store
+            .expire_producer_states(tp, epoch, 2_000)
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+
+    // A new leader fences the old one's expiry, which removes nothing.
+    let taken = store.acquire_leadership(tp, 2).await.unwrap();
+    let error = store
+        .expire_producer_states(tp, epoch, i64::MAX)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert!(matches!(
+        error,
+        MetadataError::Fenced { partition, current_epoch, attempted_epoch }
+            if partition == tp && current_epoch == taken.leader_epoch && attempted_epoch == epoch
+    ));
+    assert_eq!(producer_ids(&store, tp).await, vec![(11, 2_000)]);
+    assert_eq!(
+        store
+            .expire_producer_states(tp, taken.leader_epoch, i64::MAX)
+            .await
+            .unwrap(),
+        vec![11]
+    );
+    assert_eq!(producer_ids(&store, tp).await, vec![]);
+    let missing = TopicPartition::new(topic.id, 5);
+    assert_eq!(
+        store
+            .expire_producer_states(missing, 1, 0)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Holds the next commit that writes something made through it until released,
+/// so a test can run another transaction between a transaction's reads and its
+/// commit.
+#[derive(Debug, Default)]
+struct CommitGate {
+    armed: AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    commits: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct GatedBackend {
+    inner: Arc<dyn KvBackend>,
+    gate: Arc<CommitGate>,
+}
+
+#[derive(Debug)]
+struct GatedTransaction {
+    inner: Box<dyn KvTransaction>,
+    gate: Arc<CommitGate>,
+    wrote: AtomicBool,
+}
+
+#[async_trait]
+impl KvBackend for GatedBackend {
+    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
+        Ok(Box::new(GatedTransaction {
+            inner: self.inner.begin().await?,
+            gate: self.gate.clone(),
+            wrote: AtomicBool::new(false),
+        }))
+    }
+
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+}
+
+#[async_trait]
+impl KvTransaction for GatedTransaction {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        self.inner.get_range(begin, end, options).await
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.set(key, value)
+    }
+    fn clear(&self, key: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.clear(key)
+    }
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.clear_range(begin, end)
+    }
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.wrote.store(true, Ordering::SeqCst);
+        self.inner.atomic_add(key, delta)
+    }
+    async fn commit(&self) -> Result<(), KvError> {
+        self.gate.commits.fetch_add(1, Ordering::SeqCst);
+        if self.wrote.load(Ordering::SeqCst) && self.gate.armed.swap(false, Ordering::SeqCst) {
+            self.gate.reached.notify_one();
+            self.gate.release.notified().await;
+        }
+        self.inner.commit().await
+    }
+}
+
+/// Expiry against a segment commit that refreshes a state it is about to
+/// remove, in both orders; the refreshed state survives either way, the stale
+/// one goes. The fault injector's (rule-less) counters show the transactions
+/// overlapped.
+async fn producer_expiry_never_loses_a_state_refreshed_concurrently(fx: Fixture) {
+    let injector = FaultInjector::new(3);
+    let counted = injector.wrap(fx.backend.clone());
+    let gate = Arc::new(CommitGate::default());
+    let gated = fx.store_over(Arc::new(GatedBackend {
+        inner: counted.clone(),
+        gate: gate.clone(),
+    }));
+    let store = fx.store_over(counted);
+    let topic = store
+        .create_topic(NewTopic::new("refresh", 2))
+        .await
+        .unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let epoch = store.acquire_leadership(p0, 1).await.unwrap().leader_epoch;
+    store.acquire_leadership(p1, 1).await.unwrap();
+    let mut first = segment(vec![chunk(p0, epoch, 0, 2, 0), chunk(p1, epoch, 0, 2, 100)]);
+    first.producers = vec![
+        producer_at(p0, 7, 0, 1_000),
+        producer_at(p0, 9, 1, 1_000),
+        producer_at(p1, 21, 0, 1_000),
+        producer_at(p1, 23, 1, 1_000),
+    ];
+    store.commit_segment(&first).await.unwrap();
+
+    // 1. Expiry has read 7 and 9 as stale; a commit refreshes 7 before expiry
+    //    commits. Expiry must not remove the fresh 7.
+    gate.armed.store(true, Ordering::SeqCst);
+    let expiry = tokio::spawn({
+        let gated = gated.clone();
+        async move { gated.expire_producer_states(p0, epoch, 2_000).await }
+    });
+    gate.reached.notified().await;
+    let mut refresh = segment(vec![chunk(p0, epoch, 2, 1, 0)]);
+    refresh.producers = vec![producer_at(p0, 7, 2, 3_000)];
+    store.commit_segment(&refresh).await.unwrap();
+    assert!(injector.stats().peak_open_transactions >= 2);
+    let commits_before = gate.commits.load(Ordering::SeqCst);
+    gate.release.notify_one();
+    let expired = expiry.await.unwrap().unwrap();
+    assert_eq!(expired, vec![9], "expiry retried on the refreshed snapshot");
+    assert!(
+        gate.commits.load(Ordering::SeqCst) > commits_before,
+        "expiry was retried"
+    );
+    assert_eq!(producer_ids(&store, p0).await, vec![(7, 3_000)]);
+
+    // 2. A commit refreshing 21 has read its snapshot; expiry removes 21 and 23
+    //    first. The commit then writes 21 back (after a retry where the backend
+    //    conflicts it).
+    gate.armed.store(true, Ordering::SeqCst);
+    let mut refresh = segment(vec![chunk(p1, epoch, 2, 1, 0)]);
+    refresh.producers = vec![producer_at(p1, 21, 2, 4_000)];
+    let refreshing = tokio::spawn({
+        let gated = gated.clone();
+        async move { gated.commit_segment(&refresh).await }
+    });
+    gate.reached.notified().await;
+    assert_eq!(
+        store
+            .expire_producer_states(p1, epoch, 2_000)
+            .await
+            .unwrap(),
+        vec![21, 23]
+    );
+    gate.release.notify_one();
+    let outcome = refreshing.await.unwrap().unwrap();
+    assert_eq!(outcome.high_watermarks, vec![(p1, 3)]);
+    assert_eq!(producer_ids(&store, p1).await, vec![(21, 4_000)]);
+    assert_eq!(injector.stats().open_transactions, 0);
+}
+
+/// A takeover in one transaction: the new epoch and the producer states it
+/// serves from.
+async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("takeover", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let (state, producers) = store
+        .acquire_leadership_with_producers(tp, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.leader, state.leader_epoch, producers),
+        (Some(1), 1, vec![])
+    );
+    let mut commit = segment(vec![chunk(tp, 1, 0, 2, 0)]);
+    commit.producers = vec![producer_at(tp, 5, 0, 10), producer_at(tp, 6, 1, 20)];
+    store.commit_segment(&commit).await.unwrap();
+
+    let (state, producers) = store
+        .acquire_leadership_with_producers(tp, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.leader, state.leader_epoch, state.high_watermark),
+        (Some(2), 2, 2)
+    );
+    assert_eq!(
+        producers,
+        vec![
+            (5, commit.producers[0].state.clone()),
+            (6, commit.producers[1].state.clone())
+        ]
+    );
+    assert_eq!(store.partition_state(tp).await.unwrap(), state);
+    // The old leader is fenced from then on.
+    let stale = segment(vec![chunk(tp, 1, 2, 1, 0)]);
+    assert_eq!(
+        store.commit_segment(&stale).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    let missing = TopicPartition::new(topic.id, 3);
+    assert_eq!(
+        store
+            .acquire_leadership_with_producers(missing, 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// The balancer's view: every topic with all its partitions, as the per-topic
+/// reads give them, and never a topic half created or half deleted while
+/// topics come and go.
+async fn all_partition_states_come_from_one_snapshot(fx: Fixture) {
+    let store = fx.store();
+    let a = store.create_topic(NewTopic::new("a", 3)).await.unwrap();
+    let b = store.create_topic(NewTopic::new("b", 1)).await.unwrap();
+    let a1 = TopicPartition::new(a.id, 1);
+    let epoch = store.acquire_leadership(a1, 4).await.unwrap().leader_epoch;
+    store
+        .commit_segment(&segment(vec![chunk(a1, epoch, 0, 6, 0)]))
+        .await
+        .unwrap();
+    store.create_partitions("b", 2).await.unwrap();
+
+    let all = store.all_partition_states().await.unwrap();
+    let mut expected = Vec::new();
+    for topic in store.list_topics().await.unwrap() {
+        let states = store.partition_states(topic.id).await.unwrap();
+        expected.push((topic, states));
+    }
+    assert_eq!(all, expected);
+    let a_states = &all.iter().find(|(topic, _)| topic.id == a.id).unwrap().1;
+    assert_eq!(a_states.len(), 3);
+    assert_eq!(
+        (a_states[1].leader, a_states[1].high_watermark),
+        (Some(4), 6)
+    );
+    let b_states = &all.iter().find(|(topic, _)| topic.id == b.id).unwrap().1;
+    assert_eq!(b_states.len(), 2);
+
+    // Topics created, grown and deleted meanwhile: every answer is whole.
+    let churn = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for round in 0..15 {
+                let name = format!("churn-{round}");
+                store.create_topic(NewTopic::new(&name, 4)).await.unwrap();
+                store.create_partitions(&name, 7).await.unwrap();
+                if round % 2 == 0 {
+                    store.delete_topic(&name).await.unwrap();
+                }
+            }
+        }
+    });
+    let mut answers = 0;
+    while !churn.is_finished() || answers == 0 {
+        for (topic, states) in store.all_partition_states().await.unwrap() {
+            assert_eq!(states.len() as i32, topic.partition_count, "{topic:?}");
+        }
+        answers += 1;
+        tokio::task::yield_now().await;
+    }
+    churn.await.unwrap();
+    let names: Vec<String> = store
+        .all_partition_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(topic, _)| topic.name)
+        .collect();
+    assert_eq!(names.len(), 2 + 7, "{names:?}");
+    assert!(!names.contains(&"churn-0".to_owned()) && names.contains(&"churn-1".to_owned()));
 }
 
 async fn delete_records_moves_the_log_start_forward_only(fx: Fixture) {
@@ -1463,15 +2215,23 @@ macro_rules! all_cases {
         $case!(compare_and_set_rounds_have_exactly_one_winner);
         $case!(stale_epoch_commits_are_fenced_and_write_nothing);
         $case!(segment_commit_retry_after_lost_reply_does_not_double_count);
+        $case!(segment_commits_under_injected_faults_apply_exactly_once);
+        $case!(segment_commit_errors_tell_the_caller_what_to_do);
         $case!(segment_commits_keep_offsets_contiguous);
         $case!(topics_are_created_listed_altered_and_deleted);
         $case!(agents_register_heartbeat_and_leave);
         $case!(group_offsets_and_producer_ids);
         $case!(producer_state_commits_with_its_segment_only);
+        $case!(producer_states_expire_under_the_leader_epoch_only);
+        $case!(producer_expiry_never_loses_a_state_refreshed_concurrently);
+        $case!(leadership_is_taken_with_its_producer_states);
+        $case!(all_partition_states_come_from_one_snapshot);
         $case!(leadership_is_released_only_by_its_holder);
         $case!(coordinator_shards_are_released_only_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);
         $case!(epoch_end_offsets_follow_the_index);
+        $case!(timestamp_lookups_are_exact_on_long_logs);
+        $case!(time_indexes_are_deleted_with_their_topic);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
         $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
     };

@@ -21,7 +21,9 @@
 //! [`MAX_TRANSACTION_BYTES`].
 //!
 //! Backends: [`memory`] (tests), [`sqlite`] (the embedded default; several processes
-//! may share one file) and `fdb` (FoundationDB, cargo feature `fdb`).
+//! may share one file) and `fdb` (FoundationDB, cargo feature `fdb`). Decorators
+//! implement the same trait: [`fault`] injects the failures real stores have
+//! (unavailable, maybe committed, slow, timed out), for tests and chaos runs.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fjord_common::SeededRng;
 
+pub mod fault;
 #[cfg(feature = "fdb")]
 pub mod fdb;
 #[cfg(any(feature = "fdb", test))]

@@ -60,6 +60,11 @@ impl WriteOverlay {
         &self.ops
     }
 
+    /// The buffered writes, in order, consuming the overlay.
+    pub(crate) fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -14,9 +14,25 @@
 //! Durability: WAL journal with `synchronous=FULL`, so a commit that returned is on
 //! disk (the segment index must survive a power cut once a producer was acked).
 //!
-//! Reads run on the calling task (a WAL read does not wait for writers and touches
-//! only cached pages in the common case); commits, which fsync and may wait for the
-//! write lock, run on the blocking pool.
+//! Nothing here blocks an async worker thread. Every SQLite call that may touch
+//! the file or wait for a lock — opening and configuring a connection, `BEGIN`,
+//! reads, the commit (which fsyncs and may wait for the write lock), the rollback
+//! of an abandoned transaction — runs on Tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]). A transaction's connection sits behind a
+//! mutex that only blocking-pool threads lock; its buffered writes sit behind
+//! another that async code locks only for memory operations, so `set` never
+//! waits for a read in flight. `BEGIN DEFERRED` runs with the transaction's first
+//! read or its commit (SQLite takes a deferred transaction's snapshot at its first
+//! read anyway), so a transaction costs one blocking-pool hop per read plus one
+//! for a commit that writes (a read-only transaction ends on the calling thread:
+//! it only releases a WAL read mark). [`SqliteBackend::open`] itself is synchronous: call it from a
+//! blocking context ([`crate::open`] does).
+//!
+//! Waiting for locks is SQLite's own busy handler (`BUSY_TIMEOUT`, 5 s), except for
+//! the switch of a fresh file to WAL mode: SQLite answers `SQLITE_BUSY` at once,
+//! without calling the busy handler, to connections that race for it (measured:
+//! 45 of 2,400 racing first opens failed at once despite a 5 s busy timeout), so
+//! that one step keeps a bounded retry loop of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,9 +47,12 @@ use super::{KeyValue, KvBackend, KvError, KvTransaction, RangeOptions, apply_add
 /// Idle connections kept for reuse.
 const MAX_IDLE_CONNECTIONS: usize = 16;
 
-/// How long SQLite waits for a lock before reporting `SQLITE_BUSY`. Only a writer
-/// starting fresh (a blind write) or a reader during WAL recovery waits; an upgrade
-/// from a read snapshot fails at once and is retried with backoff.
+/// How long SQLite's busy handler waits for a lock before reporting
+/// `SQLITE_BUSY`: a writer starting fresh (a blind write, the migration's
+/// `BEGIN IMMEDIATE`) or a reader during WAL recovery waits, on the blocking pool.
+/// An upgrade from a read snapshot fails at once (SQLite does not call the busy
+/// handler then, as waiting could deadlock) and is retried with backoff by
+/// [`Database::run`](super::Database::run).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Numbered schema migrations, applied in order; `user_version` records how many
@@ -115,7 +134,8 @@ impl SqliteBackend {
         Ok(connection)
     }
 
-    fn acquire(&self) -> Result<Connection, KvError> {
+    /// A pooled connection, or a new one (opened on the blocking pool).
+    async fn acquire(&self) -> Result<Connection, KvError> {
         let idle = self
             .inner
             .idle
@@ -124,7 +144,10 @@ impl SqliteBackend {
             .pop();
         match idle {
             Some(connection) => Ok(connection),
-            None => self.connect(),
+            None => {
+                let backend = self.clone();
+                blocking("opening a connection", move || backend.connect()).await?
+            }
         }
     }
 
@@ -145,6 +168,8 @@ impl SqliteBackend {
 /// without waiting in the busy handler, when connections race for it (several
 /// processes opening a fresh file together, as agents starting on one host do).
 /// So this retries, with a doubling pause, for about [`BUSY_TIMEOUT`] in all.
+/// It sleeps the calling thread: it runs only on the blocking pool or in
+/// [`SqliteBackend::open`]'s (blocking) caller.
 fn enable_wal(connection: &Connection) -> Result<String, KvError> {
     let mut waited = Duration::ZERO;
     let mut pause = Duration::from_millis(1);
@@ -200,19 +225,28 @@ fn migrate(connection: &Connection) -> Result<(), KvError> {
     result
 }
 
+/// Runs `work` on the blocking pool.
+async fn blocking<T, F>(what: &str, work: F) -> Result<T, KvError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| KvError::Backend(format!("{what}: blocking task failed: {e}")))
+}
+
 #[async_trait]
 impl KvBackend for SqliteBackend {
     async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
-        let connection = self.acquire()?;
-        connection
-            .execute_batch("BEGIN DEFERRED")
-            .map_err(|e| backend_error("beginning transaction", e))?;
+        let connection = self.acquire().await?;
         Ok(Box::new(SqliteTransaction {
             backend: self.clone(),
-            state: Arc::new(Mutex::new(TxnState {
+            session: Arc::new(Mutex::new(Session {
                 connection: Some(connection),
-                overlay: WriteOverlay::default(),
+                begun: false,
             })),
+            overlay: Mutex::new(WriteOverlay::default()),
         }))
     }
 
@@ -221,22 +255,55 @@ impl KvBackend for SqliteBackend {
     }
 }
 
+/// A transaction's connection. Locked only on the blocking pool (and by `Drop`
+/// when no SQLite call is needed).
 #[derive(Debug)]
-struct TxnState {
-    /// `None` once committed or handed to the blocking pool.
+struct Session {
+    /// `None` once committed.
     connection: Option<Connection>,
-    overlay: WriteOverlay,
+    /// Whether `BEGIN DEFERRED` ran on it.
+    begun: bool,
+}
+
+impl Session {
+    /// The connection inside its SQLite transaction, begun on first use.
+    fn begun(&mut self) -> Result<&Connection, KvError> {
+        let connection = self.connection.as_ref().ok_or_else(finished)?;
+        if !self.begun {
+            connection
+                .execute_batch("BEGIN DEFERRED")
+                .map_err(|e| backend_error("beginning transaction", e))?;
+            self.begun = true;
+        }
+        Ok(connection)
+    }
+}
+
+fn lock_session(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug)]
 struct SqliteTransaction {
     backend: SqliteBackend,
-    state: Arc<Mutex<TxnState>>,
+    session: Arc<Mutex<Session>>,
+    /// Buffered writes; locked by async code for memory operations only.
+    overlay: Mutex<WriteOverlay>,
 }
 
 impl SqliteTransaction {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TxnState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn overlay(&self) -> std::sync::MutexGuard<'_, WriteOverlay> {
+        self.overlay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `read` against the transaction's snapshot, on the blocking pool.
+    async fn read<T, F>(&self, read: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, KvError> + Send + 'static,
+    {
+        let session = Arc::clone(&self.session);
+        blocking("reading", move || read(lock_session(&session).begun()?)).await?
     }
 }
 
@@ -364,16 +431,19 @@ fn commit_error(error: &rusqlite::Error) -> KvError {
 #[async_trait]
 impl KvTransaction for SqliteTransaction {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        let state = self.lock();
-        let connection = state.connection.as_ref().ok_or_else(finished)?;
-        match state.overlay.lookup(key) {
-            Lookup::Known(value) => Ok(value),
-            Lookup::Snapshot => read_one(connection, key),
-            Lookup::AddToSnapshot(delta) => Ok(Some(apply_add(
-                read_one(connection, key)?.as_deref(),
-                delta,
-            ))),
-        }
+        let delta = match self.overlay().lookup(key) {
+            Lookup::Known(value) => return Ok(value),
+            Lookup::Snapshot => None,
+            Lookup::AddToSnapshot(delta) => Some(delta),
+        };
+        let key = key.to_vec();
+        let value = self
+            .read(move |connection| read_one(connection, &key))
+            .await?;
+        Ok(match delta {
+            Some(delta) => Some(apply_add(value.as_deref(), delta)),
+            None => value,
+        })
     }
 
     async fn get_range(
@@ -382,66 +452,129 @@ impl KvTransaction for SqliteTransaction {
         end: &[u8],
         options: RangeOptions,
     ) -> Result<Vec<KeyValue>, KvError> {
-        let state = self.lock();
-        let connection = state.connection.as_ref().ok_or_else(finished)?;
-        if state.overlay.touches(begin, end) {
-            let whole = read_range(connection, begin, end, RangeOptions::default())?;
-            Ok(state.overlay.merge_range(whole, begin, end, options))
+        let touched = self.overlay().touches(begin, end);
+        // With buffered writes in the range, read all of it and merge (the limit
+        // applies to the merged view).
+        let snapshot_options = if touched {
+            RangeOptions::default()
         } else {
-            read_range(connection, begin, end, options)
+            options
+        };
+        let (begin, end) = (begin.to_vec(), end.to_vec());
+        let (read_begin, read_end) = (begin.clone(), end.clone());
+        let pairs = self
+            .read(move |connection| {
+                read_range(connection, &read_begin, &read_end, snapshot_options)
+            })
+            .await?;
+        if touched {
+            Ok(self.overlay().merge_range(pairs, &begin, &end, options))
+        } else {
+            Ok(pairs)
         }
     }
 
     fn set(&self, key: &[u8], value: &[u8]) {
-        self.lock().overlay.set(key, value);
+        self.overlay().set(key, value);
     }
 
     fn clear(&self, key: &[u8]) {
-        self.lock().overlay.clear(key);
+        self.overlay().clear(key);
     }
 
     fn clear_range(&self, begin: &[u8], end: &[u8]) {
-        self.lock().overlay.clear_range(begin, end);
+        self.overlay().clear_range(begin, end);
     }
 
     fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.lock().overlay.add(key, delta);
+        self.overlay().add(key, delta);
     }
 
     async fn commit(&self) -> Result<(), KvError> {
-        let (connection, ops) = {
-            let mut state = self.lock();
-            let connection = state.connection.take().ok_or_else(finished)?;
-            let ops = std::mem::take(&mut state.overlay).ops().to_vec();
-            (connection, ops)
-        };
-        let (connection, result) = tokio::task::spawn_blocking(move || {
-            if ops.is_empty() {
-                // A read-only transaction: its snapshot reads were serializable.
-                let result = connection
+        let ops = std::mem::take(&mut *self.overlay()).into_ops();
+        if ops.is_empty()
+            && let Ok(mut session) = self.session.try_lock()
+        {
+            // A read-only transaction, no read in flight: ending it releases a WAL
+            // read mark (no I/O, no lock to wait for), so it stays on this thread
+            // and saves a blocking-pool hop per read.
+            let connection = session.connection.take().ok_or_else(finished)?;
+            let result = if session.begun {
+                connection
                     .execute_batch("COMMIT")
-                    .map_err(|e| backend_error("ending read transaction", e));
-                return (Some(connection), result);
-            }
-            commit_blocking(connection, &ops)
-        })
-        .await
-        .map_err(|e| KvError::Backend(format!("commit task failed: {e}")))?;
-        if let Some(connection) = connection {
+                    .map_err(|e| backend_error("ending read transaction", e))
+            } else {
+                Ok(())
+            };
             self.backend.release(connection);
+            return result;
         }
-        result
+        let session = Arc::clone(&self.session);
+        let backend = self.backend.clone();
+        blocking("committing", move || {
+            let mut session = lock_session(&session);
+            let begun = session.begun;
+            let connection = session.connection.take().ok_or_else(finished)?;
+            let (connection, result) = match (ops.is_empty(), begun) {
+                // Nothing read, nothing written: no SQLite transaction to end.
+                (true, false) => (Some(connection), Ok(())),
+                // A read-only transaction: its snapshot reads were serializable.
+                (true, true) => {
+                    let result = connection
+                        .execute_batch("COMMIT")
+                        .map_err(|e| backend_error("ending read transaction", e));
+                    (Some(connection), result)
+                }
+                (false, true) => commit_blocking(connection, &ops),
+                // Blind writes: begin here, so the replay is one SQLite transaction.
+                (false, false) => match connection.execute_batch("BEGIN DEFERRED") {
+                    Ok(()) => commit_blocking(connection, &ops),
+                    Err(error) => (
+                        Some(connection),
+                        Err(backend_error("beginning transaction", error)),
+                    ),
+                },
+            };
+            if let Some(connection) = connection {
+                backend.release(connection);
+            }
+            result
+        })
+        .await?
     }
 }
 
 impl Drop for SqliteTransaction {
     fn drop(&mut self) {
         // An abandoned (uncommitted) transaction rolls back and returns its
-        // connection to the pool.
-        if let Some(connection) = self.lock().connection.take()
-            && connection.execute_batch("ROLLBACK").is_ok()
-        {
-            self.backend.release(connection);
+        // connection to the pool. A connection that never began needs no SQLite
+        // call; a rollback runs on the blocking pool when there is a runtime (it
+        // may wait for a read still in flight on this connection).
+        if let Ok(mut session) = self.session.try_lock() {
+            if session.connection.is_none() {
+                return;
+            }
+            if !session.begun {
+                if let Some(connection) = session.connection.take() {
+                    self.backend.release(connection);
+                }
+                return;
+            }
+        }
+        let session = Arc::clone(&self.session);
+        let backend = self.backend.clone();
+        let roll_back = move || {
+            let mut session = lock_session(&session);
+            if let Some(connection) = session.connection.take() {
+                let clean = !session.begun || connection.execute_batch("ROLLBACK").is_ok();
+                if clean {
+                    backend.release(connection);
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(roll_back)),
+            Err(_) => roll_back(),
         }
     }
 }
