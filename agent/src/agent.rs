@@ -310,6 +310,15 @@ impl AgentBuilder {
             stages.stop_accepting.clone(),
             groups.clone().run_expiry(stages.stop_accepting.clone()),
         );
+        supervisor.spawn_critical(
+            "producer-expiry",
+            stages.stop_accepting.clone(),
+            crate::maintenance::producer_expiry::run(
+                logs.clone(),
+                options.producer_expiry_interval,
+                stages.stop_accepting.clone(),
+            ),
+        );
         let (report_tx, hand_off) = oneshot::channel();
         supervisor.spawn_critical("balancer", stages.stop_accepting.clone(), {
             let balancer = run_balancer(

@@ -161,12 +161,13 @@ async fn balance_once(
             store.deregister_agent(node).await?;
         }
     }
-    let topics = store.list_topics().await?;
-    logs.topics().replace_all(&topics);
+    // Every topic and partition state from one snapshot, in one transaction.
+    let topics = store.all_partition_states().await?;
+    logs.topics()
+        .replace_all(&topics.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
     let mut moves: Vec<BoxFuture<'_, ()>> = Vec::new();
-    for topic in &topics {
-        let states = store.partition_states(topic.id).await?;
-        for (index, state) in states.into_iter().enumerate() {
+    for (topic, states) in &topics {
+        for (index, state) in states.iter().enumerate() {
             let Ok(index) = i32::try_from(index) else {
                 continue;
             };

@@ -13,20 +13,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::str::FromStr;
+
+use fjord_metadata::kv::fault::{FaultInjector, FaultSpec};
 use fjord_storage::object_store::FaultInjectingObjectStore;
 use tokio_util::sync::CancellationToken;
 
 /// How often the control file is looked at.
 const CONTROL_POLL: Duration = Duration::from_millis(250);
 
-/// Checks a metadata fault spec (until the metadata store's fault injector is
-/// in this build, only the empty spec is accepted).
-pub fn check_metadata_spec(spec: &str) -> Result<(), String> {
-    if spec.trim().is_empty() {
-        Ok(())
-    } else {
-        Err("metadata fault injection is not in this build".to_owned())
-    }
+/// Parses a metadata fault spec (see `fjord_metadata::kv::fault`).
+pub fn metadata_spec(spec: &str) -> Result<FaultSpec, String> {
+    FaultSpec::from_str(spec.trim()).map_err(|e| e.to_string())
 }
 
 /// The fault injectors of one agent.
@@ -34,20 +32,33 @@ pub fn check_metadata_spec(spec: &str) -> Result<(), String> {
 pub struct FaultControls {
     /// Sits below the retry decorator of the object store.
     pub object_store: Option<Arc<FaultInjectingObjectStore>>,
+    /// Sits between the metadata store and its backend (below its retries).
+    pub metadata: Option<FaultInjector>,
 }
 
 impl FaultControls {
     /// Applies a control file's text (see the module docs).
     pub fn apply(&self, text: &str) -> Result<(), String> {
         let mut object_store = "";
+        let mut metadata = "";
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             match line.split_once('=') {
                 Some(("object-store", spec)) => object_store = spec.trim(),
+                Some(("metadata", spec)) => metadata = spec.trim(),
                 _ => return Err(format!("unknown fault control line {line:?}")),
             }
         }
+        let metadata = metadata_spec(metadata)?;
         if let Some(store) = &self.object_store {
             store.apply_spec(object_store)?;
+        }
+        if let Some(injector) = &self.metadata {
+            injector.clear();
+            for rule in metadata.rules {
+                injector
+                    .inject(rule.operation, rule.fault, rule.trigger)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }

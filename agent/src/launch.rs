@@ -21,8 +21,19 @@ pub async fn open(settings: &AgentSettings) -> anyhow::Result<AgentBuilder> {
     tokio::fs::create_dir_all(settings.data_dir())
         .await
         .with_context(|| format!("creating {}", settings.data_dir().display()))?;
+    let mut faults = FaultControls::default();
     let metadata_url = settings.metadata_url();
-    let store = fjord_metadata::open(&metadata_url)
+    let mut metadata_options = fjord_metadata::OpenOptions::default();
+    if !settings.fault_metadata.is_empty() || settings.fault_control_file.is_some() {
+        let spec = crate::faults::metadata_spec(&settings.fault_metadata)
+            .map_err(|e| anyhow::anyhow!("fault-metadata: {e}"))?;
+        tracing::warn!(faults = %spec, "injecting metadata faults");
+        let injector =
+            fjord_metadata::kv::fault::FaultInjector::with_spec(&spec, settings.fault_seed);
+        faults.metadata = Some(injector.clone());
+        metadata_options.faults = Some(injector);
+    }
+    let store = fjord_metadata::open_with_options(&metadata_url, metadata_options)
         .await
         .with_context(|| format!("opening metadata at {metadata_url}"))?;
     let storage_url = settings.storage_url();
@@ -43,7 +54,6 @@ pub async fn open(settings: &AgentSettings) -> anyhow::Result<AgentBuilder> {
             settings.storage_latency_seed,
         )),
     };
-    let mut faults = FaultControls::default();
     let backend: Arc<dyn ObjectStore> =
         if settings.fault_object_store.is_empty() && settings.fault_control_file.is_none() {
             backend

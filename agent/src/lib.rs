@@ -33,6 +33,7 @@
 //! | [`kafka`] | the Kafka listener: framing, dispatch, one handler per API, error-code mapping |
 //! | [`launch`] | from settings to a running agent: components opened by URL |
 //! | [`log`] | the write path and the read path of the partitions this agent leads |
+//! | [`maintenance`] | jobs that keep state bounded (idle producer ids) |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //! | [`stats`] | the object-store counters file benchmarks read |
 //! | [`topics`] | topic lookups for the request path, cached |
@@ -64,6 +65,7 @@ pub mod idempotence;
 pub mod kafka;
 pub mod launch;
 pub mod log;
+pub mod maintenance;
 pub mod records;
 pub mod stats;
 pub mod topics;

@@ -296,7 +296,7 @@ impl AgentSettings {
         if let Err(reason) = fjord_storage::object_store::parse_fault_spec(fault_object_store) {
             check(false, "fault-object-store", reason);
         }
-        if let Err(reason) = crate::faults::check_metadata_spec(fault_metadata) {
+        if let Err(reason) = crate::faults::metadata_spec(fault_metadata) {
             check(false, "fault-metadata", reason);
         }
 

@@ -204,14 +204,9 @@ impl PartitionLogs {
         {
             return Err(LogError::NotLeader(partition));
         }
-        let state = self
+        let (state, producers) = self
             .store
-            .acquire_leadership(partition, self.node_id)
-            .await
-            .map_err(|e| LogError::from_metadata(partition, e))?;
-        let producers = self
-            .store
-            .producer_states(partition)
+            .acquire_leadership_with_producers(partition, self.node_id)
             .await
             .map_err(|e| LogError::from_metadata(partition, e))?;
         tracing::info!(%partition, epoch = state.leader_epoch, high_watermark = state.high_watermark, producers = producers.len(), "took leadership");

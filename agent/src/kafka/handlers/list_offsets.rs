@@ -25,8 +25,6 @@ use fjord_metadata::{MetadataError, TopicPartition};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
-/// How many index entries a timestamp search reads at most.
-const TIMESTAMP_SCAN_LIMIT: usize = 100_000;
 
 /// Fills `answer` for one partition, or returns the error to report.
 async fn answer_partition(
@@ -63,11 +61,7 @@ async fn answer_partition(
         // (the special values below -3 belong to versions not served here).
         wanted => TimestampQuery::AtLeast(wanted),
     };
-    match broker
-        .logs
-        .find_by_timestamp(tp, query, TIMESTAMP_SCAN_LIMIT)
-        .await
-    {
+    match broker.logs.find_by_timestamp(tp, query).await {
         Ok(Some(hit)) => {
             answer.offset = hit.offset;
             answer.timestamp = hit.timestamp;

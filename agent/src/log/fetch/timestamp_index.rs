@@ -1,4 +1,16 @@
-//! Finding records by timestamp, as Kafka's `ListOffsets` does.
+//! Finding records by timestamp, as Kafka's `ListOffsets` does, through the
+//! partition's time index in metadata (keyed by the running maximum timestamp,
+//! so non-monotonic timestamps are found exactly, however long the log).
+//!
+//! - [`TimestampQuery::AtLeast`]: the first record (by offset) whose timestamp is
+//!   at least the one given. The time index names the first chunk whose running
+//!   maximum reaches it; that chunk holds the record, and only it is read.
+//! - [`TimestampQuery::Max`]: the first record holding the largest timestamp;
+//!   the time index names the chunk where that maximum was first reached.
+//!
+//! When the log start cut or passed that chunk (`DeleteRecords`, retention),
+//! the answer lies among the records kept: the search reads on from the log
+//! start, page by page, skipping chunks whose largest timestamp cannot qualify.
 
 use fjord_metadata::{IndexEntry, TopicPartition};
 
@@ -25,85 +37,176 @@ pub struct TimestampHit {
     pub leader_epoch: i32,
 }
 
+/// Index entries read per page when a search reads on from the log start.
+const PAGE: usize = 256;
+
 impl PartitionLogs {
-    /// Finds a committed record by timestamp, as Kafka's `ListOffsets` does,
-    /// among the records from the log start on (reading at most `scan_limit`
-    /// index entries):
-    ///
-    /// - [`TimestampQuery::AtLeast`]: the first record (by offset) whose timestamp
-    ///   is at least the one given;
-    /// - [`TimestampQuery::Max`]: the first record holding the largest timestamp.
-    ///
-    /// The index narrows the search to the chunks whose largest timestamp
-    /// qualifies; only those are read and their records decoded. `None` when no
-    /// record qualifies (or the log is empty).
+    /// Finds a committed record by timestamp among the records from the log
+    /// start on (see the module docs). `None` when no record qualifies (or the
+    /// log is empty).
     pub async fn find_by_timestamp(
         &self,
         partition: TopicPartition,
         query: TimestampQuery,
-        scan_limit: usize,
     ) -> Result<Option<TimestampHit>, LogError> {
-        let lookup = self
-            .store
-            .lookup(partition, 0, scan_limit)
-            .await
-            .map_err(|e| LogError::from_metadata(partition, e))?;
-        let log_start = lookup.state.log_start_offset;
-        let entries: Vec<&IndexEntry> = lookup
-            .entries
-            .iter()
-            .filter(|e| e.base_offset < lookup.state.high_watermark)
-            .collect();
-        // Each chunk's largest timestamp from the log start on: the index's,
-        // except in a chunk the log start cuts, where it may belong to a deleted
-        // record and is read from the records kept.
-        let mut maxima = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let max = if entry.base_offset < log_start {
-                self.records_from(entry, log_start, i64::MIN)
+        let meta = |e| LogError::from_metadata(partition, e);
+        match query {
+            TimestampQuery::AtLeast(wanted) => {
+                let lookup = self
+                    .store
+                    .lookup_by_timestamp(partition, wanted, 1)
+                    .await
+                    .map_err(meta)?;
+                let state = lookup.state;
+                let Some(first) = lookup.entries.first() else {
+                    return Ok(None);
+                };
+                if !lookup.clamped {
+                    // This chunk holds the first qualifying record.
+                    return self
+                        .first_matching(first, state.log_start_offset, wanted, false)
+                        .await;
+                }
+                self.scan_from(
+                    partition,
+                    first.base_offset,
+                    state.log_start_offset,
+                    wanted,
+                    false,
+                )
+                .await
+            }
+            TimestampQuery::Max => {
+                let lookup = self.store.max_timestamp(partition).await.map_err(meta)?;
+                let log_start = lookup.state.log_start_offset;
+                if let Some(max) = lookup.max {
+                    return self
+                        .first_matching(&max.entry, log_start, max.timestamp, true)
+                        .await;
+                }
+                if !lookup.below_log_start {
+                    return Ok(None);
+                }
+                // The largest timestamp the log held was deleted: find the
+                // largest kept, then its first record.
+                let Some(largest) = self.largest_kept(partition, log_start).await? else {
+                    return Ok(None);
+                };
+                self.scan_from(partition, log_start, log_start, largest, true)
+                    .await
+            }
+        }
+    }
+
+    /// The first record of `entry`'s chunk from `log_start` on whose timestamp
+    /// is at least `threshold` (equal to it when `exact`).
+    async fn first_matching(
+        &self,
+        entry: &IndexEntry,
+        log_start: i64,
+        threshold: i64,
+        exact: bool,
+    ) -> Result<Option<TimestampHit>, LogError> {
+        let found = self
+            .records_from(entry, log_start, threshold)
+            .await?
+            .into_iter()
+            .find(|(_, timestamp)| {
+                if exact {
+                    *timestamp == threshold
+                } else {
+                    *timestamp >= threshold
+                }
+            });
+        Ok(found.map(|(offset, timestamp)| TimestampHit {
+            offset,
+            timestamp,
+            leader_epoch: entry.leader_epoch,
+        }))
+    }
+
+    /// Reads on from `from`, page by page, for the first record from
+    /// `log_start` on at or above `threshold` (equal to it when `exact`).
+    async fn scan_from(
+        &self,
+        partition: TopicPartition,
+        from: i64,
+        log_start: i64,
+        threshold: i64,
+        exact: bool,
+    ) -> Result<Option<TimestampHit>, LogError> {
+        let mut offset = from.max(log_start);
+        loop {
+            let page = self
+                .store
+                .lookup(partition, offset, PAGE)
+                .await
+                .map_err(|e| LogError::from_metadata(partition, e))?;
+            let high_watermark = page.state.high_watermark;
+            let mut last = None;
+            for entry in page
+                .entries
+                .iter()
+                .filter(|e| e.base_offset < high_watermark)
+            {
+                last = Some(entry.last_offset);
+                if entry.max_timestamp < threshold {
+                    continue;
+                }
+                if let Some(hit) = self
+                    .first_matching(entry, log_start, threshold, exact)
                     .await?
-                    .iter()
-                    .map(|(_, timestamp)| *timestamp)
-                    .max()
-                    .unwrap_or(i64::MIN)
-            } else {
-                entry.max_timestamp
-            };
-            maxima.push(max);
-        }
-        // A record qualifies by its timestamp: at least the one wanted, or equal
-        // to the largest of all.
-        let (threshold, exact) = match query {
-            TimestampQuery::AtLeast(wanted) => (wanted, false),
-            TimestampQuery::Max => match maxima.iter().max() {
-                Some(max) => (*max, true),
-                None => return Ok(None),
-            },
-        };
-        for (entry, max) in entries.into_iter().zip(maxima) {
-            if max < threshold {
-                continue;
+                {
+                    return Ok(Some(hit));
+                }
             }
-            let found = self
-                .records_from(entry, log_start, threshold)
-                .await?
-                .into_iter()
-                .find(|(_, timestamp)| {
-                    if exact {
-                        *timestamp == threshold
-                    } else {
-                        *timestamp >= threshold
-                    }
-                });
-            if let Some((offset, timestamp)) = found {
-                return Ok(Some(TimestampHit {
-                    offset,
-                    timestamp,
-                    leader_epoch: entry.leader_epoch,
-                }));
+            match last {
+                Some(last) if page.entries.len() == PAGE => offset = last + 1,
+                _ => return Ok(None),
             }
         }
-        Ok(None)
+    }
+
+    /// The largest timestamp among the records from `log_start` on.
+    async fn largest_kept(
+        &self,
+        partition: TopicPartition,
+        log_start: i64,
+    ) -> Result<Option<i64>, LogError> {
+        let mut offset = log_start;
+        let mut largest = None;
+        loop {
+            let page = self
+                .store
+                .lookup(partition, offset, PAGE)
+                .await
+                .map_err(|e| LogError::from_metadata(partition, e))?;
+            let high_watermark = page.state.high_watermark;
+            let mut last = None;
+            for entry in page
+                .entries
+                .iter()
+                .filter(|e| e.base_offset < high_watermark)
+            {
+                last = Some(entry.last_offset);
+                // A chunk the log start cuts may owe its largest timestamp to
+                // a deleted record: read the records kept.
+                let max = if entry.base_offset < log_start {
+                    self.records_from(entry, log_start, i64::MIN)
+                        .await?
+                        .iter()
+                        .map(|(_, timestamp)| *timestamp)
+                        .max()
+                } else {
+                    Some(entry.max_timestamp)
+                };
+                largest = largest.max(max);
+            }
+            match last {
+                Some(last) if page.entries.len() == PAGE => offset = last + 1,
+                _ => return Ok(largest),
+            }
+        }
     }
 
     /// The `(offset, timestamp)` of the records of an index entry's chunk from

@@ -7,6 +7,7 @@
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
 //! | [`commit`] | commits an uploaded segment in metadata, answers producers, re-queues what failed, truncates the WAL |
 //! | [`wal_record`] | the WAL record format and how far the WAL may be truncated |
+//! | [`producers`] | forgetting idle idempotent producers (`producer.id.expiration.ms`) |
 //! | [`recovery`] | commits at start-up what an earlier run accepted into the WAL |
 //!
 //! # Ordering invariants
@@ -46,6 +47,7 @@
 pub mod append;
 pub mod commit;
 pub mod flusher;
+pub mod producers;
 pub mod recovery;
 pub mod upload;
 pub mod wal_record;
