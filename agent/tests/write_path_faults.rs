@@ -648,3 +648,129 @@ async fn an_agent_whose_flusher_dies_stops_and_leaves() {
         "the failed agent deregistered: {agents:?}"
     );
 }
+
+/// `acks=1` survives a metadata commit that fails for longer than the store's
+/// own retries: the segment is committed once metadata answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks1_batch_survives_a_failed_commit() {
+    let flaky = Arc::new(FlakyCommits {
+        inner: MemoryBackend::new(),
+        apply_then_fail: AtomicBool::new(false),
+        refuse: AtomicU32::new(0),
+    });
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    };
+    let store = MetadataStore::new(
+        Database::new(Arc::new(FlakyBackend(flaky.clone())), policy, 1),
+        "test",
+        Arc::new(SystemClock),
+        Arc::new(RandomIds::new()),
+    );
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, recovery) = open_wal(dir.path());
+    let logs = logs_over(
+        &store,
+        Arc::new(InMemory::new()),
+        Some((wal, recovery.next_sequence)),
+    );
+    // Leadership first, so only the segment commit meets the refusals.
+    logs.take_over(tp).await.unwrap();
+    let appended = logs.append(tp, &batch("a"), Acks::Leader).await.unwrap();
+    assert_eq!(appended.durable.await.unwrap(), 0);
+    // Ten refusals: more than the store's three attempts per call.
+    flaky.refuse.store(10, Ordering::SeqCst);
+    logs.flush_once().await;
+    assert_eq!(
+        flaky.refuse.load(Ordering::SeqCst),
+        0,
+        "every refusal was met"
+    );
+    let next = logs.append(tp, &batch("b"), Acks::All).await.unwrap();
+    logs.flush_once().await;
+    assert_eq!(next.durable.await.unwrap(), 1);
+    assert_eq!(
+        committed(&logs, tp).await,
+        vec![(0, "a".into()), (1, "b".into())]
+    );
+}
+
+/// `acks=1` does not survive a move of the partition before its batches were
+/// committed (as Kafka's `acks=1` does not survive a failed leader): recovery
+/// drops them instead of appending them behind the new leader's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks1_batches_of_a_partition_that_moved_are_dropped_at_recovery() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, recovery) = open_wal(dir.path());
+        let faults = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
+        faults.inject(Operation::Put, Fault::Transient, Trigger::Always);
+        let logs = logs_over(&store, faults, Some((wal, recovery.next_sequence)));
+        let lost = logs.append(tp, &batch("lost"), Acks::Leader).await.unwrap();
+        assert_eq!(lost.durable.await.unwrap(), 0);
+        logs.flush_once().await;
+        // The agent dies with the batch only in its WAL.
+    }
+    // Another agent (node 2) takes the partition over and commits.
+    let bucket = Arc::new(InMemory::new());
+    let other = Arc::new(PartitionLogs::new(
+        store.clone(),
+        bucket.clone(),
+        ObjectKeys::new("test").unwrap(),
+        Arc::new(RandomIds::new()),
+        Arc::new(SystemClock),
+        2,
+        settings(),
+        None,
+    ));
+    let theirs = other.append(tp, &batch("theirs"), Acks::All).await.unwrap();
+    other.flush_once().await;
+    assert_eq!(theirs.durable.await.unwrap(), 0);
+    // The first agent restarts on its disk.
+    let (wal, recovery) = open_wal(dir.path());
+    assert_eq!(recovery.records.len(), 1, "the batch is still in the WAL");
+    let logs = logs_over(&store, bucket, Some((wal, recovery.next_sequence)));
+    assert_eq!(logs.recover(recovery.records).await.unwrap(), 0);
+    assert_eq!(committed(&logs, tp).await, vec![(0, "theirs".into())]);
+    // And the WAL no longer holds it.
+    drop(logs);
+    let (_, recovery) = open_wal(dir.path());
+    assert!(recovery.records.is_empty(), "{:?}", recovery.records);
+}
+
+/// A committed object that is gone from the bucket is data loss: the read
+/// fails with a non-retriable class (Kafka clients would retry
+/// `KAFKA_STORAGE_ERROR` forever), unless the log start moved past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_is_data_loss_not_a_retriable_error() {
+    use fjord_agent::log::LogErrorKind;
+    use object_store::ObjectStoreExt;
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let bucket = Arc::new(InMemory::new());
+    let writer = logs_over(&store, bucket.clone(), None);
+    let appended = writer.append(tp, &batch("a"), Acks::All).await.unwrap();
+    writer.flush_once().await;
+    appended.durable.await.unwrap();
+    let entry = store.lookup(tp, 0, 1).await.unwrap().entries.remove(0);
+    bucket
+        .delete(&object_store::path::Path::from(entry.object_key.as_str()))
+        .await
+        .unwrap();
+    // Another agent (no memory tail) reads it.
+    let reader = logs_over(&store, bucket, None);
+    let error = reader.read(tp, 0, 1 << 20).await.unwrap_err();
+    assert_eq!(error.kind(), LogErrorKind::DataLoss, "{error}");
+    assert_eq!(
+        fjord_agent::kafka::errors::log_error(&error),
+        kafka_protocol::error::ResponseError::UnknownServerError
+    );
+}
