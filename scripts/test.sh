@@ -19,8 +19,8 @@ cargo fmt --all --check
 step "cargo clippy (default features)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo clippy (FoundationDB backend, type-checked only)"
-cargo clippy --locked -p fjord-metadata --features fdb --all-targets -- -D warnings
+step "cargo clippy (FoundationDB backend and the agent built with it, type-checked only)"
+cargo clippy --locked -p fjord-metadata -p fjord-agent --features fdb --all-targets -- -D warnings
 
 if [[ -n "${FJORD_FDB_CLUSTER_FILE:-}" ]]; then
     step "FoundationDB conformance against ${FJORD_FDB_CLUSTER_FILE}"
