@@ -5,19 +5,14 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use fjord_agent::log::{Acks, LogSettings, PartitionLogs, TimestampQuery};
 use fjord_common::{IdGenerator, ManualClock, RandomIds, SystemClock};
-use fjord_metadata::kv::memory::MemoryBackend;
-use fjord_metadata::kv::{
-    Database, KeyValue, KvBackend, KvError, KvTransaction, RangeOptions, RetryPolicy,
-};
+use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
 use fjord_metadata::{
-    ChunkCommit, MetadataStore, NewTopic, SegmentCommit, SegmentId, TopicPartition,
+    ChunkCommit, MetadataStore, NewTopic, OpenOptions, SegmentCommit, SegmentId, TopicPartition,
 };
 use fjord_storage::ObjectKeys;
 use kafka_protocol::records::{
@@ -134,100 +129,34 @@ async fn list_offsets_by_timestamp_is_exact_past_100k_index_entries() {
     assert_eq!((max.offset, max.timestamp), (ENTRIES + 2, 5_000_010));
 }
 
-/// A memory backend whose commits take `delay` and which counts how many
-/// transactions were committing at once.
-#[derive(Debug)]
-struct Slow {
-    inner: MemoryBackend,
-    delay: Duration,
-    committing: AtomicU32,
-    peak: AtomicU32,
-}
-
-#[derive(Debug)]
-struct SlowTxn {
-    inner: Box<dyn KvTransaction>,
-    backend: Arc<Slow>,
-}
-
-#[derive(Debug)]
-struct SlowBackend(Arc<Slow>);
-
-#[async_trait]
-impl KvBackend for SlowBackend {
-    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
-        Ok(Box::new(SlowTxn {
-            inner: self.0.inner.begin().await?,
-            backend: self.0.clone(),
-        }))
-    }
-    fn name(&self) -> &'static str {
-        "slow"
-    }
-}
-
-#[async_trait]
-impl KvTransaction for SlowTxn {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        begin: &[u8],
-        end: &[u8],
-        options: RangeOptions,
-    ) -> Result<Vec<KeyValue>, KvError> {
-        self.inner.get_range(begin, end, options).await
-    }
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.inner.set(key, value)
-    }
-    fn clear(&self, key: &[u8]) {
-        self.inner.clear(key)
-    }
-    fn clear_range(&self, begin: &[u8], end: &[u8]) {
-        self.inner.clear_range(begin, end)
-    }
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.inner.atomic_add(key, delta)
-    }
-    async fn commit(&self) -> Result<(), KvError> {
-        let now = self.backend.committing.fetch_add(1, Ordering::SeqCst) + 1;
-        self.backend.peak.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(self.backend.delay).await;
-        let result = self.inner.commit().await;
-        self.backend.committing.fetch_sub(1, Ordering::SeqCst);
-        result
-    }
-}
-
 /// M3: taking over many partitions runs their acquisitions at once (one lock
 /// used to be held across each partition's metadata transactions, so a
 /// takeover of N partitions took N times as long).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_over_many_partitions_runs_concurrently() {
     const PARTITIONS: i32 = 32;
-    let slow = Arc::new(Slow {
-        inner: MemoryBackend::new(),
-        delay: Duration::from_millis(50),
-        committing: AtomicU32::new(0),
-        peak: AtomicU32::new(0),
-    });
-    let store = MetadataStore::new(
-        Database::new(
-            Arc::new(SlowBackend(slow.clone())),
-            RetryPolicy::default(),
-            1,
-        ),
-        "test",
-        Arc::new(SystemClock),
-        Arc::new(RandomIds::new()),
-    );
+    // Every commit takes 50 ms: a serial takeover has one transaction open
+    // at a time.
+    let slow = FaultInjector::new(1);
+    let store = fjord_metadata::open_with_options(
+        "memory://",
+        OpenOptions {
+            faults: Some(slow.clone()),
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let topic = store
         .create_topic(NewTopic::new("wide", PARTITIONS))
         .await
         .unwrap();
-    slow.peak.store(0, Ordering::SeqCst);
+    slow.inject(
+        Operation::Commit,
+        Fault::Delay(Duration::from_millis(50)),
+        Trigger::Always,
+    )
+    .unwrap();
     let logs = logs(&store, LogSettings::default());
     let takeovers: Vec<_> = (0..PARTITIONS)
         .map(|p| {
@@ -239,14 +168,12 @@ async fn taking_over_many_partitions_runs_concurrently() {
         takeover.await.unwrap().unwrap();
     }
     assert_eq!(logs.led_partitions().len(), PARTITIONS as usize);
-    let peak = slow.peak.load(Ordering::SeqCst);
+    let peak = slow.stats().peak_open_transactions;
     assert!(
         peak > 1,
-        "acquisitions of different partitions committed one at a time (peak {peak})"
+        "acquisitions of different partitions ran one at a time (peak {peak})"
     );
-    println!(
-        "peak concurrent leadership commits while taking over {PARTITIONS} partitions: {peak}"
-    );
+    println!("peak metadata transactions open while taking over {PARTITIONS} partitions: {peak}");
 }
 
 /// M1: any client may send any producer id; idle ones expire
@@ -311,4 +238,34 @@ async fn idle_producer_ids_expire_in_memory_and_in_metadata() {
         .unwrap();
     logs.flush_once().await;
     assert_eq!(back.durable.await.unwrap(), PRODUCERS + 1);
+}
+
+/// When the log start has passed the chunk that first reached a timestamp
+/// (`DeleteRecords`, retention), the search answers from the records kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_search_answers_from_the_records_kept_after_the_log_start_moved() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("cut", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let logs = logs(&store, LogSettings::default());
+    // One chunk per record; the largest timestamp is at offset 1.
+    for timestamp in [100, 900, 200, 300] {
+        let appended = logs
+            .append(tp, &batch(timestamp, -1), Acks::All)
+            .await
+            .unwrap();
+        logs.flush_once().await;
+        appended.durable.await.unwrap();
+    }
+    let search = |query| logs.find_by_timestamp(tp, query);
+    let hit = search(TimestampQuery::Max).await.unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (1, 900));
+    let hit = search(TimestampQuery::AtLeast(150)).await.unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (1, 900));
+    store.delete_records(tp, 2).await.unwrap();
+    let hit = search(TimestampQuery::Max).await.unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (3, 300), "the largest kept");
+    let hit = search(TimestampQuery::AtLeast(150)).await.unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (2, 200), "the first kept");
+    assert_eq!(search(TimestampQuery::AtLeast(301)).await.unwrap(), None);
 }

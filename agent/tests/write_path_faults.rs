@@ -4,20 +4,18 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use fjord_agent::log::{Acks, LogSettings, PartitionLogs};
 use fjord_common::{RandomIds, SystemClock};
-use fjord_metadata::kv::memory::MemoryBackend;
-use fjord_metadata::kv::{
-    Database, KeyValue, KvBackend, KvError, KvTransaction, RangeOptions, RetryPolicy,
-};
-use fjord_metadata::{MetadataStore, NewTopic, TopicPartition};
+use fjord_metadata::kv::RetryPolicy;
+use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
+use fjord_metadata::{MetadataStore, NewTopic, OpenOptions, TopicPartition};
 use fjord_storage::ObjectKeys;
-use fjord_storage::object_store::{Fault, FaultInjectingObjectStore, Operation, Trigger};
+use fjord_storage::object_store::{self as objects, FaultInjectingObjectStore};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -111,7 +109,11 @@ async fn an_acks1_batch_survives_a_failed_upload() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, recovery) = open_wal(dir.path());
     let faults = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
-    faults.inject(Operation::Put, Fault::Transient, Trigger::Next(1));
+    faults.inject(
+        objects::Operation::Put,
+        objects::Fault::Transient,
+        objects::Trigger::Next(1),
+    );
     let logs = logs_over(&store, faults.clone(), Some((wal, recovery.next_sequence)));
 
     let first = logs.append(tp, &batch("a"), Acks::Leader).await.unwrap();
@@ -154,7 +156,11 @@ async fn acks1_batches_survive_failed_uploads_and_a_restart() {
         let ok = logs.append(tp, &batch("v0"), Acks::Leader).await.unwrap();
         acknowledged.push((ok.durable.await.unwrap(), "v0".to_owned()));
         logs.flush_once().await;
-        faults.inject(Operation::Put, Fault::Transient, Trigger::Always);
+        faults.inject(
+            objects::Operation::Put,
+            objects::Fault::Transient,
+            objects::Trigger::Always,
+        );
         for i in 1..4 {
             let value = format!("v{i}");
             let appended = logs.append(tp, &batch(&value), Acks::Leader).await.unwrap();
@@ -292,77 +298,25 @@ async fn a_topic_deleted_mid_flush_fails_only_its_own_partitions() {
     assert_eq!(committed(&logs, kept_tp).await, vec![(0, "k".to_owned())]);
 }
 
-/// A key-value backend whose commits can be made to apply and then report
-/// "maybe committed", and then fail for a while.
-#[derive(Debug)]
-struct FlakyCommits {
-    inner: MemoryBackend,
-    /// The next commit applies, then reports MaybeCommitted.
-    apply_then_fail: AtomicBool,
-    /// Commits refused (not applied) after that.
-    refuse: AtomicU32,
-}
-
-#[derive(Debug)]
-struct FlakyTxn {
-    inner: Box<dyn KvTransaction>,
-    backend: Arc<FlakyCommits>,
-}
-
-#[derive(Debug)]
-struct FlakyBackend(Arc<FlakyCommits>);
-
-#[async_trait]
-impl KvBackend for FlakyBackend {
-    async fn begin(&self) -> Result<Box<dyn KvTransaction>, KvError> {
-        Ok(Box::new(FlakyTxn {
-            inner: self.0.inner.begin().await?,
-            backend: self.0.clone(),
-        }))
-    }
-
-    fn name(&self) -> &'static str {
-        "flaky"
-    }
-}
-
-#[async_trait]
-impl KvTransaction for FlakyTxn {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        begin: &[u8],
-        end: &[u8],
-        options: RangeOptions,
-    ) -> Result<Vec<KeyValue>, KvError> {
-        self.inner.get_range(begin, end, options).await
-    }
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.inner.set(key, value)
-    }
-    fn clear(&self, key: &[u8]) {
-        self.inner.clear(key)
-    }
-    fn clear_range(&self, begin: &[u8], end: &[u8]) {
-        self.inner.clear_range(begin, end)
-    }
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.inner.atomic_add(key, delta)
-    }
-    async fn commit(&self) -> Result<(), KvError> {
-        if self.backend.apply_then_fail.swap(false, Ordering::SeqCst) {
-            self.inner.commit().await?;
-            return Err(KvError::MaybeCommitted("reply lost".into()));
-        }
-        let refuse = self.backend.refuse.load(Ordering::SeqCst);
-        if refuse > 0 {
-            self.backend.refuse.store(refuse - 1, Ordering::SeqCst);
-            return Err(KvError::Unavailable("injected".into()));
-        }
-        self.inner.commit().await
-    }
+/// A memory store whose transactions go through a fault injector, retrying
+/// each at most three times (so a fault outlasts the store's own retries).
+async fn faulty_store() -> (MetadataStore, FaultInjector) {
+    let injector = FaultInjector::new(1);
+    let store = fjord_metadata::open_with_options(
+        "memory://",
+        OpenOptions {
+            retry_policy: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+            },
+            faults: Some(injector.clone()),
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    (store, injector)
 }
 
 /// H4: a segment commit whose outcome is unknown is retried under the same
@@ -370,22 +324,7 @@ impl KvTransaction for FlakyTxn {
 /// no offset is given twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maybe_committed_segment_is_retried_not_reset() {
-    let flaky = Arc::new(FlakyCommits {
-        inner: MemoryBackend::new(),
-        apply_then_fail: AtomicBool::new(false),
-        refuse: AtomicU32::new(0),
-    });
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
-    };
-    let store = MetadataStore::new(
-        Database::new(Arc::new(FlakyBackend(flaky.clone())), policy, 1),
-        "test",
-        Arc::new(SystemClock),
-        Arc::new(RandomIds::new()),
-    );
+    let (store, faults) = faulty_store().await;
     let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
     let tp = TopicPartition::new(topic.id, 0);
     let logs = logs_over(&store, Arc::new(InMemory::new()), None);
@@ -396,8 +335,18 @@ async fn a_maybe_committed_segment_is_retried_not_reset() {
     assert_eq!(warm.durable.await.unwrap(), 0);
 
     let first = logs.append(tp, &batch("a"), Acks::All).await.unwrap();
-    flaky.apply_then_fail.store(true, Ordering::SeqCst);
-    flaky.refuse.store(5, Ordering::SeqCst);
+    // The next commit applies and loses its reply; the five after it are
+    // refused: the store's own three attempts end "maybe committed".
+    faults
+        .inject(
+            Operation::Commit,
+            Fault::MaybeCommittedApplied,
+            Trigger::Next(1),
+        )
+        .unwrap();
+    faults
+        .inject(Operation::Commit, Fault::Unavailable, Trigger::Next(5))
+        .unwrap();
     let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
     let first = tokio::time::timeout(Duration::from_secs(30), first.durable)
         .await
@@ -653,22 +602,7 @@ async fn an_agent_whose_flusher_dies_stops_and_leaves() {
 /// own retries: the segment is committed once metadata answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acks1_batch_survives_a_failed_commit() {
-    let flaky = Arc::new(FlakyCommits {
-        inner: MemoryBackend::new(),
-        apply_then_fail: AtomicBool::new(false),
-        refuse: AtomicU32::new(0),
-    });
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(2),
-    };
-    let store = MetadataStore::new(
-        Database::new(Arc::new(FlakyBackend(flaky.clone())), policy, 1),
-        "test",
-        Arc::new(SystemClock),
-        Arc::new(RandomIds::new()),
-    );
+    let (store, faults) = faulty_store().await;
     let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
     let tp = TopicPartition::new(topic.id, 0);
     let dir = tempfile::tempdir().unwrap();
@@ -683,13 +617,11 @@ async fn an_acks1_batch_survives_a_failed_commit() {
     let appended = logs.append(tp, &batch("a"), Acks::Leader).await.unwrap();
     assert_eq!(appended.durable.await.unwrap(), 0);
     // Ten refusals: more than the store's three attempts per call.
-    flaky.refuse.store(10, Ordering::SeqCst);
+    faults
+        .inject(Operation::Commit, Fault::Unavailable, Trigger::Next(10))
+        .unwrap();
     logs.flush_once().await;
-    assert_eq!(
-        flaky.refuse.load(Ordering::SeqCst),
-        0,
-        "every refusal was met"
-    );
+    assert_eq!(faults.injected(), 10, "every refusal was met");
     let next = logs.append(tp, &batch("b"), Acks::All).await.unwrap();
     logs.flush_once().await;
     assert_eq!(next.durable.await.unwrap(), 1);
@@ -711,7 +643,11 @@ async fn acks1_batches_of_a_partition_that_moved_are_dropped_at_recovery() {
     {
         let (wal, recovery) = open_wal(dir.path());
         let faults = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
-        faults.inject(Operation::Put, Fault::Transient, Trigger::Always);
+        faults.inject(
+            objects::Operation::Put,
+            objects::Fault::Transient,
+            objects::Trigger::Always,
+        );
         let logs = logs_over(&store, faults, Some((wal, recovery.next_sequence)));
         let lost = logs.append(tp, &batch("lost"), Acks::Leader).await.unwrap();
         assert_eq!(lost.durable.await.unwrap(), 0);

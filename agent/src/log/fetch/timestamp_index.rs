@@ -135,24 +135,9 @@ impl PartitionLogs {
         threshold: i64,
         exact: bool,
     ) -> Result<Option<TimestampHit>, LogError> {
-        let mut offset = from.max(log_start);
-        loop {
-            let page = self
-                .store
-                .lookup(partition, offset, PAGE)
-                .await
-                .map_err(|e| LogError::from_metadata(partition, e))?;
-            let high_watermark = page.state.high_watermark;
-            let mut last = None;
-            for entry in page
-                .entries
-                .iter()
-                .filter(|e| e.base_offset < high_watermark)
-            {
-                last = Some(entry.last_offset);
-                if entry.max_timestamp < threshold {
-                    continue;
-                }
+        let mut pages = Pages::new(partition, from.max(log_start));
+        while let Some(page) = pages.next(self).await? {
+            for entry in page.iter().filter(|e| e.max_timestamp >= threshold) {
                 if let Some(hit) = self
                     .first_matching(entry, log_start, threshold, exact)
                     .await?
@@ -160,11 +145,8 @@ impl PartitionLogs {
                     return Ok(Some(hit));
                 }
             }
-            match last {
-                Some(last) if page.entries.len() == PAGE => offset = last + 1,
-                _ => return Ok(None),
-            }
         }
+        Ok(None)
     }
 
     /// The largest timestamp among the records from `log_start` on.
@@ -173,22 +155,10 @@ impl PartitionLogs {
         partition: TopicPartition,
         log_start: i64,
     ) -> Result<Option<i64>, LogError> {
-        let mut offset = log_start;
         let mut largest = None;
-        loop {
-            let page = self
-                .store
-                .lookup(partition, offset, PAGE)
-                .await
-                .map_err(|e| LogError::from_metadata(partition, e))?;
-            let high_watermark = page.state.high_watermark;
-            let mut last = None;
-            for entry in page
-                .entries
-                .iter()
-                .filter(|e| e.base_offset < high_watermark)
-            {
-                last = Some(entry.last_offset);
+        let mut pages = Pages::new(partition, log_start);
+        while let Some(page) = pages.next(self).await? {
+            for entry in &page {
                 // A chunk the log start cuts may owe its largest timestamp to
                 // a deleted record: read the records kept.
                 let max = if entry.base_offset < log_start {
@@ -202,11 +172,8 @@ impl PartitionLogs {
                 };
                 largest = largest.max(max);
             }
-            match last {
-                Some(last) if page.entries.len() == PAGE => offset = last + 1,
-                _ => return Ok(largest),
-            }
         }
+        Ok(largest)
     }
 
     /// The `(offset, timestamp)` of the records of an index entry's chunk from
@@ -232,5 +199,46 @@ impl PartitionLogs {
             );
         }
         Ok(found)
+    }
+}
+
+/// A partition's committed index entries, [`PAGE`] at a time, from an offset on.
+#[derive(Debug)]
+struct Pages {
+    partition: TopicPartition,
+    /// Where the next page starts; `None` once the last page was read.
+    next: Option<i64>,
+}
+
+impl Pages {
+    fn new(partition: TopicPartition, from: i64) -> Self {
+        Self {
+            partition,
+            next: Some(from),
+        }
+    }
+
+    /// The next page of entries below the high watermark, or `None` at the end.
+    async fn next(&mut self, logs: &PartitionLogs) -> Result<Option<Vec<IndexEntry>>, LogError> {
+        let Some(offset) = self.next else {
+            return Ok(None);
+        };
+        let page = logs
+            .store
+            .lookup(self.partition, offset, PAGE)
+            .await
+            .map_err(|e| LogError::from_metadata(self.partition, e))?;
+        let full = page.entries.len() == PAGE;
+        let high_watermark = page.state.high_watermark;
+        let entries: Vec<IndexEntry> = page
+            .entries
+            .into_iter()
+            .filter(|e| e.base_offset < high_watermark)
+            .collect();
+        self.next = match entries.last() {
+            Some(last) if full => Some(last.last_offset + 1),
+            _ => None,
+        };
+        Ok((!entries.is_empty()).then_some(entries))
     }
 }
