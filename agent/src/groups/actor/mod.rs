@@ -3,9 +3,11 @@
 //! persists the durable part before answering.
 //!
 //! This module holds the task (commands, run loop, timers, persistence,
-//! heartbeats and leaves); `rebalance` the join and sync flows; `offsets`
-//! commits, deletion and `OffsetDelete`; `expiry` the expiry of offsets and of
-//! empty groups (`offsets.retention.minutes`).
+//! heartbeats and leaves); a rebalance's flows by phase: `join` the joins
+//! (first, known, pending and static members), `rebalance` preparing and
+//! completing the join phase, `sync` the sync that distributes the leader's
+//! assignment; `offsets` commits, deletion and `OffsetDelete`; `expiry` the
+//! expiry of offsets and of empty groups (`offsets.retention.minutes`).
 //!
 //! An actor is a future ([`build`]) that the coordinator runs in its shard's
 //! supervised set ([`super::shard`]); it ends with an [`ActorExit`] saying why,
@@ -63,8 +65,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 mod expiry;
+mod join;
 mod offsets;
 mod rebalance;
+mod sync;
 
 pub(crate) use expiry::GroupExpiry;
 
