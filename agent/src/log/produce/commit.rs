@@ -26,8 +26,7 @@ use std::time::Duration;
 
 use fjord_metadata::{ErrorKind, MetadataError, TopicPartition};
 
-use super::flusher::{Flush, Part};
-use super::upload::Uploaded;
+use super::flush::{Flush, Part, Uploaded};
 use crate::log::state::{self, Pending};
 use crate::log::{LogError, PartitionLogs, tail_key};
 

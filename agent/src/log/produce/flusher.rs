@@ -4,30 +4,14 @@
 
 use std::sync::Arc;
 
-use fjord_metadata::TopicPartition;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use tokio_util::sync::CancellationToken;
 
-use super::upload::Uploaded;
-use crate::log::state::{self, Pending};
+use super::flush::{Flush, Part, Uploaded};
+use crate::log::state;
 use crate::log::{LogError, PartitionLogs};
-
-/// One partition's share of a flush.
-#[derive(Debug)]
-pub(crate) struct Part {
-    pub(crate) partition: TopicPartition,
-    /// The epoch its batches were accepted under.
-    pub(crate) epoch: i32,
-    pub(crate) batches: Vec<Pending>,
-}
-
-/// What one flush took.
-#[derive(Debug)]
-pub(crate) struct Flush {
-    pub(crate) parts: Vec<Part>,
-}
 
 type InFlight = FuturesOrdered<BoxFuture<'static, (Flush, Result<Uploaded, LogError>)>>;
 

@@ -3,6 +3,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`append`] | validate, check the idempotent producer, assign offsets, queue in the WAL and for the next flush |
+//! | [`flush`] | what a flush carries between its stages (a leaf) |
 //! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, pipelined |
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
 //! | [`commit`] | commits an uploaded segment in metadata, answers producers, re-queues what failed, truncates the WAL |
@@ -46,6 +47,7 @@
 
 pub mod append;
 pub mod commit;
+pub mod flush;
 pub mod flusher;
 pub mod producers;
 pub mod recovery;

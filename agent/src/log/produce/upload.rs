@@ -6,24 +6,16 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use fjord_metadata::{ChunkCommit, ProducerCommit, ProducerState, SegmentCommit, SegmentId};
 use fjord_metadata::{TopicId, TopicPartition};
 use fjord_storage::{ChunkMeta, SegmentWriter, WriterOptions};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use super::flusher::Flush;
+use super::flush::{Flush, Uploaded};
 use crate::log::{LogError, PartitionLogs};
 use crate::records;
-
-/// A segment object uploaded and not yet committed.
-#[derive(Debug)]
-pub(crate) struct Uploaded {
-    pub(crate) commit: SegmentCommit,
-    /// Each partition's chunk (first and last offset, batches) for the tail cache.
-    pub(crate) tail: Vec<(TopicPartition, i64, i64, Bytes)>,
-}
 
 impl PartitionLogs {
     /// Builds the segment object of `flush` and uploads it.
