@@ -196,7 +196,8 @@ impl AgentBuilder {
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
             .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
-        let node_id = register(&store, &options, &advertised, &*ids).await?;
+        let node_id =
+            crate::heartbeat::register(&store, &options.data_dir, &advertised, &*ids).await?;
 
         // Every registered agent counts as live until its heartbeat says
         // otherwise (as the balancer judges them), so nothing this agent does
@@ -374,48 +375,6 @@ impl AgentBuilder {
             metrics,
         })
     }
-}
-
-/// Reads the node id this data directory had (a restart keeps it, so clients'
-/// and other agents' views of it stay valid) and registers under it, or
-/// registers anew.
-async fn register(
-    store: &MetadataStore,
-    options: &AgentOptions,
-    advertised: &str,
-    ids: &dyn IdGenerator,
-) -> anyhow::Result<i32> {
-    let instance = ids.uuid();
-    let node_id_file = options.data_dir.join("node-id");
-    let previous = tokio::fs::read_to_string(&node_id_file)
-        .await
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok());
-    let reregistered = match previous {
-        Some(node_id) => store
-            .reregister_agent(node_id, instance, advertised)
-            .await
-            .context("registering the agent again")?,
-        None => None,
-    };
-    let agent = match reregistered {
-        Some(agent) => agent,
-        None => store
-            .register_agent(instance, advertised)
-            .await
-            .context("registering the agent")?,
-    };
-    tokio::fs::write(&node_id_file, format!("{}\n", agent.node_id))
-        .await
-        .with_context(|| format!("writing {}", node_id_file.display()))?;
-    tracing::info!(
-        node_id = agent.node_id,
-        %instance,
-        backend = store.database().backend_name(),
-        advertised = %agent.advertised_address,
-        "agent registered"
-    );
-    Ok(agent.node_id)
 }
 
 /// The tokens of the shutdown stages, in order.

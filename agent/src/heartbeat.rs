@@ -1,4 +1,7 @@
-//! The heartbeat: this agent's liveness in metadata.
+//! This agent's registration and its heartbeat: its liveness in metadata.
+//!
+//! A data directory is one agent: [`register`] keeps the node id it had, so a
+//! restart stays the same node to clients and to the other agents.
 //!
 //! It bumps the agent's counter every interval; the others judge it dead when
 //! the counter stops (by their own clocks). It stops on its token — after the
@@ -7,8 +10,11 @@
 //! (ending the agent) when the registration was removed because the others
 //! judged this agent dead: a zombie must not keep serving.
 
+use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
+use fjord_common::IdGenerator;
 use fjord_metadata::{MetadataError, MetadataStore};
 use tokio_util::sync::CancellationToken;
 
@@ -39,4 +45,46 @@ pub async fn run_heartbeat(
             Err(error) => tracing::warn!(node_id, %error, "heartbeat failed"),
         }
     }
+}
+
+/// Reads the node id this data directory had (a restart keeps it, so clients'
+/// and other agents' views of it stay valid) and registers under it, or
+/// registers anew.
+pub async fn register(
+    store: &MetadataStore,
+    data_dir: &Path,
+    advertised: &str,
+    ids: &dyn IdGenerator,
+) -> anyhow::Result<i32> {
+    let instance = ids.uuid();
+    let node_id_file = data_dir.join("node-id");
+    let previous = tokio::fs::read_to_string(&node_id_file)
+        .await
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    let reregistered = match previous {
+        Some(node_id) => store
+            .reregister_agent(node_id, instance, advertised)
+            .await
+            .context("registering the agent again")?,
+        None => None,
+    };
+    let agent = match reregistered {
+        Some(agent) => agent,
+        None => store
+            .register_agent(instance, advertised)
+            .await
+            .context("registering the agent")?,
+    };
+    tokio::fs::write(&node_id_file, format!("{}\n", agent.node_id))
+        .await
+        .with_context(|| format!("writing {}", node_id_file.display()))?;
+    tracing::info!(
+        node_id = agent.node_id,
+        %instance,
+        backend = store.database().backend_name(),
+        advertised = %agent.advertised_address,
+        "agent registered"
+    );
+    Ok(agent.node_id)
 }
