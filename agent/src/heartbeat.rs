@@ -37,6 +37,9 @@ pub async fn run_heartbeat(
         }
         match store.heartbeat(node_id).await {
             Ok(_) => {}
+            // Stopping: the agent deregisters right after cancelling `stop`,
+            // which a beat already under way may see.
+            Err(MetadataError::UnknownAgent { .. }) if stop.is_cancelled() => return Ok(()),
             Err(MetadataError::UnknownAgent { .. }) => {
                 anyhow::bail!(
                     "this agent's registration (node {node_id}) was removed: the others judged it dead"
