@@ -146,8 +146,11 @@ async fn balance_once(
     settings: ClusterSettings,
 ) -> Result<(), fjord_metadata::MetadataError> {
     let me = view.me().node_id;
-    let now = tokio::time::Instant::now();
     let agents = store.list_agents().await?;
+    // The time of the read, not of the call: a read retried for seconds (a
+    // metadata store that loses replies) must not date what it saw back to
+    // when it started, or a counter seen moving then looks silent since.
+    let now = tokio::time::Instant::now();
     let live = liveness.observe(&agents, me, now, settings.lease_timeout);
     view.set_live(live.iter().filter_map(LiveAgent::from_record).collect());
     // Registrations dead for a long time are removed, so restarts do not pile

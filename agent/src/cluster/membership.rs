@@ -210,15 +210,31 @@ impl Placement for ClusterView {
         self.me.node_id
     }
 }
-/// other's counter last moved. When nobody's counter moves — the metadata store
+
+/// Heartbeat counters as this agent last saw them move, by its own clock.
+///
+/// Another agent is dead once its counter has not moved for the lease timeout
+/// *while this agent's own counter kept moving*: in at least
+/// [`OWN_BEATS_TO_JUDGE`] of this agent's observations since the other's
+/// counter last moved, this agent's own counter had moved since the
+/// observation before. When nobody's counter moves — the metadata store
 /// stalled (a slow fsync; with SQLite, a paused process holding the write
 /// lock), or this agent itself was stalled and has not heartbeaten since —
 /// silence says nothing about the others, and nobody is judged dead.
+///
+/// Observations, not the counter's increments, are counted: a heartbeat whose
+/// reply was lost is retried and may add several increments at once, which
+/// says nothing about how much time passed. And each observation is dated by
+/// when its read returned (the caller passes that time): a read retried for
+/// seconds must not date what it saw to when it began, or a counter seen
+/// moving then would look silent since.
 #[derive(Debug, Default)]
 pub struct Liveness {
     seen: HashMap<i32, Seen>,
     /// This agent's counter as last observed.
     own: u64,
+    /// Observations in which this agent's own counter had moved.
+    own_moves: u64,
 }
 
 /// One agent's counter as last seen moving.
@@ -226,19 +242,19 @@ pub struct Liveness {
 struct Seen {
     heartbeat: u64,
     moved_at: tokio::time::Instant,
-    /// This agent's own counter then.
-    own_then: u64,
+    /// [`Liveness::own_moves`] then.
+    own_moves_then: u64,
 }
 
-/// How many of its own heartbeats an agent must see committed, after another
-/// agent's counter last moved, before it may judge that agent dead.
+/// In how many observations an agent must see its own counter moved, after
+/// another agent's counter last moved, before it may judge that agent dead.
 pub const OWN_BEATS_TO_JUDGE: u64 = 2;
 
 impl Liveness {
-    /// Records `agents` as observed at `now`; returns those alive: this agent,
-    /// and every other whose counter moved (or which was first seen) within
-    /// `lease_timeout`, or since which this agent's own counter has not moved
-    /// [`OWN_BEATS_TO_JUDGE`] times.
+    /// Records `agents` as read at `now`; returns those alive: this agent, and
+    /// every other whose counter moved (or which was first seen) within
+    /// `lease_timeout`, or since which this agent has not seen its own counter
+    /// move in [`OWN_BEATS_TO_JUDGE`] observations.
     pub fn observe(
         &mut self,
         agents: &[AgentRecord],
@@ -247,9 +263,12 @@ impl Liveness {
         lease_timeout: Duration,
     ) -> Vec<AgentRecord> {
         if let Some(own) = agents.iter().find(|a| a.node_id == me) {
+            if own.heartbeat != self.own {
+                self.own_moves += 1;
+            }
             self.own = own.heartbeat;
         }
-        let own = self.own;
+        let own_moves = self.own_moves;
         self.seen
             .retain(|node, _| agents.iter().any(|a| a.node_id == *node));
         let mut live = Vec::new();
@@ -257,25 +276,30 @@ impl Liveness {
             let entry = self.seen.entry(agent.node_id).or_insert(Seen {
                 heartbeat: agent.heartbeat,
                 moved_at: now,
-                own_then: own,
+                own_moves_then: own_moves,
             });
             if entry.heartbeat != agent.heartbeat {
                 *entry = Seen {
                     heartbeat: agent.heartbeat,
                     moved_at: now,
-                    own_then: own,
+                    own_moves_then: own_moves,
                 };
             }
-            if agent.node_id == me || !Self::silent(entry, own, now, lease_timeout) {
+            if agent.node_id == me || !Self::silent(entry, own_moves, now, lease_timeout) {
                 live.push(agent.clone());
             }
         }
         live
     }
 
-    fn silent(seen: &Seen, own: u64, now: tokio::time::Instant, for_at_least: Duration) -> bool {
+    fn silent(
+        seen: &Seen,
+        own_moves: u64,
+        now: tokio::time::Instant,
+        for_at_least: Duration,
+    ) -> bool {
         now.duration_since(seen.moved_at) >= for_at_least
-            && own.saturating_sub(seen.own_then) >= OWN_BEATS_TO_JUDGE
+            && own_moves.saturating_sub(seen.own_moves_then) >= OWN_BEATS_TO_JUDGE
     }
 
     /// Agents whose counters have not moved for `for_at_least` while this
@@ -283,7 +307,7 @@ impl Liveness {
     pub fn dead_for(&self, now: tokio::time::Instant, for_at_least: Duration) -> Vec<i32> {
         self.seen
             .iter()
-            .filter(|(_, seen)| Self::silent(seen, self.own, now, for_at_least))
+            .filter(|(_, seen)| Self::silent(seen, self.own_moves, now, for_at_least))
             .map(|(node, _)| *node)
             .collect()
     }
@@ -406,5 +430,23 @@ mod tests {
         assert!(view.owns(tp, 1));
         view.set_live(vec![]);
         assert_eq!(view.live(), vec![me]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_own_increments_is_one_observation_not_many() {
+        // This agent's heartbeat lost its replies and was retried: its counter
+        // jumped by a hundred in one go. That is one sign of time passing, not
+        // a hundred, so the silent other agent is not judged dead on it.
+        let lease = Duration::from_secs(2);
+        let mut liveness = Liveness::default();
+        let start = tokio::time::Instant::now();
+        let ids = |live: &[AgentRecord]| live.iter().map(|a| a.node_id).collect::<Vec<_>>();
+        liveness.observe(&[record(1, 5), record(2, 9)], 1, start, lease);
+        let later = start + Duration::from_secs(3);
+        let live = liveness.observe(&[record(1, 105), record(2, 9)], 1, later, lease);
+        assert_eq!(ids(&live), vec![1, 2], "one observation of own progress");
+        let then = later + Duration::from_millis(500);
+        let live = liveness.observe(&[record(1, 106), record(2, 9)], 1, then, lease);
+        assert_eq!(ids(&live), vec![1], "a second one, and still silent");
     }
 }
