@@ -25,7 +25,11 @@
 //!   than the retry layer's attempts, so whole segment uploads fail and the
 //!   batches they held must flush again), consecutive PUTs stored yet
 //!   reported failed, consecutive commits that apply and lose their reply,
-//!   or consecutive GET failures.
+//!   or consecutive GET failures; in fault-only rounds, half the time, a
+//!   "reply storm" instead: for 7 s every metadata commit of one agent applies
+//!   and loses its reply, so its transactions exhaust their retries and
+//!   answer "maybe committed" to the agent (segment commits, heartbeats,
+//!   balancer reads) while everything it writes does apply.
 //!
 //! The run is cut into rounds of [`ROUND`]: even rounds inject faults only;
 //! odd rounds also `kill -9` a random agent at a random moment and restart it
@@ -50,7 +54,20 @@
 //! - every partition's stored offsets are dense;
 //! - after the faults stop, every partition is led by a running agent in
 //!   metadata and accepts a produce within one lease plus the slack stated at
-//!   [`served_bound`] (measured and printed per partition).
+//!   [`served_bound`] (measured and printed per partition);
+//! - no agent exited by itself, and some segment upload failed (the faults
+//!   did reach the write path).
+//!
+//! What a broken agent trips: dropping `acks=1` batches after a failed upload
+//! or commit, or forgetting a partition it still leads, loses protected
+//! acknowledgements; a recovery that skips the WAL after `kill -9` loses
+//! acknowledgements on a partition nobody else took over; an agent that takes
+//! a partition from a live one (a wrong liveness judgement) fences batches it
+//! had acknowledged with `acks=1` — protected ones; a commit retried under a
+//! new segment id after "maybe committed", or an offset reused after a failed
+//! flush, duplicates or loses `acks=all` records; a partition left recorded
+//! under an agent that refuses it (a hand-off never finished or never
+//! undone) fails the probe after the faults stop.
 //!
 //! # Which `acks=1` acknowledgements must survive
 //!
@@ -92,8 +109,9 @@
 //! FJORD_SOAK_SECONDS=1800 cargo test -p fjord-agent --test fault_soak -- --nocapture
 //! ```
 //!
-//! The agents' logs (stderr, `RUST_LOG=warn`) are appended to
-//! `target/tmp/fault_soak/seed-<seed>/agent-<i>.log`, kept after the run.
+//! The agents' logs (stderr, `RUST_LOG=info`) are appended to
+//! `target/tmp/fault_soak/seed-<seed>/agent-<i>.log`, kept after the run; when
+//! the test fails, the metadata database is copied there too.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -133,7 +151,12 @@ const LONGEST_INJECTED: Duration = Duration::from_millis(1_500);
 /// flush interval, a PUT to moto and a metadata commit, on a shared 2-core
 /// machine running ten processes.
 const ONE_COMMIT: Duration = Duration::from_secs(1);
-/// How often metadata is sampled for leaders, epochs and high watermarks.
+/// How long the probe after the faults stop keeps trying a partition before
+/// it calls it stuck: well past [`served_bound`], so a slow takeover is told
+/// from a partition nobody will serve.
+const PROBE_LIMIT: Duration = Duration::from_secs(20);
+/// How often metadata is sampled for leaders, epochs, high watermarks and
+/// heartbeat counters.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How late a client may report an acknowledgement after the agent sent it.
 const CALLBACK_SLACK: f64 = 1.0;
@@ -439,6 +462,8 @@ struct Sample {
     at: f64,
     /// Per partition: (leader, epoch, high watermark).
     partitions: Vec<(Option<i32>, i32, i64)>,
+    /// Per registered agent: (node id, heartbeat counter).
+    heartbeats: Vec<(i32, u64)>,
 }
 
 /// Samples the topic's partitions every [`SAMPLE_EVERY`] until `stop`.
@@ -454,7 +479,16 @@ fn spawn_monitor(metadata_url: String, stop: Arc<AtomicBool>) -> JoinHandle<Vec<
                 .iter()
                 .map(|s| (s.leader, s.leader_epoch, s.high_watermark))
                 .collect();
-            samples.push(Sample { at, partitions });
+            let heartbeats = meta
+                .agents()
+                .iter()
+                .map(|a| (a.node_id, a.heartbeat))
+                .collect();
+            samples.push(Sample {
+                at,
+                partitions,
+                heartbeats,
+            });
             std::thread::sleep(SAMPLE_EVERY);
         }
         samples
@@ -482,42 +516,132 @@ fn served_bound(settings: &AgentSettings) -> Duration {
         + ONE_COMMIT
 }
 
+/// Per node, the longest time `samples` show its heartbeat counter standing
+/// still (what the others judge its liveness by).
+fn heartbeat_stalls(samples: &[&Sample]) -> BTreeMap<i32, f64> {
+    let mut last_move: BTreeMap<i32, (u64, f64)> = BTreeMap::new();
+    let mut longest: BTreeMap<i32, f64> = BTreeMap::new();
+    for sample in samples {
+        for (node, beat) in &sample.heartbeats {
+            let (seen, since) = last_move.entry(*node).or_insert((*beat, sample.at));
+            if *seen != *beat {
+                *seen = *beat;
+                *since = sample.at;
+            }
+            let still = sample.at - *since;
+            let entry = longest.entry(*node).or_default();
+            *entry = entry.max(still);
+        }
+    }
+    longest
+}
+
+/// What a probe of one partition saw after the faults stopped.
+#[derive(Debug, Clone)]
+struct Served {
+    /// Seconds from the faults stopping to the first produce its recorded
+    /// leader accepted; `None` if none did within [`PROBE_LIMIT`].
+    after: Option<f64>,
+    /// The last (leader, epoch) metadata showed, and the error code of the
+    /// last produce (`None` when no leader was recorded).
+    last: (Option<i32>, i32, Option<i16>),
+    tries: u32,
+}
+
 /// From `faults_off` (wall clock) on, produces to every partition through the
-/// agent metadata records as its leader until one produce is accepted;
-/// returns, per partition, the seconds from `faults_off` to that answer.
+/// agent metadata records as its leader until one produce is accepted.
 fn probe_served(
     metadata_url: &str,
     addresses: &HashMap<i32, String>,
     faults_off: f64,
-) -> BTreeMap<i32, f64> {
-    let probes: Vec<JoinHandle<(i32, f64)>> = (0..PARTITIONS)
+) -> BTreeMap<i32, Served> {
+    let probes: Vec<JoinHandle<(i32, Served)>> = (0..PARTITIONS)
         .map(|p| {
             let url = metadata_url.to_owned();
             let addresses = addresses.clone();
             std::thread::spawn(move || {
                 let meta = Meta::open(&url);
                 let topic = meta.topic(TOPIC).unwrap();
-                for n in 0.. {
-                    assert!(
-                        wall_clock() - faults_off < MUST_HAPPEN.as_secs_f64(),
-                        "partition {p}: no leader accepted a produce within {MUST_HAPPEN:?} \
-                         of the faults stopping"
-                    );
+                let mut served = Served {
+                    after: None,
+                    last: (None, 0, None),
+                    tries: 0,
+                };
+                while wall_clock() - faults_off < PROBE_LIMIT.as_secs_f64() {
                     let state = &meta.states(&topic)[usize::try_from(p).unwrap()];
+                    served.last = (state.leader, state.leader_epoch, None);
                     if let Some(address) = state.leader.and_then(|l| addresses.get(&l)) {
-                        let (code, _) =
-                            produce_once(address, TOPIC, p, &[format!("probe-{p}-{n}")]);
+                        served.tries += 1;
+                        let key = format!("probe-{p}-{}", served.tries);
+                        let (code, _) = produce_once(address, TOPIC, p, &[key]);
+                        served.last.2 = Some(code);
                         if code == NONE {
-                            return (p, wall_clock() - faults_off);
+                            served.after = Some(wall_clock() - faults_off);
+                            break;
                         }
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                unreachable!()
+                (p, served)
             })
         })
         .collect();
     probes.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Each partition's (leader, epoch) changes over `samples`, as
+/// `node@epoch→...` (`none@epoch` when unled), with the wall-clock time of
+/// each change when `times`.
+fn leadership_changes(samples: &[&Sample], times: bool) -> BTreeMap<i32, String> {
+    let mut changes = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let index = usize::try_from(p).unwrap();
+        let mut history: Vec<String> = Vec::new();
+        let mut last = None;
+        for sample in samples {
+            let (leader, epoch, _) = sample.partitions[index];
+            if last != Some((leader, epoch)) {
+                last = Some((leader, epoch));
+                let who = leader.map_or(format!("none@{epoch}"), |l| format!("{l}@{epoch}"));
+                history.push(if times {
+                    format!("{who} ({:.1})", sample.at)
+                } else {
+                    who
+                });
+            }
+        }
+        if history.len() > 1 {
+            changes.insert(p, history.join("→"));
+        }
+    }
+    changes
+}
+
+/// When the test fails, copies the SQLite metadata files (with their WAL)
+/// next to the agents' logs before the cluster's directory goes, for a look
+/// after the run. Declared after the cluster, so dropped before it.
+struct KeepMetadataOnPanic {
+    metadata_url: String,
+    dir: PathBuf,
+}
+
+impl Drop for KeepMetadataOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let path = self.metadata_url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::copy(
+                format!("{path}{suffix}"),
+                self.dir.join(format!("metadata.db{suffix}")),
+            );
+        }
+        eprintln!(
+            "the agents' logs and the metadata are kept in {}",
+            self.dir.display()
+        );
+    }
 }
 
 /// What [`exactly_once`] counted for one producer.
@@ -668,13 +792,15 @@ fn check_acks_one(
                 eprintln!(
                     "acks=1: {} acknowledged at {}/{} at {:.3} ({round}) is not stored there \
                      (holds {:?}); offset committed at {committed_at:.3}; a death between: \
-                     {died}; (leader, epoch) seen from {:.1} s before: {epochs:?}",
+                     {died}; (leader, epoch) seen from {:.1} s before: {epochs:?}; longest \
+                     heartbeat stall per node then: {:?}",
                     ack.key,
                     ack.partition,
                     ack.offset,
                     ack.at,
                     at.get(&(ack.partition, ack.offset)),
                     ZOMBIE_WINDOW,
+                    heartbeat_stalls(&window),
                 );
             }
         }
@@ -737,11 +863,14 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
 
     // Default lease, heartbeat, balance and flush timings; only the group's
     // first rebalance is not held back 3 s.
-    let cluster = Cluster::new(
+    let mut cluster = Cluster::new(
         AGENTS,
         Bucket::Moto,
         &["--group-initial-rebalance-delay-ms", "500"],
     );
+    // Takeovers, hand-offs and resumptions from the WAL are logged at info:
+    // the logs go to files, where a failure is diagnosed from them.
+    cluster.env.push(("RUST_LOG".to_owned(), "info".to_owned()));
     let control: Vec<PathBuf> = (0..AGENTS)
         .map(|i| cluster.root.path().join(format!("faults-{i}")))
         .collect();
@@ -760,6 +889,10 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
         soak_state.set_faults(i, "");
         soak_state.start(i);
     }
+    let _keep = KeepMetadataOnPanic {
+        metadata_url: soak_state.cluster.metadata_url.clone(),
+        dir: logs_dir.clone(),
+    };
     let meta = soak_state.cluster.meta();
     soak_state.nodes = (0..AGENTS).map(|i| soak_state.cluster.node_id(i)).collect();
     let addresses: HashMap<i32, String> = (0..AGENTS)
@@ -937,11 +1070,65 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
         soak_state.set_faults(i, "");
     }
     let served = probe_served(&soak_state.cluster.metadata_url, &addresses, faults_off);
-    let served_after = served.values().copied().fold(0.0, f64::max);
     let bound = served_bound(&settings);
+    let unserved: Vec<i32> = served
+        .iter()
+        .filter(|(_, s)| s.after.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    if !unserved.is_empty() {
+        // Say what the cluster looked like, keep the metadata, then fail.
+        stop_monitor.store(true, Ordering::SeqCst);
+        let samples = monitor.join().unwrap();
+        let all: Vec<&Sample> = samples.iter().collect();
+        println!(
+            "UNSERVED partitions {unserved:?} {PROBE_LIMIT:?} after the faults stopped at \
+             {faults_off:.3}: {served:?}; leadership over the run (node@epoch (wall clock)): \
+             {:#?}; agents: {:?}; node of each agent: {:?}; agent logs in {}",
+            leadership_changes(&all, true),
+            meta.agents(),
+            soak_state.nodes,
+            logs_dir.display()
+        );
+        for p in &unserved {
+            let index = usize::try_from(*p).unwrap();
+            let hwm = samples.last().map_or(0, |s| s.partitions[index].2);
+            let since = samples
+                .iter()
+                .find(|s| s.partitions[index].2 == hwm)
+                .map_or(f64::NAN, |s| s.at);
+            let last_acks: Vec<String> = producers
+                .iter()
+                .map(|producer| {
+                    let last = producer
+                        .log()
+                        .acks
+                        .iter()
+                        .filter(|a| a.partition == *p)
+                        .map(|a| a.at)
+                        .reduce(f64::max);
+                    format!("{} {last:?}", producer.name)
+                })
+                .collect();
+            println!(
+                "partition {p}: high watermark {hwm} since {since:.3}; last acknowledgement on \
+                 it: {}",
+                last_acks.join(", ")
+            );
+        }
+        panic!(
+            "partitions {unserved:?} had no leader that accepted a produce within \
+             {PROBE_LIMIT:?} of the faults stopping (seed {seed})"
+        );
+    }
+    let served_after = served.values().filter_map(|s| s.after).fold(0.0, f64::max);
     println!(
         "after the faults stopped, every partition accepted a produce from its leader within \
-         {served_after:.2} s (bound {bound:?}): {served:?}"
+         {served_after:.2} s (bound {bound:?}): {:?}",
+        served
+            .iter()
+            .map(|(p, s)| (*p, format!("{:.2}", s.after.unwrap_or(f64::NAN))))
+            .collect::<BTreeMap<_, _>>()
     );
 
     // Producers stop; the group catches up.
@@ -1025,29 +1212,17 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
                 .filter(|a| a.at >= round.start && a.at < round.end)
                 .count()
         };
-        // Each partition's (leader, epoch) changes within the round.
         let window: Vec<&Sample> = samples
             .iter()
             .filter(|s| s.at >= round.start && s.at < round.end)
             .collect();
-        let mut changes = Vec::new();
-        for p in 0..usize::try_from(PARTITIONS).unwrap() {
-            let mut history: Vec<String> = Vec::new();
-            let mut last = None;
-            for sample in &window {
-                let (leader, epoch, _) = sample.partitions[p];
-                if last != Some((leader, epoch)) {
-                    last = Some((leader, epoch));
-                    history
-                        .push(leader.map_or(format!("none@{epoch}"), |l| format!("{l}@{epoch}")));
-                }
-            }
-            if history.len() > 1 {
-                changes.push(format!("p{p} {}", history.join("→")));
-            }
-        }
+        let changes: Vec<String> = leadership_changes(&window, false)
+            .into_iter()
+            .map(|(p, history)| format!("p{p} {history}"))
+            .collect();
         println!(
-            "round {} ({}): acknowledged {}; leadership (node@epoch) changes: [{}]",
+            "round {} ({}): acknowledged {}; leadership (node@epoch) changes: [{}]; longest \
+             heartbeat stall per node: {:?}",
             round.index,
             if round.kill.is_some() {
                 "faults + kill"
@@ -1059,6 +1234,10 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
                 .collect::<Vec<_>>()
                 .join(", "),
             changes.join(", "),
+            heartbeat_stalls(&window)
+                .iter()
+                .map(|(node, still)| (*node, format!("{still:.1} s")))
+                .collect::<BTreeMap<_, _>>(),
         );
     }
     for (i, path) in soak_state.logs.iter().enumerate() {
