@@ -25,11 +25,12 @@
 //!   than the retry layer's attempts, so whole segment uploads fail and the
 //!   batches they held must flush again), consecutive PUTs stored yet
 //!   reported failed, consecutive commits that apply and lose their reply,
-//!   or consecutive GET failures; in fault-only rounds, half the time, a
-//!   "reply storm" instead: for 7 s every metadata commit of one agent applies
-//!   and loses its reply, so its transactions exhaust their retries and
-//!   answer "maybe committed" to the agent (segment commits, heartbeats,
-//!   balancer reads) while everything it writes does apply.
+//!   or consecutive GET failures; or, in fault-only rounds, a "reply storm":
+//!   for 7 s every metadata commit of one agent applies and loses its reply,
+//!   so its transactions exhaust their retries and answer "maybe committed"
+//!   to the agent (segment commits, heartbeats, balancer reads) while
+//!   everything it writes does apply. Every run has an upload-failing burst
+//!   (round 0) and a reply storm (round 2).
 //!
 //! The run is cut into rounds of [`ROUND`]: even rounds inject faults only;
 //! odd rounds also `kill -9` a random agent at a random moment and restart it
@@ -244,29 +245,37 @@ struct Burst {
     lasts: Option<Duration>,
 }
 
-/// A burst; the reply storm only where `storm` (not in kill rounds: an agent
-/// restarted into it could not commit its WAL's batches until it ends).
-fn draw_burst(rng: &SeededRng, storm: bool) -> Burst {
+/// Round `round`'s burst. Every run has both bursts the write path must
+/// survive: round 0 fails whole segment uploads, round 2 is a reply storm;
+/// later rounds draw one, the storm only in fault-only rounds (an agent
+/// restarted into a storm could not commit its WAL's batches until it ends).
+fn draw_burst(rng: &SeededRng, round: usize, kill_round: bool) -> Burst {
     let next = |store, rule: &str, low, high| Burst {
         store,
         rule: format!("{rule}:next={}", between(rng, low, high)),
         lasts: None,
     };
-    if storm && rng.below(2) == 0 {
-        // Every commit of one agent applies and loses its reply for 7 s: its
-        // transactions run out of their 100 attempts (about 5 s) and answer
-        // "maybe committed" to the agent — segment commits must be retried
-        // under the same segment id (review finding H4) — while its heartbeats
-        // apply, so it keeps its lease and its partitions.
-        return Burst {
-            store: "metadata",
-            rule: "commit:maybe-committed-applied:always".to_owned(),
-            lasts: Some(Duration::from_secs(7)),
-        };
+    // Every commit of one agent applies and loses its reply for 7 s: its
+    // transactions run out of their 100 attempts (about 5 s) and answer "maybe
+    // committed" to the agent — segment commits must be retried under the same
+    // segment id (review finding H4) — while its heartbeats apply, so it keeps
+    // its lease and its partitions.
+    let storm = Burst {
+        store: "metadata",
+        rule: "commit:maybe-committed-applied:always".to_owned(),
+        lasts: Some(Duration::from_secs(7)),
+    };
+    // The retry layer makes 4 attempts: 4..=12 failures in a row fail 1-3
+    // whole segment uploads, whose batches must flush again.
+    match round {
+        0 => return next("object-store", "put:transient", 6, 12),
+        2 => return storm,
+        _ => {}
+    }
+    if !kill_round && rng.below(2) == 0 {
+        return storm;
     }
     match rng.below(4) {
-        // The retry layer makes 4 attempts: 4..=12 failures in a row fail 1-3
-        // whole segment uploads, whose batches must flush again.
         0 => next("object-store", "put:transient", 4, 12),
         1 => next("object-store", "put:transient-after-apply", 4, 12),
         2 => next("metadata", "commit:maybe-committed-applied", 3, 10),
@@ -977,7 +986,7 @@ fn nothing_acknowledged_is_lost_while_the_bucket_and_metadata_fail_and_agents_di
         let profile = draw_profile(&rng);
         let kill_round = index % 2 == 1;
         let burst_agent = usize::try_from(rng.below(AGENTS as u64)).unwrap();
-        let burst = draw_burst(&rng, !kill_round);
+        let burst = draw_burst(&rng, index, kill_round);
         let burst_at = match burst.lasts {
             // Over before the round ends: 1-2 s in, for 7 s.
             Some(_) => start + 1.0 + rng.below(1_000) as f64 / 1000.0,
