@@ -1,6 +1,6 @@
 """Produces records with confluent-kafka (librdkafka), acks=all (idempotent unless
-told otherwise), and prints one line per acknowledged record, as soon as it is
-acknowledged:
+told otherwise) or acks=1, and prints one line per acknowledged record, as soon
+as it is acknowledged:
 
     ACK <partition> <offset> <key> <wall clock seconds>
 
@@ -8,8 +8,8 @@ Failed deliveries print `FAIL <key> <error>`. Used by the crash tests: the agent
 killed while this runs, and every ACK line must stay true after its restart.
 
     python3 produce_acked.py <bootstrap> <topic> <records> [pause per 50 records, s]
-        [--prefix P] [--no-idempotence] [--errors] [--timeout-ms N]
-        [--until-stdin-closes]
+        [--prefix P] [--no-idempotence] [--acks all|1] [--errors]
+        [--timeout-ms N] [--until-stdin-closes]
 
 Keys are `<prefix><index, 7 digits>` (prefix `k` by default). With `--errors`,
 client-level errors librdkafka reports (error_cb) print as
@@ -19,8 +19,13 @@ client-level errors librdkafka reports (error_cb) print as
 (connection failures to a stopped agent show up here; a fatal error means the
 idempotent producer gave up). `--no-idempotence` sends with one request in
 flight per connection, so a retry never reorders: a record stored twice is a
-response the broker lost, not the client's doing. `--until-stdin-closes` stops
-producing early when standard input closes (then waits for what is in flight).
+response the broker lost, not the client's doing. `--acks 1` asks only the
+leader's acknowledgement (durable on its disk, not yet committed); librdkafka
+refuses idempotence with acks=1, so it implies `--no-idempotence` (one request
+in flight, many retries: never reordered, duplicates possible, and a record
+whose ACK line was printed must not be lost where the broker promises it).
+`--until-stdin-closes` stops producing early when standard input closes (then
+waits for what is in flight).
 """
 
 import argparse
@@ -39,15 +44,18 @@ def main():
     parser.add_argument("pause", type=float, nargs="?", default=0.005)
     parser.add_argument("--prefix", default="k")
     parser.add_argument("--no-idempotence", action="store_true")
+    parser.add_argument("--acks", choices=["all", "1"], default="all")
     parser.add_argument("--errors", action="store_true")
     parser.add_argument("--until-stdin-closes", action="store_true")
     parser.add_argument("--timeout-ms", type=int, default=20000)
     args = parser.parse_args()
+    if args.acks == "1":
+        args.no_idempotence = True
 
     config = {
         "bootstrap.servers": args.bootstrap,
         "enable.idempotence": not args.no_idempotence,
-        "acks": "all",
+        "acks": args.acks,
         "linger.ms": 2,
         "message.timeout.ms": args.timeout_ms,
         "retry.backoff.ms": 100,

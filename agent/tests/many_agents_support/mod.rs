@@ -149,6 +149,12 @@ impl Cluster {
     /// Starts agent `i` (again, on its port and data directory) with `extra`
     /// flags after the shared ones.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) {
+        self.start_logging(i, extra, None);
+    }
+
+    /// As [`Cluster::start_with`], appending the agent's stderr (its log) to
+    /// `stderr_file` when given.
+    pub fn start_logging(&mut self, i: usize, extra: &[&str], stderr_file: Option<&Path>) {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         let env: Vec<(&str, &str)> = self
@@ -156,12 +162,18 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.agents[i] = Some(AgentProcess::start_on(
+        self.agents[i] = Some(AgentProcess::start_on_logging(
             &self.dirs[i],
             self.ports[i],
             &args,
             &env,
+            stderr_file,
         ));
+    }
+
+    /// How agent `i` ended, if it is started and has exited by itself.
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        self.agents[i].as_mut()?.child.try_wait().unwrap()
     }
 
     pub fn start(&mut self, i: usize) {
@@ -562,9 +574,20 @@ fn partition_list(text: &str) -> Vec<i32> {
 
 impl Member {
     pub fn spawn(name: &str, bootstrap: &str, topic: &str, group: &str) -> Self {
+        Self::spawn_for(name, bootstrap, topic, group, Duration::from_secs(240))
+    }
+
+    /// As [`Member::spawn`]; the member leaves by itself after `limit`.
+    pub fn spawn_for(
+        name: &str,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        limit: Duration,
+    ) -> Self {
         let mut child = Command::new("python3")
             .arg(script("group_consume.py"))
-            .args([bootstrap, topic, group, "240"])
+            .args([bootstrap, topic, group, &limit.as_secs().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -33,6 +33,28 @@ impl AgentProcess {
     /// As [`AgentProcess::start_with_env`], on `port` (to restart an agent where
     /// its clients expect it).
     pub fn start_on(data_dir: &Path, port: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on_logging(data_dir, port, extra_args, env, None)
+    }
+
+    /// As [`AgentProcess::start_on`], appending the agent's stderr (its log)
+    /// to `stderr_file` when given, instead of the test's own stderr.
+    pub fn start_on_logging(
+        data_dir: &Path,
+        port: u16,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        stderr_file: Option<&Path>,
+    ) -> Self {
+        let stderr = match stderr_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_fjord"))
             .arg("agent")
             .arg("--data-dir")
@@ -42,6 +64,7 @@ impl AgentProcess {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let agent = AgentProcess { child, port };
