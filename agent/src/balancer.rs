@@ -9,6 +9,9 @@
 //! - led here and placed elsewhere (an agent joined): stop accepting produces
 //!   for it, let what was accepted commit, then release it in metadata, so the
 //!   next leader starts from everything acknowledged;
+//! - led here, being handed off, and placed here again (the agent it was
+//!   placed on died first): the hand-off is undone, produces are accepted
+//!   again;
 //! - led in memory while metadata names a newer epoch (this agent was paused
 //!   past its lease and others took over): drop it, failing pending producers
 //!   with a retriable `NOT_LEADER_OR_FOLLOWER`;
@@ -196,6 +199,9 @@ async fn balance_once(
                             }
                         }));
                     }
+                }
+                (true, Some(_)) if logs.handing_off(partition) => {
+                    moves.push(Box::pin(logs.keep(partition)));
                 }
                 (false, Some(_)) => moves.push(Box::pin(logs.hand_off(partition))),
                 (false, None) if state.leader == Some(me) => {

@@ -375,6 +375,16 @@ struct MiniAgent {
 }
 
 async fn mini_agent(store: &MetadataStore, port: u16, shutdown: &CancellationToken) -> MiniAgent {
+    mini_agent_over(store, Arc::new(InMemory::new()), port, shutdown).await
+}
+
+/// A mini agent whose segments go to `objects`.
+async fn mini_agent_over(
+    store: &MetadataStore,
+    objects: Arc<dyn object_store::ObjectStore>,
+    port: u16,
+    shutdown: &CancellationToken,
+) -> MiniAgent {
     use fjord_agent::balancer::run_balancer;
     use fjord_agent::cluster::{ClusterSettings, ClusterView, LiveAgent};
     use fjord_agent::groups::{GroupCoordinator, GroupSettings};
@@ -388,7 +398,7 @@ async fn mini_agent(store: &MetadataStore, port: u16, shutdown: &CancellationTok
     let logs = Arc::new(
         PartitionLogs::new(
             store.clone(),
-            Arc::new(InMemory::new()),
+            objects,
             ObjectKeys::new("test").unwrap(),
             Arc::new(RandomIds::new()),
             Arc::new(SystemClock),
@@ -709,4 +719,84 @@ async fn a_missing_object_is_data_loss_not_a_retriable_error() {
         fjord_agent::kafka::errors::log_error(&error),
         kafka_protocol::error::ResponseError::UnknownServerError
     );
+}
+
+/// A hand-off undone before it finished: an agent joined, so a partition was
+/// placed elsewhere while its uploads were failing; its leader stopped
+/// accepting produces for it and waited for what it had accepted to commit.
+/// Then the newcomer died and placement put the partition back on its leader,
+/// which must serve it again rather than refuse it for good while metadata
+/// names it the leader. (Found by the fault soak, seed 1796590920971: a
+/// partition refused with `NOT_LEADER_OR_FOLLOWER` for the rest of the run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_undone_before_it_finished_serves_the_partition_again() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 2)).await.unwrap();
+    let partitions = [0, 1].map(|p| TopicPartition::new(topic.id, p));
+    let bucket = Arc::new(FaultInjectingObjectStore::new(Arc::new(InMemory::new()), 1));
+    let (a_stop, b_stop) = (CancellationToken::new(), CancellationToken::new());
+    let a = mini_agent_over(&store, bucket.clone(), 1, &a_stop).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while partitions.iter().any(|p| a.logs.leads(*p).is_none()) {
+        assert!(tokio::time::Instant::now() < deadline, "never led both");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Every upload fails from now on: what the leader accepts stays pending.
+    bucket.inject(
+        objects::Operation::Put,
+        objects::Fault::Transient,
+        objects::Trigger::Always,
+    );
+    let mut pending = Vec::new();
+    for partition in partitions {
+        let appended = a.logs.append(partition, &batch("before"), Acks::All).await;
+        pending.push((partition, appended.unwrap().durable));
+    }
+    let b = mini_agent(&store, 2, &b_stop).await;
+    while a.view.live().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never saw the newcomer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let moved = *partitions.iter().find(|p| !a.view.owns(**p, 2)).unwrap();
+    // The leader is handing it off: it refuses produces for it.
+    while a
+        .logs
+        .append(moved, &batch("refused"), Acks::All)
+        .await
+        .is_ok()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never handed off");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.logs.leads(moved), None, "taken while its leader lived");
+    // The newcomer dies; once its lease lapses the partition is placed back.
+    b_stop.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.view.live().len() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never judged dead");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bucket.clear();
+    for (partition, durable) in pending {
+        assert!(durable.await.is_ok(), "{partition}: accepted, then failed");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let offset = loop {
+        match a.logs.append(moved, &batch("after"), Acks::All).await {
+            Ok(appended) => break appended.durable.await.unwrap(),
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{moved} is placed on its leader, which still refuses it: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        committed(&a.logs, moved).await,
+        vec![(0, "before".to_owned()), (offset, "after".to_owned())]
+    );
+    a_stop.cancel();
 }

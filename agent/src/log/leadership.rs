@@ -9,6 +9,11 @@
 //! - A partition placed on this agent is taken only when no *other live*
 //!   agent holds it (it may still be committing what it accepted while handing
 //!   off); a dead holder's or a released partition is taken at once.
+//! - A hand-off ([`PartitionLogs::hand_off`]) is undone
+//!   ([`PartitionLogs::keep`]) when the partition is placed here again before
+//!   it finished: a partition led here and placed here is never left refusing
+//!   produces. Both run under the partition's acquisition gate, so no produce
+//!   is accepted between a hand-off's idle check and its release.
 //! - Whenever this agent forgets a partition it led (fenced, deleted, a commit
 //!   that found metadata out of line), every batch it held for it is answered,
 //!   its WAL records are resolved, and — unless another agent fenced it — the
@@ -61,6 +66,10 @@ impl PartitionLogs {
     /// accepted is committed, releases leadership in metadata and forgets the
     /// partition. Called repeatedly until done.
     pub async fn hand_off(&self, partition: TopicPartition) {
+        // Under the gate, so a hand-off undone ([`Self::keep`]) cannot let a
+        // produce in between the idle check and the release.
+        let gate = self.acquisition_gate(partition);
+        let _changing = gate.lock().await;
         let Some(writer) = self.writers.get(&partition) else {
             return;
         };
@@ -83,6 +92,31 @@ impl PartitionLogs {
                 self.remove(partition, &writer);
             }
             Err(error) => tracing::warn!(%partition, %error, "releasing leadership failed"),
+        }
+    }
+
+    /// Whether this agent is handing `partition` off (it leads it and refuses
+    /// produces for it until what it accepted is committed).
+    pub fn handing_off(&self, partition: TopicPartition) -> bool {
+        self.writers
+            .get(&partition)
+            .is_some_and(|writer| state::lock(&writer).draining)
+    }
+
+    /// Undoes a hand-off not finished yet: `partition` was placed elsewhere,
+    /// then back here before everything it had accepted was committed. It
+    /// accepts produces again, under the same epoch (leadership was never
+    /// released, so nothing else could have written to it).
+    pub async fn keep(&self, partition: TopicPartition) {
+        let gate = self.acquisition_gate(partition);
+        let _changing = gate.lock().await;
+        let Some(writer) = self.writers.get(&partition) else {
+            return;
+        };
+        let mut locked = state::lock(&writer);
+        if locked.draining && !locked.removed {
+            locked.draining = false;
+            tracing::info!(%partition, epoch = locked.epoch, "hand-off undone: the partition is placed here again");
         }
     }
 
