@@ -662,8 +662,9 @@ fn metadata_lists_exactly_the_live_agents() {
 #[test]
 fn an_old_leaders_pending_produces_get_a_retriable_error_when_it_loses_the_partition() {
     let mut cluster = Cluster::new(3, Bucket::Directory, &[]);
-    // Agent 0 flushes only every minute: what it accepts stays pending.
-    cluster.start_with(0, &["--flush-interval-ms", "60000"]);
+    // Agent 0 flushes only every minute, and not early for waiting
+    // producers: what it accepts stays pending.
+    cluster.start_with(0, &["--flush-interval-ms", "60000", "--flush-idle-us", "0"]);
     cluster.start(1);
     cluster.start(2);
     let meta = cluster.meta();

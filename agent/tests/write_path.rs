@@ -200,3 +200,87 @@ async fn faults_never_leave_a_gap_or_lose_an_acknowledged_batch() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Logs flushing on an interval of an hour (so only the other triggers
+/// flush), with `wal_dir` as the WAL when given.
+fn hourly_logs(
+    store: &fjord_metadata::MetadataStore,
+    wal_dir: Option<&std::path::Path>,
+) -> Arc<PartitionLogs> {
+    let wal = wal_dir.map(|dir| {
+        let (wal, recovery) =
+            fjord_storage::wal::Wal::open(dir, fjord_storage::wal::WalOptions::default()).unwrap();
+        (wal, recovery.next_sequence)
+    });
+    Arc::new(PartitionLogs::new(
+        store.clone(),
+        Arc::new(InMemory::new()),
+        ObjectKeys::new("test").unwrap(),
+        Arc::new(RandomIds::new()),
+        Arc::new(SystemClock),
+        1,
+        LogSettings {
+            flush_interval: Duration::from_secs(3600),
+            flush_idle: Duration::from_millis(1),
+            ..LogSettings::default()
+        },
+        wal,
+    ))
+}
+
+/// A producer waiting for `acks=all` is not made to wait for the flush
+/// interval: once nothing more arrives, waiting could not add to the segment,
+/// so the flush starts. Each of these produces waits for the one before, as a
+/// client with one request in flight does; with an hour's interval none would
+/// be answered without the idle trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_produces_are_answered_without_waiting_for_the_interval() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let logs = hourly_logs(&store, None);
+    let shutdown = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    for i in 0..20 {
+        let appended = logs
+            .append(tp, &batch(&format!("r{i}"), 1), Acks::All)
+            .await;
+        let durable = tokio::time::timeout(Duration::from_secs(60), appended.unwrap().durable);
+        let offset = durable
+            .await
+            .expect("answered only by the interval")
+            .unwrap();
+        assert_eq!(offset, i64::from(i));
+    }
+    let (high_watermark, log) = committed_log(&logs, tp).await;
+    assert_eq!((high_watermark, log.len()), (20, 20));
+    shutdown.cancel();
+    flusher.await.unwrap().unwrap();
+}
+
+/// The idle trigger flushes only for requests that wait on a commit:
+/// `acks=1` batches (answered once in the WAL) wait for the interval or for
+/// `flush-bytes`, so a light `acks=1` load does not cost a PUT per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks1_batches_alone_do_not_start_an_early_flush() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = hourly_logs(&store, Some(dir.path()));
+    let shutdown = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+    let first = logs.append(tp, &batch("a", 1), Acks::Leader).await.unwrap();
+    assert_eq!(first.durable.await.unwrap(), 0);
+    // Far longer than the idle time: had it flushed, the batch would show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(committed_log(&logs, tp).await.0, 0, "flushed for nobody");
+    // A request that waits on the commit flushes both.
+    let second = logs.append(tp, &batch("b", 1), Acks::All).await.unwrap();
+    let durable = tokio::time::timeout(Duration::from_secs(60), second.durable);
+    assert_eq!(durable.await.expect("never flushed").unwrap(), 1);
+    let (high_watermark, _) = committed_log(&logs, tp).await;
+    assert_eq!(high_watermark, 2);
+    shutdown.cancel();
+    flusher.await.unwrap().unwrap();
+}

@@ -88,6 +88,23 @@ def _moto():
     return [dict(REFERENCE, name="8p moto, no latency model", bucket="moto")]
 
 
+PARTITION_MATRIX = [1, 8, 64, 1024]
+
+
+def _partitions():
+    return [
+        dict(
+            REFERENCE,
+            name=f"{partitions}p 1 producer",
+            partitions=partitions,
+            saturation_s=20.0,
+            fixed_s=20.0,
+            warmup_s=4.0,
+        )
+        for partitions in PARTITION_MATRIX
+    ]
+
+
 def _scaling():
     configs = []
     for agents in SCALING_AGENTS:
@@ -137,6 +154,11 @@ SCENARIOS = {
         "The reference configuration over the moto S3 server with no latency model: the S3 client path without "
         "modelled delays.",
     ),
+    "partitions": (
+        _partitions,
+        "One agent, one producer process, 1, 8, 64 and 1,024 partitions over a local-directory bucket: whether "
+        "the agent keeps up with a single client however the load is spread (the flush must not gate it).",
+    ),
     "scaling": (
         _scaling,
         "How cost grows with work: 1, 8, 64 and 1,024 partitions, on 1 and on 3 agents (one producer and one "
@@ -144,7 +166,7 @@ SCENARIOS = {
     ),
 }
 
-ALL = ["throughput", "s3-standard", "s3-express", "scaling"]
+ALL = ["throughput", "partitions", "s3-standard", "s3-express", "scaling"]
 
 
 def configurations(scenario, overrides):

@@ -98,6 +98,14 @@ pub struct AgentArgs {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flush_interval_ms: Option<u64>,
+    /// Flush before the interval once produce requests wait for a commit, no
+    /// flush is in flight and no batch arrived for this long (the producers
+    /// are waiting for their answers); 0 flushes on the interval and
+    /// flush-bytes only (fewer PUTs, more latency). At most the interval.
+    /// [env: FJORD_FLUSH_IDLE_US] [default: 1000]
+    #[arg(long, value_name = "US")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_idle_us: Option<u64>,
     /// Flush as soon as this many bytes of records are pending, before the
     /// interval ends (larger: fewer PUTs per GiB at high load; at most
     /// max-unflushed-bytes). [env: FJORD_FLUSH_BYTES] [default: 8388608]

@@ -70,6 +70,9 @@ pub struct AgentSettings {
     // -- the write path --
     /// How often accepted batches are flushed into a segment object.
     pub flush_interval_ms: u64,
+    /// Flush early once requests wait for a commit and nothing arrived for
+    /// this long (microseconds; 0: off).
+    pub flush_idle_us: u64,
     /// Flush as soon as this many bytes of records are pending.
     pub flush_bytes: usize,
     /// Bytes accepted and not yet taken by a flush before appends wait
@@ -171,6 +174,7 @@ impl Default for AgentSettings {
             auto_create_topics: true,
             num_partitions: 1,
             flush_interval_ms: 100,
+            flush_idle_us: 1_000,
             flush_bytes: 8 * MIB,
             max_unflushed_bytes: 64 * MIB,
             max_inflight_uploads: 4,
@@ -237,6 +241,7 @@ impl AgentSettings {
     pub fn log_settings(&self) -> crate::log::LogSettings {
         crate::log::LogSettings {
             flush_interval: Duration::from_millis(self.flush_interval_ms),
+            flush_idle: Duration::from_micros(self.flush_idle_us),
             flush_bytes: self.flush_bytes,
             max_pending_bytes: self.max_unflushed_bytes,
             max_inflight_uploads: self.max_inflight_uploads,

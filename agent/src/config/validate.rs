@@ -43,6 +43,7 @@ impl AgentSettings {
             auto_create_topics: _,
             num_partitions,
             flush_interval_ms,
+            flush_idle_us,
             flush_bytes,
             max_unflushed_bytes,
             max_inflight_uploads,
@@ -177,6 +178,14 @@ impl AgentSettings {
             *flush_interval_ms > 0,
             "flush-interval-ms",
             "must be more than 0".to_owned(),
+        );
+        check(
+            *flush_interval_ms == 0 || *flush_idle_us <= flush_interval_ms.saturating_mul(1_000),
+            "flush-idle-us",
+            format!(
+                "{flush_idle_us} must be at most the flush interval \
+                 ({flush_interval_ms} ms), which bounds every flush's wait"
+            ),
         );
         check(
             *flush_bytes > 0,

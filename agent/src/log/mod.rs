@@ -66,6 +66,11 @@ use state::{Unflushed, Writers};
 pub struct LogSettings {
     /// Flush at least this often while anything is pending.
     pub flush_interval: Duration,
+    /// Flush before the interval once requests wait for a commit, no flush
+    /// is in flight, and no batch arrived for this long: waiting longer cannot
+    /// add to the segment, since its producers wait for their answers. Zero:
+    /// only the interval and `flush_bytes` start a flush.
+    pub flush_idle: Duration,
     /// Flush as soon as this many bytes are pending.
     pub flush_bytes: usize,
     /// Appends wait while this many bytes are accepted and not yet flushed.
@@ -91,6 +96,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             flush_interval: Duration::from_millis(100),
+            flush_idle: Duration::from_millis(1),
             // 8 MiB of records per segment object at full load: at most 128
             // PUTs per GiB written.
             flush_bytes: 8 * 1024 * 1024,
@@ -175,6 +181,11 @@ pub struct PartitionLogs {
     /// One acquisition of a partition at a time (per partition).
     acquiring: Mutex<HashMap<TopicPartition, Arc<tokio::sync::Mutex<()>>>>,
     flush_now: Notify,
+    /// Notified on every append (the flusher's idle timer restarts).
+    appended: Notify,
+    /// Requests waiting for a commit to be answered (`acks=all`, or `acks=1`
+    /// without a WAL).
+    commit_waiters: Arc<std::sync::atomic::AtomicUsize>,
     /// Bumped whenever a commit lands or a partition is reset.
     changes: watch::Sender<u64>,
     /// Per-partition commit signals for long-polling reads.
@@ -230,6 +241,8 @@ impl PartitionLogs {
             unflushed: Unflushed::new(settings.max_pending_bytes),
             acquiring: Mutex::default(),
             flush_now: Notify::new(),
+            appended: Notify::new(),
+            commit_waiters: Arc::default(),
             changes: watch::channel(0).0,
             signals: CommitSignals::default(),
             stopped: CancellationToken::new(),

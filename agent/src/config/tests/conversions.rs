@@ -35,6 +35,7 @@ fn paths_default_under_the_data_dir() {
 fn component_settings_carry_the_values_given() {
     let settings = AgentSettings {
         flush_interval_ms: 7,
+        flush_idle_us: 8,
         flush_bytes: 1000,
         max_unflushed_bytes: 2000,
         max_inflight_uploads: 2,
@@ -66,6 +67,7 @@ fn component_settings_carry_the_values_given() {
     settings.validate().unwrap();
     let log = settings.log_settings();
     assert_eq!(log.flush_interval, Duration::from_millis(7));
+    assert_eq!(log.flush_idle, Duration::from_micros(8));
     assert_eq!(
         (
             log.flush_bytes,

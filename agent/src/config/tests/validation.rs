@@ -14,6 +14,8 @@ fn validation_refuses_each_broken_rule_naming_its_setting() {
             Box::new(|s| s.cache_dir = Some(PathBuf::new())),
         ),
         ("flush-interval-ms", Box::new(|s| s.flush_interval_ms = 0)),
+        // Longer than the (default, 100 ms) interval it must stay under.
+        ("flush-idle-us", Box::new(|s| s.flush_idle_us = 100_001)),
         (
             "heartbeat-interval-ms",
             Box::new(|s| s.heartbeat_interval_ms = 0),
@@ -195,6 +197,7 @@ fn the_bounds_of_each_cross_field_rule_are_allowed() {
         Box::new(|s| s.balance_interval_ms = s.lease_timeout_ms - 1),
         Box::new(|s| s.queued_max_request_bytes = s.socket_request_max_bytes),
         Box::new(|s| s.flush_bytes = s.max_unflushed_bytes),
+        Box::new(|s| s.flush_idle_us = s.flush_interval_ms * 1_000),
         Box::new(|s| s.wal_max_bytes = s.socket_request_max_bytes as u64),
         Box::new(|s| s.group_max_session_timeout_ms = s.group_min_session_timeout_ms),
         Box::new(|s| s.num_partitions = fjord_metadata::MAX_PARTITIONS_PER_TOPIC),
@@ -203,6 +206,7 @@ fn the_bounds_of_each_cross_field_rule_are_allowed() {
         // Zero where zero means "off" or "at once".
         Box::new(|s| {
             s.fetch_max_bytes = 0;
+            s.flush_idle_us = 0;
             s.whole_object_read_bytes = 0;
             s.disk_cache_bytes = 0;
             s.shutdown_timeout_ms = 0;

@@ -7,6 +7,7 @@
 //! synchronous.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use fjord_metadata::TopicPartition;
@@ -92,9 +93,11 @@ impl PartitionLogs {
                 let epoch = writer.epoch;
                 drop(writer);
                 let logs = self.clone();
+                let waiting = CommitWaiter::new(&self.commit_waiters);
                 return Ok(Appended {
                     base_offset,
                     durable: Box::pin(async move {
+                        let _waiting = waiting;
                         logs.wait_committed(partition, epoch, last_offset).await?;
                         Ok(base_offset)
                     }),
@@ -150,6 +153,7 @@ impl PartitionLogs {
             if self.unflushed.add(bytes) >= self.settings.flush_bytes {
                 self.flush_now.notify_one();
             }
+            self.appended.notify_one();
             (base_offset, ticket)
         };
         let committed = async move {
@@ -163,7 +167,13 @@ impl PartitionLogs {
             (Acks::Leader, Some(ticket)) => {
                 Box::pin(async move { ticket.await.map(|_| base_offset).map_err(LogError::wal) })
             }
-            (Acks::Leader, None) | (Acks::All, _) => Box::pin(committed),
+            (Acks::Leader, None) | (Acks::All, _) => {
+                let waiting = CommitWaiter::new(&self.commit_waiters);
+                Box::pin(async move {
+                    let _waiting = waiting;
+                    committed.await
+                })
+            }
         };
         Ok(Appended {
             base_offset,
@@ -202,5 +212,23 @@ impl PartitionLogs {
                 _ = self.stopped.cancelled() => return Err(LogError::Stopped),
             }
         }
+    }
+}
+
+/// One request waiting for a commit, counted while it waits (dropped with the
+/// request's future, answered or not), so the flusher knows whether anybody
+/// waits on a flush ([`super::super::LogSettings::flush_idle`]).
+struct CommitWaiter(Arc<AtomicUsize>);
+
+impl CommitWaiter {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for CommitWaiter {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

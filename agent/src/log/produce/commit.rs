@@ -98,22 +98,29 @@ impl PartitionLogs {
                 tail = uploaded.tail;
             }
         }
-        // Fill the tail cache after the high watermark moved, so a read from
-        // memory never returns more than the high watermark it reports.
-        let mut committed_tail = Vec::new();
+        // The high watermarks move first, then the tail cache is filled (a read
+        // from memory never returns more than the high watermark it reports),
+        // and only then are producers answered and long-polling reads woken:
+        // a read woken by this commit finds what it waits for in memory rather
+        // than fetching it from the bucket.
+        let mut committed = HashMap::new();
         for part in flush.parts {
             let outcome = outcomes
                 .remove(&part.partition)
                 .unwrap_or(Outcome::Failed(LogError::Stopped));
             let partition = part.partition;
-            if self.settle(part, outcome) {
-                committed_tail.push(partition);
+            if let Some(batches) = self.settle(part, outcome) {
+                committed.insert(partition, batches);
             }
         }
         for (partition, first, last, batches) in tail {
-            if committed_tail.contains(&partition) {
+            if committed.contains_key(&partition) {
                 self.tail.insert(tail_key(partition), first, last, batches);
             }
+        }
+        for (partition, batches) in committed {
+            self.finish(batches, &Ok(()));
+            self.signals.notify(partition);
         }
         self.changes.send_modify(|n| *n += 1);
         self.truncate_wal().await;
@@ -192,9 +199,10 @@ impl PartitionLogs {
         }
     }
 
-    /// Applies a partition's outcome to its state and its producers. Returns
-    /// whether it committed.
-    fn settle(&self, part: Part, outcome: Outcome) -> bool {
+    /// Applies a partition's outcome to its state and its producers. A
+    /// committed partition's batches are returned, to be answered (and its
+    /// readers woken) once the tail cache holds them.
+    fn settle(&self, part: Part, outcome: Outcome) -> Option<Vec<Pending>> {
         let Part {
             partition,
             epoch,
@@ -211,9 +219,7 @@ impl PartitionLogs {
                     writer.committed = writer.committed.max(last.last_offset + 1);
                     writer.in_flight = writer.in_flight.saturating_sub(1);
                 }
-                self.finish(batches, &Ok(()));
-                self.signals.notify(partition);
-                true
+                Some(batches)
             }
             (Outcome::Retry, Some(writer)) => {
                 let bytes: usize = batches.iter().map(|p| p.batch.len()).sum();
@@ -221,7 +227,7 @@ impl PartitionLogs {
                 if locked.removed {
                     drop(locked);
                     self.finish(batches, &Err(LogError::NotLeader(partition)));
-                    return false;
+                    return None;
                 }
                 locked.returned.extend(batches);
                 locked.in_flight = locked.in_flight.saturating_sub(1);
@@ -234,18 +240,18 @@ impl PartitionLogs {
                 }
                 drop(locked);
                 self.unflushed.add(bytes);
-                false
+                None
             }
             (Outcome::Retry, None) => {
                 self.finish(batches, &Err(LogError::NotLeader(partition)));
-                false
+                None
             }
             (Outcome::Failed(error), writer) => {
                 self.finish(batches, &Err(error.clone()));
                 if writer.is_some() {
                     self.forget(partition, epoch, &error);
                 }
-                false
+                None
             }
         }
     }
