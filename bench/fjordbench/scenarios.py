@@ -105,6 +105,31 @@ def _partitions():
     ]
 
 
+LATENCY_FRACTIONS = [0.1, 0.5, 0.9]
+LATENCY_BUCKETS = [
+    ("local directory", {"bucket": "dir"}),
+    ("S3 Standard model", dict({"bucket": "moto", "latency_profile": "s3-standard"}, **S3_STANDARD_AGENT)),
+    ("S3 Express model", dict({"bucket": "moto", "latency_profile": "s3-express"}, **S3_EXPRESS_AGENT)),
+]
+
+
+def _latency():
+    return [
+        dict(
+            REFERENCE,
+            name=f"8p {label}, {int(fraction * 100)}%",
+            rate_fraction=fraction,
+            saturation_s=15.0,
+            fixed_s=20.0,
+            warmup_s=4.0,
+            catchup=False,
+            **bucket,
+        )
+        for label, bucket in LATENCY_BUCKETS
+        for fraction in LATENCY_FRACTIONS
+    ]
+
+
 def _scaling():
     configs = []
     for agents in SCALING_AGENTS:
@@ -159,6 +184,12 @@ SCENARIOS = {
         "One agent, one producer process, 1, 8, 64 and 1,024 partitions over a local-directory bucket: whether "
         "the agent keeps up with a single client however the load is spread (the flush must not gate it).",
     ),
+    "latency": (
+        _latency,
+        "The reference configuration (8 partitions, one producer) at fixed rates of 10%, 50% and 90% of the "
+        "saturation rate measured just before, over a local directory and under the S3 Standard and S3 Express "
+        "latency models: the ack and end-to-end latency a producer sees below saturation.",
+    ),
     "scaling": (
         _scaling,
         "How cost grows with work: 1, 8, 64 and 1,024 partitions, on 1 and on 3 agents (one producer and one "
@@ -166,7 +197,7 @@ SCENARIOS = {
     ),
 }
 
-ALL = ["throughput", "partitions", "s3-standard", "s3-express", "scaling"]
+ALL = ["throughput", "partitions", "latency", "s3-standard", "s3-express", "scaling"]
 
 
 def configurations(scenario, overrides):
