@@ -653,67 +653,6 @@ impl Drop for KeepMetadataOnPanic {
     }
 }
 
-/// What [`exactly_once`] counted for one producer.
-#[derive(Debug, Default, Clone, Copy)]
-struct Exactly {
-    acknowledged: usize,
-    lost: usize,
-    duplicated: usize,
-    reordered: usize,
-}
-
-/// Every acknowledged key of `log` stored at its acknowledged offset (else
-/// lost), once (else duplicated), and in production order within a partition
-/// (pairs out of order counted as reordered; keys grow with production order).
-fn exactly_once(
-    name: &str,
-    log: &ProducerLog,
-    at: &HashMap<(i32, i64), &str>,
-    copies: &HashMap<&str, usize>,
-) -> Exactly {
-    let mut counts = Exactly::default();
-    let mut order: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
-    for ack in &log.acks {
-        counts.acknowledged += 1;
-        if at.get(&(ack.partition, ack.offset)).copied() != Some(ack.key.as_str()) {
-            counts.lost += 1;
-            if counts.lost <= 5 {
-                eprintln!(
-                    "{name}: acknowledged {} at {}/{} (at {:.3}) but the log holds {:?} there",
-                    ack.key,
-                    ack.partition,
-                    ack.offset,
-                    ack.at,
-                    at.get(&(ack.partition, ack.offset))
-                );
-            }
-        }
-        if copies.get(ack.key.as_str()).copied().unwrap_or(0) > 1 {
-            counts.duplicated += 1;
-            if counts.duplicated <= 5 {
-                eprintln!("{name}: {} is stored more than once", ack.key);
-            }
-        }
-        order
-            .entry(ack.partition)
-            .or_default()
-            .push((ack.offset, ack.key.as_str()));
-    }
-    for (p, records) in &mut order {
-        records.sort_unstable();
-        for pair in records.windows(2).filter(|w| w[0].1 >= w[1].1) {
-            counts.reordered += 1;
-            if counts.reordered <= 5 {
-                eprintln!(
-                    "{name}, partition {p}: {} at {} before {} at {}: out of production order",
-                    pair[0].1, pair[0].0, pair[1].1, pair[1].0
-                );
-            }
-        }
-    }
-    counts
-}
-
 /// What [`check_acks_one`] counted.
 #[derive(Debug, Default, Clone, Copy)]
 struct AcksOne {

@@ -763,52 +763,92 @@ pub fn verify_log(stored: &[(i32, i64, String)], producers: &[(&str, &ProducerLo
     for (_, _, key) in stored {
         *copies.entry(key.as_str()).or_default() += 1;
     }
-    let mut acknowledged = 0;
-    let mut lost = 0;
-    let mut duplicated = 0;
+    let mut total = Exactly::default();
     for (name, log) in producers {
-        let mut order: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
-        for ack in &log.acks {
-            acknowledged += 1;
-            match at.get(&(ack.partition, ack.offset)) {
-                Some(found) if *found == ack.key => {}
-                found => {
-                    lost += 1;
-                    if lost <= 5 {
-                        eprintln!(
-                            "{name}: acknowledged {} at {}/{} but the log holds {found:?}",
-                            ack.key, ack.partition, ack.offset
-                        );
-                    }
-                }
-            }
-            if copies.get(ack.key.as_str()).copied().unwrap_or(0) > 1 {
-                duplicated += 1;
-                if duplicated <= 5 {
-                    eprintln!("{name}: {} is stored more than once", ack.key);
-                }
-            }
-            order
-                .entry(ack.partition)
-                .or_default()
-                .push((ack.offset, ack.key.as_str()));
-        }
-        for (p, records) in &mut order {
-            records.sort_unstable();
-            if let Some(pair) = records.windows(2).find(|w| w[0].1 >= w[1].1) {
-                panic!(
-                    "{name}, partition {p}: {} stored at {} before {} at {}: out of production order",
-                    pair[0].1, pair[0].0, pair[1].1, pair[1].0
-                );
-            }
-        }
+        let counts = exactly_once(name, log, &at, &copies);
+        assert_eq!(
+            counts.reordered, 0,
+            "{name}: records stored out of production order (printed above)"
+        );
+        total.acknowledged += counts.acknowledged;
+        total.lost += counts.lost;
+        total.duplicated += counts.duplicated;
     }
+    let Exactly {
+        acknowledged,
+        lost,
+        duplicated,
+        ..
+    } = total;
     Verified {
         acknowledged,
         stored: stored.len(),
         lost,
         duplicated,
     }
+}
+
+/// What [`exactly_once`] counted for one producer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Exactly {
+    pub acknowledged: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub reordered: usize,
+}
+
+/// Every acknowledged key of `log` stored at its acknowledged offset (else
+/// lost), once (else duplicated), and in production order within a partition
+/// (pairs out of order counted as reordered; keys grow with production order).
+/// `at` is the stored log by (partition, offset), `copies` how often each key
+/// is stored. The first few of each kind are printed.
+pub fn exactly_once(
+    name: &str,
+    log: &ProducerLog,
+    at: &HashMap<(i32, i64), &str>,
+    copies: &HashMap<&str, usize>,
+) -> Exactly {
+    let mut counts = Exactly::default();
+    let mut order: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
+    for ack in &log.acks {
+        counts.acknowledged += 1;
+        if at.get(&(ack.partition, ack.offset)).copied() != Some(ack.key.as_str()) {
+            counts.lost += 1;
+            if counts.lost <= 5 {
+                eprintln!(
+                    "{name}: acknowledged {} at {}/{} (at {:.3}) but the log holds {:?} there",
+                    ack.key,
+                    ack.partition,
+                    ack.offset,
+                    ack.at,
+                    at.get(&(ack.partition, ack.offset))
+                );
+            }
+        }
+        if copies.get(ack.key.as_str()).copied().unwrap_or(0) > 1 {
+            counts.duplicated += 1;
+            if counts.duplicated <= 5 {
+                eprintln!("{name}: {} is stored more than once", ack.key);
+            }
+        }
+        order
+            .entry(ack.partition)
+            .or_default()
+            .push((ack.offset, ack.key.as_str()));
+    }
+    for (p, records) in &mut order {
+        records.sort_unstable();
+        for pair in records.windows(2).filter(|w| w[0].1 >= w[1].1) {
+            counts.reordered += 1;
+            if counts.reordered <= 5 {
+                eprintln!(
+                    "{name}, partition {p}: {} at {} before {} at {}: out of production order",
+                    pair[0].1, pair[0].0, pair[1].1, pair[1].0
+                );
+            }
+        }
+    }
+    counts
 }
 
 /// What [`verify_group`] counted.

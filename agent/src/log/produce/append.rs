@@ -72,6 +72,14 @@ impl PartitionLogs {
             ),
             None => None,
         };
+        // Counted before the batches are queued, so the flusher's idle trigger
+        // never sees them pending with nobody waiting.
+        let waits_for_commit = match acks {
+            Acks::All => true,
+            Acks::Leader => self.wal.is_none(),
+            Acks::None => false,
+        };
+        let waiting = waits_for_commit.then(|| CommitWaiter::new(&self.commit_waiters));
         let (done, receiver) = oneshot::channel();
         let (base_offset, ticket) = {
             let mut writer = state::lock(&writer);
@@ -93,7 +101,8 @@ impl PartitionLogs {
                 let epoch = writer.epoch;
                 drop(writer);
                 let logs = self.clone();
-                let waiting = CommitWaiter::new(&self.commit_waiters);
+                // A duplicate waits for the original's commit, whatever its acks.
+                let waiting = waiting.unwrap_or_else(|| CommitWaiter::new(&self.commit_waiters));
                 return Ok(Appended {
                     base_offset,
                     durable: Box::pin(async move {
@@ -167,13 +176,10 @@ impl PartitionLogs {
             (Acks::Leader, Some(ticket)) => {
                 Box::pin(async move { ticket.await.map(|_| base_offset).map_err(LogError::wal) })
             }
-            (Acks::Leader, None) | (Acks::All, _) => {
-                let waiting = CommitWaiter::new(&self.commit_waiters);
-                Box::pin(async move {
-                    let _waiting = waiting;
-                    committed.await
-                })
-            }
+            (Acks::Leader, None) | (Acks::All, _) => Box::pin(async move {
+                let _waiting = waiting;
+                committed.await
+            }),
         };
         Ok(Appended {
             base_offset,
