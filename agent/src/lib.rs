@@ -37,6 +37,7 @@
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //! | [`stats`] | the object-store counters file benchmarks read |
 //! | [`topics`] | topic lookups for the request path, cached |
+//! | `trace` | timelines of produce requests and flushes (debug events), to find where a produce waits |
 //!
 //! # Invariants
 //!
@@ -69,6 +70,7 @@ pub mod maintenance;
 pub mod records;
 pub mod stats;
 pub mod topics;
+pub(crate) mod trace;
 
 pub use agent::{Agent, AgentBuilder, AgentOptions};
 pub use broker::{Broker, BrokerSettings};

@@ -800,3 +800,94 @@ async fn a_hand_off_undone_before_it_finished_serves_the_partition_again() {
     );
     a_stop.cancel();
 }
+
+/// Only `acks=1` batches are written to the WAL: an `acks=all` batch is
+/// answered after its commit, so the WAL would only cost a copy and an fsync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_acks1_batches_are_written_to_the_wal() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 2)).await.unwrap();
+    let (all, leader) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, recovery) = open_wal(dir.path());
+        let logs = logs_over(
+            &store,
+            Arc::new(InMemory::new()),
+            Some((wal, recovery.next_sequence)),
+        );
+        let _unanswered = logs.append(all, &batch("all"), Acks::All).await.unwrap();
+        let _unanswered = logs.append(all, &batch("none"), Acks::None).await.unwrap();
+        // Answered once fsynced: the WAL has written everything queued before it.
+        let one = logs
+            .append(leader, &batch("one"), Acks::Leader)
+            .await
+            .unwrap();
+        one.durable.await.unwrap();
+        // The agent dies here: nothing is flushed.
+    }
+    let (_wal, recovery) = open_wal(dir.path());
+    assert_eq!(
+        recovery.records.len(),
+        1,
+        "only the acks=1 batch is in the WAL: {:?}",
+        recovery
+            .records
+            .iter()
+            .map(|r| r.payload.len())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The WAL brings back only a run contiguous from the high watermark: an
+/// `acks=1` batch behind an `acks=all` one (not in the WAL) is answered on its
+/// commit, not on the WAL's fsync — else a crash before the flush would lose
+/// an acknowledged batch. Once that commit is through, `acks=1` batches are
+/// answered on the fsync again and survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks1_batch_behind_one_not_in_the_wal_is_answered_on_its_commit() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Arc::new(InMemory::new());
+    {
+        let (wal, recovery) = open_wal(dir.path());
+        let logs = logs_over(&store, bucket.clone(), Some((wal, recovery.next_sequence)));
+        let first = logs.append(tp, &batch("all"), Acks::All).await.unwrap();
+        let second = logs.append(tp, &batch("one"), Acks::Leader).await.unwrap();
+        let mut second = tokio::spawn(second.durable);
+        // Not answered while its predecessor is uncommitted, however long.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut second)
+                .await
+                .is_err(),
+            "an acks=1 batch was answered while a batch before it was in no WAL"
+        );
+        logs.flush_once().await;
+        assert_eq!(first.durable.await.unwrap(), 0);
+        assert_eq!(second.await.unwrap().unwrap(), 1);
+        // The commit is through: acks=1 is answered on the fsync again.
+        let third = logs
+            .append(tp, &batch("again"), Acks::Leader)
+            .await
+            .unwrap();
+        assert_eq!(third.durable.await.unwrap(), 2);
+        // The agent dies here: "again" is only in the WAL.
+    }
+    let (wal, recovery) = open_wal(dir.path());
+    let logs = logs_over(&store, bucket, Some((wal, recovery.next_sequence)));
+    logs.recover(recovery.records).await.unwrap();
+    logs.flush_once().await;
+    assert_eq!(
+        committed(&logs, tp).await,
+        vec![
+            (0, "all".to_owned()),
+            (1, "one".to_owned()),
+            (2, "again".to_owned())
+        ]
+    );
+}

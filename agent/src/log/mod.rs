@@ -1,5 +1,6 @@
 //! The partition logs this agent leads: the write path (validate, check the
-//! idempotent producer's sequence, assign offsets, append to the WAL, batch
+//! idempotent producer's sequence, assign offsets, append `acks=1` batches to
+//! the WAL, batch
 //! across partitions into one segment object, upload, commit, acknowledge) and
 //! the read path (memory tail, index lookup, ranged GET, decode).
 //!
@@ -21,7 +22,13 @@
 //! - `acks=all` (`-1`): answered once the batch is in a segment object in the
 //!   bucket and committed in metadata. It survives the loss of every agent and
 //!   every agent disk.
-//! - `acks=1`: answered once the batch is fsynced in this agent's WAL. It
+//!   Such a batch is not written to the WAL: a crash before its commit loses
+//!   only what the producer was not told is written, and the producer sends
+//!   it again.
+//! - `acks=1`: answered once the batch is fsynced in this agent's WAL (or,
+//!   when a batch before it in its partition is in no WAL and not committed
+//!   yet, once it commits: the WAL brings back only a run contiguous from the
+//!   high watermark). It
 //!   survives a failed PUT or metadata commit (the batch is flushed again, at the
 //!   same offsets, while this agent leads the partition) and a crash or
 //!   `kill -9` of the agent process when its disk survives (recovery commits it

@@ -65,6 +65,11 @@ pub(crate) struct PartitionWriter {
     pub(crate) committed: i64,
     /// The log start offset (moved by `DeleteRecords` through this agent).
     pub(crate) log_start: i64,
+    /// The end of the last batch accepted without a WAL record. While
+    /// `committed` is below it, the WAL holds no run contiguous from the high
+    /// watermark past it, so nothing accepted meanwhile may be answered on
+    /// the WAL's fsync (`acks=1` waits for the commit instead).
+    pub(crate) unlogged_through: i64,
     pub(crate) producers: ProducerTable,
     /// Accepted, not taken by a flush.
     pub(crate) pending: Vec<Pending>,
@@ -90,6 +95,7 @@ impl PartitionWriter {
             next_offset: high_watermark,
             committed: high_watermark,
             log_start,
+            unlogged_through: high_watermark,
             producers,
             pending: Vec::new(),
             returned: Vec::new(),

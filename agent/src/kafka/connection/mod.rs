@@ -65,6 +65,7 @@ use super::codec::{self, Decoded, ProtocolError};
 use super::dispatch::{self, Reply};
 use super::handlers::RequestContext;
 use crate::Broker;
+use crate::trace;
 
 pub(super) use frames::RequestBudget;
 use frames::{Frame, FrameReader, ReadError};
@@ -115,6 +116,7 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let idle = broker.settings.connections_max_idle;
     let mut connection = Connection {
+        id: trace::next_connection_id(),
         frames: FrameReader::new(
             BufReader::new(reader),
             broker.settings.max_request_bytes,
@@ -142,6 +144,8 @@ struct Done {
     /// Its share of the request budget, given back once the response is
     /// written.
     share: OwnedSemaphorePermit,
+    /// A produce's timeline, for the produce trace.
+    timeline: Option<trace::ProduceTimeline>,
 }
 
 /// Whether the connection goes on after a step.
@@ -152,6 +156,8 @@ enum Next {
 }
 
 struct Connection<R, W> {
+    /// A number telling this connection apart in traces.
+    id: u64,
     broker: Arc<Broker>,
     client_host: String,
     frames: FrameReader<R>,
@@ -231,6 +237,7 @@ where
                     Done {
                         outcome: Ok(Some(answer)),
                         share,
+                        timeline: None,
                     }
                 }));
                 return self.drain().await;
@@ -260,6 +267,14 @@ where
         if !pipelined && self.drain().await? == Next::Close {
             return Ok(Next::Close);
         }
+        let mut timeline = (pipelined && trace::produce_enabled()).then(|| {
+            trace::ProduceTimeline::new(
+                self.id,
+                correlation_id,
+                share.num_permits(),
+                self.in_flight.len(),
+            )
+        });
         let context = RequestContext {
             client_id,
             client_host: self.client_host.clone(),
@@ -267,6 +282,9 @@ where
         let reply = dispatch::dispatch(&self.broker, &context, api, version, body)
             .instrument(span.clone())
             .await;
+        if let Some(timeline) = &mut timeline {
+            timeline.appended = Instant::now();
+        }
         let in_flight: InFlight = match reply {
             Err(error) => {
                 span.in_scope(|| tracing::info!(reason = %error, "closing kafka connection"));
@@ -275,14 +293,27 @@ where
             Ok(Reply::Now(response)) => {
                 let outcome =
                     codec::encode_response(api, version, correlation_id, &response).map(Some);
-                Box::pin(async move { Done { outcome, share } })
+                Box::pin(async move {
+                    Done {
+                        outcome,
+                        share,
+                        timeline: None,
+                    }
+                })
             }
             Ok(Reply::Deferred(response)) => Box::pin(
                 async move {
                     let response = response.await;
+                    if let Some(timeline) = &mut timeline {
+                        timeline.answered = Instant::now();
+                    }
                     let outcome =
                         codec::encode_response(api, version, correlation_id, &response).map(Some);
-                    Done { outcome, share }
+                    Done {
+                        outcome,
+                        share,
+                        timeline,
+                    }
                 }
                 .instrument(span),
             ),
@@ -292,6 +323,7 @@ where
                     Done {
                         outcome: Ok(None),
                         share,
+                        timeline: None,
                     }
                 }
                 .instrument(span),
@@ -307,10 +339,17 @@ where
     /// Writes the response of a request that left the window, if it has one,
     /// and gives its budget share back.
     async fn answer(&mut self, done: Done) -> Result<Next, io::Error> {
-        let Done { outcome, share } = done;
+        let Done {
+            outcome,
+            share,
+            timeline,
+        } = done;
         let next = match outcome {
             Ok(Some(frame)) => {
                 self.write(&frame).await?;
+                if let Some(timeline) = timeline {
+                    timeline.emit(&self.client_host);
+                }
                 Next::Continue
             }
             Ok(None) => Next::Continue,

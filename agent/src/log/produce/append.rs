@@ -64,22 +64,25 @@ impl PartitionLogs {
         }
         self.wait_for_room().await?;
         let writer = self.ensure_leader(partition).await?;
-        let reservation = match &self.wal {
-            Some(wal) => Some(
+        // Only `acks=1` batches go to the WAL: their answer is the WAL's fsync.
+        // An `acks=all` batch is answered after its commit, so a crash before
+        // the commit loses only what nobody was told is written (the client
+        // retries it); `acks=0` promises nothing.
+        let mut reservation = match (&self.wal, acks) {
+            (Some(wal), Acks::Leader) => Some(
                 wal.reserve(wal_record::payload_len(batches.iter().map(|b| &b.bytes)))
                     .await
                     .map_err(LogError::wal)?,
             ),
-            None => None,
+            _ => None,
         };
         // Counted before the batches are queued, so the flusher's idle trigger
         // never sees them pending with nobody waiting.
-        let waits_for_commit = match acks {
-            Acks::All => true,
-            Acks::Leader => self.wal.is_none(),
-            Acks::None => false,
+        let mut waiting = match acks {
+            Acks::All => Some(CommitWaiter::new(&self.commit_waiters)),
+            Acks::Leader if self.wal.is_none() => Some(CommitWaiter::new(&self.commit_waiters)),
+            Acks::Leader | Acks::None => None,
         };
-        let waiting = waits_for_commit.then(|| CommitWaiter::new(&self.commit_waiters));
         let (done, receiver) = oneshot::channel();
         let (base_offset, ticket) = {
             let mut writer = state::lock(&writer);
@@ -102,7 +105,9 @@ impl PartitionLogs {
                 drop(writer);
                 let logs = self.clone();
                 // A duplicate waits for the original's commit, whatever its acks.
-                let waiting = waiting.unwrap_or_else(|| CommitWaiter::new(&self.commit_waiters));
+                let waiting = waiting
+                    .take()
+                    .unwrap_or_else(|| CommitWaiter::new(&self.commit_waiters));
                 return Ok(Appended {
                     base_offset,
                     durable: Box::pin(async move {
@@ -124,6 +129,13 @@ impl PartitionLogs {
                     (batch.bytes.clone(), at)
                 })
                 .collect();
+            // The WAL can bring back only a run of batches contiguous from the
+            // committed high watermark: behind a batch that is not in it, an
+            // `acks=1` batch is answered on its commit instead.
+            if writer.unlogged_through > writer.committed && reservation.is_some() {
+                reservation = None;
+                waiting = Some(CommitWaiter::new(&self.commit_waiters));
+            }
             let (wal_sequence, ticket) = match reservation {
                 Some(reservation) => {
                     let payload = wal_record::payload(partition, &placed, writer.epoch);
@@ -158,6 +170,9 @@ impl PartitionLogs {
                     done: if last { done.take() } else { None },
                 });
                 writer.next_offset = last_offset + 1;
+            }
+            if wal_sequence.is_none() {
+                writer.unlogged_through = writer.next_offset;
             }
             if self.unflushed.add(bytes) >= self.settings.flush_bytes {
                 self.flush_now.notify_one();

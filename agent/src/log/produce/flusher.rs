@@ -8,17 +8,22 @@
 //! - **Interval** (`flush_interval`): the upper bound on how long an accepted
 //!   batch waits for its flush to start.
 //! - **Size** (`flush_bytes`): enough is pending for a full segment.
-//! - **Idle** (`flush_idle`): requests wait for a commit, no flush is in
-//!   flight, and no batch arrived for `flush_idle`. A Kafka client keeps only
-//!   a few requests in flight per connection; once they are all waiting for
-//!   their answers nothing more arrives, so waiting for the interval would
-//!   only stall the client. Requiring an idle flusher makes this a group
-//!   commit: while one flush is uploading and committing, what arrives
-//!   gathers into the next one, so the number of PUTs this trigger adds is at
-//!   most one per upload-and-commit round trip (a few hundred per second over
-//!   a local disk, a few tens over S3), and at light load every request gets
-//!   its own PUT. Setting it to zero trades that latency for PUTs bounded by
-//!   the interval.
+//! - **Idle** (`flush_idle`): requests wait for a commit, batches are
+//!   pending, and no batch arrived for `flush_idle`. A Kafka client keeps
+//!   only a few requests in flight per connection; once they are all waiting
+//!   for their answers nothing more arrives, so waiting for the interval
+//!   would only stall the client — and waiting for a flush already in flight
+//!   to finish would add its whole upload-and-commit round trip (tens to
+//!   hundreds of milliseconds over S3) to the requests that missed it. So an
+//!   idle flush starts while others are in flight, up to
+//!   `max_inflight_uploads` at once; beyond that what arrives gathers into
+//!   the next one (a group commit). The PUTs this trigger adds are bounded by
+//!   `max_inflight_uploads` per round trip; at light load every request gets
+//!   its own PUT; under load segments grow to what arrives in a round trip.
+//!   Setting it to zero trades that latency for PUTs bounded by the interval.
+//!
+//! With the produce trace on (`fjord::trace`), each flush logs why it started
+//! and when it was taken, uploaded and committed.
 
 use std::sync::Arc;
 
@@ -30,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 use super::flush::{Flush, Part, Uploaded};
 use crate::log::state;
 use crate::log::{LogError, PartitionLogs};
+use crate::trace::{self, FlushTimeline, FlushTrigger};
 
-type InFlight = FuturesOrdered<BoxFuture<'static, (Flush, Result<Uploaded, LogError>)>>;
+type InFlight =
+    FuturesOrdered<BoxFuture<'static, (Flush, Result<Uploaded, LogError>, Option<FlushTimeline>)>>;
 
 impl PartitionLogs {
     /// Flushes on the interval, or sooner when enough is pending, until
@@ -54,12 +61,13 @@ impl PartitionLogs {
         let mut idle_at: Option<tokio::time::Instant> = None;
         loop {
             let room = inflight.len() < self.settings.max_inflight_uploads.max(1);
-            let idle_due = idle_at.filter(|_| inflight.is_empty());
-            tokio::select! {
+            // Fires once nothing arrived for `idle` (and a flush may start).
+            let idle_due = idle_at.filter(|_| room);
+            let trigger = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.stopped.cancelled() => break,
-                Some((flush, uploaded)) = inflight.next(), if !inflight.is_empty() => {
-                    self.commit_and_answer(flush, uploaded).await;
+                Some((flush, uploaded, timeline)) = inflight.next(), if !inflight.is_empty() => {
+                    self.commit_traced(flush, uploaded, timeline).await;
                     continue;
                 }
                 _ = self.appended.notified(), if !idle.is_zero() => {
@@ -71,25 +79,60 @@ impl PartitionLogs {
                     if self.commit_waiters.load(std::sync::atomic::Ordering::Relaxed) == 0 {
                         continue;
                     }
+                    FlushTrigger::Idle
                 }
-                _ = tick.tick(), if room => {}
-                _ = self.flush_now.notified(), if room => {}
-            }
+                _ = tick.tick(), if room => FlushTrigger::Interval,
+                _ = self.flush_now.notified(), if room => FlushTrigger::Asked,
+            };
             if let Some(flush) = self.take() {
                 let logs = self.clone();
+                let in_flight = inflight.len();
                 inflight.push_back(Box::pin(async move {
+                    let taken = tokio::time::Instant::now();
                     let uploaded = logs.upload(&flush).await;
-                    (flush, uploaded)
+                    let timeline = trace::flush_enabled().then(|| FlushTimeline {
+                        trigger,
+                        partitions: flush.parts.len(),
+                        bytes: flush
+                            .parts
+                            .iter()
+                            .flat_map(|part| &part.batches)
+                            .map(|pending| pending.batch.len())
+                            .sum(),
+                        in_flight,
+                        taken,
+                        uploaded: tokio::time::Instant::now(),
+                        commit_started: taken,
+                    });
+                    (flush, uploaded, timeline)
                 }));
             }
         }
-        while let Some((flush, uploaded)) = inflight.next().await {
-            self.commit_and_answer(flush, uploaded).await;
+        while let Some((flush, uploaded, timeline)) = inflight.next().await {
+            self.commit_traced(flush, uploaded, timeline).await;
         }
         if !self.is_stopped() {
             self.flush_once().await;
         }
         Ok(())
+    }
+
+    /// Commits an uploaded flush and answers it, tracing its timeline.
+    async fn commit_traced(
+        &self,
+        flush: Flush,
+        uploaded: Result<Uploaded, LogError>,
+        timeline: Option<FlushTimeline>,
+    ) {
+        let commit_started = tokio::time::Instant::now();
+        self.commit_and_answer(flush, uploaded).await;
+        if let Some(timeline) = timeline {
+            FlushTimeline {
+                commit_started,
+                ..timeline
+            }
+            .emit();
+        }
     }
 
     /// Takes everything pending, writes it as one segment object, commits it and

@@ -2,7 +2,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`append`] | validate, check the idempotent producer, assign offsets, queue in the WAL and for the next flush |
+//! | [`append`] | validate, check the idempotent producer, assign offsets, queue `acks=1` batches in the WAL, queue every batch for the next flush |
 //! | [`flush`] | what a flush carries between its stages (a leaf) |
 //! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, pipelined |
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
@@ -24,6 +24,9 @@
 //!    watermark, and records the producers' idempotence state as of its last
 //!    batch; `acks=all` producers are answered only after it succeeded.
 //!    `acks=1` producers are answered once their batch is fsynced in the WAL.
+//!    Only `acks=1` batches are written to the WAL, and only while every
+//!    uncommitted batch before them in their partition is in it
+//!    (`unlogged_through`); otherwise they are answered on their commit.
 //! 4. Flushes are pipelined — several segments upload at once — but commit one
 //!    at a time in the order they were taken, so a partition's commits apply in
 //!    offset order.
