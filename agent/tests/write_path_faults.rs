@@ -177,12 +177,14 @@ async fn acks1_batches_survive_failed_uploads_and_a_restart() {
     assert_eq!(log, acknowledged, "every acknowledged batch at its offset");
 }
 
-/// An object store whose PUTs wait until the gate opens.
+/// An object store whose first `gated` PUTs wait until the gate opens.
 #[derive(Debug)]
 struct GatedStore {
     inner: Arc<dyn object_store::ObjectStore>,
     open: tokio::sync::watch::Sender<bool>,
     waiting: AtomicU32,
+    /// PUTs still to be held at the gate.
+    gated: AtomicU32,
 }
 
 impl std::fmt::Display for GatedStore {
@@ -199,10 +201,16 @@ impl object_store::ObjectStore for GatedStore {
         payload: object_store::PutPayload,
         opts: object_store::PutOptions,
     ) -> object_store::Result<object_store::PutResult> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut open = self.open.subscribe();
-        let _ = open.wait_for(|open| *open).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let held = self
+            .gated
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if held {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -272,6 +280,7 @@ async fn a_topic_deleted_mid_flush_fails_only_its_own_partitions() {
         inner: Arc::new(InMemory::new()),
         open: tokio::sync::watch::channel(false).0,
         waiting: AtomicU32::new(0),
+        gated: AtomicU32::new(u32::MAX),
     });
     let logs = logs_over(&store, gate.clone(), None);
     let kept_write = logs.append(kept_tp, &batch("k"), Acks::All).await.unwrap();
@@ -890,4 +899,57 @@ async fn an_acks1_batch_behind_one_not_in_the_wal_is_answered_on_its_commit() {
             (2, "again".to_owned())
         ]
     );
+}
+
+/// A slow upload holds back only the flushes that share a partition with it:
+/// a later flush of another partition commits (and is answered) meanwhile,
+/// while a later flush of the same partition waits, so the partition's
+/// commits stay in offset order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_holds_back_only_flushes_of_its_partitions() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let topic = store.create_topic(NewTopic::new("t", 2)).await.unwrap();
+    let (slow, other) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let gate = Arc::new(GatedStore {
+        inner: Arc::new(InMemory::new()),
+        open: tokio::sync::watch::channel(false).0,
+        waiting: AtomicU32::new(0),
+        gated: AtomicU32::new(1),
+    });
+    let logs = logs_over(&store, gate.clone(), None);
+    let shutdown = CancellationToken::new();
+    let flusher = tokio::spawn(logs.clone().run_flusher(shutdown.clone()));
+
+    let first = logs.append(slow, &batch("s0"), Acks::All).await.unwrap();
+    while gate.waiting.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The first flush (partition `slow`) is stuck in its PUT.
+    let unrelated = logs.append(other, &batch("o0"), Acks::All).await.unwrap();
+    let unrelated = tokio::time::timeout(Duration::from_secs(20), unrelated.durable)
+        .await
+        .expect("a flush of another partition waited for the stuck upload");
+    assert_eq!(unrelated.unwrap(), 0);
+    let second = logs.append(slow, &batch("s1"), Acks::All).await.unwrap();
+    let mut second = tokio::spawn(second.durable);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
+        "a later flush of the stuck partition committed before the earlier one"
+    );
+    assert_eq!(gate.waiting.load(Ordering::SeqCst), 1, "still stuck");
+
+    gate.open.send_replace(true);
+    assert_eq!(first.durable.await.unwrap(), 0);
+    assert_eq!(second.await.unwrap().unwrap(), 1);
+    assert_eq!(
+        committed(&logs, slow).await,
+        vec![(0, "s0".to_owned()), (1, "s1".to_owned())]
+    );
+    shutdown.cancel();
+    flusher.await.unwrap().unwrap();
 }

@@ -98,10 +98,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flush_interval_ms: Option<u64>,
-    /// Flush before the interval once produce requests wait for a commit, no
-    /// flush is in flight and no batch arrived for this long (the producers
-    /// are waiting for their answers); 0 flushes on the interval and
-    /// flush-bytes only (fewer PUTs, more latency). At most the interval.
+    /// Flush before the interval once produce requests wait for a commit and
+    /// no batch arrived for this long (the producers are waiting for their
+    /// answers), even while other flushes are in flight (up to
+    /// max-inflight-uploads); 0 flushes on the interval and flush-bytes only
+    /// (fewer PUTs, more latency). At most the interval.
     /// [env: FJORD_FLUSH_IDLE_US] [default: 1000]
     #[arg(long, value_name = "US")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,7 +119,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_unflushed_bytes: Option<usize>,
-    /// Segments built and uploaded at once (their commits stay in order).
+    /// Segments built and uploaded at once (a partition's commits stay in
+    /// offset order).
     /// [env: FJORD_MAX_INFLIGHT_UPLOADS] [default: 4]
     #[arg(long, value_name = "COUNT")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -78,7 +78,7 @@ pub struct AgentSettings {
     /// Bytes accepted and not yet taken by a flush before appends wait
     /// (backpressure).
     pub max_unflushed_bytes: usize,
-    /// Segments built and uploaded at once (their commits stay in order).
+    /// Segments built and uploaded at once (a partition's commits stay in offset order).
     pub max_inflight_uploads: usize,
     /// The zstd level of segment chunks.
     pub segment_zstd_level: i32,

@@ -86,7 +86,7 @@ pub struct LogSettings {
     pub max_batch_bytes: usize,
     /// Bytes of recently committed batches kept in memory for tailing readers.
     pub tail_cache_bytes: u64,
-    /// Segments built and uploaded at once (their commits stay in order).
+    /// Segments built and uploaded at once (a partition's commits stay in offset order).
     pub max_inflight_uploads: usize,
     /// The zstd level segment chunks are compressed at on the flush path.
     pub compression_level: i32,

@@ -236,19 +236,21 @@ impl SegmentWriter {
             }
         }
 
-        let mut compressor = match self.options.compression {
+        let level = match self.options.compression {
             Compression::None => None,
-            Compression::Zstd { level } => Some(
-                zstd::bulk::Compressor::new(level)
-                    .map_err(|source| ErrorRepr::Compress { source })?,
-            ),
+            Compression::Zstd { level } => Some(level),
         };
-
+        // Room for every chunk at its worst (zstd's bound), so compressing
+        // straight into the object never reallocates it.
         let estimate = HEADER_LEN
             + TRAILER_LEN
             + FOOTER_HEADER_LEN
             + (CHUNK_HEADER_LEN + FOOTER_ENTRY_LEN) * self.chunks.len() as u64
-            + self.uncompressed_bytes / 2;
+            + self
+                .chunks
+                .iter()
+                .map(|chunk| zstd::zstd_safe::compress_bound(chunk.batches.len()) as u64)
+                .sum::<u64>();
         let mut out = Vec::with_capacity(usize::try_from(estimate).unwrap_or(0));
         format::encode_header(&mut out);
         let mut entries = Vec::with_capacity(self.chunks.len());
@@ -258,46 +260,39 @@ impl SegmentWriter {
             hint,
         } in &self.chunks
         {
-            let compressed = match (compressor.as_mut(), hint) {
-                (None, _) | (Some(_), ChunkHint::ProducerCompressed) => None,
-                (Some(compressor), ChunkHint::Unknown) => {
-                    let worth_trying = batches.len() <= 2 * SAMPLE_LEN || {
-                        let sample = compressor
-                            .compress(&batches[..SAMPLE_LEN])
-                            .map_err(|source| ErrorRepr::Compress { source })?;
-                        (sample.len() as f64) < SAMPLE_LEN as f64 * SAMPLE_KEEP_RATIO
-                    };
-                    if worth_trying {
-                        let compressed = compressor
-                            .compress(batches)
-                            .map_err(|source| ErrorRepr::Compress { source })?;
-                        (compressed.len() < batches.len()).then_some(compressed)
-                    } else {
-                        None
-                    }
-                }
+            let byte_offset = out.len();
+            // The header goes in front once the payload's length and checksum
+            // are known.
+            out.resize(byte_offset + CHUNK_HEADER_LEN as usize, 0);
+            let payload_at = out.len();
+            let compressed = match (level, hint) {
+                (None, _) | (Some(_), ChunkHint::ProducerCompressed) => false,
+                (Some(level), ChunkHint::Unknown) => with_compressor(level, |compressor| {
+                    compress_into(compressor, batches, &mut out)
+                })?,
             };
-            let (codec, payload): (Codec, &[u8]) = match &compressed {
-                Some(compressed) => (Codec::Zstd, compressed),
-                None => (Codec::None, batches),
-            };
+            if !compressed {
+                out.truncate(payload_at);
+                out.extend_from_slice(batches);
+            }
+            let payload = &out[payload_at..];
             let header = ChunkHeader {
                 meta: *meta,
-                codec,
+                codec: if compressed { Codec::Zstd } else { Codec::None },
                 uncompressed_length: batches.len() as u64,
                 payload_length: payload.len() as u64,
                 payload_crc32c: crc32c::crc32c(payload),
             };
-            let byte_offset = out.len() as u64;
-            format::encode_chunk_header(&mut out, &header);
-            out.extend_from_slice(payload);
+            let mut encoded = Vec::with_capacity(CHUNK_HEADER_LEN as usize);
+            format::encode_chunk_header(&mut encoded, &header);
+            out[byte_offset..payload_at].copy_from_slice(&encoded);
             entries.push(ChunkEntry {
                 meta: *meta,
-                byte_offset,
-                byte_length: out.len() as u64 - byte_offset,
+                byte_offset: byte_offset as u64,
+                byte_length: (out.len() - byte_offset) as u64,
                 uncompressed_length: header.uncompressed_length,
                 payload_crc32c: header.payload_crc32c,
-                codec,
+                codec: header.codec,
             });
         }
 
@@ -326,6 +321,58 @@ impl SegmentWriter {
             ),
         })
     }
+}
+
+/// Compresses `batches` onto the end of `out` when that is worth it (see
+/// [`SAMPLE_LEN`]); returns whether it did. `out` has room for zstd's bound.
+fn compress_into(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    batches: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    let worth_trying = batches.len() <= 2 * SAMPLE_LEN || {
+        let sample = compressor
+            .compress(&batches[..SAMPLE_LEN])
+            .map_err(|source| ErrorRepr::Compress { source })?;
+        (sample.len() as f64) < SAMPLE_LEN as f64 * SAMPLE_KEEP_RATIO
+    };
+    if !worth_trying {
+        return Ok(false);
+    }
+    let start = out.len();
+    out.reserve(zstd::zstd_safe::compress_bound(batches.len()));
+    let mut cursor = std::io::Cursor::new(&mut *out);
+    cursor.set_position(start as u64);
+    let written = compressor
+        .compress_to_buffer(batches, &mut cursor)
+        .map_err(|source| ErrorRepr::Compress { source })?;
+    Ok(written < batches.len())
+}
+
+/// Runs `f` with this thread's zstd compressor at `level`. The compressor (its
+/// context and tables, a few MiB) lives as long as the thread: building one
+/// per segment costs an allocation the size of its tables and page faults to
+/// fill them, on every flush.
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Result<T>,
+) -> Result<T> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let compressor = match &mut *cached {
+            Some((cached_level, compressor)) if *cached_level == level => compressor,
+            slot => {
+                let compressor = zstd::bulk::Compressor::new(level)
+                    .map_err(|source| ErrorRepr::Compress { source })?;
+                &mut slot.insert((level, compressor)).1
+            }
+        };
+        f(compressor)
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The flusher: takes what is pending into segment objects — on the interval,
 //! sooner when `flush_bytes` are pending, and sooner still when waiting
 //! cannot add to the segment — uploads several at once, and commits them one
-//! at a time in the order they were taken.
+//! at a time, each once every earlier flush holding one of its partitions is
+//! resolved ([`Pipeline`]).
 //!
 //! # When a flush starts
 //!
@@ -27,9 +28,12 @@
 
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use fjord_metadata::TopicPartition;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::flush::{Flush, Part, Uploaded};
@@ -37,8 +41,62 @@ use crate::log::state;
 use crate::log::{LogError, PartitionLogs};
 use crate::trace::{self, FlushTimeline, FlushTrigger};
 
-type InFlight =
-    FuturesOrdered<BoxFuture<'static, (Flush, Result<Uploaded, LogError>, Option<FlushTimeline>)>>;
+/// A flush whose upload finished (or failed).
+struct Done {
+    sequence: u64,
+    flush: Flush,
+    uploaded: Result<Uploaded, LogError>,
+    timeline: Option<FlushTimeline>,
+}
+
+/// The flushes taken and not yet resolved, in the order they were taken.
+///
+/// Uploads run at once and finish in any order. A flush commits once its
+/// upload finished and no earlier unresolved flush holds one of its
+/// partitions: a partition's commits apply in offset order (invariant 4 of
+/// [`super`]), and a slow PUT holds back only the flushes that share a
+/// partition with it, not every later one. When an earlier flush of a
+/// partition fails, the later ones holding it find the partition retrying
+/// and give their batches back ([`super::commit`]).
+#[derive(Default)]
+struct Pipeline {
+    uploading: FuturesUnordered<BoxFuture<'static, Done>>,
+    /// Every unresolved flush's sequence and partitions, in take order.
+    order: VecDeque<(u64, HashSet<TopicPartition>)>,
+    /// Uploaded flushes waiting for an earlier one, by sequence.
+    uploaded: BTreeMap<u64, Done>,
+    next_sequence: u64,
+}
+
+impl Pipeline {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn push(&mut self, flush_partitions: HashSet<TopicPartition>) -> u64 {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.order.push_back((sequence, flush_partitions));
+        sequence
+    }
+
+    /// An uploaded flush no earlier unresolved flush shares a partition
+    /// with, taken out of the pipeline.
+    fn next_committable(&mut self) -> Option<Done> {
+        let mut earlier: HashSet<TopicPartition> = HashSet::new();
+        let mut found = None;
+        for (index, (sequence, partitions)) in self.order.iter().enumerate() {
+            if self.uploaded.contains_key(sequence) && partitions.is_disjoint(&earlier) {
+                found = Some((index, *sequence));
+                break;
+            }
+            earlier.extend(partitions.iter().copied());
+        }
+        let (index, sequence) = found?;
+        self.order.remove(index);
+        self.uploaded.remove(&sequence)
+    }
+}
 
 impl PartitionLogs {
     /// Flushes on the interval, or sooner when enough is pending, until
@@ -48,10 +106,10 @@ impl PartitionLogs {
     ///
     /// Flushes are pipelined: up to [`super::super::LogSettings::max_inflight_uploads`]
     /// segments are built and uploaded at once, and each is committed only
-    /// after every earlier one, in the order they were taken — so commits of a
-    /// partition apply in offset order.
+    /// after every earlier one holding one of its partitions ([`Pipeline`]) —
+    /// so commits of a partition apply in offset order.
     pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut inflight: InFlight = FuturesOrdered::new();
+        let mut pipeline = Pipeline::default();
         // The first tick one interval from now (nothing is pending yet).
         let interval = self.settings.flush_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -60,14 +118,17 @@ impl PartitionLogs {
         // When the idle trigger fires, if nothing arrives meanwhile.
         let mut idle_at: Option<tokio::time::Instant> = None;
         loop {
-            let room = inflight.len() < self.settings.max_inflight_uploads.max(1);
+            let room = pipeline.len() < self.settings.max_inflight_uploads.max(1);
             // Fires once nothing arrived for `idle` (and a flush may start).
             let idle_due = idle_at.filter(|_| room);
             let trigger = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.stopped.cancelled() => break,
-                Some((flush, uploaded, timeline)) = inflight.next(), if !inflight.is_empty() => {
-                    self.commit_traced(flush, uploaded, timeline).await;
+                Some(done) = pipeline.uploading.next(), if !pipeline.uploading.is_empty() => {
+                    pipeline.uploaded.insert(done.sequence, done);
+                    while let Some(done) = pipeline.next_committable() {
+                        self.commit_traced(done).await;
+                    }
                     continue;
                 }
                 _ = self.appended.notified(), if !idle.is_zero() => {
@@ -86,8 +147,10 @@ impl PartitionLogs {
             };
             if let Some(flush) = self.take() {
                 let logs = self.clone();
-                let in_flight = inflight.len();
-                inflight.push_back(Box::pin(async move {
+                let in_flight = pipeline.len();
+                let sequence =
+                    pipeline.push(flush.parts.iter().map(|part| part.partition).collect());
+                pipeline.uploading.push(Box::pin(async move {
                     let taken = tokio::time::Instant::now();
                     let uploaded = logs.upload(&flush).await;
                     let timeline = trace::flush_enabled().then(|| FlushTimeline {
@@ -104,12 +167,20 @@ impl PartitionLogs {
                         uploaded: tokio::time::Instant::now(),
                         commit_started: taken,
                     });
-                    (flush, uploaded, timeline)
+                    Done {
+                        sequence,
+                        flush,
+                        uploaded,
+                        timeline,
+                    }
                 }));
             }
         }
-        while let Some((flush, uploaded, timeline)) = inflight.next().await {
-            self.commit_traced(flush, uploaded, timeline).await;
+        while let Some(done) = pipeline.uploading.next().await {
+            pipeline.uploaded.insert(done.sequence, done);
+            while let Some(done) = pipeline.next_committable() {
+                self.commit_traced(done).await;
+            }
         }
         if !self.is_stopped() {
             self.flush_once().await;
@@ -118,12 +189,13 @@ impl PartitionLogs {
     }
 
     /// Commits an uploaded flush and answers it, tracing its timeline.
-    async fn commit_traced(
-        &self,
-        flush: Flush,
-        uploaded: Result<Uploaded, LogError>,
-        timeline: Option<FlushTimeline>,
-    ) {
+    async fn commit_traced(&self, done: Done) {
+        let Done {
+            flush,
+            uploaded,
+            timeline,
+            ..
+        } = done;
         let commit_started = tokio::time::Instant::now();
         self.commit_and_answer(flush, uploaded).await;
         if let Some(timeline) = timeline {

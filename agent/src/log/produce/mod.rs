@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`append`] | validate, check the idempotent producer, assign offsets, queue `acks=1` batches in the WAL, queue every batch for the next flush |
 //! | [`flush`] | what a flush carries between its stages (a leaf) |
-//! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, pipelined |
+//! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, when requests wait and nothing arrives; pipelined |
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
 //! | [`commit`] | commits an uploaded segment in metadata, answers producers, re-queues what failed, truncates the WAL |
 //! | [`wal_record`] | the WAL record format and how far the WAL may be truncated |
@@ -27,9 +27,10 @@
 //!    Only `acks=1` batches are written to the WAL, and only while every
 //!    uncommitted batch before them in their partition is in it
 //!    (`unlogged_through`); otherwise they are answered on their commit.
-//! 4. Flushes are pipelined — several segments upload at once — but commit one
-//!    at a time in the order they were taken, so a partition's commits apply in
-//!    offset order.
+//! 4. Flushes are pipelined — several segments upload at once — and commit one
+//!    at a time, each only after every earlier flush holding one of its
+//!    partitions, so a partition's commits apply in offset order while a slow
+//!    upload holds back only the flushes that share a partition with it.
 //! 5. A flush that fails (the upload, or a commit that certainly did not
 //!    apply) loses nothing: its batches go back to their partitions and are
 //!    flushed again at the same offsets under the same epoch, in a new segment
