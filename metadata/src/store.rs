@@ -561,14 +561,33 @@ impl MetadataStore {
                     .iter()
                     .map(|chunk| (chunk.partition, chunk.last_offset + 1))
                     .collect();
-                if txn.get(&segment_key).await?.is_some() {
+                // The segment's marker and every partition's state in one read
+                // (one round trip on backends that pay one per read).
+                let mut reads = Vec::with_capacity(commit.chunks.len() + 1);
+                reads.push(segment_key.clone());
+                reads.extend(commit.chunks.iter().map(|c| keys.partition(c.partition)));
+                let mut values = txn.get_many(&reads).await?.into_iter();
+                if values.next().flatten().is_some() {
                     return Ok(SegmentCommitOutcome {
                         high_watermarks: expected,
                         replayed: true,
                     });
                 }
+                let mut states: std::collections::HashMap<TopicPartition, PartitionState> =
+                    std::collections::HashMap::new();
+                for (chunk, value) in commit.chunks.iter().zip(values) {
+                    if let Some(bytes) = value
+                        && !states.contains_key(&chunk.partition)
+                    {
+                        states.insert(chunk.partition, codec::decode(&bytes)?);
+                    }
+                }
                 for chunk in &commit.chunks {
-                    let mut state = Self::partition_in(keys, &txn, chunk.partition).await?;
+                    let state = states.get_mut(&chunk.partition).ok_or(
+                        MetadataError::UnknownPartition {
+                            partition: chunk.partition,
+                        },
+                    )?;
                     if state.leader_epoch != chunk.leader_epoch {
                         return Err(MetadataError::Fenced {
                             partition: chunk.partition,
@@ -600,9 +619,9 @@ impl MetadataStore {
                         &keys.index_entry(chunk.partition, chunk.last_offset),
                         &entry,
                     );
-                    crate::time_index::record_chunk(keys, &txn, &mut state, chunk);
+                    crate::time_index::record_chunk(keys, &txn, state, chunk);
                     state.high_watermark = chunk.last_offset + 1;
-                    write(&txn, &keys.partition(chunk.partition), &state);
+                    write(&txn, &keys.partition(chunk.partition), &*state);
                 }
                 for producer in &commit.producers {
                     write(

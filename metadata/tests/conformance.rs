@@ -198,6 +198,69 @@ async fn range_reads_are_ordered_and_bounded(fx: Fixture) {
     assert_eq!(remaining, vec![-5, 0, 256, 70_000]);
 }
 
+/// `get_many` answers each key as `get` would, in the order asked: committed
+/// values, the transaction's own sets and clears, `ADD`s over the snapshot,
+/// and absent keys.
+async fn many_keys_read_at_once_see_the_transactions_own_writes(fx: Fixture) {
+    let db = fx.db();
+    let key =
+        |name: &str| foundationdb_tuple::pack(&("conformance", fx.cluster.as_str(), "many", name));
+    let (a, b, c, counter, missing) =
+        (key("a"), key("b"), key("c"), key("counter"), key("missing"));
+    db.run(|txn, _| {
+        let (a, b, counter) = (a.clone(), b.clone(), counter.clone());
+        async move {
+            txn.set(&a, b"a0");
+            txn.set(&b, b"b0");
+            txn.atomic_add(&counter, 5);
+            Ok::<_, KvError>(())
+        }
+    })
+    .await
+    .unwrap();
+    let (inside, singly) = db
+        .run(|txn, _| {
+            let keys = vec![
+                missing.clone(),
+                b.clone(),
+                a.clone(),
+                counter.clone(),
+                c.clone(),
+                a.clone(),
+            ];
+            async move {
+                txn.clear(&keys[1]); // b
+                txn.set(&keys[4], b"c1"); // c
+                txn.atomic_add(&keys[3], 2); // counter: 5 + 2
+                let many = txn.get_many(&keys).await?;
+                let mut singly = Vec::new();
+                for key in &keys {
+                    singly.push(txn.get(key).await?);
+                }
+                Ok::<_, KvError>((many, singly))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(inside, singly, "get_many answers as get does, key by key");
+    assert_eq!(
+        inside,
+        vec![
+            None,
+            None,
+            Some(b"a0".to_vec()),
+            Some(7i64.to_le_bytes().to_vec()),
+            Some(b"c1".to_vec()),
+            Some(b"a0".to_vec()),
+        ]
+    );
+    let empty = db
+        .run(|txn, _| async move { txn.get_many(&[]).await })
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+}
+
 async fn stale_reads_conflict_and_blind_writes_do_not(fx: Fixture) {
     let key = fx.key("contended");
     let first = fx.backend.begin().await.unwrap();
@@ -2208,6 +2271,7 @@ async fn group_offsets_are_fenced_by_generation_and_deleted_with_the_group(fx: F
 macro_rules! all_cases {
     ($case:ident) => {
         $case!(range_reads_are_ordered_and_bounded);
+        $case!(many_keys_read_at_once_see_the_transactions_own_writes);
         $case!(stale_reads_conflict_and_blind_writes_do_not);
         $case!(range_reads_conflict_with_inserts_into_the_range);
         $case!(large_values_round_trip_and_oversized_ones_write_nothing);

@@ -326,6 +326,23 @@ impl KvTransaction for FdbTransaction {
         Ok(value.map(|slice| slice.to_vec()))
     }
 
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // Every read is sent before the first answer is awaited (the client
+        // issues a read when it is created): one round trip, not one per key.
+        let reads = keys
+            .iter()
+            .map(|key| self.with(|txn| txn.get(key, false)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut values = Vec::with_capacity(reads.len());
+        for read in reads {
+            let value = read
+                .await
+                .map_err(|error| fdb_error(Phase::Other, "reading a key", error))?;
+            values.push(value.map(|slice| slice.to_vec()));
+        }
+        Ok(values)
+    }
+
     async fn get_range(
         &self,
         begin: &[u8],

@@ -143,6 +143,16 @@ pub trait KvBackend: Send + Sync + Debug + 'static {
 pub trait KvTransaction: Send + Sync + Debug {
     /// The value at `key`.
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// The values at `keys`, in their order. A backend that pays a round trip
+    /// per read (SQLite's blocking-pool hop) answers them in one; the default
+    /// reads one key after another.
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
     /// Pairs with `begin <= key < end`, ordered (reversed when asked).
     async fn get_range(
         &self,
@@ -293,6 +303,16 @@ impl Transaction {
         self.poisoned()?;
         Self::check_key(key)?;
         self.inner.get(key).await
+    }
+
+    /// The values at `keys`, in their order (one round trip where the backend
+    /// can).
+    pub async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.poisoned()?;
+        for key in keys {
+            Self::check_key(key)?;
+        }
+        self.inner.get_many(keys).await
     }
 
     /// Pairs with `begin <= key < end`.

@@ -446,6 +446,51 @@ impl KvTransaction for SqliteTransaction {
         })
     }
 
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // What the overlay answers, and what the snapshot must (with the
+        // buffered `ADD` to apply on top).
+        let mut known = Vec::with_capacity(keys.len());
+        let mut to_read = Vec::new();
+        {
+            let overlay = self.overlay();
+            for key in keys {
+                known.push(match overlay.lookup(key) {
+                    Lookup::Known(value) => Ok(value),
+                    Lookup::Snapshot => Err(None),
+                    Lookup::AddToSnapshot(delta) => Err(Some(delta)),
+                });
+                if !matches!(known.last(), Some(Ok(_))) {
+                    to_read.push(key.clone());
+                }
+            }
+        }
+        let read = if to_read.is_empty() {
+            Vec::new()
+        } else {
+            self.read(move |connection| {
+                to_read
+                    .iter()
+                    .map(|key| read_one(connection, key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+        };
+        let mut read = read.into_iter();
+        Ok(known
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(value) => value,
+                Err(delta) => {
+                    let value = read.next().unwrap_or_default();
+                    match delta {
+                        Some(delta) => Some(apply_add(value.as_deref(), delta)),
+                        None => value,
+                    }
+                }
+            })
+            .collect())
+    }
+
     async fn get_range(
         &self,
         begin: &[u8],

@@ -71,8 +71,13 @@ pub(super) use frames::RequestBudget;
 use frames::{Frame, FrameReader, ReadError};
 
 /// Requests of one connection in flight at once; further requests wait to be
-/// read.
-const MAX_IN_FLIGHT: usize = 32;
+/// read. Large enough that a client keeping a request in flight for each of
+/// many partitions (librdkafka without idempotence sends one partition per
+/// request, up to `max.in.flight` of them) is not held to a smaller window:
+/// at 1,024 partitions a window of 32 made each partition wait for 32 round
+/// trips. The memory requests hold is bounded by the request budget
+/// (`queued.max.request.bytes`), not by this count.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// Serves one connection until the peer closes it or sends something that
 /// closes it (see the module docs).
