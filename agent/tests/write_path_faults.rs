@@ -95,6 +95,13 @@ fn logs_over(
     ))
 }
 
+/// Asserts that `answer` does not resolve for a while (it may only resolve
+/// once the test lets it: resolving now is the bug).
+async fn still_waiting<T: std::fmt::Debug>(answer: &mut tokio::task::JoinHandle<T>, why: &str) {
+    let early = tokio::time::timeout(Duration::from_millis(300), answer).await;
+    assert!(early.is_err(), "{why}: {early:?}");
+}
+
 fn open_wal(dir: &std::path::Path) -> (fjord_storage::wal::Wal, fjord_storage::wal::Recovery) {
     fjord_storage::wal::Wal::open(dir, fjord_storage::wal::WalOptions::default()).unwrap()
 }
@@ -870,12 +877,11 @@ async fn an_acks1_batch_behind_one_not_in_the_wal_is_answered_on_its_commit() {
         let second = logs.append(tp, &batch("one"), Acks::Leader).await.unwrap();
         let mut second = tokio::spawn(second.durable);
         // Not answered while its predecessor is uncommitted, however long.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), &mut second)
-                .await
-                .is_err(),
-            "an acks=1 batch was answered while a batch before it was in no WAL"
-        );
+        still_waiting(
+            &mut second,
+            "an acks=1 batch was answered while a batch before it was in no WAL",
+        )
+        .await;
         logs.flush_once().await;
         assert_eq!(first.durable.await.unwrap(), 0);
         assert_eq!(second.await.unwrap().unwrap(), 1);
@@ -935,12 +941,11 @@ async fn a_slow_upload_holds_back_only_flushes_of_its_partitions() {
     assert_eq!(unrelated.unwrap(), 0);
     let second = logs.append(slow, &batch("s1"), Acks::All).await.unwrap();
     let mut second = tokio::spawn(second.durable);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut second)
-            .await
-            .is_err(),
-        "a later flush of the stuck partition committed before the earlier one"
-    );
+    still_waiting(
+        &mut second,
+        "a later flush of the stuck partition committed before the earlier one",
+    )
+    .await;
     assert_eq!(gate.waiting.load(Ordering::SeqCst), 1, "still stuck");
 
     gate.open.send_replace(true);
