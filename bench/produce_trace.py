@@ -12,7 +12,7 @@ kept (requests in flight at arrival, and the time-weighted mean), and the share
 of time the connection had nothing in flight at the agent: time the agent spent
 waiting for the client. Per flush trigger (`fjord::trace::flush` events), the
 flushes' sizes, how many were in flight when each was taken, and their stages:
-build and upload, waiting for earlier commits, commit and answer.
+build (zstd and copies), PUT, waiting for earlier commits, commit and answer.
 """
 
 import re
@@ -31,7 +31,7 @@ def percentile(values, q):
 
 PRODUCE_FIELDS = ("connection", "correlation_id", "bytes", "window",
                   "read_us", "appended_us", "answered_us", "written_us")
-FLUSH_FIELDS = ("partitions", "bytes", "in_flight", "taken_us", "uploaded_us",
+FLUSH_FIELDS = ("partitions", "bytes", "in_flight", "taken_us", "built_us", "uploaded_us",
                 "commit_started_us", "answered_us")
 
 
@@ -61,7 +61,8 @@ def report_flushes(flushes):
         by_trigger[flush["trigger"]].append(flush)
     print(f"\n{len(flushes)} flushes")
     stages = {
-        "build + upload": lambda f: f["uploaded_us"] - f["taken_us"],
+        "build (zstd, copies)": lambda f: f["built_us"] - f["taken_us"],
+        "PUT": lambda f: f["uploaded_us"] - f["built_us"],
         "wait for earlier commits": lambda f: f["commit_started_us"] - f["uploaded_us"],
         "commit + answer": lambda f: f["answered_us"] - f["commit_started_us"],
     }

@@ -1,8 +1,8 @@
 //! Timelines of the write path, for finding where a produce waits: debug
 //! events under the targets `fjord::trace::produce` (one per answered
 //! `Produce`: read, appended, committed, written back) and
-//! `fjord::trace::flush` (one per flush: why it started, taken, uploaded,
-//! committed), with times in microseconds since the first traced event of the
+//! `fjord::trace::flush` (one per flush: why it started, taken, built,
+//! uploaded, committed), with times in microseconds since the first traced event of the
 //! process, so the two line up.
 //!
 //! Off unless enabled (`RUST_LOG=warn,fjord::trace=debug`); then the cost is
@@ -107,6 +107,8 @@ pub(crate) struct FlushTimeline {
     /// Flushes in flight (uploading or waiting to commit) when it was taken.
     pub(crate) in_flight: usize,
     pub(crate) taken: Instant,
+    /// When the object was built (none if the upload failed first).
+    pub(crate) built: Option<Instant>,
     pub(crate) uploaded: Instant,
     pub(crate) commit_started: Instant,
 }
@@ -122,6 +124,7 @@ impl FlushTimeline {
             bytes = self.bytes,
             in_flight = self.in_flight,
             taken_us = micros(self.taken),
+            built_us = micros(self.built.unwrap_or(self.taken)),
             uploaded_us = micros(self.uploaded),
             commit_started_us = micros(self.commit_started),
             answered_us = micros(Instant::now()),

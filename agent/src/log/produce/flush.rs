@@ -28,4 +28,6 @@ pub(crate) struct Uploaded {
     pub(crate) commit: SegmentCommit,
     /// Each partition's chunk (first and last offset, batches) for the tail cache.
     pub(crate) tail: Vec<(TopicPartition, i64, i64, Bytes)>,
+    /// When the object was built and its PUT began (for the flush trace).
+    pub(crate) built: tokio::time::Instant,
 }

@@ -164,6 +164,7 @@ impl PartitionLogs {
                             .sum(),
                         in_flight,
                         taken,
+                        built: uploaded.as_ref().ok().map(|uploaded| uploaded.built),
                         uploaded: tokio::time::Instant::now(),
                         commit_started: taken,
                     });

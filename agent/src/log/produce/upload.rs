@@ -84,6 +84,7 @@ impl PartitionLogs {
                 Err(_) => LogError::Stopped,
             })?
             .map_err(LogError::storage)?;
+        let built = tokio::time::Instant::now();
         let key = self.keys.segment(segment_id);
         let object_size = encoded.bytes.len() as u64;
         let chunks = encoded
@@ -125,6 +126,7 @@ impl PartitionLogs {
                 producers,
             },
             tail,
+            built,
         })
     }
 }
