@@ -170,6 +170,16 @@ impl fmt::Display for RetryingObjectStore {
     }
 }
 
+/// Whether `payload` is a local file (the `LocalFileSystem` backend's).
+fn is_local_file(payload: &GetResultPayload) -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let GetResultPayload::File(..) = payload {
+        return true;
+    }
+    let _ = payload;
+    false
+}
+
 /// The state of a GET body that resumes after breaks.
 struct Resume {
     inner: Arc<dyn ObjectStore>,
@@ -274,7 +284,11 @@ impl ObjectStore for RetryingObjectStore {
             .policy
             .run(&what, || self.inner.get_opts(location, options.clone()))
             .await?;
-        if options.head {
+        // A local file's body is read in one piece by the caller: there is no
+        // connection to break, so nothing to resume. (As a stream it would be
+        // read 8 KiB per blocking-pool task, several hundred thread hand-offs
+        // per segment object.)
+        if options.head || is_local_file(&result.payload) {
             return Ok(result);
         }
         let GetResult {
@@ -479,6 +493,29 @@ mod tests {
             Trigger::Always,
         );
         assert!(store.get(&path).await.unwrap().bytes().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_local_file_is_handed_over_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let store = RetryingObjectStore::new(Arc::new(local), options(), 5);
+        let path = Path::from("k");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        store
+            .put(&path, PutPayload::from(data.clone()))
+            .await
+            .unwrap();
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(1_000..90_000)),
+            ..GetOptions::default()
+        };
+        let result = store.get_opts(&path, options).await.unwrap();
+        assert!(
+            matches!(result.payload, GetResultPayload::File(..)),
+            "a local file became a stream"
+        );
+        assert_eq!(result.bytes().await.unwrap(), data[1_000..90_000]);
     }
 
     #[tokio::test(start_paused = true)]
