@@ -425,22 +425,31 @@ async fn a_whole_object_read_caches_every_chunk_for_the_reads_that_follow() {
 }
 
 #[tokio::test]
+async fn without_a_disk_cache_a_whole_object_read_serves_the_reads_that_follow_from_memory() {
+    let fixture = Fixture::new().await;
+    fixture.gate.add_permits(1000);
+    let size = fixture.segment.bytes.len() as u64;
+    let reader = CachedReader::new(fixture.store.clone(), None);
+    for partition in [0, 2, 1, 0] {
+        let entry = fixture.entry(partition);
+        let raw = reader
+            .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
+            .await
+            .unwrap();
+        assert_eq!(
+            batches_of(&fixture, partition, raw),
+            expected_batches(partition)
+        );
+    }
+    assert_eq!(fixture.gets(), 1, "one GET for the object");
+    assert_eq!(fixture.metrics.snapshot().get_bytes, size);
+}
+
+#[tokio::test]
 async fn whole_object_reads_fall_back_to_ranged_reads() {
     let fixture = Fixture::new().await;
     fixture.gate.add_permits(1000);
     let size = fixture.segment.bytes.len() as u64;
-    let entry = fixture.entry(0);
-    let chunk_len = entry.byte_range().end - entry.byte_range().start;
-
-    // Without a disk cache a whole-object GET would be repeated for every chunk:
-    // each read asks for its own range.
-    let reader = CachedReader::new(fixture.store.clone(), None);
-    let raw = reader
-        .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
-        .await
-        .unwrap();
-    assert_eq!(batches_of(&fixture, 0, raw), expected_batches(0));
-    assert_eq!(fixture.metrics.snapshot().get_bytes, chunk_len);
 
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(DiskRangeCache::open(dir.path(), 1 << 20).await.unwrap());

@@ -266,8 +266,8 @@ impl DiskRangeCache {
         };
 
         let path = file_path(&self.dir, generation);
-        let contents = encode(key, &range, &payload);
-        let written = blocking(move || write_atomically(&path, &contents)).await;
+        let header = encode_header(key, &range, &payload);
+        let written = blocking(move || write_atomically(&path, &[&header, &payload])).await;
         let mut index = self.lock();
         if written.is_ok() {
             let tick = index.next_tick;
@@ -339,8 +339,9 @@ fn file_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:016x}.{EXTENSION}"))
 }
 
-fn encode(key: &str, range: &Range<u64>, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + key.len() + payload.len());
+/// A cache file's header and key; its payload follows them.
+fn encode_header(key: &str, range: &Range<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + key.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -351,7 +352,6 @@ fn encode(key: &str, range: &Range<u64>, payload: &[u8]) -> Vec<u8> {
     let header_crc = crc32c::crc32c_append(crc32c::crc32c(&out), key.as_bytes());
     out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(payload);
     out
 }
 
@@ -422,13 +422,15 @@ fn read_verified(path: &Path, key: &str, range: &Range<u64>) -> Option<Bytes> {
     (crc32c::crc32c(&payload) == header.payload_crc).then_some(payload)
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+fn write_atomically(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(TMP_SUFFIX);
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         drop(file);
         fs::rename(&tmp, path)
     })();
@@ -752,7 +754,8 @@ mod tests {
 
     #[test]
     fn header_parsing_never_panics_on_prefixes_or_bit_flips() {
-        let file = encode(KEY, &(3..13), &[5u8; 10]);
+        let mut file = encode_header(KEY, &(3..13), &[5u8; 10]);
+        file.extend_from_slice(&[5u8; 10]);
         assert!(parse_header(&file).is_some());
         for len in 0..file.len() {
             let _ = parse_header(&file[..len]);

@@ -180,11 +180,11 @@ impl CachedReader {
 
     /// Bytes `range` of the segment object `key`, which is `object_size` bytes
     /// long, reading the **whole object** with one GET on a miss when it is at
-    /// most `whole_object_max` bytes and a disk cache is configured; every chunk
-    /// its footer names then goes to the disk cache, and the object stays in
-    /// memory among the last 64 MiB fetched, so the reads of the other
-    /// partitions in the object that usually follow (a consumer catching up on a
-    /// topic) cost no request and, while it is recent, no disk read. Otherwise (no disk cache, a larger object, or an
+    /// most `whole_object_max` bytes; the object stays in memory among the last
+    /// 64 MiB fetched, and every chunk its footer names goes to the disk cache
+    /// (if any), so the reads of the other partitions in the object that
+    /// usually follow (a consumer catching up on a topic) cost no request and,
+    /// while it is recent, no disk read. Otherwise (a larger object, or an
     /// unknown size of 0) this is [`get_range`](Self::get_range).
     ///
     /// Requests against bytes: a whole-object GET fetches chunks the caller may
@@ -198,9 +198,6 @@ impl CachedReader {
         object_size: u64,
         whole_object_max: u64,
     ) -> Result<Bytes> {
-        let Some(disk) = self.disk.clone() else {
-            return self.get_range(key, range).await;
-        };
         if object_size == 0
             || object_size > whole_object_max
             || range.end > object_size
@@ -218,7 +215,10 @@ impl CachedReader {
         {
             return Ok(bytes);
         }
-        if let Some(bytes) = disk.get(key.as_str(), range.clone()).await {
+        let disk = self.disk.clone();
+        if let Some(disk) = &disk
+            && let Some(bytes) = disk.get(key.as_str(), range.clone()).await
+        {
             return Ok(bytes);
         }
         let store = Arc::clone(&self.store);
@@ -234,8 +234,9 @@ impl CachedReader {
                 // reader arriving after it finds them there. A footer that does
                 // not decode caches nothing: the caller's own chunk is still
                 // checked when it is decoded.
-                if let Ok(TailDecode::Footer(footer)) =
-                    SegmentFooter::decode_tail(&object, object_size)
+                if let Some(disk) = disk
+                    && let Ok(TailDecode::Footer(footer)) =
+                        SegmentFooter::decode_tail(&object, object_size)
                 {
                     let ranges: Vec<Range<u64>> = footer
                         .entries()
