@@ -38,7 +38,9 @@ fn batch(label: &str, count: i32) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i64::from(i),
-            sequence: -1,
+            // One batch (the encoder starts a new one where offset - sequence
+            // changes) whose base sequence is -1: no idempotent producer.
+            sequence: i - 1,
             timestamp: 1_700_000_000_000,
             key: None,
             value: Some(Bytes::from(format!("{label}/{i}"))),
@@ -129,7 +131,13 @@ async fn faults_never_leave_a_gap_or_lose_an_acknowledged_batch() {
                 let partition = i32::try_from((producer + i) % PARTITIONS as usize).unwrap();
                 let tp = TopicPartition::new(topic.id, partition);
                 let label = format!("p{producer}-b{i}");
-                let count = 1 + i32::try_from(i % 4).unwrap();
+                // Every tenth batch is large enough to be compressed ahead of
+                // its flush (over 64 KiB).
+                let count = if i % 10 == 3 {
+                    6_000
+                } else {
+                    1 + i32::try_from(i % 4).unwrap()
+                };
                 let outcome = match logs.append(tp, &batch(&label, count), Acks::All).await {
                     Ok(appended) => appended.durable.await,
                     Err(error) => Err(error),
@@ -159,6 +167,25 @@ async fn faults_never_leave_a_gap_or_lose_an_acknowledged_batch() {
             (0..high_watermark).collect::<Vec<_>>()
         );
         logs_by_partition.insert(tp, log);
+    }
+    // The same logs read from the bucket (index, segment chunks) by an agent
+    // that leads nothing, rather than from the leader's memory.
+    let reader = PartitionLogs::new(
+        store.clone(),
+        faults.clone(),
+        ObjectKeys::new("test").unwrap(),
+        Arc::new(RandomIds::new()),
+        Arc::new(SystemClock),
+        2,
+        LogSettings::default(),
+        None,
+    );
+    for (tp, log) in &logs_by_partition {
+        assert_eq!(
+            &committed_log(&reader, *tp).await.1,
+            log,
+            "{tp} from the bucket"
+        );
     }
     let (mut acknowledged, mut failed) = (0, 0);
     for (tp, label, count, outcome) in &outcomes {

@@ -102,7 +102,8 @@ pub mod wal;
 pub use error::{ErrorKind, Result, StorageError};
 pub use paths::{ObjectKey, ObjectKeys};
 pub use segment::{
-    ChunkEntry, ChunkHint, ChunkMeta, Codec, Compression, DEFAULT_TAIL_READ_LEN,
-    DEFAULT_ZSTD_LEVEL, DecodedChunk, DecodedSegment, EncodedSegment, SegmentFooter, SegmentWriter,
-    TailDecode, WriterOptions, decode_chunk, decode_chunk_with_entry, decode_segment,
+    ChunkEntry, ChunkHint, ChunkMeta, ChunkPiece, Codec, CompressedPiece, Compression,
+    DEFAULT_TAIL_READ_LEN, DEFAULT_ZSTD_LEVEL, DecodedChunk, DecodedSegment, EncodedSegment,
+    SegmentFooter, SegmentWriter, TailDecode, WriterOptions, decode_chunk, decode_chunk_with_entry,
+    decode_segment,
 };

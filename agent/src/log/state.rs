@@ -25,6 +25,7 @@ use fjord_metadata::{ProducerState, TopicPartition};
 use tokio::sync::{Notify, oneshot};
 
 use super::LogError;
+use super::produce::ahead::Ahead;
 use crate::idempotence::ProducerTable;
 
 /// One accepted batch, not yet committed.
@@ -44,6 +45,8 @@ pub(crate) struct Pending {
     pub(crate) producer: Option<(i64, ProducerState)>,
     /// The request's waiter (on the last batch of a request).
     pub(crate) done: Option<oneshot::Sender<Result<(), LogError>>>,
+    /// Its copy compressed ahead of the flush, for a large batch.
+    pub(crate) ahead: Option<Arc<Ahead>>,
 }
 
 impl Pending {

@@ -66,7 +66,8 @@ pub enum Codec {
     /// The batches as given (used when compression would not make them smaller,
     /// for example batches the producer compressed already).
     None,
-    /// One zstd frame holding the batches.
+    /// zstd frames holding the batches: one, or one per piece of a chunk
+    /// built from pieces compressed ahead (decompressed one after another).
     Zstd,
 }
 

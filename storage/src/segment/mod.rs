@@ -37,5 +37,6 @@ pub use reader::{
     decode_chunk_with_entry, decode_segment,
 };
 pub use writer::{
-    ChunkHint, Compression, DEFAULT_ZSTD_LEVEL, EncodedSegment, SegmentWriter, WriterOptions,
+    ChunkHint, ChunkPiece, CompressedPiece, Compression, DEFAULT_ZSTD_LEVEL, EncodedSegment,
+    SegmentWriter, WriterOptions,
 };

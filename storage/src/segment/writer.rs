@@ -94,12 +94,73 @@ pub enum ChunkHint {
     ProducerCompressed,
 }
 
+/// Record batches compressed ahead of their segment, so that building the
+/// segment later costs a copy rather than a zstd pass (the agent compresses a
+/// large produce while it waits for its flush). Made by
+/// [`CompressedPiece::new`]; given to [`SegmentWriter::add_pieces`].
+#[derive(Debug, Clone)]
+pub struct CompressedPiece {
+    batches: Bytes,
+    /// One zstd frame of `batches`, when compressing was worth it (see
+    /// [`SAMPLE_LEN`]) and made them smaller.
+    frame: Option<Bytes>,
+}
+
+impl CompressedPiece {
+    /// `batches` compressed with zstd at `level` (this thread's context). A
+    /// level zstd rejects, or a zstd failure, keeps them uncompressed: the
+    /// writer then compresses them itself and reports the error there.
+    pub fn new(batches: Bytes, level: i32) -> Self {
+        let mut out = Vec::new();
+        let frame = with_compressor(level, |compressor| {
+            compress_into(compressor, &batches, &mut out)
+        });
+        let frame = matches!(frame, Ok(true)).then(|| Bytes::from(out));
+        Self { batches, frame }
+    }
+
+    /// The batches, uncompressed.
+    pub fn batches(&self) -> &Bytes {
+        &self.batches
+    }
+
+    /// Whether they were compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.frame.is_some()
+    }
+}
+
+/// Part of a chunk's batches for [`SegmentWriter::add_pieces`].
+#[derive(Debug, Clone)]
+pub enum ChunkPiece {
+    /// Batches the writer stores as its options and the chunk's hint say.
+    Batches(Bytes),
+    /// Batches compressed ahead.
+    Compressed(CompressedPiece),
+}
+
+impl ChunkPiece {
+    /// The piece's batches, uncompressed.
+    pub fn batches(&self) -> &Bytes {
+        match self {
+            ChunkPiece::Batches(batches) => batches,
+            ChunkPiece::Compressed(piece) => &piece.batches,
+        }
+    }
+}
+
 /// A chunk waiting for [`SegmentWriter::finish`].
 #[derive(Debug)]
 struct PendingChunk {
     meta: ChunkMeta,
-    batches: Bytes,
+    pieces: Vec<ChunkPiece>,
     hint: ChunkHint,
+}
+
+impl PendingChunk {
+    fn uncompressed_len(&self) -> usize {
+        self.pieces.iter().map(|piece| piece.batches().len()).sum()
+    }
 }
 
 /// A finished segment object: the bytes to upload, and the footer describing them
@@ -166,16 +227,31 @@ impl SegmentWriter {
         batches: Bytes,
         hint: ChunkHint,
     ) -> Result<()> {
+        self.add_pieces(meta, vec![ChunkPiece::Batches(batches)], hint)
+    }
+
+    /// Adds one partition's consecutive record batches given in pieces, in
+    /// offset order, some of them compressed ahead ([`CompressedPiece`]). The
+    /// chunk is stored as if its batches had been added at once, except that
+    /// when any piece was compressed ahead, the payload is one zstd frame per
+    /// piece (the pieces given uncompressed are compressed here, each on its
+    /// own) and a piece's compressed frame is used as it is.
+    pub fn add_pieces(
+        &mut self,
+        meta: ChunkMeta,
+        mut pieces: Vec<ChunkPiece>,
+        hint: ChunkHint,
+    ) -> Result<()> {
         let invalid = |reason: String| ErrorRepr::InvalidChunk {
             topic_id: meta.topic_id,
             partition: meta.partition,
             reason,
         };
         meta.check().map_err(invalid)?;
-        if batches.is_empty() {
+        let len: u64 = pieces.iter().map(|p| p.batches().len() as u64).sum();
+        if len == 0 {
             return Err(invalid("no batches".to_owned()).into());
         }
-        let len = batches.len() as u64;
         if len > MAX_CHUNK_UNCOMPRESSED_LEN {
             return Err(invalid(format!(
                 "{len} bytes of batches, at most {MAX_CHUNK_UNCOMPRESSED_LEN} per chunk"
@@ -190,11 +266,8 @@ impl SegmentWriter {
             .into());
         }
         self.uncompressed_bytes = self.uncompressed_bytes.saturating_add(len);
-        self.chunks.push(PendingChunk {
-            meta,
-            batches,
-            hint,
-        });
+        pieces.retain(|piece| !piece.batches().is_empty());
+        self.chunks.push(PendingChunk { meta, pieces, hint });
         Ok(())
     }
 
@@ -249,17 +322,14 @@ impl SegmentWriter {
             + self
                 .chunks
                 .iter()
-                .map(|chunk| zstd::zstd_safe::compress_bound(chunk.batches.len()) as u64)
+                .flat_map(|chunk| &chunk.pieces)
+                .map(|piece| zstd::zstd_safe::compress_bound(piece.batches().len()) as u64)
                 .sum::<u64>();
         let mut out = Vec::with_capacity(usize::try_from(estimate).unwrap_or(0));
         format::encode_header(&mut out);
         let mut entries = Vec::with_capacity(self.chunks.len());
-        for PendingChunk {
-            meta,
-            batches,
-            hint,
-        } in &self.chunks
-        {
+        for chunk in &self.chunks {
+            let PendingChunk { meta, pieces, hint } = chunk;
             let byte_offset = out.len();
             // The header goes in front once the payload's length and checksum
             // are known.
@@ -267,19 +337,19 @@ impl SegmentWriter {
             let payload_at = out.len();
             let compressed = match (level, hint) {
                 (None, _) | (Some(_), ChunkHint::ProducerCompressed) => false,
-                (Some(level), ChunkHint::Unknown) => with_compressor(level, |compressor| {
-                    compress_into(compressor, batches, &mut out)
-                })?,
+                (Some(level), ChunkHint::Unknown) => write_pieces(level, pieces, &mut out)?,
             };
             if !compressed {
                 out.truncate(payload_at);
-                out.extend_from_slice(batches);
+                for piece in pieces {
+                    out.extend_from_slice(piece.batches());
+                }
             }
             let payload = &out[payload_at..];
             let header = ChunkHeader {
                 meta: *meta,
                 codec: if compressed { Codec::Zstd } else { Codec::None },
-                uncompressed_length: batches.len() as u64,
+                uncompressed_length: chunk.uncompressed_len() as u64,
                 payload_length: payload.len() as u64,
                 payload_crc32c: crc32c::crc32c(payload),
             };
@@ -321,6 +391,50 @@ impl SegmentWriter {
             ),
         })
     }
+}
+
+/// Writes a chunk's `pieces` compressed onto the end of `out`; returns whether
+/// it did (else the caller stores them as given). Without a piece compressed
+/// ahead, the pieces are compressed as one frame when that is worth it (as a
+/// chunk added whole); with one, every piece becomes a frame of its own: the
+/// frames compressed ahead as they are, the others compressed here.
+fn write_pieces(level: i32, pieces: &[ChunkPiece], out: &mut Vec<u8>) -> Result<bool> {
+    let ahead = pieces
+        .iter()
+        .any(|piece| matches!(piece, ChunkPiece::Compressed(p) if p.frame.is_some()));
+    with_compressor(level, |compressor| {
+        if !ahead {
+            return match pieces {
+                [one] => compress_into(compressor, one.batches(), out),
+                _ => {
+                    let mut whole =
+                        Vec::with_capacity(pieces.iter().map(|p| p.batches().len()).sum());
+                    for piece in pieces {
+                        whole.extend_from_slice(piece.batches());
+                    }
+                    compress_into(compressor, &whole, out)
+                }
+            };
+        }
+        for piece in pieces {
+            match piece {
+                ChunkPiece::Compressed(CompressedPiece {
+                    frame: Some(frame), ..
+                }) => out.extend_from_slice(frame),
+                other => {
+                    let batches = other.batches();
+                    out.reserve(zstd::zstd_safe::compress_bound(batches.len()));
+                    let start = out.len();
+                    let mut cursor = std::io::Cursor::new(&mut *out);
+                    cursor.set_position(start as u64);
+                    compressor
+                        .compress_to_buffer(batches, &mut cursor)
+                        .map_err(|source| ErrorRepr::Compress { source })?;
+                }
+            }
+        }
+        Ok(true)
+    })
 }
 
 /// Compresses `batches` onto the end of `out` when that is worth it (see
@@ -477,6 +591,102 @@ mod tests {
         assert_eq!(codecs, [Codec::None, Codec::None, Codec::Zstd]);
         let decoded = crate::decode_segment(segment.bytes).unwrap();
         assert_eq!(decoded.chunks[2], Bytes::from(text));
+    }
+
+    /// xorshift bytes: they do not compress.
+    fn noise(len: usize, mut state: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_from_pieces_compressed_ahead_decode_to_their_batches_in_order() {
+        let text = |tag: &str, n: usize| Bytes::from(format!("{{\"{tag}\":17}}").repeat(n));
+        let (a, b, c) = (text("a", 9_000), text("bb", 40), text("ccc", 20_000));
+        let random = Bytes::from(noise(3 * SAMPLE_LEN, 7));
+        let ahead = |bytes: &Bytes| ChunkPiece::Compressed(CompressedPiece::new(bytes.clone(), 1));
+        assert!(CompressedPiece::new(a.clone(), 1).is_compressed());
+        assert!(!CompressedPiece::new(random.clone(), 1).is_compressed());
+        let chunks: [(Vec<ChunkPiece>, Codec); 4] = [
+            // Compressed ahead, plain, compressed ahead: a frame each.
+            (
+                vec![ahead(&a), ChunkPiece::Batches(b.clone()), ahead(&c)],
+                Codec::Zstd,
+            ),
+            // Nothing compressed ahead: as one chunk.
+            (
+                vec![
+                    ChunkPiece::Batches(a.clone()),
+                    ChunkPiece::Batches(b.clone()),
+                ],
+                Codec::Zstd,
+            ),
+            // Noise compressed ahead (kept as given) next to text: still zstd.
+            (vec![ahead(&random), ahead(&c)], Codec::Zstd),
+            // Only noise: stored as given.
+            (
+                vec![ahead(&random), ChunkPiece::Batches(random.clone())],
+                Codec::None,
+            ),
+        ];
+        let mut writer = SegmentWriter::new(Ulid::nil(), WriterOptions::default()).unwrap();
+        let mut expected = Vec::new();
+        for (partition, (pieces, _)) in chunks.iter().enumerate() {
+            let mut whole = Vec::new();
+            for piece in pieces {
+                whole.extend_from_slice(piece.batches());
+            }
+            expected.push(Bytes::from(whole));
+            writer
+                .add_pieces(
+                    meta(partition as i32, 0, 0),
+                    pieces.clone(),
+                    ChunkHint::Unknown,
+                )
+                .unwrap();
+        }
+        let segment = writer.finish().unwrap();
+        let codecs: Vec<Codec> = segment.footer.entries().iter().map(|e| e.codec).collect();
+        let wanted: Vec<Codec> = chunks.iter().map(|(_, codec)| *codec).collect();
+        assert_eq!(codecs, wanted);
+        let decoded = crate::decode_segment(segment.bytes.clone()).unwrap();
+        assert_eq!(decoded.chunks, expected);
+        // A piece compressed ahead is used as it is, not compressed again.
+        let frame = match &chunks[0].0[0] {
+            ChunkPiece::Compressed(piece) => piece.frame.clone().unwrap(),
+            ChunkPiece::Batches(_) => unreachable!(),
+        };
+        let first = &segment.footer.entries()[0];
+        let payload_at = (first.byte_offset + CHUNK_HEADER_LEN) as usize;
+        assert_eq!(
+            segment.bytes[payload_at..payload_at + frame.len()],
+            frame[..]
+        );
+    }
+
+    #[test]
+    fn pieces_none_compressed_ahead_store_like_one_chunk() {
+        let a = Bytes::from(b"{\"event\":\"click\"}".repeat(300));
+        let b = Bytes::from(b"{\"event\":\"view\"}".repeat(500));
+        let mut whole = a.to_vec();
+        whole.extend_from_slice(&b);
+        let mut pieces = SegmentWriter::new(Ulid::nil(), WriterOptions::default()).unwrap();
+        pieces
+            .add_pieces(
+                meta(0, 0, 0),
+                vec![ChunkPiece::Batches(a), ChunkPiece::Batches(b)],
+                ChunkHint::Unknown,
+            )
+            .unwrap();
+        let mut one = SegmentWriter::new(Ulid::nil(), WriterOptions::default()).unwrap();
+        one.add_chunk(meta(0, 0, 0), Bytes::from(whole)).unwrap();
+        assert_eq!(pieces.finish().unwrap().bytes, one.finish().unwrap().bytes);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use fjord_metadata::TopicPartition;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
+use super::ahead::{self, Ahead};
 use super::wal_record;
 use crate::idempotence::Decision;
 use crate::log::state::{self, Pending};
@@ -84,6 +85,7 @@ impl PartitionLogs {
             Acks::Leader | Acks::None => None,
         };
         let (done, receiver) = oneshot::channel();
+        let mut compress_ahead = Vec::new();
         let (base_offset, ticket) = {
             let mut writer = state::lock(&writer);
             if writer.removed || writer.draining {
@@ -158,6 +160,10 @@ impl PartitionLogs {
                 let last_offset = at + i64::from(batch.last_offset_delta);
                 let last = index + 1 == count;
                 bytes += batch.bytes.len();
+                let ahead = Ahead::for_batch(&batch.bytes, writer.epoch);
+                if let Some(ahead) = &ahead {
+                    compress_ahead.push((ahead.clone(), batch.bytes.clone(), at));
+                }
                 writer.pending.push(Pending {
                     batch: batch.bytes,
                     base_offset: at,
@@ -168,6 +174,7 @@ impl PartitionLogs {
                     producer: if last { producer.clone() } else { None },
                     // The request's waiter rides on its last batch.
                     done: if last { done.take() } else { None },
+                    ahead,
                 });
                 writer.next_offset = last_offset + 1;
             }
@@ -180,6 +187,7 @@ impl PartitionLogs {
             self.appended.notify_one();
             (base_offset, ticket)
         };
+        ahead::spawn(compress_ahead, self.settings.compression_level);
         let committed = async move {
             match receiver.await {
                 Ok(outcome) => outcome.map(|()| base_offset),

@@ -3,6 +3,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`append`] | validate, check the idempotent producer, assign offsets, queue `acks=1` batches in the WAL, queue every batch for the next flush |
+//! | [`ahead`] | compressing a large batch on the blocking pool while it waits for its flush |
 //! | [`flush`] | what a flush carries between its stages (a leaf) |
 //! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, when requests wait and nothing arrives; pipelined |
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
@@ -49,6 +50,7 @@
 //!    are committed again (contiguous from the watermark) before anything else
 //!    is accepted ([`recovery`]).
 
+pub mod ahead;
 pub mod append;
 pub mod commit;
 pub mod flush;

@@ -161,6 +161,7 @@ impl PartitionLogs {
                     Decision::Plain | Decision::Duplicate { .. } => None,
                 },
                 done: None,
+                ahead: None,
             });
             writer.next_offset = last_offset + 1;
         }

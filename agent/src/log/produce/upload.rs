@@ -5,39 +5,109 @@
 //! an upload retried after a failure never overwrites anything.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use fjord_metadata::{ChunkCommit, ProducerCommit, ProducerState, SegmentCommit, SegmentId};
 use fjord_metadata::{TopicId, TopicPartition};
-use fjord_storage::{ChunkMeta, SegmentWriter, WriterOptions};
+use fjord_storage::{ChunkMeta, ChunkPiece, EncodedSegment, SegmentWriter, WriterOptions};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use super::ahead::Ahead;
 use super::flush::{Flush, Uploaded};
 use crate::log::{LogError, PartitionLogs};
 use crate::records;
+
+/// One batch of a flush, as the build needs it (owned: the build runs on the
+/// blocking pool).
+struct BatchInput {
+    batch: Bytes,
+    base_offset: i64,
+    last_offset: i64,
+    ahead: Option<Arc<Ahead>>,
+}
+
+/// One partition's share of a flush, as the build needs it.
+struct PartInput {
+    partition: TopicPartition,
+    epoch: i32,
+    meta: ChunkMeta,
+    batches: Vec<BatchInput>,
+}
+
+/// A built segment and what the tail cache gets: (partition, first offset,
+/// last offset, batches) per piece of each chunk.
+type Built = (EncodedSegment, Vec<(TopicPartition, i64, i64, Bytes)>);
+
+/// Builds the segment object: each partition's batches assigned their offsets
+/// and epoch, runs of small batches compressed here, large ones taken as
+/// compressed ahead ([`super::ahead`]). Blocks: runs on the blocking pool.
+fn build(mut writer: SegmentWriter, level: i32, parts: Vec<PartInput>) -> Result<Built, LogError> {
+    let mut tail = Vec::new();
+    for part in parts {
+        let hint = records::chunk_hint(part.batches.iter().map(|entry| &entry.batch[..]));
+        // A batch compressed ahead under another epoch is assigned again here.
+        let epoch = part.epoch;
+        let ahead_of = |entry: &BatchInput| entry.ahead.clone().filter(|a| a.epoch() == epoch);
+        let mut pieces = Vec::new();
+        let mut index = 0;
+        while index < part.batches.len() {
+            let entry = &part.batches[index];
+            if let Some(ahead) = ahead_of(entry) {
+                let piece = ahead.piece(&entry.batch, entry.base_offset, level).clone();
+                tail.push((
+                    part.partition,
+                    entry.base_offset,
+                    entry.last_offset,
+                    piece.batches().clone(),
+                ));
+                pieces.push(ChunkPiece::Compressed(piece));
+                index += 1;
+                continue;
+            }
+            // A run of batches up to the next one compressed ahead.
+            let run = part.batches[index..]
+                .iter()
+                .take_while(|e| ahead_of(e).is_none())
+                .count();
+            let run = &part.batches[index..index + run];
+            let mut batches = BytesMut::with_capacity(run.iter().map(|e| e.batch.len()).sum());
+            for entry in run {
+                records::put_assigned(&mut batches, &entry.batch, entry.base_offset, part.epoch);
+            }
+            let batches = batches.freeze();
+            if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                tail.push((
+                    part.partition,
+                    first.base_offset,
+                    last.last_offset,
+                    batches.clone(),
+                ));
+            }
+            pieces.push(ChunkPiece::Batches(batches));
+            index += run.len().max(1);
+        }
+        writer
+            .add_pieces(part.meta, pieces, hint)
+            .map_err(LogError::storage)?;
+    }
+    let encoded = writer.finish().map_err(LogError::storage)?;
+    Ok((encoded, tail))
+}
 
 impl PartitionLogs {
     /// Builds the segment object of `flush` and uploads it.
     pub(crate) async fn upload(&self, flush: &Flush) -> Result<Uploaded, LogError> {
         let segment_id = self.ids.ulid(self.clock.now_millis());
-        let options = WriterOptions {
-            compression: fjord_storage::Compression::Zstd {
-                level: self.settings.compression_level,
-            },
-        };
-        let mut writer = SegmentWriter::new(segment_id, options).map_err(LogError::storage)?;
         let mut producers = Vec::new();
-        let mut tail = Vec::with_capacity(flush.parts.len());
+        let mut parts = Vec::with_capacity(flush.parts.len());
         for part in &flush.parts {
             let (Some(first), Some(last)) = (part.batches.first(), part.batches.last()) else {
                 continue;
             };
-            let mut batches =
-                BytesMut::with_capacity(part.batches.iter().map(|p| p.batch.len()).sum());
             let mut latest: HashMap<i64, &ProducerState> = HashMap::new();
             for entry in &part.batches {
-                records::put_assigned(&mut batches, &entry.batch, entry.base_offset, part.epoch);
                 if let Some((producer_id, state)) = &entry.producer {
                     latest.insert(*producer_id, state);
                 }
@@ -64,26 +134,32 @@ impl PartitionLogs {
                     .max()
                     .unwrap_or(-1),
             };
-            let batches = batches.freeze();
-            tail.push((
-                part.partition,
-                first.base_offset,
-                last.last_offset,
-                batches.clone(),
-            ));
-            let hint = records::chunk_hint(part.batches.iter().map(|entry| &entry.batch[..]));
-            writer
-                .add_chunk_with_hint(meta, batches, hint)
-                .map_err(LogError::storage)?;
+            parts.push(PartInput {
+                partition: part.partition,
+                epoch: part.epoch,
+                meta,
+                batches: part
+                    .batches
+                    .iter()
+                    .map(|entry| BatchInput {
+                        batch: entry.batch.clone(),
+                        base_offset: entry.base_offset,
+                        last_offset: entry.last_offset,
+                        ahead: entry.ahead.clone(),
+                    })
+                    .collect(),
+            });
         }
-        // Compression is CPU work: off the async workers.
-        let encoded = tokio::task::spawn_blocking(move || writer.finish())
+        // Compression and copies are CPU work: off the async workers.
+        let level = self.settings.compression_level;
+        let writer = SegmentWriter::new(segment_id, WriterOptions::zstd(level))
+            .map_err(LogError::storage)?;
+        let (encoded, tail) = tokio::task::spawn_blocking(move || build(writer, level, parts))
             .await
             .map_err(|e| match e.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(_) => LogError::Stopped,
-            })?
-            .map_err(LogError::storage)?;
+            })??;
         let built = tokio::time::Instant::now();
         let key = self.keys.segment(segment_id);
         let object_size = encoded.bytes.len() as u64;
