@@ -87,6 +87,8 @@ pub struct AgentOptions {
     /// How often idle idempotent producers are looked for
     /// (`producer.id.expiration.check.interval.ms`).
     pub producer_expiry_interval: Duration,
+    /// Retention and the bucket's garbage collection.
+    pub retention: crate::maintenance::retention::RetentionSettings,
     /// Object-store counters written as JSON to this file every interval.
     pub stats_file: Option<(PathBuf, Duration)>,
     /// Tests: a file whose content sets the injected faults while the agent
@@ -114,6 +116,7 @@ impl AgentOptions {
             broker: BrokerSettings::default(),
             heartbeat_interval: Duration::from_millis(500),
             producer_expiry_interval: Duration::from_secs(600),
+            retention: crate::maintenance::retention::RetentionSettings::default(),
             stats_file: None,
             fault_control_file: None,
         }
@@ -241,6 +244,7 @@ impl AgentBuilder {
                 .collect(),
         );
         let topics = Arc::new(TopicCache::new(store.clone()));
+        let retention_parts = (objects.clone(), keys.clone(), clock.clone());
         let mut logs = PartitionLogs::new(
             store.clone(),
             objects,
@@ -320,6 +324,19 @@ impl AgentBuilder {
                 stages.stop_accepting.clone(),
             ),
         );
+        supervisor.spawn_critical("retention", stages.stop_accepting.clone(), {
+            let (objects, keys, clock) = retention_parts;
+            crate::maintenance::retention::Retention::new(
+                store.clone(),
+                logs.clone(),
+                objects,
+                keys,
+                view.clone(),
+                clock,
+                options.retention,
+            )
+            .run(stages.stop_accepting.clone())
+        });
         let (report_tx, hand_off) = oneshot::channel();
         supervisor.spawn_critical("balancer", stages.stop_accepting.clone(), {
             let balancer = run_balancer(

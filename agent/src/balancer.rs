@@ -179,6 +179,10 @@ async fn balance_once(
             };
             let partition = TopicPartition::new(topic.id, index);
             let leads = logs.leads(partition);
+            if leads.is_some() {
+                // Retention or `DeleteRecords` through another agent.
+                logs.log_start_moved(partition, state.log_start_offset);
+            }
             if let Some(epoch) = leads
                 && state.leader_epoch > epoch
             {

@@ -13,6 +13,7 @@
 //! | `("producer", topic_id, partition, producer_id)` | [`ProducerState`](crate::ProducerState) |
 //! | `("segment", segment_id)` | [`SegmentRecord`](crate::SegmentRecord) |
 //! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
+//! | `("garbage", segment_id)` | [`GarbageObject`](crate::GarbageObject): an object no index entry references, deleted after a grace period |
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
 //! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
 //! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
@@ -194,6 +195,27 @@ impl Keyspace {
     /// A deleted topic awaiting cleanup.
     pub fn deleted_topic(&self, topic_id: TopicId) -> Vec<u8> {
         self.root.pack(&("deleted_topic", topic_id.0))
+    }
+
+    /// The prefix of every deleted topic.
+    pub fn deleted_topics(&self) -> Vec<u8> {
+        self.root.pack(&("deleted_topic",))
+    }
+
+    /// The prefix of a topic's index (every partition's).
+    pub fn index_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("index", topic_id.0))
+    }
+
+    /// An object no index entry references, awaiting deletion.
+    pub fn garbage_object(&self, segment_id: SegmentId) -> Vec<u8> {
+        self.root
+            .pack(&("garbage", segment_id.0.to_bytes().to_vec()))
+    }
+
+    /// The prefix of every garbage object.
+    pub fn garbage_objects(&self) -> Vec<u8> {
+        self.root.pack(&("garbage",))
     }
 
     /// An agent's registration.

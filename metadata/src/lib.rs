@@ -61,6 +61,7 @@ pub mod kv;
 mod model;
 mod open;
 mod producers;
+mod retention;
 mod store;
 mod time_index;
 
@@ -70,4 +71,5 @@ pub use model::*;
 pub use open::{
     BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
 };
+pub use retention::{GarbageObject, Released, RetentionLimits, RetentionOutcome};
 pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};

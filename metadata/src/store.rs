@@ -857,9 +857,10 @@ impl MetadataStore {
     /// watermark, or a negative one other than -1, is
     /// [`MetadataError::OffsetOutOfRange`] and writes nothing.
     ///
-    /// Reads below the new log start fail from then on; the index entries and
-    /// objects that only hold such offsets stay until retention releases them,
-    /// and so do the time-index points of chunks below it (timestamp searches
+    /// Reads below the new log start fail from then on; the index entries that
+    /// only hold such offsets stay until the retention job releases them
+    /// ([`MetadataStore::release_prefix`]), which makes their objects garbage,
+    /// and the time-index points of chunks below it stay (timestamp searches
     /// clamp to the log start, see [`MetadataStore::lookup_by_timestamp`]).
     pub async fn delete_records(
         &self,

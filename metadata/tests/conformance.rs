@@ -23,8 +23,8 @@ use fjord_metadata::kv::{
 use fjord_metadata::{
     COORDINATOR_SHARDS, ChunkCommit, ErrorKind, GroupMemberRecord, GroupPhase, GroupProtocol,
     GroupRecord, MetadataError, MetadataStore, NewTopic, OffsetCommit, ProducerBatch,
-    ProducerCommit, ProducerState, SegmentCommit, SegmentId, ShardFence, TopicPartition,
-    coordinator_shard_of,
+    ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId, ShardFence,
+    TopicPartition, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -1143,6 +1143,198 @@ async fn time_indexes_are_deleted_with_their_topic(fx: Fixture) {
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+/// Index entries of `tp` left: (base, last) of each.
+async fn entries(store: &MetadataStore, tp: TopicPartition) -> Vec<(i64, i64)> {
+    store
+        .lookup(tp, 0, 10_000)
+        .await
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| (e.base_offset, e.last_offset))
+        .collect()
+}
+
+/// A chunk of 10 records at `base` whose largest timestamp is `ts`.
+fn timed(tp: TopicPartition, epoch: i32, base: i64, ts: i64) -> ChunkCommit {
+    ChunkCommit {
+        max_timestamp: ts,
+        ..chunk(tp, epoch, base, 10, 0)
+    }
+}
+
+/// Retention by time removes only an expired prefix: the first entry not
+/// expired (a future timestamp among them) holds back the rest; releasing
+/// drops the entries below the log start and makes an object garbage only
+/// when its last entry goes.
+async fn retention_removes_an_expired_prefix_and_frees_objects_with_their_last_entry(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("kept", 2)).await.unwrap();
+    let (p0, p1) = (
+        TopicPartition::new(topic.id, 0),
+        TopicPartition::new(topic.id, 1),
+    );
+    let e0 = store.acquire_leadership(p0, 1).await.unwrap().leader_epoch;
+    let e1 = store.acquire_leadership(p1, 1).await.unwrap().leader_epoch;
+    let now = 1_000_000;
+    // Segment A: p0 0..9 (old) and p1 0..9 (old). Segment B: p0 10..19 (old).
+    // Segment C: p0 20..29 (in the future), p0 30..39 (old again).
+    let a = segment(vec![timed(p0, e0, 0, 10), timed(p1, e1, 0, 10)]);
+    let b = segment(vec![timed(p0, e0, 10, 20)]);
+    let c = segment(vec![timed(p0, e0, 20, now + 3_600_000)]);
+    let d = segment(vec![timed(p0, e0, 30, 30)]);
+    for commit in [&a, &b, &c, &d] {
+        store.commit_segment(commit).await.unwrap();
+    }
+    let limits = RetentionLimits {
+        max_age_ms: Some(60_000),
+        max_bytes: None,
+    };
+    let outcome = store.apply_retention(p0, limits, now).await.unwrap();
+    assert_eq!((outcome.log_start_offset, outcome.moved), (20, true));
+    // Nothing released yet: reads below the log start are refused by bounds.
+    assert_eq!(
+        entries(&store, p0).await.len(),
+        2,
+        "lookup starts at the log start"
+    );
+    let released = store.release_prefix(p0, 1, now).await.unwrap();
+    assert_eq!(
+        (released.entries, released.objects, released.more),
+        (1, 0, true)
+    );
+    let released = store.release_prefix(p0, 100, now).await.unwrap();
+    // Segment B had one chunk: garbage. Segment A still holds p1's chunk.
+    assert_eq!(
+        (released.entries, released.objects, released.more),
+        (1, 1, false)
+    );
+    let garbage = store.garbage_objects(10).await.unwrap();
+    assert_eq!(
+        garbage
+            .iter()
+            .map(|g| g.object_key.clone())
+            .collect::<Vec<_>>(),
+        vec![b.object_key.clone()]
+    );
+    assert_eq!(garbage[0].freed_at_ms, now);
+    assert!(store.segment_record(b.segment_id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .segment_record(a.segment_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .live_chunks,
+        1
+    );
+    // Again: nothing more expires (the future timestamp holds it back).
+    let outcome = store.apply_retention(p0, limits, now).await.unwrap();
+    assert_eq!((outcome.log_start_offset, outcome.moved), (20, false));
+    // p1 expires too; its entry was segment A's last reference.
+    assert!(store.apply_retention(p1, limits, now).await.unwrap().moved);
+    let released = store.release_prefix(p1, 100, now).await.unwrap();
+    assert_eq!((released.entries, released.objects), (1, 1));
+    assert_eq!(store.garbage_objects(10).await.unwrap().len(), 2);
+    // Forgotten once deleted.
+    store.forget_garbage(b.segment_id).await.unwrap();
+    let left: Vec<String> = store
+        .garbage_objects(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.object_key)
+        .collect();
+    assert_eq!(left, vec![a.object_key.clone()]);
+    // The high watermark bounds the log start; no limit moves nothing.
+    let state = store.partition_state(p1).await.unwrap();
+    assert_eq!((state.log_start_offset, state.high_watermark), (10, 10));
+    let none = RetentionLimits::default();
+    assert!(!store.apply_retention(p0, none, now).await.unwrap().moved);
+}
+
+/// Retention by size keeps the partition at or above the limit: the oldest
+/// entry goes only while what remains still reaches it.
+async fn retention_by_bytes_keeps_at_least_the_limit(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("sized", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    // Five entries of 100 bytes each.
+    for base in (0..50).step_by(10) {
+        store
+            .commit_segment(&segment(vec![chunk(tp, epoch, base, 10, 0)]))
+            .await
+            .unwrap();
+    }
+    let limits = |bytes| RetentionLimits {
+        max_age_ms: None,
+        max_bytes: Some(bytes),
+    };
+    // 250 bytes: the newest three (300) reach it, the newest two do not.
+    let outcome = store.apply_retention(tp, limits(250), 0).await.unwrap();
+    assert_eq!(outcome.log_start_offset, 20);
+    store.release_prefix(tp, 100, 0).await.unwrap();
+    assert_eq!(
+        entries(&store, tp).await,
+        vec![(20, 29), (30, 39), (40, 49)]
+    );
+    // Exactly 200: two entries stay.
+    assert_eq!(
+        store
+            .apply_retention(tp, limits(200), 0)
+            .await
+            .unwrap()
+            .log_start_offset,
+        30
+    );
+    // More than everything: nothing moves.
+    assert!(
+        !store
+            .apply_retention(tp, limits(10_000), 0)
+            .await
+            .unwrap()
+            .moved
+    );
+}
+
+/// DeleteRecords moves the log start; releasing then frees the entries below
+/// it. A deleted topic's entries are released and its record forgotten.
+async fn delete_records_and_deleted_topics_free_their_entries(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("gone", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let commits: Vec<SegmentCommit> = (0..4)
+        .map(|i| segment(vec![chunk(tp, epoch, i * 10, 10, 0)]))
+        .collect();
+    for commit in &commits {
+        store.commit_segment(commit).await.unwrap();
+    }
+    store.delete_records(tp, 25).await.unwrap();
+    let released = store.release_prefix(tp, 100, 7).await.unwrap();
+    // 0..9 and 10..19 lie wholly below 25; 20..29 does not.
+    assert_eq!((released.entries, released.objects), (2, 2));
+    store.delete_topic("gone").await.unwrap();
+    assert_eq!(store.deleted_topics().await.unwrap().len(), 1);
+    let released = store.release_deleted_topic(topic.id, 1, 8).await.unwrap();
+    assert_eq!((released.entries, released.more), (1, true));
+    let released = store.release_deleted_topic(topic.id, 100, 8).await.unwrap();
+    assert_eq!((released.entries, released.more), (1, false));
+    assert!(store.deleted_topics().await.unwrap().is_empty());
+    let mut garbage: Vec<String> = store
+        .garbage_objects(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.object_key)
+        .collect();
+    garbage.sort();
+    let mut expected: Vec<String> = commits.iter().map(|c| c.object_key.clone()).collect();
+    expected.sort();
+    assert_eq!(garbage, expected, "every object of the topic is garbage");
 }
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
@@ -2296,6 +2488,9 @@ macro_rules! all_cases {
         $case!(epoch_end_offsets_follow_the_index);
         $case!(timestamp_lookups_are_exact_on_long_logs);
         $case!(time_indexes_are_deleted_with_their_topic);
+        $case!(retention_removes_an_expired_prefix_and_frees_objects_with_their_last_entry);
+        $case!(retention_by_bytes_keeps_at_least_the_limit);
+        $case!(delete_records_and_deleted_topics_free_their_entries);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
         $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
     };

@@ -204,6 +204,37 @@ pub struct AgentArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offsets_retention_check_interval_ms: Option<u64>,
 
+    /// How long records are kept before retention deletes them, for topics
+    /// that set no `retention.ms` (log.retention.ms; -1 keeps everything;
+    /// wins over --log-retention-hours). [env: FJORD_LOG_RETENTION_MS]
+    /// [default: none: --log-retention-hours applies]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_retention_ms: Option<i64>,
+    /// log.retention.hours, used when --log-retention-ms is not set.
+    /// [env: FJORD_LOG_RETENTION_HOURS] [default: 168]
+    #[arg(long, value_name = "HOURS", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_retention_hours: Option<i64>,
+    /// The bytes a partition keeps at least before retention deletes its
+    /// oldest records, for topics that set no `retention.bytes`
+    /// (log.retention.bytes; -1 is no limit). [env: FJORD_LOG_RETENTION_BYTES] [default: -1]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention and the bucket's garbage collection run
+    /// (log.retention.check.interval.ms).
+    /// [env: FJORD_LOG_RETENTION_CHECK_INTERVAL_MS] [default: 300000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    /// How long an object no index entry references stays in the bucket
+    /// before it is deleted; longer than any read holds an index answer.
+    /// [env: FJORD_OBJECT_GRACE_MS] [default: 600000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_grace_ms: Option<u64>,
+
     /// A producer id with no write for this long is forgotten
     /// (producer.id.expiration.ms). [env: FJORD_PRODUCER_ID_EXPIRATION_MS] [default: 86400000]
     #[arg(long, value_name = "MS")]

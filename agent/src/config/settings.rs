@@ -116,6 +116,18 @@ pub struct AgentSettings {
     /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: u64,
 
+    // -- retention --
+    /// `log.retention.ms`: wins over `log_retention_hours` when set.
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.hours`.
+    pub log_retention_hours: i64,
+    /// `log.retention.bytes`.
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// How long an unreferenced object stays in the bucket.
+    pub object_grace_ms: u64,
+
     // -- idempotent producers --
     /// `producer.id.expiration.ms`: a producer id with no write for this long is forgotten.
     pub producer_id_expiration_ms: u64,
@@ -191,6 +203,11 @@ impl Default for AgentSettings {
             group_max_session_timeout_ms: 1_800_000,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
+            log_retention_ms: None,
+            log_retention_hours: 168,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            object_grace_ms: 600_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             storage_latency_profile: LatencyModel::None,
@@ -249,6 +266,18 @@ impl AgentSettings {
             whole_object_read_bytes: self.whole_object_read_bytes,
             producer_id_expiration: self.producer_id_expiration(),
             ..crate::log::LogSettings::default()
+        }
+    }
+
+    /// Retention and garbage collection.
+    pub fn retention_settings(&self) -> crate::maintenance::retention::RetentionSettings {
+        crate::maintenance::retention::RetentionSettings {
+            check_interval: Duration::from_millis(self.log_retention_check_interval_ms),
+            default_retention_ms: self
+                .log_retention_ms
+                .unwrap_or(self.log_retention_hours.saturating_mul(3_600_000).max(-1)),
+            default_retention_bytes: self.log_retention_bytes,
+            object_grace: Duration::from_millis(self.object_grace_ms),
         }
     }
 

@@ -64,6 +64,12 @@ impl AgentSettings {
             group_max_session_timeout_ms,
             offsets_retention_minutes,
             offsets_retention_check_interval_ms,
+            log_retention_ms,
+            log_retention_hours,
+            log_retention_bytes,
+            log_retention_check_interval_ms,
+            // 0: unreferenced objects go at the next pass.
+            object_grace_ms: _,
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             // An enum: every value is valid.
@@ -279,6 +285,28 @@ impl AgentSettings {
         check(
             *offsets_retention_check_interval_ms > 0,
             "offsets-retention-check-interval-ms",
+            "must be more than 0".to_owned(),
+        );
+
+        // Retention.
+        check(
+            log_retention_ms.is_none_or(|ms| ms >= -1),
+            "log-retention-ms",
+            "must be -1 (keep everything) or more".to_owned(),
+        );
+        check(
+            *log_retention_hours >= -1,
+            "log-retention-hours",
+            "must be -1 (keep everything) or more".to_owned(),
+        );
+        check(
+            *log_retention_bytes >= -1,
+            "log-retention-bytes",
+            "must be -1 (no limit) or more".to_owned(),
+        );
+        check(
+            *log_retention_check_interval_ms > 0,
+            "log-retention-check-interval-ms",
             "must be more than 0".to_owned(),
         );
 

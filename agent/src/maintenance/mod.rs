@@ -4,8 +4,10 @@
 //! | module | job |
 //! |---|---|
 //! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
+//! | [`retention`] | `retention.ms` / `retention.bytes`, releasing index entries below the log start (retention, `DeleteRecords`, deleted topics), deleting unreferenced objects after a grace period |
 //!
 //! Empty consumer groups and their offsets expire in the group coordinator
 //! ([`crate::groups`], `offsets.retention.minutes`).
 
 pub mod producer_expiry;
+pub mod retention;

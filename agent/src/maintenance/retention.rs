@@ -1,0 +1,271 @@
+//! Retention and garbage collection of the bucket.
+//!
+//! Every `log.retention.check.interval.ms` each agent takes the partitions the
+//! cluster view places on it (led or not, so an idle partition without a
+//! leader still expires) and, for topics whose `cleanup.policy` includes
+//! `delete`, moves their log start past what `retention.ms` and
+//! `retention.bytes` expire ([`MetadataStore::apply_retention`]). Then it
+//! releases the index entries below every such partition's log start, whether
+//! retention or `DeleteRecords` moved it, and those of deleted topics; an
+//! object whose last entry goes becomes garbage in the same transaction
+//! ([`fjord_metadata::GarbageObject`]). Garbage older than the grace period is
+//! deleted from the bucket and forgotten only once the delete succeeded (or the
+//! object was already gone). The grace period outlasts any index answer a
+//! reader still holds, so no read that found an entry finds its object gone.
+//!
+//! Passes on several agents at once are safe: every step is one metadata
+//! transaction that reads what it changes, and deleting an object twice is
+//! harmless. The placement only keeps them from doing the same work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_common::Clock;
+use fjord_metadata::{MetadataStore, RetentionLimits, TopicMeta, TopicPartition};
+use fjord_storage::ObjectKeys;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterView;
+use crate::configs::topic;
+use crate::log::PartitionLogs;
+
+/// Index entries released per metadata transaction.
+const RELEASE_BATCH: usize = 500;
+/// Garbage objects looked at per pass.
+const GARBAGE_BATCH: usize = 1_000;
+/// Shards garbage objects and deleted topics are spread over between agents.
+const SHARDS: u32 = 64;
+
+/// The broker-wide retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `log.retention.check.interval.ms`.
+    pub check_interval: Duration,
+    /// `log.retention.ms` (or `log.retention.hours`): a topic's `retention.ms`
+    /// when it sets none; -1 keeps everything.
+    pub default_retention_ms: i64,
+    /// `log.retention.bytes`: a topic's `retention.bytes` when it sets none; -1
+    /// is no limit.
+    pub default_retention_bytes: i64,
+    /// How long an object no index entry references stays in the bucket.
+    pub object_grace: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_millis(300_000),
+            default_retention_ms: 604_800_000,
+            default_retention_bytes: -1,
+            object_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Partitions whose log start retention moved.
+    pub partitions_trimmed: usize,
+    /// Index entries released.
+    pub entries_released: usize,
+    /// Their bytes.
+    pub bytes_released: u64,
+    /// Objects deleted from the bucket.
+    pub objects_deleted: usize,
+}
+
+/// The retention job of one agent.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    store: MetadataStore,
+    logs: Arc<PartitionLogs>,
+    objects: Arc<dyn ObjectStore>,
+    keys: ObjectKeys,
+    view: Arc<ClusterView>,
+    clock: Arc<dyn Clock>,
+    settings: RetentionSettings,
+}
+
+impl Retention {
+    /// The job over these components.
+    pub fn new(
+        store: MetadataStore,
+        logs: Arc<PartitionLogs>,
+        objects: Arc<dyn ObjectStore>,
+        keys: ObjectKeys,
+        view: Arc<ClusterView>,
+        clock: Arc<dyn Clock>,
+        settings: RetentionSettings,
+    ) -> Self {
+        Self {
+            store,
+            logs,
+            objects,
+            keys,
+            view,
+            clock,
+            settings,
+        }
+    }
+
+    /// Runs a pass every check interval until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(self.settings.check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            match self.pass().await {
+                Ok(report) if report != PassReport::default() => {
+                    tracing::info!(?report, "retention pass");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "retention pass failed; retrying next interval")
+                }
+            }
+        }
+    }
+
+    /// One pass over the partitions placed on this agent, the deleted topics
+    /// and the garbage of its shards.
+    pub async fn pass(&self) -> Result<PassReport, fjord_metadata::MetadataError> {
+        let mut report = PassReport::default();
+        let topics = self.store.all_partition_states().await?;
+        for (meta, states) in &topics {
+            let limits = self.limits(meta);
+            for (index, state) in states.iter().enumerate() {
+                let Ok(index) = i32::try_from(index) else {
+                    continue;
+                };
+                let partition = TopicPartition::new(meta.id, index);
+                if !self.view.owns(partition, meta.partition_count) {
+                    continue;
+                }
+                let mut log_start = state.log_start_offset;
+                if let Some(limits) = limits {
+                    let now = self.clock.now_millis();
+                    let outcome = self.store.apply_retention(partition, limits, now).await?;
+                    if outcome.moved {
+                        report.partitions_trimmed += 1;
+                        self.logs
+                            .log_start_moved(partition, outcome.log_start_offset);
+                    }
+                    log_start = outcome.log_start_offset;
+                }
+                if log_start > 0 {
+                    self.release(&mut report, |store, now| async move {
+                        store.release_prefix(partition, RELEASE_BATCH, now).await
+                    })
+                    .await?;
+                }
+            }
+        }
+        for deleted in self.store.deleted_topics().await? {
+            if !self
+                .view
+                .owns_shard(shard_of(deleted.topic.id.0.as_bytes()), SHARDS)
+            {
+                continue;
+            }
+            let topic_id = deleted.topic.id;
+            self.release(&mut report, |store, now| async move {
+                store
+                    .release_deleted_topic(topic_id, RELEASE_BATCH, now)
+                    .await
+            })
+            .await?;
+        }
+        self.collect_garbage(&mut report).await?;
+        Ok(report)
+    }
+
+    /// The limits of `meta`'s partitions, `None` when its `cleanup.policy`
+    /// does not include `delete`.
+    fn limits(&self, meta: &TopicMeta) -> Option<RetentionLimits> {
+        if !topic::cleanup_policy_deletes(&meta.configs) {
+            return None;
+        }
+        let setting = |name: &str, default: i64| {
+            meta.configs
+                .get(name)
+                .and_then(|value| value.trim().parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let ms = setting("retention.ms", self.settings.default_retention_ms);
+        let bytes = setting("retention.bytes", self.settings.default_retention_bytes);
+        Some(RetentionLimits {
+            max_age_ms: (ms >= 0).then_some(ms),
+            max_bytes: u64::try_from(bytes).ok(),
+        })
+    }
+
+    /// Calls `step` until it reports nothing more to release.
+    async fn release<F, Fut>(
+        &self,
+        report: &mut PassReport,
+        step: F,
+    ) -> Result<(), fjord_metadata::MetadataError>
+    where
+        F: Fn(MetadataStore, i64) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<fjord_metadata::Released, fjord_metadata::MetadataError>,
+            >,
+    {
+        loop {
+            let released = step(self.store.clone(), self.clock.now_millis()).await?;
+            report.entries_released += released.entries;
+            report.bytes_released += released.bytes;
+            if !released.more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes the garbage of this agent's shards whose grace period is over.
+    async fn collect_garbage(
+        &self,
+        report: &mut PassReport,
+    ) -> Result<(), fjord_metadata::MetadataError> {
+        let grace = i64::try_from(self.settings.object_grace.as_millis()).unwrap_or(i64::MAX);
+        let now = self.clock.now_millis();
+        for garbage in self.store.garbage_objects(GARBAGE_BATCH).await? {
+            if now.saturating_sub(garbage.freed_at_ms) < grace
+                || !self
+                    .view
+                    .owns_shard(shard_of(&garbage.segment_id.0.to_bytes()), SHARDS)
+            {
+                continue;
+            }
+            // Only keys of Fjord's own shape, under this cluster's prefix.
+            if self.keys.segment_id_of(&garbage.object_key).is_none() {
+                tracing::warn!(key = %garbage.object_key, "not deleting a key of a foreign shape");
+                continue;
+            }
+            match self
+                .objects
+                .delete(&Path::from(garbage.object_key.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.store.forget_garbage(garbage.segment_id).await?;
+                    report.objects_deleted += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(key = %garbage.object_key, %error, "deleting an object failed; retrying next pass");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shard of an id among [`SHARDS`] (the same on every agent and build).
+fn shard_of(id: &[u8]) -> u32 {
+    crc32c::crc32c(id) % SHARDS
+}
