@@ -31,6 +31,8 @@ use crate::cluster::ClusterView;
 use crate::configs::topic;
 use crate::log::PartitionLogs;
 
+/// Kafka's `log.initial.task.delay.ms`.
+const INITIAL_DELAY: Duration = Duration::from_secs(30);
 /// Index entries released per metadata transaction.
 const RELEASE_BATCH: usize = 500;
 /// Garbage objects looked at per pass.
@@ -111,9 +113,13 @@ impl Retention {
         }
     }
 
-    /// Runs a pass every check interval until `shutdown`.
+    /// Runs a pass every check interval until `shutdown`, the first after
+    /// [`INITIAL_DELAY`] (or the interval, if shorter), as Kafka's
+    /// `log.initial.task.delay.ms`: a restarting cluster settles first.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(self.settings.check_interval);
+        let interval = self.settings.check_interval;
+        let start = tokio::time::Instant::now() + interval.min(INITIAL_DELAY);
+        let mut tick = tokio::time::interval_at(start, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
