@@ -173,6 +173,29 @@ impl AgentBuilder {
         self
     }
 
+    /// Looks for orphaned objects in the bucket and deletes them unless
+    /// `dry_run` (`fjord sweep-orphans`; see [`crate::maintenance::orphans`]).
+    pub async fn sweep_orphans(
+        &self,
+        dry_run: bool,
+    ) -> anyhow::Result<crate::maintenance::orphans::SweepReport> {
+        let cluster_id = self
+            .store
+            .cluster_id()
+            .await
+            .context("reading the cluster id")?;
+        let keys = fjord_storage::ObjectKeys::new(&cluster_id).context("object key prefix")?;
+        crate::maintenance::orphans::sweep(
+            &self.store,
+            &*self.objects,
+            &keys,
+            self.clock.now_millis(),
+            usize::MAX,
+            dry_run,
+        )
+        .await
+    }
+
     /// Registers the agent, recovers its WAL and starts every task.
     pub async fn start(self) -> anyhow::Result<Agent> {
         let AgentBuilder {

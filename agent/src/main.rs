@@ -31,6 +31,19 @@ enum Command {
     Version,
     /// Consumer groups, read from metadata: list, describe, lag.
     Groups(GroupsArgs),
+    /// Delete segment objects written but never committed, old enough that no
+    /// commit can take them (the agents also do it hourly). Takes the agent's
+    /// settings to find the bucket and metadata.
+    SweepOrphans(Box<SweepArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct SweepArgs {
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,12 +84,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
+    // `Some`: the sweep, run below.
+    let result: anyhow::Result<Option<Box<SweepArgs>>> = match Cli::parse().command {
         Command::Version => {
             println!("fjord {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            Ok(None)
         }
-        Command::Groups(args) => runtime(false).and_then(|rt| rt.block_on(run_groups(args))),
+        Command::Groups(args) => runtime(false)
+            .and_then(|rt| rt.block_on(run_groups(args)))
+            .map(|()| None),
+        Command::SweepOrphans(args) => Ok(Some(args)),
         Command::Agent(args) => {
             let settings = match AgentSettings::load(&args) {
                 Ok(settings) => settings,
@@ -94,8 +111,15 @@ fn main() -> ExitCode {
                     "FJORD_* variables that name no setting are ignored"
                 );
             }
-            runtime(true).and_then(|rt| rt.block_on(fjord_agent::launch::run(settings)))
+            runtime(true)
+                .and_then(|rt| rt.block_on(fjord_agent::launch::run(settings)))
+                .map(|()| None)
         }
+    };
+    let result = match result {
+        Ok(Some(args)) => runtime(false).and_then(|rt| rt.block_on(sweep_orphans(*args))),
+        Ok(None) => Ok(()),
+        Err(error) => Err(error),
     };
     // FoundationDB's network thread must stop before the process exits.
     #[cfg(feature = "fdb")]
@@ -135,5 +159,29 @@ async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
     }
     .context("reading consumer groups")?;
     print!("{text}");
+    Ok(())
+}
+
+async fn sweep_orphans(args: SweepArgs) -> anyhow::Result<()> {
+    let settings = AgentSettings::load(&args.agent).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let builder = fjord_agent::launch::open(&settings).await?;
+    let report = builder.sweep_orphans(args.dry_run).await?;
+    for key in &report.orphans {
+        println!("{key}");
+    }
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let count = if args.dry_run {
+        report.orphans.len()
+    } else {
+        report.deleted
+    };
+    println!(
+        "{verb} {count} orphaned objects ({} bytes) of {} listed",
+        report.orphan_bytes, report.listed
+    );
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fjord_agent::log::{Acks, LogSettings, PartitionLogs, TimestampQuery};
-use fjord_common::{IdGenerator, ManualClock, RandomIds, SystemClock};
+use fjord_common::{Clock, IdGenerator, ManualClock, RandomIds, SystemClock};
 use fjord_metadata::kv::fault::{Fault, FaultInjector, Operation, Trigger};
 use fjord_metadata::{
     ChunkCommit, MetadataStore, NewTopic, OpenOptions, SegmentCommit, SegmentId, TopicPartition,
@@ -78,7 +78,7 @@ async fn list_offsets_by_timestamp_is_exact_past_100k_index_entries() {
     let keys = ObjectKeys::new("test").unwrap();
     let ids = RandomIds::new();
     for offset in 0..ENTRIES {
-        let segment = ids.ulid(1_700_000_000_000);
+        let segment = ids.ulid(SystemClock.now_millis());
         store
             .commit_segment(&SegmentCommit {
                 segment_id: SegmentId(segment),
@@ -183,7 +183,14 @@ async fn taking_over_many_partitions_runs_concurrently() {
 async fn idle_producer_ids_expire_in_memory_and_in_metadata() {
     const PRODUCERS: i64 = 1_000;
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let store = fjord_metadata::open("memory://").await.unwrap();
+    // The agent's clock for metadata too: a commit checks its segment's age.
+    let options = fjord_metadata::OpenOptions {
+        clock: clock.clone(),
+        ..fjord_metadata::OpenOptions::default()
+    };
+    let store = fjord_metadata::open_with_options("memory://", options)
+        .await
+        .unwrap();
     let topic = store.create_topic(NewTopic::new("p", 1)).await.unwrap();
     let tp = TopicPartition::new(topic.id, 0);
     let logs = Arc::new(PartitionLogs::new(

@@ -2,7 +2,7 @@
 //! that tells a caller what to do about it.
 
 use crate::kv::KvError;
-use crate::model::TopicPartition;
+use crate::model::{SegmentId, TopicPartition};
 
 /// What a caller should do about a [`MetadataError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,19 @@ pub enum MetadataError {
         /// Where the commit's chunk starts.
         base_offset: i64,
     },
+    /// A segment commit of a segment older (by the time in its id) than
+    /// [`MAX_COMMIT_AGE_MS`](crate::MAX_COMMIT_AGE_MS): the orphan sweep may
+    /// have deleted its object already. Nothing was written; the batches go in
+    /// a new segment.
+    #[error("segment {segment_id} is {age_ms} ms old, more than a commit may be ({max_age_ms} ms)")]
+    SegmentTooOld {
+        /// The segment.
+        segment_id: SegmentId,
+        /// Its age when the commit was tried.
+        age_ms: i64,
+        /// The most a commit accepts.
+        max_age_ms: i64,
+    },
     /// An offset outside a partition's log: `DeleteRecords` beyond the high
     /// watermark, or a negative offset other than the ones with a meaning. Nothing
     /// was written.
@@ -154,6 +167,7 @@ impl MetadataError {
             | MetadataError::UnknownAgent { .. } => ErrorKind::NotFound,
             MetadataError::Invalid { .. }
             | MetadataError::OffsetMismatch { .. }
+            | MetadataError::SegmentTooOld { .. }
             | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::UnsupportedUrl { .. } => ErrorKind::Invalid,
             MetadataError::Fenced { .. }
@@ -180,6 +194,7 @@ impl MetadataError {
             | MetadataError::Invalid { .. }
             | MetadataError::Fenced { .. }
             | MetadataError::OffsetMismatch { .. }
+            | MetadataError::SegmentTooOld { .. }
             | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::Corrupt { .. }
             | MetadataError::UnsupportedUrl { .. }

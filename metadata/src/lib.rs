@@ -72,4 +72,6 @@ pub use open::{
     BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
 };
 pub use retention::{GarbageObject, Released, RetentionLimits, RetentionOutcome};
-pub use store::{DELETE_UP_TO_HIGH_WATERMARK, MAX_PARTITIONS_PER_TOPIC, MetadataStore};
+pub use store::{
+    DELETE_UP_TO_HIGH_WATERMARK, MAX_COMMIT_AGE_MS, MAX_PARTITIONS_PER_TOPIC, MetadataStore,
+};

@@ -79,7 +79,8 @@ pub struct OpenOptions {
     pub cluster: String,
     /// How transactions are retried.
     pub retry_policy: RetryPolicy,
-    /// The clock for informational timestamps.
+    /// The clock for informational timestamps, and for the age of a segment
+    /// being committed ([`MAX_COMMIT_AGE_MS`](crate::MAX_COMMIT_AGE_MS)).
     pub clock: Arc<dyn Clock>,
     /// Topic and segment ids.
     pub ids: Arc<dyn IdGenerator>,

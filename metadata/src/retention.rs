@@ -215,6 +215,32 @@ impl MetadataStore {
             .await
     }
 
+    /// Which of `segments` metadata knows nothing of: neither committed (a
+    /// segment record) nor awaiting deletion (a garbage record). Objects of
+    /// such segments old enough that no commit may still take them are orphans.
+    pub async fn unknown_segments(
+        &self,
+        segments: &[SegmentId],
+    ) -> Result<Vec<SegmentId>, MetadataError> {
+        let keys = self.keyspace();
+        self.database()
+            .run(|txn, _| async move {
+                let mut reads = Vec::with_capacity(segments.len() * 2);
+                for id in segments {
+                    reads.push(keys.segment(*id));
+                    reads.push(keys.garbage_object(*id));
+                }
+                let values = txn.get_many(&reads).await?;
+                Ok(segments
+                    .iter()
+                    .zip(values.chunks(2))
+                    .filter(|(_, known)| known.iter().all(Option::is_none))
+                    .map(|(id, _)| *id)
+                    .collect())
+            })
+            .await
+    }
+
     /// Forgets a garbage object the bucket confirmed deleted.
     pub async fn forget_garbage(&self, segment_id: SegmentId) -> Result<(), MetadataError> {
         let keys = self.keyspace();

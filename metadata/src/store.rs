@@ -42,6 +42,11 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// against one `CreateTopics` transaction outgrowing the backend's limits).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
+/// The oldest segment (by the time in its id) a commit accepts. The orphan
+/// sweep deletes only objects well past it (the agent's bound adds a margin for
+/// clock skew), so it never deletes an object a commit may still reference.
+pub const MAX_COMMIT_AGE_MS: i64 = 3_600_000;
+
 /// The metadata domain over a transactional key-value backend.
 #[derive(Debug, Clone)]
 pub struct MetadataStore {
@@ -571,6 +576,16 @@ impl MetadataStore {
                     return Ok(SegmentCommitOutcome {
                         high_watermarks: expected,
                         replayed: true,
+                    });
+                }
+                // Past this age the orphan sweep may have taken the object.
+                let born = i64::try_from(commit.segment_id.0.timestamp_ms()).unwrap_or(i64::MAX);
+                let age_ms = committed_at_ms.saturating_sub(born);
+                if age_ms > MAX_COMMIT_AGE_MS {
+                    return Err(MetadataError::SegmentTooOld {
+                        segment_id: commit.segment_id,
+                        age_ms,
+                        max_age_ms: MAX_COMMIT_AGE_MS,
                     });
                 }
                 let mut states: std::collections::HashMap<TopicPartition, PartitionState> =

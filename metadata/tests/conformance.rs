@@ -1335,6 +1335,11 @@ async fn delete_records_and_deleted_topics_free_their_entries(fx: Fixture) {
     let mut expected: Vec<String> = commits.iter().map(|c| c.object_key.clone()).collect();
     expected.sort();
     assert_eq!(garbage, expected, "every object of the topic is garbage");
+    // Garbage and committed segments are known; an id nobody wrote is not.
+    let stranger = SegmentId(RandomIds::new().ulid(1_700_000_000_000));
+    let mut asked: Vec<SegmentId> = commits.iter().map(|c| c.segment_id).collect();
+    asked.push(stranger);
+    assert_eq!(store.unknown_segments(&asked).await.unwrap(), vec![stranger]);
 }
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {

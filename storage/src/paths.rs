@@ -107,6 +107,12 @@ impl ObjectKeys {
         ))
     }
 
+    /// The prefix every segment key of this cluster starts with
+    /// (`<prefix>/segments/`), for listing the segments in the bucket.
+    pub fn segments_prefix(&self) -> String {
+        format!("{}{SEGMENTS_DIR}/", self.root)
+    }
+
     /// The segment id in `key`, if `key` is one of this cluster's segment keys
     /// exactly as [`segment`](Self::segment) builds them.
     pub fn segment_id_of(&self, key: &str) -> Option<Ulid> {

@@ -83,6 +83,7 @@ impl GroupError {
             | MetadataError::Invalid { .. }
             | MetadataError::Fenced { .. }
             | MetadataError::OffsetMismatch { .. }
+            | MetadataError::SegmentTooOld { .. }
             | MetadataError::OffsetOutOfRange { .. }
             | MetadataError::Corrupt { .. }
             | MetadataError::UnsupportedUrl { .. } => GroupError::Internal(error.to_string()),

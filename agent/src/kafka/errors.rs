@@ -22,6 +22,7 @@ pub fn metadata_error(error: &MetadataError) -> ResponseError {
         MetadataError::CoordinatorFenced { .. } => ResponseError::NotCoordinator,
         MetadataError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
         MetadataError::OffsetMismatch { .. }
+        | MetadataError::SegmentTooOld { .. }
         | MetadataError::UnknownAgent { .. }
         | MetadataError::Corrupt { .. }
         | MetadataError::UnsupportedUrl { .. } => ResponseError::UnknownServerError,

@@ -4,10 +4,12 @@
 //! | module | job |
 //! |---|---|
 //! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
+//! | [`orphans`] | the orphan sweep: objects written but never committed, old enough that no commit can take them |
 //! | [`retention`] | `retention.ms` / `retention.bytes`, releasing index entries below the log start (retention, `DeleteRecords`, deleted topics), deleting unreferenced objects after a grace period |
 //!
 //! Empty consumer groups and their offsets expire in the group coordinator
 //! ([`crate::groups`], `offsets.retention.minutes`).
 
+pub mod orphans;
 pub mod producer_expiry;
 pub mod retention;

@@ -27,12 +27,17 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
+use super::orphans;
 use crate::cluster::ClusterView;
 use crate::configs::topic;
 use crate::log::PartitionLogs;
 
 /// Kafka's `log.initial.task.delay.ms`.
 const INITIAL_DELAY: Duration = Duration::from_secs(30);
+/// How often the agent owning shard 0 lists the bucket for orphans.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3_600);
+/// Candidates one sweep looks at.
+const SWEEP_LIMIT: usize = 10_000;
 /// Index entries released per metadata transaction.
 const RELEASE_BATCH: usize = 500;
 /// Garbage objects looked at per pass.
@@ -77,6 +82,8 @@ pub struct PassReport {
     pub bytes_released: u64,
     /// Objects deleted from the bucket.
     pub objects_deleted: usize,
+    /// Orphans (written, never committed) deleted by the sweep.
+    pub orphans_deleted: usize,
 }
 
 /// The retention job of one agent.
@@ -89,6 +96,8 @@ pub struct Retention {
     view: Arc<ClusterView>,
     clock: Arc<dyn Clock>,
     settings: RetentionSettings,
+    /// When this agent last swept for orphans.
+    last_sweep: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Retention {
@@ -110,6 +119,7 @@ impl Retention {
             view,
             clock,
             settings,
+            last_sweep: Arc::default(),
         }
     }
 
@@ -188,7 +198,43 @@ impl Retention {
             .await?;
         }
         self.collect_garbage(&mut report).await?;
+        if self.view.owns_shard(0, SHARDS) && self.sweep_due() {
+            let now = self.clock.now_millis();
+            match orphans::sweep(
+                &self.store,
+                &*self.objects,
+                &self.keys,
+                now,
+                SWEEP_LIMIT,
+                false,
+            )
+            .await
+            {
+                Ok(swept) => {
+                    if !swept.orphans.is_empty() {
+                        tracing::info!(orphans = ?swept.orphans, bytes = swept.orphan_bytes, "deleted orphaned objects");
+                    }
+                    report.orphans_deleted += swept.deleted;
+                }
+                Err(error) => tracing::warn!(%error, "orphan sweep failed; retrying next pass"),
+            }
+        }
         Ok(report)
+    }
+
+    /// Whether an orphan sweep is due (one per [`SWEEP_INTERVAL`]), marking
+    /// it done if so.
+    fn sweep_due(&self) -> bool {
+        let mut last = self
+            .last_sweep
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < SWEEP_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// The limits of `meta`'s partitions, `None` when its `cleanup.policy`

@@ -160,6 +160,15 @@ impl PartitionLogs {
                     tracing::warn!(%partition, %error, segment = %commit.segment_id, "left out of a segment commit");
                     outcomes.insert(*partition, Outcome::Failed(LogError::NotLeader(*partition)));
                 }
+                MetadataError::SegmentTooOld { .. } => {
+                    // As a failed upload: the batches go in a new segment (the
+                    // orphan sweep takes this object).
+                    tracing::warn!(%error, "segment refused as too old; its batches flush again");
+                    for chunk in &commit.chunks {
+                        outcomes.insert(chunk.partition, Outcome::Retry);
+                    }
+                    return;
+                }
                 MetadataError::UnknownPartition { partition } => {
                     tracing::warn!(%partition, segment = %commit.segment_id, "partition deleted while its flush was in flight");
                     outcomes.insert(
