@@ -2,9 +2,10 @@
 //! (confluent-kafka): `retention.ms` moves the log start within a check
 //! interval, a consumer resumes at the new start and an explicit fetch below it
 //! is out of range; `DeleteRecords` moves it and is refused on a compacted
-//! topic; what retention frees leaves the bucket, and nothing an index entry
-//! still references ever does (checked against the agent's own SQLite
-//! metadata, read by this process while the agent runs).
+//! topic; what retention frees and a deleted topic's objects leave the
+//! bucket, and nothing an index entry still references ever does (checked
+//! against the agent's own SQLite metadata, read by this process while the
+//! agent runs).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -100,6 +101,7 @@ async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
         ("60", "40")
     );
     assert_eq!(field("compacted_delete"), "POLICY_VIOLATION");
+    assert_eq!(field("doomed_deleted"), "True");
 
     // The bucket: what retention and DeleteRecords freed goes; what an entry
     // references never does.
@@ -120,13 +122,15 @@ async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
             "referenced objects deleted: {missing:?}"
         );
         let garbage = store.garbage_objects(100).await.unwrap();
-        if objects == live && garbage.is_empty() {
+        let deleted_topics = store.deleted_topics().await.unwrap();
+        if objects == live && garbage.is_empty() && deleted_topics.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "unreferenced objects stay: {:?} (garbage {garbage:?})",
-            objects.difference(&live).collect::<Vec<_>>()
+            "unreferenced objects stay: {:?} (garbage {garbage:?}, deleted topics {})",
+            objects.difference(&live).collect::<Vec<_>>(),
+            deleted_topics.len(),
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -1339,7 +1339,10 @@ async fn delete_records_and_deleted_topics_free_their_entries(fx: Fixture) {
     let stranger = SegmentId(RandomIds::new().ulid(1_700_000_000_000));
     let mut asked: Vec<SegmentId> = commits.iter().map(|c| c.segment_id).collect();
     asked.push(stranger);
-    assert_eq!(store.unknown_segments(&asked).await.unwrap(), vec![stranger]);
+    assert_eq!(
+        store.unknown_segments(&asked).await.unwrap(),
+        vec![stranger]
+    );
 }
 
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {

@@ -12,6 +12,8 @@ usage: retention.py BOOTSTRAP
    moves EARLIEST to 60 and the consumer starts there.
 3. Topic `compacted` (cleanup.policy=compact): DeleteRecords is refused with
    POLICY_VIOLATION.
+4. Topic `doomed` is written and deleted: the Rust test then sees its objects
+   leave the bucket.
 
 Prints what it saw, one `key=value` per line; the Rust test asserts on it.
 """
@@ -133,6 +135,11 @@ try:
     summary["compacted_delete"] = "accepted"
 except KafkaException as e:
     summary["compacted_delete"] = e.args[0].name()
+
+create("doomed", {})
+produce("doomed", 30, now_ms, "d")
+admin.delete_topics(["doomed"])["doomed"].result(30)
+summary["doomed_deleted"] = True
 
 for key in sorted(summary):
     print(f"{key}={summary[key]}")
