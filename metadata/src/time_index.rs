@@ -316,7 +316,10 @@ mod tests {
     }
 
     async fn commit(store: &MetadataStore, tp: TopicPartition, base: i64, max_timestamp: i64) {
-        let id = SegmentId(Ulid::from_parts(1, u128::try_from(base).unwrap()));
+        let id = SegmentId(Ulid::from_parts(
+            1_700_000_000_000,
+            u128::try_from(base).unwrap(),
+        ));
         let commit = SegmentCommit {
             segment_id: id,
             object_key: format!("segments/{id}"),
