@@ -380,6 +380,23 @@ fn batches_of(fixture: &Fixture, partition: i32, raw: Bytes) -> Bytes {
         .expect("the chunk decodes")
 }
 
+/// Reads the chunks of `partitions` through whole-object reads and checks
+/// their batches.
+async fn read_whole_object_chunks(fixture: &Fixture, reader: &CachedReader, partitions: &[i32]) {
+    let size = fixture.segment.bytes.len() as u64;
+    for &partition in partitions {
+        let entry = fixture.entry(partition);
+        let raw = reader
+            .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
+            .await
+            .expect("the chunk is read");
+        assert_eq!(
+            batches_of(fixture, partition, raw),
+            expected_batches(partition)
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_whole_object_read_caches_every_chunk_for_the_reads_that_follow() {
     let fixture = Fixture::new().await;
@@ -401,17 +418,7 @@ async fn a_whole_object_read_caches_every_chunk_for_the_reads_that_follow() {
     assert_eq!(disk.stats().inserts, 3, "one cache entry per chunk");
 
     // Every other chunk then comes from the disk cache.
-    for partition in [0, 2, 1] {
-        let entry = fixture.entry(partition);
-        let raw = reader
-            .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
-            .await
-            .unwrap();
-        assert_eq!(
-            batches_of(&fixture, partition, raw),
-            expected_batches(partition)
-        );
-    }
+    read_whole_object_chunks(&fixture, &reader, &[0, 2, 1]).await;
     assert_eq!(fixture.gets(), 1, "no request after the first");
     // ...also through the plain ranged read, which looks up the same ranges.
     assert_eq!(
@@ -430,17 +437,7 @@ async fn without_a_disk_cache_a_whole_object_read_serves_the_reads_that_follow_f
     fixture.gate.add_permits(1000);
     let size = fixture.segment.bytes.len() as u64;
     let reader = CachedReader::new(fixture.store.clone(), None);
-    for partition in [0, 2, 1, 0] {
-        let entry = fixture.entry(partition);
-        let raw = reader
-            .get_range_in_segment(&fixture.key, entry.byte_range(), size, size)
-            .await
-            .unwrap();
-        assert_eq!(
-            batches_of(&fixture, partition, raw),
-            expected_batches(partition)
-        );
-    }
+    read_whole_object_chunks(&fixture, &reader, &[0, 2, 1, 0]).await;
     assert_eq!(fixture.gets(), 1, "one GET for the object");
     assert_eq!(fixture.metrics.snapshot().get_bytes, size);
 }

@@ -562,21 +562,9 @@ mod tests {
 
     #[test]
     fn a_long_chunk_whose_start_does_not_compress_is_stored_as_given() {
-        // Pseudo-random bytes (xorshift) do not compress.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut noise = move |len: usize| -> Vec<u8> {
-            (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect()
-        };
-        let random = noise(4 * SAMPLE_LEN);
+        let random = noise(4 * SAMPLE_LEN, 0x2545_f491_4f6c_dd1d);
         // Noisy start, then text that would compress: judged by the sample.
-        let mut mixed = noise(SAMPLE_LEN);
+        let mut mixed = noise(SAMPLE_LEN, 0x9e37_79b9_7f4a_7c15);
         mixed.extend(b"abcd".repeat(SAMPLE_LEN));
         // Compressible start: compressed as a whole.
         let text = b"{\"user\":17,\"event\":\"view\"}".repeat(SAMPLE_LEN / 8);
