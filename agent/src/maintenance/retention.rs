@@ -163,22 +163,13 @@ impl Retention {
                 if !self.view.owns(partition, meta.partition_count) {
                     continue;
                 }
-                let mut log_start = state.log_start_offset;
-                if let Some(limits) = limits {
-                    let now = self.clock.now_millis();
-                    let outcome = self.store.apply_retention(partition, limits, now).await?;
-                    if outcome.moved {
-                        report.partitions_trimmed += 1;
-                        self.logs
-                            .log_start_moved(partition, outcome.log_start_offset);
-                    }
-                    log_start = outcome.log_start_offset;
-                }
-                if log_start > 0 {
-                    self.release(&mut report, |store, now| async move {
-                        store.release_prefix(partition, RELEASE_BATCH, now).await
-                    })
-                    .await?;
+                // One partition's failure (deleted meanwhile, a metadata
+                // hiccup) does not hold up the others: the next pass retries.
+                if let Err(error) = self
+                    .partition_pass(&mut report, partition, state.log_start_offset, limits)
+                    .await
+                {
+                    tracing::warn!(%partition, %error, "retention of a partition failed; retrying next pass");
                 }
             }
         }
@@ -235,6 +226,35 @@ impl Retention {
         }
         *last = Some(now);
         true
+    }
+
+    /// Retention of one partition, then the release of what lies below its
+    /// log start.
+    async fn partition_pass(
+        &self,
+        report: &mut PassReport,
+        partition: TopicPartition,
+        log_start: i64,
+        limits: Option<RetentionLimits>,
+    ) -> Result<(), fjord_metadata::MetadataError> {
+        let mut log_start = log_start;
+        if let Some(limits) = limits {
+            let now = self.clock.now_millis();
+            let outcome = self.store.apply_retention(partition, limits, now).await?;
+            if outcome.moved {
+                report.partitions_trimmed += 1;
+                self.logs
+                    .log_start_moved(partition, outcome.log_start_offset);
+            }
+            log_start = outcome.log_start_offset;
+        }
+        if log_start > 0 {
+            self.release(report, |store, now| async move {
+                store.release_prefix(partition, RELEASE_BATCH, now).await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// The limits of `meta`'s partitions, `None` when its `cleanup.policy`
