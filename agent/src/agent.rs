@@ -89,6 +89,8 @@ pub struct AgentOptions {
     pub producer_expiry_interval: Duration,
     /// Retention and the bucket's garbage collection.
     pub retention: crate::maintenance::retention::RetentionSettings,
+    /// What this agent does (`--roles`).
+    pub roles: fjord_metadata::AgentRoles,
     /// Object-store counters written as JSON to this file every interval.
     pub stats_file: Option<(PathBuf, Duration)>,
     /// Tests: a file whose content sets the injected faults while the agent
@@ -117,6 +119,7 @@ impl AgentOptions {
             heartbeat_interval: Duration::from_millis(500),
             producer_expiry_interval: Duration::from_secs(600),
             retention: crate::maintenance::retention::RetentionSettings::default(),
+            roles: fjord_metadata::AgentRoles::ALL,
             stats_file: None,
             fault_control_file: None,
         }
@@ -222,8 +225,14 @@ impl AgentBuilder {
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
             .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
-        let node_id =
-            crate::heartbeat::register(&store, &options.data_dir, &advertised, &*ids).await?;
+        let node_id = crate::heartbeat::register(
+            &store,
+            &options.data_dir,
+            &advertised,
+            options.roles,
+            &*ids,
+        )
+        .await?;
 
         // Every registered agent counts as live until its heartbeat says
         // otherwise (as the balancer judges them), so nothing this agent does
@@ -255,11 +264,20 @@ impl AgentBuilder {
             }
             None => (None, Vec::new()),
         };
-        let view = Arc::new(ClusterView::new(LiveAgent {
-            node_id,
-            host: advertised_host.clone(),
-            port: advertised_port,
-        }));
+        let view = Arc::new(
+            ClusterView::new(LiveAgent {
+                node_id,
+                host: advertised_host.clone(),
+                port: advertised_port,
+            })
+            .with_roles(options.roles),
+        );
+        view.set_roles(
+            registered
+                .iter()
+                .filter(|record| record.node_id != node_id)
+                .map(|record| (record.node_id, record.roles)),
+        );
         view.set_live(
             registered
                 .iter()
@@ -347,19 +365,21 @@ impl AgentBuilder {
                 stages.stop_accepting.clone(),
             ),
         );
-        supervisor.spawn_critical("retention", stages.stop_accepting.clone(), {
-            let (objects, keys, clock) = retention_parts;
-            crate::maintenance::retention::Retention::new(
-                store.clone(),
-                logs.clone(),
-                objects,
-                keys,
-                view.clone(),
-                clock,
-                options.retention,
-            )
-            .run(stages.stop_accepting.clone())
-        });
+        if options.roles.jobs {
+            supervisor.spawn_critical("retention", stages.stop_accepting.clone(), {
+                let (objects, keys, clock) = retention_parts;
+                crate::maintenance::retention::Retention::new(
+                    store.clone(),
+                    logs.clone(),
+                    objects,
+                    keys,
+                    view.clone(),
+                    clock,
+                    options.retention,
+                )
+                .run(stages.stop_accepting.clone())
+            });
+        }
         let (report_tx, hand_off) = oneshot::channel();
         supervisor.spawn_critical("balancer", stages.stop_accepting.clone(), {
             let balancer = run_balancer(

@@ -155,6 +155,11 @@ async fn balance_once(
     // when it started, or a counter seen moving then looks silent since.
     let now = tokio::time::Instant::now();
     let live = liveness.observe(&agents, me, now, settings.lease_timeout);
+    view.set_roles(
+        live.iter()
+            .filter(|record| record.node_id != me)
+            .map(|record| (record.node_id, record.roles)),
+    );
     view.set_live(live.iter().filter_map(LiveAgent::from_record).collect());
     // Registrations dead for a long time are removed, so restarts do not pile
     // up; an agent that comes back finds its registration gone and stops.

@@ -57,6 +57,7 @@ pub async fn register(
     store: &MetadataStore,
     data_dir: &Path,
     advertised: &str,
+    roles: fjord_metadata::AgentRoles,
     ids: &dyn IdGenerator,
 ) -> anyhow::Result<i32> {
     let instance = ids.uuid();
@@ -67,7 +68,7 @@ pub async fn register(
         .and_then(|text| text.trim().parse::<i32>().ok());
     let reregistered = match previous {
         Some(node_id) => store
-            .reregister_agent(node_id, instance, advertised)
+            .reregister_agent(node_id, instance, advertised, roles)
             .await
             .context("registering the agent again")?,
         None => None,
@@ -75,7 +76,7 @@ pub async fn register(
     let agent = match reregistered {
         Some(agent) => agent,
         None => store
-            .register_agent(instance, advertised)
+            .register_agent(instance, advertised, roles)
             .await
             .context("registering the agent")?,
     };

@@ -58,36 +58,47 @@ async fn referenced(store: &MetadataStore) -> BTreeSet<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("agent.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let agent = AgentProcess::start_on_logging(
-        dir.path(),
-        port,
-        &[
-            "--flush-interval-ms",
-            "20",
-            "--log-retention-check-interval-ms",
-            "300",
-            "--object-grace-ms",
-            "0",
-        ],
-        &[("RUST_LOG", "warn,fjord_agent::maintenance=info")],
-        Some(&log),
-    );
-    let output = run_python_client_with_args("retention.py", &[&agent.address()]);
+        .port()
+}
+
+/// Flags of an agent whose retention runs often and deletes at once.
+const FAST_RETENTION: [&str; 6] = [
+    "--flush-interval-ms",
+    "20",
+    "--log-retention-check-interval-ms",
+    "300",
+    "--object-grace-ms",
+    "0",
+];
+
+/// The log filter that shows retention passes.
+const RETENTION_LOG: (&str, &str) = ("RUST_LOG", "warn,fjord_agent::maintenance=info");
+
+/// Runs `retention.py` against `bootstrap`, checks what it saw (clients are
+/// told of `brokers` agents), then that the bucket holds exactly what the
+/// metadata at `metadata_db` references, and that the agent logging to
+/// `jobs_log` deleted objects.
+async fn check_retention(
+    bootstrap: &str,
+    brokers: usize,
+    metadata_db: &Path,
+    bucket: &Path,
+    jobs_log: &Path,
+) {
+    let output = run_python_client_with_args("retention.py", &[bootstrap]);
     let summary: HashMap<&str, &str> = output
         .lines()
         .filter_map(|line| line.split_once('='))
         .collect();
     println!("{output}");
     let field = |name: &str| summary.get(name).copied().unwrap_or("(missing)");
+    assert_eq!(field("brokers"), brokers.to_string());
     assert_eq!(field("expiring_latest"), "250");
     assert_eq!(field("expiring_earliest"), "200", "retention never ran");
     assert_eq!(field("expiring_read"), "50");
@@ -105,17 +116,13 @@ async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
 
     // The bucket: what retention and DeleteRecords freed goes; what an entry
     // references never does.
-    let store = fjord_metadata::open(&format!(
-        "sqlite://{}",
-        dir.path().join("metadata.db").display()
-    ))
-    .await
-    .unwrap();
-    let bucket = dir.path().join("bucket");
+    let store = fjord_metadata::open(&format!("sqlite://{}", metadata_db.display()))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let live = referenced(&store).await;
-        let objects = bucket_objects(&bucket);
+        let objects = bucket_objects(bucket);
         let missing: Vec<&String> = live.difference(&objects).collect();
         assert!(
             missing.is_empty(),
@@ -134,7 +141,7 @@ async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let log = std::fs::read_to_string(&log).unwrap();
+    let log = std::fs::read_to_string(jobs_log).unwrap();
     let deleted: usize = log
         .lines()
         .filter_map(|line| line.split("objects_deleted: ").nth(1))
@@ -146,5 +153,64 @@ async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
         })
         .sum();
     assert!(deleted > 0, "no object was deleted:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_delete_records_move_the_log_start_and_free_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = AgentProcess::start_on_logging(
+        dir.path(),
+        free_port(),
+        &FAST_RETENTION,
+        &[RETENTION_LOG],
+        Some(&log),
+    );
+    check_retention(
+        &agent.address(),
+        1,
+        &dir.path().join("metadata.db"),
+        &dir.path().join("bucket"),
+        &log,
+    )
+    .await;
     drop(agent);
+}
+
+/// `--roles`: an agent that only serves and one that only runs jobs, over one
+/// metadata file and bucket. Clients are told of the serving one only; the
+/// jobs agent expires, releases and deletes for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_agent_runs_retention_for_a_serving_agent() {
+    let root = tempfile::tempdir().unwrap();
+    let metadata_db = root.path().join("metadata.db");
+    let bucket = root.path().join("bucket");
+    let metadata_url = format!("sqlite://{}", metadata_db.display());
+    let storage_url = format!("file://{}", bucket.display());
+    let start = |name: &str, roles: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = root.path().join(format!("{name}.log"));
+        let mut args = vec![
+            "--roles",
+            roles,
+            "--metadata-url",
+            &metadata_url,
+            "--storage-url",
+            &storage_url,
+        ];
+        args.extend(FAST_RETENTION);
+        let agent =
+            AgentProcess::start_on_logging(&dir, free_port(), &args, &[RETENTION_LOG], Some(&log));
+        (agent, log)
+    };
+    let (serving, serving_log) = start("serving", "serve");
+    let (jobs, jobs_log) = start("jobs", "jobs");
+    check_retention(&serving.address(), 1, &metadata_db, &bucket, &jobs_log).await;
+    let serving_log = std::fs::read_to_string(&serving_log).unwrap();
+    assert!(
+        !serving_log.contains("retention pass"),
+        "the serving agent ran retention:\n{serving_log}"
+    );
+    drop((serving, jobs));
 }

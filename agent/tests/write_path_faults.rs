@@ -406,7 +406,11 @@ async fn mini_agent_over(
     use fjord_agent::groups::{GroupCoordinator, GroupSettings};
     let address = format!("127.0.0.1:{port}");
     let record = store
-        .register_agent(fjord_common::IdGenerator::uuid(&RandomIds::new()), &address)
+        .register_agent(
+            fjord_common::IdGenerator::uuid(&RandomIds::new()),
+            &address,
+            fjord_metadata::AgentRoles::ALL,
+        )
         .await
         .unwrap();
     let node_id = record.node_id;

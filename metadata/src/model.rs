@@ -425,11 +425,62 @@ pub struct AgentRecord {
     pub heartbeat: u64,
     /// When it registered, by its own clock (informational).
     pub registered_at_ms: i64,
+    /// What it does.
+    pub roles: AgentRoles,
 }
 
 impl Versioned for AgentRecord {
     const WHAT: &'static str = "agent record";
-    const VERSION: u8 = 1;
+    /// Version 2 added `roles`; version 1 agents did everything.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<AgentRecordV1>(body).map(|v1| Self {
+                node_id: v1.node_id,
+                instance: v1.instance,
+                advertised_address: v1.advertised_address,
+                heartbeat: v1.heartbeat,
+                registered_at_ms: v1.registered_at_ms,
+                roles: AgentRoles::ALL,
+            })
+        })
+    }
+}
+
+/// [`AgentRecord`] as version 1 wrote it (without `roles`).
+#[derive(Debug, Deserialize)]
+struct AgentRecordV1 {
+    node_id: i32,
+    instance: Uuid,
+    advertised_address: String,
+    heartbeat: u64,
+    registered_at_ms: i64,
+}
+
+/// What an agent does (`--roles`): serve Kafka clients (lead partitions and
+/// coordinator shards), run the background jobs (retention, garbage
+/// collection), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRoles {
+    /// Leads partitions and coordinator shards, and is advertised to clients.
+    pub serve: bool,
+    /// Runs retention and garbage collection for its share of partitions.
+    pub jobs: bool,
+}
+
+impl AgentRoles {
+    /// Both roles: what an agent does unless told otherwise.
+    pub const ALL: AgentRoles = AgentRoles {
+        serve: true,
+        jobs: true,
+    };
+}
+
+impl Default for AgentRoles {
+    fn default() -> Self {
+        Self::ALL
+    }
 }
 
 /// A consumer group's committed position in one partition.

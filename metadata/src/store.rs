@@ -707,6 +707,7 @@ impl MetadataStore {
         &self,
         instance: Uuid,
         advertised_address: &str,
+        roles: AgentRoles,
     ) -> Result<AgentRecord, MetadataError> {
         let keys = &self.keys;
         let registered_at_ms = self.clock.now_millis();
@@ -735,6 +736,7 @@ impl MetadataStore {
                     advertised_address: advertised_address.to_owned(),
                     heartbeat: 0,
                     registered_at_ms,
+                    roles,
                 };
                 write(&txn, &keys.agent(node_id), &record);
                 Ok(record)
@@ -743,7 +745,7 @@ impl MetadataStore {
     }
 
     /// Registers a restarted agent under the node id it had (its data directory
-    /// remembers it), with a new instance and address; the heartbeat counter
+    /// remembers it), with a new instance, address and roles; the heartbeat counter
     /// carries on. `None` if that registration is gone (it was judged dead and
     /// removed): the caller registers afresh.
     pub async fn reregister_agent(
@@ -751,6 +753,7 @@ impl MetadataStore {
         node_id: i32,
         instance: Uuid,
         advertised_address: &str,
+        roles: AgentRoles,
     ) -> Result<Option<AgentRecord>, MetadataError> {
         let keys = &self.keys;
         let registered_at_ms = self.clock.now_millis();
@@ -765,6 +768,7 @@ impl MetadataStore {
                 record.advertised_address = advertised_address.to_owned();
                 record.heartbeat += 1;
                 record.registered_at_ms = registered_at_ms;
+                record.roles = roles;
                 write(&txn, &keys.agent(node_id), &record);
                 Ok(Some(record))
             })

@@ -21,10 +21,10 @@ use fjord_metadata::kv::{
     RetryPolicy, decode_counter,
 };
 use fjord_metadata::{
-    COORDINATOR_SHARDS, ChunkCommit, ErrorKind, GroupMemberRecord, GroupPhase, GroupProtocol,
-    GroupRecord, MetadataError, MetadataStore, NewTopic, OffsetCommit, ProducerBatch,
-    ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId, ShardFence,
-    TopicPartition, coordinator_shard_of,
+    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, ErrorKind, GroupMemberRecord, GroupPhase,
+    GroupProtocol, GroupRecord, MetadataError, MetadataStore, NewTopic, OffsetCommit,
+    ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId,
+    ShardFence, TopicPartition, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -1433,11 +1433,15 @@ async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
 async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     let store = fx.store();
     let a = store
-        .register_agent(Uuid::from_u128(1), "127.0.0.1:9092")
+        .register_agent(Uuid::from_u128(1), "127.0.0.1:9092", AgentRoles::ALL)
         .await
         .unwrap();
+    let jobs_only = AgentRoles {
+        serve: false,
+        jobs: true,
+    };
     let b = store
-        .register_agent(Uuid::from_u128(2), "127.0.0.1:9093")
+        .register_agent(Uuid::from_u128(2), "127.0.0.1:9093", jobs_only)
         .await
         .unwrap();
     assert_ne!(a.node_id, b.node_id);
@@ -1447,6 +1451,22 @@ async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     assert_eq!(agents.len(), 2);
     assert_eq!(agents[0].heartbeat, 2);
     assert_eq!(agents[1].advertised_address, "127.0.0.1:9093");
+    assert_eq!(
+        (agents[0].roles, agents[1].roles),
+        (AgentRoles::ALL, jobs_only)
+    );
+    // A restart may change an agent's roles.
+    let again = store
+        .reregister_agent(
+            b.node_id,
+            Uuid::from_u128(3),
+            "127.0.0.1:9094",
+            AgentRoles::ALL,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.node_id, again.roles), (b.node_id, AgentRoles::ALL));
     store.deregister_agent(a.node_id).await.unwrap();
     assert_eq!(
         store.heartbeat(a.node_id).await.unwrap_err().kind(),

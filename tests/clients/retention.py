@@ -104,6 +104,7 @@ def out_of_range_from_zero(topic):
 
 
 summary = {}
+summary["brokers"] = len(admin.list_topics(timeout=30).brokers)
 
 now_ms = int(time.time() * 1000)
 create("expiring", {"retention.ms": "60000"})

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use fjord_metadata::{AgentRecord, TopicPartition};
+use fjord_metadata::{AgentRecord, AgentRoles, TopicPartition};
 
 use super::Placement;
 use super::placement::{COORDINATOR_SHARD_NAMESPACE, placement};
@@ -61,7 +61,13 @@ pub struct ClusterView {
     leaving: AtomicBool,
     /// Placements computed for the current live set, by (namespace, count).
     placements: Mutex<HashMap<PlacementKey, Arc<Vec<i32>>>>,
+    /// The roles of agents that do not do everything (`--roles`), this one
+    /// included; an agent not named does both.
+    roles: RwLock<HashMap<i32, AgentRoles>>,
 }
+
+/// The namespace prefix of job placements, apart from serving placements.
+const JOBS_NAMESPACE_PREFIX: &[u8] = b"jobs/";
 
 impl ClusterView {
     /// A view in which this agent is alone (until the balancer learns more).
@@ -71,7 +77,43 @@ impl ClusterView {
             me,
             leaving: AtomicBool::new(false),
             placements: Mutex::default(),
+            roles: RwLock::default(),
         }
+    }
+
+    /// This view, for an agent with `roles`.
+    pub fn with_roles(self, roles: AgentRoles) -> Self {
+        let node_id = self.me.node_id;
+        self.set_roles([(node_id, roles)]);
+        self
+    }
+
+    /// Records the roles of agents (from their registrations).
+    pub fn set_roles(&self, roles: impl IntoIterator<Item = (i32, AgentRoles)>) {
+        let mut current = self.roles.write().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for (node_id, roles) in roles {
+            let before = if roles == AgentRoles::ALL {
+                current.remove(&node_id)
+            } else {
+                current.insert(node_id, roles)
+            };
+            changed |= before.unwrap_or(AgentRoles::ALL) != roles;
+        }
+        drop(current);
+        if changed {
+            self.clear_placements();
+        }
+    }
+
+    /// The roles of `node_id` as this view knows them.
+    pub fn roles_of(&self, node_id: i32) -> AgentRoles {
+        self.roles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node_id)
+            .copied()
+            .unwrap_or(AgentRoles::ALL)
     }
 
     /// This agent.
@@ -79,18 +121,30 @@ impl ClusterView {
         &self.me
     }
 
-    /// The live agents clients are told about, by node id: this agent among
-    /// them unless it is leaving and others are live.
+    /// The live agents clients are told about, by node id: the serving ones,
+    /// this agent among them unless it is leaving and others are live.
     pub fn live(&self) -> Vec<LiveAgent> {
-        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        self.live_in_role(|roles| roles.serve)
+    }
+
+    /// The live agents whose roles pass `role` (this one unless it is leaving
+    /// and others are live).
+    fn live_in_role(&self, role: impl Fn(AgentRoles) -> bool) -> Vec<LiveAgent> {
+        let live: Vec<LiveAgent> = self
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|a| role(self.roles_of(a.node_id)))
+            .cloned()
+            .collect();
         if self.is_leaving() && live.len() > 1 {
             return live
-                .iter()
+                .into_iter()
                 .filter(|a| a.node_id != self.me.node_id)
-                .cloned()
                 .collect();
         }
-        live.clone()
+        live
     }
 
     /// Replaces the live set.
@@ -152,7 +206,13 @@ impl ClusterView {
         {
             return found.clone();
         }
-        let nodes: Vec<i32> = self.live().iter().map(|a| a.node_id).collect();
+        let nodes: Vec<i32> = match namespace.strip_prefix(JOBS_NAMESPACE_PREFIX) {
+            Some(_) => self.live_in_role(|roles| roles.jobs),
+            None => self.live(),
+        }
+        .iter()
+        .map(|a| a.node_id)
+        .collect();
         let computed = Arc::new(placement(namespace, count, &nodes));
         self.placements
             .lock()
@@ -172,9 +232,43 @@ impl ClusterView {
             .unwrap_or(self.me.node_id)
     }
 
-    /// Whether this agent should lead `partition` (never while leaving).
+    /// Whether this agent should lead `partition` (never while leaving, nor
+    /// when it does not serve).
     pub fn owns(&self, partition: TopicPartition, partition_count: i32) -> bool {
-        !self.is_leaving() && self.owner(partition, partition_count) == self.me.node_id
+        !self.is_leaving()
+            && self.roles_of(self.me.node_id).serve
+            && self.owner(partition, partition_count) == self.me.node_id
+    }
+
+    /// Whether this agent runs the jobs (retention, garbage collection) of
+    /// `partition`: placed over the live agents with the jobs role as
+    /// partitions are over the serving ones.
+    pub fn owns_job(&self, partition: TopicPartition, partition_count: i32) -> bool {
+        let mut namespace = JOBS_NAMESPACE_PREFIX.to_vec();
+        namespace.extend_from_slice(partition.topic_id.0.as_bytes());
+        self.owns_job_item(
+            &namespace,
+            u32::try_from(partition_count).unwrap_or(0),
+            partition.partition,
+        )
+    }
+
+    /// Whether this agent runs the jobs of shard `index` of `shards` (work not
+    /// tied to a partition: deleted topics, garbage, the orphan sweep).
+    pub fn owns_job_shard(&self, index: u32, shards: u32) -> bool {
+        let mut namespace = JOBS_NAMESPACE_PREFIX.to_vec();
+        namespace.extend_from_slice(COORDINATOR_SHARD_NAMESPACE);
+        self.owns_job_item(&namespace, shards, i32::try_from(index).unwrap_or(i32::MAX))
+    }
+
+    fn owns_job_item(&self, namespace: &[u8], count: u32, index: i32) -> bool {
+        if self.is_leaving() || !self.roles_of(self.me.node_id).jobs {
+            return false;
+        }
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        self.placement(namespace, count)
+            .get(index)
+            .is_none_or(|owner| *owner == self.me.node_id)
     }
 
     /// The live agent that should hold coordinator shard `index` of `shards`.
@@ -186,9 +280,11 @@ impl ClusterView {
     }
 
     /// Whether this agent should hold coordinator shard `index` (never while
-    /// leaving).
+    /// leaving, nor when it does not serve).
     pub fn owns_shard(&self, index: u32, shards: u32) -> bool {
-        !self.is_leaving() && self.shard_owner(index, shards) == self.me.node_id
+        !self.is_leaving()
+            && self.roles_of(self.me.node_id).serve
+            && self.shard_owner(index, shards) == self.me.node_id
     }
 }
 
@@ -366,6 +462,64 @@ mod tests {
         assert!(!alone.owns(tp(0), 1));
     }
 
+    #[test]
+    fn partitions_go_to_serving_agents_and_jobs_to_jobs_agents() {
+        let agent = |node_id| LiveAgent {
+            node_id,
+            host: "h".into(),
+            port: 1,
+        };
+        let serve = AgentRoles {
+            serve: true,
+            jobs: false,
+        };
+        let jobs = AgentRoles {
+            serve: false,
+            jobs: true,
+        };
+        let tp = |p| TopicPartition::new(fjord_metadata::TopicId(uuid::Uuid::nil()), p);
+        // Agent 1 serves only, 2 runs jobs only, 3 does both; seen from each.
+        let views: Vec<ClusterView> = [(1, serve), (2, jobs), (3, AgentRoles::ALL)]
+            .into_iter()
+            .map(|(id, roles)| {
+                let view = ClusterView::new(agent(id)).with_roles(roles);
+                view.set_roles([(1, serve), (2, jobs)]);
+                view.set_live(vec![agent(1), agent(2), agent(3)]);
+                view
+            })
+            .collect();
+        for view in &views {
+            let ids: Vec<i32> = view.live().iter().map(|a| a.node_id).collect();
+            assert_eq!(ids, vec![1, 3], "clients are told of serving agents only");
+        }
+        for p in 0..24 {
+            let leaders: Vec<usize> = (0..3).filter(|&i| views[i].owns(tp(p), 24)).collect();
+            let runners: Vec<usize> = (0..3).filter(|&i| views[i].owns_job(tp(p), 24)).collect();
+            assert!(
+                leaders == [0] || leaders == [2],
+                "partition {p}: {leaders:?}"
+            );
+            assert!(
+                runners == [1] || runners == [2],
+                "partition {p} jobs: {runners:?}"
+            );
+        }
+        for shard in 0..16 {
+            assert!(!views[1].owns_shard(shard, 16), "a jobs agent coordinates");
+            assert!(
+                !views[0].owns_job_shard(shard, 16),
+                "a serving agent runs jobs"
+            );
+        }
+        // Both kinds are used.
+        assert!((0..24).any(|p| views[0].owns(tp(p), 24)));
+        assert!((0..24).any(|p| views[1].owns_job(tp(p), 24)));
+        // A jobs agent alone leads nothing and runs every job.
+        let alone = ClusterView::new(agent(2)).with_roles(jobs);
+        assert!(alone.live().is_empty());
+        assert!((0..4).all(|p| !alone.owns(tp(p), 4) && alone.owns_job(tp(p), 4)));
+    }
+
     fn record(node_id: i32, heartbeat: u64) -> AgentRecord {
         AgentRecord {
             node_id,
@@ -373,6 +527,7 @@ mod tests {
             advertised_address: format!("127.0.0.1:{}", 9000 + node_id),
             heartbeat,
             registered_at_ms: 0,
+            roles: fjord_metadata::AgentRoles::ALL,
         }
     }
 

@@ -50,6 +50,13 @@ pub struct AgentArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
 
+    /// What this agent does, comma-separated: `serve` (lead partitions and
+    /// coordinator shards, be advertised to clients) and `jobs` (retention,
+    /// garbage collection). [env: FJORD_ROLES] [default: serve,jobs]
+    #[arg(long, value_name = "ROLES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<String>,
+
     /// The address the Kafka listener binds (host:port).
     /// [env: FJORD_KAFKA_LISTEN] [default: 127.0.0.1:9092]
     #[arg(long, value_name = "HOST:PORT")]

@@ -44,6 +44,8 @@ pub struct AgentSettings {
     // -- the Kafka listener --
     /// The address the Kafka listener binds (`host:port`).
     pub kafka_listen: String,
+    /// `serve`, `jobs` or both, comma-separated.
+    pub roles: String,
     /// The `host:port` clients are told to connect to. `None`: the address the
     /// listener bound.
     pub advertised_address: Option<String>,
@@ -178,6 +180,7 @@ impl Default for AgentSettings {
             wal_dir: None,
             cache_dir: None,
             kafka_listen: "127.0.0.1:9092".to_owned(),
+            roles: "serve,jobs".to_owned(),
             advertised_address: None,
             socket_request_max_bytes: 100 * MIB,
             queued_max_request_bytes: 500 * MIB,
@@ -266,6 +269,16 @@ impl AgentSettings {
             whole_object_read_bytes: self.whole_object_read_bytes,
             producer_id_expiration: self.producer_id_expiration(),
             ..crate::log::LogSettings::default()
+        }
+    }
+
+    /// The roles `roles` names (checked by validation; an unknown word is
+    /// ignored here).
+    pub fn roles(&self) -> fjord_metadata::AgentRoles {
+        let words: Vec<&str> = self.roles.split(',').map(str::trim).collect();
+        fjord_metadata::AgentRoles {
+            serve: words.contains(&"serve"),
+            jobs: words.contains(&"jobs"),
         }
     }
 

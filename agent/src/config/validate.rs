@@ -33,6 +33,7 @@ impl AgentSettings {
             wal_dir,
             cache_dir,
             kafka_listen,
+            roles,
             advertised_address,
             socket_request_max_bytes,
             queued_max_request_bytes,
@@ -136,6 +137,14 @@ impl AgentSettings {
         );
 
         // The Kafka listener.
+        let words: Vec<&str> = roles.split(',').map(str::trim).collect();
+        check(
+            !words.is_empty()
+                && words.iter().all(|w| matches!(*w, "serve" | "jobs"))
+                && words.iter().any(|w| !w.is_empty()),
+            "roles",
+            format!("{roles:?}: a comma-separated list of serve and jobs"),
+        );
         if let Err(reason) = check_host_port(kafka_listen, PortZero::Allowed) {
             check(false, "kafka-listen", format!("{kafka_listen:?}: {reason}"));
         }

@@ -1,7 +1,8 @@
 //! Retention and garbage collection of the bucket.
 //!
-//! Every `log.retention.check.interval.ms` each agent takes the partitions the
-//! cluster view places on it (led or not, so an idle partition without a
+//! Every `log.retention.check.interval.ms` each agent with the jobs role
+//! (`--roles`) takes the partitions the cluster view places on it among the
+//! live agents with that role (led or not, so an idle partition without a
 //! leader still expires) and, for topics whose `cleanup.policy` includes
 //! `delete`, moves their log start past what `retention.ms` and
 //! `retention.bytes` expire ([`MetadataStore::apply_retention`]). Then it
@@ -160,7 +161,7 @@ impl Retention {
                     continue;
                 };
                 let partition = TopicPartition::new(meta.id, index);
-                if !self.view.owns(partition, meta.partition_count) {
+                if !self.view.owns_job(partition, meta.partition_count) {
                     continue;
                 }
                 // One partition's failure (deleted meanwhile, a metadata
@@ -176,7 +177,7 @@ impl Retention {
         for deleted in self.store.deleted_topics().await? {
             if !self
                 .view
-                .owns_shard(shard_of(deleted.topic.id.0.as_bytes()), SHARDS)
+                .owns_job_shard(shard_of(deleted.topic.id.0.as_bytes()), SHARDS)
             {
                 continue;
             }
@@ -189,7 +190,7 @@ impl Retention {
             .await?;
         }
         self.collect_garbage(&mut report).await?;
-        if self.view.owns_shard(0, SHARDS) && self.sweep_due() {
+        if self.view.owns_job_shard(0, SHARDS) && self.sweep_due() {
             let now = self.clock.now_millis();
             match orphans::sweep(
                 &self.store,
@@ -310,7 +311,7 @@ impl Retention {
             if now.saturating_sub(garbage.freed_at_ms) < grace
                 || !self
                     .view
-                    .owns_shard(shard_of(&garbage.segment_id.0.to_bytes()), SHARDS)
+                    .owns_job_shard(shard_of(&garbage.segment_id.0.to_bytes()), SHARDS)
             {
                 continue;
             }
