@@ -46,8 +46,16 @@ impl LiveAgent {
     }
 }
 
-/// A placement's namespace and item count.
-type PlacementKey = (Vec<u8>, u32);
+/// Which agents a placement spreads over: those that serve clients, or those
+/// that run jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Over {
+    Serving,
+    Jobs,
+}
+
+/// A placement's agents, namespace and item count.
+type PlacementKey = (Over, Vec<u8>, u32);
 
 /// This agent's view of the cluster, shared by the balancer (which updates it)
 /// and the request handlers (which read it).
@@ -65,9 +73,6 @@ pub struct ClusterView {
     /// included; an agent not named does both.
     roles: RwLock<HashMap<i32, AgentRoles>>,
 }
-
-/// The namespace prefix of job placements, apart from serving placements.
-const JOBS_NAMESPACE_PREFIX: &[u8] = b"jobs/";
 
 impl ClusterView {
     /// A view in which this agent is alone (until the balancer learns more).
@@ -195,9 +200,14 @@ impl ClusterView {
             .any(|a| a.node_id == node_id)
     }
 
-    /// The owners of items `0..count` of `namespace` in this view.
+    /// The owners of items `0..count` of `namespace` among the serving agents
+    /// of this view.
     pub fn placement(&self, namespace: &[u8], count: u32) -> Arc<Vec<i32>> {
-        let key = (namespace.to_vec(), count);
+        self.placement_over(Over::Serving, namespace, count)
+    }
+
+    fn placement_over(&self, over: Over, namespace: &[u8], count: u32) -> Arc<Vec<i32>> {
+        let key = (over, namespace.to_vec(), count);
         if let Some(found) = self
             .placements
             .lock()
@@ -206,9 +216,9 @@ impl ClusterView {
         {
             return found.clone();
         }
-        let nodes: Vec<i32> = match namespace.strip_prefix(JOBS_NAMESPACE_PREFIX) {
-            Some(_) => self.live_in_role(|roles| roles.jobs),
-            None => self.live(),
+        let nodes: Vec<i32> = match over {
+            Over::Jobs => self.live_in_role(|roles| roles.jobs),
+            Over::Serving => self.live(),
         }
         .iter()
         .map(|a| a.node_id)
@@ -244,10 +254,8 @@ impl ClusterView {
     /// `partition`: placed over the live agents with the jobs role as
     /// partitions are over the serving ones.
     pub fn owns_job(&self, partition: TopicPartition, partition_count: i32) -> bool {
-        let mut namespace = JOBS_NAMESPACE_PREFIX.to_vec();
-        namespace.extend_from_slice(partition.topic_id.0.as_bytes());
         self.owns_job_item(
-            &namespace,
+            partition.topic_id.0.as_bytes(),
             u32::try_from(partition_count).unwrap_or(0),
             partition.partition,
         )
@@ -256,9 +264,11 @@ impl ClusterView {
     /// Whether this agent runs the jobs of shard `index` of `shards` (work not
     /// tied to a partition: deleted topics, garbage, the orphan sweep).
     pub fn owns_job_shard(&self, index: u32, shards: u32) -> bool {
-        let mut namespace = JOBS_NAMESPACE_PREFIX.to_vec();
-        namespace.extend_from_slice(COORDINATOR_SHARD_NAMESPACE);
-        self.owns_job_item(&namespace, shards, i32::try_from(index).unwrap_or(i32::MAX))
+        self.owns_job_item(
+            COORDINATOR_SHARD_NAMESPACE,
+            shards,
+            i32::try_from(index).unwrap_or(i32::MAX),
+        )
     }
 
     fn owns_job_item(&self, namespace: &[u8], count: u32, index: i32) -> bool {
@@ -266,7 +276,7 @@ impl ClusterView {
             return false;
         }
         let index = usize::try_from(index).unwrap_or(usize::MAX);
-        self.placement(namespace, count)
+        self.placement_over(Over::Jobs, namespace, count)
             .get(index)
             .is_none_or(|owner| *owner == self.me.node_id)
     }

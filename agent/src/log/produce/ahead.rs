@@ -10,6 +10,10 @@
 //! together at the build (one frame per run compresses better than many small
 //! ones), as before.
 //!
+//! Memory: until its flush commits, such a batch is held as received, as
+//! assigned and compressed (about 2.6 times its size for records that zstd
+//! shrinks to 0.6); `--max-unflushed-bytes` counts the batch as received.
+//!
 //! The assigned offsets and epoch are fixed once the batch is appended: a
 //! failed flush gives its batches back at the same offsets under the same
 //! epoch, and a new epoch fails them. The build still checks the epoch and,
