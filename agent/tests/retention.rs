@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use fjord_metadata::{MetadataStore, TopicPartition};
-use support::{AgentProcess, run_python_client_with_args};
+use support::{AgentProcess, free_port, run_python_client_with_args};
 
 /// Segment object keys in the bucket directory, as object keys.
 fn bucket_objects(bucket: &Path) -> BTreeSet<String> {
@@ -56,15 +56,6 @@ async fn referenced(store: &MetadataStore) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Flags of an agent whose retention runs often and deletes at once.

@@ -26,7 +26,7 @@ use fjord_metadata::{
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::support::AgentProcess;
+use crate::support::{AgentProcess, free_port};
 
 #[allow(clippy::disallowed_methods)] // compared with the clients' wall clocks
 pub fn wall_clock() -> f64 {
@@ -89,14 +89,6 @@ pub struct Cluster {
     pub env: Vec<(String, String)>,
     pub agents: Vec<Option<AgentProcess>>,
     moto: Option<fjord_storage::testing::MotoServer>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {

@@ -22,12 +22,7 @@ impl AgentProcess {
 
     /// As [`AgentProcess::start`], with extra environment variables.
     pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(data_dir, port, extra_args, env)
+        Self::start_on(data_dir, free_port(), extra_args, env)
     }
 
     /// As [`AgentProcess::start_with_env`], on `port` (to restart an agent where
@@ -80,6 +75,15 @@ impl AgentProcess {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for AgentProcess {
