@@ -18,11 +18,13 @@ client-level errors librdkafka reports (error_cb) print as
 
 (connection failures to a stopped agent show up here; a fatal error means the
 idempotent producer gave up). `--no-idempotence` sends with one request in
-flight per connection, so a retry never reorders: a record stored twice is a
+flight per connection, so a retry never reorders while the partition stays on
+one agent (a partition that moves is written over two connections, and a retry
+from the first may land after later records): a record stored twice is a
 response the broker lost, not the client's doing. `--acks 1` asks only the
 leader's acknowledgement (durable on its disk, not yet committed); librdkafka
 refuses idempotence with acks=1, so it implies `--no-idempotence` (one request
-in flight, many retries: never reordered, duplicates possible, and a record
+in flight per connection, many retries: duplicates possible, and a record
 whose ACK line was printed must not be lost where the broker promises it).
 `--until-stdin-closes` stops producing early when standard input closes (then
 waits for what is in flight).

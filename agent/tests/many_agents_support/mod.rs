@@ -736,6 +736,21 @@ pub struct Verified {
 /// Also checks each partition's stored offsets are dense from its first.
 /// Returns the counts; the caller asserts on them.
 pub fn verify_log(stored: &[(i32, i64, String)], producers: &[(&str, &ProducerLog)]) -> Verified {
+    verify_log_where(stored, producers, |_, _| true)
+}
+
+/// [`verify_log`], with production order asserted only where
+/// `ordered(producer, partition)` says so. librdkafka bounds requests in
+/// flight per connection, not per partition: a producer without idempotence
+/// whose partition moves to another agent has a second connection, and a
+/// retried request from the first may land after later records sent over the
+/// second (librdkafka issue 1092 names leader changes as such a case). Apache
+/// Kafka leaves that order to the client the same way.
+pub fn verify_log_where(
+    stored: &[(i32, i64, String)],
+    producers: &[(&str, &ProducerLog)],
+    ordered: impl Fn(&str, i32) -> bool,
+) -> Verified {
     let at: HashMap<(i32, i64), &str> = stored
         .iter()
         .map(|(p, o, k)| ((*p, *o), k.as_str()))
@@ -758,8 +773,13 @@ pub fn verify_log(stored: &[(i32, i64, String)], producers: &[(&str, &ProducerLo
     let mut total = Exactly::default();
     for (name, log) in producers {
         let counts = exactly_once(name, log, &at, &copies);
+        let reordered = counts
+            .reordered_in
+            .iter()
+            .filter(|p| ordered(name, **p))
+            .count();
         assert_eq!(
-            counts.reordered, 0,
+            reordered, 0,
             "{name}: records stored out of production order (printed above)"
         );
         total.acknowledged += counts.acknowledged;
@@ -781,12 +801,14 @@ pub fn verify_log(stored: &[(i32, i64, String)], producers: &[(&str, &ProducerLo
 }
 
 /// What [`exactly_once`] counted for one producer.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Exactly {
     pub acknowledged: usize,
     pub lost: usize,
     pub duplicated: usize,
     pub reordered: usize,
+    /// The partitions where a pair was out of order.
+    pub reordered_in: BTreeSet<i32>,
 }
 
 /// Every acknowledged key of `log` stored at its acknowledged offset (else
@@ -832,6 +854,7 @@ pub fn exactly_once(
         records.sort_unstable();
         for pair in records.windows(2).filter(|w| w[0].1 >= w[1].1) {
             counts.reordered += 1;
+            counts.reordered_in.insert(*p);
             if counts.reordered <= 5 {
                 eprintln!(
                     "{name}, partition {p}: {} at {} before {} at {}: out of production order",
