@@ -104,6 +104,6 @@ pub use paths::{ObjectKey, ObjectKeys};
 pub use segment::{
     ChunkEntry, ChunkHint, ChunkMeta, ChunkPiece, Codec, CompressedPiece, Compression,
     DEFAULT_TAIL_READ_LEN, DEFAULT_ZSTD_LEVEL, DecodedChunk, DecodedSegment, EncodedSegment,
-    SegmentFooter, SegmentWriter, TailDecode, WriterOptions, decode_chunk, decode_chunk_with_entry,
-    decode_segment,
+    SegmentFooter, SegmentWriter, StoredChunk, TailDecode, WriterOptions, decode_chunk,
+    decode_chunk_with_entry, decode_segment, stored_chunk,
 };

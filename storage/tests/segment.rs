@@ -525,3 +525,122 @@ fn version_1_fixtures_still_decode() {
         }
     }
 }
+
+// ---- compaction: chunks copied as stored ----
+
+/// The chunks of `segment`, as stored, in footer order.
+fn stored_chunks(segment: &EncodedSegment) -> Vec<fjord_storage::StoredChunk> {
+    segment
+        .footer
+        .entries()
+        .iter()
+        .map(|entry| {
+            let range = entry.byte_range();
+            fjord_storage::stored_chunk(
+                segment
+                    .bytes
+                    .slice(range.start as usize..range.end as usize),
+            )
+            .expect("a sound chunk")
+        })
+        .collect()
+}
+
+#[test]
+fn stored_chunks_of_one_partition_merge_into_one_chunk_without_recompression() {
+    // Three flushes of partition (1, 0), of both codecs, and one of (1, 1).
+    let flushes = [
+        vec![
+            (meta(1, 0, 0, 4), Bytes::from(b"aaaa".repeat(100))),
+            (meta(1, 1, 0, 1), Bytes::from_static(b"\x01\x02")),
+        ],
+        vec![(meta(1, 0, 4, 2), Bytes::from(b"bbbbbb".repeat(50)))],
+        vec![(meta(1, 0, 6, 3), Bytes::from(b"cc".repeat(300)))],
+        vec![(meta(1, 0, 9, 1), Bytes::from_static(b"\x99\x17\x42"))],
+    ];
+    let objects: Vec<EncodedSegment> = flushes
+        .iter()
+        .map(|chunks| build(Compression::Zstd { level: 3 }, chunks))
+        .collect();
+    let mut of_partition: Vec<fjord_storage::StoredChunk> = objects
+        .iter()
+        .flat_map(stored_chunks)
+        .filter(|c| c.meta.partition == 0)
+        .collect();
+    assert_eq!(of_partition.len(), 4);
+    let raw = of_partition.pop().expect("four chunks");
+    assert_eq!(raw.codec, Codec::None);
+    let zstd_payloads: Vec<Bytes> = of_partition.iter().map(|c| c.payload.clone()).collect();
+
+    let mut writer = SegmentWriter::new(Ulid::new(), WriterOptions::zstd(3)).expect("options");
+    writer
+        .add_stored(of_partition)
+        .expect("consecutive zstd chunks");
+    writer.add_stored(vec![raw]).expect("one raw chunk");
+    let merged = writer.finish().expect("an object");
+    let entries = merged.footer.entries();
+    assert_eq!(entries.len(), 2);
+    let first = entries[0];
+    assert_eq!(
+        (
+            first.meta.first_offset,
+            first.meta.last_offset,
+            first.meta.record_count
+        ),
+        (0, 8, 9)
+    );
+    assert_eq!(first.codec, Codec::Zstd);
+    // The payload is the three zstd payloads, byte for byte.
+    let stored = &stored_chunks(&merged)[0];
+    assert_eq!(stored.payload, zstd_payloads.concat());
+    // And it reads back as the batches of the three flushes in order.
+    let decoded = decode_segment(merged.bytes.clone()).expect("a sound object");
+    let expected = [b"aaaa".repeat(100), b"bbbbbb".repeat(50), b"cc".repeat(300)].concat();
+    assert_eq!(decoded.chunks[0], Bytes::from(expected));
+    assert_eq!(decoded.chunks[1], Bytes::from_static(b"\x99\x17\x42"));
+}
+
+#[test]
+fn stored_chunks_that_do_not_follow_each_other_are_refused() {
+    let object = build(
+        Compression::Zstd { level: 3 },
+        &[
+            (meta(1, 0, 0, 4), Bytes::from(b"aaaa".repeat(100))),
+            (meta(1, 0, 10, 2), Bytes::from(b"bbbb".repeat(100))),
+            (meta(1, 1, 4, 2), Bytes::from(b"cccc".repeat(100))),
+            (meta(1, 2, 4, 1), Bytes::from_static(b"\x99\x17\x42")),
+        ],
+    );
+    let chunks = stored_chunks(&object);
+    let mut writer = SegmentWriter::new(Ulid::new(), WriterOptions::zstd(3)).expect("options");
+    // A gap in offsets.
+    let gap = writer.add_stored(vec![chunks[0].clone(), chunks[1].clone()]);
+    assert_eq!(gap.expect_err("a gap").kind(), ErrorKind::Invalid);
+    // Another partition, at the right offset.
+    let other = writer.add_stored(vec![chunks[0].clone(), chunks[2].clone()]);
+    assert_eq!(
+        other.expect_err("two partitions").kind(),
+        ErrorKind::Invalid
+    );
+    // Nothing.
+    assert!(writer.add_stored(Vec::new()).is_err());
+    assert_eq!(writer.chunk_count(), 0);
+}
+
+#[test]
+fn a_damaged_stored_chunk_is_not_copied() {
+    let object = build(
+        Compression::Zstd { level: 3 },
+        &[(meta(1, 0, 0, 4), Bytes::from(b"aaaa".repeat(100)))],
+    );
+    let range = object.footer.entries()[0].byte_range();
+    let chunk = object.bytes.slice(range.start as usize..range.end as usize);
+    for at in [0, 30, CHUNK_HEADER_LEN_USIZE, chunk.len() - 1] {
+        let mut damaged = chunk.to_vec();
+        damaged[at] ^= 0x10;
+        let error = fjord_storage::stored_chunk(Bytes::from(damaged)).expect_err("damage");
+        assert_eq!(error.kind(), ErrorKind::Corrupt, "byte {at}");
+    }
+}
+
+const CHUNK_HEADER_LEN_USIZE: usize = fjord_storage::segment::CHUNK_HEADER_LEN as usize;

@@ -10,9 +10,11 @@
 //!
 //! - `format.rs`: the byte layout and the types it describes (the same layout is
 //!   explained in `docs/segment-format.md`).
-//! - `writer.rs`: [`SegmentWriter`] builds an object from chunks.
+//! - `writer.rs`: [`SegmentWriter`] builds an object from chunks (batches to
+//!   store, or chunks of other objects copied as stored: compaction).
 //! - `reader.rs`: [`SegmentFooter::decode_tail`], [`decode_chunk_with_entry`],
-//!   [`decode_chunk`] and [`decode_segment`] read one back, rejecting any damaged
+//!   [`decode_chunk`] and [`decode_segment`] read one back ([`stored_chunk`]
+//!   without decompressing), rejecting any damaged
 //!   byte with an [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) error.
 //!
 //! Invariants:
@@ -33,8 +35,8 @@ pub use format::{
     MAX_CHUNK_UNCOMPRESSED_LEN, MAX_CHUNKS, OLDEST_READABLE_VERSION, TRAILER_LEN,
 };
 pub use reader::{
-    DEFAULT_TAIL_READ_LEN, DecodedChunk, DecodedSegment, SegmentFooter, TailDecode, decode_chunk,
-    decode_chunk_with_entry, decode_segment,
+    DEFAULT_TAIL_READ_LEN, DecodedChunk, DecodedSegment, SegmentFooter, StoredChunk, TailDecode,
+    decode_chunk, decode_chunk_with_entry, decode_segment, stored_chunk,
 };
 pub use writer::{
     ChunkHint, ChunkPiece, CompressedPiece, Compression, DEFAULT_ZSTD_LEVEL, EncodedSegment,

@@ -333,6 +333,34 @@ pub fn decode_chunk(chunk: Bytes) -> Result<DecodedChunk> {
     })
 }
 
+/// A chunk as stored: what its header says and its payload, checked against
+/// the header's checksum but not decompressed. Compaction copies these
+/// ([`SegmentWriter::add_stored`](crate::SegmentWriter::add_stored)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// What the chunk holds.
+    pub meta: ChunkMeta,
+    /// How the payload is stored.
+    pub codec: Codec,
+    /// The batches' length once decoded.
+    pub uncompressed_length: u64,
+    /// The stored payload (zstd frames for [`Codec::Zstd`]).
+    pub payload: Bytes,
+}
+
+/// Reads one chunk from exactly its bytes, verifying its header and its
+/// payload's checksum, without decompressing it.
+pub fn stored_chunk(chunk: Bytes) -> Result<StoredChunk> {
+    let (header, payload) = split_chunk(&chunk)?;
+    verify_payload(&header, &payload)?;
+    Ok(StoredChunk {
+        meta: header.meta,
+        codec: header.codec,
+        uncompressed_length: header.uncompressed_length,
+        payload,
+    })
+}
+
 /// Decodes one chunk from exactly the bytes of `entry`'s byte range, checking also
 /// that the chunk is the one the entry describes. Returns the record batches.
 pub fn decode_chunk_with_entry(entry: &ChunkEntry, chunk: Bytes) -> Result<Bytes> {
@@ -403,34 +431,7 @@ fn split_chunk(chunk: &Bytes) -> Result<(ChunkHeader, Bytes)> {
 
 /// Verifies a payload against its header and decodes it.
 fn decode_payload(header: &ChunkHeader, payload: Bytes) -> Result<Bytes> {
-    let len = payload.len() as u64;
-    if len < header.payload_length {
-        return Err(ErrorRepr::TooShort {
-            part: Part::ChunkPayload,
-            len,
-            needed: header.payload_length,
-        }
-        .into());
-    }
-    if len > header.payload_length {
-        return Err(ErrorRepr::malformed(
-            Part::ChunkPayload,
-            format!(
-                "{len} bytes where the chunk header says {}",
-                header.payload_length
-            ),
-        )
-        .into());
-    }
-    let computed = crc32c::crc32c(&payload);
-    if computed != header.payload_crc32c {
-        return Err(ErrorRepr::ChecksumMismatch {
-            part: Part::ChunkPayload,
-            stored: header.payload_crc32c,
-            computed,
-        }
-        .into());
-    }
+    verify_payload(header, &payload)?;
     match header.codec {
         // check_lengths made uncompressed_length == payload_length.
         Codec::None => Ok(payload),
@@ -457,6 +458,39 @@ fn decode_payload(header: &ChunkHeader, payload: Bytes) -> Result<Bytes> {
             Ok(Bytes::from(decompressed))
         }
     }
+}
+
+/// Checks a payload's length and checksum against its header.
+fn verify_payload(header: &ChunkHeader, payload: &[u8]) -> Result<()> {
+    let len = payload.len() as u64;
+    if len < header.payload_length {
+        return Err(ErrorRepr::TooShort {
+            part: Part::ChunkPayload,
+            len,
+            needed: header.payload_length,
+        }
+        .into());
+    }
+    if len > header.payload_length {
+        return Err(ErrorRepr::malformed(
+            Part::ChunkPayload,
+            format!(
+                "{len} bytes where the chunk header says {}",
+                header.payload_length
+            ),
+        )
+        .into());
+    }
+    let computed = crc32c::crc32c(payload);
+    if computed != header.payload_crc32c {
+        return Err(ErrorRepr::ChecksumMismatch {
+            part: Part::ChunkPayload,
+            stored: header.payload_crc32c,
+            computed,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// `payload` decompressed into at most `capacity` bytes, with this thread's

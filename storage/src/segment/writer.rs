@@ -9,7 +9,7 @@ use crate::segment::format::{
     FOOTER_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAX_CHUNK_UNCOMPRESSED_LEN, MAX_CHUNKS,
     TRAILER_LEN, Trailer,
 };
-use crate::segment::reader::SegmentFooter;
+use crate::segment::reader::{SegmentFooter, StoredChunk};
 
 /// The zstd level of [`WriterOptions::default`], and so of every segment the agent
 /// writes unless told otherwise. This is the one place the default lives. Level
@@ -153,13 +153,49 @@ impl ChunkPiece {
 #[derive(Debug)]
 struct PendingChunk {
     meta: ChunkMeta,
-    pieces: Vec<ChunkPiece>,
-    hint: ChunkHint,
+    body: PendingBody,
+}
+
+/// What a pending chunk's payload is made of.
+#[derive(Debug)]
+enum PendingBody {
+    /// Batches, stored as the writer's options and the hint say.
+    Pieces {
+        pieces: Vec<ChunkPiece>,
+        hint: ChunkHint,
+    },
+    /// Payloads of stored chunks, copied as they are one after another.
+    Stored {
+        codec: Codec,
+        payloads: Vec<Bytes>,
+        uncompressed_len: u64,
+    },
 }
 
 impl PendingChunk {
-    fn uncompressed_len(&self) -> usize {
-        self.pieces.iter().map(|piece| piece.batches().len()).sum()
+    fn uncompressed_len(&self) -> u64 {
+        match &self.body {
+            PendingBody::Pieces { pieces, .. } => pieces
+                .iter()
+                .map(|piece| piece.batches().len() as u64)
+                .sum(),
+            PendingBody::Stored {
+                uncompressed_len, ..
+            } => *uncompressed_len,
+        }
+    }
+
+    /// The most bytes its payload may take.
+    fn payload_bound(&self) -> u64 {
+        match &self.body {
+            PendingBody::Pieces { pieces, .. } => pieces
+                .iter()
+                .map(|piece| zstd::zstd_safe::compress_bound(piece.batches().len()) as u64)
+                .sum(),
+            PendingBody::Stored { payloads, .. } => {
+                payloads.iter().map(|payload| payload.len() as u64).sum()
+            }
+        }
     }
 }
 
@@ -258,6 +294,79 @@ impl SegmentWriter {
             ))
             .into());
         }
+        self.check_room()?;
+        self.uncompressed_bytes = self.uncompressed_bytes.saturating_add(len);
+        pieces.retain(|piece| !piece.batches().is_empty());
+        self.chunks.push(PendingChunk {
+            meta,
+            body: PendingBody::Pieces { pieces, hint },
+        });
+        Ok(())
+    }
+
+    /// Adds one chunk made of `chunks` of other objects, copied as they are
+    /// stored (no decompression, no recompression): one partition's, with
+    /// consecutive offsets (each starts right after the one before), all of one
+    /// codec. Their payloads are concatenated, which is again a valid payload
+    /// of that codec: batches after batches, or zstd frames after zstd frames.
+    pub fn add_stored(&mut self, chunks: Vec<StoredChunk>) -> Result<()> {
+        let Some(first) = chunks.first() else {
+            return Err(ErrorRepr::NoChunks.into());
+        };
+        let mut meta = first.meta;
+        let codec = first.codec;
+        let invalid = |reason: String| ErrorRepr::InvalidChunk {
+            topic_id: first.meta.topic_id,
+            partition: first.meta.partition,
+            reason,
+        };
+        let mut uncompressed_len = 0u64;
+        for (index, chunk) in chunks.iter().enumerate() {
+            chunk.meta.check().map_err(invalid)?;
+            if index > 0 {
+                if (chunk.meta.topic_id, chunk.meta.partition) != (meta.topic_id, meta.partition) {
+                    return Err(invalid("stored chunks of different partitions".to_owned()).into());
+                }
+                if chunk.meta.first_offset != meta.last_offset.saturating_add(1) {
+                    return Err(invalid(format!(
+                        "stored chunk at {} does not follow offset {}",
+                        chunk.meta.first_offset, meta.last_offset
+                    ))
+                    .into());
+                }
+                if chunk.codec != codec {
+                    return Err(invalid("stored chunks of different codecs".to_owned()).into());
+                }
+                meta.last_offset = chunk.meta.last_offset;
+                meta.record_count = meta
+                    .record_count
+                    .checked_add(chunk.meta.record_count)
+                    .ok_or_else(|| invalid("record count overflows".to_owned()))?;
+                meta.max_timestamp = meta.max_timestamp.max(chunk.meta.max_timestamp);
+            }
+            uncompressed_len = uncompressed_len.saturating_add(chunk.uncompressed_length);
+        }
+        if uncompressed_len > MAX_CHUNK_UNCOMPRESSED_LEN {
+            return Err(invalid(format!(
+                "{uncompressed_len} bytes of batches, at most {MAX_CHUNK_UNCOMPRESSED_LEN} per chunk"
+            ))
+            .into());
+        }
+        self.check_room()?;
+        self.uncompressed_bytes = self.uncompressed_bytes.saturating_add(uncompressed_len);
+        self.chunks.push(PendingChunk {
+            meta,
+            body: PendingBody::Stored {
+                codec,
+                payloads: chunks.into_iter().map(|chunk| chunk.payload).collect(),
+                uncompressed_len,
+            },
+        });
+        Ok(())
+    }
+
+    /// Fails when the object holds as many chunks as it may.
+    fn check_room(&self) -> Result<()> {
         if self.chunks.len() >= MAX_CHUNKS {
             return Err(ErrorRepr::TooManyChunks {
                 count: self.chunks.len().saturating_add(1),
@@ -265,9 +374,6 @@ impl SegmentWriter {
             }
             .into());
         }
-        self.uncompressed_bytes = self.uncompressed_bytes.saturating_add(len);
-        pieces.retain(|piece| !piece.batches().is_empty());
-        self.chunks.push(PendingChunk { meta, pieces, hint });
         Ok(())
     }
 
@@ -322,34 +428,46 @@ impl SegmentWriter {
             + self
                 .chunks
                 .iter()
-                .flat_map(|chunk| &chunk.pieces)
-                .map(|piece| zstd::zstd_safe::compress_bound(piece.batches().len()) as u64)
+                .map(PendingChunk::payload_bound)
                 .sum::<u64>();
         let mut out = Vec::with_capacity(usize::try_from(estimate).unwrap_or(0));
         format::encode_header(&mut out);
         let mut entries = Vec::with_capacity(self.chunks.len());
         for chunk in &self.chunks {
-            let PendingChunk { meta, pieces, hint } = chunk;
+            let meta = &chunk.meta;
             let byte_offset = out.len();
             // The header goes in front once the payload's length and checksum
             // are known.
             out.resize(byte_offset + CHUNK_HEADER_LEN as usize, 0);
             let payload_at = out.len();
-            let compressed = match (level, hint) {
-                (None, _) | (Some(_), ChunkHint::ProducerCompressed) => false,
-                (Some(level), ChunkHint::Unknown) => write_pieces(level, pieces, &mut out)?,
-            };
-            if !compressed {
-                out.truncate(payload_at);
-                for piece in pieces {
-                    out.extend_from_slice(piece.batches());
+            let codec = match &chunk.body {
+                PendingBody::Pieces { pieces, hint } => {
+                    let compressed = match (level, hint) {
+                        (None, _) | (Some(_), ChunkHint::ProducerCompressed) => false,
+                        (Some(level), ChunkHint::Unknown) => write_pieces(level, pieces, &mut out)?,
+                    };
+                    if !compressed {
+                        out.truncate(payload_at);
+                        for piece in pieces {
+                            out.extend_from_slice(piece.batches());
+                        }
+                    }
+                    if compressed { Codec::Zstd } else { Codec::None }
                 }
-            }
+                PendingBody::Stored {
+                    codec, payloads, ..
+                } => {
+                    for payload in payloads {
+                        out.extend_from_slice(payload);
+                    }
+                    *codec
+                }
+            };
             let payload = &out[payload_at..];
             let header = ChunkHeader {
                 meta: *meta,
-                codec: if compressed { Codec::Zstd } else { Codec::None },
-                uncompressed_length: chunk.uncompressed_len() as u64,
+                codec,
+                uncompressed_length: chunk.uncompressed_len(),
                 payload_length: payload.len() as u64,
                 payload_crc32c: crc32c::crc32c(payload),
             };
