@@ -14,6 +14,7 @@
 //! | `("segment", segment_id)` | [`SegmentRecord`](crate::SegmentRecord) |
 //! | `("deleted_topic", topic_id)` | [`DeletedTopic`](crate::DeletedTopic) |
 //! | `("garbage", segment_id)` | [`GarbageObject`](crate::GarbageObject): an object no index entry references, deleted after a grace period |
+//! | `("compacting", segment_id)` | [`CompactionOutput`](crate::CompactionOutput): a compaction's new object, registered before its upload and until its index swap |
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
 //! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
 //! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
@@ -216,6 +217,29 @@ impl Keyspace {
     /// The prefix of every garbage object.
     pub fn garbage_objects(&self) -> Vec<u8> {
         self.root.pack(&("garbage",))
+    }
+
+    /// The prefix of every segment record.
+    pub fn segments(&self) -> Vec<u8> {
+        self.root.pack(&("segment",))
+    }
+
+    /// A compaction output registered before its upload.
+    pub fn compaction_output(&self, segment_id: SegmentId) -> Vec<u8> {
+        self.root
+            .pack(&("compacting", segment_id.0.to_bytes().to_vec()))
+    }
+
+    /// The prefix of every registered compaction output.
+    pub fn compaction_outputs(&self) -> Vec<u8> {
+        self.root.pack(&("compacting",))
+    }
+
+    /// The segment id in a segment-record, garbage or compaction-output key.
+    pub fn segment_id_of(&self, key: &[u8]) -> Option<SegmentId> {
+        let (_, bytes): (String, Vec<u8>) = self.root.unpack(key).ok()?;
+        let bytes: [u8; 16] = bytes.try_into().ok()?;
+        Some(SegmentId(ulid::Ulid::from_bytes(bytes)))
     }
 
     /// An agent's registration.

@@ -31,6 +31,8 @@
 //! | answers `ListOffsets` by timestamp: a time index of the chunks that raised the partition's running maximum timestamp, so a search reads a few keys however long the log | [`MetadataStore::lookup_by_timestamp`], [`MetadataStore::max_timestamp`] | `time_index` |
 //! | expires idle producer ids (fenced by epoch) | [`MetadataStore::expire_producer_states`] | `producers` |
 //! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
+//! | retention: moves log starts, releases the entries below them, records unreferenced objects as garbage | [`MetadataStore::apply_retention`], [`MetadataStore::release_prefix`], [`MetadataStore::garbage_objects`] | `retention` |
+//! | compacts objects: registers an output before its upload, swaps partitions' entries over to it only where they did not change | [`MetadataStore::register_compaction_output`], [`MetadataStore::swap_compacted`] | `compaction` |
 //! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
 //!
 //! Blocking: no operation blocks an async worker thread; the SQLite backend runs
@@ -54,6 +56,7 @@
 //! ```
 
 pub mod codec;
+mod compaction;
 mod error;
 mod groups;
 pub mod keys;
@@ -65,6 +68,9 @@ mod retention;
 mod store;
 mod time_index;
 
+pub use compaction::{
+    CompactedInput, CompactionOutput, CompactionSwap, PartitionSwap, SwapOutcome,
+};
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use model::*;

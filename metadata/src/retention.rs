@@ -216,7 +216,8 @@ impl MetadataStore {
     }
 
     /// Which of `segments` metadata knows nothing of: neither committed (a
-    /// segment record) nor awaiting deletion (a garbage record). Objects of
+    /// segment record), nor awaiting deletion (a garbage record), nor a
+    /// registered compaction output. Objects of
     /// such segments old enough that no commit may still take them are orphans.
     pub async fn unknown_segments(
         &self,
@@ -225,15 +226,16 @@ impl MetadataStore {
         let keys = self.keyspace();
         self.database()
             .run(|txn, _| async move {
-                let mut reads = Vec::with_capacity(segments.len() * 2);
+                let mut reads = Vec::with_capacity(segments.len() * 3);
                 for id in segments {
                     reads.push(keys.segment(*id));
                     reads.push(keys.garbage_object(*id));
+                    reads.push(keys.compaction_output(*id));
                 }
                 let values = txn.get_many(&reads).await?;
                 Ok(segments
                     .iter()
-                    .zip(values.chunks(2))
+                    .zip(values.chunks(3))
                     .filter(|(_, known)| known.iter().all(Option::is_none))
                     .map(|(id, _)| *id)
                     .collect())
@@ -345,16 +347,29 @@ async fn release_range(
         released.bytes += entry.byte_length;
         *references.entry(entry.segment_id).or_default() += 1;
     }
-    let segments: Vec<SegmentId> = references.keys().copied().collect();
+    released.objects = drop_references(txn, keys, &references, now_ms).await?;
+    Ok(released)
+}
+
+/// Drops `dropped` references from each segment's record; a segment left
+/// with none becomes garbage in this transaction. Returns how many did.
+pub(crate) async fn drop_references(
+    txn: &Transaction,
+    keys: &crate::keys::Keyspace,
+    dropped: &HashMap<SegmentId, u32>,
+    now_ms: i64,
+) -> Result<usize, MetadataError> {
+    let segments: Vec<SegmentId> = dropped.keys().copied().collect();
     let segment_keys: Vec<Vec<u8>> = segments.iter().map(|id| keys.segment(*id)).collect();
     let records = txn.get_many(&segment_keys).await?;
+    let mut freed = 0;
     for ((segment_id, key), value) in segments.iter().zip(&segment_keys).zip(records) {
         // A segment without a record (written before records were kept) has
         // nobody counting its references: it is left to the orphan sweep.
         let Some(value) = value else { continue };
         let mut record: SegmentRecord = codec::decode(&value)?;
-        let dropped = references.get(segment_id).copied().unwrap_or(0);
-        record.live_chunks = record.live_chunks.saturating_sub(dropped);
+        let count = dropped.get(segment_id).copied().unwrap_or(0);
+        record.live_chunks = record.live_chunks.saturating_sub(count);
         if record.live_chunks == 0 {
             txn.clear(key);
             let garbage = GarbageObject {
@@ -364,10 +379,10 @@ async fn release_range(
                 freed_at_ms: now_ms,
             };
             write(txn, &keys.garbage_object(*segment_id), &garbage);
-            released.objects += 1;
+            freed += 1;
         } else {
             write(txn, key, &record);
         }
     }
-    Ok(released)
+    Ok(freed)
 }

@@ -21,10 +21,11 @@ use fjord_metadata::kv::{
     RetryPolicy, decode_counter,
 };
 use fjord_metadata::{
-    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, ErrorKind, GroupMemberRecord, GroupPhase,
-    GroupProtocol, GroupRecord, MetadataError, MetadataStore, NewTopic, OffsetCommit,
-    ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId,
-    ShardFence, TopicPartition, coordinator_shard_of,
+    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap, ErrorKind,
+    GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord, IndexEntry, MAX_COMMIT_AGE_MS,
+    MetadataError, MetadataStore, NewTopic, OffsetCommit, PartitionSwap, ProducerBatch,
+    ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId, ShardFence,
+    SwapOutcome, TopicPartition, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -1345,6 +1346,279 @@ async fn delete_records_and_deleted_topics_free_their_entries(fx: Fixture) {
     );
 }
 
+/// A compaction output: its id (born at `born_ms`), key and size.
+fn output(born_ms: i64) -> (SegmentId, String, u64) {
+    let id = SegmentId(RandomIds::new().ulid(born_ms));
+    (id, format!("segments/{id}.seg"), 10_000)
+}
+
+/// An entry of `output` for `base..=last`.
+fn output_entry(
+    output: &(SegmentId, String, u64),
+    base: i64,
+    last: i64,
+    records: u32,
+    epoch: i32,
+) -> IndexEntry {
+    IndexEntry {
+        base_offset: base,
+        last_offset: last,
+        record_count: records,
+        max_timestamp: 1_700_000_000_000 + last,
+        leader_epoch: epoch,
+        segment_id: output.0,
+        object_key: output.1.clone(),
+        byte_offset: 8,
+        byte_length: 100,
+        object_size: output.2,
+    }
+}
+
+/// What a compactor read of `commit`'s chunk of `tp`.
+fn input_of(commit: &SegmentCommit, tp: TopicPartition) -> CompactedInput {
+    let chunk = commit
+        .chunks
+        .iter()
+        .find(|c| c.partition == tp)
+        .expect("a chunk of the partition");
+    CompactedInput {
+        last_offset: chunk.last_offset,
+        segment_id: commit.segment_id,
+        byte_offset: chunk.byte_offset,
+    }
+}
+
+/// A compaction swap replaces a partition's entries only while they are the
+/// ones the compactor read, keeps offsets, records and epochs, frees old
+/// objects with their last reference, and applies once.
+async fn compaction_swaps_entries_only_where_they_did_not_change(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("merged", 3))
+        .await
+        .unwrap();
+    let [p0, p1, p2] = [0, 1, 2].map(|p| TopicPartition::new(topic.id, p));
+    let mut epochs = Vec::new();
+    for tp in [p0, p1, p2] {
+        epochs.push(store.acquire_leadership(tp, 1).await.unwrap().leader_epoch);
+    }
+    let (e0, e1, e2) = (epochs[0], epochs[1], epochs[2]);
+    // A: p0 0..9, p1 0..9, p2 0..9. B: p0 10..19, p1 10..19.
+    let a = segment(vec![
+        chunk(p0, e0, 0, 10, 0),
+        chunk(p1, e1, 0, 10, 100),
+        chunk(p2, e2, 0, 10, 200),
+    ]);
+    let b = segment(vec![chunk(p0, e0, 10, 10, 0), chunk(p1, e1, 10, 10, 100)]);
+    for commit in [&a, &b] {
+        store.commit_segment(commit).await.unwrap();
+    }
+    let now: i64 = 1_700_000_100_000;
+    let out = output(now);
+    let swap = CompactionSwap {
+        segment_id: out.0,
+        object_key: out.1.clone(),
+        object_size: out.2,
+        partitions: vec![
+            PartitionSwap {
+                partition: p0,
+                inputs: vec![input_of(&a, p0), input_of(&b, p0)],
+                outputs: vec![output_entry(&out, 0, 19, 20, e0)],
+            },
+            PartitionSwap {
+                partition: p1,
+                inputs: vec![input_of(&a, p1), input_of(&b, p1)],
+                outputs: vec![output_entry(&out, 0, 19, 20, e1)],
+            },
+            PartitionSwap {
+                partition: p2,
+                inputs: vec![input_of(&a, p2)],
+                outputs: vec![output_entry(&out, 0, 9, 10, e2)],
+            },
+        ],
+    };
+    // Not registered: refused, nothing written.
+    let error = store.swap_compacted(&swap, now).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+    store
+        .register_compaction_output(out.0, &out.1, now)
+        .await
+        .unwrap();
+    // Registered outputs are known to metadata: the orphan sweep keeps them.
+    assert!(store.unknown_segments(&[out.0]).await.unwrap().is_empty());
+    // Meanwhile p1 loses its first entry to DeleteRecords.
+    store.delete_records(p1, 10).await.unwrap();
+    store.release_prefix(p1, 100, now).await.unwrap();
+
+    let outcome = store.swap_compacted(&swap, now).await.unwrap();
+    assert_eq!(outcome.swapped, vec![p0, p2]);
+    assert_eq!(outcome.skipped, vec![p1]);
+    assert_eq!((outcome.entries_removed, outcome.entries_written), (3, 2));
+    // A lost p0 and p2 to the swap and p1 to DeleteRecords: garbage.
+    assert_eq!(outcome.objects_freed, 1);
+    assert!(!outcome.output_unused && !outcome.replayed);
+    assert_eq!(entries(&store, p0).await, vec![(0, 19)]);
+    assert_eq!(entries(&store, p1).await, vec![(10, 19)]);
+    assert_eq!(entries(&store, p2).await, vec![(0, 9)]);
+    let looked = store.lookup(p0, 5, 10).await.unwrap();
+    assert_eq!(looked.entries[0].segment_id, out.0);
+    assert_eq!(looked.state.high_watermark, 20, "offsets untouched");
+    assert_eq!(looked.state.log_start_offset, 0);
+    let record = |id| {
+        let store = store.clone();
+        async move { store.segment_record(id).await.unwrap() }
+    };
+    assert!(record(a.segment_id).await.is_none());
+    assert_eq!(record(b.segment_id).await.unwrap().live_chunks, 1);
+    assert_eq!(record(out.0).await.unwrap().live_chunks, 2);
+    let garbage: Vec<SegmentId> = store
+        .garbage_objects(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.segment_id)
+        .collect();
+    assert_eq!(garbage, vec![a.segment_id]);
+    assert!(store.compaction_outputs().await.unwrap().is_empty());
+    // A retry after a lost reply changes nothing.
+    let again = store.swap_compacted(&swap, now).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(entries(&store, p0).await, vec![(0, 19)]);
+    assert_eq!(record(out.0).await.unwrap().live_chunks, 2);
+
+    // Retention later frees the output like any object.
+    store.delete_records(p0, 20).await.unwrap();
+    store.delete_records(p2, 10).await.unwrap();
+    for tp in [p0, p2] {
+        store.release_prefix(tp, 100, now).await.unwrap();
+    }
+    assert!(record(out.0).await.is_none());
+    assert!(
+        store
+            .garbage_objects(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.segment_id == out.0)
+    );
+}
+
+/// A swap whose new entries would change what a partition holds is refused
+/// whole; an output nobody swapped in becomes garbage once it is too old to
+/// be swapped, and such an output is refused.
+async fn compaction_swaps_that_would_change_a_log_are_refused(fx: Fixture) {
+    let store = fx.store();
+    let topic = store
+        .create_topic(NewTopic::new("strict", 1))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let e1 = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    let a = segment(vec![chunk(tp, e1, 0, 10, 0)]);
+    store.commit_segment(&a).await.unwrap();
+    let e2 = store.acquire_leadership(tp, 2).await.unwrap().leader_epoch;
+    let b = segment(vec![chunk(tp, e2, 10, 10, 0)]);
+    store.commit_segment(&b).await.unwrap();
+    let now: i64 = 1_700_000_100_000;
+    let out = output(now);
+    store
+        .register_compaction_output(out.0, &out.1, now)
+        .await
+        .unwrap();
+    let inputs = vec![input_of(&a, tp), input_of(&b, tp)];
+    let swap_with = |outputs: Vec<IndexEntry>| CompactionSwap {
+        segment_id: out.0,
+        object_key: out.1.clone(),
+        object_size: out.2,
+        partitions: vec![PartitionSwap {
+            partition: tp,
+            inputs: inputs.clone(),
+            outputs,
+        }],
+    };
+    let refused = [
+        // Two epochs in one entry.
+        vec![output_entry(&out, 0, 19, 20, e2)],
+        // A record lost.
+        vec![
+            output_entry(&out, 0, 9, 9, e1),
+            output_entry(&out, 10, 19, 10, e2),
+        ],
+        // Offsets not covered.
+        vec![
+            output_entry(&out, 0, 9, 10, e1),
+            output_entry(&out, 11, 19, 10, e2),
+        ],
+        // Offsets beyond the inputs.
+        vec![
+            output_entry(&out, 0, 9, 10, e1),
+            output_entry(&out, 10, 20, 10, e2),
+        ],
+    ];
+    for outputs in refused {
+        let error = store
+            .swap_compacted(&swap_with(outputs.clone()), now)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{outputs:?}: {error}");
+        assert_eq!(entries(&store, tp).await, vec![(0, 9), (10, 19)]);
+    }
+    // Epoch by epoch it is accepted.
+    let fine = swap_with(vec![
+        output_entry(&out, 0, 9, 10, e1),
+        output_entry(&out, 10, 19, 10, e2),
+    ]);
+    // Too old to swap in.
+    let too_late = now + MAX_COMMIT_AGE_MS + 1;
+    let error = store.swap_compacted(&fine, too_late).await.unwrap_err();
+    assert!(
+        matches!(error, MetadataError::SegmentTooOld { .. }),
+        "{error}"
+    );
+    // And the registration expires to garbage only past that age.
+    assert_eq!(
+        store
+            .expire_compaction_outputs(now + 1_000, MAX_COMMIT_AGE_MS, 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .expire_compaction_outputs(too_late, MAX_COMMIT_AGE_MS, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.compaction_outputs().await.unwrap().is_empty());
+    let garbage = store.garbage_objects(10).await.unwrap();
+    assert_eq!(garbage.len(), 1);
+    assert_eq!(
+        (garbage[0].segment_id, garbage[0].object_key.as_str()),
+        (out.0, out.1.as_str())
+    );
+    // Its swap can no longer apply.
+    let error = store.swap_compacted(&fine, now).await;
+    assert!(
+        matches!(error, Ok(SwapOutcome { replayed: true, .. })),
+        "{error:?}"
+    );
+    assert_eq!(entries(&store, tp).await, vec![(0, 9), (10, 19)]);
+    // Segment records are listed oldest first.
+    let listed: Vec<SegmentId> = store
+        .segment_records(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected = vec![a.segment_id, b.segment_id];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let after_first = store.segment_records(Some(expected[0]), 10).await.unwrap();
+    assert_eq!(after_first.len(), 1);
+}
+
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
     let store = fx.store();
     let orders = store
@@ -2517,6 +2791,8 @@ macro_rules! all_cases {
         $case!(timestamp_lookups_are_exact_on_long_logs);
         $case!(time_indexes_are_deleted_with_their_topic);
         $case!(retention_removes_an_expired_prefix_and_frees_objects_with_their_last_entry);
+        $case!(compaction_swaps_entries_only_where_they_did_not_change);
+        $case!(compaction_swaps_that_would_change_a_log_are_refused);
         $case!(retention_by_bytes_keeps_at_least_the_limit);
         $case!(delete_records_and_deleted_topics_free_their_entries);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
