@@ -89,6 +89,8 @@ pub struct AgentOptions {
     pub producer_expiry_interval: Duration,
     /// Retention and the bucket's garbage collection.
     pub retention: crate::maintenance::retention::RetentionSettings,
+    /// Object compaction.
+    pub compaction: crate::maintenance::compaction::CompactionSettings,
     /// What this agent does (`--roles`).
     pub roles: fjord_metadata::AgentRoles,
     /// Object-store counters written as JSON to this file every interval.
@@ -119,6 +121,7 @@ impl AgentOptions {
             heartbeat_interval: Duration::from_millis(500),
             producer_expiry_interval: Duration::from_secs(600),
             retention: crate::maintenance::retention::RetentionSettings::default(),
+            compaction: crate::maintenance::compaction::CompactionSettings::default(),
             roles: fjord_metadata::AgentRoles::ALL,
             stats_file: None,
             fault_control_file: None,
@@ -285,7 +288,7 @@ impl AgentBuilder {
                 .collect(),
         );
         let topics = Arc::new(TopicCache::new(store.clone()));
-        let retention_parts = (objects.clone(), keys.clone(), clock.clone());
+        let retention_parts = (objects.clone(), keys.clone(), clock.clone(), ids.clone());
         let mut logs = PartitionLogs::new(
             store.clone(),
             objects,
@@ -366,8 +369,25 @@ impl AgentBuilder {
             ),
         );
         if options.roles.jobs {
-            supervisor.spawn_critical("retention", stages.stop_accepting.clone(), {
-                let (objects, keys, clock) = retention_parts;
+            let (objects, keys, clock, ids) = retention_parts;
+            supervisor.spawn_critical(
+                "compaction",
+                stages.stop_accepting.clone(),
+                crate::maintenance::compaction::Compaction::new(
+                    store.clone(),
+                    objects.clone(),
+                    keys.clone(),
+                    view.clone(),
+                    clock.clone(),
+                    ids,
+                    options.compaction,
+                    options.retention,
+                )
+                .run(stages.stop_accepting.clone()),
+            );
+            supervisor.spawn_critical(
+                "retention",
+                stages.stop_accepting.clone(),
                 crate::maintenance::retention::Retention::new(
                     store.clone(),
                     logs.clone(),
@@ -377,8 +397,8 @@ impl AgentBuilder {
                     clock,
                     options.retention,
                 )
-                .run(stages.stop_accepting.clone())
-            });
+                .run(stages.stop_accepting.clone()),
+            );
         }
         let (report_tx, hand_off) = oneshot::channel();
         supervisor.spawn_critical("balancer", stages.stop_accepting.clone(), {

@@ -88,3 +88,16 @@ impl FaultControls {
         }
     }
 }
+
+/// Aborts the process, as `kill -9` would at that moment, when the
+/// environment variable `FJORD_CRASH_AT` names `point`. For tests of what a
+/// crash between two steps leaves behind; unset in production, where this is
+/// one comparison.
+pub fn crash_point(point: &str) {
+    static CRASH_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = CRASH_AT.get_or_init(|| std::env::var("FJORD_CRASH_AT").ok());
+    if at.as_deref() == Some(point) {
+        eprintln!("FJORD_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}

@@ -241,6 +241,26 @@ pub struct AgentArgs {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_grace_ms: Option<u64>,
+    /// How often object compaction merges small segment objects into large
+    /// ones (0 turns it off). [env: FJORD_OBJECT_COMPACTION_INTERVAL_MS] [default: 60000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_compaction_interval_ms: Option<u64>,
+    /// Objects younger than this are left to be compacted later.
+    /// [env: FJORD_OBJECT_COMPACTION_MIN_AGE_MS] [default: 300000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_compaction_min_age_ms: Option<u64>,
+    /// Objects smaller than this are compacted.
+    /// [env: FJORD_OBJECT_COMPACTION_SMALL_BYTES] [default: 33554432]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_compaction_small_bytes: Option<u64>,
+    /// The most bytes of small objects one compaction run reads (and holds
+    /// in memory). [env: FJORD_OBJECT_COMPACTION_RUN_BYTES] [default: 134217728]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_compaction_run_bytes: Option<u64>,
 
     /// A producer id with no write for this long is forgotten
     /// (producer.id.expiration.ms). [env: FJORD_PRODUCER_ID_EXPIRATION_MS] [default: 86400000]

@@ -129,6 +129,14 @@ pub struct AgentSettings {
     pub log_retention_check_interval_ms: u64,
     /// How long an unreferenced object stays in the bucket.
     pub object_grace_ms: u64,
+    /// How often object compaction runs (0: never).
+    pub object_compaction_interval_ms: u64,
+    /// Objects younger than this are not compacted yet.
+    pub object_compaction_min_age_ms: u64,
+    /// Objects smaller than this are compacted.
+    pub object_compaction_small_bytes: u64,
+    /// The most bytes of small objects one compaction run reads.
+    pub object_compaction_run_bytes: u64,
 
     // -- idempotent producers --
     /// `producer.id.expiration.ms`: a producer id with no write for this long is forgotten.
@@ -211,6 +219,10 @@ impl Default for AgentSettings {
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
             object_grace_ms: 600_000,
+            object_compaction_interval_ms: 60_000,
+            object_compaction_min_age_ms: 300_000,
+            object_compaction_small_bytes: 32 << 20,
+            object_compaction_run_bytes: 128 << 20,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             storage_latency_profile: LatencyModel::None,
@@ -291,6 +303,17 @@ impl AgentSettings {
                 .unwrap_or(self.log_retention_hours.saturating_mul(3_600_000).max(-1)),
             default_retention_bytes: self.log_retention_bytes,
             object_grace: Duration::from_millis(self.object_grace_ms),
+        }
+    }
+
+    /// Object compaction.
+    pub fn compaction_settings(&self) -> crate::maintenance::compaction::CompactionSettings {
+        crate::maintenance::compaction::CompactionSettings {
+            interval: Duration::from_millis(self.object_compaction_interval_ms),
+            min_age: Duration::from_millis(self.object_compaction_min_age_ms),
+            small_object_bytes: self.object_compaction_small_bytes,
+            run_bytes: self.object_compaction_run_bytes,
+            ..crate::maintenance::compaction::CompactionSettings::default()
         }
     }
 

@@ -71,6 +71,12 @@ impl AgentSettings {
             log_retention_check_interval_ms,
             // 0: unreferenced objects go at the next pass.
             object_grace_ms: _,
+            // 0 turns compaction off.
+            object_compaction_interval_ms: _,
+            // 0: objects are compacted at any age.
+            object_compaction_min_age_ms: _,
+            object_compaction_small_bytes,
+            object_compaction_run_bytes,
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             // An enum: every value is valid.
@@ -317,6 +323,18 @@ impl AgentSettings {
             *log_retention_check_interval_ms > 0,
             "log-retention-check-interval-ms",
             "must be more than 0".to_owned(),
+        );
+
+        // Object compaction.
+        check(
+            *object_compaction_small_bytes > 0,
+            "object-compaction-small-bytes",
+            "must be more than 0".to_owned(),
+        );
+        check(
+            *object_compaction_run_bytes >= *object_compaction_small_bytes,
+            "object-compaction-run-bytes",
+            "must be at least object-compaction-small-bytes".to_owned(),
         );
 
         // Idempotent producers.

@@ -4,12 +4,14 @@
 //! | module | job |
 //! |---|---|
 //! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
+//! | [`compaction`] | object compaction: small segment objects merged into large ones, index entries swapped over where unchanged |
 //! | [`orphans`] | the orphan sweep: objects written but never committed, old enough that no commit can take them |
 //! | [`retention`] | `retention.ms` / `retention.bytes`, releasing index entries below the log start (retention, `DeleteRecords`, deleted topics), deleting unreferenced objects after a grace period |
 //!
 //! Empty consumer groups and their offsets expire in the group coordinator
 //! ([`crate::groups`], `offsets.retention.minutes`).
 
+pub mod compaction;
 pub mod orphans;
 pub mod producer_expiry;
 pub mod retention;

@@ -44,7 +44,7 @@ const RELEASE_BATCH: usize = 500;
 /// Garbage objects looked at per pass.
 const GARBAGE_BATCH: usize = 1_000;
 /// Shards garbage objects and deleted topics are spread over between agents.
-const SHARDS: u32 = 64;
+pub(crate) const SHARDS: u32 = 64;
 
 /// The broker-wide retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,24 +258,9 @@ impl Retention {
         Ok(())
     }
 
-    /// The limits of `meta`'s partitions, `None` when its `cleanup.policy`
-    /// does not include `delete`.
+    /// The limits of `meta`'s partitions.
     fn limits(&self, meta: &TopicMeta) -> Option<RetentionLimits> {
-        if !topic::cleanup_policy_deletes(&meta.configs) {
-            return None;
-        }
-        let setting = |name: &str, default: i64| {
-            meta.configs
-                .get(name)
-                .and_then(|value| value.trim().parse::<i64>().ok())
-                .unwrap_or(default)
-        };
-        let ms = setting("retention.ms", self.settings.default_retention_ms);
-        let bytes = setting("retention.bytes", self.settings.default_retention_bytes);
-        Some(RetentionLimits {
-            max_age_ms: (ms >= 0).then_some(ms),
-            max_bytes: u64::try_from(bytes).ok(),
-        })
+        limits_of(meta, &self.settings)
     }
 
     /// Calls `step` until it reports nothing more to release.
@@ -326,6 +311,7 @@ impl Retention {
                 .await
             {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    crate::faults::crash_point("gc-deleted");
                     self.store.forget_garbage(garbage.segment_id).await?;
                     report.objects_deleted += 1;
                 }
@@ -341,4 +327,24 @@ impl Retention {
 /// The shard of an id among [`SHARDS`] (the same on every agent and build).
 fn shard_of(id: &[u8]) -> u32 {
     crc32c::crc32c(id) % SHARDS
+}
+
+/// The retention limits of `meta`'s partitions under the broker defaults of
+/// `settings`, `None` when its `cleanup.policy` does not include `delete`.
+pub(crate) fn limits_of(meta: &TopicMeta, settings: &RetentionSettings) -> Option<RetentionLimits> {
+    if !topic::cleanup_policy_deletes(&meta.configs) {
+        return None;
+    }
+    let setting = |name: &str, default: i64| {
+        meta.configs
+            .get(name)
+            .and_then(|value| value.trim().parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let ms = setting("retention.ms", settings.default_retention_ms);
+    let bytes = setting("retention.bytes", settings.default_retention_bytes);
+    Some(RetentionLimits {
+        max_age_ms: (ms >= 0).then_some(ms),
+        max_bytes: u64::try_from(bytes).ok(),
+    })
 }

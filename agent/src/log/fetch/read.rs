@@ -7,9 +7,11 @@
 //! local disk cache, or one ranged GET shared by every concurrent reader of that
 //! range. Chunks are decompressed off the async workers when they are large.
 //!
-//! An object the index names that the bucket does not have is data loss —
-//! unless the log start moved past it meanwhile (retention or `DeleteRecords`),
-//! which a second look at metadata tells apart: then the read is out of range.
+//! An object the index names that the bucket does not have was either moved
+//! by compaction and deleted after the grace period (a second look at the
+//! index finds the chunks in their new object), or released because the log
+//! start moved past it (retention or `DeleteRecords`: the read is out of
+//! range), or lost: data loss, reported as such.
 
 use bytes::{Bytes, BytesMut};
 use fjord_metadata::{IndexEntry, TopicPartition};
@@ -30,6 +32,20 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     /// Whole record batches from the one holding the offset on (possibly empty).
     pub records: Bytes,
+}
+
+/// Why a read through the index failed.
+enum ReadError {
+    /// An object the index named is not in the bucket.
+    Missing(LogError),
+    /// Anything else.
+    Other(LogError),
+}
+
+impl From<LogError> for ReadError {
+    fn from(error: LogError) -> Self {
+        ReadError::Other(error)
+    }
 }
 
 /// `parts` as one buffer: the part itself when there is one (no copy).
@@ -56,6 +72,31 @@ impl PartitionLogs {
         if let Some(read) = self.read_led(partition, offset, max_bytes)? {
             return Ok(read);
         }
+        match self.read_indexed(partition, offset, max_bytes).await {
+            // The object an entry named is gone: compaction may have moved
+            // its chunks and the garbage collector deleted it after this
+            // reader's look at the index. One more look finds where they are.
+            Err(ReadError::Missing(_)) => {
+                match self.read_indexed(partition, offset, max_bytes).await {
+                    Ok(read) => Ok(read),
+                    Err(ReadError::Missing(error)) => {
+                        Err(self.explain_missing(partition, offset, error).await)
+                    }
+                    Err(ReadError::Other(error)) => Err(error),
+                }
+            }
+            Ok(read) => Ok(read),
+            Err(ReadError::Other(error)) => Err(error),
+        }
+    }
+
+    /// A read through the index in metadata: one lookup, then the chunks.
+    async fn read_indexed(
+        &self,
+        partition: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, ReadError> {
         let lookup = self
             .store
             .lookup(partition, offset, 16)
@@ -63,11 +104,11 @@ impl PartitionLogs {
             .map_err(|e| LogError::from_metadata(partition, e))?;
         let state = lookup.state;
         if offset < state.log_start_offset || offset > state.high_watermark {
-            return Err(LogError::OffsetOutOfRange {
+            return Err(ReadError::Other(LogError::OffsetOutOfRange {
                 offset,
                 log_start: state.log_start_offset,
                 high_watermark: state.high_watermark,
-            });
+            }));
         }
         let mut parts = Vec::new();
         let mut len = 0;
@@ -75,10 +116,14 @@ impl PartitionLogs {
             if entry.base_offset >= state.high_watermark || (len > 0 && len >= max_bytes) {
                 break;
             }
-            let chunk = match self.read_chunk(&entry).await {
-                Ok(chunk) => chunk,
-                Err(error) => return Err(self.explain_missing(partition, offset, error).await),
-            };
+            let chunk = self.read_chunk(&entry).await.map_err(|error| {
+                let missing = matches!(&error, LogError::Storage(e) if e.kind() == fjord_storage::ErrorKind::NotFound);
+                if missing {
+                    ReadError::Missing(error)
+                } else {
+                    ReadError::Other(error)
+                }
+            })?;
             let batches = records::skip_before(chunk, offset);
             len += batches.len();
             parts.push(batches);
@@ -90,17 +135,15 @@ impl PartitionLogs {
         })
     }
 
-    /// A failed chunk read: out of range if the log start moved past `offset`
-    /// meanwhile, else the error as it is.
+    /// A chunk missing from the bucket twice: out of range if the log start
+    /// moved past `offset` meanwhile, else data loss, reported as it is.
     async fn explain_missing(
         &self,
         partition: TopicPartition,
         offset: i64,
         error: LogError,
     ) -> LogError {
-        let missing = matches!(&error, LogError::Storage(e) if e.kind() == fjord_storage::ErrorKind::NotFound);
-        if missing
-            && let Ok(state) = self.store.partition_state(partition).await
+        if let Ok(state) = self.store.partition_state(partition).await
             && offset < state.log_start_offset
         {
             return LogError::OffsetOutOfRange {
