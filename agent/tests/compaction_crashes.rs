@@ -1,0 +1,231 @@
+//! Object compaction and garbage collection under `kill -9` at each step,
+//! with real agent processes, a real Kafka client (confluent-kafka) and the
+//! agent's own SQLite metadata read by this process.
+//!
+//! Each test writes records into many small objects with compaction off,
+//! then restarts the agent with compaction on and `FJORD_CRASH_AT` naming one
+//! step, so the process aborts right there (what `kill -9` at that moment
+//! leaves), then restarts it once more without. Afterwards every
+//! acknowledged record reads back (kcat) at its offset, exactly once; the
+//! bucket holds only objects the index references and outputs still
+//! registered; and once those registrations expire (after
+//! `MAX_COMMIT_AGE_MS`; asked here at once) the bucket holds exactly the
+//! referenced objects.
+//!
+//! | step | what the crash leaves |
+//! |---|---|
+//! | `compaction-registered` | a registration without an object |
+//! | `compaction-uploaded` | an uploaded, registered, unreferenced object |
+//! | `compaction-swapped` | old objects made garbage, not yet deleted |
+//! | `gc-deleted` | an object deleted whose garbage record remains |
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod many_agents_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use fjord_common::Clock;
+use fjord_metadata::{MetadataStore, TopicPartition};
+use many_agents_support::{Producer, create_topic, read_log, verify_log, wait_for};
+use support::{AgentProcess, free_port};
+
+const TOPIC: &str = "crashing";
+const RECORDS: &str = "1500";
+
+/// Segment object keys in the bucket directory.
+fn bucket_objects(bucket: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut dirs = vec![bucket.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(key) = path.strip_prefix(bucket)
+                && let Some(key) = key.to_str()
+                && key.ends_with(".seg")
+            {
+                out.insert(key.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// What metadata accounts for: (objects an index entry references, outputs
+/// registered and not swapped in, garbage records).
+async fn accounted(store: &MetadataStore) -> (BTreeSet<String>, BTreeSet<String>, usize) {
+    let mut referenced = BTreeSet::new();
+    for topic in store.list_topics().await.unwrap() {
+        for partition in 0..topic.partition_count {
+            let tp = TopicPartition::new(topic.id, partition);
+            for entry in store.lookup(tp, 0, 100_000).await.unwrap().entries {
+                referenced.insert(entry.object_key);
+            }
+        }
+    }
+    let registered = store
+        .compaction_outputs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, output)| output.object_key)
+        .collect();
+    let garbage = store.garbage_objects(1_000).await.unwrap().len();
+    (referenced, registered, garbage)
+}
+
+fn flags(compaction_interval_ms: &str) -> Vec<String> {
+    [
+        "--flush-interval-ms",
+        "20",
+        "--log-retention-check-interval-ms",
+        "300",
+        "--object-grace-ms",
+        "0",
+        "--object-compaction-min-age-ms",
+        "0",
+        "--object-compaction-interval-ms",
+        compaction_interval_ms,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start(
+    dir: &Path,
+    port: u16,
+    compaction_interval_ms: &str,
+    env: &[(&str, &str)],
+) -> AgentProcess {
+    let flags = flags(compaction_interval_ms);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    AgentProcess::start_on_logging(
+        dir,
+        port,
+        &flags,
+        &[
+            &[("RUST_LOG", "warn,fjord_agent::maintenance=info")][..],
+            env,
+        ]
+        .concat(),
+        Some(&dir.join("agent.log")),
+    )
+}
+
+fn crash_at(point: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let port = free_port();
+
+    // Many small objects, written with compaction off.
+    let agent = start(dir.path(), port, "0", &[]);
+    create_topic(&agent.address(), TOPIC, 4);
+    let producer = Producer::spawn(
+        "producer",
+        "produce_acked.py",
+        &[&agent.address(), TOPIC, RECORDS, "0.1"],
+    );
+    let log = producer.wait(Duration::from_secs(120));
+    assert!(log.failed.is_empty(), "failed deliveries: {:?}", log.failed);
+    drop(agent);
+    let written = bucket_objects(&bucket).len();
+    assert!(written >= 10, "only {written} objects written");
+
+    // Compaction on, aborting at `point`.
+    let mut agent = start(dir.path(), port, "300", &[("FJORD_CRASH_AT", point)]);
+    let status = wait_for(
+        &format!("the agent aborting at {point}"),
+        Duration::from_secs(60),
+        || agent.child.try_wait().unwrap(),
+    );
+    assert_eq!(status.signal(), Some(6), "{point}: exited with {status}");
+    drop(agent);
+
+    // Restarted: everything acknowledged reads back, and the bucket settles.
+    let agent = start(dir.path(), port, "300", &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime
+        .block_on(fjord_metadata::open(&format!(
+            "sqlite://{}",
+            dir.path().join("metadata.db").display()
+        )))
+        .unwrap();
+    let settled = |expect_registered: bool| {
+        wait_for(
+            "the bucket to hold what metadata accounts for",
+            Duration::from_secs(60),
+            || {
+                let (referenced, registered, garbage) = runtime.block_on(accounted(&store));
+                let objects = bucket_objects(&bucket);
+                let missing: Vec<&String> = referenced.difference(&objects).collect();
+                assert!(
+                    missing.is_empty(),
+                    "{point}: referenced objects gone: {missing:?}"
+                );
+                // Every object is referenced, or a registered output (which
+                // may never have been uploaded).
+                let unreferenced: BTreeSet<String> =
+                    objects.difference(&referenced).cloned().collect();
+                let compacted = referenced.len() < written / 2;
+                (garbage == 0
+                    && compacted
+                    && unreferenced.is_subset(&registered)
+                    && (expect_registered || registered.is_empty()))
+                .then_some((referenced, registered))
+            },
+        )
+    };
+    let (referenced, registered) = settled(true);
+    println!(
+        "{point}: {written} objects written, {} referenced after compaction, {} outputs left registered",
+        referenced.len(),
+        registered.len()
+    );
+    let check_records = || {
+        let stored = read_log(&agent.address(), TOPIC);
+        let verified = verify_log(&stored, &[("producer", &log)]);
+        assert_eq!(verified.acknowledged, RECORDS.parse::<usize>().unwrap());
+        assert_eq!((verified.lost, verified.duplicated), (0, 0), "{point}");
+        assert_eq!(verified.stored, verified.acknowledged, "{point}");
+    };
+    check_records();
+    // What a crash left registered expires (after MAX_COMMIT_AGE_MS; asked
+    // here at once) and goes.
+    let now = fjord_common::SystemClock.now_millis();
+    let expired = runtime
+        .block_on(store.expire_compaction_outputs(now, 0, 100))
+        .unwrap();
+    assert_eq!(expired, registered.len());
+    settled(false);
+    check_records();
+    drop(agent);
+}
+
+#[test]
+fn a_crash_after_registering_an_output_leaks_nothing() {
+    crash_at("compaction-registered");
+}
+
+#[test]
+fn a_crash_after_uploading_an_output_leaks_nothing() {
+    crash_at("compaction-uploaded");
+}
+
+#[test]
+fn a_crash_after_the_swap_loses_no_record() {
+    crash_at("compaction-swapped");
+}
+
+#[test]
+fn a_crash_in_the_middle_of_garbage_collection_loses_no_record() {
+    crash_at("gc-deleted");
+}
