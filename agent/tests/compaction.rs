@@ -132,6 +132,22 @@ fn keep_everything(grace: Duration) -> RetentionSettings {
 }
 
 fn compaction(store: &MetadataStore, objects: Arc<dyn ObjectStore>) -> Compaction {
+    compaction_with(
+        store,
+        objects,
+        CompactionSettings {
+            min_age: Duration::ZERO,
+            small_object_bytes: SMALL_OBJECT_BYTES,
+            ..CompactionSettings::default()
+        },
+    )
+}
+
+fn compaction_with(
+    store: &MetadataStore,
+    objects: Arc<dyn ObjectStore>,
+    settings: CompactionSettings,
+) -> Compaction {
     Compaction::new(
         store.clone(),
         objects,
@@ -139,11 +155,19 @@ fn compaction(store: &MetadataStore, objects: Arc<dyn ObjectStore>) -> Compactio
         view(),
         Arc::new(SystemClock),
         Arc::new(RandomIds::new()),
-        CompactionSettings {
-            min_age: Duration::ZERO,
-            small_object_bytes: SMALL_OBJECT_BYTES,
-            ..CompactionSettings::default()
-        },
+        settings,
+        keep_everything(Duration::ZERO),
+    )
+}
+
+fn gc(store: &MetadataStore, bucket: Arc<InMemory>) -> Retention {
+    Retention::new(
+        store.clone(),
+        logs_over(store, bucket.clone()),
+        bucket,
+        ObjectKeys::new("test").unwrap(),
+        view(),
+        Arc::new(SystemClock),
         keep_everything(Duration::ZERO),
     )
 }
@@ -290,17 +314,8 @@ async fn small_objects_merge_and_every_record_reads_back_the_same() {
     assert_eq!(chunk.meta.first_offset, old.base_offset);
 
     // The garbage collector deletes the nine old objects; reads still match.
-    let retention = Retention::new(
-        store.clone(),
-        logs_over(&store, bucket.clone()),
-        bucket.clone(),
-        ObjectKeys::new("test").unwrap(),
-        view(),
-        Arc::new(SystemClock),
-        keep_everything(Duration::ZERO),
-    );
-    let gc = retention.pass().await.unwrap();
-    assert_eq!(gc.objects_deleted, FLUSHES - 1);
+    let collected = gc(&store, bucket.clone()).pass().await.unwrap();
+    assert_eq!(collected.objects_deleted, FLUSHES - 1);
     let after_keys = bucket_keys(&bucket).await;
     assert_eq!(after_keys.len(), 2, "the large object and the output");
     assert_eq!(
@@ -309,6 +324,60 @@ async fn small_objects_merge_and_every_record_reads_back_the_same() {
     );
     // Nothing left to compact: one small object is not merged with itself.
     let again = compaction(&store, bucket.clone()).pass().await.unwrap();
+    assert_eq!(again.objects_written, 0, "{again:?}");
+}
+
+/// The second stage: a partition's small entries in objects too large for
+/// the first stage move into an object of the partition alone, one ranged
+/// GET per object they lie in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_s_small_entries_move_into_an_object_of_its_own() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let bucket = Arc::new(InMemory::new());
+    let partitions = write_flushes(&store, bucket.clone()).await;
+    let before = all_committed(&store, bucket.clone(), &partitions).await;
+    let settings = CompactionSettings {
+        min_age: Duration::ZERO,
+        // No object is small: only the second stage runs.
+        small_object_bytes: 1,
+        partition_object_bytes: 1,
+        ..CompactionSettings::default()
+    };
+    let report = compaction_with(&store, bucket.clone(), settings)
+        .pass()
+        .await
+        .unwrap();
+    println!("{report:?}");
+    assert_eq!(report.objects_written, PARTITIONS as usize);
+    assert_eq!(report.objects_freed, FLUSHES);
+    assert_eq!(report.objects_read, FLUSHES * PARTITIONS as usize);
+    let mut outputs = BTreeSet::new();
+    for tp in &partitions {
+        let entries = store.lookup(*tp, 0, 100).await.unwrap().entries;
+        let objects: BTreeSet<String> = entries.iter().map(|e| e.object_key.clone()).collect();
+        assert_eq!(objects.len(), 1, "{tp}: one object of its own");
+        outputs.extend(objects);
+        // Partition 0's incompressible batch is stored raw: a chunk apart.
+        let expected = if tp.partition == 0 { 3 } else { 1 };
+        assert_eq!(entries.len(), expected, "{tp}");
+    }
+    assert_eq!(outputs.len(), PARTITIONS as usize, "no object shared");
+    assert_eq!(
+        all_committed(&store, bucket.clone(), &partitions).await,
+        before
+    );
+    let collected = gc(&store, bucket.clone()).pass().await.unwrap();
+    assert_eq!(collected.objects_deleted, FLUSHES);
+    assert_eq!(bucket_keys(&bucket).await.len(), PARTITIONS as usize);
+    assert_eq!(
+        all_committed(&store, bucket.clone(), &partitions).await,
+        before
+    );
+    // A second pass finds nothing to merge.
+    let again = compaction_with(&store, bucket.clone(), settings)
+        .pass()
+        .await
+        .unwrap();
     assert_eq!(again.objects_written, 0, "{again:?}");
 }
 

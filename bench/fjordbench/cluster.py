@@ -191,6 +191,7 @@ class Agent:
             str(options.get("hedge_put_after_ms", 0)),
             "--hedge-get-after-ms",
             str(options.get("hedge_get_after_ms", 0)),
+            *options.get("extra_args", []),
         ]
         self._log = open(log_path, "w")
         self.log_path = log_path

@@ -24,6 +24,10 @@
 //! between 1 and 3 leaves a registration that expires to garbage after
 //! [`MAX_COMMIT_AGE_MS`] (and a swap that late is refused).
 //!
+//! An object larger than all the other candidates of a run together is left
+//! out of it ([`worth_merging`]), so a byte is rewritten only when its object
+//! at least doubles.
+//!
 //! What is not compacted: objects younger than `--object-compaction-min-age-ms`
 //! (readers of the tail are served from memory and the disk cache anyway),
 //! chunks below a partition's log start (retention frees them), and chunks
@@ -46,7 +50,7 @@ use fjord_metadata::{
     PartitionState, PartitionSwap, SegmentId, SegmentRecord, TopicId, TopicPartition,
 };
 use fjord_storage::{
-    ObjectKeys, SegmentFooter, SegmentWriter, StoredChunk, TailDecode, WriterOptions,
+    ChunkMeta, ObjectKeys, SegmentFooter, SegmentWriter, StoredChunk, TailDecode, WriterOptions,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -66,8 +70,13 @@ const SCAN_PAGE: usize = 1_000;
 const CHECK_BATCH: usize = 1_000;
 /// Objects fetched at once.
 const FETCH_CONCURRENCY: usize = 8;
+/// Index entries read per metadata transaction by the second stage.
+const ENTRY_PAGE: usize = 1_000;
 /// Stale registrations expired per pass.
 const EXPIRE_BATCH: usize = 100;
+/// The most chunks copied into one shared output (well below the format's
+/// `MAX_CHUNKS`).
+const SHARED_OUTPUT_CHUNKS: usize = 100_000;
 
 /// Object compaction's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,8 +172,9 @@ struct LiveChunk {
     partition: TopicPartition,
     /// Its index entry, as read.
     entry: IndexEntry,
-    /// Its small object's footer entry.
-    footer: fjord_storage::ChunkEntry,
+    /// What the chunk must hold (from its object's footer, or its index
+    /// entry).
+    expected: ChunkMeta,
     /// The chunk, header included.
     bytes: Bytes,
 }
@@ -256,16 +266,204 @@ impl Compaction {
         let mut after = None;
         loop {
             let (candidates, next) = self.candidates(after).await?;
-            if candidates.len() < 2 {
-                return Ok(report);
+            let candidates = worth_merging(candidates);
+            if candidates.len() >= 2 {
+                let run = self.run_once(&candidates).await?;
+                report.add(&run);
             }
-            let run = self.run_once(&candidates).await?;
-            report.add(&run);
             match next {
                 Some(next) => after = Some(next),
-                None => return Ok(report),
+                None => break,
             }
         }
+        self.consolidate(&mut report).await?;
+        Ok(report)
+    }
+
+    /// The second stage: each partition's consecutive small entries in large
+    /// objects (what the first stage wrote: a few MiB per partition per run)
+    /// are merged into objects of that partition alone once there are
+    /// `partition_object_bytes` of them, so a partition's entries grow to
+    /// `max_chunk_bytes` and a catch-up read of it takes few GETs.
+    async fn consolidate(&self, report: &mut CompactionReport) -> anyhow::Result<()> {
+        for topic in self.store.list_topics().await? {
+            let retention_ms =
+                retention::limits_of(&topic, &self.retention).and_then(|limits| limits.max_age_ms);
+            for index in 0..topic.partition_count {
+                let partition = TopicPartition::new(topic.id, index);
+                // One partition's failure (deleted meanwhile, a metadata
+                // hiccup) does not hold up the others.
+                if let Err(error) = self
+                    .consolidate_partition(partition, retention_ms, report)
+                    .await
+                {
+                    tracing::warn!(%partition, %error, "consolidating a partition failed; retrying next pass");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds `partition`'s runs of consecutive mergeable entries (see
+    /// [`Compaction::mergeable`]) and rewrites each that holds enough.
+    async fn consolidate_partition(
+        &self,
+        partition: TopicPartition,
+        retention_ms: Option<i64>,
+        report: &mut CompactionReport,
+    ) -> anyhow::Result<()> {
+        let mut offset = 0;
+        let mut run: Vec<IndexEntry> = Vec::new();
+        let mut run_bytes = 0u64;
+        loop {
+            let lookup = self.store.lookup(partition, offset, ENTRY_PAGE).await?;
+            let full = lookup.entries.len() == ENTRY_PAGE;
+            for entry in lookup.entries {
+                offset = entry.last_offset + 1;
+                let follows = run
+                    .last()
+                    .is_none_or(|last| last.last_offset + 1 == entry.base_offset);
+                if !follows || !self.mergeable(&entry, retention_ms) {
+                    if let Some(run) = self.worth_rewriting(std::mem::take(&mut run)) {
+                        self.rewrite(partition, run, report).await?;
+                    }
+                    run.clear();
+                    run_bytes = 0;
+                    if !self.mergeable(&entry, retention_ms) {
+                        continue;
+                    }
+                }
+                run_bytes += entry.byte_length;
+                run.push(entry);
+                if run_bytes >= self.settings.run_bytes {
+                    if let Some(run) = self.worth_rewriting(std::mem::take(&mut run)) {
+                        self.rewrite(partition, run, report).await?;
+                    }
+                    run_bytes = 0;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if let Some(run) = self.worth_rewriting(run) {
+            self.rewrite(partition, run, report).await?;
+        }
+        Ok(())
+    }
+
+    /// `run` if rewriting it is worth it: without its leading entries when
+    /// their object holds more of it than the rest together (an object of
+    /// this partition written before is not rewritten to add a little), then
+    /// only if it spans two objects or more and holds at least
+    /// `partition_object_bytes`.
+    fn worth_rewriting(&self, mut run: Vec<IndexEntry>) -> Option<Vec<IndexEntry>> {
+        let first_key = run.first()?.object_key.clone();
+        let leading = run.iter().take_while(|e| e.object_key == first_key).count();
+        let leading_bytes: u64 = run[..leading].iter().map(|e| e.byte_length).sum();
+        let total: u64 = run.iter().map(|e| e.byte_length).sum();
+        if leading_bytes > total - leading_bytes {
+            run.drain(..leading);
+        }
+        let bytes: u64 = run.iter().map(|e| e.byte_length).sum();
+        let objects: std::collections::BTreeSet<&str> =
+            run.iter().map(|e| e.object_key.as_str()).collect();
+        (objects.len() >= 2 && bytes >= self.settings.partition_object_bytes).then_some(run)
+    }
+
+    /// Whether an entry may be merged by the second stage: small, in an
+    /// object the first stage does not take, old enough, not about to expire.
+    fn mergeable(&self, entry: &IndexEntry, retention_ms: Option<i64>) -> bool {
+        let now = self.clock.now_millis();
+        let born = i64::try_from(entry.segment_id.0.timestamp_ms()).unwrap_or(i64::MAX);
+        let min_age = i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
+        let horizon = i64::try_from(EXPIRY_HORIZON.as_millis()).unwrap_or(i64::MAX);
+        entry.byte_length < self.settings.max_chunk_bytes / 4
+            && entry.object_size >= self.settings.small_object_bytes
+            && now.saturating_sub(born) >= min_age
+            && retention_ms.is_none_or(|ms| {
+                entry.max_timestamp.saturating_add(ms) >= now.saturating_add(horizon)
+            })
+    }
+
+    /// Copies the chunks of `entries` (consecutive, one partition's) into an
+    /// object of their own: one ranged GET per object for the entries that
+    /// lie side by side in it.
+    async fn rewrite(
+        &self,
+        partition: TopicPartition,
+        entries: Vec<IndexEntry>,
+        report: &mut CompactionReport,
+    ) -> anyhow::Result<()> {
+        let mut spans: Vec<(String, u64, u64, Vec<IndexEntry>)> = Vec::new();
+        let mut by_object: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
+        for entry in entries {
+            by_object
+                .entry(entry.object_key.clone())
+                .or_default()
+                .push(entry);
+        }
+        for (key, mut entries) in by_object {
+            entries.sort_by_key(|e| e.byte_offset);
+            for entry in entries {
+                match spans.last_mut() {
+                    Some((span_key, _, end, members))
+                        if *span_key == key && *end == entry.byte_offset =>
+                    {
+                        *end += entry.byte_length;
+                        members.push(entry);
+                    }
+                    _ => spans.push((
+                        key.clone(),
+                        entry.byte_offset,
+                        entry.byte_offset + entry.byte_length,
+                        vec![entry],
+                    )),
+                }
+            }
+        }
+        let objects: std::collections::BTreeSet<&String> =
+            spans.iter().map(|(key, ..)| key).collect();
+        report.objects_read += objects.len();
+        let fetched: Vec<(Bytes, u64, Vec<IndexEntry>)> = futures::stream::iter(spans)
+            .map(|(key, start, end, members)| async move {
+                let bytes = self
+                    .objects
+                    .get_range(&Path::from(key.as_str()), start..end)
+                    .await?;
+                Ok::<_, object_store::Error>((bytes, start, members))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mut live = Vec::new();
+        for (bytes, start, members) in fetched {
+            report.bytes_read += bytes.len() as u64;
+            for entry in members {
+                let from = usize::try_from(entry.byte_offset - start)?;
+                let to = from + usize::try_from(entry.byte_length)?;
+                let chunk = bytes
+                    .get(from..to)
+                    .map(|_| bytes.slice(from..to))
+                    .ok_or_else(|| anyhow::anyhow!("a ranged GET returned too few bytes"))?;
+                live.push(LiveChunk {
+                    partition,
+                    expected: ChunkMeta {
+                        topic_id: partition.topic_id.0,
+                        partition: partition.partition,
+                        first_offset: entry.base_offset,
+                        last_offset: entry.last_offset,
+                        record_count: entry.record_count,
+                        max_timestamp: entry.max_timestamp,
+                    },
+                    entry,
+                    bytes: chunk,
+                });
+            }
+        }
+        self.write(ranges_of(live), report).await
     }
 
     /// Small objects old enough to compact, oldest first, after `after`, up
@@ -384,7 +582,7 @@ impl Compaction {
                 live.push(LiveChunk {
                     partition,
                     entry,
-                    footer: *footer_entry,
+                    expected: footer_entry.meta,
                     bytes: bytes.clone(),
                 });
             }
@@ -400,7 +598,7 @@ impl Compaction {
     }
 
     /// The output objects: each partition with enough data alone, the others
-    /// together, each object up to the run's bytes.
+    /// together.
     fn outputs(&self, ranges: Vec<Range>) -> Vec<Vec<Range>> {
         let mut per_partition: BTreeMap<TopicPartition, Vec<Range>> = BTreeMap::new();
         for range in ranges {
@@ -411,18 +609,21 @@ impl Compaction {
         }
         let mut outputs = Vec::new();
         let mut shared: Vec<Range> = Vec::new();
-        let mut shared_bytes = 0;
+        let mut shared_chunks = 0;
         for (_, ranges) in per_partition {
             let bytes: u64 = ranges.iter().map(Range::stored_bytes).sum();
             if bytes >= self.settings.partition_object_bytes {
                 outputs.push(ranges);
                 continue;
             }
-            if shared_bytes + bytes > self.settings.run_bytes && !shared.is_empty() {
+            // The run's input bounds the shared object's bytes; only its
+            // chunk count needs a bound (a footer entry per chunk).
+            let chunks: usize = ranges.iter().map(|r| r.chunks.len()).sum();
+            if shared_chunks + chunks > SHARED_OUTPUT_CHUNKS && !shared.is_empty() {
                 outputs.push(std::mem::take(&mut shared));
-                shared_bytes = 0;
+                shared_chunks = 0;
             }
-            shared_bytes += bytes;
+            shared_chunks += chunks;
             shared.extend(ranges);
         }
         if !shared.is_empty() {
@@ -495,6 +696,25 @@ impl Compaction {
     }
 }
 
+/// `candidates` without the objects that would be rewritten for little:
+/// while the largest is larger than all the others together, it is left out.
+/// So a byte is rewritten only when its object at least doubles, which bounds
+/// what compaction writes per byte by log2(small object bytes / flush size)
+/// even when data trickles in, and an output is never rewritten alone.
+fn worth_merging(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.record.object_size));
+    let mut total: u64 = candidates.iter().map(|c| c.record.object_size).sum();
+    while let Some(largest) = candidates.first() {
+        let size = largest.record.object_size;
+        if size <= total - size {
+            break;
+        }
+        total -= size;
+        candidates.remove(0);
+    }
+    candidates
+}
+
 /// What [`build`] returns for each range: the partition, the entries it
 /// replaces, and the new chunks' footer entries with their epoch.
 type RangeSwap = (
@@ -537,12 +757,13 @@ fn build(
         let mut group_bytes = 0u64;
         for live in range.chunks {
             // Checked here, off the async workers: the payload's checksum,
-            // and that the chunk is the one its footer entry describes.
+            // and that the chunk is the one expected.
             let chunk = fjord_storage::stored_chunk(live.bytes)?;
-            if chunk.meta != live.footer.meta || chunk.codec != live.footer.codec {
+            if chunk.meta != live.expected {
                 anyhow::bail!(
-                    "a chunk of segment {} does not match its footer entry",
-                    live.entry.segment_id
+                    "a chunk of segment {} at {} is not the one its entry describes",
+                    live.entry.segment_id,
+                    live.entry.byte_offset
                 );
             }
             let joins = group.last().is_some_and(|previous: &StoredChunk| {
@@ -661,7 +882,7 @@ fn below_log_start(entry: &IndexEntry, state: &PartitionState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fjord_storage::{ChunkMeta, Codec, EncodedSegment};
+    use fjord_storage::{Codec, EncodedSegment};
 
     const TOPIC: u128 = 7;
 
@@ -711,7 +932,7 @@ mod tests {
                 byte_length: footer.byte_length,
                 object_size: object.bytes.len() as u64,
             },
-            footer,
+            expected: footer.meta,
             bytes: object.bytes.slice(range.start as usize..range.end as usize),
         }
     }
@@ -766,6 +987,32 @@ mod tests {
         // A bound below two chunks' batches: none merges.
         let one = objects[0].0.footer.entries()[0].uncompressed_length;
         assert_eq!(built(chunks, one + 1).len(), 5);
+    }
+
+    #[test]
+    fn an_object_larger_than_the_rest_together_is_left_out() {
+        let candidate = |size: u64| Candidate {
+            id: SegmentId(fjord_common::RandomIds::new().ulid(1_700_000_000_000)),
+            record: SegmentRecord {
+                object_key: String::new(),
+                object_size: size,
+                live_chunks: 1,
+                committed_at_ms: 0,
+            },
+        };
+        let sizes = |candidates: Vec<Candidate>| -> Vec<u64> {
+            let mut sizes: Vec<u64> = candidates.iter().map(|c| c.record.object_size).collect();
+            sizes.sort_unstable();
+            sizes
+        };
+        // A 20 MB output and two small flushes: the flushes merge alone.
+        let picked = worth_merging(vec![candidate(20), candidate(1), candidate(1)]);
+        assert_eq!(sizes(picked), vec![1, 1]);
+        // Enough small data: the output is merged with it.
+        let picked = worth_merging(vec![candidate(20), candidate(12), candidate(9)]);
+        assert_eq!(sizes(picked), vec![9, 12, 20]);
+        // One object alone is never rewritten.
+        assert!(worth_merging(vec![candidate(5)]).is_empty());
     }
 
     #[test]
