@@ -202,6 +202,27 @@ impl AgentBuilder {
         .await
     }
 
+    /// What the bucket holds and what the jobs owe (`fjord storage-report`;
+    /// see [`crate::maintenance::report`]), with a dry-run orphan sweep when
+    /// `orphans`.
+    pub async fn storage_report(
+        &self,
+        orphans: bool,
+    ) -> anyhow::Result<crate::maintenance::report::StorageReport> {
+        let sweep = if orphans {
+            Some(self.sweep_orphans(true).await?)
+        } else {
+            None
+        };
+        Ok(crate::maintenance::report::storage_report(
+            &self.store,
+            &self.options.compaction,
+            self.clock.now_millis(),
+            sweep.as_ref(),
+        )
+        .await?)
+    }
+
     /// Registers the agent, recovers its WAL and starts every task.
     pub async fn start(self) -> anyhow::Result<Agent> {
         let AgentBuilder {

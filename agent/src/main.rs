@@ -35,6 +35,22 @@ enum Command {
     /// commit can take them (the agents also do it hourly). Takes the agent's
     /// settings to find the bucket and metadata.
     SweepOrphans(Box<SweepArgs>),
+    /// What the bucket holds per partition and what retention, compaction and
+    /// garbage collection still owe, read from metadata. Takes the agent's
+    /// settings.
+    StorageReport(Box<StorageReportArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct StorageReportArgs {
+    /// Also list the bucket for orphans (objects written, never committed).
+    #[arg(long)]
+    orphans: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    agent: AgentArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +110,9 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(run_groups(args)))
             .map(|()| None),
         Command::SweepOrphans(args) => Ok(Some(args)),
+        Command::StorageReport(args) => runtime(false)
+            .and_then(|rt| rt.block_on(storage_report(*args)))
+            .map(|()| None),
         Command::Agent(args) => {
             let settings = match AgentSettings::load(&args) {
                 Ok(settings) => settings,
@@ -183,5 +202,17 @@ async fn sweep_orphans(args: SweepArgs) -> anyhow::Result<()> {
         "{verb} {count} orphaned objects ({} bytes) of {} listed",
         report.orphan_bytes, report.listed
     );
+    Ok(())
+}
+
+async fn storage_report(args: StorageReportArgs) -> anyhow::Result<()> {
+    let settings = AgentSettings::load(&args.agent).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let builder = fjord_agent::launch::open(&settings).await?;
+    let report = builder.storage_report(args.orphans).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
 //! | [`compaction`] | object compaction: small segment objects merged into large ones, index entries swapped over where unchanged |
 //! | [`orphans`] | the orphan sweep: objects written but never committed, old enough that no commit can take them |
+//! | [`report`] | not a job: what the bucket holds and what the jobs owe (`fjord storage-report`) |
 //! | [`retention`] | `retention.ms` / `retention.bytes`, releasing index entries below the log start (retention, `DeleteRecords`, deleted topics), deleting unreferenced objects after a grace period |
 //!
 //! Empty consumer groups and their offsets expire in the group coordinator
@@ -14,4 +15,5 @@
 pub mod compaction;
 pub mod orphans;
 pub mod producer_expiry;
+pub mod report;
 pub mod retention;
