@@ -340,6 +340,7 @@ async fn a_partition_s_small_entries_move_into_an_object_of_its_own() {
         min_age: Duration::ZERO,
         // No object is small: only the second stage runs.
         small_object_bytes: 1,
+        partition_merge_bytes: 1,
         partition_object_bytes: 1,
         ..CompactionSettings::default()
     };
@@ -379,6 +380,39 @@ async fn a_partition_s_small_entries_move_into_an_object_of_its_own() {
         .await
         .unwrap();
     assert_eq!(again.objects_written, 0, "{again:?}");
+}
+
+/// The second stage for partitions with little data each: their merged
+/// chunks share one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_with_little_to_merge_share_an_object() {
+    let store = fjord_metadata::open("memory://").await.unwrap();
+    let bucket = Arc::new(InMemory::new());
+    let partitions = write_flushes(&store, bucket.clone()).await;
+    let before = all_committed(&store, bucket.clone(), &partitions).await;
+    let settings = CompactionSettings {
+        min_age: Duration::ZERO,
+        small_object_bytes: 1,
+        partition_merge_bytes: 1,
+        ..CompactionSettings::default()
+    };
+    let report = compaction_with(&store, bucket.clone(), settings)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(report.objects_written, 1, "{report:?}");
+    let mut outputs = BTreeSet::new();
+    for tp in &partitions {
+        let entries = store.lookup(*tp, 0, 100).await.unwrap().entries;
+        outputs.extend(entries.iter().map(|e| e.object_key.clone()));
+    }
+    assert_eq!(outputs.len(), 1, "one shared object");
+    gc(&store, bucket.clone()).pass().await.unwrap();
+    assert_eq!(bucket_keys(&bucket).await.len(), 1);
+    assert_eq!(
+        all_committed(&store, bucket.clone(), &partitions).await,
+        before
+    );
 }
 
 /// Chunks wholly below a partition's log start are left for retention to

@@ -91,7 +91,10 @@ pub struct CompactionSettings {
     pub run_bytes: u64,
     /// The most bytes of batches one merged chunk holds.
     pub max_chunk_bytes: u64,
-    /// A partition with at least this many stored bytes in a run gets an
+    /// A partition's small entries in large objects are merged once they
+    /// hold this many stored bytes (the second stage).
+    pub partition_merge_bytes: u64,
+    /// A partition with at least this many stored bytes to merge gets an
     /// object of its own.
     pub partition_object_bytes: u64,
 }
@@ -104,7 +107,8 @@ impl Default for CompactionSettings {
             small_object_bytes: 32 << 20,
             run_bytes: 128 << 20,
             max_chunk_bytes: 16 << 20,
-            partition_object_bytes: 16 << 20,
+            partition_merge_bytes: 4 << 20,
+            partition_object_bytes: 64 << 20,
         }
     }
 }
@@ -177,6 +181,13 @@ struct LiveChunk {
     expected: ChunkMeta,
     /// The chunk, header included.
     bytes: Bytes,
+}
+
+/// Ranges of several partitions waiting to fill a shared output.
+#[derive(Debug, Default)]
+struct Shared {
+    ranges: Vec<Range>,
+    bytes: u64,
 }
 
 /// A partition's consecutive live chunks, replaced together.
@@ -282,10 +293,12 @@ impl Compaction {
 
     /// The second stage: each partition's consecutive small entries in large
     /// objects (what the first stage wrote: a few MiB per partition per run)
-    /// are merged into objects of that partition alone once there are
-    /// `partition_object_bytes` of them, so a partition's entries grow to
-    /// `max_chunk_bytes` and a catch-up read of it takes few GETs.
+    /// are merged into chunks of up to `max_chunk_bytes`, so a catch-up read
+    /// of a partition takes few GETs and its index few entries. A partition
+    /// with `partition_object_bytes` or more to merge gets an object of its
+    /// own; the others share objects of up to the run's bytes.
     async fn consolidate(&self, report: &mut CompactionReport) -> anyhow::Result<()> {
+        let mut shared = Shared::default();
         for topic in self.store.list_topics().await? {
             let retention_ms =
                 retention::limits_of(&topic, &self.retention).and_then(|limits| limits.max_age_ms);
@@ -294,26 +307,33 @@ impl Compaction {
                 // One partition's failure (deleted meanwhile, a metadata
                 // hiccup) does not hold up the others.
                 if let Err(error) = self
-                    .consolidate_partition(partition, retention_ms, report)
+                    .consolidate_partition(partition, retention_ms, &mut shared, report)
                     .await
                 {
                     tracing::warn!(%partition, %error, "consolidating a partition failed; retrying next pass");
                 }
             }
         }
+        if !shared.ranges.is_empty() {
+            self.write(shared.ranges, report).await?;
+        }
         Ok(())
     }
 
     /// Finds `partition`'s runs of consecutive mergeable entries (see
-    /// [`Compaction::mergeable`]) and rewrites each that holds enough.
+    /// [`Compaction::mergeable`]), reads those worth it, and writes them
+    /// alone or adds them to `shared` (written once it holds the run's
+    /// bytes).
     async fn consolidate_partition(
         &self,
         partition: TopicPartition,
         retention_ms: Option<i64>,
+        shared: &mut Shared,
         report: &mut CompactionReport,
     ) -> anyhow::Result<()> {
         let mut offset = 0;
         let mut run: Vec<IndexEntry> = Vec::new();
+        let mut runs: Vec<Vec<IndexEntry>> = Vec::new();
         let mut run_bytes = 0u64;
         loop {
             let lookup = self.store.lookup(partition, offset, ENTRY_PAGE).await?;
@@ -323,40 +343,44 @@ impl Compaction {
                 let follows = run
                     .last()
                     .is_none_or(|last| last.last_offset + 1 == entry.base_offset);
-                if !follows || !self.mergeable(&entry, retention_ms) {
-                    if let Some(run) = self.worth_rewriting(std::mem::take(&mut run)) {
-                        self.rewrite(partition, run, report).await?;
-                    }
-                    run.clear();
+                let mergeable = self.mergeable(&entry, retention_ms);
+                if !follows || !mergeable || run_bytes >= self.settings.run_bytes {
+                    runs.extend(self.worth_rewriting(std::mem::take(&mut run)));
                     run_bytes = 0;
-                    if !self.mergeable(&entry, retention_ms) {
+                    if !mergeable {
                         continue;
                     }
                 }
                 run_bytes += entry.byte_length;
                 run.push(entry);
-                if run_bytes >= self.settings.run_bytes {
-                    if let Some(run) = self.worth_rewriting(std::mem::take(&mut run)) {
-                        self.rewrite(partition, run, report).await?;
-                    }
-                    run_bytes = 0;
-                }
             }
             if !full {
                 break;
             }
         }
-        if let Some(run) = self.worth_rewriting(run) {
-            self.rewrite(partition, run, report).await?;
+        runs.extend(self.worth_rewriting(run));
+        for run in runs {
+            let ranges = self.fetch(partition, run, report).await?;
+            let bytes: u64 = ranges.iter().map(Range::stored_bytes).sum();
+            if bytes >= self.settings.partition_object_bytes {
+                self.write(ranges, report).await?;
+                continue;
+            }
+            shared.bytes += bytes;
+            shared.ranges.extend(ranges);
+            if shared.bytes >= self.settings.run_bytes {
+                let ranges = std::mem::take(&mut shared.ranges);
+                shared.bytes = 0;
+                self.write(ranges, report).await?;
+            }
         }
         Ok(())
     }
 
     /// `run` if rewriting it is worth it: without its leading entries when
-    /// their object holds more of it than the rest together (an object of
-    /// this partition written before is not rewritten to add a little), then
-    /// only if it spans two objects or more and holds at least
-    /// `partition_object_bytes`.
+    /// their object holds more of it than the rest together (an object
+    /// written before is not rewritten to add a little), then only if it
+    /// spans two objects or more and holds `partition_merge_bytes`.
     fn worth_rewriting(&self, mut run: Vec<IndexEntry>) -> Option<Vec<IndexEntry>> {
         let first_key = run.first()?.object_key.clone();
         let leading = run.iter().take_while(|e| e.object_key == first_key).count();
@@ -368,7 +392,7 @@ impl Compaction {
         let bytes: u64 = run.iter().map(|e| e.byte_length).sum();
         let objects: std::collections::BTreeSet<&str> =
             run.iter().map(|e| e.object_key.as_str()).collect();
-        (objects.len() >= 2 && bytes >= self.settings.partition_object_bytes).then_some(run)
+        (objects.len() >= 2 && bytes >= self.settings.partition_merge_bytes).then_some(run)
     }
 
     /// Whether an entry may be merged by the second stage: small, in an
@@ -386,15 +410,14 @@ impl Compaction {
             })
     }
 
-    /// Copies the chunks of `entries` (consecutive, one partition's) into an
-    /// object of their own: one ranged GET per object for the entries that
-    /// lie side by side in it.
-    async fn rewrite(
+    /// Reads the chunks of `entries` (consecutive, one partition's): one
+    /// ranged GET per object for the entries that lie side by side in it.
+    async fn fetch(
         &self,
         partition: TopicPartition,
         entries: Vec<IndexEntry>,
         report: &mut CompactionReport,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Range>> {
         let mut spans: Vec<(String, u64, u64, Vec<IndexEntry>)> = Vec::new();
         let mut by_object: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
         for entry in entries {
@@ -463,7 +486,7 @@ impl Compaction {
                 });
             }
         }
-        self.write(ranges_of(live), report).await
+        Ok(ranges_of(live))
     }
 
     /// Small objects old enough to compact, oldest first, after `after`, up
