@@ -122,12 +122,21 @@ def metadata_counts(path):
         db.execute("VACUUM INTO ?", (copy,))
         index = db.execute("SELECT count(*) FROM kv WHERE instr(key, x'02696e64657800') > 0").fetchone()[0]
         segments = db.execute("SELECT count(*) FROM kv WHERE instr(key, x'027365676d656e7400') > 0").fetchone()[0]
+        time_points = db.execute(
+            "SELECT count(*) FROM kv WHERE instr(key, x'0274696d655f696e64657800') > 0"
+        ).fetchone()[0]
         index_bytes = db.execute(
             "SELECT coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE instr(key, x'02696e64657800') > 0"
         ).fetchone()[0]
     size = os.path.getsize(copy)
     os.remove(copy)
-    return {"index_entries": index, "segment_records": segments, "index_bytes": index_bytes, "metadata_file_bytes": size}
+    return {
+        "index_entries": index,
+        "segment_records": segments,
+        "time_index_points": time_points,
+        "index_bytes": index_bytes,
+        "metadata_file_bytes": size,
+    }
 
 
 def produce(bootstrap, partitions, total_bytes):
@@ -295,6 +304,7 @@ def markdown(doc):
         ("objects per GiB", "objects_per_gib", "{:.1f}"),
         ("mean object size (MiB)", "mean_object_bytes", lambda v: f"{v / (1 << 20):.2f}"),
         ("index entries per GiB", "index_entries_per_gib", "{:.0f}"),
+        ("time-index points", "time_index_points", "{}"),
         ("metadata file per TiB retained (MB)", "metadata_bytes_per_tib", lambda v: f"{v / 1e6:.1f}"),
         ("index keys+values per TiB retained (MB)", "index_bytes_per_tib", lambda v: f"{v / 1e6:.1f}"),
         ("catch-up MB/s", "catchup_mb_per_s", "{:.0f}"),

@@ -2,7 +2,8 @@
 //! with real agent processes, a real Kafka client (confluent-kafka) and the
 //! agent's own SQLite metadata read by this process.
 //!
-//! Each test writes records into many small objects with compaction off,
+//! Each test writes records into many small objects with compaction off
+//! (into a local-directory bucket, or a bucket on the moto S3 server),
 //! then restarts the agent with compaction on and `FJORD_CRASH_AT` naming one
 //! step, so the process aborts right there (what `kill -9` at that moment
 //! leaves), then restarts it once more without. Afterwards every
@@ -100,14 +101,16 @@ fn flags(compaction_interval_ms: &str) -> Vec<String> {
     .to_vec()
 }
 
-fn start(
+fn start_agent(
     dir: &Path,
     port: u16,
     compaction_interval_ms: &str,
+    extra: &[&str],
     env: &[(&str, &str)],
 ) -> AgentProcess {
     let flags = flags(compaction_interval_ms);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend(extra);
     AgentProcess::start_on_logging(
         dir,
         port,
@@ -121,10 +124,91 @@ fn start(
     )
 }
 
+/// Where the agent's bucket is.
+enum Bucket {
+    /// `./bucket` in its data directory.
+    Directory,
+    /// A bucket on the moto S3 server.
+    S3(fjord_storage::testing::MotoServer),
+}
+
+impl Bucket {
+    fn s3() -> Self {
+        let moto = fjord_storage::testing::MotoServer::start().unwrap();
+        moto.create_bucket("fjord-test").unwrap();
+        Bucket::S3(moto)
+    }
+
+    /// Flags and environment that point the agent at it.
+    fn agent_config(&self) -> (Vec<String>, Vec<(String, String)>) {
+        match self {
+            Bucket::Directory => (Vec::new(), Vec::new()),
+            Bucket::S3(moto) => (
+                vec!["--storage-url".to_owned(), S3_URL.to_owned()],
+                [
+                    ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
+                    ("AWS_ALLOW_HTTP", "true"),
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_ACCESS_KEY_ID", "testing"),
+                    ("AWS_SECRET_ACCESS_KEY", "testing"),
+                    ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .to_vec(),
+            ),
+        }
+    }
+
+    /// Segment object keys in it.
+    fn objects(&self, dir: &Path, runtime: &tokio::runtime::Runtime) -> BTreeSet<String> {
+        match self {
+            Bucket::Directory => bucket_objects(&dir.join("bucket")),
+            Bucket::S3(moto) => {
+                use futures::TryStreamExt;
+                let store =
+                    fjord_storage::object_store::open_backend(S3_URL, &moto.store_options())
+                        .unwrap();
+                runtime
+                    .block_on(
+                        store
+                            .list(None)
+                            .map_ok(|meta| meta.location.to_string())
+                            .try_collect::<Vec<_>>(),
+                    )
+                    .unwrap()
+                    .into_iter()
+                    .filter(|key| key.ends_with(".seg"))
+                    .collect()
+            }
+        }
+    }
+}
+
+const S3_URL: &str = "s3://fjord-test/crashing";
+
 fn crash_at(point: &str) {
+    crash_at_over(point, Bucket::Directory);
+}
+
+fn crash_at_over(point: &str, bucket: Bucket) {
     let dir = tempfile::tempdir().unwrap();
-    let bucket = dir.path().join("bucket");
     let port = free_port();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (bucket_flags, bucket_env) = bucket.agent_config();
+    let bucket_env: Vec<(&str, &str)> = bucket_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let bucket_args: Vec<&str> = bucket_flags.iter().map(String::as_str).collect();
+    let start = |dir: &Path, port: u16, interval: &str, env: &[(&str, &str)]| {
+        start_agent(
+            dir,
+            port,
+            interval,
+            &bucket_args,
+            &[&bucket_env[..], env].concat(),
+        )
+    };
 
     // Many small objects, written with compaction off.
     let agent = start(dir.path(), port, "0", &[]);
@@ -137,7 +221,7 @@ fn crash_at(point: &str) {
     let log = producer.wait(Duration::from_secs(120));
     assert!(log.failed.is_empty(), "failed deliveries: {:?}", log.failed);
     drop(agent);
-    let written = bucket_objects(&bucket).len();
+    let written = bucket.objects(dir.path(), &runtime).len();
     assert!(written >= 10, "only {written} objects written");
 
     // Compaction on, aborting at `point`.
@@ -152,7 +236,6 @@ fn crash_at(point: &str) {
 
     // Restarted: everything acknowledged reads back, and the bucket settles.
     let agent = start(dir.path(), port, "300", &[]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let store = runtime
         .block_on(fjord_metadata::open(&format!(
             "sqlite://{}",
@@ -165,7 +248,7 @@ fn crash_at(point: &str) {
             Duration::from_secs(60),
             || {
                 let (referenced, registered, garbage) = runtime.block_on(accounted(&store));
-                let objects = bucket_objects(&bucket);
+                let objects = bucket.objects(dir.path(), &runtime);
                 let missing: Vec<&String> = referenced.difference(&objects).collect();
                 assert!(
                     missing.is_empty(),
@@ -211,6 +294,8 @@ fn crash_at(point: &str) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
         .args(["storage-report", "--json", "--orphans", "--data-dir"])
         .arg(dir.path())
+        .args(&bucket_args)
+        .envs(bucket_env.iter().copied())
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -253,4 +338,9 @@ fn a_crash_after_the_swap_loses_no_record() {
 #[test]
 fn a_crash_in_the_middle_of_garbage_collection_loses_no_record() {
     crash_at("gc-deleted");
+}
+
+#[test]
+fn a_crash_after_uploading_an_output_to_s3_leaks_nothing() {
+    crash_at_over("compaction-uploaded", Bucket::s3());
 }

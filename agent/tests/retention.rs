@@ -3,7 +3,8 @@
 //! interval, a consumer resumes at the new start and an explicit fetch below it
 //! is out of range; `DeleteRecords` moves it and is refused on a compacted
 //! topic; what retention frees and a deleted topic's objects leave the
-//! bucket, and nothing an index entry still references ever does (checked
+//! bucket (a local directory, or a bucket on the moto S3 server), and nothing
+//! an index entry still references ever does (checked
 //! against the agent's own SQLite metadata, read by this process while the
 //! agent runs).
 
@@ -82,6 +83,23 @@ async fn check_retention(
     bucket: &Path,
     jobs_log: &Path,
 ) {
+    check_retention_listing(bootstrap, brokers, metadata_db, jobs_log, || async {
+        bucket_objects(bucket)
+    })
+    .await;
+}
+
+/// [`check_retention`] with the bucket listed by `list`.
+async fn check_retention_listing<F, Fut>(
+    bootstrap: &str,
+    brokers: usize,
+    metadata_db: &Path,
+    jobs_log: &Path,
+    list: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = BTreeSet<String>>,
+{
     let output = run_python_client_with_args("retention.py", &[bootstrap]);
     let summary: HashMap<&str, &str> = output
         .lines()
@@ -113,7 +131,7 @@ async fn check_retention(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let live = referenced(&store).await;
-        let objects = bucket_objects(bucket);
+        let objects = list().await;
         let missing: Vec<&String> = live.difference(&objects).collect();
         assert!(
             missing.is_empty(),
@@ -204,4 +222,60 @@ async fn a_jobs_agent_runs_retention_for_a_serving_agent() {
         "the serving agent ran retention:\n{serving_log}"
     );
     drop((serving, jobs));
+}
+
+/// The same over a bucket on the moto S3 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_frees_a_bucket_on_an_s3_server() {
+    use futures::TryStreamExt;
+    let moto = fjord_storage::testing::MotoServer::start().unwrap();
+    moto.create_bucket("fjord-test").unwrap();
+    let url = "s3://fjord-test/retained";
+    let endpoint = moto.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let mut args = vec!["--storage-url", url];
+    args.extend(FAST_RETENTION);
+    let agent = AgentProcess::start_on_logging(
+        dir.path(),
+        free_port(),
+        &args,
+        &[
+            RETENTION_LOG,
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+        ],
+        Some(&log),
+    );
+    let store = fjord_storage::object_store::open_backend(url, &moto.store_options()).unwrap();
+    check_retention_listing(
+        &agent.address(),
+        1,
+        &dir.path().join("metadata.db"),
+        &log,
+        || {
+            let store = store.clone();
+            async move {
+                store
+                    .list(None)
+                    .map_ok(|meta| meta.location.to_string())
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|key| key.ends_with(".seg"))
+                    .collect()
+            }
+        },
+    )
+    .await;
+    assert!(
+        bucket_objects(&dir.path().join("bucket")).is_empty(),
+        "nothing in the local directory"
+    );
+    drop(agent);
 }

@@ -34,6 +34,13 @@
 //! whose records expire by `retention.ms` within [`EXPIRY_HORIZON`]: effort on
 //! data about to go is wasted.
 //!
+//! A second stage then walks each partition's index: its consecutive small
+//! entries in large objects (a first-stage run gives each partition only a
+//! few MiB when there are many partitions) are read with one ranged GET per
+//! object and merged into chunks of up to `max_chunk_bytes`, in an object of
+//! the partition's own when it has `partition_object_bytes` to merge, else in
+//! one shared with other such partitions.
+//!
 //! One agent compacts for the whole cluster: the jobs agent that owns job
 //! shard 0 (the same placement as the orphan sweep). A run reads at most
 //! `--object-compaction-run-bytes`, which bounds its memory to about twice
