@@ -572,7 +572,11 @@ fn stored_chunks_of_one_partition_merge_into_one_chunk_without_recompression() {
     assert_eq!(raw.codec, Codec::None);
     let zstd_payloads: Vec<Bytes> = of_partition.iter().map(|c| c.payload.clone()).collect();
 
-    let mut writer = SegmentWriter::new(Ulid::new(), WriterOptions::zstd(3)).expect("options");
+    let mut writer = SegmentWriter::new(
+        Ulid::from_parts(1_700_000_000_000, 7),
+        WriterOptions::zstd(3),
+    )
+    .expect("options");
     writer
         .add_stored(of_partition)
         .expect("consecutive zstd chunks");
@@ -612,7 +616,11 @@ fn stored_chunks_that_do_not_follow_each_other_are_refused() {
         ],
     );
     let chunks = stored_chunks(&object);
-    let mut writer = SegmentWriter::new(Ulid::new(), WriterOptions::zstd(3)).expect("options");
+    let mut writer = SegmentWriter::new(
+        Ulid::from_parts(1_700_000_000_000, 7),
+        WriterOptions::zstd(3),
+    )
+    .expect("options");
     // A gap in offsets.
     let gap = writer.add_stored(vec![chunks[0].clone(), chunks[1].clone()]);
     assert_eq!(gap.expect_err("a gap").kind(), ErrorKind::Invalid);
