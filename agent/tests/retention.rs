@@ -121,7 +121,26 @@ async fn check_retention_listing<F, Fut>(
         ("60", "40")
     );
     assert_eq!(field("compacted_delete"), "POLICY_VIOLATION");
+    assert_eq!(field("bounded_latest"), "400");
+    assert_eq!(field("bounded_trimmed"), "True");
     assert_eq!(field("doomed_deleted"), "True");
+
+    // retention.bytes keeps the partition within [limit, limit + one entry].
+    let store_for_bytes = fjord_metadata::open(&format!("sqlite://{}", metadata_db.display()))
+        .await
+        .unwrap();
+    let bounded = store_for_bytes.describe_topic("bounded").await.unwrap();
+    let kept = store_for_bytes
+        .lookup(TopicPartition::new(bounded.id, 0), 0, 1_000)
+        .await
+        .unwrap()
+        .entries;
+    let kept_bytes: u64 = kept.iter().map(|e| e.byte_length).sum();
+    assert!(
+        kept_bytes >= 100_000 && kept_bytes - kept[0].byte_length < 100_000,
+        "retention.bytes=100000 kept {kept_bytes} bytes in {} entries",
+        kept.len()
+    );
 
     // The bucket: what retention and DeleteRecords freed goes; what an entry
     // references never does.

@@ -12,12 +12,16 @@ usage: retention.py BOOTSTRAP
    moves EARLIEST to 60 and the consumer starts there.
 3. Topic `compacted` (cleanup.policy=compact): DeleteRecords is refused with
    POLICY_VIOLATION.
-4. Topic `doomed` is written and deleted: the Rust test then sees its objects
+4. Topic `bounded` (retention.bytes=100000): 400 KiB in ten deliveries; a
+   retention pass moves its log start (the Rust test checks what is kept
+   against the limit in metadata).
+5. Topic `doomed` is written and deleted: the Rust test then sees its objects
    leave the bucket.
 
 Prints what it saw, one `key=value` per line; the Rust test asserts on it.
 """
 
+import os
 import sys
 import time
 
@@ -136,6 +140,22 @@ try:
     summary["compacted_delete"] = "accepted"
 except KafkaException as e:
     summary["compacted_delete"] = e.args[0].name()
+
+# retention.bytes: ten rounds of 40 incompressible 1 KiB records, each
+# delivered before the next (so each lies in chunks of its own).
+create("bounded", {"retention.bytes": "100000"})
+bounded = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+for round_ in range(10):
+    for i in range(40):
+        bounded.produce("bounded", value=os.urandom(1024), partition=0, timestamp=now_ms)
+    assert bounded.flush(30) == 0, "records not delivered"
+summary["bounded_latest"] = offsets("bounded", OffsetSpec.latest())
+deadline = time.monotonic() + 60
+earliest = offsets("bounded", OffsetSpec.earliest())
+while earliest == 0 and time.monotonic() < deadline:
+    time.sleep(0.2)
+    earliest = offsets("bounded", OffsetSpec.earliest())
+summary["bounded_trimmed"] = earliest > 0
 
 create("doomed", {})
 produce("doomed", 30, now_ms, "d")
