@@ -20,16 +20,17 @@
 //!    old entries' references are dropped as retention drops them (an object
 //!    left without one becomes garbage in the same transaction), the new
 //!    object gets a segment record counting the entries that point at it (or
-//!    becomes garbage at once if every partition was skipped), and the
-//!    registration goes.
+//!    becomes garbage at once if every partition was skipped), the
+//!    registration goes, and of the time-index points of the entries a new
+//!    entry replaces only the last stays (see `thin_time_index`).
 //!
 //! # Invariants
 //!
 //! - A swap never changes what a partition holds: the new entries cover
 //!   exactly the offsets of the entries they replace, each within one leader
-//!   epoch, with the same record count. Offsets, the log start, the high
-//!   watermark and the time index are untouched (a time-index point names
-//!   offsets, which stay covered).
+//!   epoch, with the same record count. Offsets, the log start and the high
+//!   watermark are untouched; a timestamp search answers the same (the time
+//!   index keeps one point per new entry, the one a search reaches first).
 //! - An entry is replaced only if it is still the one read: same last offset,
 //!   same object, same byte offset.
 //! - A new object is referenced only after it was uploaded (the caller swaps
@@ -47,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::MetadataError;
 use crate::codec::{self, Versioned};
 use crate::kv::{RangeOptions, Transaction, key_after, strinc};
+use crate::model::TimeIndexPoint;
 use crate::model::*;
 use crate::retention::{GarbageObject, drop_references};
 use crate::store::{MAX_COMMIT_AGE_MS, MetadataStore, read, write};
@@ -115,6 +117,8 @@ pub struct SwapOutcome {
     pub entries_written: usize,
     /// Old objects that lost their last reference (now garbage).
     pub objects_freed: usize,
+    /// Time-index points made redundant by the merge, removed.
+    pub time_points_removed: usize,
     /// Whether the new object itself is garbage (every partition skipped).
     pub output_unused: bool,
     /// Nothing was written: the swap had applied already (a retry after a
@@ -271,11 +275,13 @@ impl MetadataStore {
                 let mut dropped: HashMap<SegmentId, u32> = HashMap::new();
                 for part in &swap.partitions {
                     match current_inputs(&txn, keys, part).await? {
-                        Some(current) => {
-                            for (input, key) in part.inputs.iter().zip(&current) {
+                        Some((current_keys, current)) => {
+                            for (input, key) in part.inputs.iter().zip(&current_keys) {
                                 txn.clear(key);
                                 *dropped.entry(input.segment_id).or_default() += 1;
                             }
+                            outcome.time_points_removed +=
+                                thin_time_index(&txn, keys, part, &current).await?;
                             for entry in &part.outputs {
                                 write(
                                     &txn,
@@ -384,14 +390,14 @@ impl MetadataStore {
     }
 }
 
-/// The keys of `part`'s inputs if the partition's entries over their range are
-/// still exactly those inputs and the outputs cover the same offsets, epoch by
-/// epoch; `None` otherwise (the partition is skipped).
+/// The keys and entries of `part`'s inputs if the partition's entries over
+/// their range are still exactly those inputs and the outputs cover the same
+/// offsets, epoch by epoch; `None` otherwise (the partition is skipped).
 async fn current_inputs(
     txn: &Transaction,
     keys: &crate::keys::Keyspace,
     part: &PartitionSwap,
-) -> Result<Option<Vec<Vec<u8>>>, MetadataError> {
+) -> Result<Option<(Vec<Vec<u8>>, Vec<IndexEntry>)>, MetadataError> {
     let (Some(first), Some(last)) = (part.inputs.first(), part.inputs.last()) else {
         return Ok(None);
     };
@@ -424,7 +430,63 @@ async fn current_inputs(
             part.partition
         )));
     }
-    Ok(Some(pairs.into_iter().map(|pair| pair.key).collect()))
+    Ok(Some((
+        pairs.into_iter().map(|pair| pair.key).collect(),
+        current,
+    )))
+}
+
+/// Keeps one time-index point per new entry: the last (largest) of the
+/// points of the entries it replaces. A timestamp search that reaches any of
+/// them lands in the new entry and reads it from its start, and the last one
+/// is the one a search for any timestamp up to it reaches first within that
+/// entry, so the others answer nothing it does not. Returns how many went.
+///
+/// A chunk that raised the partition's running maximum has its point at its
+/// own largest timestamp, and a replaced entry has at most one point left (a
+/// flush's chunk has one or none; a compacted entry keeps one by this rule),
+/// so the candidates are read by key, one per replaced entry.
+async fn thin_time_index(
+    txn: &Transaction,
+    keys: &crate::keys::Keyspace,
+    part: &PartitionSwap,
+    current: &[IndexEntry],
+) -> Result<usize, MetadataError> {
+    let mut removed = 0;
+    for output in &part.outputs {
+        let inside: Vec<&IndexEntry> = current
+            .iter()
+            .filter(|e| e.base_offset >= output.base_offset && e.last_offset <= output.last_offset)
+            .collect();
+        if inside.len() < 2 {
+            continue;
+        }
+        let point_keys: Vec<Vec<u8>> = inside
+            .iter()
+            .map(|e| keys.time_index_point(part.partition, e.max_timestamp))
+            .collect();
+        let mut points: Vec<(i64, &Vec<u8>)> = Vec::new();
+        for ((entry, key), value) in inside
+            .iter()
+            .zip(&point_keys)
+            .zip(txn.get_many(&point_keys).await?)
+        {
+            let Some(value) = value else { continue };
+            let point: TimeIndexPoint = codec::decode(&value)?;
+            if point.base_offset >= entry.base_offset && point.last_offset <= entry.last_offset {
+                points.push((entry.max_timestamp, key));
+            }
+        }
+        points.sort_by_key(|(timestamp, _)| *timestamp);
+        points.dedup_by_key(|(timestamp, _)| *timestamp);
+        if let Some(((_, _), older)) = points.split_last() {
+            for (_, key) in older {
+                txn.clear(key);
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether `outputs` tile the offsets of `current` (consecutive entries),

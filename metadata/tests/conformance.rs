@@ -1619,6 +1619,75 @@ async fn compaction_swaps_that_would_change_a_log_are_refused(fx: Fixture) {
     assert_eq!(after_first.len(), 1);
 }
 
+/// A swap keeps one time-index point per new entry, and every timestamp
+/// search lands where it did (in the entry that now holds the record).
+async fn compaction_keeps_timestamp_searches_exact(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("timed", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    // Chunks of ten records whose largest timestamps are 10, 50, 30, 60, 70:
+    // every one but the third raises the running maximum.
+    let commits: Vec<SegmentCommit> = [10, 50, 30, 60, 70]
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| segment(vec![timed(tp, epoch, i as i64 * 10, *ts)]))
+        .collect();
+    for commit in &commits {
+        store.commit_segment(commit).await.unwrap();
+    }
+    // Where each search starts, as (first entry's base, last).
+    let searches = [5, 10, 11, 40, 50, 55, 60, 65, 70];
+    let start = |ts: i64| {
+        let store = store.clone();
+        async move {
+            let lookup = store.lookup_by_timestamp(tp, ts, 1).await.unwrap();
+            lookup
+                .entries
+                .first()
+                .map(|e| (e.base_offset, e.last_offset))
+        }
+    };
+    let mut before = Vec::new();
+    for ts in searches {
+        before.push(start(ts).await);
+    }
+    // The first four chunks become one entry.
+    let now: i64 = 1_700_000_100_000;
+    let out = output(now);
+    store
+        .register_compaction_output(out.0, &out.1, now)
+        .await
+        .unwrap();
+    let mut merged = output_entry(&out, 0, 39, 40, epoch);
+    merged.max_timestamp = 60;
+    let swap = CompactionSwap {
+        segment_id: out.0,
+        object_key: out.1.clone(),
+        object_size: out.2,
+        partitions: vec![PartitionSwap {
+            partition: tp,
+            inputs: commits[..4].iter().map(|c| input_of(c, tp)).collect(),
+            outputs: vec![merged],
+        }],
+    };
+    let outcome = store.swap_compacted(&swap, now).await.unwrap();
+    // Points 10, 50 and 60 lay in the merged chunks: 60 stays.
+    assert_eq!(outcome.time_points_removed, 2);
+    for (ts, was) in searches.into_iter().zip(before) {
+        let now_starts = start(ts).await;
+        // Searches that started in one of the merged chunks start in the
+        // merged entry; the others where they did.
+        let expected = match was {
+            Some((base, _)) if base < 40 => Some((0, 39)),
+            other => other,
+        };
+        assert_eq!(now_starts, expected, "timestamp {ts}");
+    }
+    let max = store.max_timestamp(tp).await.unwrap().max.unwrap();
+    assert_eq!((max.timestamp, max.entry.base_offset), (70, 40));
+}
+
 async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
     let store = fx.store();
     let orders = store
@@ -2793,6 +2862,7 @@ macro_rules! all_cases {
         $case!(retention_removes_an_expired_prefix_and_frees_objects_with_their_last_entry);
         $case!(compaction_swaps_entries_only_where_they_did_not_change);
         $case!(compaction_swaps_that_would_change_a_log_are_refused);
+        $case!(compaction_keeps_timestamp_searches_exact);
         $case!(retention_by_bytes_keeps_at_least_the_limit);
         $case!(delete_records_and_deleted_topics_free_their_entries);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
