@@ -125,6 +125,13 @@ def metadata_counts(path):
         time_points = db.execute(
             "SELECT count(*) FROM kv WHERE instr(key, x'0274696d655f696e64657800') > 0"
         ).fetchone()[0]
+        # What grows with the data: index entries, time-index points and
+        # segment records (keys and values).
+        scaling_bytes = db.execute(
+            "SELECT coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE "
+            "instr(key, x'02696e64657800') > 0 OR instr(key, x'0274696d655f696e64657800') > 0 "
+            "OR instr(key, x'027365676d656e7400') > 0"
+        ).fetchone()[0]
         index_bytes = db.execute(
             "SELECT coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE instr(key, x'02696e64657800') > 0"
         ).fetchone()[0]
@@ -135,6 +142,7 @@ def metadata_counts(path):
         "segment_records": segments,
         "time_index_points": time_points,
         "index_bytes": index_bytes,
+        "scaling_bytes": scaling_bytes,
         "metadata_file_bytes": size,
     }
 
@@ -232,6 +240,7 @@ def measure(run, label, produced_bytes, records):
         "index_entries_per_gib": meta["index_entries"] / gib,
         "metadata_bytes_per_tib": meta["metadata_file_bytes"] / gib * 1024,
         "index_bytes_per_tib": meta["index_bytes"] / gib * 1024,
+        "scaling_metadata_bytes_per_tib": meta["scaling_bytes"] / gib * 1024,
         **meta,
         "catchup_mb_per_s": got_bytes / 1e6 / seconds,
         "catchup_gets": gets,
@@ -307,6 +316,11 @@ def markdown(doc):
         ("time-index points", "time_index_points", "{}"),
         ("metadata file per TiB retained (MB)", "metadata_bytes_per_tib", lambda v: f"{v / 1e6:.1f}"),
         ("index keys+values per TiB retained (MB)", "index_bytes_per_tib", lambda v: f"{v / 1e6:.1f}"),
+        (
+            "index + time index + segment records per TiB (MB)",
+            "scaling_metadata_bytes_per_tib",
+            lambda v: f"{v / 1e6:.1f}",
+        ),
         ("catch-up MB/s", "catchup_mb_per_s", "{:.0f}"),
         ("catch-up GETs per GiB", "catchup_gets_per_gib", "{:.0f}"),
         ("catch-up MiB per GET", "catchup_mib_per_get", lambda v: f"{v:.2f}" if v else "-"),

@@ -6,11 +6,13 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fjord_agent::cluster::{ClusterView, LiveAgent};
 use fjord_agent::log::{Acks, LogErrorKind, LogSettings, PartitionLogs};
 use fjord_agent::maintenance::compaction::{Compaction, CompactionSettings};
@@ -20,11 +22,10 @@ use fjord_metadata::{MetadataStore, NewTopic, TopicPartition};
 use fjord_storage::ObjectKeys;
 use fjord_storage::object_store::{self as objects, FaultInjectingObjectStore};
 use futures::TryStreamExt;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
+use support::wire::{self, TestRecord};
 
 const PARTITIONS: i32 = 4;
 const FLUSHES: usize = 10;
@@ -35,66 +36,23 @@ const SMALL_OBJECT_BYTES: u64 = 64 * 1024;
 
 /// One v2 batch of `count` records whose values repeat `value` (compressible).
 fn batch(value: &str, count: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("{value}-{i}-").repeat(20))),
-            headers: Default::default(),
-        })
+    let records: Vec<TestRecord> = (0..count)
+        .map(|i| TestRecord::new("k", &format!("{value}-{i}-").repeat(20), 1_700_000_000_000))
         .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    out.freeze()
+    wire::batch(&records, None)
 }
 
-/// One batch of incompressible records, `len` bytes of values.
+/// One batch of one incompressible record, `len` bytes of value.
 fn noise(len: usize) -> Bytes {
     let rng = fjord_common::SeededRng::new(7);
     let value: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
+    let record = TestRecord {
         key: None,
         value: Some(Bytes::from(value)),
-        headers: Default::default(),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000,
     };
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    out.freeze()
+    wire::batch(&[record], None)
 }
 
 fn logs_over(store: &MetadataStore, objects: Arc<dyn ObjectStore>) -> Arc<PartitionLogs> {

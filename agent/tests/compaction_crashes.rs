@@ -33,33 +33,10 @@ use std::time::Duration;
 use fjord_common::Clock;
 use fjord_metadata::{MetadataStore, TopicPartition};
 use many_agents_support::{Producer, create_topic, read_log, verify_log, wait_for};
-use support::{AgentProcess, free_port};
+use support::{AgentProcess, bucket_objects, free_port};
 
 const TOPIC: &str = "crashing";
 const RECORDS: &str = "1500";
-
-/// Segment object keys in the bucket directory.
-fn bucket_objects(bucket: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut dirs = vec![bucket.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if let Ok(key) = path.strip_prefix(bucket)
-                && let Some(key) = key.to_str()
-                && key.ends_with(".seg")
-            {
-                out.insert(key.to_owned());
-            }
-        }
-    }
-    out
-}
 
 /// What metadata accounts for: (objects an index entry references, outputs
 /// registered and not swapped in, garbage records).

@@ -19,30 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use fjord_metadata::{MetadataStore, TopicPartition};
-use support::{AgentProcess, free_port, run_python_client_with_args};
-
-/// Segment object keys in the bucket directory, as object keys.
-fn bucket_objects(bucket: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut dirs = vec![bucket.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if let Ok(key) = path.strip_prefix(bucket)
-                && let Some(key) = key.to_str()
-                && key.ends_with(".seg")
-            {
-                out.insert(key.to_owned());
-            }
-        }
-    }
-    out
-}
+use support::{AgentProcess, bucket_objects, free_port, run_python_client_with_args};
 
 /// Every object key an index entry of a live topic references, from each
 /// partition's log start on.

@@ -183,3 +183,27 @@ pub fn run_group_scenario(bootstrap: &str, args: &[&str]) -> GroupScenario {
     }
 }
 pub mod wire;
+
+/// Segment object keys (`*.seg`) in a local-directory bucket, as object keys
+/// (paths relative to `bucket`).
+pub fn bucket_objects(bucket: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut dirs = vec![bucket.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(key) = path.strip_prefix(bucket)
+                && let Some(key) = key.to_str()
+                && key.ends_with(".seg")
+            {
+                out.insert(key.to_owned());
+            }
+        }
+    }
+    out
+}
