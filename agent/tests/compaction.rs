@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_agent::cluster::{ClusterView, LiveAgent};
-use fjord_agent::log::{Acks, LogErrorKind, LogSettings, PartitionLogs};
+use fjord_agent::log::{Acks, LogErrorKind, LogSettings, PartitionLogs, TimestampQuery};
 use fjord_agent::maintenance::compaction::{Compaction, CompactionSettings};
 use fjord_agent::maintenance::retention::{Retention, RetentionSettings};
 use fjord_common::{RandomIds, SystemClock};
@@ -434,4 +434,17 @@ async fn a_reader_that_finds_an_object_gone_looks_at_the_index_once_more() {
     let reader = logs_over(&store, bucket.clone());
     let error = reader.read(partitions[0], 0, 1 << 20).await.unwrap_err();
     assert_eq!(error.kind(), LogErrorKind::DataLoss, "{error}");
+    // ListOffsets by timestamp takes the same second look.
+    bucket.inject(
+        objects::Operation::Get,
+        objects::Fault::NotFound,
+        objects::Trigger::Next(1),
+    );
+    let reader = logs_over(&store, bucket.clone());
+    let hit = reader
+        .find_by_timestamp(partitions[0], TimestampQuery::AtLeast(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hit.offset, 0);
 }

@@ -11,6 +11,10 @@
 //! When the log start cut or passed that chunk (`DeleteRecords`, retention),
 //! the answer lies among the records kept: the search reads on from the log
 //! start, page by page, skipping chunks whose largest timestamp cannot qualify.
+//!
+//! A search that finds an object gone (compaction moved its chunks, and the
+//! garbage collector deleted it after the search looked at the index) runs
+//! once more, as a fetch does.
 
 use fjord_metadata::{IndexEntry, TopicPartition};
 
@@ -45,6 +49,24 @@ impl PartitionLogs {
     /// start on (see the module docs). `None` when no record qualifies (or the
     /// log is empty).
     pub async fn find_by_timestamp(
+        &self,
+        partition: TopicPartition,
+        query: TimestampQuery,
+    ) -> Result<Option<TimestampHit>, LogError> {
+        match self.search_by_timestamp(partition, query).await {
+            // An object the index named is gone: compaction moved its chunks
+            // and the garbage collector deleted it after this search's look
+            // at the index. One more search reads where they are now.
+            Err(LogError::Storage(error)) if error.kind() == fjord_storage::ErrorKind::NotFound => {
+                self.search_by_timestamp(partition, query).await
+            }
+            found => found,
+        }
+    }
+
+    /// One search: [`find_by_timestamp`](Self::find_by_timestamp) without
+    /// the second look.
+    async fn search_by_timestamp(
         &self,
         partition: TopicPartition,
         query: TimestampQuery,
