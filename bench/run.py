@@ -47,6 +47,9 @@ def parse_args(argv):
     output.add_argument("--tag", default="", help="appended to the result file names")
     output.add_argument("--keep", action="store_true", help="keep the agents' data directories")
     output.add_argument("--quiet", action="store_true")
+    output.add_argument(
+        "--only", action="append", help="run only the configurations whose name contains this text (repeatable)"
+    )
     o = parser.add_argument_group("workload overrides (apply to every configuration of the scenario)")
     o.add_argument("--partitions", type=int)
     o.add_argument("--message-size", type=int, help="record value bytes")
@@ -133,6 +136,10 @@ def agent_binary(args, profile):
 
 def run_scenario(name, args, binary, profile, log):
     configs, description = scenarios.configurations(name, overrides_from(args))
+    if args.only:
+        configs = [c for c in configs if any(text in c["name"] for text in args.only)]
+        if not configs:
+            raise SystemExit(f"no configuration of {name} matches --only {args.only}")
     out_dir = args.out or os.path.join(BENCH_DIR, "out" if name == "smoke" else "results")
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"{time.strftime('%Y-%m-%d')}-{name}{'-' + args.tag if args.tag else ''}")

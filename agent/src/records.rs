@@ -123,6 +123,12 @@ fn read_i32(bytes: &[u8], at: usize) -> i32 {
     i32::from_be_bytes(field)
 }
 
+/// The producer id of the first batch in `records`, if its header is there
+/// (-1: no idempotent producer). Read before validation, as a hint only.
+pub fn first_producer_id(records: &[u8]) -> Option<i64> {
+    (records.len() >= 51).then(|| read_i64(records, 43))
+}
+
 fn read_i64(bytes: &[u8], at: usize) -> i64 {
     let mut field = [0u8; 8];
     field.copy_from_slice(&bytes[at..at + 8]);

@@ -96,6 +96,8 @@ pub(crate) enum FlushTrigger {
     Asked,
     /// Requests wait and nothing arrived for `flush_idle`.
     Idle,
+    /// Every connection waiting for a commit has its client's window full.
+    WindowFull,
 }
 
 /// One flush's timeline.

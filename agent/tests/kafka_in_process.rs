@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use fjord_agent::BrokerSettings;
+use fjord_agent::log::LogSettings;
 use in_process::wire::{self, TestRecord};
 use in_process::{MUST_HAPPEN, TestBroker};
 use kafka_protocol::messages::*;
@@ -644,4 +645,82 @@ async fn each_request_runs_in_a_span_naming_it() {
         assert_eq!(field("topic"), target.map(|t| t.0), "{span:?}");
         assert_eq!(field("partition"), target.map(|t| t.1), "{span:?}");
     }
+}
+
+/// An idempotent producer keeps at most five requests in flight per
+/// connection; once five wait for their commit it cannot send more, so the
+/// flusher starts at once instead of waiting for a timer (here an interval of
+/// an hour and no idle trigger). Four waiting are not flushed, and neither
+/// are five while another connection, whose window is not known, also waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_idempotent_window_is_flushed_at_once() {
+    let mut broker = TestBroker::with_log_settings(
+        BrokerSettings::default(),
+        LogSettings {
+            flush_interval: Duration::from_secs(3600),
+            flush_idle: Duration::ZERO,
+            ..LogSettings::default()
+        },
+    )
+    .await;
+    broker.create_topic("window", 2).await;
+    broker.start_flusher();
+    let produce = |partition: i32, value: &str, producer: Option<(i64, i16, i32)>| {
+        let batch = wire::batch(&[TestRecord::new("k", value, 1_700_000_000_000)], producer);
+        wire::produce_request("window", partition, batch, -1)
+    };
+    let mut idempotent = broker.connect_in_memory(1 << 20);
+    for sequence in 0..4 {
+        let request = produce(0, &format!("i{sequence}"), Some((7, 0, sequence)));
+        idempotent
+            .send_request(ApiKey::Produce, 9, sequence, &request)
+            .await;
+    }
+    let early = tokio::time::timeout(Duration::from_millis(300), idempotent.read_frame()).await;
+    assert!(early.is_err(), "flushed with four of five in flight");
+    assert_eq!(broker.logs.client_windows(), (1, 0));
+
+    // A producer without idempotence waits too, with a short timeout.
+    let mut plain = broker.connect_in_memory(1 << 20);
+    let mut request = produce(1, "p0", None);
+    request.timeout_ms = 2_000;
+    plain.send_request(ApiKey::Produce, 9, 100, &request).await;
+    in_process::within(MUST_HAPPEN, "both connections waiting", async {
+        while broker.logs.client_windows() != (2, 0) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let request = produce(0, "i4", Some((7, 0, 4)));
+    idempotent
+        .send_request(ApiKey::Produce, 9, 4, &request)
+        .await;
+    in_process::within(MUST_HAPPEN, "the fifth request counted", async {
+        while broker.logs.client_windows() != (2, 1) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let early = tokio::time::timeout(Duration::from_millis(300), idempotent.read_frame()).await;
+    assert!(
+        early.is_err(),
+        "flushed while a connection that could send more waited"
+    );
+
+    // Once that one stops waiting (its timeout), only the full one waits.
+    let timed_out: ProduceResponse = plain.response(ApiKey::Produce, 9, 100).await;
+    assert_eq!(
+        timed_out.responses[0].partition_responses[0].error_code, 7,
+        "REQUEST_TIMED_OUT"
+    );
+    for sequence in 0..5 {
+        let answer: ProduceResponse = idempotent.response(ApiKey::Produce, 9, sequence).await;
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(
+            (partition.error_code, partition.base_offset),
+            (0, i64::from(sequence))
+        );
+    }
+    assert_eq!(broker.offsets("window", 0).await, (0, 5));
+    assert_eq!(broker.logs.client_windows(), (0, 0));
 }

@@ -57,7 +57,8 @@ pub(crate) async fn dispatch(
     let response = match request {
         RequestKind::Produce(request) => {
             let silent = request.acks == 0;
-            let completion = produce::append(broker, request, version).await;
+            let completion =
+                produce::append(broker, request, version, context.window.as_ref()).await;
             return Ok(if silent {
                 Reply::Silent(Box::pin(async move {
                     completion.await;

@@ -188,6 +188,8 @@ pub struct PartitionLogs {
     /// One acquisition of a partition at a time (per partition).
     acquiring: Mutex<HashMap<TopicPartition, Arc<tokio::sync::Mutex<()>>>>,
     flush_now: Notify,
+    /// The clients' in-flight windows (the flusher's "window full" trigger).
+    windows: Arc<produce::windows::ClientWindows>,
     /// Notified on every append (the flusher's idle timer restarts).
     appended: Notify,
     /// Requests waiting for a commit to be answered (`acks=all`, or `acks=1`
@@ -248,6 +250,7 @@ impl PartitionLogs {
             unflushed: Unflushed::new(settings.max_pending_bytes),
             acquiring: Mutex::default(),
             flush_now: Notify::new(),
+            windows: Arc::default(),
             appended: Notify::new(),
             commit_waiters: Arc::default(),
             changes: watch::channel(0).0,
@@ -307,6 +310,19 @@ impl PartitionLogs {
         }
         self.flush_now.notify_waiters();
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// A window for one client connection: its `acks=all` produce requests
+    /// take a slot each while they wait, so the flusher knows when no client
+    /// can send more ([`produce::windows`]).
+    pub fn client_window(&self) -> Arc<produce::windows::ClientWindow> {
+        produce::windows::ClientWindow::new(self.windows.clone())
+    }
+
+    /// Client connections with produce requests waiting for a commit, and
+    /// how many of them cannot send another request until answered.
+    pub fn client_windows(&self) -> (usize, usize) {
+        self.windows.counts()
     }
 
     /// Whether [`PartitionLogs::stop`] was called.

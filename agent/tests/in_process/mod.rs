@@ -55,6 +55,18 @@ pub struct TestBroker {
 impl TestBroker {
     /// A broker with `settings`, no topics and no flusher running.
     pub async fn new(settings: BrokerSettings) -> Self {
+        Self::with_log_settings(
+            settings,
+            LogSettings {
+                flush_interval: Duration::from_millis(5),
+                ..LogSettings::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`TestBroker::new`], its log flushing as `log_settings` say.
+    pub async fn with_log_settings(settings: BrokerSettings, log_settings: LogSettings) -> Self {
         let store = fjord_metadata::open("memory://").await.unwrap();
         let node_id = 1;
         let cluster = Arc::new(ClusterView::new(LiveAgent {
@@ -69,10 +81,7 @@ impl TestBroker {
             Arc::new(RandomIds::new()),
             Arc::new(SystemClock),
             node_id,
-            LogSettings {
-                flush_interval: Duration::from_millis(5),
-                ..LogSettings::default()
-            },
+            log_settings,
             None,
         ));
         let groups = Arc::new(GroupCoordinator::new(

@@ -65,6 +65,7 @@ use super::codec::{self, Decoded, ProtocolError};
 use super::dispatch::{self, Reply};
 use super::handlers::RequestContext;
 use crate::Broker;
+use crate::log::produce::windows::ClientWindow;
 use crate::trace;
 
 pub(super) use frames::RequestBudget;
@@ -120,6 +121,7 @@ where
 {
     let (reader, writer) = tokio::io::split(stream);
     let idle = broker.settings.connections_max_idle;
+    let window = broker.logs.client_window();
     let mut connection = Connection {
         id: trace::next_connection_id(),
         frames: FrameReader::new(
@@ -131,6 +133,7 @@ where
         idle_timer: Box::pin(tokio::time::sleep_until(idle_deadline(idle))),
         broker,
         client_host,
+        window,
         writer,
         in_flight: FuturesOrdered::new(),
     };
@@ -173,6 +176,8 @@ struct Connection<R, W> {
     idle_timer: Pin<Box<Sleep>>,
     writer: W,
     in_flight: FuturesOrdered<InFlight>,
+    /// Its produce requests waiting for a commit, as the flusher sees them.
+    window: Arc<ClientWindow>,
 }
 
 impl<R, W> Connection<R, W>
@@ -283,6 +288,7 @@ where
         let context = RequestContext {
             client_id,
             client_host: self.client_host.clone(),
+            window: Some(self.window.clone()),
         };
         let reply = dispatch::dispatch(&self.broker, &context, api, version, body)
             .instrument(span.clone())

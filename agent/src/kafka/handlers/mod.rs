@@ -43,4 +43,7 @@ pub(crate) struct RequestContext {
     pub(crate) client_id: String,
     /// The peer's address, as Kafka shows it (`/127.0.0.1`).
     pub(crate) client_host: String,
+    /// The connection's in-flight window, which its waiting produce requests
+    /// count in (none: requests not from a Kafka connection).
+    pub(crate) window: Option<std::sync::Arc<crate::log::produce::windows::ClientWindow>>,
 }

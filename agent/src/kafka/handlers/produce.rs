@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -25,7 +26,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::log_error;
+use crate::log::produce::windows::ClientWindow;
 use crate::log::{Acks, Appended};
+use crate::records;
 use fjord_metadata::{MetadataError, TopicPartition};
 
 /// The rest of a produce request's work: awaiting durability and building the
@@ -39,8 +42,22 @@ enum Outcome {
 
 /// Appends every partition's batches now (so requests on one connection keep
 /// their order) and returns the future that completes the response.
-pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Completion {
+pub(crate) async fn append(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    window: Option<&Arc<ClientWindow>>,
+) -> Completion {
     record_target(&request);
+    let idempotent = request.topic_data.iter().all(|topic| {
+        topic.partition_data.iter().all(|partition| {
+            partition
+                .records
+                .as_deref()
+                .and_then(records::first_producer_id)
+                .is_some_and(|id| id >= 0)
+        })
+    });
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let topics = match (&request.transactional_id, Acks::from_request(request.acks)) {
         (Some(_), _) => refuse_all(
@@ -58,6 +75,18 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
     // The timeout runs from here: every partition was appended (or refused).
     let appended_at = tokio::time::Instant::now();
     let deadline = appended_at.checked_add(timeout).unwrap_or(appended_at);
+    // Counted in the connection's window while it waits for a commit (its
+    // batches are queued by now), so the flusher knows when the client
+    // cannot send more.
+    let waits_for_commit = request.acks == -1
+        && topics.iter().any(|(_, outcomes)| {
+            outcomes
+                .iter()
+                .any(|(_, outcome)| matches!(outcome, Outcome::Appended(_)))
+        });
+    let slot = window
+        .filter(|_| waits_for_commit)
+        .map(|window| window.wait(idempotent));
     Box::pin(async move {
         let mut response = ProduceResponse::default();
         for (name, outcomes) in topics {
@@ -96,6 +125,7 @@ pub(crate) async fn append(broker: &Broker, request: ProduceRequest, version: i1
             }
             response.responses.push(topic);
         }
+        drop(slot);
         response
     })
 }

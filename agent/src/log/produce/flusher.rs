@@ -23,6 +23,10 @@
 //!   its own PUT; under load segments grow to what arrives in a round trip.
 //!   Setting it to zero trades that latency for PUTs bounded by the interval.
 //!
+//! - **Window full** ([`super::windows`]): every connection with requests
+//!   waiting for a commit has as many in flight as its client allows, so
+//!   nothing more can arrive before an answer leaves.
+//!
 //! With the produce trace on (`fjord::trace`), each flush logs why it started
 //! and when it was taken, uploaded and committed.
 
@@ -144,6 +148,7 @@ impl PartitionLogs {
                 }
                 _ = tick.tick(), if room => FlushTrigger::Interval,
                 _ = self.flush_now.notified(), if room => FlushTrigger::Asked,
+                _ = self.windows.all_full(), if room => FlushTrigger::WindowFull,
             };
             if let Some(flush) = self.take() {
                 let logs = self.clone();

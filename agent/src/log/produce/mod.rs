@@ -8,6 +8,7 @@
 //! | [`flusher`] | the loop that takes what is pending into segments: on the interval, at `flush_bytes`, when requests wait and nothing arrives; pipelined |
 //! | [`upload`] | builds a segment object (zstd chunks + footer) and PUTs it |
 //! | [`commit`] | commits an uploaded segment in metadata, answers producers, re-queues what failed, truncates the WAL |
+//! | [`windows`] | the clients' in-flight windows: when every waiting connection is full, the flusher starts at once |
 //! | [`wal_record`] | the WAL record format and how far the WAL may be truncated |
 //! | [`producers`] | forgetting idle idempotent producers (`producer.id.expiration.ms`) |
 //! | [`recovery`] | commits at start-up what an earlier run accepted into the WAL |
@@ -59,3 +60,4 @@ pub mod producers;
 pub mod recovery;
 pub mod upload;
 pub mod wal_record;
+pub mod windows;
