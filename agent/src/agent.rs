@@ -391,6 +391,7 @@ impl AgentBuilder {
         );
         if options.roles.jobs {
             let (objects, keys, clock, ids) = retention_parts;
+            let leases = crate::maintenance::leases::JobLeases::new(store.clone(), view.clone());
             supervisor.spawn_critical(
                 "compaction",
                 stages.stop_accepting.clone(),
@@ -398,7 +399,7 @@ impl AgentBuilder {
                     store.clone(),
                     objects.clone(),
                     keys.clone(),
-                    view.clone(),
+                    leases.clone(),
                     clock.clone(),
                     ids,
                     options.compaction,
@@ -414,7 +415,7 @@ impl AgentBuilder {
                     logs.clone(),
                     objects,
                     keys,
-                    view.clone(),
+                    leases,
                     clock,
                     options.retention,
                 )

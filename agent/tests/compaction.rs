@@ -16,6 +16,7 @@ use bytes::Bytes;
 use fjord_agent::cluster::{ClusterView, LiveAgent};
 use fjord_agent::log::{Acks, LogErrorKind, LogSettings, PartitionLogs, TimestampQuery};
 use fjord_agent::maintenance::compaction::{Compaction, CompactionSettings};
+use fjord_agent::maintenance::leases::JobLeases;
 use fjord_agent::maintenance::retention::{Retention, RetentionSettings};
 use fjord_common::{RandomIds, SystemClock};
 use fjord_metadata::{MetadataStore, NewTopic, TopicPartition};
@@ -110,7 +111,7 @@ fn compaction_with(
         store.clone(),
         objects,
         ObjectKeys::new("test").unwrap(),
-        view(),
+        JobLeases::new(store.clone(), view()),
         Arc::new(SystemClock),
         Arc::new(RandomIds::new()),
         settings,
@@ -124,7 +125,7 @@ fn gc(store: &MetadataStore, bucket: Arc<InMemory>) -> Retention {
         logs_over(store, bucket.clone()),
         bucket,
         ObjectKeys::new("test").unwrap(),
-        view(),
+        JobLeases::new(store.clone(), view()),
         Arc::new(SystemClock),
         keep_everything(Duration::ZERO),
     )

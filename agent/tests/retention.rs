@@ -229,6 +229,25 @@ async fn a_jobs_agent_runs_retention_for_a_serving_agent() {
         !serving_log.contains("retention pass"),
         "the serving agent ran retention:\n{serving_log}"
     );
+    // Every job shard is leased, in metadata, to the jobs agent.
+    let store = fjord_metadata::open(&metadata_url).await.unwrap();
+    let agents = store.list_agents().await.unwrap();
+    let jobs_node = agents
+        .iter()
+        .find(|a| a.roles.jobs && !a.roles.serve)
+        .map(|a| a.node_id);
+    let holders: std::collections::BTreeSet<Option<i32>> = store
+        .job_shards()
+        .await
+        .unwrap()
+        .iter()
+        .map(|shard| shard.holder)
+        .collect();
+    assert_eq!(
+        holders,
+        std::collections::BTreeSet::from([jobs_node]),
+        "{agents:?}"
+    );
     drop((serving, jobs));
 }
 

@@ -17,6 +17,7 @@
 //! | `("compacting", segment_id)` | [`CompactionOutput`](crate::CompactionOutput): a compaction's new object, registered before its upload and until its index swap |
 //! | `("agent", node_id)` | [`AgentRecord`](crate::AgentRecord) |
 //! | `("group_offset", group, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset) |
+//! | `("job_shard", shard)` | [`JobShardState`](crate::JobShardState): the agent running the jobs of a shard |
 //! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
 //! | `("group", shard, group)` | a group's header (a [`GroupRecord`](crate::GroupRecord) without its members) |
 //! | `("group_member", shard, group, member_id)` | [`GroupMemberRecord`](crate::GroupMemberRecord) |
@@ -291,6 +292,28 @@ impl Keyspace {
             .unpack::<(String, Uuid, i32, i64)>(key)
             .ok()
             .map(|(_, _, _, last_offset)| last_offset)
+    }
+}
+
+// ----- job shards -----
+
+impl Keyspace {
+    /// A job shard's holder.
+    pub fn job_shard(&self, shard: u32) -> Vec<u8> {
+        self.root.pack(&("job_shard", shard))
+    }
+
+    /// The prefix of every job shard.
+    pub fn job_shards(&self) -> Vec<u8> {
+        self.root.pack(&("job_shard",))
+    }
+
+    /// The shard in a job-shard key.
+    pub fn job_shard_index(&self, key: &[u8]) -> Option<u32> {
+        self.root
+            .unpack::<(String, u32)>(key)
+            .ok()
+            .map(|(_, shard)| shard)
     }
 }
 

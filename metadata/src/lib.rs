@@ -33,6 +33,7 @@
 //! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
 //! | retention: moves log starts, releases the entries below them, records unreferenced objects as garbage | [`MetadataStore::apply_retention`], [`MetadataStore::release_prefix`], [`MetadataStore::garbage_objects`] | `retention` |
 //! | compacts objects: registers an output before its upload, swaps partitions' entries over to it only where they did not change | [`MetadataStore::register_compaction_output`], [`MetadataStore::swap_compacted`] | `compaction` |
+//! | who runs the jobs of each shard (retention, compaction, garbage collection) | [`MetadataStore::acquire_job_shard`], [`MetadataStore::release_job_shard`], [`MetadataStore::job_shards`] | `jobs` |
 //! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
 //!
 //! Blocking: no operation blocks an async worker thread; the SQLite backend runs
@@ -59,6 +60,7 @@ pub mod codec;
 mod compaction;
 mod error;
 mod groups;
+mod jobs;
 pub mod keys;
 pub mod kv;
 mod model;
@@ -73,6 +75,7 @@ pub use compaction::{
 };
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
+pub use jobs::{JOB_SHARDS, JobLease, JobShardState};
 pub use model::*;
 pub use open::{
     BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,

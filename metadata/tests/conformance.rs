@@ -22,10 +22,10 @@ use fjord_metadata::kv::{
 };
 use fjord_metadata::{
     AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap, ErrorKind,
-    GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord, IndexEntry, MAX_COMMIT_AGE_MS,
-    MetadataError, MetadataStore, NewTopic, OffsetCommit, PartitionSwap, ProducerBatch,
-    ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId, ShardFence,
-    SwapOutcome, TopicPartition, coordinator_shard_of,
+    GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord, IndexEntry, JOB_SHARDS, JobLease,
+    JobShardState, MAX_COMMIT_AGE_MS, MetadataError, MetadataStore, NewTopic, OffsetCommit,
+    PartitionSwap, ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit,
+    SegmentId, ShardFence, SwapOutcome, TopicPartition, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -2513,6 +2513,58 @@ async fn leadership_is_released_only_by_its_holder(fx: Fixture) {
     assert_eq!(error.kind(), ErrorKind::Fenced);
 }
 
+async fn job_shards_are_taken_once_per_epoch_and_released_by_their_holder(fx: Fixture) {
+    let store = fx.store();
+    let shards = store.job_shards().await.unwrap();
+    assert_eq!(shards.len(), JOB_SHARDS as usize);
+    assert!(shards.iter().all(|s| *s == JobShardState::default()));
+    // Two agents decide on the same state: only the first takes the shard.
+    let first = store.acquire_job_shard(5, 1, 0).await.unwrap();
+    let first = first.expect("taken at the epoch it was seen at");
+    assert_eq!(first, JobLease { shard: 5, epoch: 1 });
+    assert_eq!(store.acquire_job_shard(5, 2, 0).await.unwrap(), None);
+    let shards = store.job_shards().await.unwrap();
+    assert_eq!(
+        shards[5],
+        JobShardState {
+            holder: Some(1),
+            epoch: 1
+        }
+    );
+    assert!(
+        shards
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == 5 || s.holder.is_none())
+    );
+    // Only the holder, under its epoch, releases it.
+    assert!(
+        !store.release_job_shard(first, 2).await.unwrap(),
+        "not the holder"
+    );
+    let stale = JobLease { shard: 5, epoch: 2 };
+    assert!(
+        !store.release_job_shard(stale, 1).await.unwrap(),
+        "wrong epoch"
+    );
+    assert!(store.release_job_shard(first, 1).await.unwrap());
+    assert_eq!(
+        store.job_shards().await.unwrap()[5],
+        JobShardState {
+            holder: None,
+            epoch: 1
+        }
+    );
+    // Taken over from a holder that is gone: the old lease no longer releases.
+    let second = store.acquire_job_shard(5, 2, 1).await.unwrap().unwrap();
+    let third = store.acquire_job_shard(5, 3, 2).await.unwrap().unwrap();
+    assert_eq!((second.epoch, third.epoch), (2, 3));
+    assert!(!store.release_job_shard(second, 2).await.unwrap());
+    assert_eq!(store.job_shards().await.unwrap()[5].holder, Some(3));
+    // Shards outside the range are refused.
+    assert!(store.acquire_job_shard(JOB_SHARDS, 1, 0).await.is_err());
+}
+
 async fn coordinator_shards_are_released_only_by_their_holder(fx: Fixture) {
     let store = fx.store();
     let first = take_shard(&store, "handoff-group", 1).await;
@@ -2855,6 +2907,7 @@ macro_rules! all_cases {
         $case!(all_partition_states_come_from_one_snapshot);
         $case!(leadership_is_released_only_by_its_holder);
         $case!(coordinator_shards_are_released_only_by_their_holder);
+        $case!(job_shards_are_taken_once_per_epoch_and_released_by_their_holder);
         $case!(delete_records_moves_the_log_start_forward_only);
         $case!(epoch_end_offsets_follow_the_index);
         $case!(timestamp_lookups_are_exact_on_long_logs);

@@ -41,8 +41,8 @@
 //! the partition's own when it has `partition_object_bytes` to merge, else in
 //! one shared with other such partitions.
 //!
-//! One agent compacts for the whole cluster: the jobs agent that owns job
-//! shard 0 (the same placement as the orphan sweep). A run reads at most
+//! One agent compacts for the whole cluster: the jobs agent holding job
+//! shard 0 ([`super::leases::BUCKET_SHARD`], as for the orphan sweep). A run reads at most
 //! `--object-compaction-run-bytes`, which bounds its memory to about twice
 //! that.
 
@@ -64,8 +64,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
+use super::leases::{BUCKET_SHARD, JobLeases};
 use super::retention::{self, RetentionSettings};
-use crate::cluster::ClusterView;
 use crate::faults::crash_point;
 
 /// Chunks whose records expire within this are not compacted.
@@ -163,7 +163,7 @@ pub struct Compaction {
     store: MetadataStore,
     objects: Arc<dyn ObjectStore>,
     keys: ObjectKeys,
-    view: Arc<ClusterView>,
+    leases: Arc<JobLeases>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     settings: CompactionSettings,
@@ -217,7 +217,7 @@ impl Compaction {
         store: MetadataStore,
         objects: Arc<dyn ObjectStore>,
         keys: ObjectKeys,
-        view: Arc<ClusterView>,
+        leases: Arc<JobLeases>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
         settings: CompactionSettings,
@@ -227,7 +227,7 @@ impl Compaction {
             store,
             objects,
             keys,
-            view,
+            leases,
             clock,
             ids,
             settings,
@@ -252,8 +252,13 @@ impl Compaction {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            if !self.view.owns_job_shard(0, retention::SHARDS) {
-                continue;
+            match self.leases.refresh().await {
+                Ok(held) if held.holds(BUCKET_SHARD) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "job leases not refreshed; compaction retries next interval");
+                    continue;
+                }
             }
             let pass = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`producer_expiry`] | forget idempotent producers idle for `producer.id.expiration.ms`, in memory and in metadata |
 //! | [`compaction`] | object compaction: small segment objects merged into large ones, index entries swapped over where unchanged |
+//! | [`leases`] | which job shards this agent runs, held in metadata and moved as the cluster view places them |
 //! | [`orphans`] | the orphan sweep: objects written but never committed, old enough that no commit can take them |
 //! | [`report`] | not a job: what the bucket holds and what the jobs owe (`fjord storage-report`) |
 //! | [`retention`] | `retention.ms` / `retention.bytes`, releasing index entries below the log start (retention, `DeleteRecords`, deleted topics), deleting unreferenced objects after a grace period |
@@ -13,6 +14,7 @@
 //! ([`crate::groups`], `offsets.retention.minutes`).
 
 pub mod compaction;
+pub mod leases;
 pub mod orphans;
 pub mod producer_expiry;
 pub mod report;

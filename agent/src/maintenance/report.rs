@@ -64,6 +64,8 @@ pub struct StorageReport {
     pub deleted_topics_pending: usize,
     /// Orphans found by listing the bucket (objects, bytes), when asked.
     pub orphans: Option<(usize, u64)>,
+    /// Job shards held, by the node id holding them (`-1`: nobody).
+    pub job_shards: std::collections::BTreeMap<i32, usize>,
 }
 
 /// Builds the report at `now_ms`, with `settings` saying what compaction
@@ -141,6 +143,12 @@ pub async fn storage_report(
             .max(now_ms.saturating_sub(garbage.freed_at_ms));
     }
     report.deleted_topics_pending = store.deleted_topics().await?.len();
+    for shard in store.job_shards().await? {
+        *report
+            .job_shards
+            .entry(shard.holder.unwrap_or(-1))
+            .or_default() += 1;
+    }
     Ok(report)
 }
 
@@ -186,6 +194,15 @@ impl fmt::Display for StorageReport {
             self.garbage_oldest_ms,
             self.deleted_topics_pending
         )?;
+        let holders: Vec<String> = self
+            .job_shards
+            .iter()
+            .map(|(holder, count)| match holder {
+                -1 => format!("{count} held by nobody"),
+                node => format!("{count} by node {node}"),
+            })
+            .collect();
+        writeln!(f, "job shards: {}", holders.join(", "))?;
         match self.orphans {
             Some((count, bytes)) => writeln!(f, "orphans found: {count} ({bytes} bytes)"),
             None => writeln!(f, "orphans: not looked for (--orphans lists the bucket)"),

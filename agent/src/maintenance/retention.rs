@@ -1,9 +1,10 @@
 //! Retention and garbage collection of the bucket.
 //!
 //! Every `log.retention.check.interval.ms` each agent with the jobs role
-//! (`--roles`) takes the partitions the cluster view places on it among the
-//! live agents with that role (led or not, so an idle partition without a
-//! leader still expires) and, for topics whose `cleanup.policy` includes
+//! (`--roles`) takes the partitions of the job shards it holds
+//! ([`super::leases`]: placed over the live agents with that role, held in
+//! metadata; led or not, so an idle partition without a leader still
+//! expires) and, for topics whose `cleanup.policy` includes
 //! `delete`, moves their log start past what `retention.ms` and
 //! `retention.bytes` expire ([`MetadataStore::apply_retention`]). Then it
 //! releases the index entries below every such partition's log start, whether
@@ -16,7 +17,7 @@
 //!
 //! Passes on several agents at once are safe: every step is one metadata
 //! transaction that reads what it changes, and deleting an object twice is
-//! harmless. The placement only keeps them from doing the same work.
+//! harmless. The job leases only keep them from doing the same work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
+use super::leases::{self, BUCKET_SHARD, JobLeases};
 use super::orphans;
-use crate::cluster::ClusterView;
 use crate::configs::topic;
 use crate::log::PartitionLogs;
 
@@ -43,8 +44,6 @@ const SWEEP_LIMIT: usize = 10_000;
 const RELEASE_BATCH: usize = 500;
 /// Garbage objects looked at per pass.
 const GARBAGE_BATCH: usize = 1_000;
-/// Shards garbage objects and deleted topics are spread over between agents.
-pub(crate) const SHARDS: u32 = 64;
 
 /// The broker-wide retention settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +93,7 @@ pub struct Retention {
     logs: Arc<PartitionLogs>,
     objects: Arc<dyn ObjectStore>,
     keys: ObjectKeys,
-    view: Arc<ClusterView>,
+    leases: Arc<JobLeases>,
     clock: Arc<dyn Clock>,
     settings: RetentionSettings,
     /// When this agent last swept for orphans.
@@ -108,7 +107,7 @@ impl Retention {
         logs: Arc<PartitionLogs>,
         objects: Arc<dyn ObjectStore>,
         keys: ObjectKeys,
-        view: Arc<ClusterView>,
+        leases: Arc<JobLeases>,
         clock: Arc<dyn Clock>,
         settings: RetentionSettings,
     ) -> Self {
@@ -117,7 +116,7 @@ impl Retention {
             logs,
             objects,
             keys,
-            view,
+            leases,
             clock,
             settings,
             last_sweep: Arc::default(),
@@ -134,7 +133,12 @@ impl Retention {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {
+                    // A graceful stop: the others take this agent's shards at
+                    // their next pass.
+                    self.leases.release_all().await;
+                    return Ok(());
+                }
                 _ = tick.tick() => {}
             }
             match self.pass().await {
@@ -149,10 +153,11 @@ impl Retention {
         }
     }
 
-    /// One pass over the partitions placed on this agent, the deleted topics
-    /// and the garbage of its shards.
+    /// One pass over the partitions, deleted topics and garbage of the job
+    /// shards this agent holds (taken or given up first, as its view says).
     pub async fn pass(&self) -> Result<PassReport, fjord_metadata::MetadataError> {
         let mut report = PassReport::default();
+        let held = self.leases.refresh().await?;
         let topics = self.store.all_partition_states().await?;
         for (meta, states) in &topics {
             let limits = self.limits(meta);
@@ -161,7 +166,7 @@ impl Retention {
                     continue;
                 };
                 let partition = TopicPartition::new(meta.id, index);
-                if !self.view.owns_job(partition, meta.partition_count) {
+                if !held.holds_partition(partition) {
                     continue;
                 }
                 // One partition's failure (deleted meanwhile, a metadata
@@ -175,10 +180,7 @@ impl Retention {
             }
         }
         for deleted in self.store.deleted_topics().await? {
-            if !self
-                .view
-                .owns_job_shard(shard_of(deleted.topic.id.0.as_bytes()), SHARDS)
-            {
+            if !held.holds(leases::shard_of(deleted.topic.id.0.as_bytes())) {
                 continue;
             }
             let topic_id = deleted.topic.id;
@@ -189,8 +191,8 @@ impl Retention {
             })
             .await?;
         }
-        self.collect_garbage(&mut report).await?;
-        if self.view.owns_job_shard(0, SHARDS) && self.sweep_due() {
+        self.collect_garbage(&mut report, &held).await?;
+        if held.holds(BUCKET_SHARD) && self.sweep_due() {
             let now = self.clock.now_millis();
             match orphans::sweep(
                 &self.store,
@@ -289,14 +291,13 @@ impl Retention {
     async fn collect_garbage(
         &self,
         report: &mut PassReport,
+        held: &leases::HeldShards,
     ) -> Result<(), fjord_metadata::MetadataError> {
         let grace = i64::try_from(self.settings.object_grace.as_millis()).unwrap_or(i64::MAX);
         let now = self.clock.now_millis();
         for garbage in self.store.garbage_objects(GARBAGE_BATCH).await? {
             if now.saturating_sub(garbage.freed_at_ms) < grace
-                || !self
-                    .view
-                    .owns_job_shard(shard_of(&garbage.segment_id.0.to_bytes()), SHARDS)
+                || !held.holds(leases::shard_of(&garbage.segment_id.0.to_bytes()))
             {
                 continue;
             }
@@ -322,11 +323,6 @@ impl Retention {
         }
         Ok(())
     }
-}
-
-/// The shard of an id among [`SHARDS`] (the same on every agent and build).
-fn shard_of(id: &[u8]) -> u32 {
-    crc32c::crc32c(id) % SHARDS
 }
 
 /// The retention limits of `meta`'s partitions under the broker defaults of

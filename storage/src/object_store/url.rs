@@ -193,8 +193,16 @@ pub fn open_backend(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectS
             }
             std::fs::create_dir_all(rest)
                 .map_err(|e| invalid(url, format!("cannot create directory {rest}: {e}")))?;
+            // A write returns once the file and its directory entry are on
+            // disk, as a PUT to S3 is durable when it returns: an `acks=all`
+            // answer follows the metadata commit, which must never name an
+            // object a power loss could take back. Writing each object out as
+            // it is made also keeps the kernel from holding many seconds of
+            // them dirty and writing them back in bursts that stall every
+            // other fsync (the metadata commits) behind them.
             let local = LocalFileSystem::new_with_prefix(rest)
-                .map_err(|e| invalid(url, format!("cannot open directory {rest}: {e}")))?;
+                .map_err(|e| invalid(url, format!("cannot open directory {rest}: {e}")))?
+                .with_fsync(true);
             Ok(Arc::new(local))
         }
         "memory" => {
