@@ -85,8 +85,8 @@ pub fn options(settings: &AgentSettings) -> AgentOptions {
         dir: settings.wal_dir(),
         max_bytes: settings.wal_max_bytes,
     });
-    options.disk_cache =
-        (settings.disk_cache_bytes > 0).then(|| (settings.cache_dir(), settings.disk_cache_bytes));
+    let disk_cache_bytes = settings.disk_cache_bytes();
+    options.disk_cache = (disk_cache_bytes > 0).then(|| (settings.cache_dir(), disk_cache_bytes));
     options.log = settings.log_settings();
     options.cluster = settings.cluster_settings();
     options.groups = settings.group_settings();

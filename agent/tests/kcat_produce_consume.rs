@@ -551,7 +551,15 @@ fn files_under(dir: &Path) -> usize {
 fn reads_come_from_memory_then_the_disk_cache_then_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let args = ["--num-partitions", "2", "--flush-interval-ms", "20"];
+    // The disk cache is off by default over a local-directory bucket.
+    let args = [
+        "--num-partitions",
+        "2",
+        "--flush-interval-ms",
+        "20",
+        "--disk-cache-bytes",
+        "1073741824",
+    ];
     let produced = lines("tiers", 2_000);
     {
         let agent = AgentProcess::start(dir.path(), &args);

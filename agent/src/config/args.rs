@@ -152,7 +152,7 @@ pub struct AgentArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whole_object_read_bytes: Option<u64>,
     /// Bytes the disk read cache may hold (0 disables it).
-    /// [env: FJORD_DISK_CACHE_BYTES] [default: 1073741824]
+    /// [env: FJORD_DISK_CACHE_BYTES] [default: 1073741824; 0 over a file:// bucket]
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_cache_bytes: Option<u64>,

@@ -24,7 +24,17 @@ fn defaults_are_those_of_the_flags_they_replace() {
     assert_eq!(settings.max_unflushed_bytes, 64 * 1024 * 1024);
     assert_eq!(settings.socket_request_max_bytes, 104_857_600);
     assert_eq!(settings.cache_dir, None);
-    assert_eq!(settings.disk_cache_bytes, 1024 * 1024 * 1024);
+    assert_eq!(settings.disk_cache_bytes, None);
+    assert_eq!(
+        settings.disk_cache_bytes(),
+        0,
+        "the default bucket is a local directory"
+    );
+    let remote = AgentSettings {
+        storage_url: Some("s3://bucket/prefix".into()),
+        ..settings.clone()
+    };
+    assert_eq!(remote.disk_cache_bytes(), 1024 * 1024 * 1024);
     assert_eq!(settings.heartbeat_interval_ms, 500);
     assert_eq!(settings.lease_timeout_ms, 2000);
     assert_eq!(settings.balance_interval_ms, 250);

@@ -208,7 +208,7 @@ fn the_bounds_of_each_cross_field_rule_are_allowed() {
             s.fetch_max_bytes = 0;
             s.flush_idle_us = 0;
             s.whole_object_read_bytes = 0;
-            s.disk_cache_bytes = 0;
+            s.disk_cache_bytes = Some(0);
             s.shutdown_timeout_ms = 0;
             s.group_initial_rebalance_delay_ms = 0;
             s.hedge_put_after_ms = 0;

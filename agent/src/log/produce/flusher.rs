@@ -148,7 +148,14 @@ impl PartitionLogs {
                 }
                 _ = tick.tick(), if room => FlushTrigger::Interval,
                 _ = self.flush_now.notified(), if room => FlushTrigger::Asked,
-                _ = self.windows.all_full(), if room => FlushTrigger::WindowFull,
+                _ = self.windows.all_full(), if room => {
+                    // The permit may be older than the last flush (kept
+                    // while there was no room): only what is true now counts.
+                    if !self.windows.are_all_full() {
+                        continue;
+                    }
+                    FlushTrigger::WindowFull
+                }
             };
             if let Some(flush) = self.take() {
                 let logs = self.clone();

@@ -53,9 +53,14 @@ impl ClientWindows {
         )
     }
 
-    fn check(&self) {
+    /// Whether every connection waiting for a commit is full (and one is).
+    pub(crate) fn are_all_full(&self) -> bool {
         let full = self.full.load(Ordering::Acquire);
-        if full > 0 && full >= self.waiting.load(Ordering::Acquire) {
+        full > 0 && full >= self.waiting.load(Ordering::Acquire)
+    }
+
+    fn check(&self) {
+        if self.are_all_full() {
             self.all_full.notify_one();
         }
     }
