@@ -39,6 +39,12 @@ pub struct BrokerSettings {
     /// in Kafka, the first batch found is returned whole even when it is
     /// larger, so a consumer always makes progress.
     pub fetch_max_bytes: usize,
+    /// Broker configs behind topic configs' defaults that this agent sets to
+    /// other than Kafka's default (`log.retention.ms`, `log.retention.bytes`),
+    /// by name: a topic without an override of `retention.ms` has the value of
+    /// `log.retention.ms` here, as `DescribeConfigs` reports
+    /// (`STATIC_BROKER_CONFIG`).
+    pub static_log_configs: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Default for BrokerSettings {
@@ -50,6 +56,7 @@ impl Default for BrokerSettings {
             connections_max_idle: Duration::from_millis(600_000),
             queued_max_request_bytes: 500 * 1024 * 1024,
             fetch_max_bytes: 57_671_680,
+            static_log_configs: std::collections::BTreeMap::new(),
         }
     }
 }

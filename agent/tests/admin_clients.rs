@@ -119,6 +119,25 @@ fn confluent_admin_client_manages_configs_partitions_and_records() {
     assert_eq!(kcat_consume(&agent, "admin-orders", 3).len(), 2);
 }
 
+/// `--log-retention-ms` and `--log-retention-bytes` stand behind topics that
+/// set no retention of their own: `DescribeConfigs` reports them as static
+/// broker configs, on the topic and on the broker.
+#[test]
+fn confluent_admin_client_sees_the_agents_retention_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = AGENT_ARGS.to_vec();
+    args.extend([
+        "--log-retention-ms",
+        "60000",
+        "--log-retention-bytes",
+        "1048576",
+    ]);
+    let agent = AgentProcess::start(dir.path(), &args);
+    let out =
+        run_python_client_with_args("confluent_admin.py", &[&agent.address(), "broker-defaults"]);
+    assert!(out.contains("confluent admin broker-defaults: ok"), "{out}");
+}
+
 #[test]
 fn kafka_python_admin_client_manages_configs_partitions_and_records() {
     let dir = tempfile::tempdir().unwrap();

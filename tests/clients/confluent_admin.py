@@ -5,6 +5,10 @@ Usage:
     confluent_admin.py HOST:PORT setup    create, alter, describe, grow, trim
     confluent_admin.py HOST:PORT verify   after an agent restart: what setup
                                           changed is still there
+    confluent_admin.py HOST:PORT broker-defaults
+                                          against an agent started with
+                                          --log-retention-ms 60000
+                                          --log-retention-bytes 1048576
 
 Exits non-zero on the first mismatch, printing what it saw.
 """
@@ -293,5 +297,26 @@ def verify(bootstrap):
     print("confluent admin verify: ok")
 
 
+def broker_defaults(bootstrap):
+    """A topic without overrides takes the agent's log.retention.* values,
+    reported as static broker configs (as Kafka reports a broker's
+    server.properties), and the broker resource shows them too."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = "admin-broker-defaults"
+    one(admin.create_topics([NewTopic(topic, num_partitions=1)])).result(timeout=TIMEOUT)
+    configs = topic_configs(admin, topic)
+    expect_config(configs, "retention.ms", "60000", ConfigSource.STATIC_BROKER_CONFIG)
+    expect_config(configs, "retention.bytes", "1048576", ConfigSource.STATIC_BROKER_CONFIG)
+    expect_config(configs, "cleanup.policy", "delete", ConfigSource.DEFAULT_CONFIG)
+    cluster = admin.describe_cluster().result(timeout=TIMEOUT)
+    broker = ConfigResource(ConfigResource.Type.BROKER, str(cluster.controller.id))
+    broker_configs = one(admin.describe_configs([broker])).result(timeout=TIMEOUT)
+    entry = broker_configs.get("log.retention.ms")
+    check(entry is not None and entry.value == "60000", "broker log.retention.ms", entry)
+    check(entry.source == ConfigSource.STATIC_BROKER_CONFIG.value, "broker log.retention.ms source", entry.source)
+    check(entry.is_read_only, "broker configs are read-only", entry.is_read_only)
+    print("confluent admin broker-defaults: ok")
+
+
 if __name__ == "__main__":
-    {"setup": setup, "verify": verify}[sys.argv[2]](sys.argv[1])
+    {"setup": setup, "verify": verify, "broker-defaults": broker_defaults}[sys.argv[2]](sys.argv[1])

@@ -351,7 +351,13 @@ impl AgentSettings {
             connections_max_idle: self.connections_max_idle(),
             queued_max_request_bytes: self.queued_max_request_bytes,
             fetch_max_bytes: self.fetch_max_bytes,
+            static_log_configs: self.static_log_configs(),
         }
+    }
+
+    /// The broker configs behind topic defaults that differ from Kafka's.
+    fn static_log_configs(&self) -> std::collections::BTreeMap<&'static str, String> {
+        crate::configs::broker::static_log_configs(&self.retention_settings())
     }
 
     /// The write-ahead log's options.

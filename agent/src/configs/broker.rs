@@ -4,8 +4,35 @@
 //! names). All are read-only: an agent's settings are fixed when it starts, so
 //! `AlterConfigs` and `IncrementalAlterConfigs` refuse broker resources.
 
+use std::collections::BTreeMap;
+
 use super::{ConfigSource, ConfigType, DescribedConfig, Synonym, topic};
 use crate::Broker;
+use crate::maintenance::retention::RetentionSettings;
+
+/// Kafka's `log.retention.ms` default (`log.retention.hours` 168).
+const KAFKA_LOG_RETENTION_MS: i64 = 604_800_000;
+
+/// The broker configs behind topic defaults (`log.retention.ms`,
+/// `log.retention.bytes`) that `retention` sets to other than Kafka's
+/// defaults, by name: what a topic without an override gets
+/// ([`crate::BrokerSettings::static_log_configs`]).
+pub fn static_log_configs(retention: &RetentionSettings) -> BTreeMap<&'static str, String> {
+    let mut configs = BTreeMap::new();
+    if retention.default_retention_ms != KAFKA_LOG_RETENTION_MS {
+        configs.insert(
+            "log.retention.ms",
+            retention.default_retention_ms.to_string(),
+        );
+    }
+    if retention.default_retention_bytes != -1 {
+        configs.insert(
+            "log.retention.bytes",
+            retention.default_retention_bytes.to_string(),
+        );
+    }
+    configs
+}
 
 /// A broker config: its value, and Kafka's default (the source is
 /// `DEFAULT_CONFIG` when they agree, `STATIC_BROKER_CONFIG` otherwise).
@@ -93,13 +120,11 @@ pub fn describe(broker: &Broker) -> Vec<DescribedConfig> {
     });
     let topic_defaults = topic::definitions().iter().filter_map(|def| {
         def.broker_synonym.map(|name| {
-            (
-                name,
-                def.config_type,
-                def.default.to_owned(),
-                ConfigSource::DefaultConfig,
-                def.documentation,
-            )
+            let (value, source) = match broker.settings.static_log_configs.get(name) {
+                Some(value) => (value.clone(), ConfigSource::StaticBrokerConfig),
+                None => (def.default.to_owned(), ConfigSource::DefaultConfig),
+            };
+            (name, def.config_type, value, source, def.documentation)
         })
     });
     let mut described: Vec<DescribedConfig> = own

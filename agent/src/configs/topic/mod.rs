@@ -374,18 +374,32 @@ pub fn apply_incremental(
 
 /// Every known topic config under `overrides`, ordered by name: its value, its
 /// source, and its synonyms (the override, then the broker config behind the
-/// default, valued at that default).
-pub fn describe(overrides: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
+/// default: as this agent sets it in `static_broker`, if it does, then at
+/// Kafka's default), as Kafka orders them.
+pub fn describe(
+    overrides: &BTreeMap<String, String>,
+    static_broker: &BTreeMap<&'static str, String>,
+) -> Vec<DescribedConfig> {
     DEFINITIONS
         .iter()
         .map(|def| {
             let override_opt = overrides.get(def.name);
+            let broker_value = def
+                .broker_synonym
+                .and_then(|name| static_broker.get(name).map(|value| (name, value)));
             let mut synonyms = Vec::new();
             if let Some(value) = override_opt {
                 synonyms.push(Synonym {
                     name: def.name,
                     value: value.clone(),
                     source: ConfigSource::TopicConfig,
+                });
+            }
+            if let Some((name, value)) = broker_value {
+                synonyms.push(Synonym {
+                    name,
+                    value: value.clone(),
+                    source: ConfigSource::StaticBrokerConfig,
                 });
             }
             if let Some(broker_name) = def.broker_synonym {
@@ -395,14 +409,15 @@ pub fn describe(overrides: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
                     source: ConfigSource::DefaultConfig,
                 });
             }
+            let (value, source) = match (override_opt, broker_value) {
+                (Some(value), _) => (value.clone(), ConfigSource::TopicConfig),
+                (None, Some((_, value))) => (value.clone(), ConfigSource::StaticBrokerConfig),
+                (None, None) => (def.default.to_owned(), ConfigSource::DefaultConfig),
+            };
             DescribedConfig {
                 name: def.name,
-                value: override_opt.map_or_else(|| def.default.to_owned(), String::clone),
-                source: if override_opt.is_some() {
-                    ConfigSource::TopicConfig
-                } else {
-                    ConfigSource::DefaultConfig
-                },
+                value,
+                source,
                 read_only: false,
                 config_type: def.config_type,
                 documentation: def.documentation,

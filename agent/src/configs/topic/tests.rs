@@ -262,10 +262,10 @@ fn wire_operations_decode_or_are_refused() {
 
 #[test]
 fn descriptions_cover_every_config_with_sources_and_synonyms() {
-    let described = describe(&configs(&[
-        ("retention.ms", "1000"),
-        ("legacy.unknown", "x"),
-    ]));
+    let described = describe(
+        &configs(&[("retention.ms", "1000"), ("legacy.unknown", "x")]),
+        &BTreeMap::new(),
+    );
     assert_eq!(described.len(), definitions().len());
     let retention = described.iter().find(|c| c.name == "retention.ms").unwrap();
     assert_eq!(retention.value, "1000");
@@ -299,4 +299,50 @@ fn descriptions_cover_every_config_with_sources_and_synonyms() {
             .iter()
             .all(|c| !c.read_only && !c.documentation.is_empty())
     );
+}
+
+/// A broker config this agent sets (`--log-retention-ms`) is what a topic
+/// without an override reports, as a static broker config, with Kafka's
+/// default behind it; an override still wins.
+#[test]
+fn broker_settings_stand_behind_topics_without_an_override() {
+    let retention = crate::maintenance::retention::RetentionSettings {
+        default_retention_ms: 60_000,
+        default_retention_bytes: 1_048_576,
+        ..Default::default()
+    };
+    let static_broker = crate::configs::broker::static_log_configs(&retention);
+    let described = describe(&configs(&[("retention.bytes", "5")]), &static_broker);
+    let retention_ms = described.iter().find(|c| c.name == "retention.ms").unwrap();
+    assert_eq!(
+        (retention_ms.value.as_str(), retention_ms.source),
+        ("60000", ConfigSource::StaticBrokerConfig)
+    );
+    assert_eq!(
+        retention_ms.synonyms,
+        vec![
+            Synonym {
+                name: "log.retention.ms",
+                value: "60000".into(),
+                source: ConfigSource::StaticBrokerConfig
+            },
+            Synonym {
+                name: "log.retention.ms",
+                value: "604800000".into(),
+                source: ConfigSource::DefaultConfig
+            },
+        ]
+    );
+    let retention_bytes = described
+        .iter()
+        .find(|c| c.name == "retention.bytes")
+        .unwrap();
+    assert_eq!(
+        (retention_bytes.value.as_str(), retention_bytes.source),
+        ("5", ConfigSource::TopicConfig)
+    );
+    assert_eq!(retention_bytes.synonyms.len(), 3);
+    // At Kafka's defaults nothing is static.
+    let defaults = crate::configs::broker::static_log_configs(&Default::default());
+    assert!(defaults.is_empty(), "{defaults:?}");
 }

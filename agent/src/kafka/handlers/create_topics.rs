@@ -18,8 +18,11 @@ use crate::kafka::errors::{config_error, metadata_error};
 use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic};
 
 /// The topic's configs as the v5+ response reports them.
-fn reported_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
-    topic::describe(overrides)
+fn reported_configs(
+    overrides: &BTreeMap<String, String>,
+    static_broker: &BTreeMap<&'static str, String>,
+) -> Vec<CreatableTopicConfigs> {
+    topic::describe(overrides, static_broker)
         .into_iter()
         .map(|described| {
             let mut config = CreatableTopicConfigs::default();
@@ -118,7 +121,10 @@ pub(crate) async fn handle(
                 ),
                 Err(_) if reports_counts => {
                     result.num_partitions = partitions;
-                    result.configs = Some(reported_configs(&spec.configs));
+                    result.configs = Some(reported_configs(
+                        &spec.configs,
+                        &broker.settings.static_log_configs,
+                    ));
                 }
                 Err(_) => {}
             }
@@ -132,7 +138,10 @@ pub(crate) async fn handle(
                 }
                 if reports_counts {
                     result.num_partitions = created.partition_count;
-                    result.configs = Some(reported_configs(&created.configs));
+                    result.configs = Some(reported_configs(
+                        &created.configs,
+                        &broker.settings.static_log_configs,
+                    ));
                 }
             }
             Err(error) => {

@@ -60,7 +60,10 @@ async fn describe(
                 .describe_topic(topic_name)
                 .await
                 .map_err(|error| topic_refusal(topic_name, &error))?;
-            Ok(topic::describe(&meta.configs))
+            Ok(topic::describe(
+                &meta.configs,
+                &broker.settings.static_log_configs,
+            ))
         }
         Resource::Broker => Ok(broker_configs::describe(broker)),
     }
