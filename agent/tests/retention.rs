@@ -306,3 +306,70 @@ async fn retention_frees_a_bucket_on_an_s3_server() {
     );
     drop(agent);
 }
+
+/// Job leases across real processes: two jobs agents split the job shards;
+/// after `kill -9` of one, the other takes its shards once it sees it dead,
+/// and then holds every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_jobs_agents_shards_are_taken_by_the_other() {
+    let root = tempfile::tempdir().unwrap();
+    let metadata_url = format!("sqlite://{}", root.path().join("metadata.db").display());
+    let storage_url = format!("file://{}", root.path().join("bucket").display());
+    let start = |name: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec![
+            "--roles",
+            "jobs",
+            "--metadata-url",
+            &metadata_url,
+            "--storage-url",
+            &storage_url,
+        ];
+        args.extend(FAST_RETENTION);
+        AgentProcess::start_on_logging(&dir, free_port(), &args, &[RETENTION_LOG], None)
+    };
+    let first = start("first");
+    let second = start("second");
+    let store = fjord_metadata::open(&metadata_url).await.unwrap();
+    let node_of = |agents: &[fjord_metadata::AgentRecord], port: u16| {
+        agents
+            .iter()
+            .find(|a| a.advertised_address.ends_with(&format!(":{port}")))
+            .map(|a| a.node_id)
+    };
+    // Polls until every shard is held and the holders are `want`.
+    let held_by = |want: std::collections::BTreeSet<i32>| {
+        let store = store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let shards = store.job_shards().await.unwrap();
+                let holders: std::collections::BTreeSet<i32> =
+                    shards.iter().filter_map(|s| s.holder).collect();
+                if shards.iter().all(|s| s.holder.is_some()) && holders == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "job shards not held by {want:?}: {shards:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let agents = store.list_agents().await.unwrap();
+    let (first_node, second_node) = (
+        node_of(&agents, first.port).unwrap(),
+        node_of(&agents, second.port).unwrap(),
+    );
+    held_by([first_node, second_node].into()).await;
+    drop(first); // SIGKILL
+    held_by([second_node].into()).await;
+    let shards = store.job_shards().await.unwrap();
+    assert!(
+        shards.iter().any(|s| s.epoch >= 2),
+        "some shards were taken over under a new epoch: {shards:?}"
+    );
+    drop(second);
+}
