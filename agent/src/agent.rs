@@ -9,6 +9,7 @@
 //! | task | critical | stops on |
 //! |---|---|---|
 //! | `kafka-listener` | yes | connections closing (shutdown stage 3) |
+//! | `http-gateway` | yes | connections closing (shutdown stage 3) |
 //! | `balancer` | yes | shutdown stage 1 (it then hands everything off) |
 //! | `heartbeat` | yes | shutdown stage 2, or at once on a failure |
 //! | `flusher` | yes | shutdown stage 4 |
@@ -70,6 +71,10 @@ pub struct AgentOptions {
     pub kafka_listen: String,
     /// The `host:port` clients are told (default: the bound address).
     pub advertised_address: Option<String>,
+    /// The address the HTTP gateway binds; `None`: no gateway.
+    pub http_listen: Option<String>,
+    /// The HTTP gateway's limits.
+    pub gateway: fjord_gateway::GatewaySettings,
     /// The WAL; `None`: `acks=1` waits for the commit like `acks=all`.
     pub wal: Option<WalOptions>,
     /// The disk read cache: directory and byte limit.
@@ -113,6 +118,8 @@ impl AgentOptions {
             data_dir,
             kafka_listen: kafka_listen.into(),
             advertised_address: None,
+            http_listen: None,
+            gateway: fjord_gateway::GatewaySettings::default(),
             disk_cache: None,
             log: LogSettings::default(),
             cluster: ClusterSettings::default(),
@@ -241,6 +248,19 @@ impl AgentBuilder {
             .await
             .with_context(|| format!("binding the kafka listener to {}", options.kafka_listen))?;
         let bound = listener.local_addr().context("reading the bound address")?;
+        let http_listener = match &options.http_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the HTTP gateway to {address}"))?,
+            ),
+            None => None,
+        };
+        let http_bound = http_listener
+            .as_ref()
+            .map(tokio::net::TcpListener::local_addr)
+            .transpose()
+            .context("reading the HTTP gateway's bound address")?;
         let advertised = options
             .advertised_address
             .clone()
@@ -310,6 +330,7 @@ impl AgentBuilder {
         );
         let topics = Arc::new(TopicCache::new(store.clone()));
         let retention_parts = (objects.clone(), keys.clone(), clock.clone(), ids.clone());
+        let gateway_clock = clock.clone();
         let mut logs = PartitionLogs::new(
             store.clone(),
             objects,
@@ -375,6 +396,19 @@ impl AgentBuilder {
                 Ok(())
             }
         });
+        if let Some(http_listener) = http_listener {
+            let core = Arc::new(crate::http::GatewayCore::new(broker.clone(), gateway_clock));
+            let router = fjord_gateway::router(core, options.gateway.clone());
+            tracing::info!(listen = ?http_bound, node_id, "HTTP gateway ready");
+            supervisor.spawn_critical("http-gateway", stages.close_connections.clone(), {
+                let stop = stages.close_connections.clone();
+                async move {
+                    fjord_gateway::serve(http_listener, router, stop)
+                        .await
+                        .context("serving the HTTP gateway")
+                }
+            });
+        }
         supervisor.spawn_critical(
             "group-expiry",
             stages.stop_accepting.clone(),
@@ -466,6 +500,7 @@ impl AgentBuilder {
         Ok(Agent {
             node_id,
             bound,
+            http_bound,
             store,
             logs,
             broker,
@@ -506,6 +541,7 @@ impl Stages {
 pub struct Agent {
     node_id: i32,
     bound: SocketAddr,
+    http_bound: Option<SocketAddr>,
     store: MetadataStore,
     logs: Arc<PartitionLogs>,
     broker: Arc<Broker>,
@@ -533,6 +569,11 @@ impl Agent {
     /// The address the Kafka listener is bound to.
     pub fn kafka_address(&self) -> SocketAddr {
         self.bound
+    }
+
+    /// The address the HTTP gateway is bound to, if it runs.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http_bound
     }
 
     /// The partition logs (tests look inside).

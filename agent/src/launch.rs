@@ -81,6 +81,7 @@ pub async fn open(settings: &AgentSettings) -> anyhow::Result<AgentBuilder> {
 pub fn options(settings: &AgentSettings) -> AgentOptions {
     let mut options = AgentOptions::new(settings.data_dir(), settings.kafka_listen.clone());
     options.advertised_address = settings.advertised_address.clone();
+    options.http_listen = settings.http_listen();
     options.wal = Some(WalOptions {
         dir: settings.wal_dir(),
         max_bytes: settings.wal_max_bytes,

@@ -29,6 +29,7 @@
 //! | [`faults`] | fault injection in whole agent processes, for tests |
 //! | [`groups`] | the consumer-group coordinator |
 //! | [`heartbeat`] | this agent's lease in metadata |
+//! | [`http`] | the HTTP gateway's view of this agent: produce (forwarded to the leader), read, topics |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
 //! | [`kafka`] | the Kafka listener: framing, dispatch, one handler per API, error-code mapping |
 //! | [`launch`] | from settings to a running agent: components opened by URL |
@@ -62,6 +63,7 @@ pub mod configs;
 pub mod faults;
 pub mod groups;
 pub mod heartbeat;
+pub mod http;
 pub mod idempotence;
 pub mod kafka;
 pub mod launch;

@@ -24,6 +24,8 @@ fn spawn_agent(dir: &Path, address: &str) -> Child {
             "50",
             "--kafka-listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--advertised-address",
             address,
         ])

@@ -654,6 +654,7 @@ fn fjord_agent_with_no_flags_serves_127_0_0_1_9092_from_fjord_data() {
     let mut agent = AgentProcess {
         child: command.spawn().unwrap(),
         port: 9092,
+        http_port: 8080,
     };
     let mut listening = false;
     for _ in 0..300 {

@@ -159,6 +159,7 @@ class Agent:
 
     def start(self):
         self.port = free_port()
+        self.http_port = free_port()
         self.generation += 1
         log_path = os.path.join(self.data_dir, f"agent-{self.generation}.log")
         if os.path.exists(self.stats_path):
@@ -175,6 +176,8 @@ class Agent:
             self.storage_url,
             "--kafka-listen",
             self.address,
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
             "--flush-interval-ms",
             str(options["flush_interval_ms"]),
             "--num-partitions",

@@ -1,5 +1,43 @@
-//! Fjord's HTTP (REST + JSON) and gRPC gateway. It will be mounted by the agent over
-//! the broker core, so the write path keeps exactly one implementation; it holds
-//! adapters only, never write-path logic.
+//! Fjord's HTTP gateway: produce, read and administer topics without a Kafka
+//! client. Every agent serves it (`--http-listen`) over the same broker core as
+//! its Kafka listener, through the [`Core`] trait the agent implements: one
+//! write path, one read path. This crate holds adapters only (JSON ↔ record
+//! batches, Kafka errors ↔ HTTP statuses), never write-path logic.
 //!
-//! Not built yet: this crate reserves the workspace slot.
+//! | module | owns |
+//! |---|---|
+//! | [`core`] | [`Core`]: what the gateway asks of the agent, in Kafka's terms |
+//! | [`error`] | the one error shape, and Kafka error → HTTP status |
+//! | [`partitioner`] | Kafka's murmur2 partitioner for keyed records |
+//! | [`records`] | records as JSON, to and from Kafka v2 record batches |
+//! | `routes` | the routes (listed there) and the OpenAPI document |
+//!
+//! Stateless by design: nothing a request leaves behind lives in the agent
+//! that served it, so any agent behind a load balancer answers any request.
+//!
+//! Not built yet: NDJSON and SSE streams, idempotent HTTP producers,
+//! `expected_offset`, multi-partition cursors, gRPC.
+
+pub mod core;
+pub mod error;
+pub mod partitioner;
+pub mod records;
+mod routes;
+
+pub use crate::core::{
+    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ReadBatches, TopicInfo,
+};
+pub use error::ApiError;
+pub use routes::{GatewaySettings, router};
+
+/// Serves `router` on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge)
+/// until `shutdown` is cancelled; requests in flight then finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -67,6 +67,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "HOST:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised_address: Option<String>,
+    /// The address the HTTP gateway binds (host:port), or `off`.
+    /// [env: FJORD_HTTP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
     /// The largest request frame accepted (socket.request.max.bytes); a larger
     /// one closes the connection. [env: FJORD_SOCKET_REQUEST_MAX_BYTES] [default: 104857600]
     #[arg(long, value_name = "BYTES")]

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The settings format this build reads (the file's `version`; absent means 1).
 pub const CONFIG_VERSION: u32 = 1;
 
+/// The `http-listen` value that turns the HTTP gateway off.
+pub(super) const HTTP_OFF: &str = "off";
+
 /// The disk read cache's size when none is set and the bucket is remote.
 const DEFAULT_DISK_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -52,6 +55,8 @@ pub struct AgentSettings {
     /// The `host:port` clients are told to connect to. `None`: the address the
     /// listener bound.
     pub advertised_address: Option<String>,
+    /// The address the HTTP gateway binds (`host:port`), or `off`.
+    pub http_listen: String,
     /// `socket.request.max.bytes`: the largest request frame accepted; a
     /// larger one closes the connection.
     pub socket_request_max_bytes: usize,
@@ -194,6 +199,7 @@ impl Default for AgentSettings {
             kafka_listen: "127.0.0.1:9092".to_owned(),
             roles: "serve,jobs".to_owned(),
             advertised_address: None,
+            http_listen: "127.0.0.1:8080".to_owned(),
             socket_request_max_bytes: 100 * MIB,
             queued_max_request_bytes: 500 * MIB,
             connections_max_idle_ms: 600_000,
@@ -383,6 +389,11 @@ impl AgentSettings {
     /// The object-store latency model, or `None` for none.
     pub fn latency_profile(&self) -> Option<fjord_storage::object_store::LatencyProfile> {
         self.storage_latency_profile.profile()
+    }
+
+    /// The address the HTTP gateway binds; `None` when it is off.
+    pub fn http_listen(&self) -> Option<String> {
+        (self.http_listen != HTTP_OFF).then(|| self.http_listen.clone())
     }
 
     /// The data directory.

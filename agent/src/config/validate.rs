@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::settings::{CONFIG_VERSION, resolved_metadata_url, resolved_storage_url};
+use super::settings::{CONFIG_VERSION, HTTP_OFF, resolved_metadata_url, resolved_storage_url};
 use super::{AgentSettings, ConfigError, InvalidSetting};
 
 impl AgentSettings {
@@ -35,6 +35,7 @@ impl AgentSettings {
             kafka_listen,
             roles,
             advertised_address,
+            http_listen,
             socket_request_max_bytes,
             queued_max_request_bytes,
             connections_max_idle_ms,
@@ -153,6 +154,15 @@ impl AgentSettings {
         );
         if let Err(reason) = check_host_port(kafka_listen, PortZero::Allowed) {
             check(false, "kafka-listen", format!("{kafka_listen:?}: {reason}"));
+        }
+        if http_listen != HTTP_OFF
+            && let Err(reason) = check_host_port(http_listen, PortZero::Allowed)
+        {
+            check(
+                false,
+                "http-listen",
+                format!("{http_listen:?}: {reason} (or {HTTP_OFF})"),
+            );
         }
         if let Some(advertised) = advertised_address
             && let Err(reason) = check_host_port(advertised, PortZero::Refused)

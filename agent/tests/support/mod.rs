@@ -11,6 +11,9 @@ use std::time::Duration;
 pub struct AgentProcess {
     pub child: Child,
     pub port: u16,
+    /// The port of its HTTP gateway (free when it started, unless the test
+    /// passed its own `--http-listen`).
+    pub http_port: u16,
 }
 
 impl AgentProcess {
@@ -50,11 +53,26 @@ impl AgentProcess {
             ),
             None => Stdio::inherit(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_fjord"))
+        // Every agent gets its own gateway port (the default, 8080, is one per
+        // host), unless the test chose one.
+        let http_port = match extra_args.iter().position(|a| *a == "--http-listen") {
+            Some(i) => extra_args
+                .get(i + 1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(0),
+            None => free_port(),
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fjord"));
+        command
             .arg("agent")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--kafka-listen", &format!("127.0.0.1:{port}")])
+            .args(["--kafka-listen", &format!("127.0.0.1:{port}")]);
+        if !extra_args.contains(&"--http-listen") {
+            command.args(["--http-listen", &format!("127.0.0.1:{http_port}")]);
+        }
+        let child = command
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
@@ -62,7 +80,11 @@ impl AgentProcess {
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let agent = AgentProcess { child, port };
+        let agent = AgentProcess {
+            child,
+            port,
+            http_port,
+        };
         for _ in 0..300 {
             if TcpStream::connect(agent.address()).is_ok() {
                 return agent;

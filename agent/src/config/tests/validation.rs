@@ -144,6 +144,10 @@ fn validation_refuses_each_broken_rule_naming_its_setting() {
             Box::new(|s| s.kafka_listen = "::1:9092".into()),
         ),
         (
+            "http-listen",
+            Box::new(|s| s.http_listen = "localhost".into()),
+        ),
+        (
             "advertised-address",
             Box::new(|s| s.advertised_address = Some("broker".into())),
         ),
@@ -224,6 +228,8 @@ fn the_bounds_of_each_cross_field_rule_are_allowed() {
         Box::new(|s| s.storage_url = Some("file:///var/lib/fjord/bucket".into())),
         Box::new(|s| s.kafka_listen = "0.0.0.0:0".into()),
         Box::new(|s| s.kafka_listen = "[::]:9092".into()),
+        Box::new(|s| s.http_listen = "off".into()),
+        Box::new(|s| s.http_listen = "0.0.0.0:0".into()),
         Box::new(|s| s.advertised_address = Some("broker-1.example.com:9092".into())),
         Box::new(|s| s.advertised_address = Some("[2001:db8::1]:9092".into())),
     ];

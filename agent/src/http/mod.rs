@@ -1,0 +1,307 @@
+//! The HTTP gateway's view of this agent: [`GatewayCore`] implements
+//! [`fjord_gateway::Core`] over the same [`Broker`] the Kafka handlers use.
+//!
+//! - A produce to a partition this agent owns is appended here, as a Kafka
+//!   produce is; one owned elsewhere is forwarded to that agent's Kafka
+//!   listener ([`forward`]). Either way the leader's write path decides.
+//! - Reads of committed data work on every agent (the index is in metadata;
+//!   the leader also serves its memory tail). A read that waits for records
+//!   wakes on this agent's commits, and looks again every
+//!   [`WAIT_POLL`] for commits made elsewhere.
+//! - Errors become Kafka codes through [`crate::kafka::errors`], the one
+//!   mapping the Kafka listener uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fjord_common::Clock;
+use fjord_gateway::{
+    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ReadBatches, TopicInfo,
+};
+use fjord_metadata::{
+    MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic, TopicMeta, TopicPartition,
+};
+use kafka_protocol::error::ResponseError;
+
+use crate::Broker;
+use crate::configs::topic;
+use crate::kafka::errors::{config_error, log_error, metadata_error};
+use crate::log::{LogError, TimestampQuery};
+
+mod forward;
+
+/// How often a waiting read looks for commits it would not be woken for.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// The broker core as the gateway sees it.
+#[derive(Debug)]
+pub struct GatewayCore {
+    broker: Arc<Broker>,
+    clock: Arc<dyn Clock>,
+    forwarder: Arc<forward::Forwarder>,
+}
+
+impl GatewayCore {
+    /// Over `broker`, with `clock` stamping records produced without a timestamp.
+    pub fn new(broker: Arc<Broker>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            broker,
+            clock,
+            forwarder: Arc::new(forward::Forwarder::default()),
+        }
+    }
+
+    /// A topic's metadata; fresh from the store when `partition` is past the
+    /// cached count (partitions may have been added).
+    async fn meta(&self, name: &str, partition: Option<i32>) -> Result<TopicMeta, KafkaError> {
+        let cache = self.broker.logs.topics();
+        let mut meta = cache.describe(name).await;
+        if let (Ok(cached), Some(p)) = (&meta, partition)
+            && p >= cached.partition_count
+        {
+            meta = cache.describe_fresh(name).await;
+        }
+        meta.map_err(|e| of_metadata(&e))
+    }
+
+    /// The partition `index` of `topic`, if it exists.
+    async fn partition_of(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Result<(TopicMeta, TopicPartition), KafkaError> {
+        let meta = self.meta(topic, Some(index)).await?;
+        if index < 0 || index >= meta.partition_count {
+            return Err(KafkaError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic {topic} has no partition {index}"),
+            ));
+        }
+        let tp = TopicPartition::new(meta.id, index);
+        Ok((meta, tp))
+    }
+}
+
+fn of_metadata(error: &MetadataError) -> KafkaError {
+    KafkaError::new(metadata_error(error), error.to_string())
+}
+
+fn of_log(error: &LogError) -> KafkaError {
+    KafkaError::new(log_error(error), error.to_string())
+}
+
+fn info_of(meta: TopicMeta) -> TopicInfo {
+    TopicInfo {
+        name: meta.name,
+        id: meta.id.0.to_string(),
+        partition_count: meta.partition_count,
+        configs: meta.configs,
+    }
+}
+
+#[async_trait]
+impl Core for GatewayCore {
+    fn readiness(&self) -> Result<(), String> {
+        if self.broker.cluster.is_leaving() {
+            return Err("this agent is shutting down".into());
+        }
+        if !self.broker.cluster.roles_of(self.broker.node_id).serve {
+            return Err("this agent does not serve clients (--roles)".into());
+        }
+        Ok(())
+    }
+
+    fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    async fn topic(&self, name: &str) -> Result<TopicInfo, KafkaError> {
+        self.meta(name, None).await.map(info_of)
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicInfo>, KafkaError> {
+        let topics = self
+            .broker
+            .store
+            .list_topics()
+            .await
+            .map_err(|e| of_metadata(&e))?;
+        Ok(topics.into_iter().map(info_of).collect())
+    }
+
+    async fn create_topic(&self, request: NewTopicRequest) -> Result<TopicInfo, KafkaError> {
+        let partitions = request
+            .partitions
+            .unwrap_or(self.broker.settings.default_partitions);
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+            return Err(KafkaError::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}, got {partitions}"
+                ),
+            ));
+        }
+        let configs = topic::from_request(
+            request
+                .configs
+                .iter()
+                .map(|(name, value)| (name.as_str(), Some(value.as_str()))),
+        )
+        .map_err(|e| KafkaError::new(config_error(&e), e.to_string()))?;
+        let spec = NewTopic {
+            name: request.name,
+            partition_count: partitions,
+            configs,
+        };
+        match self.broker.store.create_topic(spec).await {
+            Ok(created) => Ok(info_of(created)),
+            Err(error @ MetadataError::Invalid { .. }) => Err(KafkaError::new(
+                ResponseError::InvalidTopicException,
+                error.to_string(),
+            )),
+            Err(error) => Err(of_metadata(&error)),
+        }
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<(), KafkaError> {
+        let deleted = self
+            .broker
+            .store
+            .delete_topic(name)
+            .await
+            .map_err(|e| of_metadata(&e))?;
+        self.broker.logs.topics().invalidate(&deleted.name);
+        Ok(())
+    }
+
+    async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError> {
+        let (meta, tp) = self.partition_of(topic, partition).await?;
+        let (log_start_offset, high_watermark) =
+            self.broker.logs.offsets(tp).await.map_err(|e| of_log(&e))?;
+        Ok(PartitionInfo {
+            partition,
+            log_start_offset,
+            high_watermark,
+            leader: self.broker.cluster.owner(tp, meta.partition_count),
+        })
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<i64, KafkaError> {
+        let (meta, tp) = self.partition_of(topic, partition).await?;
+        let owner = self.broker.cluster.owner(tp, meta.partition_count);
+        if owner != self.broker.node_id {
+            let address = self
+                .broker
+                .cluster
+                .live()
+                .into_iter()
+                .find(|agent| agent.node_id == owner)
+                .map(|agent| format!("{}:{}", agent.host, agent.port))
+                .ok_or_else(|| {
+                    KafkaError::new(
+                        ResponseError::NotLeaderOrFollower,
+                        format!("no live leader for {topic}/{partition}"),
+                    )
+                })?;
+            let forwarded_acks = if acks == Acks::Leader { 1 } else { -1 };
+            if acks == Acks::None {
+                // Not waited for, as acks=0 is not: forwarded in the background.
+                let forwarder = self.forwarder.clone();
+                let topic = topic.to_owned();
+                tokio::spawn(async move {
+                    if let Err(error) = forwarder
+                        .produce(&address, &topic, partition, batch, 1, timeout)
+                        .await
+                    {
+                        tracing::debug!(%error, "an acks=0 produce forwarded over HTTP failed");
+                    }
+                });
+                return Ok(-1);
+            }
+            return self
+                .forwarder
+                .produce(&address, topic, partition, batch, forwarded_acks, timeout)
+                .await;
+        }
+        let durability = match acks {
+            Acks::None => crate::log::Acks::None,
+            Acks::Leader => crate::log::Acks::Leader,
+            Acks::All => crate::log::Acks::All,
+        };
+        let appended = self
+            .broker
+            .logs
+            .append(tp, &batch, durability)
+            .await
+            .map_err(|e| of_log(&e))?;
+        if acks == Acks::None {
+            return Ok(-1);
+        }
+        match tokio::time::timeout(timeout, appended.durable).await {
+            Ok(Ok(base_offset)) => Ok(base_offset),
+            Ok(Err(error)) => Err(of_log(&error)),
+            Err(_) => Err(KafkaError::new(
+                ResponseError::RequestTimedOut,
+                format!("not durable within timeout_ms ({timeout:?})"),
+            )),
+        }
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<ReadBatches, KafkaError> {
+        let (_, tp) = self.partition_of(topic, partition).await?;
+        let start = tokio::time::Instant::now();
+        let deadline = start.checked_add(wait).unwrap_or(start);
+        loop {
+            // Subscribed before the read, so a commit in between is not missed.
+            let mut watch = self.broker.logs.watch(&[tp]);
+            let read = self
+                .broker
+                .logs
+                .read(tp, offset, max_bytes)
+                .await
+                .map_err(|e| of_log(&e))?;
+            let now = tokio::time::Instant::now();
+            if !read.records.is_empty() || now >= deadline {
+                return Ok(ReadBatches {
+                    records: read.records,
+                    high_watermark: read.high_watermark,
+                    log_start_offset: read.log_start_offset,
+                });
+            }
+            let next_look = now.checked_add(WAIT_POLL).unwrap_or(now).min(deadline);
+            let _ = tokio::time::timeout_at(next_look, watch.changed()).await;
+        }
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, KafkaError> {
+        let (_, tp) = self.partition_of(topic, partition).await?;
+        let hit = self
+            .broker
+            .logs
+            .find_by_timestamp(tp, TimestampQuery::AtLeast(timestamp_ms))
+            .await
+            .map_err(|e| of_log(&e))?;
+        Ok(hit.map(|hit| hit.offset))
+    }
+}

@@ -1,0 +1,156 @@
+//! What the gateway needs from the agent: the broker core it adapts. The agent
+//! implements [`Core`] over the same write and read paths its Kafka listener
+//! uses, so an HTTP produce is a Kafka produce (one path, one set of checks).
+//!
+//! Every failure is a Kafka error ([`KafkaError`]): the agent's one mapping
+//! from its errors to Kafka codes decides it, and the gateway only turns that
+//! code into an HTTP status ([`crate::error`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+
+/// A failure with its Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error:?}: {message}")]
+pub struct KafkaError {
+    /// The Kafka error.
+    pub error: ResponseError,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl KafkaError {
+    /// `error` with `message`.
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+/// How durable a produce must be before it is answered, as Kafka's `acks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: not waited for.
+    None,
+    /// `acks=1`: on the leader's disk.
+    Leader,
+    /// `acks=all`: in the bucket and committed in metadata.
+    All,
+}
+
+/// A topic as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Its name.
+    pub name: String,
+    /// Its id (a UUID, as Kafka's topic ids).
+    pub id: String,
+    /// How many partitions it has.
+    pub partition_count: i32,
+    /// The configs set on it (not the defaults).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A partition's offsets and leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Its index.
+    pub partition: i32,
+    /// The first offset still in the log.
+    pub log_start_offset: i64,
+    /// The offset the next record will get (everything below is committed).
+    pub high_watermark: i64,
+    /// The node id of the agent that leads it (-1 when none is live).
+    pub leader: i32,
+}
+
+/// Committed record batches read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatches {
+    /// Whole Kafka v2 record batches, from the one holding the asked offset on
+    /// (it may start before that offset).
+    pub records: Bytes,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Its log start offset.
+    pub log_start_offset: i64,
+}
+
+/// A request for a topic's creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopicRequest {
+    /// Its name.
+    pub name: String,
+    /// Its partition count; `None`: the broker's `num.partitions`.
+    pub partitions: Option<i32>,
+    /// Topic configs (`retention.ms`, …), validated as `CreateTopics` does.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The broker core the gateway serves. Any agent answers any call: a produce
+/// to a partition led elsewhere is forwarded to its leader; reads of committed
+/// data work on every agent.
+#[async_trait]
+pub trait Core: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether this agent takes requests now (registered, not leaving); `Err`
+    /// says why not.
+    fn readiness(&self) -> Result<(), String>;
+
+    /// The wall clock in milliseconds since the Unix epoch: the timestamp of
+    /// records produced without one.
+    fn now_millis(&self) -> i64;
+
+    /// The topic named `name`.
+    async fn topic(&self, name: &str) -> Result<TopicInfo, KafkaError>;
+
+    /// Every topic.
+    async fn list_topics(&self) -> Result<Vec<TopicInfo>, KafkaError>;
+
+    /// Creates a topic.
+    async fn create_topic(&self, request: NewTopicRequest) -> Result<TopicInfo, KafkaError>;
+
+    /// Deletes a topic.
+    async fn delete_topic(&self, name: &str) -> Result<(), KafkaError>;
+
+    /// The offsets and leader of one partition.
+    async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError>;
+
+    /// Appends `batch` (Kafka v2 record batches) to a partition and waits as
+    /// `acks` asks, at most `timeout`; the base offset of the first batch
+    /// (-1 for `acks=0`).
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<i64, KafkaError>;
+
+    /// Committed batches from `offset` on, up to about `max_bytes` (at least one
+    /// batch when there is one), waiting up to `wait` for one to be committed
+    /// when there is none yet.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<ReadBatches, KafkaError>;
+
+    /// The first offset whose record's timestamp is at or after `timestamp_ms`,
+    /// as `ListOffsets` finds it; `None` when no record qualifies.
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, KafkaError>;
+}

@@ -1,0 +1,298 @@
+//! Produce over HTTP.
+//!
+//! - `POST /v1/topics/{topic}/records` with a JSON body
+//!   (`{"records": [{"key", "value", "headers", "partition", "timestamp"}]}`):
+//!   records without a partition go where Kafka's default partitioner puts
+//!   them (murmur2 of the key; one partition for all of a request's records
+//!   without a key). Every partition's records become one batch; the batches
+//!   are produced at once, and the answer lists each record's partition,
+//!   offset and timestamp in request order.
+//! - `POST /v1/topics/{topic}/partitions/{p}/records` takes the same JSON (a
+//!   record naming another partition is refused), or a body of Kafka v2
+//!   record batches (`application/vnd.kafka.record-batch`, or
+//!   `application/octet-stream`) stored as given, as a Kafka client's would be.
+//!
+//! Query: `acks` (`all`/`-1`, `1`, `0`; default `all`) and `timeout_ms`
+//! (default 30000), as Kafka's. Nothing is written when the request is
+//! malformed or names a partition that does not exist. When a partition's
+//! produce fails, the answer has the first failure's status and error, and
+//! lists every record's outcome (others may have been written).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{State, json, media_type, partition_index, query, read_body};
+use crate::core::{Acks, KafkaError};
+use crate::error::{ApiError, ErrorBody};
+use crate::partitioner::partition_for_key;
+use crate::records::{ProduceBody, RecordBytes, encode_batch};
+
+/// The media type of a body of Kafka v2 record batches.
+pub(crate) const RECORD_BATCH: &str = "application/vnd.kafka.record-batch";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProduceQuery {
+    #[serde(default)]
+    acks: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+impl ProduceQuery {
+    fn acks(&self) -> Result<Acks, ApiError> {
+        match self.acks.as_deref().unwrap_or("all") {
+            "all" | "-1" => Ok(Acks::All),
+            "1" => Ok(Acks::Leader),
+            "0" => Ok(Acks::None),
+            other => Err(ApiError::from(KafkaError::new(
+                kafka_protocol::error::ResponseError::InvalidRequiredAcks,
+                format!("acks must be all, -1, 1 or 0, not {other:?}"),
+            ))),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.unwrap_or(30_000).min(300_000))
+    }
+}
+
+/// One record's outcome in a produce answer.
+#[derive(Debug, Serialize)]
+struct RecordOutcome {
+    partition: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProduceAnswer {
+    offsets: Vec<RecordOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+/// `POST /v1/topics/{topic}/records`.
+pub(super) async fn to_topic(
+    Extract(state): Extract<State>,
+    Path(topic): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params: ProduceQuery = query(&uri)?;
+    let acks = params.acks()?;
+    match media_type(&headers).as_deref() {
+        Some("application/json") => {}
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other.unwrap_or("none"),
+                "application/json",
+            ));
+        }
+    }
+    let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
+    let request: ProduceBody = json(&body)?;
+    produce_json(&state, &topic, None, request, acks, params.timeout()).await
+}
+
+/// `POST /v1/topics/{topic}/partitions/{partition}/records`.
+pub(super) async fn to_partition(
+    Extract(state): Extract<State>,
+    Path((topic, partition)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let partition = partition_index(&partition)?;
+    let params: ProduceQuery = query(&uri)?;
+    let acks = params.acks()?;
+    let kind = media_type(&headers);
+    let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
+    match kind.as_deref() {
+        Some("application/json") => {
+            let request: ProduceBody = json(&body)?;
+            produce_json(
+                &state,
+                &topic,
+                Some(partition),
+                request,
+                acks,
+                params.timeout(),
+            )
+            .await
+        }
+        Some(RECORD_BATCH | "application/octet-stream") => {
+            produce_batches(&state, &topic, partition, body, acks, params.timeout()).await
+        }
+        other => Err(ApiError::unsupported_media_type(
+            other.unwrap_or("none"),
+            &format!("application/json or {RECORD_BATCH}"),
+        )),
+    }
+}
+
+/// A body of record batches, stored as given.
+async fn produce_batches(
+    state: &State,
+    topic: &str,
+    partition: i32,
+    body: Bytes,
+    acks: Acks,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the body holds no record batch"));
+    }
+    let base_offset = state
+        .core
+        .produce(topic, partition, body, acks, timeout)
+        .await?;
+    Ok(axum::Json(serde_json::json!({
+        "partition": partition,
+        "base_offset": base_offset,
+    }))
+    .into_response())
+}
+
+/// JSON records: partitioned, one batch per partition, produced at once.
+async fn produce_json(
+    state: &State,
+    topic: &str,
+    only_partition: Option<i32>,
+    request: ProduceBody,
+    acks: Acks,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    if request.records.is_empty() {
+        return Err(ApiError::bad_request("no records"));
+    }
+    let info = state.core.topic(topic).await?;
+    let count = info.partition_count;
+    let now = state.core.now_millis();
+    // The partition of a request's records without a key (Kafka's sticky
+    // choice, per request).
+    let sticky = i32::try_from(state.sticky.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32)
+        .unwrap_or(0);
+    // Every record is checked before anything is written.
+    let mut placed: Vec<(i32, i64, RecordBytes)> = Vec::with_capacity(request.records.len());
+    for (i, record) in request.records.iter().enumerate() {
+        let bytes = record
+            .bytes(request.encoding)
+            .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
+        let partition = match (record.partition, only_partition, &bytes.key) {
+            (Some(p), Some(only), _) if p != only => {
+                return Err(ApiError::bad_request(format!(
+                    "record {i} names partition {p} in a request to partition {only}"
+                )));
+            }
+            (Some(p), _, _) | (None, Some(p), _) => p,
+            (None, None, Some(key)) => partition_for_key(key, count),
+            (None, None, None) => sticky,
+        };
+        if partition < 0 || partition >= count {
+            return Err(ApiError::from(KafkaError::new(
+                kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
+                format!("record {i}: topic {topic} has no partition {partition}"),
+            )));
+        }
+        let timestamp = record.timestamp.unwrap_or(now);
+        if timestamp < 0 {
+            return Err(ApiError::from(KafkaError::new(
+                kafka_protocol::error::ResponseError::InvalidTimestamp,
+                format!("record {i}: timestamp {timestamp} is negative"),
+            )));
+        }
+        placed.push((partition, timestamp, bytes));
+    }
+    // Partitions in order of first appearance; each record's place in its batch.
+    let mut order: Vec<i32> = Vec::new();
+    let mut groups: HashMap<i32, Vec<(i64, RecordBytes)>> = HashMap::new();
+    let mut slots = Vec::with_capacity(placed.len());
+    for (partition, timestamp, bytes) in placed {
+        let group = groups.entry(partition).or_insert_with(|| {
+            order.push(partition);
+            Vec::new()
+        });
+        slots.push((partition, group.len(), timestamp));
+        group.push((timestamp, bytes));
+    }
+    let mut batches = Vec::with_capacity(order.len());
+    for partition in &order {
+        let records = groups.remove(partition).unwrap_or_default();
+        batches.push((
+            *partition,
+            encode_batch(&records).map_err(ApiError::bad_request)?,
+        ));
+    }
+    let results = futures::future::join_all(batches.into_iter().map(|(partition, batch)| {
+        let core = state.core.clone();
+        async move {
+            let result = core.produce(topic, partition, batch, acks, timeout).await;
+            (partition, result)
+        }
+    }))
+    .await;
+    let outcomes: HashMap<i32, Result<i64, KafkaError>> = results.into_iter().collect();
+    let mut first_error: Option<KafkaError> = None;
+    let offsets = slots
+        .into_iter()
+        .map(
+            |(partition, index, timestamp)| match outcomes.get(&partition) {
+                Some(Ok(base)) => RecordOutcome {
+                    partition,
+                    offset: Some(if *base < 0 {
+                        -1
+                    } else {
+                        base + i64::try_from(index).unwrap_or(0)
+                    }),
+                    timestamp: Some(timestamp),
+                    error: None,
+                },
+                Some(Err(error)) => {
+                    first_error.get_or_insert_with(|| error.clone());
+                    RecordOutcome {
+                        partition,
+                        offset: None,
+                        timestamp: None,
+                        error: Some(ErrorBody::of_kafka(error)),
+                    }
+                }
+                None => RecordOutcome {
+                    partition,
+                    offset: None,
+                    timestamp: None,
+                    error: Some(ApiError::unavailable("not produced").body),
+                },
+            },
+        )
+        .collect();
+    let (status, error) = match first_error {
+        None => (StatusCode::OK, None),
+        Some(error) => {
+            let api = ApiError::from(error);
+            (api.status, Some(api.body))
+        }
+    };
+    let retriable = status == StatusCode::SERVICE_UNAVAILABLE;
+    let mut response = (status, axum::Json(ProduceAnswer { offsets, error })).into_response();
+    if retriable {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    Ok(response)
+}
