@@ -6,7 +6,8 @@ set -euo pipefail
 # Debian packages:
 #   libclang-dev   bindgen, for the FoundationDB client bindings (`--features fdb`)
 #   kcat           librdkafka's command-line client, for the Kafka compatibility tests
-apt_packages=(libclang-dev kcat)
+#   curl           an HTTP client, for the gateway tests (HTTP/1.1 and HTTP/2)
+apt_packages=(libclang-dev kcat curl)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -25,9 +26,11 @@ fi
 # Python Kafka clients for the compatibility tests (pinned: tests assert on their
 # behaviour).
 # The compression libraries give kafka-python and aiokafka snappy, lz4 and zstd.
+# `requests` is the HTTP client of the gateway tests.
 python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0"
-    "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0")
-python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard)
+    "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0"
+    "requests==2.32.5")
+python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard requests)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"

@@ -82,6 +82,7 @@ pub fn options(settings: &AgentSettings) -> AgentOptions {
     let mut options = AgentOptions::new(settings.data_dir(), settings.kafka_listen.clone());
     options.advertised_address = settings.advertised_address.clone();
     options.http_listen = settings.http_listen();
+    options.gateway = settings.gateway_settings();
     options.wal = Some(WalOptions {
         dir: settings.wal_dir(),
         max_bytes: settings.wal_max_bytes,

@@ -72,6 +72,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "HOST:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<String>,
+    /// The largest HTTP request body the gateway reads; a larger one is
+    /// answered 413. [env: FJORD_HTTP_MAX_BODY_BYTES] [default: 33554432]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_max_body_bytes: Option<usize>,
     /// The largest request frame accepted (socket.request.max.bytes); a larger
     /// one closes the connection. [env: FJORD_SOCKET_REQUEST_MAX_BYTES] [default: 104857600]
     #[arg(long, value_name = "BYTES")]

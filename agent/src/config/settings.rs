@@ -57,6 +57,9 @@ pub struct AgentSettings {
     pub advertised_address: Option<String>,
     /// The address the HTTP gateway binds (`host:port`), or `off`.
     pub http_listen: String,
+    /// The largest HTTP request body the gateway reads; a larger one is
+    /// answered 413.
+    pub http_max_body_bytes: usize,
     /// `socket.request.max.bytes`: the largest request frame accepted; a
     /// larger one closes the connection.
     pub socket_request_max_bytes: usize,
@@ -200,6 +203,7 @@ impl Default for AgentSettings {
             roles: "serve,jobs".to_owned(),
             advertised_address: None,
             http_listen: "127.0.0.1:8080".to_owned(),
+            http_max_body_bytes: 32 * MIB,
             socket_request_max_bytes: 100 * MIB,
             queued_max_request_bytes: 500 * MIB,
             connections_max_idle_ms: 600_000,
@@ -394,6 +398,14 @@ impl AgentSettings {
     /// The address the HTTP gateway binds; `None` when it is off.
     pub fn http_listen(&self) -> Option<String> {
         (self.http_listen != HTTP_OFF).then(|| self.http_listen.clone())
+    }
+
+    /// The HTTP gateway's limits.
+    pub fn gateway_settings(&self) -> fjord_gateway::GatewaySettings {
+        fjord_gateway::GatewaySettings {
+            max_body_bytes: self.http_max_body_bytes,
+            ..fjord_gateway::GatewaySettings::default()
+        }
     }
 
     /// The data directory.

@@ -36,6 +36,7 @@ impl AgentSettings {
             roles,
             advertised_address,
             http_listen,
+            http_max_body_bytes,
             socket_request_max_bytes,
             queued_max_request_bytes,
             connections_max_idle_ms,
@@ -164,6 +165,11 @@ impl AgentSettings {
                 format!("{http_listen:?}: {reason} (or {HTTP_OFF})"),
             );
         }
+        check(
+            *http_max_body_bytes > 0,
+            "http-max-body-bytes",
+            "must be more than 0".to_owned(),
+        );
         if let Some(advertised) = advertised_address
             && let Err(reason) = check_host_port(advertised, PortZero::Refused)
         {

@@ -14,6 +14,7 @@ fn defaults_are_those_of_the_flags_they_replace() {
     assert_eq!(settings.kafka_listen, "127.0.0.1:9092");
     assert_eq!(settings.advertised_address, None);
     assert_eq!(settings.http_listen, "127.0.0.1:8080");
+    assert_eq!(settings.http_max_body_bytes, 33_554_432);
     assert!(settings.auto_create_topics);
     assert_eq!(settings.flush_interval_ms, 100);
     assert_eq!(settings.flush_bytes, 8 * 1024 * 1024);

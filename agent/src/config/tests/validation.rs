@@ -148,6 +148,10 @@ fn validation_refuses_each_broken_rule_naming_its_setting() {
             Box::new(|s| s.http_listen = "localhost".into()),
         ),
         (
+            "http-max-body-bytes",
+            Box::new(|s| s.http_max_body_bytes = 0),
+        ),
+        (
             "advertised-address",
             Box::new(|s| s.advertised_address = Some("broker".into())),
         ),

@@ -1,0 +1,137 @@
+//! The HTTP gateway, with clients nobody here wrote (Python `requests`, `curl`,
+//! confluent-kafka, kafka-python's record-batch builder and partitioner),
+//! against three agent processes sharing one SQLite file and one bucket. The
+//! clients send every request to another agent than the one before: the
+//! gateway keeps no state of its own. The checks themselves are in
+//! `tests/clients/http_gateway.py`.
+
+mod many_agents_support;
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use many_agents_support::{Bucket, Cluster, wait_for};
+use support::run_python_client_with_args;
+
+/// The largest body the agents here take, so the 413 checks send little.
+const MAX_BODY: &str = "1048576";
+
+/// The gateway URLs of the running agents, in agent order.
+fn urls(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .agents
+        .iter()
+        .flatten()
+        .map(|agent| format!("http://127.0.0.1:{}", agent.http_port))
+        .collect()
+}
+
+fn started(count: usize, args: &[&str]) -> Cluster {
+    let mut all = vec!["--http-max-body-bytes", MAX_BODY];
+    all.extend_from_slice(args);
+    let mut cluster = Cluster::new(count, Bucket::Directory, &all);
+    for i in 0..count {
+        cluster.start(i);
+    }
+    cluster
+}
+
+fn run(scenario: &str, cluster: &Cluster, extra: &[&str]) -> String {
+    let bootstrap = cluster.bootstrap();
+    let urls = urls(cluster);
+    let mut args = vec![scenario, bootstrap.as_str()];
+    args.extend_from_slice(extra);
+    args.extend(urls.iter().map(String::as_str));
+    let out = run_python_client_with_args("http_gateway.py", &args);
+    print!("{out}");
+    out
+}
+
+#[test]
+fn records_produced_over_http_and_kafka_read_back_the_same_through_any_agent() {
+    let cluster = started(3, &[]);
+    let out = run("roundtrip", &cluster, &[]);
+    assert!(out.contains("OK roundtrip"), "{out}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_stores_nothing() {
+    let cluster = started(3, &[]);
+    let out = run("bad-input", &cluster, &[]);
+    assert!(out.contains("OK bad-input"), "{out}");
+    // Every agent is still up.
+    let mut cluster = cluster;
+    for i in 0..3 {
+        assert!(cluster.exited(i).is_none(), "agent {i} exited");
+    }
+}
+
+#[test]
+fn after_kill_9_the_other_agents_read_every_record_and_take_produces() {
+    let mut cluster = started(3, &[]);
+    let out = run("seed", &cluster, &["after-kill", "6", "300"]);
+    assert!(out.contains("OK seed records=300"), "{out}");
+    cluster.kill(0);
+    let out = run("after-kill", &cluster, &["after-kill", "300"]);
+    assert!(out.contains("OK after-kill read=300 partitions=6"), "{out}");
+}
+
+/// `curl` over HTTP/1.1 and over HTTP/2 (prior knowledge, as gRPC clients
+/// connect): produce on one agent, read on another.
+#[test]
+fn curl_produces_and_reads_over_http1_and_http2() {
+    let cluster = started(2, &[]);
+    let urls = urls(&cluster);
+    let curl = |args: &[&str]| -> String {
+        let output = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--max-time", "60"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "curl {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let created = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name": "curled", "partitions": 2}"#,
+        &format!("{}/v1/topics", urls[0]),
+    ]);
+    assert!(created.contains(r#""name":"curled""#), "{created}");
+    // Leadership may still be settling: a produce answered 503 is retried.
+    let produced = wait_for("a produce over HTTP/2", Duration::from_secs(60), || {
+        let output = Command::new("curl")
+            .args(["-sS", "--http2-prior-knowledge", "--max-time", "60"])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-d", r#"{"records": [{"key": "k", "value": "over h2"}]}"#])
+            .arg(format!("{}/v1/topics/curled/partitions/1/records", urls[1]))
+            .output()
+            .expect("curl runs");
+        let body = String::from_utf8_lossy(&output.stdout).into_owned();
+        body.contains(r#""offsets""#).then_some(body)
+    });
+    assert!(
+        produced.contains(r#""partition":1,"offset":0"#),
+        "{produced}"
+    );
+    let read = curl(&[&format!(
+        "{}/v1/topics/curled/partitions/1/records?offset=0",
+        urls[0]
+    )]);
+    assert!(read.contains(r#""value":"over h2""#), "{read}");
+    assert!(read.contains(r#""high_watermark":1"#), "{read}");
+    let verbose = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_version}"])
+        .arg("--http2-prior-knowledge")
+        .arg(format!("{}/healthz", urls[1]))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&verbose.stdout), "2");
+}
