@@ -68,13 +68,27 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
 }
 
 #[test]
-fn after_kill_9_the_other_agents_read_every_record_and_take_produces() {
+fn after_kill_9_the_others_read_every_record_recognise_retries_and_take_produces() {
     let mut cluster = started(3, &[]);
     let out = run("seed", &cluster, &["after-kill", "6", "300"]);
-    assert!(out.contains("OK seed records=300"), "{out}");
+    assert!(out.contains("OK seed records=330"), "{out}");
+    let idempotent = out
+        .lines()
+        .find_map(|line| line.strip_prefix("IDEMPOTENT "))
+        .expect("the seed prints its idempotent producer")
+        .to_owned();
+    // Agent 0 leads some of the partitions it dies with, so the retries
+    // below reach new leaders.
+    let nodes = (0..3).map(|i| cluster.node_id(i)).collect();
+    cluster
+        .meta()
+        .wait_spread("after-kill", &nodes, 1, Duration::from_secs(60));
     cluster.kill(0);
-    let out = run("after-kill", &cluster, &["after-kill", "300"]);
-    assert!(out.contains("OK after-kill read=300 partitions=6"), "{out}");
+    let out = run("after-kill", &cluster, &["after-kill", "330", &idempotent]);
+    assert!(
+        out.contains("OK after-kill read=330 retried=30 partitions=6"),
+        "{out}"
+    );
 }
 
 /// `curl` over HTTP/1.1 and over HTTP/2 (prior knowledge, as gRPC clients

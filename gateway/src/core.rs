@@ -118,6 +118,10 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a topic.
     async fn delete_topic(&self, name: &str) -> Result<(), KafkaError>;
 
+    /// A new idempotent producer: its id and epoch (as `InitProducerId`
+    /// without a transactional id).
+    async fn new_producer(&self) -> Result<(i64, i16), KafkaError>;
+
     /// The offsets and leader of one partition.
     async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError>;
 

@@ -158,9 +158,26 @@ impl JsonRecord {
     }
 }
 
-/// One uncompressed v2 batch of `records` (timestamp, bytes), not idempotent:
-/// offsets are relative (the leader assigns them).
-pub fn encode_batch(records: &[(i64, RecordBytes)]) -> Result<Bytes, String> {
+/// An idempotent producer's part of a batch: its id, epoch, and the sequence
+/// number of the batch's first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSequence {
+    /// The producer id.
+    pub id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// The first record's sequence number in this partition.
+    pub base_sequence: i32,
+}
+
+/// One uncompressed v2 batch of `records` (timestamp, bytes): offsets are
+/// relative (the leader assigns them); idempotent when `producer` is given.
+pub fn encode_batch(
+    records: &[(i64, RecordBytes)],
+    producer: Option<ProducerSequence>,
+) -> Result<Bytes, String> {
+    let (producer_id, producer_epoch, base_sequence) =
+        producer.map_or((-1, -1, -1), |p| (p.id, p.epoch, p.base_sequence));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -169,11 +186,16 @@ pub fn encode_batch(records: &[(i64, RecordBytes)]) -> Result<Bytes, String> {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i64::try_from(i).unwrap_or(i64::MAX),
-            sequence: -1,
+            sequence: if base_sequence < 0 {
+                -1
+            } else {
+                // Sequence numbers wrap around, as Kafka's do.
+                base_sequence.wrapping_add(i32::try_from(i).unwrap_or(i32::MAX)) & i32::MAX
+            },
             timestamp: *timestamp,
             key: bytes.key.clone(),
             value: bytes.value.clone(),
@@ -339,11 +361,14 @@ mod tests {
 
     #[test]
     fn a_batch_decodes_to_what_was_encoded() {
-        let batch = encode_batch(&[
-            (1_000, record(Some("k1"), Some(b"v1"), &[("h", b"x")])),
-            (1_001, record(None, None, &[])),
-            (1_002, record(Some("k3"), Some(b"\xff\x00"), &[])),
-        ])
+        let batch = encode_batch(
+            &[
+                (1_000, record(Some("k1"), Some(b"v1"), &[("h", b"x")])),
+                (1_001, record(None, None, &[])),
+                (1_002, record(Some("k3"), Some(b"\xff\x00"), &[])),
+            ],
+            None,
+        )
         .unwrap();
         let decoded = decode_batches(3, batch, 0, 100, Encoding::Utf8).unwrap();
         assert_eq!(decoded.next_offset, 3);
@@ -369,6 +394,7 @@ mod tests {
             &(0..5)
                 .map(|i| (i, record(None, Some(b"v"), &[])))
                 .collect::<Vec<_>>(),
+            None,
         )
         .unwrap();
         let decoded = decode_batches(0, batch, 2, 2, Encoding::Base64).unwrap();

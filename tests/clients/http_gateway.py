@@ -5,7 +5,12 @@ batch builder and murmur2 partitioner.
     python3 http_gateway.py roundtrip <bootstrap> <http base URL> [<http base URL> ...]
     python3 http_gateway.py bad-input <bootstrap> <http base URL> [...]
     python3 http_gateway.py seed <bootstrap> <topic> <partitions> <records> <http base URL> [...]
-    python3 http_gateway.py after-kill <bootstrap> <topic> <expected records> <http base URL> [...]
+    python3 http_gateway.py after-kill <bootstrap> <topic> <expected records> <idempotent JSON> <http base URL> [...]
+
+`seed` also produces 5 records to each partition as an idempotent producer and
+prints `IDEMPOTENT <JSON>` (producer and offsets); `after-kill` sends those
+requests again (a client's retry) and checks they are answered with the same
+offsets and stored once.
 
 Every HTTP request goes to the next agent in turn, so no request is served by
 the agent that served the one before. Any failed check raises (exit status 1)
@@ -274,6 +279,27 @@ def scenario_roundtrip(bootstrap, urls):
     body = expect(waited["answer"], 200, "the waiting read")
     assert [r["value"] for r in body["records"]] == ["late"], body
 
+    # An idempotent producer: a retry through another agent is answered with
+    # the original offsets and stored once; a gap is refused.
+    producer = expect(agents.call("POST", "/v1/producers"), 201, "new producer")
+    ids = {"producer_id": producer["producer_id"], "producer_epoch": producer["producer_epoch"]}
+    path = f"/v1/topics/{topic}/partitions/3/records"
+    body = {"records": [{"value": f"idempotent {i}"} for i in range(4)]}
+    first = expect(agents.call_retrying("POST", path, params={**ids, "sequence": 0}, json=body), 200, "idempotent")
+    for _ in urls:
+        again = expect(agents.call_retrying("POST", path, params={**ids, "sequence": 0}, json=body), 200, "retry")
+        offsets = lambda answer: [(o["partition"], o["offset"]) for o in answer["offsets"]]
+        assert offsets(again) == offsets(first), (again, first)
+    nxt = expect(agents.call_retrying("POST", path, params={**ids, "sequence": 4}, json={"records": [{"value": "next"}]}),
+                 200, "next sequence")
+    assert nxt["offsets"][0]["offset"] == first["offsets"][-1]["offset"] + 1, (nxt, first)
+    expect_error(agents.call("POST", path, params={**ids, "sequence": 9}, json={"records": [{"value": "gap"}]}),
+                 409, "OUT_OF_ORDER_SEQUENCE_NUMBER", "a sequence gap")
+    stored = expect(agents.call("GET", f"/v1/topics/{topic}/partitions/3"), 200, "partition 3")
+    assert stored["high_watermark"] == nxt["offsets"][0]["offset"] + 1, (stored, nxt)
+    expect_error(agents.call("POST", f"/v1/topics/{topic}/records", params={**ids, "sequence": 0}, json=body),
+                 400, "BAD_REQUEST", "idempotence without a partition")
+
     # Deleting a topic.
     expect(agents.call("DELETE", f"/v1/topics/{topic}"), 204, "delete topic")
     for _ in urls:
@@ -367,30 +393,55 @@ def scenario_bad_input(bootstrap, urls):
     print(f"OK bad-input checks={checks}")
 
 
+def idempotent_records(partition):
+    return {"records": [{"key": f"idem-{partition}-{i}", "value": f"once {i}"} for i in range(5)]}
+
+
 def scenario_seed(bootstrap, topic, partitions, count, urls):
-    """Creates `topic` and produces `count` records over HTTP, 10 per request."""
+    """Creates `topic` and produces `count` records over HTTP, 10 per request,
+    then 5 per partition as an idempotent producer."""
     agents = Agents(urls)
     expect(agents.call("POST", "/v1/topics", json={"name": topic, "partitions": partitions}), 201, "create")
     for start in range(0, count, 10):
         records = [{"key": f"k{n}", "value": f"v{n}"} for n in range(start, min(start + 10, count))]
         expect(agents.call_retrying("POST", f"/v1/topics/{topic}/records", json={"records": records}), 200, "produce")
-    print(f"OK seed records={count}")
+    producer = expect(agents.call("POST", "/v1/producers"), 201, "new producer")
+    offsets = {}
+    for p in range(partitions):
+        params = {"producer_id": producer["producer_id"], "producer_epoch": producer["producer_epoch"], "sequence": 0}
+        answer = expect(agents.call_retrying("POST", f"/v1/topics/{topic}/partitions/{p}/records", params=params,
+                                             json=idempotent_records(p)), 200, "idempotent produce")
+        offsets[p] = [o["offset"] for o in answer["offsets"]]
+    print(f"IDEMPOTENT {json.dumps({'producer': producer, 'offsets': offsets})}")
+    print(f"OK seed records={count + 5 * partitions}")
 
 
-def scenario_after_kill(bootstrap, topic, expected, urls):
+def scenario_after_kill(bootstrap, topic, expected, idempotent, urls):
     """After an agent died: every record is read back through the survivors,
-    and produces to every partition succeed (once leadership moved)."""
+    the idempotent producer's retries are recognised by the new leaders, and
+    produces to every partition succeed (once leadership moved)."""
     agents = Agents(urls)
+    idempotent = json.loads(idempotent)
+    producer = idempotent["producer"]
+    retried = 0
+    for p, offsets in idempotent["offsets"].items():
+        params = {"producer_id": producer["producer_id"], "producer_epoch": producer["producer_epoch"], "sequence": 0}
+        answer = expect(agents.call_retrying("POST", f"/v1/topics/{topic}/partitions/{p}/records", params=params,
+                                             json=idempotent_records(int(p))), 200, "idempotent retry")
+        assert [o["offset"] for o in answer["offsets"]] == offsets, (answer, offsets)
+        retried += len(offsets)
     described = expect(agents.call_retrying("GET", f"/v1/topics/{topic}"), 200, "describe")
     total = 0
     for p in described["partitions"]:
         records, _ = read_all(agents, topic, p["partition"], 0, p["high_watermark"])
         total += len(records)
+        once = [r for r in records if (r["key"] or "").startswith("idem-")]
+        assert len(once) == 5, (p, once)
     assert total == expected, (total, expected)
     for p in described["partitions"]:
         expect(agents.call_retrying("POST", f"/v1/topics/{topic}/partitions/{p['partition']}/records",
                                     json={"records": [{"value": "after the kill"}]}), 200, f"produce to {p['partition']}")
-    print(f"OK after-kill read={total} partitions={len(described['partitions'])}")
+    print(f"OK after-kill read={total} retried={retried} partitions={len(described['partitions'])}")
 
 
 def main():
@@ -402,7 +453,7 @@ def main():
     elif scenario == "seed":
         scenario_seed(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     elif scenario == "after-kill":
-        scenario_after_kill(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
+        scenario_after_kill(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6:])
     else:
         sys.exit(f"unknown scenario {scenario}")
 

@@ -176,6 +176,16 @@ impl Core for GatewayCore {
         Ok(())
     }
 
+    async fn new_producer(&self) -> Result<(i64, i16), KafkaError> {
+        let id = self
+            .broker
+            .store
+            .allocate_producer_id()
+            .await
+            .map_err(|e| of_metadata(&e))?;
+        Ok((id, 0))
+    }
+
     async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError> {
         let (meta, tp) = self.partition_of(topic, partition).await?;
         let (log_start_offset, high_watermark) =

@@ -8,6 +8,7 @@
 //! | `GET/POST /v1/topics`, `GET/DELETE /v1/topics/{topic}` | [`admin`] |
 //! | `GET /v1/topics/{topic}/partitions[/{partition}]` | [`admin`]: offsets and leaders |
 //! | `POST /v1/topics/{topic}/records`, `POST …/partitions/{p}/records` | [`produce`] |
+//! | `POST /v1/producers` | [`produce`]: an idempotent producer's id and epoch |
 //! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`] |
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub fn router(core: Arc<dyn Core>, settings: GatewaySettings) -> Router {
             "/v1/topics/{topic}/partitions/{partition}",
             get(admin::describe_partition),
         )
+        .route("/v1/producers", axum::routing::post(produce::new_producer))
         .route(
             "/v1/topics/{topic}/records",
             axum::routing::post(produce::to_topic),

@@ -13,7 +13,15 @@
 //!   `application/octet-stream`) stored as given, as a Kafka client's would be.
 //!
 //! Query: `acks` (`all`/`-1`, `1`, `0`; default `all`) and `timeout_ms`
-//! (default 30000), as Kafka's. Nothing is written when the request is
+//! (default 30000), as Kafka's.
+//!
+//! Idempotence: `POST /v1/producers` gives a producer id and epoch (Kafka's
+//! `InitProducerId`). A JSON produce to one partition that names them and the
+//! sequence number of its first record (`producer_id`, `producer_epoch`,
+//! `sequence`; the next request's sequence is this one's plus its record
+//! count) is checked by the leader as a Kafka idempotent producer's batch is:
+//! a retry, through any agent, is answered with the original offsets and
+//! stored once; a gap is refused with `OUT_OF_ORDER_SEQUENCE_NUMBER` (409). Nothing is written when the request is
 //! malformed or names a partition that does not exist. When a partition's
 //! produce fails, the answer has the first failure's status and error, and
 //! lists every record's outcome (others may have been written).
@@ -33,7 +41,7 @@ use super::{State, json, media_type, partition_index, query, read_body};
 use crate::core::{Acks, KafkaError};
 use crate::error::{ApiError, ErrorBody};
 use crate::partitioner::partition_for_key;
-use crate::records::{ProduceBody, RecordBytes, encode_batch};
+use crate::records::{ProduceBody, ProducerSequence, RecordBytes, encode_batch};
 
 /// The media type of a body of Kafka v2 record batches.
 pub(crate) const RECORD_BATCH: &str = "application/vnd.kafka.record-batch";
@@ -45,6 +53,12 @@ struct ProduceQuery {
     acks: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    producer_id: Option<i64>,
+    #[serde(default)]
+    producer_epoch: Option<i16>,
+    #[serde(default)]
+    sequence: Option<i32>,
 }
 
 impl ProduceQuery {
@@ -57,6 +71,27 @@ impl ProduceQuery {
                 kafka_protocol::error::ResponseError::InvalidRequiredAcks,
                 format!("acks must be all, -1, 1 or 0, not {other:?}"),
             ))),
+        }
+    }
+
+    /// The idempotent producer's id, epoch and first sequence, given all
+    /// three or none.
+    fn producer(&self) -> Result<Option<ProducerSequence>, ApiError> {
+        match (self.producer_id, self.producer_epoch, self.sequence) {
+            (None, None, None) => Ok(None),
+            (Some(id), Some(epoch), Some(base_sequence))
+                if id >= 0 && epoch >= 0 && base_sequence >= 0 =>
+            {
+                Ok(Some(ProducerSequence {
+                    id,
+                    epoch,
+                    base_sequence,
+                }))
+            }
+            _ => Err(ApiError::bad_request(
+                "an idempotent produce gives producer_id, producer_epoch and sequence, \
+                 none negative",
+            )),
         }
     }
 
@@ -103,9 +138,25 @@ pub(super) async fn to_topic(
             ));
         }
     }
+    if params.producer()?.is_some() {
+        return Err(ApiError::bad_request(
+            "an idempotent produce names its partition: \
+             POST /v1/topics/{topic}/partitions/{partition}/records",
+        ));
+    }
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     let request: ProduceBody = json(&body)?;
-    produce_json(&state, &topic, None, request, acks, params.timeout()).await
+    produce_json(&state, &topic, None, None, request, acks, params.timeout()).await
+}
+
+/// `POST /v1/producers`: a new idempotent producer (201).
+pub(super) async fn new_producer(Extract(state): Extract<State>) -> Result<Response, ApiError> {
+    let (id, epoch) = state.core.new_producer().await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"producer_id": id, "producer_epoch": epoch})),
+    )
+        .into_response())
 }
 
 /// `POST /v1/topics/{topic}/partitions/{partition}/records`.
@@ -119,6 +170,7 @@ pub(super) async fn to_partition(
     let partition = partition_index(&partition)?;
     let params: ProduceQuery = query(&uri)?;
     let acks = params.acks()?;
+    let producer = params.producer()?;
     let kind = media_type(&headers);
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     match kind.as_deref() {
@@ -128,12 +180,16 @@ pub(super) async fn to_partition(
                 &state,
                 &topic,
                 Some(partition),
+                producer,
                 request,
                 acks,
                 params.timeout(),
             )
             .await
         }
+        Some(RECORD_BATCH | "application/octet-stream") if producer.is_some() => Err(
+            ApiError::bad_request("a record batch carries its own producer id, epoch and sequence"),
+        ),
         Some(RECORD_BATCH | "application/octet-stream") => {
             produce_batches(&state, &topic, partition, body, acks, params.timeout()).await
         }
@@ -172,6 +228,7 @@ async fn produce_json(
     state: &State,
     topic: &str,
     only_partition: Option<i32>,
+    producer: Option<ProducerSequence>,
     request: ProduceBody,
     acks: Acks,
     timeout: Duration,
@@ -234,7 +291,7 @@ async fn produce_json(
         let records = groups.remove(partition).unwrap_or_default();
         batches.push((
             *partition,
-            encode_batch(&records).map_err(ApiError::bad_request)?,
+            encode_batch(&records, producer).map_err(ApiError::bad_request)?,
         ));
     }
     let results = futures::future::join_all(batches.into_iter().map(|(partition, batch)| {
