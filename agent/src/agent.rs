@@ -398,7 +398,8 @@ impl AgentBuilder {
         });
         if let Some(http_listener) = http_listener {
             let core = Arc::new(crate::http::GatewayCore::new(broker.clone(), gateway_clock));
-            let router = fjord_gateway::router(core, options.gateway.clone());
+            let router =
+                fjord_gateway::router(core, options.gateway.clone(), stages.stop_accepting.clone());
             tracing::info!(listen = ?http_bound, node_id, "HTTP gateway ready");
             supervisor.spawn_critical("http-gateway", stages.close_connections.clone(), {
                 let stop = stages.close_connections.clone();

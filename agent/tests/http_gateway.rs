@@ -149,3 +149,17 @@ fn curl_produces_and_reads_over_http1_and_http2() {
         .expect("curl runs");
     assert_eq!(String::from_utf8_lossy(&verbose.stdout), "2");
 }
+
+/// A Server-Sent Events tail served by an agent that is killed (`kill -9`)
+/// mid-stream resumes on another agent with `Last-Event-ID`: every
+/// acknowledged record arrives once, in order.
+#[test]
+fn an_sse_tail_survives_kill_9_of_its_agent_with_no_gap_and_no_duplicate() {
+    let mut cluster = started(3, &[]);
+    let victim = cluster.agents[0].as_ref().expect("agent 0 runs").child.id();
+    let victim = victim.to_string();
+    let out = run("sse-kill", &cluster, &[&victim]);
+    assert!(out.contains("OK sse-kill received=400"), "{out}");
+    // The script killed agent 0; reap it.
+    cluster.kill(0);
+}

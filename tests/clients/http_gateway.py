@@ -7,6 +7,14 @@ batch builder and murmur2 partitioner.
     python3 http_gateway.py seed <bootstrap> <topic> <partitions> <records> <http base URL> [...]
     python3 http_gateway.py after-kill <bootstrap> <topic> <expected records> <idempotent JSON> <http base URL> [...]
 
+    python3 http_gateway.py sse-kill <bootstrap> <pid of the first agent> <http base URL> [...]
+
+`sse-kill` tails a partition as Server-Sent Events from the first agent while
+an idempotent producer writes through the others, kills the first agent
+(`kill -9` of the pid given) mid-stream, resumes with `Last-Event-ID` on
+another agent, and checks the events cover every acknowledged record once, in
+order.
+
 `seed` also produces 5 records to each partition as an idempotent producer and
 prints `IDEMPOTENT <JSON>` (producer and offsets); `after-kill` sends those
 requests again (a client's retry) and checks they are answered with the same
@@ -444,12 +452,126 @@ def scenario_after_kill(bootstrap, topic, expected, idempotent, urls):
     print(f"OK after-kill read={total} retried={retried} partitions={len(described['partitions'])}")
 
 
+def sse_events(response):
+    """Server-Sent Events from a streaming `requests` response: (event, id,
+    data) for each dispatched event, and (None, None, text) for a comment."""
+    event, event_id, data = None, None, []
+    for line in response.iter_lines(chunk_size=None, decode_unicode=True):
+        if line == "":
+            if data or event:
+                yield event or "message", event_id, "\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            yield None, None, line[1:].strip()
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "id":
+            event_id = value
+        elif field == "data":
+            data.append(value)
+
+
+def scenario_sse_kill(bootstrap, victim_pid, urls):
+    agents = Agents(urls[1:])
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    expect(agents.call("POST", "/v1/topics", json={"name": topic, "partitions": 1}), 201, "create")
+    producer = expect(agents.call("POST", "/v1/producers"), 201, "new producer")
+    total = 400
+    acked = {}  # offset -> value
+    producing_done = threading.Event()
+    failures = []
+
+    def produce():
+        try:
+            produce_all()
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+        producing_done.set()
+
+    def produce_all():
+        sequence = 0
+        for start in range(0, total, 5):
+            records = [{"value": f"r{n}"} for n in range(start, start + 5)]
+            params = {"producer_id": producer["producer_id"], "producer_epoch": producer["producer_epoch"],
+                      "sequence": sequence}
+            answer = expect(agents.call_retrying("POST", f"/v1/topics/{topic}/partitions/0/records", params=params,
+                                                 json={"records": records}), 200, "produce")
+            for record, outcome in zip(records, answer["offsets"]):
+                acked[outcome["offset"]] = record["value"]
+            sequence += 5
+            time.sleep(0.01)
+
+    producer_thread = threading.Thread(target=produce)
+    producer_thread.start()
+    received = []  # (offset, value)
+    heartbeats = []
+    last_id = None
+    connections = 0
+    killed = False
+    url = urls[0]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        connections += 1
+        try:
+            with requests.get(f"{url}/v1/topics/{topic}/partitions/0/records", params={"heartbeat_ms": 200},
+                              headers=headers, stream=True, timeout=(10, 30)) as response:
+                if response.status_code != 200:
+                    raise AssertionError(f"tail: HTTP {response.status_code}: {response.text}")
+                assert response.headers["Content-Type"].startswith("text/event-stream"), response.headers
+                for event, event_id, data in sse_events(response):
+                    if failures or time.monotonic() > deadline:
+                        break
+                    if event is None:
+                        heartbeats.append(data)
+                        if producing_done.is_set() and len(received) >= len(acked):
+                            break
+                        continue
+                    assert event == "record", (event, data)
+                    record = json.loads(data)
+                    assert int(event_id) == record["offset"] + 1, (event_id, record)
+                    received.append((record["offset"], record["value"]))
+                    last_id = event_id
+                    if not killed and len(received) >= 100:
+                        os.kill(victim_pid, 9)
+                        killed = True
+                    if producing_done.is_set() and len(received) >= len(acked) and heartbeats:
+                        break
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            pass
+        if producing_done.is_set() and len(received) >= len(acked) and heartbeats:
+            break
+        if failures:
+            raise failures[0]
+        # The killed agent's stream ended: resume on the next agent.
+        url = agents.next_url()
+    producer_thread.join()
+    if failures:
+        raise failures[0]
+    assert killed, "the tail never reached 100 records"
+    offsets = [o for o, _ in received]
+    assert len(offsets) == len(set(offsets)), f"duplicates: {len(offsets) - len(set(offsets))}"
+    assert offsets == list(range(len(offsets))), "a gap or a reordering in the tail"
+    assert len(received) == len(acked) == total, (len(received), len(acked))
+    assert dict(received) == acked, "the tail and the producer's acknowledgements disagree"
+    assert "heartbeat" in heartbeats, heartbeats
+    print(f"OK sse-kill received={len(received)} connections={connections} heartbeats={len(heartbeats)}")
+
+
 def main():
     scenario = sys.argv[1]
     if scenario == "roundtrip":
         scenario_roundtrip(sys.argv[2], sys.argv[3:])
     elif scenario == "bad-input":
         scenario_bad_input(sys.argv[2], sys.argv[3:])
+    elif scenario == "sse-kill":
+        scenario_sse_kill(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif scenario == "seed":
         scenario_seed(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     elif scenario == "after-kill":

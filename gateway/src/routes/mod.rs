@@ -64,14 +64,22 @@ struct State {
     settings: Arc<GatewaySettings>,
     /// Picks the partition of a request's records that have no key.
     sticky: Arc<AtomicU32>,
+    /// Cancelled when the agent shuts down: event streams end.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// The gateway's routes over `core`.
-pub fn router(core: Arc<dyn Core>, settings: GatewaySettings) -> Router {
+/// The gateway's routes over `core`; event streams end when `shutdown` is
+/// cancelled.
+pub fn router(
+    core: Arc<dyn Core>,
+    settings: GatewaySettings,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Router {
     let state = State {
         core,
         settings: Arc::new(settings),
         sticky: Arc::new(AtomicU32::new(0)),
+        shutdown,
     };
     Router::new()
         .route("/healthz", get(healthz))
