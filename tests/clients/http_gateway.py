@@ -252,6 +252,52 @@ def scenario_roundtrip(bootstrap, urls):
             read_back += 1
     assert read_back == produced, (read_back, produced)
 
+    # The whole topic by cursor, each read at another agent: every record once,
+    # each partition in offset order.
+    seen = {}
+    order = {}
+    cursor = None
+    topic_reads = 0
+    while True:
+        params = {"max_records": 37, "encoding": "base64"}
+        if cursor:
+            params["cursor"] = cursor
+        body = expect(agents.call("GET", f"/v1/topics/{topic}/records", params=params), 200, "topic read")
+        topic_reads += 1
+        for r in body["records"]:
+            key = (r["partition"], r["offset"])
+            assert key not in seen, f"{key} read twice by cursor"
+            seen[key] = (as_bytes(r["key"], "base64"), as_bytes(r["value"], "base64"))
+            order.setdefault(r["partition"], []).append(r["offset"])
+        cursor = body["cursor"]
+        if not body["records"]:
+            break
+    assert {k: (v[0], v[1]) for k, v in sent.items()} == seen, "the cursor reads differ from what was produced"
+    assert all(offsets == sorted(offsets) for offsets in order.values()), order
+
+    # The topic's tail as Server-Sent Events: cut after 100 records, resumed on
+    # another agent with Last-Event-ID.
+    tailed = []
+    last_id = None
+    for _ in range(2):
+        headers = {"Accept": "text/event-stream"}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        with requests.get(agents.next_url() + f"/v1/topics/{topic}/records", params={"encoding": "base64"},
+                          headers=headers, stream=True, timeout=(10, 30)) as response:
+            assert response.status_code == 200, response.text
+            for event, event_id, data in sse_events(response):
+                if event is None:
+                    continue
+                record = json.loads(data)
+                tailed.append((record["partition"], record["offset"]))
+                last_id = event_id
+                if (last_id is not None and len(tailed) == 100) or len(tailed) == len(sent):
+                    break
+        if len(tailed) == len(sent):
+            break
+    assert len(tailed) == len(set(tailed)) == len(sent) and set(tailed) == set(sent), (len(tailed), len(sent))
+
     # ... and through a Kafka consumer, byte for byte, headers and timestamps.
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -312,7 +358,8 @@ def scenario_roundtrip(bootstrap, urls):
     expect(agents.call("DELETE", f"/v1/topics/{topic}"), 204, "delete topic")
     for _ in urls:
         expect_error(agents.call("GET", f"/v1/topics/{topic}"), 404, "UNKNOWN_TOPIC_OR_PARTITION", "describe deleted")
-    print(f"OK roundtrip produced={produced} read_back={read_back} reads={reads} consumed={len(consumed)}")
+    print(f"OK roundtrip produced={produced} read_back={read_back} reads={reads} topic_reads={topic_reads} "
+          f"tailed={len(tailed)} consumed={len(consumed)}")
 
 
 def scenario_bad_input(bootstrap, urls):
@@ -370,6 +417,14 @@ def scenario_bad_input(bootstrap, urls):
     refused("GET", read, 400, "BAD_REQUEST", "negative offset", params={"offset": -1})
     refused("GET", read, 400, "BAD_REQUEST", "offset and timestamp", params={"offset": 0, "timestamp": 5})
     refused("GET", read, 400, "BAD_REQUEST", "unknown parameter", params={"ofset": 0})
+    refused("GET", f"/v1/topics/{topic}/records", 400, "BAD_REQUEST", "a forged cursor", params={"cursor": "djE6MD0tMQ"})
+    refused("GET", f"/v1/topics/{topic}/records", 400, "BAD_REQUEST", "a garbage cursor", params={"cursor": "!!"})
+    refused("GET", f"/v1/topics/{topic}/records", 400, "BAD_REQUEST", "a bad Last-Event-ID",
+            headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})
+    refused("GET", "/v1/topics/no-such-topic/records", 404, "UNKNOWN_TOPIC_OR_PARTITION", "tail of an unknown topic",
+            headers={"Accept": "text/event-stream"})
+    refused("GET", f"/v1/topics/{topic}/partitions/0/records", 400, "BAD_REQUEST", "a bad partition Last-Event-ID",
+            headers={"Accept": "text/event-stream", "Last-Event-ID": "-4"})
     refused("GET", f"/v1/topics/{topic}/partitions/7/records", 404, "UNKNOWN_TOPIC_OR_PARTITION", "no such partition")
     refused("GET", f"/v1/topics/{topic}/partitions/-1/records", 400, "BAD_REQUEST", "negative partition")
     # Topics.

@@ -9,7 +9,8 @@
 //! | `GET /v1/topics/{topic}/partitions[/{partition}]` | [`admin`]: offsets and leaders |
 //! | `POST /v1/topics/{topic}/records`, `POST …/partitions/{p}/records` | [`produce`] |
 //! | `POST /v1/producers` | [`produce`]: an idempotent producer's id and epoch |
-//! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`] |
+//! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`]: a partition, or its tail (SSE) |
+//! | `GET /v1/topics/{topic}/records` | [`topic_read`]: every partition, by cursor, or its tail (SSE) |
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -31,6 +32,7 @@ use crate::error::ApiError;
 mod admin;
 mod produce;
 mod read;
+mod topic_read;
 
 /// The OpenAPI document, served as is.
 const OPENAPI: &str = include_str!("../openapi.json");
@@ -101,7 +103,7 @@ pub fn router(
         .route("/v1/producers", axum::routing::post(produce::new_producer))
         .route(
             "/v1/topics/{topic}/records",
-            axum::routing::post(produce::to_topic),
+            get(topic_read::records).post(produce::to_topic),
         )
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",

@@ -104,7 +104,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 }
 
 /// Whether the client asks for an event stream.
-fn wants_events(headers: &HeaderMap) -> bool {
+pub(super) fn wants_events(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -284,7 +284,7 @@ fn tail(state: State, tail: Tail, heartbeat: Duration) -> Response {
 }
 
 /// The event that ends a tail on an error.
-fn error_event(error: &ApiError) -> Event {
+pub(super) fn error_event(error: &ApiError) -> Event {
     let data = serde_json::json!({ "error": error.body });
     Event::default().event("error").data(data.to_string())
 }
