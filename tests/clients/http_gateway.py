@@ -333,6 +333,37 @@ def scenario_roundtrip(bootstrap, urls):
     body = expect(waited["answer"], 200, "the waiting read")
     assert [r["value"] for r in body["records"]] == ["late"], body
 
+    # An NDJSON stream: a record per line in, an acknowledgement per line out,
+    # in order; a bad line ends it after the lines before it were written.
+    ndjson_topic = f"{topic}-ndjson"
+    expect(agents.call("POST", "/v1/topics", json={"name": ndjson_topic, "partitions": 3}), 201, "create ndjson topic")
+    streamed = 3000
+
+    def lines():
+        for n in range(streamed):
+            yield (json.dumps({"key": f"s{n % 17}", "value": f"streamed {n}"}) + "\n").encode()
+
+    answer = agents.call_retrying("POST", f"/v1/topics/{ndjson_topic}/records", data=lines(),
+                                  headers={"Content-Type": "application/x-ndjson"}, stream=True)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/x-ndjson", answer.headers
+    acks = [json.loads(line) for line in answer.iter_lines() if line]
+    assert len(acks) == streamed and all("error" not in a for a in acks), acks[-3:]
+    last = {}
+    for n, a in enumerate(acks):
+        assert a["partition"] == (murmur2(f"s{n % 17}".encode()) & 0x7FFFFFFF) % 3, a
+        assert a["offset"] == last.get(a["partition"], -1) + 1, ("acks out of order", a, last)
+        last[a["partition"]] = a["offset"]
+    for p, top in last.items():
+        records, _ = read_all(agents, ndjson_topic, p, 0, top + 1)
+        assert len(records) == top + 1
+    bad = agents.call_retrying("POST", f"/v1/topics/{ndjson_topic}/records",
+                               data=b'{"value": "fine"}\n{"value": 7}\n{"value": "never"}\n',
+                               headers={"Content-Type": "application/x-ndjson"})
+    bad_lines = [json.loads(line) for line in bad.text.splitlines() if line]
+    assert [("error" in line) for line in bad_lines] == [False, True], bad_lines
+    assert bad_lines[1]["error"]["code"] == "BAD_REQUEST", bad_lines
+
     # An idempotent producer: a retry through another agent is answered with
     # the original offsets and stored once; a gap is refused.
     producer = expect(agents.call("POST", "/v1/producers"), 201, "new producer")

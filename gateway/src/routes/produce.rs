@@ -7,6 +7,11 @@
 //!   without a key). Every partition's records become one batch; the batches
 //!   are produced at once, and the answer lists each record's partition,
 //!   offset and timestamp in request order.
+//! - The same route with `Content-Type: application/x-ndjson` is a stream: one
+//!   JSON record per line in, one acknowledgement (`{"partition", "offset",
+//!   "timestamp"}`) per line out, in order, as they are written; a failure is
+//!   the last line (`{"error": …}`). Read the acknowledgements while sending:
+//!   past 100,000 unread ones the agent stops reading records.
 //! - `POST /v1/topics/{topic}/partitions/{p}/records` takes the same JSON (a
 //!   record naming another partition is refused), or a body of Kafka v2
 //!   record batches (`application/vnd.kafka.record-batch`, or
@@ -41,10 +46,14 @@ use super::{State, json, media_type, partition_index, query, read_body};
 use crate::core::{Acks, KafkaError};
 use crate::error::{ApiError, ErrorBody};
 use crate::partitioner::partition_for_key;
-use crate::records::{ProduceBody, ProducerSequence, RecordBytes, encode_batch};
+use crate::records::{
+    Encoding, JsonRecord, ProduceBody, ProducerSequence, RecordBytes, encode_batch,
+};
 
 /// The media type of a body of Kafka v2 record batches.
 pub(crate) const RECORD_BATCH: &str = "application/vnd.kafka.record-batch";
+/// The media type of newline-delimited JSON streams.
+const NDJSON: &str = "application/x-ndjson";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,20 +138,25 @@ pub(super) async fn to_topic(
 ) -> Result<Response, ApiError> {
     let params: ProduceQuery = query(&uri)?;
     let acks = params.acks()?;
-    match media_type(&headers).as_deref() {
-        Some("application/json") => {}
-        other => {
-            return Err(ApiError::unsupported_media_type(
-                other.unwrap_or("none"),
-                "application/json",
-            ));
-        }
-    }
     if params.producer()?.is_some() {
         return Err(ApiError::bad_request(
             "an idempotent produce names its partition: \
              POST /v1/topics/{topic}/partitions/{partition}/records",
         ));
+    }
+    match media_type(&headers).as_deref() {
+        Some("application/json") => {}
+        Some(NDJSON) => {
+            // The topic must exist before the stream's answer starts.
+            state.core.topic(&topic).await?;
+            return Ok(produce_ndjson(state, topic, body, acks, params.timeout()));
+        }
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other.unwrap_or("none"),
+                &format!("application/json or {NDJSON}"),
+            ));
+        }
     }
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     let request: ProduceBody = json(&body)?;
@@ -233,7 +247,50 @@ async fn produce_json(
     acks: Acks,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
-    if request.records.is_empty() {
+    let (offsets, first_error) = produce_records(
+        state,
+        topic,
+        only_partition,
+        producer,
+        &request.records,
+        request.encoding,
+        acks,
+        timeout,
+    )
+    .await?;
+    let (status, error) = match first_error {
+        None => (StatusCode::OK, None),
+        Some(error) => {
+            let api = ApiError::from(error);
+            (api.status, Some(api.body))
+        }
+    };
+    let mut response = (status, axum::Json(ProduceAnswer { offsets, error })).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    Ok(response)
+}
+
+/// Produces `records`: every record is checked first (a bad one refuses the
+/// whole request, and nothing is written), then each partition's records go
+/// as one batch, all partitions at once. Each record's outcome in order, and
+/// the first failure.
+#[allow(clippy::too_many_arguments)]
+async fn produce_records(
+    state: &State,
+    topic: &str,
+    only_partition: Option<i32>,
+    producer: Option<ProducerSequence>,
+    records: &[JsonRecord],
+    encoding: Encoding,
+    acks: Acks,
+    timeout: Duration,
+) -> Result<(Vec<RecordOutcome>, Option<KafkaError>), ApiError> {
+    if records.is_empty() {
         return Err(ApiError::bad_request("no records"));
     }
     let info = state.core.topic(topic).await?;
@@ -243,11 +300,10 @@ async fn produce_json(
     // choice, per request).
     let sticky = i32::try_from(state.sticky.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32)
         .unwrap_or(0);
-    // Every record is checked before anything is written.
-    let mut placed: Vec<(i32, i64, RecordBytes)> = Vec::with_capacity(request.records.len());
-    for (i, record) in request.records.iter().enumerate() {
+    let mut placed: Vec<(i32, i64, RecordBytes)> = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
         let bytes = record
-            .bytes(request.encoding)
+            .bytes(encoding)
             .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
         let partition = match (record.partition, only_partition, &bytes.key) {
             (Some(p), Some(only), _) if p != only => {
@@ -336,20 +392,130 @@ async fn produce_json(
             },
         )
         .collect();
-    let (status, error) = match first_error {
-        None => (StatusCode::OK, None),
-        Some(error) => {
-            let api = ApiError::from(error);
-            (api.status, Some(api.body))
-        }
-    };
-    let retriable = status == StatusCode::SERVICE_UNAVAILABLE;
-    let mut response = (status, axum::Json(ProduceAnswer { offsets, error })).into_response();
-    if retriable {
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
+    Ok((offsets, first_error))
+}
+
+/// The most records produced as one step of an NDJSON stream.
+const NDJSON_STEP_RECORDS: usize = 1_000;
+/// Acknowledgement lines queued for a client that does not read them yet;
+/// past it the stream stops reading records until the client reads.
+const NDJSON_ACK_QUEUE: usize = 100_000;
+
+/// An NDJSON stream: one JSON record per line in, one acknowledgement per
+/// line out, in order. Lines are read (and parsed) all the time; the records
+/// that arrived while the previous step was being written are produced as the
+/// next step (at most [`NDJSON_STEP_RECORDS`]), once the previous one is
+/// acknowledged, so each partition keeps the stream's order and steps grow
+/// with the load. A failure (a bad line, a failed produce) is the last line,
+/// and ends the stream. A line longer than the body limit is a failure.
+fn produce_ndjson(
+    state: State,
+    topic: String,
+    body: Body,
+    acks: Acks,
+    timeout: Duration,
+) -> Response {
+    use futures::StreamExt as _;
+    use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(NDJSON_ACK_QUEUE);
+    let (records_tx, mut records_rx) =
+        tokio::sync::mpsc::channel::<Result<JsonRecord, ApiError>>(NDJSON_STEP_RECORDS);
+    let max_line = state.settings.max_body_bytes;
+    // The reader: lines to records, until the body ends or a line is bad.
+    tokio::spawn(async move {
+        let reader = tokio_util::io::StreamReader::new(
+            body.into_data_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other)),
         );
-    }
-    Ok(response)
+        let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(max_line));
+        let mut number = 0usize;
+        while let Some(line) = lines.next().await {
+            number += 1;
+            let record = match line {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => serde_json::from_str::<JsonRecord>(&text).map_err(|error| {
+                    ApiError::bad_request(format!("line {number}: bad JSON record: {error}"))
+                }),
+                Err(LinesCodecError::MaxLineLengthExceeded) => Err(ApiError::too_large(max_line)),
+                Err(LinesCodecError::Io(error)) => Err(ApiError::bad_request(format!(
+                    "cannot read the body: {error}"
+                ))),
+            };
+            let failed = record.is_err();
+            if records_tx.send(record).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    // The writer: steps of what arrived, acknowledged in order.
+    tokio::spawn(async move {
+        let send_error = |error: ApiError| {
+            let tx = tx.clone();
+            async move {
+                let line = serde_json::json!({ "error": error.body }).to_string() + "\n";
+                let _ = tx.send(Bytes::from(line)).await;
+            }
+        };
+        loop {
+            let mut records = Vec::new();
+            let mut bad = None;
+            match records_rx.recv().await {
+                None => return,
+                Some(Ok(record)) => records.push(record),
+                Some(Err(error)) => bad = Some(error),
+            }
+            while bad.is_none() && records.len() < NDJSON_STEP_RECORDS {
+                match records_rx.try_recv() {
+                    Ok(Ok(record)) => records.push(record),
+                    Ok(Err(error)) => bad = Some(error),
+                    Err(_) => break,
+                }
+            }
+            if !records.is_empty() {
+                let produced = produce_records(
+                    &state,
+                    &topic,
+                    None,
+                    None,
+                    &records,
+                    Encoding::Utf8,
+                    acks,
+                    timeout,
+                )
+                .await;
+                match produced {
+                    Ok((outcomes, first_error)) => {
+                        for outcome in outcomes {
+                            let line = serde_json::to_string(&outcome).unwrap_or_default() + "\n";
+                            if tx.send(Bytes::from(line)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if let Some(error) = first_error {
+                            send_error(ApiError::from(error)).await;
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        send_error(error).await;
+                        return;
+                    }
+                }
+            }
+            if let Some(error) = bad {
+                send_error(error).await;
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<Bytes, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, NDJSON)],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

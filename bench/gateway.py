@@ -1,0 +1,1724 @@
+#!/usr/bin/env python3
+"""HTTP gateway benchmark: what producing and tailing over HTTP costs next to
+the Kafka protocol, on one agent over a local-directory bucket.
+
+    python3 bench/gateway.py [--binary PATH] [--duration S] [--warmup S] [--tag T]
+        [--idle-streams N] [--phases 1,2,...] [--out DIR] [--keep]
+
+One agent (``fjord agent`` with ``--http-listen``), SQLite metadata and a
+local-directory bucket; 8-partition topics created over HTTP; 1 KiB records of
+random uppercase letters (the ``letters`` payload of the other benchmarks).
+Every throughput and latency phase runs ``--warmup`` seconds unmeasured, then
+``--duration`` seconds measured:
+
+1. **Kafka path**: one confluent-kafka producer process (acks=all, idempotence
+   on, linger.ms 5; fjordbench's producer worker) as fast as it is answered:
+   MB/s of acknowledged record values, agent CPU-seconds per GiB.
+2. **HTTP record batches**: ``--http-processes`` processes, each with one
+   keep-alive connection, POSTing pre-built Kafka v2 record batches
+   (``--batch-records`` records, under 1 MB) to the partitions round-robin,
+   acks=all: MB/s and agent CPU s/GiB.
+3. **HTTP JSON**: the same with pre-built JSON bodies of ``--json-records``
+   records (utf8 text values).
+4. **Produce latency at a light fixed rate** (``--latency-mb-per-s``, requests
+   of 10 records to one partition): HTTP JSON request round trip from one
+   sequential client, then the Kafka path's ack latency (delivery report time
+   minus produce() time, linger.ms 0) at the same rate and records per send.
+5. **SSE end to end**: one ``text/event-stream`` tail per partition, a JSON
+   producer at ``--sse-rate`` records/s stamping each record's ``timestamp``
+   with the wall clock (ms) and a ``sent_ns`` header (ns); latency = receipt
+   (wall clock) - send time.
+6. **Idle SSE streams**: on a freshly restarted agent (so memory freed by the
+   earlier phases cannot hide the streams'), ``--idle-streams`` idle tails
+   (raw asyncio sockets, heartbeat 15 s): the agent's RSS before and with them
+   open, per stream, its CPU while they idle, and whether ``/healthz`` answers.
+
+Agent CPU per GiB is the agent's CPU (``/proc/<pid>/stat``) over the measured
+window divided by the GiB of record values acknowledged in that window, for
+every path alike. MB is 10^6 bytes, GiB 2^30 bytes.
+
+Writes ``<out>/<date>-gateway[-tag].{json,md}`` (default out: bench/results)
+and prints the Markdown. A phase that errors is recorded as such and the next
+one runs.
+"""
+
+import argparse
+import array
+import asyncio
+import http.client
+import json
+import multiprocessing
+import os
+import queue
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, BENCH_DIR)
+
+from fjordbench import cluster as cluster_mod  # noqa: E402
+from fjordbench import report, workers, workload  # noqa: E402
+
+GIB = float(1 << 30)
+MB = 1e6
+MIB = float(1 << 20)
+RECORD_BATCH = "application/vnd.kafka.record-batch"
+# Kafka's message.max.bytes (1,048,588) bounds a batch the agent accepts.
+MAX_BATCH_BYTES = 1_000_000
+POOL_STRIDE = 7919  # as fjordbench's producer: consecutive records never overlap in the pool
+
+ALL_PHASES = ("1", "2", "3", "4", "5", "6")
+PHASE_NAMES = {
+    "1": "kafka_saturation",
+    "2": "http_record_batch",
+    "3": "http_json",
+    "4": "produce_latency",
+    "5": "sse_end_to_end",
+    "6": "idle_sse_streams",
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--binary", help="the fjord binary (default: cargo build --profile release)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of each phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each phase's window")
+    parser.add_argument("--tag", default="", help="appended to the result file names")
+    parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
+    parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument("--phases", default=",".join(ALL_PHASES), help="which phases to run, e.g. 1,2")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--message-size", type=int, default=1024, help="record value bytes")
+    parser.add_argument("--http-processes", type=int, default=4, help="HTTP client processes of phases 2 and 3")
+    parser.add_argument("--batch-records", type=int, default=900, help="records per record-batch request")
+    parser.add_argument("--json-records", type=int, default=500, help="records per JSON request")
+    parser.add_argument("--latency-mb-per-s", type=float, default=2.0, help="phase 4 rate (MB/s of values)")
+    parser.add_argument("--latency-records", type=int, default=10, help="phase 4 records per request")
+    parser.add_argument("--sse-rate", type=float, default=500.0, help="phase 5 records/s")
+    parser.add_argument("--idle-streams", type=int, default=10_000, help="phase 6 idle SSE connections")
+    parser.add_argument("--idle-hold", type=float, default=10.0, help="phase 6 seconds the streams stay open, measured")
+    parser.add_argument("--flush-interval-ms", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+def agent_binary(args):
+    if args.binary:
+        return os.path.abspath(args.binary)
+    # The same build as bench/run.py's default (release profile).
+    command = ["cargo", "build", "--profile", "release", "-p", "fjord-agent", "--bin", "fjord"]
+    print(f"building the agent: {' '.join(command)}", flush=True)
+    subprocess.run(command, cwd=REPO_ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO_ROOT, "target"))
+    return os.path.join(target, "release", "fjord")
+
+
+# ----- small helpers -----
+
+
+def _log_factory():
+    started = time.monotonic()
+
+    def log(message):
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
+
+    return log
+
+
+def http_call(port, method, path, body=None, headers=None, timeout=30):
+    """One request on a fresh connection: (status, parsed JSON or text)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            body = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, data.decode(errors="replace")
+
+
+def wait_http(agent, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        if agent.process.poll() is not None:
+            raise RuntimeError(f"the agent exited ({agent.process.returncode}):\n{agent.log_tail()}")
+        try:
+            status, _ = http_call(agent.http_port, "GET", "/readyz", timeout=2)
+            if status == 200:
+                return
+            last = status
+        except OSError as error:
+            last = error
+        time.sleep(0.1)
+    raise RuntimeError(f"the gateway was not ready within {timeout_s} s (last: {last})")
+
+
+def create_topic(port, name, partitions):
+    status, body = http_call(port, "POST", "/v1/topics", {"name": name, "partitions": partitions})
+    if status != 201:
+        raise RuntimeError(f"creating topic {name}: HTTP {status} {body}")
+    got = len(body.get("partitions", [])) if isinstance(body, dict) else None
+    if got not in (None, partitions):
+        raise RuntimeError(f"topic {name} has {got} partitions, asked {partitions}")
+
+
+def letters_values(seed, size, count, start=0):
+    """``count`` values of ``size`` random uppercase letters, cut from a pool as
+    fjordbench's producer cuts them."""
+    pool = workers.make_pool("letters", seed=seed)
+    span = len(pool) - size
+    out = []
+    for n in range(count):
+        offset = ((start + n) * POOL_STRIDE) % span
+        out.append(pool[offset : offset + size])
+    return out
+
+
+def _cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+
+
+def _sleep_until(monotonic_ns):
+    while True:
+        remaining = monotonic_ns - time.monotonic_ns()
+        if remaining <= 0:
+            return
+        time.sleep(min(remaining / 1e9, 0.05))
+
+
+def _pcts(samples):
+    return workload.percentiles(list(samples))
+
+
+def _agent_sample(agent):
+    busy, total = cluster_mod.machine_cpu()
+    driver = os.times()
+    return {
+        "at": time.monotonic(),
+        "agent_cpu": agent.cpu_seconds(),
+        "machine_busy": busy,
+        "driver_cpu": driver.user + driver.system,
+    }
+
+
+def _accounting(before, after, loadgen_cpu):
+    """Agent, load-generator and everyone else's cores between two samples."""
+    wall = after["at"] - before["at"]
+    agent = after["agent_cpu"] - before["agent_cpu"]
+    driver = after["driver_cpu"] - before["driver_cpu"]
+    machine = after["machine_busy"] - before["machine_busy"]
+    loadgen = loadgen_cpu + driver
+    return {
+        "wall_seconds": wall,
+        "agent_cpu_seconds": agent,
+        "agent_cores": agent / wall if wall > 0 else None,
+        "loadgen_cpu_seconds": loadgen,
+        "loadgen_cores": loadgen / wall if wall > 0 else None,
+        "machine_busy_cores": machine / wall if wall > 0 else None,
+        "other_cores": max(0.0, machine - agent - loadgen) / wall if wall > 0 else None,
+    }
+
+
+def _collect(results, processes, count, timeout_s, role):
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count:
+        try:
+            out.append(results.get(timeout=1))
+            continue
+        except queue.Empty:
+            pass
+        dead = [p for p in processes if p.exitcode not in (None, 0)]
+        if dead:
+            raise RuntimeError(f"a {role} process died (exit {dead[0].exitcode}) without a result")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{role}s did not finish within {timeout_s:.0f} s")
+    for p in processes:
+        p.join(30)
+    fatal = [r for r in out if "fatal" in r]
+    if fatal:
+        raise RuntimeError(f"{role} {fatal[0].get('index')} failed: {fatal[0]['fatal']}")
+    return out
+
+
+# ----- phase 2 and 3: HTTP throughput workers (spawned processes) -----
+
+
+def http_worker_main(spec, control, results):
+    try:
+        results.put(_http_worker(spec, control))
+    except BaseException as error:  # report, never hang the driver
+        results.put({"index": spec["index"], "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+def _build_bodies(spec):
+    """Pre-built request bodies: (path suffix or partition, body bytes, value bytes) rows."""
+    index = spec["index"]
+    size = spec["message_size"]
+    per = spec["records_per_request"]
+    partitions = spec["partitions"]
+    variants = spec["variants"]
+    bodies = []
+    if spec["kind"] == "batch":
+        from kafka.record.default_records import DefaultRecordBatchBuilder
+
+        values = letters_values(seed=100 + index, size=size, count=per * variants)
+        now_ms = int(time.time() * 1000)
+        for v in range(variants):
+            builder = DefaultRecordBatchBuilder(
+                magic=2,
+                compression_type=0,
+                is_transactional=False,
+                producer_id=-1,
+                producer_epoch=-1,
+                base_sequence=-1,
+                batch_size=1 << 21,
+            )
+            for i in range(per):
+                if builder.append(i, timestamp=now_ms, key=None, value=values[v * per + i], headers=[]) is None:
+                    raise RuntimeError(f"record {i} does not fit the batch")
+            body = bytes(builder.build())
+            if len(body) > MAX_BATCH_BYTES:
+                raise RuntimeError(f"a batch of {per} records is {len(body):,} bytes, over {MAX_BATCH_BYTES:,}")
+            bodies.append((None, body, per * size))
+    else:
+        # JSON to the topic, every record naming its partition: one body per
+        # (partition, variant), so each request carries different text.
+        values = letters_values(seed=200 + index, size=size, count=per * variants)
+        texts = [v.decode("ascii") for v in values]
+        for v in range(variants):
+            chunk = texts[v * per : (v + 1) * per]
+            for p in partitions:
+                doc = {"records": [{"value": t, "partition": p} for t in chunk], "encoding": "utf8"}
+                bodies.append((p, json.dumps(doc, separators=(",", ":")).encode(), per * size))
+    return bodies
+
+
+def _http_worker(spec, control):
+    index = spec["index"]
+    port = spec["port"]
+    topic = spec["topic"]
+    partitions = spec["partitions"]
+    kind = spec["kind"]
+    bodies = _build_bodies(spec)
+    if kind == "batch":
+        headers = {"Content-Type": RECORD_BATCH}
+        # Request n goes to partition (index + n) % P, with a batch that
+        # shifts by one each round, so every partition sees every batch.
+        count = len(partitions)
+        plan = [
+            (
+                f"/v1/topics/{topic}/partitions/{partitions[(index + n) % count]}/records?acks=all",
+                bodies[(n + n // count) % len(bodies)],
+            )
+            for n in range(count * len(bodies))
+        ]
+    else:
+        headers = {"Content-Type": "application/json"}
+        # Round-robin over the partitions, and over the variants of each.
+        by_partition = {}
+        for p, body, value_bytes in bodies:
+            by_partition.setdefault(p, []).append((p, body, value_bytes))
+        variants = spec["variants"]
+        plan = []
+        for v in range(variants):
+            for k in range(len(partitions)):
+                p = partitions[(index + k) % len(partitions)]
+                plan.append((f"/v1/topics/{topic}/records?acks=all", by_partition[p][v]))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection.connect()
+    control["ready"].set()
+    start, (window_start, window_end) = control["start"].get()
+    _sleep_until(start)
+    latencies = array.array("d")
+    statuses = {}
+    first_errors = []
+    exceptions = 0
+    requests_ok = 0
+    window_requests = 0
+    window_bytes = 0
+    acked_bytes = 0
+    reconnects = 0
+    cpu_window_start = cpu_window_end = None
+    n = 0
+    while True:
+        now = time.monotonic_ns()
+        if cpu_window_start is None and now >= window_start:
+            cpu_window_start = _cpu_seconds()
+        if now >= window_end:
+            break
+        path, (_, body, value_bytes) = plan[n % len(plan)]
+        n += 1
+        sent = time.monotonic_ns()
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            exceptions += 1
+            if len(first_errors) < 5:
+                first_errors.append(f"{type(error).__name__}: {error}")
+            connection.close()
+            reconnects += 1
+            time.sleep(0.05)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            continue
+        done = time.monotonic_ns()
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status != 200 or (kind == "json" and b'"error"' in data):
+            if len(first_errors) < 5:
+                first_errors.append(f"HTTP {response.status}: {data[:300].decode(errors='replace')}")
+            if response.status >= 500:
+                time.sleep(0.05)
+        else:
+            requests_ok += 1
+            acked_bytes += value_bytes
+            if window_start <= done < window_end:
+                window_requests += 1
+                window_bytes += value_bytes
+            if window_start <= sent < window_end:
+                latencies.append((done - sent) / 1e6)
+        if response.will_close:
+            connection.close()
+            reconnects += 1
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    cpu_window_end = _cpu_seconds()
+    connection.close()
+    return {
+        "index": index,
+        "requests_ok": requests_ok,
+        "acked_bytes": acked_bytes,
+        "window_requests": window_requests,
+        "window_bytes": window_bytes,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "exceptions": exceptions,
+        "reconnects": reconnects,
+        "first_errors": first_errors,
+        "latencies_ms": latencies.tobytes(),
+        "body_bytes": [len(b) for _, b, _ in bodies],
+        "window_cpu_seconds": (cpu_window_end - cpu_window_start) if cpu_window_start is not None else 0.0,
+    }
+
+
+# ----- phase 5: SSE tails (one spawned process, a thread per partition) -----
+
+
+def sse_reader_main(spec, control, results):
+    try:
+        results.put(_sse_reader(spec, control))
+    except BaseException as error:
+        results.put({"index": 0, "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+def _sse_reader(spec, control):
+    import requests
+
+    port = spec["port"]
+    topic = spec["topic"]
+    state = {
+        p: {
+            "ts_latency": array.array("d"),
+            "ns_latency": array.array("d"),
+            "sent_ns": array.array("q"),
+            "offsets": array.array("q"),
+            "error_events": [],
+            "heartbeats": 0,
+            "status": None,
+            "ended": None,
+            "exception": None,
+        }
+        for p in spec["partitions"]
+    }
+    opened = threading.Semaphore(0)
+
+    def tail(partition):
+        s = state[partition]
+        try:
+            session = requests.Session()
+            response = session.get(
+                f"http://127.0.0.1:{port}/v1/topics/{topic}/partitions/{partition}/records",
+                params={"offset": "latest", "heartbeat_ms": 15000},
+                headers={"Accept": "text/event-stream"},
+                stream=True,
+                timeout=(10, None),
+            )
+            s["status"] = response.status_code
+            s["content_type"] = response.headers.get("content-type")
+            opened.release()
+            if response.status_code != 200:
+                s["exception"] = f"HTTP {response.status_code}: {response.text[:300]}"
+                return
+            event = None
+            for line in response.iter_lines(chunk_size=None):
+                now_ns = time.time_ns()
+                if line.startswith(b"data:"):
+                    payload = line[5:].strip()
+                    if event == "error":
+                        s["error_events"].append(payload[:300].decode(errors="replace"))
+                        continue
+                    record = json.loads(payload)
+                    s["offsets"].append(record["offset"])
+                    s["ts_latency"].append(now_ns / 1e6 - record["timestamp"])
+                    sent = None
+                    for header in record.get("headers") or []:
+                        if header.get("key") == "sent_ns":
+                            sent = int(header["value"])
+                    if sent is not None:
+                        s["sent_ns"].append(sent)
+                        s["ns_latency"].append((now_ns - sent) / 1e6)
+                    else:
+                        s["sent_ns"].append(-1)
+                        s["ns_latency"].append(-1.0)
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+                elif line.startswith(b":"):
+                    s["heartbeats"] += 1
+                elif not line:
+                    event = None
+            s["ended"] = "the agent ended the stream"
+        except BaseException as error:  # noqa: BLE001 - recorded
+            s["exception"] = f"{type(error).__name__}: {error}"
+            opened.release()
+
+    threads = [threading.Thread(target=tail, args=(p,), daemon=True) for p in spec["partitions"]]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        opened.acquire(timeout=30)
+    control["ready"].set()
+    control["stop"].wait()
+    out = {"index": 0, "partitions": {}}
+    for p, s in state.items():
+        n = len(s["offsets"])
+        out["partitions"][str(p)] = {
+            "status": s["status"],
+            "content_type": s.get("content_type"),
+            "ended": s["ended"],
+            "exception": s["exception"],
+            "heartbeats": s["heartbeats"],
+            "error_events": s["error_events"][:5],
+            "offsets": s["offsets"][:n].tobytes(),
+            "ts_latency": s["ts_latency"][:n].tobytes(),
+            "ns_latency": s["ns_latency"][:n].tobytes(),
+            "sent_ns": s["sent_ns"][:n].tobytes(),
+        }
+    return out
+
+
+# ----- phase 6: idle SSE connections (one spawned asyncio process) -----
+
+
+def idle_client_main(spec, control, results):
+    try:
+        asyncio.run(_idle_client(spec, control, results))
+    except BaseException as error:
+        results.put({"index": 0, "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+async def _idle_client(spec, control, results):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = spec["streams"]
+    # Keep some descriptors for the interpreter, the queue pipes and the loop.
+    target = min(wanted, soft - 100) if soft != resource.RLIM_INFINITY else wanted
+    port = spec["port"]
+    topic = spec["topic"]
+    partitions = spec["partitions"]
+    gate = asyncio.Semaphore(spec.get("concurrency", 200))
+    connections = []
+    errors = {}
+    first_errors = []
+
+    async def open_one(i):
+        async with gate:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+            except (OSError, asyncio.TimeoutError) as error:
+                return _fail(f"connect: {type(error).__name__}: {error}")
+            try:
+                p = partitions[i % len(partitions)]
+                writer.write(
+                    (
+                        f"GET /v1/topics/{topic}/partitions/{p}/records?offset=latest&heartbeat_ms=15000 HTTP/1.1\r\n"
+                        f"Host: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+                    ).encode()
+                )
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+                writer.close()
+                return _fail(f"request: {type(error).__name__}: {error}")
+            status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+            if b" 200 " not in head.split(b"\r\n", 1)[0] + b" " or b"text/event-stream" not in head.lower():
+                writer.close()
+                return _fail(f"answer: {status_line}")
+            connections.append((reader, writer))
+
+    def _fail(message):
+        key = message.split(":")[0] + ": " + message.split(":")[1].strip() if ":" in message else message
+        errors[key] = errors.get(key, 0) + 1
+        if len(first_errors) < 5:
+            first_errors.append(message)
+
+    started = time.monotonic()
+    await asyncio.gather(*(open_one(i) for i in range(target)))
+    open_seconds = time.monotonic() - started
+    results.put(
+        {
+            "index": 0,
+            "stage": "opened",
+            "wanted": wanted,
+            "attempted": target,
+            "opened": len(connections),
+            "failed": sum(errors.values()),
+            "errors": errors,
+            "first_errors": first_errors,
+            "open_seconds": open_seconds,
+            "nofile_soft": soft,
+            "nofile_hard": hard,
+        }
+    )
+    # Hold them: count what arrives (heartbeats, records) and streams the agent ends.
+    closed_by_agent = 0
+    bytes_received = 0
+
+    async def watch(reader):
+        nonlocal closed_by_agent, bytes_received
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    closed_by_agent += 1
+                    return
+                bytes_received += len(data)
+        except (OSError, asyncio.CancelledError):
+            return
+
+    watchers = [asyncio.ensure_future(watch(r)) for r, _ in connections]
+    while not control["stop"].is_set():
+        await asyncio.sleep(0.2)
+    for w in watchers:
+        w.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)
+    for _, writer in connections:
+        writer.close()
+    results.put(
+        {
+            "index": 0,
+            "stage": "closed",
+            "closed_by_agent_while_held": closed_by_agent,
+            "bytes_received_while_held": bytes_received,
+        }
+    )
+
+
+# ----- the benchmark -----
+
+
+class Bench:
+    def __init__(self, args, binary, run_dir, log):
+        self.args = args
+        self.binary = binary
+        self.run_dir = run_dir
+        self.log = log
+        self.context = multiprocessing.get_context("spawn")
+        options = dict(workload.DEFAULTS)
+        options.update({"partitions": args.partitions, "flush_interval_ms": args.flush_interval_ms})
+        self.cluster = cluster_mod.Cluster(binary, run_dir, 1, "dir", options)
+        self.lifetimes = []
+
+    @property
+    def agent(self):
+        return self.cluster.agents[0]
+
+    def start(self):
+        self.cluster.start()
+        wait_http(self.agent)
+
+    def restart(self):
+        self.agent.stop()
+        self.lifetimes.append(self.agent.exit_rusage)
+        self.cluster.start()
+        wait_http(self.agent)
+
+    def ensure_alive(self, notes):
+        if self.agent.process is None or self.agent.process.poll() is not None:
+            code = self.agent.process.returncode if self.agent.process else None
+            notes.append(f"the agent had exited ({code}); restarted it. Log tail:\n{self.agent.log_tail()}")
+            self.log(f"!! the agent had exited ({code}); restarting it")
+            self.agent.stop()
+            self.lifetimes.append(self.agent.exit_rusage)
+            self.start()
+
+    def topic(self, name):
+        create_topic(self.agent.http_port, name, self.args.partitions)
+        return name
+
+    def _timing(self):
+        start_at = time.monotonic_ns() + 300_000_000
+        w0 = start_at + int(self.args.warmup * 1e9)
+        return start_at, (w0, w0 + int(self.args.duration * 1e9))
+
+    # 1. Kafka path
+    def kafka_saturation(self):
+        a = self.args
+        topic = self.topic("kafka-saturation")
+        spec = {
+            "index": 0,
+            "bootstrap": self.agent.address,
+            "topic": topic,
+            "partitions": list(range(a.partitions)),
+            "message_size": a.message_size,
+            "payload": "letters",
+            "acks": "all",
+            "idempotence": True,
+            "compression": "none",
+            "linger_ms": 5,
+            "batch_size": workload.DEFAULTS["batch_size"],
+            "message_max_bytes": workload.DEFAULTS["message_max_bytes"],
+            "rate": None,
+            "messages": None,
+            "duration_s": a.warmup + a.duration,
+        }
+        results = self.context.Queue()
+        control = {"ready": self.context.Event(), "start": self.context.Queue()}
+        process = self.context.Process(target=workers.producer_main, args=(spec, control, results), daemon=True)
+        process.start()
+        if not control["ready"].wait(60):
+            raise RuntimeError("the producer did not connect within 60 s")
+        start_at, window = self._timing()
+        control["start"].put((start_at, window))
+        self.log(f"-- 1 Kafka path: one confluent-kafka producer, {a.warmup:g} s warm-up + {a.duration:g} s")
+        _sleep_until(window[0])
+        before = _agent_sample(self.agent)
+        _sleep_until(window[1])
+        after = _agent_sample(self.agent)
+        (r,) = _collect(results, [process], 1, a.warmup + a.duration + 300, "producer")
+        span = (window[1] - window[0]) / 1e9
+        # The producer's own CPU is over its whole run; scale it to the window.
+        run_s = (r["send_end_ns"] - r["start_ns"]) / 1e9 or 1
+        accounting = _accounting(before, after, r["cpu_seconds"] * min(1.0, span / run_s))
+        accounting["loadgen_cpu_note"] = "the producer's CPU over its run, scaled to the window"
+        gib = r["window_acked_bytes"] / GIB
+        phase = {
+            "topic": topic,
+            "producer": {k: spec[k] for k in ("acks", "idempotence", "linger_ms", "batch_size", "message_max_bytes")},
+            "measured_seconds": span,
+            "records_acked_in_window": r["window_acked"],
+            "bytes_acked_in_window": r["window_acked_bytes"],
+            "records_acked_total": r["acked"],
+            "produce_errors": r["errors"],
+            "first_produce_errors": r["first_errors"],
+            "unflushed": r["unflushed"],
+            "mb_per_second": r["window_acked_bytes"] / MB / span,
+            "records_per_second": r["window_acked"] / span,
+            "agent_cpu_seconds_per_gib": accounting["agent_cpu_seconds"] / gib if gib else None,
+            "ack_latency_ms": workload.percentiles(array.array("d", r["latencies_ms"]).tolist()),
+            "accounting": accounting,
+        }
+        self.log(
+            f"   {phase['mb_per_second']:.1f} MB/s, agent {accounting['agent_cores']:.2f} cores, "
+            f"{_fmt(phase['agent_cpu_seconds_per_gib'], 2)} CPU s/GiB, errors {r['errors']}, "
+            f"loadgen {accounting['loadgen_cores']:.2f}, others {accounting['other_cores']:.2f}"
+        )
+        return phase
+
+    # 2 and 3. HTTP throughput
+    def http_throughput(self, kind):
+        a = self.args
+        topic = self.topic("http-batch" if kind == "batch" else "http-json")
+        per = a.batch_records if kind == "batch" else a.json_records
+        variants = 8 if kind == "batch" else 2
+        results = self.context.Queue()
+        processes, controls = [], []
+        for index in range(a.http_processes):
+            spec = {
+                "index": index,
+                "port": self.agent.http_port,
+                "topic": topic,
+                "partitions": list(range(a.partitions)),
+                "kind": kind,
+                "message_size": a.message_size,
+                "records_per_request": per,
+                "variants": variants,
+            }
+            control = {"ready": self.context.Event(), "start": self.context.Queue()}
+            process = self.context.Process(target=http_worker_main, args=(spec, control, results), daemon=True)
+            process.start()
+            processes.append(process)
+            controls.append(control)
+        deadline = time.monotonic() + 120
+        for control, process in zip(controls, processes):
+            while not control["ready"].wait(0.5):
+                if process.exitcode is not None or time.monotonic() > deadline:
+                    # Its result (or fatal) is on the queue.
+                    return {"error": f"a client did not start: {_collect(results, processes, 1, 5, 'HTTP client')}"}
+        start_at, window = self._timing()
+        for control in controls:
+            control["start"].put((start_at, window))
+        label = "2 HTTP record batches" if kind == "batch" else "3 HTTP JSON"
+        self.log(
+            f"-- {label}: {a.http_processes} processes, {per} records per request, "
+            f"{a.warmup:g} s warm-up + {a.duration:g} s"
+        )
+        _sleep_until(window[0])
+        before = _agent_sample(self.agent)
+        _sleep_until(window[1])
+        after = _agent_sample(self.agent)
+        out = _collect(results, processes, len(processes), 600, "HTTP client")
+        span = (window[1] - window[0]) / 1e9
+        accounting = _accounting(before, after, sum(r["window_cpu_seconds"] for r in out))
+        window_bytes = sum(r["window_bytes"] for r in out)
+        gib = window_bytes / GIB
+        statuses = {}
+        for r in out:
+            for k, v in r["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+        latencies = array.array("d")
+        for r in out:
+            latencies.frombytes(r["latencies_ms"])
+        body_sizes = [b for r in out for b in r["body_bytes"]]
+        phase = {
+            "topic": topic,
+            "clients": a.http_processes,
+            "records_per_request": per,
+            "value_bytes_per_request": per * a.message_size,
+            "body_bytes_per_request": [min(body_sizes), max(body_sizes)] if body_sizes else None,
+            "content_type": RECORD_BATCH if kind == "batch" else "application/json",
+            "endpoint": (
+                "POST /v1/topics/{topic}/partitions/{p}/records?acks=all"
+                if kind == "batch"
+                else "POST /v1/topics/{topic}/records?acks=all (every record names its partition)"
+            ),
+            "measured_seconds": span,
+            "requests_in_window": sum(r["window_requests"] for r in out),
+            "bytes_acked_in_window": window_bytes,
+            "mb_per_second": window_bytes / MB / span,
+            "records_per_second": window_bytes / a.message_size / span,
+            "requests_per_second": sum(r["window_requests"] for r in out) / span,
+            "agent_cpu_seconds_per_gib": accounting["agent_cpu_seconds"] / gib if gib else None,
+            "request_latency_ms": _pcts(latencies),
+            "statuses": statuses,
+            "non_200": sum(v for k, v in statuses.items() if k != "200"),
+            "exceptions": sum(r["exceptions"] for r in out),
+            "reconnects": sum(r["reconnects"] for r in out),
+            "first_errors": [e for r in out for e in r["first_errors"]][:5],
+            "accounting": accounting,
+        }
+        self.log(
+            f"   {phase['mb_per_second']:.1f} MB/s, {phase['requests_per_second']:.1f} req/s, agent "
+            f"{accounting['agent_cores']:.2f} cores, {_fmt(phase['agent_cpu_seconds_per_gib'], 2)} CPU s/GiB, "
+            f"statuses {statuses}, exceptions {phase['exceptions']}, loadgen {accounting['loadgen_cores']:.2f}, "
+            f"others {accounting['other_cores']:.2f}"
+        )
+        return phase
+
+    # 4. Latency at a light fixed rate
+    def produce_latency(self):
+        out = {}
+        for name, fn in (("http", self._latency_http), ("kafka", self._latency_kafka)):
+            try:
+                out[name] = fn()
+            except Exception as error:  # noqa: BLE001 - recorded, the other half still runs
+                out[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+                self.log(f"!! phase 4 {name} failed: {out[name]['error']}")
+        return out
+
+    def _latency_schedule(self):
+        a = self.args
+        per = a.latency_records
+        records_per_s = a.latency_mb_per_s * MB / a.message_size
+        return per, records_per_s / per  # records per request, requests per second
+
+    def _latency_http(self):
+        a = self.args
+        topic = self.topic("latency-http")
+        per, rps = self._latency_schedule()
+        values = [v.decode("ascii") for v in letters_values(seed=300, size=a.message_size, count=per * 64)]
+        bodies = [
+            json.dumps({"records": [{"value": t} for t in values[i * per : (i + 1) * per]], "encoding": "utf8"}).encode()
+            for i in range(64)
+        ]
+        path = f"/v1/topics/{topic}/partitions/0/records?acks=all"
+        headers = {"Content-Type": "application/json"}
+        connection = http.client.HTTPConnection("127.0.0.1", self.agent.http_port, timeout=60)
+        connection.connect()
+        self.log(
+            f"-- 4a HTTP produce latency: {per} records of {a.message_size} B per request, "
+            f"{rps:.1f} requests/s ({a.latency_mb_per_s:g} MB/s), one sequential client, partition 0"
+        )
+        interval = 1e9 / rps
+        start, (w0, w1) = self._timing()
+        latencies = array.array("d")
+        statuses = {}
+        errors = []
+        window_bytes = 0
+        behind_max = 0
+        late_sends = 0
+        n = 0
+        before = None
+        while True:
+            slot = start + int(n * interval)
+            if slot >= w1:
+                break
+            now = time.monotonic_ns()
+            if now < slot:
+                _sleep_until(slot)
+            elif now - slot > interval:
+                late_sends += 1
+            if before is None and slot >= w0:
+                before = _agent_sample(self.agent)
+            behind_max = max(behind_max, time.monotonic_ns() - slot)
+            body = bodies[n % len(bodies)]
+            n += 1
+            sent = time.monotonic_ns()
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(f"{type(error).__name__}: {error}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.agent.http_port, timeout=60)
+                continue
+            done = time.monotonic_ns()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            if response.status != 200:
+                if len(errors) < 5:
+                    errors.append(f"HTTP {response.status}: {data[:300].decode(errors='replace')}")
+                continue
+            if w0 <= sent < w1:
+                latencies.append((done - sent) / 1e6)
+                window_bytes += per * a.message_size
+        after = _agent_sample(self.agent)
+        connection.close()
+        span = (w1 - w0) / 1e9
+        phase = {
+            "topic": topic,
+            "client": "http.client, one keep-alive connection, sequential requests on a fixed schedule",
+            "records_per_request": per,
+            "target_requests_per_second": rps,
+            "target_mb_per_second": a.latency_mb_per_s,
+            "achieved_mb_per_second": window_bytes / MB / span,
+            "requests_measured": len(latencies),
+            "late_sends": late_sends,
+            "behind_max_ms": behind_max / 1e6,
+            "round_trip_ms": _pcts(latencies),
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "errors": errors[:5],
+            "accounting": _accounting(before, after, 0.0) if before else None,
+        }
+        rt = phase["round_trip_ms"]
+        self.log(
+            f"   HTTP round trip p50/p99/p99.9 {_fmt(rt['p50'], 2)}/{_fmt(rt['p99'], 2)}/{_fmt(rt['p999'], 2)} ms over "
+            f"{rt['count']} requests, {phase['achieved_mb_per_second']:.2f} MB/s, late sends {late_sends}, statuses {statuses}"
+        )
+        return phase
+
+    def _latency_kafka(self):
+        from confluent_kafka import Producer
+
+        a = self.args
+        topic = self.topic("latency-kafka")
+        per, rps = self._latency_schedule()
+        values = letters_values(seed=301, size=a.message_size, count=per * 64)
+        producer = Producer(
+            {
+                "bootstrap.servers": self.agent.address,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 0,
+                "client.id": "fjord-bench-gateway-latency",
+                "delivery.timeout.ms": 60_000,
+            }
+        )
+        producer.list_topics(topic, timeout=30)
+        self.log(
+            f"-- 4b Kafka ack latency: {per} records per send, {rps:.1f} sends/s, linger.ms 0, acks=all, "
+            f"idempotence on, partition 0"
+        )
+        interval = 1e9 / rps
+        start, (w0, w1) = self._timing()
+        record_latencies = array.array("d")
+        group_latencies = array.array("d")
+        groups = {}
+        errors = []
+        window_bytes = [0]
+
+        def make_callback(group, sent):
+            def on_delivery(error, message):
+                now = time.monotonic_ns()
+                if error is not None:
+                    if len(errors) < 5:
+                        errors.append(str(error))
+                    return
+                if w0 <= sent < w1:
+                    record_latencies.append((now - sent) / 1e6)
+                    window_bytes[0] += len(message.value())
+                g = groups.get(group)
+                if g is not None:
+                    g[1] -= 1
+                    if g[1] == 0:
+                        del groups[group]
+                        if w0 <= g[0] < w1:
+                            group_latencies.append((now - g[0]) / 1e6)
+
+            return on_delivery
+
+        n = 0
+        before = None
+        late_sends = 0
+        while True:
+            slot = start + int(n * interval)
+            if slot >= w1:
+                break
+            while True:
+                now = time.monotonic_ns()
+                if now >= slot:
+                    break
+                producer.poll(min((slot - now) / 1e9, 0.001))
+            if now - slot > interval:
+                late_sends += 1
+            if before is None and slot >= w0:
+                before = _agent_sample(self.agent)
+            first = time.monotonic_ns()
+            groups[n] = [first, per]
+            for i in range(per):
+                sent = time.monotonic_ns()
+                producer.produce(
+                    topic, values[(n * per + i) % len(values)], partition=0, on_delivery=make_callback(n, sent)
+                )
+            producer.poll(0)
+            n += 1
+        remaining = producer.flush(60)
+        after = _agent_sample(self.agent)
+        span = (w1 - w0) / 1e9
+        phase = {
+            "topic": topic,
+            "client": "confluent-kafka Producer, acks=all, idempotence on, linger.ms 0, produce() of each group back to back",
+            "records_per_send": per,
+            "target_sends_per_second": rps,
+            "achieved_mb_per_second": window_bytes[0] / MB / span,
+            "late_sends": late_sends,
+            "unflushed": remaining,
+            "ack_latency_ms": _pcts(record_latencies),
+            "group_ack_latency_ms": _pcts(group_latencies),
+            "errors": errors,
+            "accounting": _accounting(before, after, 0.0) if before else None,
+        }
+        r, g = phase["ack_latency_ms"], phase["group_ack_latency_ms"]
+        self.log(
+            f"   Kafka ack p50/p99/p99.9 {_fmt(r['p50'], 2)}/{_fmt(r['p99'], 2)}/{_fmt(r['p999'], 2)} ms per record "
+            f"({r['count']}); last of each {per}: {_fmt(g['p50'], 2)}/{_fmt(g['p99'], 2)} ms; "
+            f"{phase['achieved_mb_per_second']:.2f} MB/s, errors {len(errors)}"
+        )
+        return phase
+
+    # 5. SSE end to end
+    def sse_end_to_end(self):
+        a = self.args
+        topic = self.topic("sse")
+        partitions = list(range(a.partitions))
+        results = self.context.Queue()
+        control = {"ready": self.context.Event(), "stop": self.context.Event()}
+        spec = {"port": self.agent.http_port, "topic": topic, "partitions": partitions}
+        reader = self.context.Process(target=sse_reader_main, args=(spec, control, results), daemon=True)
+        reader.start()
+        if not control["ready"].wait(60):
+            raise RuntimeError("the SSE tails did not open within 60 s")
+        time.sleep(0.5)
+        value = letters_values(seed=400, size=a.message_size, count=1)[0].decode("ascii")
+        port = self.agent.http_port
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        tick_ns = 10_000_000  # a request every 10 ms (of the records due)
+        self.log(
+            f"-- 5 SSE end to end: {len(partitions)} tails (requests, stream=True), JSON producer at "
+            f"{a.sse_rate:g} records/s, a request every {tick_ns / 1e6:g} ms round-robin over the partitions"
+        )
+        start, (w0, w1) = self._timing()
+        w0_wall_ns = time.time_ns() + (w0 - time.monotonic_ns())
+        produced = {p: [] for p in partitions}  # offsets acked, with their send time (wall ns)
+        statuses = {}
+        errors = []
+        sent_records = 0
+        k = 0
+        _sleep_until(start)
+        while True:
+            now = time.monotonic_ns()
+            if now >= w1:
+                break
+            due = int((now - start) / 1e9 * a.sse_rate) - sent_records
+            if due <= 0:
+                time.sleep(min(tick_ns, (start + (sent_records + 1) / a.sse_rate * 1e9) - now) / 1e9)
+                continue
+            due = min(due, 200)
+            p = partitions[k % len(partitions)]
+            k += 1
+            sent_ns = time.time_ns()
+            ts = sent_ns // 1_000_000
+            body = json.dumps(
+                {
+                    "records": [
+                        {"value": value, "timestamp": ts, "headers": [{"key": "sent_ns", "value": str(sent_ns)}]}
+                        for _ in range(due)
+                    ],
+                    "encoding": "utf8",
+                }
+            ).encode()
+            sent_records += due
+            try:
+                connection.request("POST", f"/v1/topics/{topic}/partitions/{p}/records?acks=all", body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(f"{type(error).__name__}: {error}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                continue
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            if response.status != 200:
+                if len(errors) < 5:
+                    errors.append(f"HTTP {response.status}: {data[:300].decode(errors='replace')}")
+                continue
+            for outcome in json.loads(data)["offsets"]:
+                produced[outcome["partition"]].append((outcome["offset"], sent_ns))
+            # Next request after the tick (records due meanwhile go together).
+            time.sleep(max(0.0, (tick_ns - (time.monotonic_ns() - now)) / 1e9))
+        connection.close()
+        # Let the tails catch up, then stop them.
+        drain_deadline = time.monotonic() + 5
+        time.sleep(min(2.0, max(0.0, drain_deadline - time.monotonic())))
+        control["stop"].set()
+        (r,) = _collect(results, [reader], 1, 60, "SSE reader")
+        ts_lat, ns_lat = array.array("d"), array.array("d")
+        received = missing = duplicates = unexpected = out_of_order = 0
+        per_partition = {}
+        exceptions, ended, error_events, bad_status = [], [], [], []
+        for p in partitions:
+            s = r["partitions"][str(p)]
+            offsets = array.array("q", s["offsets"])
+            tsl = array.array("d", s["ts_latency"])
+            nsl = array.array("d", s["ns_latency"])
+            sent = array.array("q", s["sent_ns"])
+            if s["status"] != 200:
+                bad_status.append(f"partition {p}: {s['status']}")
+            if s["exception"]:
+                exceptions.append(f"partition {p}: {s['exception']}")
+            if s["ended"]:
+                ended.append(f"partition {p}: {s['ended']}")
+            error_events += [f"partition {p}: {e}" for e in s["error_events"]]
+            want = {o for o, _ in produced[p]}
+            seen = set()
+            last = -1
+            for i, o in enumerate(offsets):
+                if o in seen:
+                    duplicates += 1
+                    continue
+                seen.add(o)
+                if o <= last:
+                    out_of_order += 1
+                last = o
+                if o not in want:
+                    unexpected += 1
+                if sent[i] >= w0_wall_ns:
+                    ts_lat.append(tsl[i])
+                    ns_lat.append(nsl[i])
+            received += len(seen)
+            missing += len(want - seen)
+            per_partition[str(p)] = {"produced": len(want), "received": len(seen & want), "heartbeats": s["heartbeats"]}
+        phase = {
+            "topic": topic,
+            "tails": len(partitions),
+            "client": "requests, stream=True, iter_lines(chunk_size=None), one thread per partition in one process",
+            "target_records_per_second": a.sse_rate,
+            "records_produced": sum(len(v) for v in produced.values()),
+            "records_received": received,
+            "records_missing": missing,
+            "duplicates": duplicates,
+            "out_of_order": out_of_order,
+            "unexpected_offsets": unexpected,
+            "e2e_latency_ms_from_timestamp": _pcts(ts_lat),
+            "e2e_latency_ms_from_sent_ns": _pcts(ns_lat),
+            "latency_note": (
+                "receipt (time.time_ns() when the data line was read) minus the record's timestamp (ms, "
+                "truncated: reads up to 1 ms high) and minus its sent_ns header (ns, taken just before the POST); "
+                f"records sent in the last {a.duration:g} s"
+            ),
+            "producer_statuses": {str(k): v for k, v in statuses.items()},
+            "producer_errors": errors[:5],
+            "stream_statuses_not_200": bad_status,
+            "stream_exceptions": exceptions,
+            "streams_ended_by_agent": ended,
+            "error_events": error_events[:5],
+            "per_partition": per_partition,
+        }
+        t, n = phase["e2e_latency_ms_from_timestamp"], phase["e2e_latency_ms_from_sent_ns"]
+        self.log(
+            f"   e2e p50/p99 {_fmt(t['p50'], 1)}/{_fmt(t['p99'], 1)} ms (timestamp), "
+            f"{_fmt(n['p50'], 2)}/{_fmt(n['p99'], 2)} ms (sent_ns); received {received} of "
+            f"{phase['records_produced']} produced, missing {missing}, duplicates {duplicates}, "
+            f"exceptions {len(exceptions)}, producer statuses {statuses}"
+        )
+        return phase
+
+    # 6. Idle SSE streams
+    def idle_streams(self):
+        a = self.args
+        self.log("-- 6 idle SSE streams: restarting the agent (fresh memory)")
+        topic = self.topic("idle")
+        self.restart()
+        agent = self.agent
+        pid = agent.process.pid
+        limits = _nofile_limit(pid)
+        time.sleep(2)
+        rss_before, hwm_before = agent.memory()
+        fds_before = _fd_count(pid)
+        health_before = _healthz(agent.http_port)
+        results = self.context.Queue()
+        control = {"stop": self.context.Event()}
+        spec = {
+            "port": agent.http_port,
+            "topic": topic,
+            "partitions": list(range(a.partitions)),
+            "streams": a.idle_streams,
+            "concurrency": 200,
+        }
+        client = self.context.Process(target=idle_client_main, args=(spec, control, results), daemon=True)
+        client.start()
+        self.log(f"   opening {a.idle_streams:,} idle streams (agent RSS {rss_before / MIB:.1f} MiB)")
+        opened = self._idle_result(results, client, 300)
+        self.log(
+            f"   opened {opened['opened']:,} of {opened['attempted']:,} attempted ({opened['wanted']:,} wanted) in "
+            f"{opened['open_seconds']:.1f} s; failed {opened['failed']} {opened['errors']}"
+        )
+        time.sleep(3)
+        rss_open, _ = agent.memory()
+        fds_open = _fd_count(pid)
+        before = _agent_sample(agent)
+        time.sleep(a.idle_hold)
+        after = _agent_sample(agent)
+        rss_held, hwm_held = agent.memory()
+        health_during = _healthz(agent.http_port)
+        alive = agent.process.poll() is None
+        control["stop"].set()
+        closed = self._idle_result(results, client, 120)
+        client.join(30)
+        time.sleep(3)
+        rss_after_close, hwm_end = agent.memory() if agent.process.poll() is None else (None, None)
+        n = opened["opened"]
+        delta = (rss_held - rss_before) if rss_held is not None and rss_before is not None else None
+        phase = {
+            "topic": topic,
+            "client": "asyncio raw sockets in one process (GET ...?offset=latest&heartbeat_ms=15000, Accept: text/event-stream)",
+            "streams_wanted": opened["wanted"],
+            "streams_attempted": opened["attempted"],
+            "streams_opened": n,
+            "streams_failed": opened["failed"],
+            "open_errors": opened["errors"],
+            "first_open_errors": opened["first_errors"],
+            "open_seconds": opened["open_seconds"],
+            "client_nofile_limit": [opened["nofile_soft"], opened["nofile_hard"]],
+            "agent_nofile_limit": limits,
+            "agent_fds_before": fds_before,
+            "agent_fds_with_streams": fds_open,
+            "rss_bytes_before": rss_before,
+            "rss_bytes_with_streams_settled": rss_open,
+            "rss_bytes_with_streams_end_of_hold": rss_held,
+            "rss_bytes_after_close": rss_after_close,
+            "peak_rss_bytes": hwm_end or hwm_held,
+            "peak_rss_bytes_before": hwm_before,
+            "rss_bytes_per_stream": delta / n if delta is not None and n else None,
+            "hold_seconds": a.idle_hold,
+            "agent_cores_while_idle_streams_held": before and after and _accounting(before, after, 0.0)["agent_cores"],
+            "hold_accounting": _accounting(before, after, 0.0),
+            "healthz_before": health_before,
+            "healthz_with_streams": health_during,
+            "agent_alive_with_streams": alive,
+            "closed_by_agent_while_held": closed.get("closed_by_agent_while_held"),
+            "bytes_received_while_held": closed.get("bytes_received_while_held"),
+        }
+        self.log(
+            f"   agent RSS {rss_before / MIB:.1f} MiB before, {rss_held / MIB:.1f} MiB with {n:,} streams "
+            f"({_fmt(phase['rss_bytes_per_stream'] / 1024 if phase['rss_bytes_per_stream'] else None, 1)} KiB per stream), "
+            f"{_fmt(rss_after_close / MIB if rss_after_close else None, 1)} MiB after closing; agent "
+            f"{phase['agent_cores_while_idle_streams_held']:.3f} cores while idle; healthz {health_during}; "
+            f"closed by agent {phase['closed_by_agent_while_held']}"
+        )
+        return phase
+
+    @staticmethod
+    def _idle_result(results, process, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                r = results.get(timeout=1)
+            except queue.Empty:
+                if process.exitcode not in (None, 0):
+                    raise RuntimeError(f"the idle-stream client died (exit {process.exitcode})")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the idle-stream client gave no answer within {timeout_s} s")
+                continue
+            if "fatal" in r:
+                raise RuntimeError(f"the idle-stream client failed: {r['fatal']}")
+            return r
+
+
+def _nofile_limit(pid):
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    parts = line.split()
+                    return [parts[3], parts[4]]
+    except OSError:
+        pass
+    return None
+
+
+def _fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def _healthz(port, tries=5):
+    out = {"ok": 0, "tries": tries, "latency_ms": [], "errors": []}
+    for _ in range(tries):
+        started = time.monotonic_ns()
+        try:
+            status, body = http_call(port, "GET", "/healthz", timeout=10)
+            if status == 200:
+                out["ok"] += 1
+            else:
+                out["errors"].append(f"HTTP {status}: {body}")
+        except OSError as error:
+            out["errors"].append(f"{type(error).__name__}: {error}")
+        out["latency_ms"].append(round((time.monotonic_ns() - started) / 1e6, 2))
+        time.sleep(0.1)
+    return out
+
+
+def _fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value != value:
+        return "–"
+    if abs(value) >= 1000 and digits <= 1:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+# ----- targets and report -----
+
+
+def targets(doc):
+    p = doc["phases"]
+    out = []
+    kafka = p.get("kafka_saturation") or {}
+    batch = p.get("http_record_batch") or {}
+    if kafka.get("mb_per_second") and batch.get("mb_per_second") is not None:
+        ratio = batch["mb_per_second"] / kafka["mb_per_second"]
+        out.append(
+            {
+                "target": "RecordBatch throughput ≥ 80% of the Kafka path's MB/s",
+                "measured": f"{batch['mb_per_second']:.1f} vs {kafka['mb_per_second']:.1f} MB/s ({ratio:.0%})",
+                "status": "met" if ratio >= 0.8 else "not met",
+            }
+        )
+    else:
+        out.append({"target": "RecordBatch throughput ≥ 80% of the Kafka path's MB/s", "measured": "not measured", "status": "–"})
+    if kafka.get("agent_cpu_seconds_per_gib") and batch.get("agent_cpu_seconds_per_gib") is not None:
+        ratio = batch["agent_cpu_seconds_per_gib"] / kafka["agent_cpu_seconds_per_gib"]
+        out.append(
+            {
+                "target": "RecordBatch agent CPU per GiB ≤ 1.25× the Kafka path's",
+                "measured": f"{batch['agent_cpu_seconds_per_gib']:.2f} vs {kafka['agent_cpu_seconds_per_gib']:.2f} s/GiB ({ratio:.2f}×)",
+                "status": "met" if ratio <= 1.25 else "not met",
+            }
+        )
+    else:
+        out.append({"target": "RecordBatch agent CPU per GiB ≤ 1.25× the Kafka path's", "measured": "not measured", "status": "–"})
+    lat = p.get("produce_latency") or {}
+    h = (lat.get("http") or {}).get("round_trip_ms") or {}
+    k = (lat.get("kafka") or {}).get("ack_latency_ms") or {}
+    if h.get("p99") is not None and k.get("p99") is not None:
+        out.append(
+            {
+                "target": "HTTP produce p99 ≤ Kafka p99 + 5 ms (same light rate)",
+                "measured": f"HTTP {h['p99']:.2f} ms vs Kafka {k['p99']:.2f} ms (+5 = {k['p99'] + 5:.2f})",
+                "status": "met" if h["p99"] <= k["p99"] + 5 else "not met",
+            }
+        )
+    else:
+        out.append({"target": "HTTP produce p99 ≤ Kafka p99 + 5 ms (same light rate)", "measured": "not measured", "status": "–"})
+    idle = p.get("idle_sse_streams") or {}
+    t = "10,000 idle SSE streams: agent RSS < 1 GiB"
+    if idle.get("rss_bytes_with_streams_end_of_hold") is not None:
+        n = idle["streams_opened"]
+        rss = idle["rss_bytes_with_streams_end_of_hold"]
+        measured = (
+            f"{rss / MIB:,.1f} MiB with {n:,} open (+{(rss - idle['rss_bytes_before']) / MIB:,.1f} MiB, "
+            f"{(idle['rss_bytes_per_stream'] or 0) / 1024:.1f} KiB per stream)"
+        )
+        if n >= 10_000 and idle.get("agent_alive_with_streams"):
+            status = "met" if rss < GIB else "not met"
+        else:
+            status = f"not measured at 10,000 (opened {n:,})"
+        out.append({"target": t, "measured": measured, "status": status})
+    else:
+        out.append({"target": t, "measured": "not measured", "status": "–"})
+    return out
+
+
+def _pct_cell(stats, keys=("p50", "p99", "p999"), digits=2):
+    if not stats or not stats.get("count"):
+        return "–"
+    return " / ".join(_fmt(stats.get(k), digits) for k in keys)
+
+
+def markdown(doc):
+    m = doc["machine"]
+    c = doc["config"]
+    p = doc["phases"]
+    lines = [
+        "# Fjord benchmark: `gateway` (HTTP gateway vs the Kafka path)",
+        "",
+        f"One agent over a local-directory bucket (SQLite metadata, flush interval {c['flush_interval_ms']} ms), "
+        f"{c['partitions']}-partition topics created over HTTP, {c['message_size']} B records of random uppercase letters. "
+        f"Each throughput and latency phase: {c['warmup_s']:g} s warm-up, then {c['duration_s']:g} s measured.",
+        "",
+        f"Command: `{doc['command']}`",
+        "",
+        "## Machine",
+        "",
+        f"- {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}",
+        f"- client: {m['client']} (Python {m['python']})",
+        f"- agent: `{m['agent_binary']}` ({m['agent_profile']} profile), Fjord commit `{m['fjord_commit']}`"
+        f"{' (uncommitted changes in the worktree)' if m['fjord_worktree_dirty'] else ''}",
+        f"- started {m['started_at']}; load average then {m['load_average_at_start']}; busiest commands then: "
+        + (", ".join(f"{b['command']} {b['cores']}" for b in m["busy_processes_at_start"]) or "none"),
+        "- *others*: cores used by processes outside the benchmark (agent, clients, driver) in the measured window, "
+        "from `/proc/stat`; the machine is shared.",
+        "",
+        "## Produce throughput (closed loop, acks=all)",
+        "",
+        "| path | clients | records per request | MB/s | records/s | requests/s | agent cores | agent CPU s per GiB | "
+        "request latency p50 / p99 (ms) | non-200 / exceptions | load-generator cores | others (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    rows = [
+        ("1. Kafka (confluent-kafka, idempotent, linger 5 ms)", p.get("kafka_saturation")),
+        ("2. HTTP record batches", p.get("http_record_batch")),
+        ("3. HTTP JSON", p.get("http_json")),
+    ]
+    errors = []
+    for name, ph in rows:
+        if ph is None:
+            lines.append(f"| {name} | not run | | | | | | | | | | |")
+            continue
+        if ph.get("error"):
+            lines.append(f"| {name} | **error** (below) | | | | | | | | | | |")
+            errors.append((name, ph["error"]))
+            continue
+        acc = ph["accounting"]
+        if "clients" in ph:
+            clients, per = ph["clients"], ph["records_per_request"]
+            reqs = _fmt(ph["requests_per_second"])
+            lat = _pct_cell(ph["request_latency_ms"], ("p50", "p99"), 1)
+            bad = f"{ph['non_200']} / {ph['exceptions']}"
+        else:
+            clients, per, reqs = 1, "librdkafka batches (≤ 1 MB)", "–"
+            lat = _pct_cell(ph["ack_latency_ms"], ("p50", "p99"), 1) + " (per record, from produce())"
+            bad = f"{ph['produce_errors']} delivery errors"
+        lines.append(
+            f"| {name} | {clients} | {per} | {_fmt(ph['mb_per_second'])} | {_fmt(ph['records_per_second'], 0)} | {reqs} | "
+            f"{_fmt(acc['agent_cores'], 2)} | {_fmt(ph['agent_cpu_seconds_per_gib'], 2)} | {lat} | {bad} | "
+            f"{_fmt(acc['loadgen_cores'], 2)} | {_fmt(acc['other_cores'], 2)} |"
+        )
+    lat = p.get("produce_latency")
+    lines += [
+        "",
+        f"## Produce latency at a light fixed rate ({c['latency_mb_per_s']:g} MB/s, {c['latency_records']} records per request, one partition)",
+        "",
+        "| path | what is timed | achieved MB/s | p50 / p99 / p99.9 (ms) | max (ms) | samples | late sends | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    if lat is None:
+        lines.append("| not run | | | | | | | |")
+    elif lat.get("error"):
+        lines.append("| **error** (below) | | | | | | | |")
+        errors.append(("4. latency", lat["error"]))
+    else:
+        h = lat.get("http") or {}
+        if h.get("error"):
+            lines.append("| HTTP JSON | **error** (below) | | | | | | |")
+            errors.append(("4. HTTP latency", h["error"]))
+        else:
+            rt = h["round_trip_ms"]
+            bad = sum(v for k, v in h["statuses"].items() if k != "200")
+            lines.append(
+                f"| HTTP JSON, sequential | request round trip | {_fmt(h['achieved_mb_per_second'], 2)} | {_pct_cell(rt)} | "
+                f"{_fmt(rt.get('max'), 2)} | {rt['count']} | {h['late_sends']} | {bad} non-200, {len(h['errors'])} noted |"
+            )
+        k = lat.get("kafka") or {}
+        if k.get("error"):
+            lines.append("| Kafka | **error** (below) | | | | | | |")
+            errors.append(("4. Kafka latency", k["error"]))
+        else:
+            r, g = k["ack_latency_ms"], k["group_ack_latency_ms"]
+            lines.append(
+                f"| Kafka, linger.ms 0 | each record: delivery report − produce() | {_fmt(k['achieved_mb_per_second'], 2)} | "
+                f"{_pct_cell(r)} | {_fmt(r.get('max'), 2)} | {r['count']} | {k['late_sends']} | {len(k['errors'])} |"
+            )
+            lines.append(
+                f"| Kafka, linger.ms 0 | each group of {k['records_per_send']}: last report − first produce() | | "
+                f"{_pct_cell(g)} | {_fmt(g.get('max'), 2)} | {g['count']} | | |"
+            )
+    sse = p.get("sse_end_to_end")
+    lines += [
+        "",
+        f"## SSE end to end ({c['sse_rate']:g} records/s, one tail per partition)",
+        "",
+        "| measured from | p50 / p99 / p99.9 (ms) | max (ms) | samples | produced / received / missing / duplicates | stream problems |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    if sse is None:
+        lines.append("| not run | | | | | |")
+    elif sse.get("error"):
+        lines.append("| **error** (below) | | | | | |")
+        errors.append(("5. SSE", sse["error"]))
+    else:
+        problems = (
+            len(sse["stream_exceptions"]) + len(sse["streams_ended_by_agent"]) + len(sse["error_events"])
+            + len(sse["stream_statuses_not_200"]) + sum(v for k, v in sse["producer_statuses"].items() if k != "200")
+        )
+        counts = f"{sse['records_produced']:,} / {sse['records_received']:,} / {sse['records_missing']:,} / {sse['duplicates']:,}"
+        for label, key in (("record timestamp (ms)", "e2e_latency_ms_from_timestamp"), ("sent_ns header (ns)", "e2e_latency_ms_from_sent_ns")):
+            s = sse[key]
+            lines.append(
+                f"| {label} | {_pct_cell(s)} | {_fmt(s.get('max'), 2)} | {s['count']:,} | {counts} | "
+                f"{problems or 'none'} |"
+            )
+    idle = p.get("idle_sse_streams")
+    lines += ["", "## Idle SSE streams (agent restarted first)", ""]
+    if idle is None:
+        lines.append("not run")
+    elif idle.get("error"):
+        lines.append("**error** (below)")
+        errors.append(("6. idle streams", idle["error"]))
+    else:
+        def mib(v):
+            return _fmt(v / MIB if v is not None else None, 1)
+
+        hz = idle["healthz_with_streams"]
+        lines += [
+            "| | |",
+            "|---|---|",
+            f"| streams opened / wanted (failed) | {idle['streams_opened']:,} / {idle['streams_wanted']:,} ({idle['streams_failed']}) |",
+            f"| time to open them | {idle['open_seconds']:.1f} s |",
+            f"| agent RSS before | {mib(idle['rss_bytes_before'])} MiB |",
+            f"| agent RSS with the streams open (settled / after {idle['hold_seconds']:g} s) | "
+            f"{mib(idle['rss_bytes_with_streams_settled'])} / {mib(idle['rss_bytes_with_streams_end_of_hold'])} MiB |",
+            f"| RSS per stream | {_fmt(idle['rss_bytes_per_stream'] / 1024 if idle['rss_bytes_per_stream'] else None, 1)} KiB |",
+            f"| agent RSS after closing them / peak | {mib(idle['rss_bytes_after_close'])} / {mib(idle['peak_rss_bytes'])} MiB |",
+            f"| agent file descriptors before / with streams | {idle['agent_fds_before']} / {idle['agent_fds_with_streams']} |",
+            f"| agent cores while the streams idle | {_fmt(idle['agent_cores_while_idle_streams_held'], 3)} |",
+            f"| /healthz with the streams open | {hz['ok']} of {hz['tries']} answered 200, {hz['latency_ms']} ms |",
+            f"| streams the agent closed while held | {idle['closed_by_agent_while_held']} |",
+            f"| open-file limits: agent / client (soft, hard) | {idle['agent_nofile_limit']} / {idle['client_nofile_limit']} |",
+        ]
+        if idle["open_errors"]:
+            lines.append(f"| open errors | {idle['open_errors']} |")
+    lines += ["", "## Targets", "", "| target | measured | status |", "|---|---|---|"]
+    for t in doc.get("targets", []):
+        lines.append(f"| {t['target']} | {t['measured']} | {t['status']} |")
+    issues = doc.get("issues") or []
+    if errors or issues or doc.get("notes"):
+        lines += ["", "## Errors and notes", ""]
+        for name, e in errors:
+            lines.append(f"- {name}: `{e}`")
+        for i in issues:
+            lines.append(f"- {i}")
+        for n in doc.get("notes") or []:
+            lines.append(f"- note: {n}")
+    lines += [
+        "",
+        "Agent CPU per GiB: the agent's CPU over the measured window / GiB of record values acknowledged in it. "
+        "MB = 10^6 bytes, GiB = 2^30 bytes; bytes are record values, not request bodies. "
+        f"HTTP clients: {c['http_processes']} processes with one keep-alive `http.client` connection each, "
+        f"record batches of {c['batch_records']} records (~{c['batch_records'] * c['message_size'] / 1e6:.2f} MB), "
+        f"JSON bodies of {c['json_records']} records; bodies built before the clock starts.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def issues_of(doc):
+    """Gateway behaviour worth a look: non-200 answers, exceptions, stalls."""
+    out = []
+    p = doc["phases"]
+    for key in ("http_record_batch", "http_json"):
+        ph = p.get(key) or {}
+        if ph.get("non_200") or ph.get("exceptions"):
+            out.append(f"{key}: statuses {ph['statuses']}, {ph['exceptions']} exceptions; first: {ph['first_errors'][:2]}")
+    lat = p.get("produce_latency") or {}
+    h = lat.get("http") or {}
+    if h.get("errors"):
+        out.append(f"HTTP latency: {h['errors'][:2]} (statuses {h.get('statuses')})")
+    sse = p.get("sse_end_to_end") or {}
+    for key in ("stream_exceptions", "streams_ended_by_agent", "error_events", "stream_statuses_not_200", "producer_errors"):
+        if sse.get(key):
+            out.append(f"SSE {key}: {sse[key][:3]}")
+    if sse.get("records_missing"):
+        out.append(f"SSE: {sse['records_missing']} acknowledged records never arrived on their tail (stall or loss)")
+    if sse.get("duplicates") or sse.get("out_of_order"):
+        out.append(f"SSE: {sse.get('duplicates')} duplicates, {sse.get('out_of_order')} out of order")
+    idle = p.get("idle_sse_streams") or {}
+    if idle.get("streams_failed"):
+        out.append(f"idle streams: {idle['streams_failed']} failed to open: {idle['open_errors']}")
+    if idle.get("closed_by_agent_while_held"):
+        out.append(f"idle streams: the agent closed {idle['closed_by_agent_while_held']} while held")
+    hz = idle.get("healthz_with_streams")
+    if hz and hz["ok"] < hz["tries"]:
+        out.append(f"idle streams: /healthz answered {hz['ok']} of {hz['tries']}: {hz['errors'][:2]}")
+    return out
+
+
+def main(argv):
+    args = parse_args(argv)
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    unknown = [x for x in phases if x not in ALL_PHASES]
+    if unknown:
+        raise SystemExit(f"unknown phase(s) {unknown}; phases are {', '.join(ALL_PHASES)}")
+    # The agent inherits the limit: lift it before starting it (phase 6).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    log = _log_factory()
+    binary = agent_binary(args)
+    # Reading git (commit, dirty) must not take the index lock another process may hold.
+    os.environ.setdefault("GIT_OPTIONAL_LOCKS", "0")
+    stem = os.path.join(args.out, f"{time.strftime('%Y-%m-%d')}-gateway{'-' + args.tag if args.tag else ''}")
+    doc = {
+        "scenario": "gateway",
+        "command": "python3 bench/gateway.py " + " ".join(shlex.quote(a) for a in argv),
+        # A --binary is taken to be a release build (as the default one is).
+        "machine": report.machine_description(REPO_ROOT, binary, "release"),
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "partitions": args.partitions,
+            "message_size": args.message_size,
+            "payload": "letters",
+            "flush_interval_ms": args.flush_interval_ms,
+            "bucket": "dir",
+            "http_processes": args.http_processes,
+            "batch_records": args.batch_records,
+            "json_records": args.json_records,
+            "latency_mb_per_s": args.latency_mb_per_s,
+            "latency_records": args.latency_records,
+            "sse_rate": args.sse_rate,
+            "idle_streams": args.idle_streams,
+            "idle_hold_s": args.idle_hold,
+            "phases": phases,
+        },
+        "phases": {},
+        "notes": [],
+    }
+    if args.binary:
+        doc["notes"].append(f"agent binary given with --binary ({binary}); taken to be a release build")
+    run_dir = tempfile.mkdtemp(prefix="fjord-bench-gateway-")
+    log(f"== gateway benchmark, agent {binary}, run dir {run_dir}")
+    bench = Bench(args, binary, run_dir, log)
+    steps = {
+        "1": bench.kafka_saturation,
+        "2": lambda: bench.http_throughput("batch"),
+        "3": lambda: bench.http_throughput("json"),
+        "4": bench.produce_latency,
+        "5": bench.sse_end_to_end,
+        "6": bench.idle_streams,
+    }
+
+    def write():
+        doc["targets"] = targets(doc)
+        doc["issues"] = issues_of(doc)
+        doc["machine"]["load_average_at_end"] = cluster_mod.load_average()
+        os.makedirs(args.out, exist_ok=True)
+        report.write_json(stem + ".json", doc)
+        with open(stem + ".md", "w") as f:
+            f.write(markdown(doc))
+
+    try:
+        bench.start()
+        for number in ALL_PHASES:
+            if number not in phases:
+                continue
+            name = PHASE_NAMES[number]
+            try:
+                bench.ensure_alive(doc["notes"])
+                doc["phases"][name] = steps[number]()
+            except Exception as error:  # noqa: BLE001 - recorded; the next phase runs
+                doc["phases"][name] = {
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc(),
+                    "agent_log_tail": bench.agent.log_tail() if bench.agent.process else None,
+                }
+                log(f"!! phase {number} ({name}) failed: {type(error).__name__}: {error}")
+            finally:
+                for child in multiprocessing.active_children():
+                    child.terminate()
+                    child.join(10)
+            if bench.agent.process is not None:
+                current, peak = bench.agent.memory()
+                doc["phases"][name]["agent_rss_bytes_after_phase"] = [current, peak]
+            write()
+            time.sleep(1)
+    except Exception as error:  # noqa: BLE001
+        doc["error"] = f"{type(error).__name__}: {error}"
+        log(f"!! {doc['error']}")
+    finally:
+        bench.cluster.stop()
+        bench.lifetimes.append(bench.agent.exit_rusage)
+        doc["agent_lifetimes"] = bench.lifetimes
+        if args.keep:
+            log(f"kept {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        write()
+    log(f"wrote {stem}.json and .md")
+    print()
+    print(markdown(doc))
+    return 1 if doc.get("error") or any(isinstance(v, dict) and v.get("error") for v in doc["phases"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
