@@ -48,6 +48,15 @@ if [[ "$installed_moto" != "$moto_version" ]] || ! python3 -c 'import moto.serve
     python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
+# Schemathesis, the property-based HTTP fuzzer of the gateway's OpenAPI
+# document (pinned like the clients).
+schemathesis_version="4.32.5"
+installed_schemathesis="$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)"
+if [[ "$installed_schemathesis" != "$schemathesis_version" ]]; then
+    echo "installing schemathesis==$schemathesis_version (found: ${installed_schemathesis:-none})"
+    python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+
 node_dir="$(dirname "$0")/../tests/clients/node"
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Debian packages: nodejs npm"

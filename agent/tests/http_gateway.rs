@@ -163,3 +163,64 @@ fn an_sse_tail_survives_kill_9_of_its_agent_with_no_gap_and_no_duplicate() {
     // The script killed agent 0; reap it.
     cluster.kill(0);
 }
+
+/// Schemathesis, a property-based HTTP fuzzer nobody here wrote, generates
+/// requests from the OpenAPI document the agent serves (valid ones, and ones
+/// that break it on purpose) against every route: no answer is a server error
+/// (a produce's `REQUEST_TIMED_OUT` under a tiny `timeout_ms` aside), every
+/// answer matches the document, and every request the document forbids is
+/// refused. The agent is still up afterwards, its topic intact.
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
+    let mut cluster = started(1, &[]);
+    let url = urls(&cluster).remove(0);
+    let created = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(["-d", r#"{"name": "fuzz", "partitions": 2}"#])
+        .arg(format!("{url}/v1/topics"))
+        .output()
+        .expect("curl runs");
+    assert!(created.status.success(), "{created:?}");
+    let config = many_agents_support::script("schemathesis.toml");
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new("python3")
+        .current_dir(work.path())
+        .args([
+            "-c",
+            "import sys; from schemathesis.cli import schemathesis; \
+             sys.argv[0] = 'schemathesis'; schemathesis()",
+            "--config-file",
+        ])
+        .arg(&config)
+        .args(["run", &format!("{url}/v1/openapi.json")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,negative_data_rejection",
+        ])
+        .args(["--max-examples", "40", "--seed", "1", "--workers", "1"])
+        .args(["--phases", "examples,coverage,fuzzing", "--no-color"])
+        .output()
+        .expect("python3 runs schemathesis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "schemathesis found failures ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" passed"), "{stdout}");
+    assert!(cluster.exited(0).is_none(), "the agent exited");
+    let topic = Command::new("curl")
+        .args(["-sS", "--fail-with-body"])
+        .arg(format!("{url}/v1/topics/fuzz"))
+        .output()
+        .expect("curl runs");
+    assert!(topic.status.success(), "{topic:?}");
+}

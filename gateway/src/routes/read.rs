@@ -121,11 +121,11 @@ pub(super) async fn records(
 ) -> Result<Response, ApiError> {
     let partition = partition_index(&partition)?;
     let params: ReadQuery = query(&uri)?;
-    let resume = last_event_id(&headers)?;
-    let start = match resume {
-        Some(offset) => Start::Offset(offset),
-        None => start_of(&params)?,
-    };
+    // The query and Last-Event-ID are both checked; Last-Event-ID (where a
+    // tail resumes) overrides the query for a tail only.
+    let asked = start_of(&params)?;
+    let resume = last_event_id(&headers)?.filter(|_| wants_events(&headers));
+    let start = resume.map_or(asked, Start::Offset);
     let settings = &state.settings;
     let max_records = params
         .max_records

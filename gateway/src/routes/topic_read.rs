@@ -213,6 +213,12 @@ pub(super) async fn records(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params: TopicReadQuery = query(&uri)?;
+    // A tail's Last-Event-ID overrides the cursor; the cursor is checked anyway.
+    let asked = params
+        .cursor
+        .as_deref()
+        .map(|text| Cursor::decode(text).ok_or_else(bad_cursor))
+        .transpose()?;
     let resume = headers
         .get("last-event-id")
         .map(|v| {
@@ -221,12 +227,9 @@ pub(super) async fn records(
                 .and_then(Cursor::decode)
                 .ok_or_else(bad_cursor)
         })
-        .transpose()?;
-    let mut cursor = match (resume, params.cursor.as_deref()) {
-        (Some(cursor), _) => cursor,
-        (None, Some(text)) => Cursor::decode(text).ok_or_else(bad_cursor)?,
-        (None, None) => Cursor::default(),
-    };
+        .transpose()?
+        .filter(|_| wants_events(&headers));
+    let mut cursor = resume.or(asked).unwrap_or_default();
     let start = match (params.offset.as_deref(), params.timestamp) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give offset or timestamp, not both"));
