@@ -6,8 +6,8 @@
 //!   listener ([`forward`]). Either way the leader's write path decides.
 //! - Reads of committed data work on every agent (the index is in metadata;
 //!   the leader also serves its memory tail). A read that waits for records
-//!   wakes on this agent's commits, and looks again every
-//!   [`WAIT_POLL`] for commits made elsewhere.
+//!   wakes on this agent's commits; on a partition another agent leads, it
+//!   also looks again every [`WAIT_POLL`] for commits made there.
 //! - Errors become Kafka codes through [`crate::kafka::errors`], the one
 //!   mapping the Kafka listener uses.
 
@@ -294,7 +294,13 @@ impl Core for GatewayCore {
                     log_start_offset: read.log_start_offset,
                 });
             }
-            let next_look = now.checked_add(WAIT_POLL).unwrap_or(now).min(deadline);
+            // This agent's own commits wake the watch: a partition it leads
+            // needs no polling (an idle tail costs nothing until the deadline).
+            let next_look = if self.broker.logs.leads(tp).is_some() {
+                deadline
+            } else {
+                now.checked_add(WAIT_POLL).unwrap_or(now).min(deadline)
+            };
             let _ = tokio::time::timeout_at(next_look, watch.changed()).await;
         }
     }
