@@ -247,28 +247,6 @@ def _accounting(before, after, loadgen_cpu):
     }
 
 
-def _collect(results, processes, count, timeout_s, role):
-    out = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < count:
-        try:
-            out.append(results.get(timeout=1))
-            continue
-        except queue.Empty:
-            pass
-        dead = [p for p in processes if p.exitcode not in (None, 0)]
-        if dead:
-            raise RuntimeError(f"a {role} process died (exit {dead[0].exitcode}) without a result")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{role}s did not finish within {timeout_s:.0f} s")
-    for p in processes:
-        p.join(30)
-    fatal = [r for r in out if "fatal" in r]
-    if fatal:
-        raise RuntimeError(f"{role} {fatal[0].get('index')} failed: {fatal[0]['fatal']}")
-    return out
-
-
 # ----- phase 2 and 3: HTTP throughput workers (spawned processes) -----
 
 
@@ -728,7 +706,7 @@ class Bench:
         before = _agent_sample(self.agent)
         _sleep_until(window[1])
         after = _agent_sample(self.agent)
-        (r,) = _collect(results, [process], 1, a.warmup + a.duration + 300, "producer")
+        (r,) = workload._collect(results, [process], 1, a.warmup + a.duration + 300, "producer")
         span = (window[1] - window[0]) / 1e9
         # The producer's own CPU is over its whole run; scale it to the window.
         run_s = (r["send_end_ns"] - r["start_ns"]) / 1e9 or 1
@@ -787,7 +765,7 @@ class Bench:
             while not control["ready"].wait(0.5):
                 if process.exitcode is not None or time.monotonic() > deadline:
                     # Its result (or fatal) is on the queue.
-                    return {"error": f"a client did not start: {_collect(results, processes, 1, 5, 'HTTP client')}"}
+                    return {"error": f"a client did not start: {workload._collect(results, processes, 1, 5, 'HTTP client')}"}
         start_at, window = self._timing()
         for control in controls:
             control["start"].put((start_at, window))
@@ -800,7 +778,7 @@ class Bench:
         before = _agent_sample(self.agent)
         _sleep_until(window[1])
         after = _agent_sample(self.agent)
-        out = _collect(results, processes, len(processes), 600, "HTTP client")
+        out = workload._collect(results, processes, len(processes), 600, "HTTP client")
         span = (window[1] - window[0]) / 1e9
         accounting = _accounting(before, after, sum(r["window_cpu_seconds"] for r in out))
         window_bytes = sum(r["window_bytes"] for r in out)
@@ -1154,7 +1132,7 @@ class Bench:
         drain_deadline = time.monotonic() + 5
         time.sleep(min(2.0, max(0.0, drain_deadline - time.monotonic())))
         control["stop"].set()
-        (r,) = _collect(results, [reader], 1, 60, "SSE reader")
+        (r,) = workload._collect(results, [reader], 1, 60, "SSE reader")
         ts_lat, ns_lat = array.array("d"), array.array("d")
         received = missing = duplicates = unexpected = out_of_order = 0
         per_partition = {}
