@@ -630,13 +630,15 @@ fn sigint_flushes_accepted_records_into_the_bucket() {
 
 /// `fjord agent` with no flags, in an empty working directory: SQLite metadata
 /// and a local bucket under ./fjord-data, a Kafka listener on 127.0.0.1:9092,
-/// and the README's quick start works against it. Skipped (with a message) when
-/// something else holds port 9092.
+/// the HTTP gateway on 127.0.0.1:8080, and the README's quick start (kcat, then
+/// curl) works against it. Skipped (with a message) when something else holds
+/// port 9092 or 8080.
 #[test]
 fn fjord_agent_with_no_flags_serves_127_0_0_1_9092_from_fjord_data() {
     const DEFAULT: &str = "127.0.0.1:9092";
-    if std::net::TcpListener::bind(DEFAULT).is_err() {
-        println!("SKIPPED: {DEFAULT} is taken by another process");
+    const HTTP: &str = "127.0.0.1:8080";
+    if std::net::TcpListener::bind(DEFAULT).is_err() || std::net::TcpListener::bind(HTTP).is_err() {
+        println!("SKIPPED: {DEFAULT} or {HTTP} is taken by another process");
         return;
     }
     let cwd = tempfile::tempdir().unwrap();
@@ -701,6 +703,26 @@ fn fjord_agent_with_no_flags_serves_127_0_0_1_9092_from_fjord_data() {
         .map(|i| format!("key-{i}={i} @ offset {}\n", i - 1))
         .collect();
     assert_eq!(text, expected);
+    // The README's HTTP quick start, against the same topic.
+    let curl = |args: &[&str]| -> String {
+        let output = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--max-time", "30"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "curl {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let produced = curl(&[
+        "localhost:8080/v1/topics/demo/records",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"records": [{"key": "key-1001", "value": "1001"}]}"#,
+    ]);
+    assert!(produced.contains(r#""offset":1000"#), "{produced}");
+    let read = curl(&["localhost:8080/v1/topics/demo/records?max_records=5"]);
+    assert!(read.contains(r#""key":"key-1","value":"1""#), "{read}");
     stop_with(&mut agent, "-TERM");
     assert!(
         segment_objects(&data) > 0,
