@@ -6,8 +6,9 @@
 //!   listener ([`forward`]). Either way the leader's write path decides.
 //! - Reads of committed data work on every agent (the index is in metadata;
 //!   the leader also serves its memory tail). A read that waits for records
-//!   wakes on this agent's commits; on a partition another agent leads, it
-//!   also looks again every [`WAIT_POLL`] for commits made there.
+//!   wakes on this agent's commits; on a partition another agent leads, when
+//!   the one poller of that partition on this agent sees its high watermark
+//!   move ([`crate::log::fetch::long_poll`]).
 //! - Errors become Kafka codes through [`crate::kafka::errors`], the one
 //!   mapping the Kafka listener uses.
 
@@ -31,9 +32,6 @@ use crate::kafka::errors::{config_error, log_error, metadata_error};
 use crate::log::{LogError, TimestampQuery};
 
 mod forward;
-
-/// How often a waiting read looks for commits it would not be woken for.
-const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// The broker core as the gateway sees it.
 #[derive(Debug)]
@@ -294,14 +292,9 @@ impl Core for GatewayCore {
                     log_start_offset: read.log_start_offset,
                 });
             }
-            // This agent's own commits wake the watch: a partition it leads
-            // needs no polling (an idle tail costs nothing until the deadline).
-            let next_look = if self.broker.logs.leads(tp).is_some() {
-                deadline
-            } else {
-                now.checked_add(WAIT_POLL).unwrap_or(now).min(deadline)
-            };
-            let _ = tokio::time::timeout_at(next_look, watch.changed()).await;
+            // Commits here wake the watch; for a partition led elsewhere, the
+            // one poller of that partition on this agent does.
+            let _ = tokio::time::timeout_at(deadline, watch.changed()).await;
         }
     }
 
