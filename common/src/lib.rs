@@ -9,6 +9,9 @@
 //! Background work runs under a [`TaskSupervisor`] ([`tasks`]): named tasks,
 //! panics captured, the first failure of a critical task recorded.
 //!
+//! Kafka's murmur2 partitioner ([`partitioner`]) lives here too, so the gateway
+//! and the Rust client place keys with one function.
+//!
 //! What this crate must never do: depend on another Fjord crate, or do I/O.
 //!
 //! ```
@@ -22,8 +25,10 @@
 
 mod clock;
 mod ids;
+pub mod partitioner;
 pub mod tasks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{IdGenerator, RandomIds, SeededRng, SequentialIds};
+pub use partitioner::{murmur2, partition_for_key};
 pub use tasks::{TaskFailure, TaskSupervisor};

@@ -8,19 +8,17 @@
 //! |---|---|
 //! | [`core`] | [`Core`]: what the gateway asks of the agent, in Kafka's terms |
 //! | [`error`] | the one error shape, and Kafka error → HTTP status |
-//! | [`partitioner`] | Kafka's murmur2 partitioner for keyed records |
 //! | [`records`] | records as JSON, to and from Kafka v2 record batches |
 //! | `routes` | the routes (listed there) and the OpenAPI document |
 //!
 //! Stateless by design: nothing a request leaves behind lives in the agent
 //! that served it, so any agent behind a load balancer answers any request.
 //!
-//! Not built yet: NDJSON and SSE streams, idempotent HTTP producers,
-//! `expected_offset`, multi-partition cursors, gRPC.
+//! What a user sees of it: `docs/gateway.md`. Not built yet: gRPC,
+//! `expected_offset` preconditions.
 
 pub mod core;
 pub mod error;
-pub mod partitioner;
 pub mod records;
 mod routes;
 

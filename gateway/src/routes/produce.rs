@@ -40,12 +40,12 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use fjord_common::partition_for_key;
 use serde::{Deserialize, Serialize};
 
 use super::{State, json, media_type, partition_index, query, read_body};
 use crate::core::{Acks, KafkaError};
 use crate::error::{ApiError, ErrorBody};
-use crate::partitioner::partition_for_key;
 use crate::records::{
     Encoding, JsonRecord, ProduceBody, ProducerSequence, RecordBytes, encode_batch,
 };
