@@ -149,6 +149,15 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
         wait: Duration,
     ) -> Result<ReadBatches, KafkaError>;
 
+    /// Subscribes now to the commits of `partitions` of `topic`: the future
+    /// resolves at the next commit (or leadership change) of one of them after
+    /// this call. Take it before reading, so a commit in between is not missed.
+    async fn watch(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<futures::future::BoxFuture<'static, ()>, KafkaError>;
+
     /// The first offset whose record's timestamp is at or after `timestamp_ms`,
     /// as `ListOffsets` finds it; `None` when no record qualifies.
     async fn offset_for_timestamp(

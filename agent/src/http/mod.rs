@@ -284,18 +284,39 @@ impl Core for GatewayCore {
                 .read(tp, offset, max_bytes)
                 .await
                 .map_err(|e| of_log(&e))?;
-            let now = tokio::time::Instant::now();
-            if !read.records.is_empty() || now >= deadline {
-                return Ok(ReadBatches {
-                    records: read.records,
-                    high_watermark: read.high_watermark,
-                    log_start_offset: read.log_start_offset,
-                });
+            let answer = ReadBatches {
+                records: read.records,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+            };
+            if !answer.records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(answer);
             }
             // Commits here wake the watch; for a partition led elsewhere, the
-            // one poller of that partition on this agent does.
-            let _ = tokio::time::timeout_at(deadline, watch.changed()).await;
+            // one poller of that partition on this agent does. Nothing by the
+            // deadline: nothing new to read.
+            if tokio::time::timeout_at(deadline, watch.changed())
+                .await
+                .is_err()
+            {
+                return Ok(answer);
+            }
         }
+    }
+
+    async fn watch(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<futures::future::BoxFuture<'static, ()>, KafkaError> {
+        let meta = self.meta(topic, None).await?;
+        let tps: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|p| **p >= 0 && **p < meta.partition_count)
+            .map(|p| TopicPartition::new(meta.id, *p))
+            .collect();
+        let mut watch = self.broker.logs.watch(&tps);
+        Ok(Box::pin(async move { watch.changed().await }))
     }
 
     async fn offset_for_timestamp(

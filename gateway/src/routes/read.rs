@@ -198,8 +198,9 @@ struct Tail {
     encoding: Encoding,
 }
 
-/// How long one read of a tail waits for records before it looks again.
-const TAIL_WAIT: Duration = Duration::from_secs(1);
+/// How long one read of a tail waits for a commit before it reads again
+/// (commits wake it at once; this only bounds a wake-up that was missed).
+const TAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// A tail's state between events.
 struct Tailing {

@@ -7,7 +7,7 @@
 //! or at `timestamp`. Partitions added after a cursor was made start at their
 //! beginning. Query: `max_records` (default 500), `max_bytes` (default 1 MiB
 //! over all partitions; at least one batch), `wait_ms` (how long to wait for
-//! a record when there is none yet; looked for every 100 ms), `encoding`.
+//! a record when there is none yet), `encoding`.
 //!
 //! With `Accept: text/event-stream` the same URL tails the topic: `record`
 //! events whose `id` is the cursor just after that record, so a client that
@@ -33,8 +33,9 @@ use crate::core::KafkaError;
 use crate::error::ApiError;
 use crate::records::{Encoding, ReadRecord, decode_batches};
 
-/// How often a waiting topic read or tail looks for new records.
-const POLL: Duration = Duration::from_millis(100);
+/// How long a topic tail waits for a commit before it reads again (commits
+/// wake it at once; this only bounds a wake-up that was missed).
+const TAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// Every partition's next offset, as one opaque string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,6 +161,17 @@ async fn positions(state: &State, read: &TopicRead, cursor: &mut Cursor) -> Resu
     Ok(())
 }
 
+/// A subscription to the commits of every partition of the topic: taken
+/// before a pass, so a commit during it is not missed.
+async fn watch_all(
+    state: &State,
+    read: &TopicRead,
+) -> Result<futures::future::BoxFuture<'static, ()>, ApiError> {
+    let info = state.core.topic(&read.topic).await?;
+    let partitions: Vec<i32> = (0..info.partition_count).collect();
+    Ok(state.core.watch(&read.topic, &partitions).await?)
+}
+
 /// One pass over every partition, without waiting: the records found (at
 /// most `max_records`, about `max_bytes`), with `cursor` moved past them.
 async fn read_once(
@@ -264,9 +276,12 @@ pub(super) async fn records(
     let start_time = tokio::time::Instant::now();
     let deadline = start_time.checked_add(wait).unwrap_or(start_time);
     loop {
+        let changed = watch_all(&state, &read).await?;
         let records = read_once(&state, &read, &mut cursor).await?;
         let now = tokio::time::Instant::now();
-        if !records.is_empty() || now >= deadline {
+        let timed_out = now >= deadline
+            || (records.is_empty() && tokio::time::timeout_at(deadline, changed).await.is_err());
+        if !records.is_empty() || timed_out {
             return Ok(axum::Json(TopicReadAnswer {
                 topic: read.topic,
                 records,
@@ -274,7 +289,6 @@ pub(super) async fn records(
             })
             .into_response());
         }
-        tokio::time::sleep_until(now.checked_add(POLL).unwrap_or(now).min(deadline)).await;
     }
 }
 
@@ -307,18 +321,23 @@ fn tail(state: State, read: TopicRead, cursor: Cursor, heartbeat: Duration) -> R
                 return None;
             }
             let before = t.cursor.clone();
+            let pass = async {
+                let changed = watch_all(&t.state, &t.read).await?;
+                let records = read_once(&t.state, &t.read, &mut t.cursor).await?;
+                Ok::<_, ApiError>((changed, records))
+            };
             let pass = tokio::select! {
-                pass = read_once(&t.state, &t.read, &mut t.cursor) => pass,
+                pass = pass => pass,
                 () = t.state.shutdown.cancelled() => return None,
             };
             match pass {
-                Ok(records) if records.is_empty() => {
+                Ok((changed, records)) if records.is_empty() => {
                     tokio::select! {
-                        () = tokio::time::sleep(POLL) => {}
+                        _ = tokio::time::timeout(TAIL_WAIT, changed) => {}
                         () = t.state.shutdown.cancelled() => return None,
                     }
                 }
-                Ok(records) => {
+                Ok((_, records)) => {
                     // Each event's id: the positions before this pass, moved
                     // past the records sent so far.
                     let mut at = before;

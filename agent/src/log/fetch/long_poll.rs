@@ -25,7 +25,7 @@ use crate::log::PartitionLogs;
 pub const OTHERS_POLL: Duration = Duration::from_millis(100);
 
 /// How long a wait on a partition led elsewhere trusts its signal alone.
-const FALLBACK_POLL: Duration = Duration::from_secs(2);
+const FALLBACK_POLL: Duration = Duration::from_secs(10);
 
 /// The signals and the pollers, under one lock: a poller decides to end, and
 /// a new waiter decides whether one runs, in the same critical section.
