@@ -34,10 +34,13 @@ pub struct ErrorBody {
     pub retriable: bool,
 }
 
-/// The envelope `{"error": …}`.
+/// The envelope `{"error": …}` (a tail's `error` event also carries the
+/// status a plain read would have answered).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ErrorEnvelope {
     pub(crate) error: ErrorBody,
+    #[serde(default)]
+    pub(crate) status: Option<u16>,
 }
 
 /// Everything that can go wrong.

@@ -361,7 +361,7 @@ async fn tail_once(
                 "error" => {
                     let error = match serde_json::from_str::<ErrorEnvelope>(&event.data) {
                         Ok(envelope) => Error::Api {
-                            status: 200,
+                            status: envelope.status.unwrap_or(200),
                             body: envelope.error,
                             retry_after: None,
                         },

@@ -458,6 +458,16 @@ def scenario_bad_input(bootstrap, urls):
             headers={"Accept": "text/event-stream", "Last-Event-ID": "-4"})
     refused("GET", f"/v1/topics/{topic}/partitions/7/records", 404, "UNKNOWN_TOPIC_OR_PARTITION", "no such partition")
     refused("GET", f"/v1/topics/{topic}/partitions/-1/records", 400, "BAD_REQUEST", "negative partition")
+    # A tail resumed past the end: the stream starts, then one error event
+    # with the status a plain read would have had, and it ends.
+    with requests.get(urls[0] + read, headers={"Accept": "text/event-stream", "Last-Event-ID": "1000"},
+                      stream=True, timeout=(10, 30)) as response:
+        assert response.status_code == 200, response.text
+        events = [(e, d) for e, _, d in sse_events(response) if e is not None]
+    assert len(events) == 1 and events[0][0] == "error", events
+    ended = json.loads(events[0][1])
+    assert ended["status"] == 416 and ended["error"]["code"] == "OFFSET_OUT_OF_RANGE", ended
+    checks += 1
     # Topics.
     refused("POST", "/v1/topics", 400, "INVALID_PARTITIONS", "zero partitions", json={"name": "zero", "partitions": 0})
     refused("POST", "/v1/topics", 400, "INVALID_CONFIG", "unknown config", json={"name": "cfg", "configs": {"no.such": 1}})

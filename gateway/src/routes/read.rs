@@ -284,8 +284,9 @@ fn tail(state: State, tail: Tail, heartbeat: Duration) -> Response {
         .into_response()
 }
 
-/// The event that ends a tail on an error.
+/// The event that ends a tail on an error: the error object, and the HTTP
+/// status a plain read would have answered (the stream's own status is 200).
 pub(super) fn error_event(error: &ApiError) -> Event {
-    let data = serde_json::json!({ "error": error.body });
+    let data = serde_json::json!({ "error": error.body, "status": error.status.as_u16() });
     Event::default().event("error").data(data.to_string())
 }
