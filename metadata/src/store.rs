@@ -481,14 +481,29 @@ impl MetadataStore {
     /// [`MetadataStore::producer_states`] in one transaction: a takeover reads
     /// the state it serves from (high watermark, producer states) from the
     /// snapshot its epoch was taken in, in one round trip.
+    ///
+    /// Only if the partition is still at `seen_epoch`, the epoch the caller
+    /// judged it by (its holder dead, or gone): once another agent took it in
+    /// between, the takeover is [`MetadataError::Fenced`] instead of fencing
+    /// that agent, which may have acknowledged `acks=1` batches it has not
+    /// committed yet.
     pub async fn acquire_leadership_with_producers(
         &self,
         partition: TopicPartition,
         node_id: i32,
+        seen_epoch: i32,
     ) -> Result<(PartitionState, Vec<(i64, ProducerState)>), MetadataError> {
         let keys = &self.keys;
         self.db
             .run(|txn, _| async move {
+                let current = Self::partition_in(keys, &txn, partition).await?;
+                if current.leader_epoch != seen_epoch {
+                    return Err(MetadataError::Fenced {
+                        partition,
+                        current_epoch: current.leader_epoch,
+                        attempted_epoch: seen_epoch,
+                    });
+                }
                 let state = Self::acquire_in(keys, &txn, partition, node_id).await?;
                 let producers = crate::producers::producer_states_in(keys, &txn, partition).await?;
                 Ok((state, producers))

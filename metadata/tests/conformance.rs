@@ -2218,7 +2218,7 @@ async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
         .unwrap();
     let tp = TopicPartition::new(topic.id, 0);
     let (state, producers) = store
-        .acquire_leadership_with_producers(tp, 1)
+        .acquire_leadership_with_producers(tp, 1, 0)
         .await
         .unwrap();
     assert_eq!(
@@ -2229,8 +2229,20 @@ async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
     commit.producers = vec![producer_at(tp, 5, 0, 10), producer_at(tp, 6, 1, 20)];
     store.commit_segment(&commit).await.unwrap();
 
+    // A takeover judged by an epoch that has moved on takes nothing: the
+    // agent holding it now may have acknowledged batches it has not committed.
+    let moved_on = store
+        .acquire_leadership_with_producers(tp, 3, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(moved_on.kind(), ErrorKind::Fenced);
+    assert_eq!(
+        store.partition_state(tp).await.unwrap().leader,
+        Some(1),
+        "a refused takeover writes nothing"
+    );
     let (state, producers) = store
-        .acquire_leadership_with_producers(tp, 2)
+        .acquire_leadership_with_producers(tp, 2, 1)
         .await
         .unwrap();
     assert_eq!(
@@ -2254,7 +2266,7 @@ async fn leadership_is_taken_with_its_producer_states(fx: Fixture) {
     let missing = TopicPartition::new(topic.id, 3);
     assert_eq!(
         store
-            .acquire_leadership_with_producers(missing, 1)
+            .acquire_leadership_with_producers(missing, 1, 0)
             .await
             .unwrap_err()
             .kind(),

@@ -240,7 +240,7 @@ impl PartitionLogs {
         }
         let (state, producers) = self
             .store
-            .acquire_leadership_with_producers(partition, self.node_id)
+            .acquire_leadership_with_producers(partition, self.node_id, current.leader_epoch)
             .await
             .map_err(|e| LogError::from_metadata(partition, e))?;
         tracing::info!(%partition, epoch = state.leader_epoch, high_watermark = state.high_watermark, producers = producers.len(), "took leadership");
