@@ -224,3 +224,26 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         .expect("curl runs");
     assert!(topic.status.success(), "{topic:?}");
 }
+
+/// SIGTERM ends the agent's event streams as it starts shutting down (so
+/// their clients reconnect elsewhere while it hands its partitions off), the
+/// agent still exits cleanly, and the tail resumes on another agent with no
+/// gap and no duplicate.
+#[test]
+fn sigterm_ends_an_agents_tails_and_they_resume_elsewhere() {
+    let mut cluster = started(2, &[]);
+    let pid = cluster.agents[0]
+        .as_ref()
+        .expect("agent 0 runs")
+        .child
+        .id()
+        .to_string();
+    let out = run("sse-term", &cluster, &[&pid]);
+    assert!(out.contains("OK sse-term received=60"), "{out}");
+    let status = wait_for(
+        "agent 0 exiting after SIGTERM",
+        Duration::from_secs(60),
+        || cluster.exited(0),
+    );
+    assert!(status.success(), "agent 0 exited with {status}");
+}

@@ -15,6 +15,13 @@ an idempotent producer writes through the others, kills the first agent
 another agent, and checks the events cover every acknowledged record once, in
 order.
 
+    python3 http_gateway.py sse-term <bootstrap> <pid of the first agent> <http base URL> [...]
+
+`sse-term` tails a partition from the first agent, sends that agent SIGTERM,
+checks the stream ends (the agent ends its streams as it starts shutting
+down) and resumes on another agent with `Last-Event-ID`: no gap, no
+duplicate.
+
 `seed` also produces 5 records to each partition as an idempotent producer and
 prints `IDEMPOTENT <JSON>` (producer and offsets); `after-kill` sends those
 requests again (a client's retry) and checks they are answered with the same
@@ -660,12 +667,58 @@ def scenario_sse_kill(bootstrap, victim_pid, urls):
     print(f"OK sse-kill received={len(received)} connections={connections} heartbeats={len(heartbeats)}")
 
 
+def scenario_sse_term(bootstrap, pid, urls):
+    agents = Agents(urls[1:])
+    topic = f"term-{uuid.uuid4().hex[:8]}"
+    expect(agents.call("POST", "/v1/topics", json={"name": topic, "partitions": 1}), 201, "create")
+    path = f"/v1/topics/{topic}/partitions/0/records"
+    for start in range(0, 50, 10):
+        expect(agents.call_retrying("POST", path, json={"records": [{"value": f"r{n}"} for n in range(start, start + 10)]}),
+               200, "produce")
+    received = []
+    last_id = None
+    ended_cleanly = False
+    started = time.monotonic()
+    try:
+        with requests.get(urls[0] + path, params={"heartbeat_ms": 500}, headers={"Accept": "text/event-stream"},
+                          stream=True, timeout=(10, 60)) as response:
+            assert response.status_code == 200, response.text
+            for event, event_id, data in sse_events(response):
+                if event is None:
+                    continue
+                received.append(json.loads(data)["value"])
+                last_id = event_id
+                if len(received) == 50:
+                    os.kill(pid, 15)
+            ended_cleanly = True
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        pass
+    ended_after = time.monotonic() - started
+    assert len(received) == 50, len(received)
+    # Resumed elsewhere: what was produced meanwhile, once.
+    for start in range(50, 60, 5):
+        expect(agents.call_retrying("POST", path, json={"records": [{"value": f"r{n}"} for n in range(start, start + 5)]}),
+               200, "produce after the SIGTERM")
+    with requests.get(agents.next_url() + path, headers={"Accept": "text/event-stream", "Last-Event-ID": last_id},
+                      stream=True, timeout=(10, 60)) as response:
+        for event, event_id, data in sse_events(response):
+            if event is None:
+                continue
+            received.append(json.loads(data)["value"])
+            if len(received) == 60:
+                break
+    assert received == [f"r{n}" for n in range(60)], received
+    print(f"OK sse-term received={len(received)} ended_cleanly={ended_cleanly} ended_after_s={ended_after:.1f}")
+
+
 def main():
     scenario = sys.argv[1]
     if scenario == "roundtrip":
         scenario_roundtrip(sys.argv[2], sys.argv[3:])
     elif scenario == "bad-input":
         scenario_bad_input(sys.argv[2], sys.argv[3:])
+    elif scenario == "sse-term":
+        scenario_sse_term(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif scenario == "sse-kill":
         scenario_sse_kill(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif scenario == "seed":
