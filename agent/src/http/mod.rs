@@ -51,32 +51,36 @@ impl GatewayCore {
         }
     }
 
-    /// A topic's metadata; fresh from the store when `partition` is past the
-    /// cached count (partitions may have been added).
-    async fn meta(&self, name: &str, partition: Option<i32>) -> Result<TopicMeta, KafkaError> {
-        let cache = self.broker.logs.topics();
-        let mut meta = cache.describe(name).await;
-        if let (Ok(cached), Some(p)) = (&meta, partition)
-            && p >= cached.partition_count
-        {
-            meta = cache.describe_fresh(name).await;
-        }
-        meta.map_err(|e| of_metadata(&e))
+    /// A topic's metadata (through the topic cache).
+    async fn meta(&self, name: &str) -> Result<TopicMeta, KafkaError> {
+        self.broker
+            .logs
+            .topics()
+            .describe(name)
+            .await
+            .map_err(|e| of_metadata(&e))
     }
 
-    /// The partition `index` of `topic`, if it exists.
+    /// The partition `index` of `topic`, if it exists (a partition past the
+    /// cached count is looked up again: partitions may have been added).
     async fn partition_of(
         &self,
         topic: &str,
         index: i32,
     ) -> Result<(TopicMeta, TopicPartition), KafkaError> {
-        let meta = self.meta(topic, Some(index)).await?;
-        if index < 0 || index >= meta.partition_count {
-            return Err(KafkaError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {topic} has no partition {index}"),
-            ));
-        }
+        let meta = self
+            .broker
+            .logs
+            .topics()
+            .with_partition(topic, index)
+            .await
+            .map_err(|e| of_metadata(&e))?
+            .ok_or_else(|| {
+                KafkaError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {topic} has no partition {index}"),
+                )
+            })?;
         let tp = TopicPartition::new(meta.id, index);
         Ok((meta, tp))
     }
@@ -116,7 +120,7 @@ impl Core for GatewayCore {
     }
 
     async fn topic(&self, name: &str) -> Result<TopicInfo, KafkaError> {
-        self.meta(name, None).await.map(info_of)
+        self.meta(name).await.map(info_of)
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicInfo>, KafkaError> {
@@ -309,7 +313,7 @@ impl Core for GatewayCore {
         topic: &str,
         partitions: &[i32],
     ) -> Result<futures::future::BoxFuture<'static, ()>, KafkaError> {
-        let meta = self.meta(topic, None).await?;
+        let meta = self.meta(topic).await?;
         let tps: Vec<TopicPartition> = partitions
             .iter()
             .filter(|p| **p >= 0 && **p < meta.partition_count)
