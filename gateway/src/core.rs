@@ -33,6 +33,23 @@ impl KafkaError {
     }
 }
 
+/// Why a produce failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceError {
+    /// The broker's answer, with its Kafka error code.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The produce's `expected_offset` was not the partition's next offset:
+    /// nothing was written.
+    #[error("expected offset {expected}, the partition's next offset is {actual}")]
+    OffsetMismatch {
+        /// What the produce expected.
+        expected: i64,
+        /// The partition's next offset when the produce was refused.
+        actual: i64,
+    },
+}
+
 /// How durable a produce must be before it is answered, as Kafka's `acks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -127,7 +144,9 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
 
     /// Appends `batch` (Kafka v2 record batches) to a partition and waits as
     /// `acks` asks, at most `timeout`; the base offset of the first batch
-    /// (-1 for `acks=0`).
+    /// (-1 for `acks=0`). With `expected_offset`, the leader appends only if
+    /// the first record gets that offset (checked where offsets are
+    /// assigned, so no other produce comes in between).
     async fn produce(
         &self,
         topic: &str,
@@ -135,7 +154,8 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
         batch: Bytes,
         acks: Acks,
         timeout: Duration,
-    ) -> Result<i64, KafkaError>;
+        expected_offset: Option<i64>,
+    ) -> Result<i64, ProduceError>;
 
     /// Committed batches from `offset` on, up to about `max_bytes` (at least one
     /// batch when there is one), waiting up to `wait` for one to be committed

@@ -17,6 +17,7 @@ use kafka_protocol::error::ResponseError;
 use serde::Serialize;
 
 use crate::core::KafkaError;
+use crate::ops::Failure;
 
 /// Seconds a client is told to wait before retrying a retriable error.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -43,6 +44,9 @@ pub struct ErrorBody {
     pub message: String,
     /// Whether the same request may succeed later.
     pub retriable: bool,
+    /// For `OFFSET_MISMATCH` (412): the partition's next offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -63,6 +67,7 @@ impl ApiError {
                     status,
                     StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
                 ),
+                next_offset: None,
             },
         }
     }
@@ -159,6 +164,7 @@ impl ErrorBody {
             kafka_error_code: Some(error.error.code()),
             message: error.message.clone(),
             retriable: error.error.is_retriable(),
+            next_offset: None,
         }
     }
 }
@@ -168,6 +174,27 @@ impl From<KafkaError> for ApiError {
         Self {
             status: status_of(error.error),
             body: ErrorBody::of_kafka(&error),
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::BadRequest(message) => Self::bad_request(message),
+            Failure::Kafka(error) => Self::from(error),
+            Failure::OffsetMismatch { expected, actual } => {
+                let mut error = Self::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "OFFSET_MISMATCH",
+                    format!(
+                        "expected_offset is {expected}, but the partition's next offset is {actual}; \
+                         nothing was written"
+                    ),
+                );
+                error.body.next_offset = Some(actual);
+                error
+            }
         }
     }
 }

@@ -19,11 +19,13 @@
 
 pub mod core;
 pub mod error;
+mod grpc;
+mod ops;
 pub mod records;
 mod routes;
 
 pub use crate::core::{
-    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ReadBatches, TopicInfo,
+    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches, TopicInfo,
 };
 pub use error::ApiError;
 pub use routes::{GatewaySettings, router};

@@ -229,7 +229,7 @@ fn encode_field(bytes: &Bytes, encoding: Encoding) -> Option<String> {
 
 /// A decoded record as JSON, in `encoding` (falling back to base64 for bytes
 /// that are not UTF-8).
-fn to_json(partition: i32, record: &Record, encoding: Encoding) -> ReadRecord {
+pub fn to_json(partition: i32, record: &Record, encoding: Encoding) -> ReadRecord {
     let write = |encoding| -> Option<ReadRecord> {
         let field = |b: &Option<Bytes>| -> Option<Option<String>> {
             match b {
@@ -274,18 +274,62 @@ fn to_json(partition: i32, record: &Record, encoding: Encoding) -> ReadRecord {
         })
 }
 
-/// What [`decode_batches`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decoded {
-    /// The records at or after the asked offset, at most the asked count.
-    pub records: Vec<ReadRecord>,
+/// What [`decode_records`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedRecords {
+    /// The records at or after the asked offset (control records skipped), at
+    /// most the asked count.
+    pub records: Vec<Record>,
     /// Where the next read should start: after the last record returned, or
     /// after the last batch read when no record was cut off.
     pub next_offset: i64,
 }
 
-/// The records of stored `batches` from `offset` on (control records skipped),
-/// at most `max_records`.
+/// The records of stored `batches` from `offset` on (control records
+/// skipped), at most `max_records`.
+pub fn decode_records(
+    batches: Bytes,
+    offset: i64,
+    max_records: usize,
+) -> Result<DecodedRecords, String> {
+    let mut buf = batches;
+    let sets = RecordBatchDecoder::decode_all(&mut buf)
+        .map_err(|error| format!("a stored batch does not decode: {error}"))?;
+    let mut records = Vec::new();
+    let mut next_offset = offset;
+    for set in sets {
+        for record in set.records {
+            if record.offset < offset {
+                continue;
+            }
+            if records.len() >= max_records {
+                return Ok(DecodedRecords {
+                    records,
+                    next_offset,
+                });
+            }
+            next_offset = record.offset + 1;
+            if !record.control {
+                records.push(record);
+            }
+        }
+    }
+    Ok(DecodedRecords {
+        records,
+        next_offset,
+    })
+}
+
+/// What [`decode_batches`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The records at or after the asked offset, at most the asked count.
+    pub records: Vec<ReadRecord>,
+    /// Where the next read should start.
+    pub next_offset: i64,
+}
+
+/// [`decode_records`], as JSON records of `partition` in `encoding`.
 pub fn decode_batches(
     partition: i32,
     batches: Bytes,
@@ -293,31 +337,14 @@ pub fn decode_batches(
     max_records: usize,
     encoding: Encoding,
 ) -> Result<Decoded, String> {
-    let mut buf = batches;
-    let sets = RecordBatchDecoder::decode_all(&mut buf)
-        .map_err(|error| format!("a stored batch does not decode: {error}"))?;
-    let mut records = Vec::new();
-    let mut next_offset = offset;
-    for set in sets {
-        for record in &set.records {
-            if record.offset < offset {
-                continue;
-            }
-            if records.len() >= max_records {
-                return Ok(Decoded {
-                    records,
-                    next_offset,
-                });
-            }
-            next_offset = record.offset + 1;
-            if !record.control {
-                records.push(to_json(partition, record, encoding));
-            }
-        }
-    }
+    let decoded = decode_records(batches, offset, max_records)?;
     Ok(Decoded {
-        records,
-        next_offset,
+        records: decoded
+            .records
+            .iter()
+            .map(|record| to_json(partition, record, encoding))
+            .collect(),
+        next_offset: decoded.next_offset,
     })
 }
 

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fjord_common::Clock;
 use fjord_gateway::{
-    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ReadBatches, TopicInfo,
+    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches, TopicInfo,
 };
 use fjord_metadata::{
     MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic, TopicMeta, TopicPartition,
@@ -207,7 +207,8 @@ impl Core for GatewayCore {
         batch: Bytes,
         acks: Acks,
         timeout: Duration,
-    ) -> Result<i64, KafkaError> {
+        expected_offset: Option<i64>,
+    ) -> Result<i64, ProduceError> {
         let (meta, tp) = self.partition_of(topic, partition).await?;
         let owner = self.broker.cluster.owner(tp, meta.partition_count);
         if owner != self.broker.node_id {
@@ -239,32 +240,39 @@ impl Core for GatewayCore {
                 });
                 return Ok(-1);
             }
-            return self
+            return Ok(self
                 .forwarder
                 .produce(&address, topic, partition, batch, forwarded_acks, timeout)
-                .await;
+                .await?);
         }
         let durability = match acks {
             Acks::None => crate::log::Acks::None,
             Acks::Leader => crate::log::Acks::Leader,
             Acks::All => crate::log::Acks::All,
         };
-        let appended = self
+        let appended = match self
             .broker
             .logs
-            .append(tp, &batch, durability)
+            .append_at(tp, &batch, durability, expected_offset)
             .await
-            .map_err(|e| of_log(&e))?;
+        {
+            Ok(appended) => appended,
+            Err(LogError::OffsetMismatch { expected, actual }) => {
+                return Err(ProduceError::OffsetMismatch { expected, actual });
+            }
+            Err(error) => return Err(of_log(&error).into()),
+        };
         if acks == Acks::None {
             return Ok(-1);
         }
         match tokio::time::timeout(timeout, appended.durable).await {
             Ok(Ok(base_offset)) => Ok(base_offset),
-            Ok(Err(error)) => Err(of_log(&error)),
+            Ok(Err(error)) => Err(of_log(&error).into()),
             Err(_) => Err(KafkaError::new(
                 ResponseError::RequestTimedOut,
                 format!("not durable within timeout_ms ({timeout:?})"),
-            )),
+            )
+            .into()),
         }
     }
 

@@ -52,6 +52,9 @@ pub fn log_error(error: &LogError) -> ResponseError {
         LogError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         LogError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // Kafka has no such precondition; only the gateway asks for one, and
+        // answers it as its own error before this mapping is reached.
+        LogError::OffsetMismatch { .. } => ResponseError::InvalidRequest,
         // Leadership moves when an agent stops: the client retries at the next leader.
         LogError::Stopped => ResponseError::NotLeaderOrFollower,
         LogError::Metadata(error) => match error.kind() {

@@ -44,6 +44,15 @@ pub enum LogError {
         /// Next to be written.
         high_watermark: i64,
     },
+    /// A produce's expected offset (the gateway's `expected_offset`
+    /// precondition) was not the partition's next offset: nothing was written.
+    #[error("expected offset {expected}, the partition's next offset is {actual}")]
+    OffsetMismatch {
+        /// What the produce expected.
+        expected: i64,
+        /// The partition's next offset.
+        actual: i64,
+    },
     /// The metadata store failed (its own class says whether to retry).
     #[error("metadata: {0}")]
     Metadata(MetadataError),
@@ -105,7 +114,8 @@ impl LogError {
             | LogError::BatchTooLarge { .. }
             | LogError::Sequence(_)
             | LogError::UnknownPartition(_)
-            | LogError::OffsetOutOfRange { .. } => LogErrorKind::Invalid,
+            | LogError::OffsetOutOfRange { .. }
+            | LogError::OffsetMismatch { .. } => LogErrorKind::Invalid,
             LogError::NotLeader(_) | LogError::Stopped => LogErrorKind::Retriable,
             LogError::Metadata(error) => match error.kind() {
                 fjord_metadata::ErrorKind::Retryable

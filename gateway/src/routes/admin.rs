@@ -60,10 +60,7 @@ struct CreateBody {
 
 /// Every partition of `topic`, with offsets and leaders.
 async fn described(state: &State, topic: TopicInfo) -> Result<TopicJson, ApiError> {
-    let partitions = futures::future::try_join_all(
-        (0..topic.partition_count).map(|p| state.core.partition(&topic.name, p)),
-    )
-    .await?;
+    let partitions = crate::ops::partitions_of(&state.core, &topic).await?;
     Ok(TopicJson {
         name: topic.name,
         id: topic.id,

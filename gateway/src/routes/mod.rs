@@ -59,19 +59,19 @@ impl Default for GatewaySettings {
     }
 }
 
-/// What every handler shares.
+/// What every handler (HTTP and gRPC) shares.
 #[derive(Debug, Clone)]
-struct State {
-    core: Arc<dyn Core>,
-    settings: Arc<GatewaySettings>,
+pub(crate) struct State {
+    pub(crate) core: Arc<dyn Core>,
+    pub(crate) settings: Arc<GatewaySettings>,
     /// Picks the partition of a request's records that have no key.
-    sticky: Arc<AtomicU32>,
+    pub(crate) sticky: Arc<AtomicU32>,
     /// Cancelled when the agent shuts down: event streams end.
-    shutdown: tokio_util::sync::CancellationToken,
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// The gateway's routes over `core`; event streams end when `shutdown` is
-/// cancelled.
+/// The gateway's routes over `core`, HTTP and gRPC; event streams end when
+/// `shutdown` is cancelled.
 pub fn router(
     core: Arc<dyn Core>,
     settings: GatewaySettings,
@@ -83,6 +83,7 @@ pub fn router(
         sticky: Arc::new(AtomicU32::new(0)),
         shutdown,
     };
+    let grpc = crate::grpc::routes(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -112,6 +113,7 @@ pub fn router(
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(grpc)
 }
 
 async fn healthz() -> Response {

@@ -31,8 +31,6 @@
 //! produce fails, the answer has the first failure's status and error, and
 //! lists every record's outcome (others may have been written).
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -40,15 +38,13 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fjord_common::partition_for_key;
 use serde::{Deserialize, Serialize};
 
 use super::{State, json, media_type, partition_index, query, read_body};
 use crate::core::{Acks, KafkaError};
 use crate::error::{ApiError, ErrorBody};
-use crate::records::{
-    Encoding, JsonRecord, ProduceBody, ProducerSequence, RecordBytes, encode_batch,
-};
+use crate::ops::produce::{self, Options, Outcome, Unplaced};
+use crate::records::{Encoding, JsonRecord, ProduceBody, ProducerSequence};
 
 /// The media type of a body of Kafka v2 record batches.
 pub(crate) const RECORD_BATCH: &str = "application/vnd.kafka.record-batch";
@@ -68,6 +64,8 @@ struct ProduceQuery {
     producer_epoch: Option<i16>,
     #[serde(default)]
     sequence: Option<i32>,
+    #[serde(default)]
+    expected_offset: Option<i64>,
 }
 
 impl ProduceQuery {
@@ -107,6 +105,20 @@ impl ProduceQuery {
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.unwrap_or(30_000).min(300_000))
     }
+
+    /// How to produce to `only_partition` (or by the records' keys).
+    fn options(&self, only_partition: Option<i32>) -> Result<Options, ApiError> {
+        if self.expected_offset.is_some_and(|o| o < 0) {
+            return Err(ApiError::bad_request("expected_offset is negative"));
+        }
+        Ok(Options {
+            only_partition,
+            producer: self.producer()?,
+            expected_offset: self.expected_offset,
+            acks: self.acks()?,
+            timeout: self.timeout(),
+        })
+    }
 }
 
 /// One record's outcome in a produce answer.
@@ -137,10 +149,10 @@ pub(super) async fn to_topic(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params: ProduceQuery = query(&uri)?;
-    let acks = params.acks()?;
-    if params.producer()?.is_some() {
+    let options = params.options(None)?;
+    if options.producer.is_some() || options.expected_offset.is_some() {
         return Err(ApiError::bad_request(
-            "an idempotent produce names its partition: \
+            "an idempotent produce, or one with expected_offset, names its partition: \
              POST /v1/topics/{topic}/partitions/{partition}/records",
         ));
     }
@@ -149,7 +161,7 @@ pub(super) async fn to_topic(
         Some(NDJSON) => {
             // The topic must exist before the stream's answer starts.
             state.core.topic(&topic).await?;
-            return Ok(produce_ndjson(state, topic, body, acks, params.timeout()));
+            return Ok(produce_ndjson(state, topic, body, options));
         }
         other => {
             return Err(ApiError::unsupported_media_type(
@@ -160,7 +172,7 @@ pub(super) async fn to_topic(
     }
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     let request: ProduceBody = json(&body)?;
-    produce_json(&state, &topic, None, None, request, acks, params.timeout()).await
+    produce_json(&state, &topic, request, options).await
 }
 
 /// `POST /v1/producers`: a new idempotent producer (201).
@@ -183,29 +195,16 @@ pub(super) async fn to_partition(
 ) -> Result<Response, ApiError> {
     let partition = partition_index(&partition)?;
     let params: ProduceQuery = query(&uri)?;
-    let acks = params.acks()?;
-    let producer = params.producer()?;
+    let options = params.options(Some(partition))?;
     let kind = media_type(&headers);
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     match kind.as_deref() {
         Some("application/json") => {
             let request: ProduceBody = json(&body)?;
-            produce_json(
-                &state,
-                &topic,
-                Some(partition),
-                producer,
-                request,
-                acks,
-                params.timeout(),
-            )
-            .await
+            produce_json(&state, &topic, request, options).await
         }
-        Some(RECORD_BATCH | "application/octet-stream") if producer.is_some() => Err(
-            ApiError::bad_request("a record batch carries its own producer id, epoch and sequence"),
-        ),
         Some(RECORD_BATCH | "application/octet-stream") => {
-            produce_batches(&state, &topic, partition, body, acks, params.timeout()).await
+            produce_batches(&state, &topic, partition, body, options).await
         }
         other => Err(ApiError::unsupported_media_type(
             other.unwrap_or("none"),
@@ -220,16 +219,10 @@ async fn produce_batches(
     topic: &str,
     partition: i32,
     body: Bytes,
-    acks: Acks,
-    timeout: Duration,
+    options: Options,
 ) -> Result<Response, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("the body holds no record batch"));
-    }
-    let base_offset = state
-        .core
-        .produce(topic, partition, body, acks, timeout)
-        .await?;
+    let base_offset =
+        produce::produce_batches(&state.core, topic, partition, body, options).await?;
     Ok(axum::Json(serde_json::json!({
         "partition": partition,
         "base_offset": base_offset,
@@ -241,30 +234,19 @@ async fn produce_batches(
 async fn produce_json(
     state: &State,
     topic: &str,
-    only_partition: Option<i32>,
-    producer: Option<ProducerSequence>,
     request: ProduceBody,
-    acks: Acks,
-    timeout: Duration,
+    options: Options,
 ) -> Result<Response, ApiError> {
-    let (offsets, first_error) = produce_records(
-        state,
-        topic,
-        only_partition,
-        producer,
-        &request.records,
-        request.encoding,
-        acks,
-        timeout,
-    )
-    .await?;
-    let (status, error) = match first_error {
+    let outcomes =
+        produce_records(state, topic, &request.records, request.encoding, options).await?;
+    let (status, error) = match Outcome::first_failure(&outcomes) {
         None => (StatusCode::OK, None),
-        Some(error) => {
-            let api = ApiError::from(error);
+        Some(failure) => {
+            let api = ApiError::from(failure.clone());
             (api.status, Some(api.body))
         }
     };
+    let offsets = outcomes.into_iter().map(RecordOutcome::from).collect();
     let mut response = (status, axum::Json(ProduceAnswer { offsets, error })).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
@@ -275,124 +257,48 @@ async fn produce_json(
     Ok(response)
 }
 
-/// Produces `records`: every record is checked first (a bad one refuses the
-/// whole request, and nothing is written), then each partition's records go
-/// as one batch, all partitions at once. Each record's outcome in order, and
-/// the first failure.
-#[allow(clippy::too_many_arguments)]
+impl From<Outcome> for RecordOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome.written {
+            Ok((offset, timestamp)) => Self {
+                partition: outcome.partition,
+                offset: Some(offset),
+                timestamp: Some(timestamp),
+                error: None,
+            },
+            Err(failure) => Self {
+                partition: outcome.partition,
+                offset: None,
+                timestamp: None,
+                error: Some(ApiError::from(failure).body),
+            },
+        }
+    }
+}
+
+/// Produces JSON `records` (see [`produce::produce`]): each record's outcome
+/// in order.
 async fn produce_records(
     state: &State,
     topic: &str,
-    only_partition: Option<i32>,
-    producer: Option<ProducerSequence>,
     records: &[JsonRecord],
     encoding: Encoding,
-    acks: Acks,
-    timeout: Duration,
-) -> Result<(Vec<RecordOutcome>, Option<KafkaError>), ApiError> {
-    if records.is_empty() {
-        return Err(ApiError::bad_request("no records"));
-    }
-    let info = state.core.topic(topic).await?;
-    let count = info.partition_count;
-    let now = state.core.now_millis();
-    // The partition of a request's records without a key (Kafka's sticky
-    // choice, per request).
-    let sticky = i32::try_from(state.sticky.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32)
-        .unwrap_or(0);
-    let mut placed: Vec<(i32, i64, RecordBytes)> = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
-        let bytes = record
-            .bytes(encoding)
-            .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
-        let partition = match (record.partition, only_partition, &bytes.key) {
-            (Some(p), Some(only), _) if p != only => {
-                return Err(ApiError::bad_request(format!(
-                    "record {i} names partition {p} in a request to partition {only}"
-                )));
-            }
-            (Some(p), _, _) | (None, Some(p), _) => p,
-            (None, None, Some(key)) => partition_for_key(key, count),
-            (None, None, None) => sticky,
-        };
-        if partition < 0 || partition >= count {
-            return Err(ApiError::from(KafkaError::new(
-                kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
-                format!("record {i}: topic {topic} has no partition {partition}"),
-            )));
-        }
-        let timestamp = record.timestamp.unwrap_or(now);
-        if timestamp < 0 {
-            return Err(ApiError::from(KafkaError::new(
-                kafka_protocol::error::ResponseError::InvalidTimestamp,
-                format!("record {i}: timestamp {timestamp} is negative"),
-            )));
-        }
-        placed.push((partition, timestamp, bytes));
-    }
-    // Partitions in order of first appearance; each record's place in its batch.
-    let mut order: Vec<i32> = Vec::new();
-    let mut groups: HashMap<i32, Vec<(i64, RecordBytes)>> = HashMap::new();
-    let mut slots = Vec::with_capacity(placed.len());
-    for (partition, timestamp, bytes) in placed {
-        let group = groups.entry(partition).or_insert_with(|| {
-            order.push(partition);
-            Vec::new()
-        });
-        slots.push((partition, group.len(), timestamp));
-        group.push((timestamp, bytes));
-    }
-    let mut batches = Vec::with_capacity(order.len());
-    for partition in &order {
-        let records = groups.remove(partition).unwrap_or_default();
-        batches.push((
-            *partition,
-            encode_batch(&records, producer).map_err(ApiError::bad_request)?,
-        ));
-    }
-    let results = futures::future::join_all(batches.into_iter().map(|(partition, batch)| {
-        let core = state.core.clone();
-        async move {
-            let result = core.produce(topic, partition, batch, acks, timeout).await;
-            (partition, result)
-        }
-    }))
-    .await;
-    let outcomes: HashMap<i32, Result<i64, KafkaError>> = results.into_iter().collect();
-    let mut first_error: Option<KafkaError> = None;
-    let offsets = slots
-        .into_iter()
-        .map(
-            |(partition, index, timestamp)| match outcomes.get(&partition) {
-                Some(Ok(base)) => RecordOutcome {
-                    partition,
-                    offset: Some(if *base < 0 {
-                        -1
-                    } else {
-                        base + i64::try_from(index).unwrap_or(0)
-                    }),
-                    timestamp: Some(timestamp),
-                    error: None,
-                },
-                Some(Err(error)) => {
-                    first_error.get_or_insert_with(|| error.clone());
-                    RecordOutcome {
-                        partition,
-                        offset: None,
-                        timestamp: None,
-                        error: Some(ErrorBody::of_kafka(error)),
-                    }
-                }
-                None => RecordOutcome {
-                    partition,
-                    offset: None,
-                    timestamp: None,
-                    error: Some(ApiError::unavailable("not produced").body),
-                },
-            },
-        )
-        .collect();
-    Ok((offsets, first_error))
+    options: Options,
+) -> Result<Vec<Outcome>, ApiError> {
+    let unplaced = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            Ok(Unplaced {
+                bytes: record
+                    .bytes(encoding)
+                    .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?,
+                partition: record.partition,
+                timestamp: record.timestamp,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(produce::produce(&state.core, &state.sticky, topic, unplaced, options).await?)
 }
 
 /// The most records produced as one step of an NDJSON stream.
@@ -408,13 +314,7 @@ const NDJSON_ACK_QUEUE: usize = 100_000;
 /// acknowledged, so each partition keeps the stream's order and steps grow
 /// with the load. A failure (a bad line, a failed produce) is the last line,
 /// and ends the stream. A line longer than the body limit is a failure.
-fn produce_ndjson(
-    state: State,
-    topic: String,
-    body: Body,
-    acks: Acks,
-    timeout: Duration,
-) -> Response {
+fn produce_ndjson(state: State, topic: String, body: Body, options: Options) -> Response {
     use futures::StreamExt as _;
     use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(NDJSON_ACK_QUEUE);
@@ -472,27 +372,21 @@ fn produce_ndjson(
                 }
             }
             if !records.is_empty() {
-                let produced = produce_records(
-                    &state,
-                    &topic,
-                    None,
-                    None,
-                    &records,
-                    Encoding::Utf8,
-                    acks,
-                    timeout,
-                )
-                .await;
+                let produced =
+                    produce_records(&state, &topic, &records, Encoding::Utf8, options).await;
                 match produced {
-                    Ok((outcomes, first_error)) => {
+                    Ok(outcomes) => {
+                        let first_failure = Outcome::first_failure(&outcomes).cloned();
                         for outcome in outcomes {
-                            let line = serde_json::to_string(&outcome).unwrap_or_default() + "\n";
+                            let line = serde_json::to_string(&RecordOutcome::from(outcome))
+                                .unwrap_or_default()
+                                + "\n";
                             if tx.send(Bytes::from(line)).await.is_err() {
                                 return;
                             }
                         }
-                        if let Some(error) = first_error {
-                            send_error(ApiError::from(error)).await;
+                        if let Some(failure) = first_failure {
+                            send_error(ApiError::from(failure)).await;
                             return;
                         }
                     }

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{State, partition_index, query};
 use crate::error::ApiError;
+use crate::ops::partition_read::{Start, resolve};
 use crate::records::{Encoding, ReadRecord, decode_batches};
 
 #[derive(Debug, Deserialize)]
@@ -60,14 +61,6 @@ struct ReadAnswer {
     next_offset: i64,
     high_watermark: i64,
     log_start_offset: i64,
-}
-
-/// Where a read starts.
-enum Start {
-    Offset(i64),
-    Earliest,
-    Latest,
-    Timestamp(i64),
 }
 
 fn start_of(params: &ReadQuery) -> Result<Start, ApiError> {
@@ -135,20 +128,7 @@ pub(super) async fn records(
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0)).min(settings.max_wait);
     let encoding = params.encoding.unwrap_or_default();
     let core = &state.core;
-    let offset = match start {
-        Start::Offset(offset) => offset,
-        Start::Earliest => core.partition(&topic, partition).await?.log_start_offset,
-        Start::Latest => core.partition(&topic, partition).await?.high_watermark,
-        Start::Timestamp(timestamp) => {
-            match core
-                .offset_for_timestamp(&topic, partition, timestamp)
-                .await?
-            {
-                Some(offset) => offset,
-                None => core.partition(&topic, partition).await?.high_watermark,
-            }
-        }
-    };
+    let offset = resolve(core, &topic, partition, start).await?;
     if wants_events(&headers) {
         let heartbeat = Duration::from_millis(params.heartbeat_ms.unwrap_or(15_000).max(100));
         return Ok(tail(

@@ -48,6 +48,21 @@ impl PartitionLogs {
         records: &Bytes,
         acks: Acks,
     ) -> Result<Appended, LogError> {
+        self.append_at(partition, records, acks, None).await
+    }
+
+    /// [`append`](Self::append), only if the first record gets offset
+    /// `expected` when it is given ([`LogError::OffsetMismatch`] otherwise,
+    /// with nothing written). Checked under the partition's lock, where
+    /// offsets are assigned. A retry of an idempotent batch already written is
+    /// answered as a duplicate, before the check.
+    pub async fn append_at(
+        self: &Arc<Self>,
+        partition: TopicPartition,
+        records: &Bytes,
+        acks: Acks,
+        expected: Option<i64>,
+    ) -> Result<Appended, LogError> {
         let batches = records::parse_batches(records)?;
         if let Some(large) = batches
             .iter()
@@ -117,6 +132,12 @@ impl PartitionLogs {
                         logs.wait_committed(partition, epoch, last_offset).await?;
                         Ok(base_offset)
                     }),
+                });
+            }
+            if let Some(expected) = expected.filter(|e| *e != writer.next_offset) {
+                return Err(LogError::OffsetMismatch {
+                    expected,
+                    actual: writer.next_offset,
                 });
             }
             // Offsets first, so the WAL record carries them; nothing changes in
