@@ -269,10 +269,14 @@ impl AgentBuilder {
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
             .with_context(|| format!("advertised address {advertised:?} is not host:port"))?;
+        // The gateway is advertised on the Kafka listener's advertised host.
+        let gateway_advertised =
+            http_bound.map(|bound| format!("{advertised_host}:{}", bound.port()));
         let node_id = crate::heartbeat::register(
             &store,
             &options.data_dir,
             &advertised,
+            gateway_advertised.as_deref(),
             options.roles,
             &*ids,
         )

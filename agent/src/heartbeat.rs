@@ -57,6 +57,7 @@ pub async fn register(
     store: &MetadataStore,
     data_dir: &Path,
     advertised: &str,
+    gateway: Option<&str>,
     roles: fjord_metadata::AgentRoles,
     ids: &dyn IdGenerator,
 ) -> anyhow::Result<i32> {
@@ -68,7 +69,7 @@ pub async fn register(
         .and_then(|text| text.trim().parse::<i32>().ok());
     let reregistered = match previous {
         Some(node_id) => store
-            .reregister_agent(node_id, instance, advertised, roles)
+            .reregister_agent(node_id, instance, advertised, gateway, roles)
             .await
             .context("registering the agent again")?,
         None => None,
@@ -76,7 +77,7 @@ pub async fn register(
     let agent = match reregistered {
         Some(agent) => agent,
         None => store
-            .register_agent(instance, advertised, roles)
+            .register_agent(instance, advertised, gateway, roles)
             .await
             .context("registering the agent")?,
     };

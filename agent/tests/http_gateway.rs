@@ -56,6 +56,13 @@ fn records_produced_over_http_and_kafka_read_back_the_same_through_any_agent() {
 }
 
 #[test]
+fn expected_offset_is_checked_by_the_leader_through_every_agent() {
+    let cluster = started(3, &[]);
+    let out = run("expected-offset", &cluster, &[]);
+    assert!(out.contains("OK expected-offset"), "{out}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let cluster = started(3, &[]);
     let out = run("bad-input", &cluster, &[]);

@@ -409,6 +409,7 @@ async fn mini_agent_over(
         .register_agent(
             fjord_common::IdGenerator::uuid(&RandomIds::new()),
             &address,
+            None,
             fjord_metadata::AgentRoles::ALL,
         )
         .await

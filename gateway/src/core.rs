@@ -50,6 +50,27 @@ pub enum ProduceError {
     },
 }
 
+/// The request header an agent marks a produce it forwards to another
+/// agent's gateway with (see [`Append::forwarded`]).
+pub const FORWARDED_HEADER: &str = "fjord-forwarded";
+
+/// How a produce is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Append {
+    /// Waits as Kafka's `acks` asks.
+    pub acks: Acks,
+    /// Waits at most this long.
+    pub timeout: Duration,
+    /// Appends only if the first record gets this offset, checked by the
+    /// leader where offsets are assigned, so no other produce comes between
+    /// the check and the append.
+    pub expected_offset: Option<i64>,
+    /// The produce was forwarded here by another agent that took this one for
+    /// the leader: if this one does not lead the partition either, it answers
+    /// `NOT_LEADER_OR_FOLLOWER` instead of forwarding again.
+    pub forwarded: bool,
+}
+
 /// How durable a produce must be before it is answered, as Kafka's `acks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -142,19 +163,14 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
     /// The offsets and leader of one partition.
     async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError>;
 
-    /// Appends `batch` (Kafka v2 record batches) to a partition and waits as
-    /// `acks` asks, at most `timeout`; the base offset of the first batch
-    /// (-1 for `acks=0`). With `expected_offset`, the leader appends only if
-    /// the first record gets that offset (checked where offsets are
-    /// assigned, so no other produce comes in between).
+    /// Appends `batch` (Kafka v2 record batches) to a partition as `append`
+    /// says; the base offset of the first batch (-1 for `acks=0`).
     async fn produce(
         &self,
         topic: &str,
         partition: i32,
         batch: Bytes,
-        acks: Acks,
-        timeout: Duration,
-        expected_offset: Option<i64>,
+        append: Append,
     ) -> Result<i64, ProduceError>;
 
     /// Committed batches from `offset` on, up to about `max_bytes` (at least one

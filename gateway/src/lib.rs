@@ -25,7 +25,8 @@ pub mod records;
 mod routes;
 
 pub use crate::core::{
-    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches, TopicInfo,
+    Acks, Append, Core, FORWARDED_HEADER, KafkaError, NewTopicRequest, PartitionInfo, ProduceError,
+    ReadBatches, TopicInfo,
 };
 pub use error::ApiError;
 pub use routes::{GatewaySettings, router};

@@ -204,3 +204,49 @@ mod partition_state_versions {
         assert_eq!(decode::<PartitionState>(&rewritten).unwrap(), state);
     }
 }
+
+#[cfg(test)]
+mod agent_record_versions {
+    use super::*;
+    use crate::{AgentRecord, AgentRoles};
+
+    /// Version 2 of an agent record, as that build wrote it (no gateway).
+    #[derive(Serialize)]
+    struct AgentRecordV2 {
+        node_id: i32,
+        instance: uuid::Uuid,
+        advertised_address: String,
+        heartbeat: u64,
+        registered_at_ms: i64,
+        roles: AgentRoles,
+    }
+
+    #[test]
+    fn an_agent_record_written_by_version_2_reads_without_a_gateway() {
+        let v2 = AgentRecordV2 {
+            node_id: 3,
+            instance: uuid::Uuid::from_u128(7),
+            advertised_address: "10.0.0.3:9092".into(),
+            heartbeat: 41,
+            registered_at_ms: 1_700_000_000_000,
+            roles: AgentRoles::ALL,
+        };
+        let mut bytes = vec![2];
+        bytes.extend(postcard::to_allocvec(&v2).unwrap());
+        let record: AgentRecord = decode(&bytes).unwrap();
+        assert_eq!(
+            (record.node_id, record.heartbeat, record.roles),
+            (3, 41, AgentRoles::ALL)
+        );
+        assert_eq!(record.advertised_address, "10.0.0.3:9092");
+        assert_eq!(record.gateway_address, None);
+        // Written back, it is the current version.
+        let current = AgentRecord {
+            gateway_address: Some("10.0.0.3:8080".into()),
+            ..record
+        };
+        let encoded = encode(&current);
+        assert_eq!(encoded[0], AgentRecord::VERSION);
+        assert_eq!(decode::<AgentRecord>(&encoded).unwrap(), current);
+    }
+}

@@ -427,25 +427,51 @@ pub struct AgentRecord {
     pub registered_at_ms: i64,
     /// What it does.
     pub roles: AgentRoles,
+    /// The `host:port` of its HTTP and gRPC gateway, if it serves one (other
+    /// agents forward requests only its gateway can take there).
+    pub gateway_address: Option<String>,
 }
 
 impl Versioned for AgentRecord {
     const WHAT: &'static str = "agent record";
-    /// Version 2 added `roles`; version 1 agents did everything.
-    const VERSION: u8 = 2;
+    /// Version 3 added `gateway_address`; version 2 added `roles` (version 1
+    /// agents did everything).
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| {
-            postcard::from_bytes::<AgentRecordV1>(body).map(|v1| Self {
+        match version {
+            1 => Some(postcard::from_bytes::<AgentRecordV1>(body).map(|v1| Self {
                 node_id: v1.node_id,
                 instance: v1.instance,
                 advertised_address: v1.advertised_address,
                 heartbeat: v1.heartbeat,
                 registered_at_ms: v1.registered_at_ms,
                 roles: AgentRoles::ALL,
-            })
-        })
+                gateway_address: None,
+            })),
+            2 => Some(postcard::from_bytes::<AgentRecordV2>(body).map(|v2| Self {
+                node_id: v2.node_id,
+                instance: v2.instance,
+                advertised_address: v2.advertised_address,
+                heartbeat: v2.heartbeat,
+                registered_at_ms: v2.registered_at_ms,
+                roles: v2.roles,
+                gateway_address: None,
+            })),
+            _ => None,
+        }
     }
+}
+
+/// [`AgentRecord`] as version 2 wrote it (without `gateway_address`).
+#[derive(Debug, Deserialize)]
+struct AgentRecordV2 {
+    node_id: i32,
+    instance: Uuid,
+    advertised_address: String,
+    heartbeat: u64,
+    registered_at_ms: i64,
+    roles: AgentRoles,
 }
 
 /// [`AgentRecord`] as version 1 wrote it (without `roles`).

@@ -722,6 +722,7 @@ impl MetadataStore {
         &self,
         instance: Uuid,
         advertised_address: &str,
+        gateway_address: Option<&str>,
         roles: AgentRoles,
     ) -> Result<AgentRecord, MetadataError> {
         let keys = &self.keys;
@@ -752,6 +753,7 @@ impl MetadataStore {
                     heartbeat: 0,
                     registered_at_ms,
                     roles,
+                    gateway_address: gateway_address.map(str::to_owned),
                 };
                 write(&txn, &keys.agent(node_id), &record);
                 Ok(record)
@@ -768,6 +770,7 @@ impl MetadataStore {
         node_id: i32,
         instance: Uuid,
         advertised_address: &str,
+        gateway_address: Option<&str>,
         roles: AgentRoles,
     ) -> Result<Option<AgentRecord>, MetadataError> {
         let keys = &self.keys;
@@ -784,6 +787,7 @@ impl MetadataStore {
                 record.heartbeat += 1;
                 record.registered_at_ms = registered_at_ms;
                 record.roles = roles;
+                record.gateway_address = gateway_address.map(str::to_owned);
                 write(&txn, &keys.agent(node_id), &record);
                 Ok(Some(record))
             })

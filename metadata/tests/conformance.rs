@@ -1776,7 +1776,12 @@ async fn topics_are_created_listed_altered_and_deleted(fx: Fixture) {
 async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     let store = fx.store();
     let a = store
-        .register_agent(Uuid::from_u128(1), "127.0.0.1:9092", AgentRoles::ALL)
+        .register_agent(
+            Uuid::from_u128(1),
+            "127.0.0.1:9092",
+            Some("127.0.0.1:8080"),
+            AgentRoles::ALL,
+        )
         .await
         .unwrap();
     let jobs_only = AgentRoles {
@@ -1784,7 +1789,7 @@ async fn agents_register_heartbeat_and_leave(fx: Fixture) {
         jobs: true,
     };
     let b = store
-        .register_agent(Uuid::from_u128(2), "127.0.0.1:9093", jobs_only)
+        .register_agent(Uuid::from_u128(2), "127.0.0.1:9093", None, jobs_only)
         .await
         .unwrap();
     assert_ne!(a.node_id, b.node_id);
@@ -1795,6 +1800,13 @@ async fn agents_register_heartbeat_and_leave(fx: Fixture) {
     assert_eq!(agents[0].heartbeat, 2);
     assert_eq!(agents[1].advertised_address, "127.0.0.1:9093");
     assert_eq!(
+        (
+            agents[0].gateway_address.as_deref(),
+            agents[1].gateway_address.as_deref()
+        ),
+        (Some("127.0.0.1:8080"), None)
+    );
+    assert_eq!(
         (agents[0].roles, agents[1].roles),
         (AgentRoles::ALL, jobs_only)
     );
@@ -1804,12 +1816,14 @@ async fn agents_register_heartbeat_and_leave(fx: Fixture) {
             b.node_id,
             Uuid::from_u128(3),
             "127.0.0.1:9094",
+            Some("127.0.0.1:8081"),
             AgentRoles::ALL,
         )
         .await
         .unwrap()
         .unwrap();
     assert_eq!((again.node_id, again.roles), (b.node_id, AgentRoles::ALL));
+    assert_eq!(again.gateway_address.as_deref(), Some("127.0.0.1:8081"));
     store.deregister_agent(a.node_id).await.unwrap();
     assert_eq!(
         store.heartbeat(a.node_id).await.unwrap_err().kind(),

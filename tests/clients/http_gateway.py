@@ -504,6 +504,94 @@ def scenario_bad_input(bootstrap, urls):
     print(f"OK bad-input checks={checks}")
 
 
+def scenario_expected_offset(bootstrap, urls):
+    """`expected_offset` through every agent, leader or not: the right one is
+    written at exactly that offset; a wrong one is 412 with the partition's
+    next offset, and nothing is written. Concurrent writers racing for the
+    same offset: exactly one wins each offset."""
+    agents = Agents(urls)
+    topic = f"cas-{uuid.uuid4().hex[:8]}"
+    expect(agents.call("POST", "/v1/topics", json={"name": topic, "partitions": 2}), 201, "create")
+    path = f"/v1/topics/{topic}/partitions/1/records"
+    leaders = set()
+    next_offset = 0
+    for round_ in range(2):
+        for url in urls:
+            described = expect(requests.get(f"{url}/v1/topics/{topic}/partitions/1", timeout=TIMEOUT), 200, "describe")
+            leaders.add(described["leader"])
+            body = {"records": [{"value": f"v{next_offset}"}, {"value": f"v{next_offset + 1}"}]}
+            # Behind: refused, nothing written.
+            if next_offset > 0:
+                error = expect_error(
+                    requests.post(f"{url}{path}", params={"expected_offset": next_offset - 1}, json=body, timeout=TIMEOUT),
+                    412, "OFFSET_MISMATCH", "stale expected_offset")
+                assert error["next_offset"] == next_offset, error
+                assert error["retriable"] is False, error
+            # Ahead: refused too.
+            error = expect_error(
+                requests.post(f"{url}{path}", params={"expected_offset": next_offset + 5}, json=body, timeout=TIMEOUT),
+                412, "OFFSET_MISMATCH", "future expected_offset")
+            assert error["next_offset"] == next_offset, error
+            # Right: written there.
+            answer = expect(
+                requests.post(f"{url}{path}", params={"expected_offset": next_offset}, json=body, timeout=TIMEOUT),
+                200, f"expected_offset={next_offset} via {url}")
+            assert [o["offset"] for o in answer["offsets"]] == [next_offset, next_offset + 1], answer
+            next_offset += 2
+    # A record batch body takes the precondition too.
+    batch = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                      producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    batch.append(0, timestamp=1_700_000_000_000, key=None, value=b"batch", headers=[])
+    raw = bytes(batch.build())
+    for url in urls:
+        error = expect_error(
+            requests.post(f"{url}{path}", params={"expected_offset": 0}, data=raw,
+                          headers={"Content-Type": "application/vnd.kafka.record-batch"}, timeout=TIMEOUT),
+            412, "OFFSET_MISMATCH", "record batch, stale")
+        assert error["next_offset"] == next_offset, error
+    answer = expect(
+        agents.call("POST", path, params={"expected_offset": next_offset}, data=raw,
+                    headers={"Content-Type": "application/vnd.kafka.record-batch"}),
+        200, "record batch at its offset")
+    assert answer["base_offset"] == next_offset, answer
+    next_offset += 1
+    # Writers racing through different agents: each offset is won once.
+    wins = []
+    losses = []
+
+    def writer(url, name):
+        for _ in range(10):
+            expected = expect(requests.get(f"{url}/v1/topics/{topic}/partitions/1", timeout=TIMEOUT), 200, "hw")["high_watermark"]
+            answer = requests.post(f"{url}{path}", params={"expected_offset": expected},
+                                   json={"records": [{"value": name}]}, timeout=TIMEOUT)
+            if answer.status_code == 200:
+                wins.append((answer.json()["offsets"][0]["offset"], name))
+            else:
+                expect_error(answer, 412, "OFFSET_MISMATCH", "race")
+                losses.append(name)
+    threads = [threading.Thread(target=writer, args=(url, f"w{i}")) for i, url in enumerate(urls * 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won_offsets = sorted(o for o, _ in wins)
+    assert len(won_offsets) == len(set(won_offsets)), f"an offset won twice: {wins}"
+    end = next_offset + len(wins)
+    records, _ = read_all(agents, topic, 1, 0, end)
+    assert len(records) == end, (len(records), end)
+    by_offset = {r["offset"]: r["value"] for r in records}
+    for offset, name in wins:
+        assert by_offset[offset] == name, (offset, name, by_offset[offset])
+    # Nothing else was written: the high watermark is exactly the winners' end.
+    hw = expect(agents.call("GET", f"/v1/topics/{topic}/partitions/1"), 200, "final")["high_watermark"]
+    assert hw == end, (hw, end)
+    # Without a partition, expected_offset is refused.
+    expect_error(agents.call("POST", f"/v1/topics/{topic}/records", params={"expected_offset": 0},
+                             json={"records": [{"value": "x"}]}), 400, "BAD_REQUEST", "topic-level expected_offset")
+    print(f"OK expected-offset written={next_offset} race_wins={len(wins)} race_losses={len(losses)} "
+          f"leaders_seen={sorted(leaders)}")
+
+
 def idempotent_records(partition):
     return {"records": [{"key": f"idem-{partition}-{i}", "value": f"once {i}"} for i in range(5)]}
 
@@ -715,6 +803,8 @@ def main():
     scenario = sys.argv[1]
     if scenario == "roundtrip":
         scenario_roundtrip(sys.argv[2], sys.argv[3:])
+    elif scenario == "expected-offset":
+        scenario_expected_offset(sys.argv[2], sys.argv[3:])
     elif scenario == "bad-input":
         scenario_bad_input(sys.argv[2], sys.argv[3:])
     elif scenario == "sse-term":

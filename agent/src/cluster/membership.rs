@@ -538,6 +538,7 @@ mod tests {
             heartbeat,
             registered_at_ms: 0,
             roles: fjord_metadata::AgentRoles::ALL,
+            gateway_address: None,
         }
     }
 

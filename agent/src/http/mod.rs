@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fjord_common::Clock;
 use fjord_gateway::{
-    Acks, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches, TopicInfo,
+    Acks, Append, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches,
+    TopicInfo,
 };
 use fjord_metadata::{
     MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic, TopicMeta, TopicPartition,
@@ -32,6 +33,7 @@ use crate::kafka::errors::{config_error, log_error, metadata_error};
 use crate::log::{LogError, TimestampQuery};
 
 mod forward;
+mod forward_gateway;
 
 /// The broker core as the gateway sees it.
 #[derive(Debug)]
@@ -39,6 +41,7 @@ pub struct GatewayCore {
     broker: Arc<Broker>,
     clock: Arc<dyn Clock>,
     forwarder: Arc<forward::Forwarder>,
+    gateway_forwarder: forward_gateway::GatewayForwarder,
 }
 
 impl GatewayCore {
@@ -48,6 +51,7 @@ impl GatewayCore {
             broker,
             clock,
             forwarder: Arc::new(forward::Forwarder::default()),
+            gateway_forwarder: forward_gateway::GatewayForwarder::default(),
         }
     }
 
@@ -83,6 +87,77 @@ impl GatewayCore {
             })?;
         let tp = TopicPartition::new(meta.id, index);
         Ok((meta, tp))
+    }
+}
+
+impl GatewayCore {
+    /// A produce to a partition `owner` leads, forwarded there: as a Kafka
+    /// `Produce` to its listener, or to its gateway for what a Kafka
+    /// `Produce` cannot carry (`expected_offset`). A produce forwarded here
+    /// is not forwarded again: the agents disagree on the leader only while
+    /// leadership moves, and the client retries.
+    async fn forward(
+        &self,
+        topic: &str,
+        partition: i32,
+        owner: i32,
+        batch: Bytes,
+        append: Append,
+    ) -> Result<i64, ProduceError> {
+        let not_leader = |why: &str| {
+            ProduceError::Kafka(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("{why} for {topic}/{partition}"),
+            ))
+        };
+        if append.forwarded {
+            return Err(not_leader("this agent is not the leader either"));
+        }
+        if append.expected_offset.is_some() {
+            let agents = self
+                .broker
+                .store
+                .list_agents()
+                .await
+                .map_err(|e| of_metadata(&e))?;
+            let address = agents
+                .into_iter()
+                .find(|agent| agent.node_id == owner)
+                .and_then(|agent| agent.gateway_address)
+                .ok_or_else(|| not_leader("no leader with a gateway"))?;
+            return self
+                .gateway_forwarder
+                .produce(&address, topic, partition, batch, append)
+                .await;
+        }
+        let address = self
+            .broker
+            .cluster
+            .live()
+            .into_iter()
+            .find(|agent| agent.node_id == owner)
+            .map(|agent| format!("{}:{}", agent.host, agent.port))
+            .ok_or_else(|| not_leader("no live leader"))?;
+        let Append { acks, timeout, .. } = append;
+        let forwarded_acks = if acks == Acks::Leader { 1 } else { -1 };
+        if acks == Acks::None {
+            // Not waited for, as acks=0 is not: forwarded in the background.
+            let forwarder = self.forwarder.clone();
+            let topic = topic.to_owned();
+            tokio::spawn(async move {
+                if let Err(error) = forwarder
+                    .produce(&address, &topic, partition, batch, 1, timeout)
+                    .await
+                {
+                    tracing::debug!(%error, "an acks=0 produce forwarded over HTTP failed");
+                }
+            });
+            return Ok(-1);
+        }
+        Ok(self
+            .forwarder
+            .produce(&address, topic, partition, batch, forwarded_acks, timeout)
+            .await?)
     }
 }
 
@@ -205,46 +280,19 @@ impl Core for GatewayCore {
         topic: &str,
         partition: i32,
         batch: Bytes,
-        acks: Acks,
-        timeout: Duration,
-        expected_offset: Option<i64>,
+        append: Append,
     ) -> Result<i64, ProduceError> {
         let (meta, tp) = self.partition_of(topic, partition).await?;
         let owner = self.broker.cluster.owner(tp, meta.partition_count);
         if owner != self.broker.node_id {
-            let address = self
-                .broker
-                .cluster
-                .live()
-                .into_iter()
-                .find(|agent| agent.node_id == owner)
-                .map(|agent| format!("{}:{}", agent.host, agent.port))
-                .ok_or_else(|| {
-                    KafkaError::new(
-                        ResponseError::NotLeaderOrFollower,
-                        format!("no live leader for {topic}/{partition}"),
-                    )
-                })?;
-            let forwarded_acks = if acks == Acks::Leader { 1 } else { -1 };
-            if acks == Acks::None {
-                // Not waited for, as acks=0 is not: forwarded in the background.
-                let forwarder = self.forwarder.clone();
-                let topic = topic.to_owned();
-                tokio::spawn(async move {
-                    if let Err(error) = forwarder
-                        .produce(&address, &topic, partition, batch, 1, timeout)
-                        .await
-                    {
-                        tracing::debug!(%error, "an acks=0 produce forwarded over HTTP failed");
-                    }
-                });
-                return Ok(-1);
-            }
-            return Ok(self
-                .forwarder
-                .produce(&address, topic, partition, batch, forwarded_acks, timeout)
-                .await?);
+            return self.forward(topic, partition, owner, batch, append).await;
         }
+        let Append {
+            acks,
+            timeout,
+            expected_offset,
+            ..
+        } = append;
         let durability = match acks {
             Acks::None => crate::log::Acks::None,
             Acks::Leader => crate::log::Acks::Leader,

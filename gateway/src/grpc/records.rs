@@ -89,6 +89,7 @@ async fn produce_one(state: &State, request: ProduceRequest) -> Result<ProduceRe
         timeout: Duration::from_millis(
             u64::from(request.timeout_ms.unwrap_or(30_000)).min(300_000),
         ),
+        forwarded: false,
     };
     if !request.record_batches.is_empty() {
         if !request.records.is_empty() {

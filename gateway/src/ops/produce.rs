@@ -16,7 +16,7 @@ use fjord_common::partition_for_key;
 use kafka_protocol::error::ResponseError;
 
 use super::Failure;
-use crate::core::{Acks, Core, KafkaError, ProduceError};
+use crate::core::{Acks, Append, Core, KafkaError, ProduceError};
 use crate::records::{ProducerSequence, RecordBytes, encode_batch};
 
 /// A record to produce, before it is placed.
@@ -59,6 +59,19 @@ pub(crate) struct Options {
     pub(crate) acks: Acks,
     /// How long to wait for the produce.
     pub(crate) timeout: Duration,
+    /// Forwarded here by another agent (see [`Append::forwarded`]).
+    pub(crate) forwarded: bool,
+}
+
+impl Options {
+    fn append(&self) -> Append {
+        Append {
+            acks: self.acks,
+            timeout: self.timeout,
+            expected_offset: self.expected_offset,
+            forwarded: self.forwarded,
+        }
+    }
 }
 
 /// Produces `records` to `topic`; each record's outcome, in request order.
@@ -130,14 +143,7 @@ pub(crate) async fn produce(
         let core = core.clone();
         async move {
             let result = core
-                .produce(
-                    topic,
-                    partition,
-                    batch,
-                    options.acks,
-                    options.timeout,
-                    options.expected_offset,
-                )
+                .produce(topic, partition, batch, options.append())
                 .await;
             (partition, result.map_err(Failure::from))
         }
@@ -179,14 +185,7 @@ pub(crate) async fn produce_batches(
         ));
     }
     Ok(core
-        .produce(
-            topic,
-            partition,
-            batches,
-            options.acks,
-            options.timeout,
-            options.expected_offset,
-        )
+        .produce(topic, partition, batches, options.append())
         .await?)
 }
 

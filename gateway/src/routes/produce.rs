@@ -41,7 +41,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{State, json, media_type, partition_index, query, read_body};
-use crate::core::{Acks, KafkaError};
+use crate::core::{Acks, FORWARDED_HEADER, KafkaError};
 use crate::error::{ApiError, ErrorBody};
 use crate::ops::produce::{self, Options, Outcome, Unplaced};
 use crate::records::{Encoding, JsonRecord, ProduceBody, ProducerSequence};
@@ -107,7 +107,11 @@ impl ProduceQuery {
     }
 
     /// How to produce to `only_partition` (or by the records' keys).
-    fn options(&self, only_partition: Option<i32>) -> Result<Options, ApiError> {
+    fn options(
+        &self,
+        only_partition: Option<i32>,
+        headers: &HeaderMap,
+    ) -> Result<Options, ApiError> {
         if self.expected_offset.is_some_and(|o| o < 0) {
             return Err(ApiError::bad_request("expected_offset is negative"));
         }
@@ -117,6 +121,7 @@ impl ProduceQuery {
             expected_offset: self.expected_offset,
             acks: self.acks()?,
             timeout: self.timeout(),
+            forwarded: headers.contains_key(FORWARDED_HEADER),
         })
     }
 }
@@ -149,7 +154,7 @@ pub(super) async fn to_topic(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params: ProduceQuery = query(&uri)?;
-    let options = params.options(None)?;
+    let options = params.options(None, &headers)?;
     if options.producer.is_some() || options.expected_offset.is_some() {
         return Err(ApiError::bad_request(
             "an idempotent produce, or one with expected_offset, names its partition: \
@@ -195,7 +200,7 @@ pub(super) async fn to_partition(
 ) -> Result<Response, ApiError> {
     let partition = partition_index(&partition)?;
     let params: ProduceQuery = query(&uri)?;
-    let options = params.options(Some(partition))?;
+    let options = params.options(Some(partition), &headers)?;
     let kind = media_type(&headers);
     let body = read_body(&headers, body, state.settings.max_body_bytes).await?;
     match kind.as_deref() {
