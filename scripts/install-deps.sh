@@ -26,11 +26,15 @@ fi
 # Python Kafka clients for the compatibility tests (pinned: tests assert on their
 # behaviour).
 # The compression libraries give kafka-python and aiokafka snappy, lz4 and zstd.
-# `requests` is the HTTP client of the gateway tests.
+# `requests` is the HTTP client of the gateway tests; grpcio (with grpcio-tools,
+# which generates the stubs from proto/, and the status, health and reflection
+# clients) and `h2` (hand-made HTTP/2 frames) those of the gRPC gateway tests.
 python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0"
     "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0"
-    "requests==2.32.5")
-python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard requests)
+    "requests==2.32.5" "grpcio==1.85.1" "grpcio-tools==1.85.1" "grpcio-status==1.85.1"
+    "grpcio-health-checking==1.85.1" "grpcio-reflection==1.85.1" "h2==4.3.0")
+python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard requests
+    grpc grpc_tools grpc_status grpc_health grpc_reflection h2)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"

@@ -17,7 +17,7 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy (default features)"
-cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets --features fjord-client/grpc -- -D warnings
 
 step "cargo clippy (FoundationDB backend and the agent built with it, type-checked only)"
 cargo clippy --locked -p fjord-metadata -p fjord-agent --features fdb --all-targets -- -D warnings
@@ -28,7 +28,7 @@ if [[ -n "${FJORD_FDB_CLUSTER_FILE:-}" ]]; then
 fi
 
 step "doctests"
-cargo test --locked --workspace --doc
+cargo test --locked --workspace --features fjord-client/grpc --doc
 
 step "tests (cargo nextest)"
-cargo nextest run --locked --workspace --no-fail-fast
+cargo nextest run --locked --workspace --features fjord-client/grpc --no-fail-fast

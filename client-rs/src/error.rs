@@ -32,6 +32,9 @@ pub struct ErrorBody {
     /// Whether the same request may succeed later (Kafka's classification).
     #[serde(default)]
     pub retriable: bool,
+    /// For `OFFSET_MISMATCH` (412): the partition's next offset.
+    #[serde(default)]
+    pub next_offset: Option<i64>,
 }
 
 /// The envelope `{"error": …}` (a tail's `error` event also carries the
@@ -58,6 +61,15 @@ pub enum Error {
         /// The `Retry-After` the gateway sent, if any.
         retry_after: Option<Duration>,
     },
+    /// A gRPC call failed (feature `grpc`): its status code and the gateway's
+    /// error object, from the status and its trailers.
+    #[error("gRPC {code}: {} ({})", body.message, body.code)]
+    Rpc {
+        /// The gRPC status code's name (`NotFound`, `Unavailable`, …).
+        code: String,
+        /// The gateway's error object.
+        body: ErrorBody,
+    },
     /// No agent could be reached, or the connection failed mid-request.
     #[error("transport: {0}")]
     Transport(String),
@@ -80,8 +92,18 @@ impl Error {
             Error::Api { status, body, .. } => {
                 *status == 503 || *status == 429 || *status == 502 || body.retriable
             }
+            Error::Rpc { code, body, .. } => code == "Unavailable" || body.retriable,
             Error::Transport(_) => true,
             Error::Decode(_) | Error::InvalidArgument(_) | Error::Closed(_) => false,
+        }
+    }
+
+    /// For a precondition that did not hold (`OFFSET_MISMATCH`): the
+    /// partition's next offset.
+    pub fn next_offset(&self) -> Option<i64> {
+        match self {
+            Error::Api { body, .. } | Error::Rpc { body, .. } => body.next_offset,
+            _ => None,
         }
     }
 
@@ -97,7 +119,7 @@ impl Error {
     /// [`Error::Api`].
     pub fn code(&self) -> Option<&str> {
         match self {
-            Error::Api { body, .. } => Some(&body.code),
+            Error::Api { body, .. } | Error::Rpc { body, .. } => Some(&body.code),
             _ => None,
         }
     }
@@ -121,6 +143,7 @@ impl Error {
                 kafka_error_code: None,
                 message: String::from_utf8_lossy(body).chars().take(500).collect(),
                 retriable: status == 503,
+                next_offset: None,
             },
         };
         Error::Api {

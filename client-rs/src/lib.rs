@@ -11,6 +11,7 @@
 //! | [`producer`] | [`Producer`]: batching per partition, murmur2 keys, back-pressure, idempotence, flush |
 //! | [`reader`] | [`Reader`]: reads from a [`Position`], and [`Tail`]s that resume on another agent |
 //! | `sse` | the Server-Sent Events parser tails use |
+//! | `grpc` | (feature `grpc`) `GrpcClient`: the same over the agents' gRPC services |
 //!
 //! Every agent serves the whole API and keeps nothing between requests, so the
 //! client sends requests to the agents in turn and moves a request that
@@ -44,6 +45,8 @@
 pub mod admin;
 pub mod client;
 pub mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod produce;
 pub mod producer;
 pub mod reader;

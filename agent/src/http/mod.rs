@@ -265,8 +265,18 @@ impl Core for GatewayCore {
 
     async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionInfo, KafkaError> {
         let (meta, tp) = self.partition_of(topic, partition).await?;
-        let (log_start_offset, high_watermark) =
-            self.broker.logs.offsets(tp).await.map_err(|e| of_log(&e))?;
+        let (log_start_offset, high_watermark) = match self.broker.logs.offsets(tp).await {
+            Ok(offsets) => offsets,
+            // The topic was deleted since this agent's topic cache read it.
+            Err(LogError::UnknownPartition(_)) => {
+                self.broker.logs.topics().invalidate(topic);
+                return Err(KafkaError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("unknown topic {topic}"),
+                ));
+            }
+            Err(error) => return Err(of_log(&error)),
+        };
         Ok(PartitionInfo {
             partition,
             log_start_offset,

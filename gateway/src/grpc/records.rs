@@ -30,7 +30,8 @@ pub(super) const NAME: &str = "fjord.v1.Records";
 const TAIL_WAIT: Duration = Duration::from_secs(5);
 
 /// The service over `state`. A request message larger than the HTTP API's
-/// body limit is refused (`RESOURCE_EXHAUSTED`) before it is decoded.
+/// body limit is refused before it is decoded: tonic's decoder answers it
+/// `OUT_OF_RANGE` ("decoded message length too large"), without details.
 pub(super) fn service(state: State) -> RecordsServer<RecordsService> {
     let limit = state.settings.max_body_bytes;
     RecordsServer::new(RecordsService { state })
