@@ -1,21 +1,23 @@
-//! Fjord's HTTP gateway: produce, read and administer topics without a Kafka
-//! client. Every agent serves it (`--http-listen`) over the same broker core as
-//! its Kafka listener, through the [`Core`] trait the agent implements: one
-//! write path, one read path. This crate holds adapters only (JSON ↔ record
-//! batches, Kafka errors ↔ HTTP statuses), never write-path logic.
+//! Fjord's HTTP and gRPC gateway: produce, read and administer topics without
+//! a Kafka client. Every agent serves it (`--http-listen`) over the same broker
+//! core as its Kafka listener, through the [`Core`] trait the agent
+//! implements: one write path, one read path. This crate holds adapters only
+//! (records ↔ record batches, Kafka errors ↔ HTTP and gRPC statuses), never
+//! write-path logic.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`core`] | [`Core`]: what the gateway asks of the agent, in Kafka's terms |
+//! | `ops` | the operations both transports share: placing and producing records, partition and topic reads, cursors |
 //! | [`error`] | the one error shape, and Kafka error → HTTP status |
 //! | [`records`] | records as JSON, to and from Kafka v2 record batches |
-//! | `routes` | the routes (listed there) and the OpenAPI document |
+//! | `routes` | the HTTP routes (listed there) and the OpenAPI document |
+//! | `grpc` | the gRPC services of `proto/fjord/v1/gateway.proto`, health, reflection, gRPC-web |
 //!
 //! Stateless by design: nothing a request leaves behind lives in the agent
 //! that served it, so any agent behind a load balancer answers any request.
 //!
-//! What a user sees of it: `docs/gateway.md`. Not built yet: gRPC,
-//! `expected_offset` preconditions.
+//! What a user sees of it: `docs/gateway.md`.
 
 pub mod core;
 pub mod error;
@@ -31,8 +33,9 @@ pub use crate::core::{
 pub use error::ApiError;
 pub use routes::{GatewaySettings, router};
 
-/// Serves `router` on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge)
-/// until `shutdown` is cancelled; requests in flight then finish.
+/// Serves `router` on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge;
+/// gRPC is HTTP/2) until `shutdown` is cancelled; requests in flight then
+/// finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,

@@ -26,10 +26,17 @@
 //! `sequence`; the next request's sequence is this one's plus its record
 //! count) is checked by the leader as a Kafka idempotent producer's batch is:
 //! a retry, through any agent, is answered with the original offsets and
-//! stored once; a gap is refused with `OUT_OF_ORDER_SEQUENCE_NUMBER` (409). Nothing is written when the request is
-//! malformed or names a partition that does not exist. When a partition's
-//! produce fails, the answer has the first failure's status and error, and
-//! lists every record's outcome (others may have been written).
+//! stored once; a gap is refused with `OUT_OF_ORDER_SEQUENCE_NUMBER` (409).
+//!
+//! Precondition: `expected_offset` on the partition route is the offset the
+//! first record must get; the leader checks it where it assigns offsets, and
+//! otherwise writes nothing and answers 412 `OFFSET_MISMATCH` with the
+//! partition's `next_offset`.
+//!
+//! Nothing is written when the request is malformed or names a partition that
+//! does not exist. When a partition's produce fails, the answer has the first
+//! failure's status and error, and lists every record's outcome (others may
+//! have been written).
 
 use std::time::Duration;
 
