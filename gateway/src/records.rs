@@ -32,6 +32,70 @@ pub enum Encoding {
     Base64,
 }
 
+/// A list of JSON objects as `T`s. A derived `Deserialize` also takes a
+/// struct written as an array of its fields (`[null, "v"]`), which this API
+/// does not document and refuses: each element must be an object.
+fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Elements<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Elements<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(element) = seq.next_element_seed(Object(std::marker::PhantomData))? {
+                out.push(element);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Elements(std::marker::PhantomData))
+}
+
+/// One JSON object as `T` (see [`objects`]).
+struct Object<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Object<T> {
+    type Value = T;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// `text` as one JSON object `T` (an array or another value is refused, as
+/// in [`objects`]).
+pub fn object_from_str<'de, T: Deserialize<'de>>(text: &'de str) -> serde_json::Result<T> {
+    use serde::de::DeserializeSeed as _;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Object(std::marker::PhantomData).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// `bytes` as one JSON object `T` (see [`object_from_str`]).
+pub fn object_from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> serde_json::Result<T> {
+    use serde::de::DeserializeSeed as _;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = Object(std::marker::PhantomData).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
 /// A record header in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +118,7 @@ pub struct JsonRecord {
     #[serde(default)]
     pub value: Option<String>,
     /// Headers, in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     pub headers: Vec<JsonHeader>,
     /// The partition; absent: by the key (murmur2), or one partition for all
     /// of a request's records without a key.
@@ -74,6 +138,7 @@ pub struct JsonRecord {
 #[serde(deny_unknown_fields)]
 pub struct ProduceBody {
     /// The records, in order.
+    #[serde(deserialize_with = "objects")]
     pub records: Vec<JsonRecord>,
     /// How the records' bytes are written, unless a record says otherwise.
     #[serde(default)]
@@ -384,6 +449,25 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), Some(Bytes::copy_from_slice(v))))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn records_and_headers_are_objects_never_arrays_of_their_fields() {
+        let body: ProduceBody = object_from_str(
+            r#"{"records": [{"value": "v", "headers": [{"key": "h", "value": null}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(body.records[0].headers[0].key, "h");
+        for bad in [
+            r#"{"records": [[null, null]]}"#,
+            r#"{"records": [{"value": "v", "headers": [["h", "x"]]}]}"#,
+            r#"[[{"value": "v"}], "utf8"]"#,
+            r#"{"records": [{"value": "v"}]} trailing"#,
+        ] {
+            assert!(object_from_str::<ProduceBody>(bad).is_err(), "{bad}");
+        }
+        assert!(object_from_str::<JsonRecord>("[null, \"v\"]").is_err());
+        assert!(object_from_slice::<JsonRecord>(br#"{"key": "k"}"#).is_ok());
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! - A produce to a partition this agent owns is appended here, as a Kafka
 //!   produce is; one owned elsewhere is forwarded to that agent's Kafka
 //!   listener ([`forward`]). Either way the leader's write path decides.
-//! - Reads of committed data work on every agent (the index is in metadata;
-//!   the leader also serves its memory tail). A read that waits for records
-//!   wakes on this agent's commits; on a partition another agent leads, when
-//!   the one poller of that partition on this agent sees its high watermark
-//!   move ([`crate::log::fetch::long_poll`]).
+//! - A read of a partition another agent leads is forwarded to it as a Kafka
+//!   `Fetch` ([`forward`]): the leader serves it from its memory and ends a
+//!   wait at its commit. When it cannot, committed data is read here (the
+//!   index is in metadata). Tails wake on this agent's commits; on a partition
+//!   another agent leads, when the one poller of that partition on this agent
+//!   sees its high watermark move ([`crate::log::fetch::long_poll`]).
+//! - A produce with an `expected_offset` precondition, which a Kafka
+//!   `Produce` cannot carry, goes to the leader's gateway
+//!   ([`forward_gateway`]).
 //! - Errors become Kafka codes through [`crate::kafka::errors`], the one
 //!   mapping the Kafka listener uses.
 
@@ -91,6 +95,16 @@ impl GatewayCore {
 }
 
 impl GatewayCore {
+    /// The Kafka listener of live agent `node_id`.
+    fn kafka_address(&self, node_id: i32) -> Option<String> {
+        self.broker
+            .cluster
+            .live()
+            .into_iter()
+            .find(|agent| agent.node_id == node_id)
+            .map(|agent| format!("{}:{}", agent.host, agent.port))
+    }
+
     /// A produce to a partition `owner` leads, forwarded there: as a Kafka
     /// `Produce` to its listener, or to its gateway for what a Kafka
     /// `Produce` cannot carry (`expected_offset`). A produce forwarded here
@@ -131,12 +145,7 @@ impl GatewayCore {
                 .await;
         }
         let address = self
-            .broker
-            .cluster
-            .live()
-            .into_iter()
-            .find(|agent| agent.node_id == owner)
-            .map(|agent| format!("{}:{}", agent.host, agent.port))
+            .kafka_address(owner)
             .ok_or_else(|| not_leader("no live leader"))?;
         let Append { acks, timeout, .. } = append;
         let forwarded_acks = if acks == Acks::Leader { 1 } else { -1 };
@@ -342,7 +351,28 @@ impl Core for GatewayCore {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<ReadBatches, KafkaError> {
-        let (_, tp) = self.partition_of(topic, partition).await?;
+        let (meta, tp) = self.partition_of(topic, partition).await?;
+        let owner = self.broker.cluster.owner(tp, meta.partition_count);
+        // Led elsewhere: read from the leader, as a Kafka consumer does (its
+        // memory, and a wait that ends at its commit). When it cannot answer
+        // (leadership moving, unreachable, too many forwarded reads), the
+        // committed data is read here, through the index and the bucket.
+        if owner != self.broker.node_id
+            && let Some(address) = self.kafka_address(owner)
+        {
+            match self
+                .forwarder
+                .fetch(&address, topic, partition, offset, max_bytes, wait)
+                .await
+            {
+                Some(Ok(read)) => return Ok(read),
+                Some(Err(error)) if !error.error.is_retriable() => return Err(error),
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "a forwarded read failed; reading here");
+                }
+                None => {}
+            }
+        }
         let start = tokio::time::Instant::now();
         let deadline = start.checked_add(wait).unwrap_or(start);
         loop {

@@ -193,6 +193,6 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// A JSON body as `T`; a 400 naming what is wrong when it is not.
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
+    crate::records::object_from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("bad JSON body: {error}")))
 }

@@ -345,7 +345,7 @@ fn produce_ndjson(state: State, topic: String, body: Body, options: Options) -> 
             number += 1;
             let record = match line {
                 Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => serde_json::from_str::<JsonRecord>(&text).map_err(|error| {
+                Ok(text) => crate::records::object_from_str::<JsonRecord>(&text).map_err(|error| {
                     ApiError::bad_request(format!("line {number}: bad JSON record: {error}"))
                 }),
                 Err(LinesCodecError::MaxLineLengthExceeded) => Err(ApiError::too_large(max_line)),
