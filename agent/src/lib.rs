@@ -29,7 +29,7 @@
 //! | [`faults`] | fault injection in whole agent processes, for tests |
 //! | [`groups`] | the consumer-group coordinator |
 //! | [`heartbeat`] | this agent's lease in metadata |
-//! | [`http`] | the HTTP gateway's view of this agent: produce (forwarded to the leader), read, topics |
+//! | [`http`] | the HTTP and gRPC gateway's view of this agent: produce and read (forwarded to the leader), topics |
 //! | [`idempotence`] | the idempotent producer's epoch and sequence checks on one partition |
 //! | [`kafka`] | the Kafka listener: framing, dispatch, one handler per API, error-code mapping |
 //! | [`launch`] | from settings to a running agent: components opened by URL |
@@ -37,6 +37,7 @@
 //! | [`maintenance`] | jobs that keep state bounded (idle producer ids) |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
 //! | [`stats`] | the object-store counters file benchmarks read |
+//! | [`topic_spec`] | a topic to create, checked as `CreateTopics` checks it, for the Kafka handler and the gateway |
 //! | [`topics`] | topic lookups for the request path, cached |
 //! | `trace` | timelines of produce requests and flushes (debug events), to find where a produce waits |
 //!
@@ -71,6 +72,7 @@ pub mod log;
 pub mod maintenance;
 pub mod records;
 pub mod stats;
+pub mod topic_spec;
 pub mod topics;
 pub(crate) mod trace;
 

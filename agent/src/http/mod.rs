@@ -26,14 +26,11 @@ use fjord_gateway::{
     Acks, Append, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches,
     TopicInfo,
 };
-use fjord_metadata::{
-    MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic, TopicMeta, TopicPartition,
-};
+use fjord_metadata::{MetadataError, TopicMeta, TopicPartition};
 use kafka_protocol::error::ResponseError;
 
 use crate::Broker;
-use crate::configs::topic;
-use crate::kafka::errors::{config_error, log_error, metadata_error};
+use crate::kafka::errors::{log_error, metadata_error};
 use crate::log::{LogError, TimestampQuery};
 
 mod forward;
@@ -221,34 +218,24 @@ impl Core for GatewayCore {
         let partitions = request
             .partitions
             .unwrap_or(self.broker.settings.default_partitions);
-        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
-            return Err(KafkaError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}, got {partitions}"
-                ),
-            ));
-        }
-        let configs = topic::from_request(
+        let spec = crate::topic_spec::new_topic(
+            request.name,
+            partitions,
             request
                 .configs
                 .iter()
                 .map(|(name, value)| (name.as_str(), Some(value.as_str()))),
         )
-        .map_err(|e| KafkaError::new(config_error(&e), e.to_string()))?;
-        let spec = NewTopic {
-            name: request.name,
-            partition_count: partitions,
-            configs,
-        };
-        match self.broker.store.create_topic(spec).await {
-            Ok(created) => Ok(info_of(created)),
-            Err(error @ MetadataError::Invalid { .. }) => Err(KafkaError::new(
-                ResponseError::InvalidTopicException,
-                error.to_string(),
-            )),
-            Err(error) => Err(of_metadata(&error)),
-        }
+        .map_err(|(error, message)| KafkaError::new(error, message))?;
+        let created = self
+            .broker
+            .store
+            .create_topic(spec)
+            .await
+            .map_err(|error| {
+                KafkaError::new(crate::topic_spec::creation_error(&error), error.to_string())
+            })?;
+        Ok(info_of(created))
     }
 
     async fn delete_topic(&self, name: &str) -> Result<(), KafkaError> {

@@ -12,10 +12,8 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::Broker;
 use crate::configs::topic;
-use crate::kafka::errors::{config_error, metadata_error};
-use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError, NewTopic};
+use crate::{Broker, topic_spec};
 
 /// The topic's configs as the v5+ response reports them.
 fn reported_configs(
@@ -70,17 +68,6 @@ pub(crate) async fn handle(
             result.num_partitions = -1;
             result.replication_factor = -1;
         };
-        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
-            fail(
-                &mut result,
-                ResponseError::InvalidPartitions,
-                format!(
-                    "number of partitions must be in 1..={MAX_PARTITIONS_PER_TOPIC}, got {partitions}"
-                ),
-            );
-            response.topics.push(result);
-            continue;
-        }
         if topic.replication_factor == 0 || topic.replication_factor < -1 {
             fail(
                 &mut result,
@@ -99,18 +86,13 @@ pub(crate) async fn handle(
                 config.value.as_ref().map(|v| v.as_str()),
             )
         });
-        let configs = match topic::from_request(requested) {
-            Ok(configs) => configs,
-            Err(error) => {
-                fail(&mut result, config_error(&error), error.to_string());
+        let spec = match topic_spec::new_topic(topic.name.0.to_string(), partitions, requested) {
+            Ok(spec) => spec,
+            Err((error, message)) => {
+                fail(&mut result, error, message);
                 response.topics.push(result);
                 continue;
             }
-        };
-        let spec = NewTopic {
-            name: topic.name.0.to_string(),
-            partition_count: partitions,
-            configs,
         };
         if request.validate_only {
             match broker.store.describe_topic(&spec.name).await {
@@ -144,13 +126,11 @@ pub(crate) async fn handle(
                     ));
                 }
             }
-            Err(error) => {
-                let code = match &error {
-                    MetadataError::Invalid { .. } => ResponseError::InvalidTopicException,
-                    other => metadata_error(other),
-                };
-                fail(&mut result, code, error.to_string());
-            }
+            Err(error) => fail(
+                &mut result,
+                topic_spec::creation_error(&error),
+                error.to_string(),
+            ),
         }
         response.topics.push(result);
     }
