@@ -10,43 +10,24 @@
 mod many_agents_support;
 mod support;
 
-use many_agents_support::{Bucket, Cluster};
-use support::run_python_client_with_args;
+use many_agents_support::{Cluster, gateway_addresses, gateway_cluster, run_gateway_scenario};
 
-/// The largest body (and so gRPC request message) the agents here take, so
-/// the check of the limit sends little (the script's default).
-const MAX_BODY: &str = "1048576";
-
-/// The gRPC targets (`host:port`, the agents' HTTP ports) of the running
-/// agents, in agent order.
 fn targets(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .agents
-        .iter()
-        .flatten()
-        .map(|agent| format!("127.0.0.1:{}", agent.http_port))
-        .collect()
+    gateway_addresses(cluster, "")
 }
 
 fn started(count: usize, args: &[&str]) -> Cluster {
-    let mut all = vec!["--http-max-body-bytes", MAX_BODY];
-    all.extend_from_slice(args);
-    let mut cluster = Cluster::new(count, Bucket::Directory, &all);
-    for i in 0..count {
-        cluster.start(i);
-    }
-    cluster
+    gateway_cluster(count, args)
 }
 
 fn run(scenario: &str, cluster: &Cluster, extra: &[&str]) -> String {
-    let bootstrap = cluster.bootstrap();
-    let targets = targets(cluster);
-    let mut args = vec![scenario, bootstrap.as_str()];
-    args.extend_from_slice(extra);
-    args.extend(targets.iter().map(String::as_str));
-    let out = run_python_client_with_args("grpc_gateway.py", &args);
-    print!("{out}");
-    out
+    run_gateway_scenario(
+        "grpc_gateway.py",
+        scenario,
+        cluster,
+        extra,
+        &targets(cluster),
+    )
 }
 
 /// Produce (unary and streaming), read, tail, idempotent retries, topics,

@@ -11,41 +11,20 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use many_agents_support::{Bucket, Cluster, wait_for};
-use support::run_python_client_with_args;
+use many_agents_support::{
+    Cluster, gateway_addresses, gateway_cluster, run_gateway_scenario, wait_for,
+};
 
-/// The largest body the agents here take, so the 413 checks send little.
-const MAX_BODY: &str = "1048576";
-
-/// The gateway URLs of the running agents, in agent order.
 fn urls(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .agents
-        .iter()
-        .flatten()
-        .map(|agent| format!("http://127.0.0.1:{}", agent.http_port))
-        .collect()
+    gateway_addresses(cluster, "http://")
 }
 
 fn started(count: usize, args: &[&str]) -> Cluster {
-    let mut all = vec!["--http-max-body-bytes", MAX_BODY];
-    all.extend_from_slice(args);
-    let mut cluster = Cluster::new(count, Bucket::Directory, &all);
-    for i in 0..count {
-        cluster.start(i);
-    }
-    cluster
+    gateway_cluster(count, args)
 }
 
 fn run(scenario: &str, cluster: &Cluster, extra: &[&str]) -> String {
-    let bootstrap = cluster.bootstrap();
-    let urls = urls(cluster);
-    let mut args = vec![scenario, bootstrap.as_str()];
-    args.extend_from_slice(extra);
-    args.extend(urls.iter().map(String::as_str));
-    let out = run_python_client_with_args("http_gateway.py", &args);
-    print!("{out}");
-    out
+    run_gateway_scenario("http_gateway.py", scenario, cluster, extra, &urls(cluster))
 }
 
 #[test]

@@ -1167,3 +1167,49 @@ impl Cluster {
         panic!("agent {i} held the SQLite write lock at 50 pauses");
     }
 }
+
+// ----- gateway scenarios (`http_gateway.rs`, `grpc_gateway.rs`) -----
+
+/// The largest request body (and gRPC request message) the gateway scenarios'
+/// agents take, so the checks of the limit send little.
+pub const GATEWAY_MAX_BODY: &str = "1048576";
+
+/// `count` agents started with `args`, their gateways taking bodies up to
+/// [`GATEWAY_MAX_BODY`].
+pub fn gateway_cluster(count: usize, args: &[&str]) -> Cluster {
+    let mut all = vec!["--http-max-body-bytes", GATEWAY_MAX_BODY];
+    all.extend_from_slice(args);
+    let mut cluster = Cluster::new(count, Bucket::Directory, &all);
+    for i in 0..count {
+        cluster.start(i);
+    }
+    cluster
+}
+
+/// `<prefix>127.0.0.1:<gateway port>` of each running agent, in agent order.
+pub fn gateway_addresses(cluster: &Cluster, prefix: &str) -> Vec<String> {
+    cluster
+        .agents
+        .iter()
+        .flatten()
+        .map(|agent| format!("{prefix}127.0.0.1:{}", agent.http_port))
+        .collect()
+}
+
+/// Runs `script scenario <bootstrap> <extra…> <addresses…>` and prints what it
+/// printed.
+pub fn run_gateway_scenario(
+    script: &str,
+    scenario: &str,
+    cluster: &Cluster,
+    extra: &[&str],
+    addresses: &[String],
+) -> String {
+    let bootstrap = cluster.bootstrap();
+    let mut args = vec![scenario, bootstrap.as_str()];
+    args.extend_from_slice(extra);
+    args.extend(addresses.iter().map(String::as_str));
+    let out = crate::support::run_python_client_with_args(script, &args);
+    print!("{out}");
+    out
+}
