@@ -28,13 +28,14 @@ fi
 # The compression libraries give kafka-python and aiokafka snappy, lz4 and zstd.
 # `requests` is the HTTP client of the gateway tests; grpcio (with grpcio-tools,
 # which generates the stubs from proto/, and the status, health and reflection
-# clients) and `h2` (hand-made HTTP/2 frames) those of the gRPC gateway tests.
+# clients) and `h2` (hand-made HTTP/2 frames) those of the gRPC gateway tests;
+# pytest runs the Terraform structural tests.
 python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0"
     "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0"
     "requests==2.32.5" "grpcio==1.85.1" "grpcio-tools==1.85.1" "grpcio-status==1.85.1"
-    "grpcio-health-checking==1.85.1" "grpcio-reflection==1.85.1" "h2==4.3.0")
+    "grpcio-health-checking==1.85.1" "grpcio-reflection==1.85.1" "h2==4.3.0" "pytest==8.4.2")
 python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard requests
-    grpc grpc_tools grpc_status grpc_health grpc_reflection h2)
+    grpc grpc_tools grpc_status grpc_health grpc_reflection h2 pytest)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"
@@ -59,6 +60,26 @@ installed_schemathesis="$(python3 -c 'import importlib.metadata as m; print(m.ve
 if [[ "$installed_schemathesis" != "$schemathesis_version" ]]; then
     echo "installing schemathesis==$schemathesis_version (found: ${installed_schemathesis:-none})"
     python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+
+# The Terraform checks (scripts/test-terraform.sh): python-hcl2 parses the HCL
+# for the structural tests; checkov lints it. checkov pins its own fork of the
+# HCL parser (bc-python-hcl2, also imported as `hcl2`) and many libraries, so it
+# lives in its own virtual environment. Both pinned, reinstalled when another
+# version is present.
+hcl2_version="8.1.4"
+installed_hcl2="$(python3 -c 'import importlib.metadata as m; print(m.version("python-hcl2"))' 2>/dev/null || true)"
+if [[ "$installed_hcl2" != "$hcl2_version" ]]; then
+    echo "installing python-hcl2==$hcl2_version (found: ${installed_hcl2:-none})"
+    python3 -m pip install --quiet --disable-pip-version-check "python-hcl2==$hcl2_version"
+fi
+checkov_version="3.3.30"
+checkov_venv="${XDG_CACHE_HOME:-$HOME/.cache}/fjord/checkov-$checkov_version"
+if ! "$checkov_venv/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
+    echo "installing checkov==$checkov_version into $checkov_venv"
+    rm -rf "$checkov_venv"
+    python3 -m venv "$checkov_venv"
+    "$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$checkov_version"
 fi
 
 node_dir="$(dirname "$0")/../tests/clients/node"
