@@ -29,13 +29,16 @@ fi
 # `requests` is the HTTP client of the gateway tests; grpcio (with grpcio-tools,
 # which generates the stubs from proto/, and the status, health and reflection
 # clients) and `h2` (hand-made HTTP/2 frames) those of the gRPC gateway tests;
-# pytest runs the Terraform structural tests.
+# pytest runs the Terraform structural tests; check-jsonschema checks the
+# compose file against the Compose specification.
 python_packages=("kafka-python==2.2.15" "confluent-kafka==2.12.1" "aiokafka==0.12.0"
     "cramjam==2.11.0" "lz4==4.4.4" "python-snappy==0.7.3" "zstandard==0.25.0"
     "requests==2.32.5" "grpcio==1.85.1" "grpcio-tools==1.85.1" "grpcio-status==1.85.1"
-    "grpcio-health-checking==1.85.1" "grpcio-reflection==1.85.1" "h2==4.3.0" "pytest==8.4.2")
+    "grpcio-health-checking==1.85.1" "grpcio-reflection==1.85.1" "h2==4.3.0" "pytest==8.4.2"
+    "check-jsonschema==0.33.3")
 python_modules=(kafka confluent_kafka aiokafka cramjam lz4 snappy zstandard requests
-    grpc grpc_tools grpc_status grpc_health grpc_reflection h2 pytest)
+    grpc grpc_tools grpc_status grpc_health grpc_reflection h2 pytest
+    check_jsonschema)
 for i in "${!python_packages[@]}"; do
     if ! python3 -c "import ${python_modules[$i]}" >/dev/null 2>&1; then
         echo "installing ${python_packages[$i]}"
@@ -62,7 +65,7 @@ if [[ "$installed_schemathesis" != "$schemathesis_version" ]]; then
     python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 
-# The Terraform checks (scripts/test-terraform.sh): python-hcl2 parses the HCL
+# The Terraform checks (scripts/test-deploy.sh): python-hcl2 parses the HCL
 # for the structural tests; checkov lints it. checkov pins its own fork of the
 # HCL parser (bc-python-hcl2, also imported as `hcl2`) and many libraries, so it
 # lives in its own virtual environment. Both pinned, reinstalled when another

@@ -13,8 +13,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing dependencies"
 scripts/install-deps.sh
 
-step "terraform checks (structural tests, checkov; fmt, validate and test where terraform exists)"
-scripts/test-terraform.sh
+step "deployment checks (compose schema; terraform structural tests, checkov; fmt, validate and test where terraform exists)"
+scripts/test-deploy.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Offline checks of terraform/ (installs nothing: scripts/install-deps.sh does):
+# Offline checks of the deployment files (installs nothing: scripts/install-deps.sh
+# does): localstack/compose.yaml against the Compose specification
+# (check-jsonschema's built-in schema; no Docker daemon runs here), and terraform/:
 #   1. structural tests over the parsed HCL (pytest + python-hcl2),
 #   2. checkov with terraform/.checkov.yaml (every skip has a written reason),
 #   3. where a terraform binary exists: terraform fmt -check; and where the AWS
@@ -15,6 +17,11 @@ step() { printf '\n==> %s\n' "$*"; }
 skipped() { printf 'SKIPPED: %s\n' "$*"; }
 
 started=$SECONDS
+
+step "localstack/compose.yaml against the Compose specification (check-jsonschema)"
+python3 -m check_jsonschema --builtin-schema vendor.compose-spec localstack/compose.yaml
+bash -n localstack/smoke.sh
+skipped "docker compose up and localstack/smoke.sh (no Docker daemon runs here)"
 
 step "terraform structural tests (pytest, python-hcl2)"
 python3 -m pytest -q -p no:cacheprovider tests/terraform
@@ -63,4 +70,4 @@ else
     fi
 fi
 
-printf '\nterraform checks passed in %ss\n' "$((SECONDS - started))"
+printf '\ndeployment checks passed in %ss\n' "$((SECONDS - started))"
