@@ -85,6 +85,37 @@ if ! "$checkov_venv/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_vers
     "$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$checkov_version"
 fi
 
+# LocalStack's S3, run without Docker, for the storage conformance tests
+# (storage/src/testing.rs starts it): localstack-core in its own virtual
+# environment on Python 3.13 (this release imports `warnings.deprecated`).
+# Pins on top of its resolution, which it needs to start: cbor2 before 6 (it
+# imports `cbor2._decoder`), and cryptography / pyOpenSSL / service-identity
+# at versions whose certificate APIs it uses.
+localstack_version="2026.3.0"
+localstack_venv="${XDG_CACHE_HOME:-$HOME/.cache}/fjord/localstack-$localstack_version"
+if ! "$localstack_venv/bin/python" -c 'import localstack.aws.components, service_identity' >/dev/null 2>&1; then
+    # A Python 3.13 that runs: on PATH, or one of pyenv's versions.
+    python313=""
+    for candidate in python3.13 "$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13; do
+        if "$candidate" -c 'import venv' >/dev/null 2>&1; then
+            python313="$candidate"
+            break
+        fi
+    done
+    if [[ -z "$python313" ]]; then
+        echo "LocalStack's S3 needs Python 3.13 (no python3.13 on PATH or under pyenv)" >&2
+        exit 1
+    fi
+    echo "installing localstack-core==$localstack_version into $localstack_venv"
+    rm -rf "$localstack_venv"
+    "$python313" -m venv "$localstack_venv"
+    "$localstack_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "localstack-core[runtime]==$localstack_version" "service-identity==24.2.0"
+    "$localstack_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        "cbor2==5.6.5" "cryptography==43.0.3" "pyopenssl==24.2.1"
+    "$localstack_venv/bin/python" -c 'import localstack.aws.components, service_identity'
+fi
+
 node_dir="$(dirname "$0")/../tests/clients/node"
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Debian packages: nodejs npm"

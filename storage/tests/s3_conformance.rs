@@ -1,10 +1,11 @@
 //! The same object-store conformance assertions against every backend Fjord
-//! supports: in memory, a local directory, and a real S3-compatible server (the
-//! S3 server of `moto[server]`, started as a child process on loopback), each
-//! through the standard decorator stack of `open_store`.
+//! supports: in memory, a local directory, and two real S3-compatible servers
+//! (the S3 server of `moto[server]`, and LocalStack's S3 run without Docker),
+//! started as child processes on loopback, each through the standard
+//! decorator stack of `open_store`.
 //!
-//! The moto server must be installed (`scripts/install-deps.sh`); without it the
-//! S3 tests fail rather than skip, because CI installs it.
+//! Both servers must be installed (`scripts/install-deps.sh`); without them the
+//! S3 tests fail rather than skip, because CI installs them.
 
 // The shared assertions live in helper functions, which clippy's
 // allow-unwrap-in-tests does not cover.
@@ -18,7 +19,7 @@ use fjord_storage::object_store::{
     Fault, FaultInjectingObjectStore, OpenedStore, Operation, RetryOptions, StoreOptions, Trigger,
     decorate, open_backend, open_store, read_chunk, read_footer,
 };
-use fjord_storage::testing::MotoServer;
+use fjord_storage::testing::{MotoServer, S3Server};
 use fjord_storage::{ChunkMeta, Compression, ErrorKind, ObjectKeys, SegmentWriter, WriterOptions};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -252,7 +253,21 @@ fn moto() -> MotoServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_compatible_server() {
-    let server = moto();
+    s3_server_conformance(moto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localstack_s3() {
+    let server = tokio::task::spawn_blocking(S3Server::start_localstack)
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| {
+            panic!("the S3 conformance tests need LocalStack's S3 and could not start it: {error}")
+        });
+    s3_server_conformance(server).await;
+}
+
+async fn s3_server_conformance(server: S3Server) {
     server.create_bucket("fjord-conformance").unwrap();
     let options = StoreOptions {
         retry: quick_retries(),
