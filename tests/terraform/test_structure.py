@@ -5,7 +5,7 @@ bucket's lifecycle, versioning, public access and TLS-only policy, the S3
 gateway endpoint on every private route table, FoundationDB slot and
 coordinator counts per mode, the agents' hand-off lifecycle hook, typed and
 described variables, no literal secrets) without a terraform binary or a
-provider. Run by scripts/test-terraform.sh: python3 -m pytest tests/terraform
+provider. Run by scripts/test-deploy.sh: python3 -m pytest tests/terraform
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # The whole dev example planned and applied against a mocked AWS provider:
-# `terraform test` in examples/dev-single-az (scripts/test-terraform.sh).
+# `terraform test` in examples/dev-single-az (scripts/test-deploy.sh).
 
 mock_provider "aws" {
   mock_data "aws_region" {

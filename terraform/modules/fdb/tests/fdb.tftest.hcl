@@ -1,5 +1,5 @@
 # Slot and coordinator counts per mode, with a mocked AWS provider:
-# `terraform test` in modules/fdb (scripts/test-terraform.sh).
+# `terraform test` in modules/fdb (scripts/test-deploy.sh).
 
 mock_provider "aws" {
   mock_data "aws_ssm_parameter" {
