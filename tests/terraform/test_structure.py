@@ -610,6 +610,10 @@ def test_lifecycle_hooks_outlast_the_agents_shutdown():
     assert "TimeoutStopSec=${stop_timeout_seconds}" in template
     assert "autoscaling/target-lifecycle-state" in template
     assert "complete-lifecycle-action" in template
+    # Run from the container image, the agent is stopped the same way: docker
+    # sends SIGTERM and waits as long.
+    assert "docker stop --signal SIGTERM --time ${stop_timeout_seconds} fjord" in template
+    assert "--network host" in template
 
 
 def test_agent_settings_are_rendered_from_variables():

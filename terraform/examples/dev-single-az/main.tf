@@ -52,6 +52,7 @@ module "agents" {
   bucket_name                 = module.bucket.bucket_name
   prefix                      = "fjord"
   cluster_file_parameter_name = module.fdb.cluster_file_parameter_name
+  agent_image                 = var.agent_image
   agent_download_url          = var.agent_download_url
   agent_download_sha256       = var.agent_download_sha256
   serve_instance_type         = "m6i.large"

@@ -26,6 +26,12 @@ variable "allowed_client_cidrs" {
   description = "CIDR blocks of the Kafka and HTTP clients (for example the VPN's or a peered VPC's)."
 }
 
+variable "agent_image" {
+  type        = string
+  description = "Container image of the agent (the repository's Dockerfile), pinned by digest; null runs the binary instead."
+  default     = null
+}
+
 variable "agent_download_url" {
   type        = string
   description = "HTTPS URL of the fjord binary built with --features fdb; null when the AMI carries /usr/local/bin/fjord."

@@ -59,6 +59,7 @@ module "agents" {
   bucket_name                         = module.bucket.bucket_name
   prefix                              = "fjord"
   cluster_file_parameter_name         = module.fdb.cluster_file_parameter_name
+  agent_image                         = var.agent_image
   agent_download_url                  = var.agent_download_url
   agent_download_sha256               = var.agent_download_sha256
   ebs_kms_key_arn                     = var.kms_key_arn

@@ -47,6 +47,7 @@ locals {
     hook_name                   = local.hook_name
     agent_download_url          = var.agent_download_url == null ? "" : var.agent_download_url
     agent_download_sha256       = var.agent_download_sha256 == null ? "" : var.agent_download_sha256
+    agent_image                 = var.agent_image == null ? "" : var.agent_image
     extra_settings              = var.extra_settings
   }
 }
@@ -58,6 +59,10 @@ resource "terraform_data" "checks" {
     precondition {
       condition     = var.agent_download_url == null || var.agent_download_sha256 != null
       error_message = "agent_download_url needs agent_download_sha256."
+    }
+    precondition {
+      condition     = var.agent_image == null || var.agent_download_url == null
+      error_message = "give agent_image or agent_download_url, not both."
     }
     precondition {
       condition     = var.serve_min_per_az <= var.serve_desired_per_az && var.serve_desired_per_az <= var.serve_max_per_az

@@ -22,3 +22,8 @@ output "jobs_group_name" {
   description = "The jobs agents' auto-scaling group."
   value       = aws_autoscaling_group.jobs.name
 }
+
+output "jobs_launch_template_user_data" {
+  description = "The jobs agents' boot script (base64), as their launch template holds it: to inspect what an instance runs at boot."
+  value       = aws_launch_template.jobs.user_data
+}

@@ -100,6 +100,17 @@ variable "agent_download_url" {
   }
 }
 
+variable "agent_image" {
+  type        = string
+  description = "Container image of the agent (built from the repository's Dockerfile, with FoundationDB support), run with Docker on the host's network instead of a binary; pin it by digest. null runs the binary (agent_download_url, or the AMI's)."
+  default     = null
+
+  validation {
+    condition     = var.agent_image == null || can(regex("^[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?$", var.agent_image))
+    error_message = "agent_image must be an image reference (registry/name:tag or @sha256:digest)."
+  }
+}
+
 variable "agent_download_sha256" {
   type        = string
   description = "SHA-256 of the binary at agent_download_url, checked before it is installed (required with agent_download_url)."

@@ -87,3 +87,28 @@ run "dev_cluster" {
     error_message = "the dev cluster runs FoundationDB in double mode: 3 coordinators."
   }
 }
+
+# From the container image: the launch templates' boot script runs the image
+# with Docker and stops it with SIGTERM; no binary is installed.
+run "dev_cluster_from_the_image" {
+  command = plan
+
+  variables {
+    agent_image = "registry.example.com/fjord/agent@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  }
+
+  assert {
+    condition     = strcontains(base64decode(module.agents.jobs_launch_template_user_data), "docker run --rm --name fjord --network host")
+    error_message = "with agent_image, the agent runs from the image."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(module.agents.jobs_launch_template_user_data), "docker stop --signal SIGTERM")
+    error_message = "the image's agent is stopped with SIGTERM."
+  }
+
+  assert {
+    condition     = !strcontains(base64decode(module.agents.jobs_launch_template_user_data), "test -x /usr/local/bin/fjord")
+    error_message = "with agent_image, no binary is expected on the host."
+  }
+}
