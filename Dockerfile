@@ -12,7 +12,7 @@
 ARG RUST_VERSION=1.95.0
 ARG DEBIAN_RELEASE=bookworm
 # The FoundationDB release whose client library the agent loads (API 7.3).
-ARG FDB_VERSION=7.3.63
+ARG FDB_VERSION=7.3.59
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 ARG FDB

@@ -81,11 +81,11 @@ variable "cluster_file_parameter_name" {
 variable "fdb_version" {
   type        = string
   description = "Version of the FoundationDB client library installed on the agents (the same as the servers')."
-  default     = "7.3.63"
+  default     = "7.3.59"
 
   validation {
     condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.fdb_version))
-    error_message = "fdb_version must be a release number such as 7.3.63."
+    error_message = "fdb_version must be a release number such as 7.3.59."
   }
 }
 

@@ -114,11 +114,11 @@ variable "ebs_kms_key_arn" {
 variable "fdb_version" {
   type        = string
   description = "FoundationDB version installed from the official release packages (github.com/apple/foundationdb/releases); the agents' client library must be the same version."
-  default     = "7.3.63"
+  default     = "7.3.59"
 
   validation {
     condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.fdb_version))
-    error_message = "fdb_version must be a release number such as 7.3.63."
+    error_message = "fdb_version must be a release number such as 7.3.59."
   }
 }
 
