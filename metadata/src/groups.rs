@@ -55,11 +55,47 @@ struct GroupHeader {
     leader: Option<String>,
     phase: GroupPhase,
     updated_at_ms: i64,
+    /// Version 2: set for a group of the server-side consumer protocol, whose
+    /// members are stored under `consumer_member` keys.
+    consumer: Option<ConsumerEpochs>,
+}
+
+/// The epochs of a consumer-protocol group, in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct ConsumerEpochs {
+    group_epoch: i32,
+    assignment_epoch: i32,
+}
+
+/// Version 1 of [`GroupHeader`]: classic groups only.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct GroupHeaderV1 {
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    generation: i32,
+    leader: Option<String>,
+    phase: GroupPhase,
+    updated_at_ms: i64,
 }
 
 impl Versioned for GroupHeader {
     const WHAT: &'static str = "group";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<GroupHeaderV1>(body).map(|v1| GroupHeader {
+                protocol_type: v1.protocol_type,
+                protocol_name: v1.protocol_name,
+                generation: v1.generation,
+                leader: v1.leader,
+                phase: v1.phase,
+                updated_at_ms: v1.updated_at_ms,
+                consumer: None,
+            })
+        })
+    }
 }
 
 fn validate_shard(shard: u32) -> Result<(), MetadataError> {
@@ -124,6 +160,26 @@ async fn group_in(
         .iter()
         .map(|pair| codec::decode::<GroupMemberRecord>(&pair.value))
         .collect::<Result<Vec<_>, _>>()?;
+    let consumer = match header.consumer {
+        None => None,
+        Some(epochs) => {
+            let pairs = txn
+                .get_prefix(
+                    &keys.consumer_members(shard, group),
+                    RangeOptions::default(),
+                )
+                .await?;
+            let members = pairs
+                .iter()
+                .map(|pair| codec::decode::<ConsumerMemberRecord>(&pair.value))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(ConsumerGroupRecord {
+                group_epoch: epochs.group_epoch,
+                assignment_epoch: epochs.assignment_epoch,
+                members,
+            })
+        }
+    };
     Ok(Some(GroupRecord {
         group_id: group.to_owned(),
         protocol_type: header.protocol_type,
@@ -132,6 +188,7 @@ async fn group_in(
         leader: header.leader,
         phase: header.phase,
         members,
+        consumer,
         updated_at_ms: header.updated_at_ms,
     }))
 }
@@ -145,13 +202,25 @@ fn write_group(keys: &Keyspace, txn: &Transaction, record: &GroupRecord, updated
         leader: record.leader.clone(),
         phase: record.phase,
         updated_at_ms,
+        consumer: record.consumer.as_ref().map(|consumer| ConsumerEpochs {
+            group_epoch: consumer.group_epoch,
+            assignment_epoch: consumer.assignment_epoch,
+        }),
     };
     write(txn, &keys.group(shard, &record.group_id), &header);
     txn.clear_prefix(&keys.group_members(shard, &record.group_id));
+    txn.clear_prefix(&keys.consumer_members(shard, &record.group_id));
     for member in &record.members {
         write(
             txn,
             &keys.group_member(shard, &record.group_id, &member.member_id),
+            member,
+        );
+    }
+    for member in record.consumer.iter().flat_map(|c| &c.members) {
+        write(
+            txn,
+            &keys.consumer_member(shard, &record.group_id, &member.member_id),
             member,
         );
     }
@@ -329,6 +398,7 @@ impl MetadataStore {
                 let existed = txn.get(&keys.group(shard, group)).await?.is_some();
                 txn.clear(&keys.group(shard, group));
                 txn.clear_prefix(&keys.group_members(shard, group));
+                txn.clear_prefix(&keys.consumer_members(shard, group));
                 txn.clear_prefix(&keys.group_offsets(group));
                 Ok(existed)
             })
@@ -465,10 +535,31 @@ mod tests {
             leader: Some("m-1".into()),
             phase: GroupPhase::Stable,
             updated_at_ms: 5,
+            consumer: Some(ConsumerEpochs {
+                group_epoch: 3,
+                assignment_epoch: 2,
+            }),
         };
         assert_eq!(
             codec::decode::<GroupHeader>(&codec::encode(&header)).unwrap(),
             header
+        );
+        // A version-1 header (before consumer-protocol groups) still reads.
+        let v1 = GroupHeaderV1 {
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            generation: 7,
+            leader: Some("m-1".into()),
+            phase: GroupPhase::Stable,
+            updated_at_ms: 5,
+        };
+        let bytes = postcard::to_extend(&v1, vec![1]).unwrap();
+        assert_eq!(
+            codec::decode::<GroupHeader>(&bytes).unwrap(),
+            GroupHeader {
+                consumer: None,
+                ..header.clone()
+            }
         );
         let member = GroupMemberRecord {
             member_id: "m-1".into(),

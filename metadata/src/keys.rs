@@ -21,6 +21,7 @@
 //! | `("coordinator_shard", shard)` | [`CoordinatorShardState`](crate::CoordinatorShardState) |
 //! | `("group", shard, group)` | a group's header (a [`GroupRecord`](crate::GroupRecord) without its members) |
 //! | `("group_member", shard, group, member_id)` | [`GroupMemberRecord`](crate::GroupMemberRecord) |
+//! | `("consumer_member", shard, group, member_id)` | [`ConsumerMemberRecord`](crate::ConsumerMemberRecord) (server-side consumer protocol) |
 //! | `("counter", name)` | 8-byte little-endian counter (unversioned, see below) |
 //! | `("cluster", "id")` | `ClusterIdRecord` (the cluster id) |
 //!
@@ -348,6 +349,17 @@ impl Keyspace {
     /// The prefix of a group's members.
     pub fn group_members(&self, shard: u32, group: &str) -> Vec<u8> {
         self.root.pack(&("group_member", shard, group))
+    }
+
+    /// One member of a consumer-protocol (KIP-848) group.
+    pub fn consumer_member(&self, shard: u32, group: &str, member_id: &str) -> Vec<u8> {
+        self.root
+            .pack(&("consumer_member", shard, group, member_id))
+    }
+
+    /// The prefix of a consumer-protocol group's members.
+    pub fn consumer_members(&self, shard: u32, group: &str) -> Vec<u8> {
+        self.root.pack(&("consumer_member", shard, group))
     }
 
     /// Decodes the group id from a group-header key.

@@ -21,11 +21,12 @@ use fjord_metadata::kv::{
     RetryPolicy, decode_counter,
 };
 use fjord_metadata::{
-    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap, ErrorKind,
-    GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord, IndexEntry, JOB_SHARDS, JobLease,
-    JobShardState, MAX_COMMIT_AGE_MS, MetadataError, MetadataStore, NewTopic, OffsetCommit,
-    PartitionSwap, ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit,
-    SegmentId, ShardFence, SwapOutcome, TopicPartition, coordinator_shard_of,
+    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap,
+    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, ErrorKind, GroupMemberRecord,
+    GroupPhase, GroupProtocol, GroupRecord, IndexEntry, JOB_SHARDS, JobLease, JobShardState,
+    MAX_COMMIT_AGE_MS, MetadataError, MetadataStore, NewTopic, OffsetCommit, PartitionSwap,
+    ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId,
+    ShardFence, SwapOutcome, TopicId, TopicPartition, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -2647,8 +2648,75 @@ fn stable_group(group: &str, generation: i32, members: Vec<GroupMemberRecord>) -
         leader: members.first().map(|m| m.member_id.clone()),
         phase: GroupPhase::Stable,
         members,
+        consumer: None,
         updated_at_ms: 0,
     }
+}
+
+fn consumer_member(
+    member_id: &str,
+    epoch: i32,
+    topic: TopicId,
+    partitions: &[i32],
+) -> ConsumerMemberRecord {
+    ConsumerMemberRecord {
+        member_id: member_id.into(),
+        instance_id: None,
+        rack_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        rebalance_timeout_ms: 30_000,
+        session_timeout_ms: 45_000,
+        subscribed_topic_names: vec!["orders".into()],
+        subscribed_topic_regex: Some("^orders-.*".into()),
+        server_assignor: Some("uniform".into()),
+        member_epoch: epoch,
+        previous_member_epoch: epoch - 1,
+        state: ConsumerMemberState::Stable,
+        assigned: vec![(topic, partitions.to_vec())],
+        pending_revocation: Vec::new(),
+        target: vec![(topic, partitions.to_vec())],
+    }
+}
+
+/// A consumer-protocol group (KIP-848) round-trips with its members; written
+/// back as a classic group, its consumer members are gone; deleting it takes
+/// every key with it.
+async fn consumer_protocol_groups_round_trip_and_switch_protocols(fx: Fixture) {
+    let store = fx.store();
+    let fence = take_shard(&store, "streams", 1).await;
+    let topic = TopicId(Uuid::from_u128(7));
+    let mut record = GroupRecord::empty("streams");
+    record.protocol_type = Some("consumer".into());
+    record.generation = 4;
+    record.consumer = Some(ConsumerGroupRecord {
+        group_epoch: 4,
+        assignment_epoch: 4,
+        members: vec![
+            consumer_member("a", 4, topic, &[0, 2]),
+            consumer_member("b", 3, topic, &[1]),
+        ],
+    });
+    store.store_group(fence, &record).await.unwrap();
+    let loaded = store.load_group("streams").await.unwrap().unwrap();
+    assert!(same_group(&loaded, &record), "{loaded:?}");
+
+    // One member left: the other is gone from metadata too.
+    record.consumer.as_mut().unwrap().members.truncate(1);
+    store.store_group(fence, &record).await.unwrap();
+    let loaded = store.load_group("streams").await.unwrap().unwrap();
+    assert_eq!(loaded.consumer.as_ref().unwrap().members.len(), 1);
+
+    // Downgraded to a classic group: no consumer members remain.
+    let classic = stable_group("streams", 5, vec![member("m-1", None, b"p0")]);
+    store.store_group(fence, &classic).await.unwrap();
+    let loaded = store.load_group("streams").await.unwrap().unwrap();
+    assert!(same_group(&loaded, &classic), "{loaded:?}");
+
+    // A stale coordinator cannot write it.
+    let _newer = take_shard(&store, "streams", 2).await;
+    let error = store.store_group(fence, &record).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
 }
 
 /// Compares what matters of two records (`updated_at_ms` is the store's).
@@ -2946,6 +3014,7 @@ macro_rules! all_cases {
         $case!(delete_records_and_deleted_topics_free_their_entries);
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
         $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
+        $case!(consumer_protocol_groups_round_trip_and_switch_protocols);
     };
 }
 

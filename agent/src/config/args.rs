@@ -209,6 +209,18 @@ pub struct AgentArgs {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// How long a member of a server-side consumer group (KIP-848) may go
+    /// without a heartbeat (group.consumer.session.timeout.ms).
+    /// [env: FJORD_GROUP_CONSUMER_SESSION_TIMEOUT_MS] [default: 45000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// How often members of a server-side consumer group heartbeat
+    /// (group.consumer.heartbeat.interval.ms).
+    /// [env: FJORD_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
     /// Committed offsets of a group that has been empty this long are deleted
     /// (offsets.retention.minutes). [env: FJORD_OFFSETS_RETENTION_MINUTES] [default: 10080]
     #[arg(long, value_name = "MINUTES")]

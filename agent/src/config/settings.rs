@@ -124,6 +124,10 @@ pub struct AgentSettings {
     pub group_min_session_timeout_ms: u64,
     /// `group.max.session.timeout.ms`.
     pub group_max_session_timeout_ms: u64,
+    /// `group.consumer.session.timeout.ms`.
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// `offsets.retention.minutes`: committed offsets of a group that has been
     /// empty this long are deleted.
     pub offsets_retention_minutes: u64,
@@ -226,6 +230,8 @@ impl Default for AgentSettings {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             log_retention_ms: None,
@@ -348,6 +354,13 @@ impl AgentSettings {
             max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
             offsets_retention: self.offsets_retention(),
             offsets_retention_check_interval: self.offsets_retention_check_interval(),
+            consumer: crate::groups::ConsumerGroupSettings {
+                session_timeout: Duration::from_millis(self.group_consumer_session_timeout_ms),
+                heartbeat_interval: Duration::from_millis(
+                    self.group_consumer_heartbeat_interval_ms,
+                ),
+                ..crate::groups::ConsumerGroupSettings::default()
+            },
             ..crate::groups::GroupSettings::default()
         }
     }

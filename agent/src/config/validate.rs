@@ -65,6 +65,8 @@ impl AgentSettings {
             group_initial_rebalance_delay_ms: _,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms,
             offsets_retention_minutes,
             offsets_retention_check_interval_ms,
             log_retention_ms,
@@ -299,6 +301,15 @@ impl AgentSettings {
             *group_min_session_timeout_ms > 0,
             "group-min-session-timeout-ms",
             "must be more than 0".to_owned(),
+        );
+        check(
+            *group_consumer_heartbeat_interval_ms > 0
+                && group_consumer_heartbeat_interval_ms < group_consumer_session_timeout_ms,
+            "group-consumer-heartbeat-interval-ms",
+            format!(
+                "{group_consumer_heartbeat_interval_ms} must be above 0 and below \
+                 group-consumer-session-timeout-ms ({group_consumer_session_timeout_ms})"
+            ),
         );
         check(
             group_min_session_timeout_ms <= group_max_session_timeout_ms,

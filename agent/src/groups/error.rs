@@ -53,6 +53,28 @@ pub enum GroupError {
     /// The commit's metadata string is longer than the broker accepts.
     #[error("offset metadata too large")]
     OffsetMetadataTooLarge,
+    /// A consumer-protocol member sent an epoch it does not have: it must give
+    /// up its partitions and rejoin.
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// A commit carries an epoch other than the member's current one.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    /// Another member still uses this `group.instance.id`.
+    #[error("unreleased instance id")]
+    UnreleasedInstanceId,
+    /// The server-side assignor asked for does not exist.
+    #[error("unsupported assignor {0:?}")]
+    UnsupportedAssignor(String),
+    /// The subscription's regular expression does not compile.
+    #[error("invalid regular expression: {0}")]
+    InvalidRegularExpression(String),
+    /// The group has `group.consumer.max.size` members.
+    #[error("the group has reached its maximum size")]
+    GroupMaxSizeReached,
+    /// A malformed request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The broker failed in a way the client cannot fix.
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,6 +1,10 @@
 //! The consumer-group coordinator: Kafka's classic group protocol (join, sync,
 //! heartbeat, leave, static membership, the eager and cooperative rebalances
-//! clients drive) and committed offsets, over metadata.
+//! clients drive), the server-side consumer protocol (KIP-848: assignments
+//! computed here, member epochs, incremental revocation), and committed
+//! offsets, over metadata. One engine serves both: a group is of one protocol
+//! at a time, and an empty group changes protocol when a member of the other
+//! one arrives.
 //!
 //! # Parts
 //!
@@ -10,6 +14,7 @@
 //! | `shard` | one held shard: its lease (fence, lost flag), its registry of actors and the supervised set they run in (a leaf: it knows nothing of groups) |
 //! | `actor` | one task per group: the protocol flows, timers (session, rebalance, initial delay, sync), fenced persistence before every answer, offset expiry; it ends with an `ActorExit` |
 //! | `state` | one group's in-memory state and the queries the flows are built from |
+//! | [`consumer`] | the server-side consumer protocol's state and rules: heartbeats, assignors, reconciliation |
 //! | [`types`] | requests and answers in domain terms (the Kafka handlers translate) |
 //! | `consumer_protocol` | reading consumer subscriptions and assignments |
 //! | [`lag`] | consumer lag per partition, from metadata |
@@ -46,6 +51,7 @@
 //! (and `state`, `types`); `shard` depends on no other part of `groups`.
 
 mod actor;
+pub mod consumer;
 mod consumer_protocol;
 pub mod coordinator;
 mod error;
@@ -57,6 +63,7 @@ pub mod types;
 
 use std::time::Duration;
 
+pub use consumer::ConsumerGroupSettings;
 pub use coordinator::{ExpiryReport, GroupCoordinator};
 pub use error::GroupError;
 
@@ -81,6 +88,8 @@ pub struct GroupSettings {
     /// `offsets.retention.check.interval.ms` (default 600000: 10 minutes): how
     /// often [`GroupCoordinator::run_expiry`] expires offsets and groups.
     pub offsets_retention_check_interval: Duration,
+    /// Groups of the server-side consumer protocol (`group.consumer.*`).
+    pub consumer: ConsumerGroupSettings,
 }
 
 impl Default for GroupSettings {
@@ -92,6 +101,7 @@ impl Default for GroupSettings {
             max_offset_metadata_bytes: 4_096,
             offsets_retention: Duration::from_secs(10_080 * 60),
             offsets_retention_check_interval: Duration::from_millis(600_000),
+            consumer: ConsumerGroupSettings::default(),
         }
     }
 }

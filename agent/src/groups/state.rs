@@ -19,6 +19,7 @@ use fjord_metadata::{GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::consumer::ConsumerGroup;
 use super::types::{
     GroupDescription, GroupListing, JoinResponse, JoinedMember, MemberDescription, SyncResponse,
 };
@@ -212,6 +213,9 @@ pub(crate) struct Group {
     /// While `Empty`: when the group became empty, in wall-clock milliseconds
     /// (offsets of an empty group expire counting from then at the earliest).
     pub(crate) empty_since_ms: Option<i64>,
+    /// Set for a group of the server-side consumer protocol (KIP-848); the
+    /// classic state is then `Empty`, without members.
+    pub(crate) consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -233,7 +237,19 @@ impl Group {
             sync_deadline: None,
             rebalance_started: None,
             empty_since_ms: None,
+            consumer: None,
         }
+    }
+
+    /// Whether no member of either protocol is in the group.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state == GroupState::Empty
+            && self.consumer.as_ref().is_none_or(ConsumerGroup::is_empty)
+    }
+
+    /// Whether the group is a consumer-protocol group with members.
+    pub(crate) fn has_consumer_members(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
     }
 
     /// A group as persisted: `Empty` or `Stable` as stored; a group stored
@@ -275,6 +291,11 @@ impl Group {
             GroupPhase::Empty | GroupPhase::AwaitingSync | GroupPhase::Stable => GroupState::Stable,
         };
         if group.state == GroupState::Empty {
+            group.consumer = record
+                .consumer
+                .map(|consumer| ConsumerGroup::from_record(consumer, now));
+        }
+        if group.is_empty() {
             group.empty_since_ms = Some(record.updated_at_ms);
         }
         group.debug_assert_invariants();
@@ -291,6 +312,7 @@ impl Group {
             leader: self.leader.clone(),
             phase,
             members: self.members.values().map(Member::to_record).collect(),
+            consumer: self.consumer.as_ref().map(ConsumerGroup::to_record),
             updated_at_ms: 0,
         }
     }
@@ -475,21 +497,38 @@ impl Group {
             .chain(self.sync_deadline)
             .chain(self.pending_members.values().copied())
             .chain(sessions)
+            .chain(
+                self.consumer
+                    .as_ref()
+                    .and_then(ConsumerGroup::next_deadline),
+            )
             .min()
     }
 
     /// A listing entry.
     pub(crate) fn listing(&self) -> GroupListing {
-        GroupListing {
-            group_id: self.group_id.clone(),
-            protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            state: self.state.name(),
+        match &self.consumer {
+            Some(consumer) => GroupListing {
+                group_id: self.group_id.clone(),
+                protocol_type: "consumer".to_owned(),
+                state: consumer.state_name(),
+                group_type: "consumer",
+            },
+            None => GroupListing {
+                group_id: self.group_id.clone(),
+                protocol_type: self.protocol_type.clone().unwrap_or_default(),
+                state: self.state.name(),
+                group_type: "classic",
+            },
         }
     }
 
     /// A `DescribeGroups` answer (metadata and assignments in `Stable` only, as
     /// Kafka answers).
     pub(crate) fn describe(&self) -> GroupDescription {
+        if let Some(consumer) = &self.consumer {
+            return consumer.describe_classic(&self.group_id);
+        }
         let stable = self.state == GroupState::Stable;
         let protocol = if stable {
             self.protocol_name.clone().unwrap_or_default()

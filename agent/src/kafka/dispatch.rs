@@ -140,6 +140,12 @@ pub(crate) async fn dispatch(
         RequestKind::DeleteGroups(request) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, request).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(request) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(broker, request, version, context).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(request) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(broker, request, version).await,
+        ),
         RequestKind::OffsetDelete(request) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, request).await)
         }

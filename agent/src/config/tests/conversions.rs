@@ -48,6 +48,8 @@ fn component_settings_carry_the_values_given() {
         group_initial_rebalance_delay_ms: 10,
         group_min_session_timeout_ms: 20,
         group_max_session_timeout_ms: 30,
+        group_consumer_session_timeout_ms: 40,
+        group_consumer_heartbeat_interval_ms: 4,
         auto_create_topics: false,
         num_partitions: 3,
         socket_request_max_bytes: 4096,

@@ -80,6 +80,17 @@ fn validation_refuses_each_broken_rule_naming_its_setting() {
             "group-min-session-timeout-ms",
             Box::new(|s| s.group_max_session_timeout_ms = 5999),
         ),
+        // 0 < group-consumer-heartbeat-interval-ms < group-consumer-session-timeout-ms
+        (
+            "group-consumer-heartbeat-interval-ms",
+            Box::new(|s| s.group_consumer_heartbeat_interval_ms = 0),
+        ),
+        (
+            "group-consumer-heartbeat-interval-ms",
+            Box::new(|s| {
+                s.group_consumer_heartbeat_interval_ms = s.group_consumer_session_timeout_ms
+            }),
+        ),
         ("num-partitions", Box::new(|s| s.num_partitions = 0)),
         ("num-partitions", Box::new(|s| s.num_partitions = -1)),
         ("num-partitions", Box::new(|s| s.num_partitions = 10_001)),
@@ -208,6 +219,9 @@ fn the_bounds_of_each_cross_field_rule_are_allowed() {
         Box::new(|s| s.flush_idle_us = s.flush_interval_ms * 1_000),
         Box::new(|s| s.wal_max_bytes = s.socket_request_max_bytes as u64),
         Box::new(|s| s.group_max_session_timeout_ms = s.group_min_session_timeout_ms),
+        Box::new(|s| {
+            s.group_consumer_heartbeat_interval_ms = s.group_consumer_session_timeout_ms - 1
+        }),
         Box::new(|s| s.num_partitions = fjord_metadata::MAX_PARTITIONS_PER_TOPIC),
         Box::new(|s| s.segment_zstd_level = *zstd::compression_level_range().end()),
         Box::new(|s| s.segment_zstd_level = *zstd::compression_level_range().start()),

@@ -73,7 +73,11 @@ impl GroupActor {
         let retention_ms =
             i64::try_from(self.context.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
         let group = &self.group;
+        let consumer_members = group.consumer.as_ref().filter(|c| !c.is_empty());
         let rule = match (group.state, group.protocol_type.as_deref()) {
+            _ if consumer_members.is_some() => Rule::SinceCommit {
+                kept: consumer_members.map(|c| c.subscribed_topic_names(None)),
+            },
             (GroupState::Empty, Some(_)) => {
                 Rule::SinceEmptyOrCommit(group.empty_since_ms.unwrap_or(i64::MIN))
             }
@@ -104,7 +108,7 @@ impl GroupActor {
             .filter(|offset| rule.expired(offset, now_ms, retention_ms))
             .map(|offset| (offset.topic.clone(), offset.partition))
             .collect();
-        let removable = self.group.state == GroupState::Empty
+        let removable = self.group.is_empty()
             && self.group.pending_members.is_empty()
             && expired.len() == offsets.len();
         if removable {

@@ -28,6 +28,19 @@ impl GroupActor {
             ));
             return;
         }
+        if self.group.has_consumer_members() {
+            // Members of the server-side protocol own the group.
+            let _ = reply.send(JoinResponse::failed(
+                GroupError::InconsistentGroupProtocol,
+                request.member_id,
+            ));
+            return;
+        }
+        if self.group.consumer.take().is_some() {
+            // An empty consumer-protocol group turns classic (Kafka's
+            // downgrade of an empty group); its offsets stay.
+            tracing::info!(group = %self.group.group_id, "empty consumer-protocol group converted to a classic group");
+        }
         if !self
             .group
             .supports_protocols(&request.protocol_type, &request.protocols)

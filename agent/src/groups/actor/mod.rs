@@ -64,12 +64,14 @@ use fjord_metadata::{GroupRecord, MetadataError, MetadataStore};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+mod consumer;
 mod expiry;
 mod join;
 mod offsets;
 mod rebalance;
 mod sync;
 
+pub(crate) use consumer::TopicsCache;
 pub(crate) use expiry::GroupExpiry;
 
 use super::shard::{ActorExit, ActorHandle, ShardLease};
@@ -107,6 +109,20 @@ pub(crate) enum Command {
     ),
     Commit(CommitRequest, Reply<Result<(), GroupError>>),
     Describe(Reply<GroupDescription>),
+    /// A `ConsumerGroupHeartbeat` (KIP-848) or a poll of an HTTP or gRPC member.
+    ConsumerHeartbeat(
+        ConsumerHeartbeatRequest,
+        Reply<Result<ConsumerHeartbeatResponse, GroupError>>,
+    ),
+    /// `ConsumerGroupDescribe`.
+    ConsumerDescribe(Reply<Result<ConsumerGroupDescription, GroupError>>),
+    /// Checks a member's epoch (an `OffsetFetch` of a consumer-protocol
+    /// member).
+    ValidateMemberEpoch {
+        member_id: String,
+        member_epoch: i32,
+        reply: Reply<Result<(), GroupError>>,
+    },
     Delete(Reply<Result<(), GroupError>>),
     DeleteOffsets(
         Vec<(String, i32)>,
@@ -134,6 +150,8 @@ pub(crate) struct Context {
     pub(crate) clock: Arc<dyn Clock>,
     /// The id of the next actor started.
     pub(crate) next_actor_id: AtomicU64,
+    /// The topics as last read, for consumer-protocol assignments.
+    pub(crate) topics: TopicsCache,
 }
 
 /// A way to reach a group's actor.
@@ -253,6 +271,9 @@ impl GroupActor {
             }
             self.track_empty_since();
             self.group.debug_assert_invariants();
+            if let Some(consumer) = &self.group.consumer {
+                consumer.debug_assert_invariants();
+            }
             let listing = self.group.listing();
             self.listing.send_if_modified(|current| {
                 let changed = *current != listing;
@@ -268,7 +289,7 @@ impl GroupActor {
     /// Keeps `empty_since_ms` (when the group last became empty, for offset
     /// expiry) in step with the state.
     fn track_empty_since(&mut self) {
-        if self.group.state != GroupState::Empty {
+        if !self.group.is_empty() {
             self.group.empty_since_ms = None;
         } else if self.group.empty_since_ms.is_none() {
             self.group.empty_since_ms = Some(self.context.clock.now_millis());
@@ -284,7 +305,31 @@ impl GroupActor {
                 let _ = reply.send(self.heartbeat(&request, now));
             }
             Command::Leave(members, reply) => {
-                let _ = reply.send(self.leave(&members, now));
+                let result = if self.group.has_consumer_members() {
+                    self.consumer_leave(&members).await
+                } else {
+                    self.leave(&members, now)
+                };
+                let _ = reply.send(result);
+            }
+            Command::ConsumerHeartbeat(request, reply) => {
+                let result = self.consumer_heartbeat(request, now).await;
+                let _ = reply.send(result);
+            }
+            Command::ConsumerDescribe(reply) => {
+                let result = self.consumer_describe().await;
+                let _ = reply.send(result);
+            }
+            Command::ValidateMemberEpoch {
+                member_id,
+                member_epoch,
+                reply,
+            } => {
+                let result = match &self.group.consumer {
+                    Some(consumer) => consumer.validate_commit(&member_id, member_epoch),
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
             }
             Command::Commit(request, reply) => {
                 let result = self.commit(request, now).await;
@@ -460,6 +505,8 @@ impl GroupActor {
                 }
             }
         }
+
+        self.consumer_timers(now).await;
 
         if self.group.sync_deadline.is_some_and(|d| d <= now) {
             self.group.sync_deadline = None;

@@ -23,6 +23,22 @@ impl GroupActor {
         if group.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
+        if let Some(consumer) = &group.consumer {
+            // Fenced by the member's epoch (KIP-848); the actor is the group's
+            // only writer, so the check holds until the write lands.
+            consumer.validate_commit(&request.member_id, request.generation)?;
+            let result = self
+                .context
+                .store
+                .commit_offsets(
+                    self.lease.fence(),
+                    &request.group_id,
+                    None,
+                    &request.offsets,
+                )
+                .await;
+            return result.map_err(|error| self.write_failed(&error));
+        }
         let from_member = request.generation >= 0
             || !request.member_id.is_empty()
             || request.group_instance_id.is_some();
@@ -59,6 +75,9 @@ impl GroupActor {
     }
 
     pub(super) async fn delete(&mut self) -> Result<(), GroupError> {
+        if self.group.has_consumer_members() {
+            return Err(GroupError::NonEmptyGroup);
+        }
         match self.group.state {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {}
@@ -91,6 +110,23 @@ impl GroupActor {
     ) -> Result<Vec<Option<GroupError>>, GroupError> {
         let errors: Vec<Option<GroupError>> = match self.group.state {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            _ if self.group.has_consumer_members() => {
+                let topics = self.topics().await.ok();
+                let subscribed = self
+                    .group
+                    .consumer
+                    .as_ref()
+                    .map(|c| c.subscribed_topic_names(topics.as_deref()))
+                    .unwrap_or_default();
+                partitions
+                    .iter()
+                    .map(|(topic, _)| {
+                        subscribed
+                            .contains(topic)
+                            .then_some(GroupError::GroupSubscribedToTopic)
+                    })
+                    .collect()
+            }
             GroupState::Empty => vec![None; partitions.len()],
             GroupState::PreparingRebalance
             | GroupState::CompletingRebalance

@@ -83,7 +83,7 @@ use tokio_util::sync::CancellationToken;
 pub use expiry::ExpiryReport;
 use shards::ShardSlot;
 
-use super::actor::{Context, GroupHandle};
+use super::actor::{Context, GroupHandle, TopicsCache};
 use super::shard::Shard;
 use super::{GroupError, GroupSettings};
 
@@ -135,6 +135,7 @@ impl GroupCoordinator {
                 settings,
                 clock: Arc::new(SystemClock),
                 next_actor_id: AtomicU64::new(1),
+                topics: TopicsCache::default(),
             }),
             node_id,
             slots: Mutex::default(),
@@ -166,6 +167,7 @@ impl GroupCoordinator {
                     .next_actor_id
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
+            topics: TopicsCache::default(),
         });
         self
     }

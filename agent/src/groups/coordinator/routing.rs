@@ -178,6 +178,52 @@ impl GroupCoordinator {
             .unwrap_or(Err(GroupError::IllegalGeneration))
     }
 
+    /// `ConsumerGroupHeartbeat` (KIP-848), and the polls of HTTP and gRPC
+    /// members.
+    pub async fn consumer_heartbeat(
+        &self,
+        request: ConsumerHeartbeatRequest,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        Self::validate_group_id(&request.group_id)?;
+        let group_id = request.group_id.clone();
+        let create = request.member_epoch == 0;
+        self.call(&group_id, create, |reply| {
+            Command::ConsumerHeartbeat(request, reply)
+        })
+        .await?
+        .unwrap_or(Err(GroupError::UnknownMemberId))
+    }
+
+    /// `ConsumerGroupDescribe` of one group.
+    pub async fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        Self::validate_group_id(group_id)?;
+        self.call(group_id, false, Command::ConsumerDescribe)
+            .await?
+            .unwrap_or(Err(GroupError::GroupIdNotFound))
+    }
+
+    /// Checks that a consumer-protocol member is at `member_epoch` (an
+    /// `OffsetFetch` v9+ naming its member); classic groups pass.
+    pub async fn validate_member_epoch(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
+        Self::validate_group_id(group_id)?;
+        let member_id = member_id.to_owned();
+        self.call(group_id, false, |reply| Command::ValidateMemberEpoch {
+            member_id,
+            member_epoch,
+            reply,
+        })
+        .await?
+        .unwrap_or(Err(GroupError::UnknownMemberId))
+    }
+
     /// `OffsetFetch`: the group's committed offsets.
     pub async fn fetch_offsets(&self, group_id: &str) -> Result<Vec<GroupOffset>, GroupError> {
         Self::validate_group_id(group_id)?;

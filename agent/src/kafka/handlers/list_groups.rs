@@ -1,4 +1,4 @@
-//! `ListGroups` (v0–4, with the v4 state filter).
+//! `ListGroups` (v0–5, with the v4 state filter and the v5 type filter).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -25,15 +25,24 @@ pub(crate) async fn handle(
     } else {
         Vec::new()
     };
+    let types: Vec<&str> = if version >= 5 {
+        request.types_filter.iter().map(|s| s.as_str()).collect()
+    } else {
+        Vec::new()
+    };
     response.groups = listings
         .into_iter()
         .filter(|l| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(l.state)))
+        .filter(|l| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(l.group_type)))
         .map(|listing| {
             let mut group = ListedGroup::default();
             group.group_id = GroupId(StrBytes::from_string(listing.group_id));
             group.protocol_type = StrBytes::from_string(listing.protocol_type);
             if version >= 4 {
                 group.group_state = StrBytes::from_static_str(listing.state);
+            }
+            if version >= 5 {
+                group.group_type = StrBytes::from_static_str(listing.group_type);
             }
             group
         })

@@ -24,6 +24,8 @@ mod registry;
 
 // ----- consumer groups -----
 
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod delete_groups;
 pub(crate) mod describe_groups;
 pub(crate) mod find_coordinator;

@@ -106,6 +106,23 @@ pub(crate) async fn handle(
             });
             let mut answer = OffsetFetchResponseGroup::default();
             answer.group_id = GroupId(group.group_id.0.clone());
+            // v9: a consumer-protocol member fetches under its epoch (KIP-848).
+            let member_id = group.member_id.as_ref().map(|m| m.to_string());
+            if version >= 9 && (group.member_epoch >= 0 || member_id.is_some()) {
+                let checked = broker
+                    .groups
+                    .validate_member_epoch(
+                        group.group_id.0.as_str(),
+                        member_id.as_deref().unwrap_or_default(),
+                        group.member_epoch,
+                    )
+                    .await;
+                if let Err(error) = checked {
+                    answer.error_code = group_error_code(Some(&error));
+                    response.groups.push(answer);
+                    continue;
+                }
+            }
             match fetch(broker, group.group_id.0.as_str(), wanted).await {
                 Ok(fetched) => {
                     answer.topics = fetched
