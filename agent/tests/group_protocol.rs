@@ -28,6 +28,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use support::AgentProcess;
+use uuid::Uuid;
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -804,4 +805,268 @@ fn a_restarted_agent_takes_the_group_over_from_metadata() {
         Some(0),
         "the restarted agent keeps its data directory's node id: {shard:?}"
     );
+}
+
+// ----- the server-side consumer protocol (KIP-848) -----
+
+const INVALID_REQUEST: i16 = 42;
+const FENCED_MEMBER_EPOCH: i16 = 110;
+const UNSUPPORTED_ASSIGNOR: i16 = 112;
+const STALE_MEMBER_EPOCH: i16 = 113;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
+
+/// (topic id, partitions) as a heartbeat carries them.
+type Owned = Vec<(Uuid, Vec<i32>)>;
+
+fn consumer_heartbeat(
+    client: &mut Client,
+    group_id: &str,
+    member_id: &str,
+    epoch: i32,
+    owned: Option<&Owned>,
+    version: i16,
+    tweak: impl FnOnce(&mut ConsumerGroupHeartbeatRequest),
+) -> ConsumerGroupHeartbeatResponse {
+    let mut request = ConsumerGroupHeartbeatRequest::default();
+    request.group_id = group(group_id);
+    request.member_id = s(member_id);
+    request.member_epoch = epoch;
+    request.rebalance_timeout_ms = if epoch == 0 { 10_000 } else { -1 };
+    if epoch == 0 {
+        request.subscribed_topic_names = Some(vec![TopicName(s("wire"))]);
+        request.server_assignor = Some(s("uniform"));
+    }
+    request.topic_partitions = owned.map(|owned| {
+        owned
+            .iter()
+            .map(|(id, partitions)| {
+                let mut entry = consumer_group_heartbeat_request::TopicPartitions::default();
+                entry.topic_id = *id;
+                entry.partitions = partitions.clone();
+                entry
+            })
+            .collect()
+    });
+    tweak(&mut request);
+    client.call(ApiKey::ConsumerGroupHeartbeat, version, &request)
+}
+
+fn owned_of(response: &ConsumerGroupHeartbeatResponse) -> Option<Owned> {
+    response.assignment.as_ref().map(|assignment| {
+        assignment
+            .topic_partitions
+            .iter()
+            .map(|t| (t.topic_id, t.partitions.clone()))
+            .collect()
+    })
+}
+
+fn count(owned: &Owned) -> usize {
+    owned.iter().map(|(_, p)| p.len()).sum()
+}
+
+fn commit_with_epoch(client: &mut Client, group_id: &str, member: &str, epoch: i32) -> i16 {
+    let mut p = OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = 7;
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = TopicName(s("wire"));
+    t.partitions = vec![p];
+    let mut request = OffsetCommitRequest::default();
+    request.group_id = group(group_id);
+    request.generation_id_or_member_epoch = epoch;
+    request.member_id = s(member);
+    request.topics = vec![t];
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+fn fetch_with_epoch(client: &mut Client, group_id: &str, member: &str, epoch: i32) -> i16 {
+    let mut ours = OffsetFetchRequestGroup::default();
+    ours.group_id = group(group_id);
+    ours.member_id = Some(s(member));
+    ours.member_epoch = epoch;
+    ours.topics = None;
+    let mut request = OffsetFetchRequest::default();
+    request.groups = vec![ours];
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &request);
+    response.groups[0].error_code
+}
+
+fn consumer_describe(client: &mut Client, group_id: &str) -> ConsumerGroupDescribeResponse {
+    let mut request = ConsumerGroupDescribeRequest::default();
+    request.group_ids = vec![group(group_id), group("no-such-group")];
+    client.call(ApiKey::ConsumerGroupDescribe, 1, &request)
+}
+
+#[test]
+fn consumer_protocol_members_revoke_before_others_take_and_are_fenced_by_epoch() {
+    let (_dir, agent) = agent();
+    let mut client = Client::connect(&agent);
+    create_topics(&mut client, &["wire"]);
+    let g = "kip848";
+
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    for api in [
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ConsumerGroupDescribe,
+    ] {
+        let served = versions.api_keys.iter().find(|k| k.api_key == api as i16);
+        assert_eq!(served.map(|k| (k.min_version, k.max_version)), Some((0, 1)));
+    }
+
+    // v1: the client generates its member id.
+    let no_id = consumer_heartbeat(&mut client, g, "", 0, Some(&Vec::new()), 1, |_| {});
+    assert_eq!(no_id.error_code, INVALID_REQUEST);
+
+    let a = consumer_heartbeat(&mut client, g, "member-a", 0, Some(&Vec::new()), 1, |_| {});
+    assert_eq!((a.error_code, a.member_epoch), (NONE, 1), "{a:?}");
+    let mut a_owned = owned_of(&a).unwrap();
+    assert_eq!(count(&a_owned), 2);
+    assert_eq!(a.heartbeat_interval_ms, 5_000);
+
+    // b joins at epoch 2 but gets nothing a still owns.
+    let b = consumer_heartbeat(&mut client, g, "member-b", 0, Some(&Vec::new()), 1, |_| {});
+    assert_eq!((b.error_code, b.member_epoch), (NONE, 2), "{b:?}");
+    assert_eq!(count(&owned_of(&b).unwrap()), 0);
+
+    // a is asked to revoke one partition, keeping epoch 1 ...
+    let step = consumer_heartbeat(&mut client, g, "member-a", 1, Some(&a_owned), 1, |_| {});
+    assert_eq!((step.error_code, step.member_epoch), (NONE, 1), "{step:?}");
+    a_owned = owned_of(&step).unwrap();
+    assert_eq!(count(&a_owned), 1);
+    // ... and reaches epoch 2 once it reports owning only the other one.
+    let step = consumer_heartbeat(&mut client, g, "member-a", 1, Some(&a_owned), 1, |_| {});
+    assert_eq!((step.error_code, step.member_epoch), (NONE, 2), "{step:?}");
+    // Now b gets the released partition.
+    let step = consumer_heartbeat(&mut client, g, "member-b", 2, Some(&Vec::new()), 1, |_| {});
+    let b_owned = owned_of(&step).unwrap();
+    assert_eq!(count(&b_owned), 1);
+    assert_ne!(b_owned, a_owned);
+
+    // Epochs the member never had are fenced.
+    let fenced = consumer_heartbeat(&mut client, g, "member-a", 5, Some(&a_owned), 1, |_| {});
+    assert_eq!(fenced.error_code, FENCED_MEMBER_EPOCH);
+    let unknown = consumer_heartbeat(&mut client, g, "nobody", 3, None, 1, |_| {});
+    assert_eq!(unknown.error_code, UNKNOWN_MEMBER_ID);
+
+    // Commits and fetches are fenced by the member epoch.
+    assert_eq!(commit_with_epoch(&mut client, g, "member-a", 2), NONE);
+    assert_eq!(
+        commit_with_epoch(&mut client, g, "member-a", 1),
+        STALE_MEMBER_EPOCH
+    );
+    assert_eq!(
+        commit_with_epoch(&mut client, g, "nobody", 2),
+        UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(commit_with_epoch(&mut client, g, "", -1), UNKNOWN_MEMBER_ID);
+    assert_eq!(fetch_with_epoch(&mut client, g, "member-a", 2), NONE);
+    assert_eq!(
+        fetch_with_epoch(&mut client, g, "member-a", 1),
+        STALE_MEMBER_EPOCH
+    );
+
+    // Bad subscriptions.
+    let bad = consumer_heartbeat(&mut client, g, "member-c", 0, Some(&Vec::new()), 1, |r| {
+        r.server_assignor = Some(s("no-such-assignor"));
+    });
+    assert_eq!(bad.error_code, UNSUPPORTED_ASSIGNOR);
+    let bad = consumer_heartbeat(&mut client, g, "member-c", 0, Some(&Vec::new()), 1, |r| {
+        r.subscribed_topic_regex = Some(s("(unclosed"));
+    });
+    assert_eq!(bad.error_code, INVALID_REGULAR_EXPRESSION);
+    assert!(bad.error_message.is_some());
+
+    // Describe: the consumer group, and GROUP_ID_NOT_FOUND for an unknown one.
+    let described = consumer_describe(&mut client, g);
+    let ours = &described.groups[0];
+    assert_eq!(ours.error_code, NONE);
+    assert_eq!(ours.group_state.as_str(), "Stable");
+    assert_eq!((ours.group_epoch, ours.assignment_epoch), (2, 2));
+    assert_eq!(ours.assignor_name.as_str(), "uniform");
+    assert_eq!(ours.members.len(), 2);
+    for member in &ours.members {
+        assert_eq!(member.member_epoch, 2);
+        assert_eq!(member.member_type, 1);
+        assert_eq!(
+            member.assignment.topic_partitions[0].topic_name.0.as_str(),
+            "wire"
+        );
+        assert_eq!(member.assignment.topic_partitions[0].partitions.len(), 1);
+    }
+    assert_eq!(described.groups[1].error_code, GROUP_ID_NOT_FOUND);
+
+    // ListGroups v5 shows its type and filters by it.
+    let mut list = ListGroupsRequest::default();
+    let listed: ListGroupsResponse = client.call(ApiKey::ListGroups, 5, &list);
+    let entry = listed
+        .groups
+        .iter()
+        .find(|l| l.group_id.0.as_str() == g)
+        .unwrap();
+    assert_eq!(entry.group_type.as_str(), "consumer");
+    assert_eq!(entry.protocol_type.as_str(), "consumer");
+    list.types_filter = vec![s("classic")];
+    let listed: ListGroupsResponse = client.call(ApiKey::ListGroups, 5, &list);
+    assert!(listed.groups.iter().all(|l| l.group_id.0.as_str() != g));
+
+    // Classic members cannot join it while it has members; it cannot be deleted.
+    let classic: JoinGroupResponse =
+        client.call(ApiKey::JoinGroup, 9, &join_request(g, "", None, 9));
+    assert_eq!(classic.error_code, INCONSISTENT_GROUP_PROTOCOL);
+    let mut delete = DeleteGroupsRequest::default();
+    delete.groups_names = vec![group(g)];
+    let deleted: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, 2, &delete);
+    assert_eq!(deleted.results[0].error_code, NON_EMPTY_GROUP);
+
+    // A v0 join gets a member id from the coordinator.
+    let v0 = consumer_heartbeat(&mut client, g, "", 0, Some(&Vec::new()), 0, |_| {});
+    assert_eq!(v0.error_code, NONE);
+    let v0_id = v0.member_id.unwrap().to_string();
+    assert!(!v0_id.is_empty());
+
+    // Everyone leaves: the empty group turns classic on the next classic join,
+    // and keeps its offsets.
+    for member in ["member-a", "member-b", v0_id.as_str()] {
+        let left = consumer_heartbeat(&mut client, g, member, -1, None, 1, |_| {});
+        assert_eq!((left.error_code, left.member_epoch), (NONE, -1), "{member}");
+    }
+    let joined = join(&mut client, g, 9);
+    assert_eq!(joined.error_code, NONE);
+    let offsets = fetch(&mut client, g, "wire", 8);
+    assert_eq!(offsets[0].1, 7, "{offsets:?}");
+}
+
+#[test]
+fn a_restarted_agent_resumes_a_consumer_protocol_group_from_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = "kip848-survivor";
+    let (owned, epoch) = {
+        let agent = AgentProcess::start(dir.path(), &[]);
+        let mut client = Client::connect(&agent);
+        create_topics(&mut client, &["wire"]);
+        let joined = consumer_heartbeat(&mut client, g, "m", 0, Some(&Vec::new()), 1, |_| {});
+        assert_eq!(joined.error_code, NONE);
+        assert_eq!(
+            commit_with_epoch(&mut client, g, "m", joined.member_epoch),
+            NONE
+        );
+        (owned_of(&joined).unwrap(), joined.member_epoch)
+        // SIGKILL here.
+    };
+    let agent = AgentProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&agent);
+    // The member carries on at its epoch with its partitions: nothing moved.
+    let beat = consumer_heartbeat(&mut client, g, "m", epoch, Some(&owned), 1, |_| {});
+    assert_eq!(
+        (beat.error_code, beat.member_epoch),
+        (NONE, epoch),
+        "{beat:?}"
+    );
+    assert_eq!(commit_with_epoch(&mut client, g, "m", epoch), NONE);
+    assert_eq!(fetch(&mut client, g, "wire", 8)[0].1, 7);
+    let described = consumer_describe(&mut client, g);
+    assert_eq!(described.groups[0].group_epoch, epoch);
 }
