@@ -131,6 +131,47 @@ pub struct NewTopicRequest {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A member's heartbeat to its group, in the server-side consumer protocol
+/// (KIP-848): how HTTP and gRPC members join, poll and leave. `None` fields
+/// are unchanged since the member's last heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupHeartbeat {
+    /// The group.
+    pub group: String,
+    /// The member id (empty on a join: the coordinator makes one).
+    pub member_id: String,
+    /// 0 to join, -1 to leave, otherwise the member's epoch.
+    pub member_epoch: i32,
+    /// A static member's instance id.
+    pub instance_id: Option<String>,
+    /// Topic names subscribed to.
+    pub topics: Option<Vec<String>>,
+    /// A regular expression subscribed to (RE2 syntax, whole names).
+    pub pattern: Option<String>,
+    /// The server-side assignor (`uniform`, `range`).
+    pub assignor: Option<String>,
+    /// The partitions the member owns, by topic name.
+    pub owned: Option<Vec<(String, Vec<i32>)>>,
+    /// The member's session timeout (on a join).
+    pub session_timeout_ms: Option<i32>,
+    /// How long the member may take to give up partitions; -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+}
+
+/// The coordinator's answer to a [`GroupHeartbeat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAssignment {
+    /// The member id.
+    pub member_id: String,
+    /// The member's epoch now (-1 after a leave).
+    pub member_epoch: i32,
+    /// How often the member should heartbeat.
+    pub heartbeat_interval_ms: i32,
+    /// The partitions the member owns now, by topic name, when that changed;
+    /// it gives up whatever it owns that is not in it.
+    pub assignment: Option<Vec<(String, Vec<i32>)>>,
+}
+
 /// The broker core the gateway serves. Any agent answers any call: a produce
 /// to a partition led elsewhere is forwarded to its leader; reads of committed
 /// data work on every agent.
@@ -193,6 +234,29 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
         topic: &str,
         partitions: &[i32],
     ) -> Result<futures::future::BoxFuture<'static, ()>, KafkaError>;
+
+    /// A heartbeat of a member of `request.group` (the server-side consumer
+    /// protocol), answered by the group's coordinator wherever it runs.
+    async fn group_heartbeat(&self, request: GroupHeartbeat)
+    -> Result<GroupAssignment, KafkaError>;
+
+    /// Commits `offsets` (topic, partition, next offset) for `group` as
+    /// `member_id` at `member_epoch` (fenced by it: `STALE_MEMBER_EPOCH`); a
+    /// member id of "" and epoch -1 commit for a group without members.
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        member_id: &str,
+        member_epoch: i32,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), KafkaError>;
+
+    /// The committed offsets of `partitions` in `group` (`None` where none).
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, KafkaError>;
 
     /// The first offset whose record's timestamp is at or after `timestamp_ms`,
     /// as `ListOffsets` finds it; `None` when no record qualifies.

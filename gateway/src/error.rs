@@ -122,6 +122,19 @@ pub fn status_of(error: ResponseError) -> StatusCode {
         | E::InvalidProducerEpoch
         | E::ProducerFenced
         | E::DuplicateSequenceNumber => StatusCode::CONFLICT,
+        // Group members: fenced or stale epochs, an instance id in use.
+        E::FencedMemberEpoch
+        | E::StaleMemberEpoch
+        | E::UnreleasedInstanceId
+        | E::FencedInstanceId
+        | E::GroupMaxSizeReached
+        | E::NonEmptyGroup
+        | E::InconsistentGroupProtocol => StatusCode::CONFLICT,
+        E::UnknownMemberId | E::GroupIdNotFound => StatusCode::NOT_FOUND,
+        E::UnsupportedAssignor
+        | E::InvalidRegularExpression
+        | E::InvalidGroupId
+        | E::InvalidSessionTimeout => StatusCode::BAD_REQUEST,
         E::TopicAuthorizationFailed
         | E::ClusterAuthorizationFailed
         | E::TransactionalIdAuthorizationFailed => StatusCode::FORBIDDEN,

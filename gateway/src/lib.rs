@@ -27,8 +27,8 @@ pub mod records;
 mod routes;
 
 pub use crate::core::{
-    Acks, Append, Core, FORWARDED_HEADER, KafkaError, NewTopicRequest, PartitionInfo, ProduceError,
-    ReadBatches, TopicInfo,
+    Acks, Append, Core, FORWARDED_HEADER, GroupAssignment, GroupHeartbeat, KafkaError,
+    NewTopicRequest, PartitionInfo, ProduceError, ReadBatches, TopicInfo,
 };
 pub use error::ApiError;
 pub use routes::{GatewaySettings, router};

@@ -132,6 +132,31 @@ impl Forwarder {
         Ok(response)
     }
 
+    /// Sends any request (a group member's, to its coordinator) and reads the
+    /// answer (at most 1 MiB).
+    pub(crate) async fn request<Req, Resp>(
+        &self,
+        address: &str,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, KafkaError>
+    where
+        Req: Encodable,
+        Resp: Decodable,
+    {
+        self.call(
+            address,
+            key,
+            version,
+            request,
+            timeout,
+            MAX_PRODUCE_ANSWER_BYTES,
+        )
+        .await
+    }
+
     /// Produces `batch` to `topic`/`partition` on the agent at `address` and
     /// returns the base offset it answers (`acks` is -1 or 1).
     pub(crate) async fn produce(

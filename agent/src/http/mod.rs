@@ -13,6 +13,8 @@
 //! - A produce with an `expected_offset` precondition, which a Kafka
 //!   `Produce` cannot carry, goes to the leader's gateway
 //!   ([`forward_gateway`]).
+//! - A group member's heartbeat, commit and offset fetch go to the group's
+//!   coordinator as the Kafka requests a consumer sends ([`groups`]).
 //! - Errors become Kafka codes through [`crate::kafka::errors`], the one
 //!   mapping the Kafka listener uses.
 
@@ -23,8 +25,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fjord_common::Clock;
 use fjord_gateway::{
-    Acks, Append, Core, KafkaError, NewTopicRequest, PartitionInfo, ProduceError, ReadBatches,
-    TopicInfo,
+    Acks, Append, Core, GroupAssignment, GroupHeartbeat, KafkaError, NewTopicRequest,
+    PartitionInfo, ProduceError, ReadBatches, TopicInfo,
 };
 use fjord_metadata::{MetadataError, TopicMeta, TopicPartition};
 use kafka_protocol::error::ResponseError;
@@ -35,6 +37,7 @@ use crate::log::{LogError, TimestampQuery};
 
 mod forward;
 mod forward_gateway;
+mod groups;
 
 /// The broker core as the gateway sees it.
 #[derive(Debug)]
@@ -186,6 +189,32 @@ fn info_of(meta: TopicMeta) -> TopicInfo {
 
 #[async_trait]
 impl Core for GatewayCore {
+    async fn group_heartbeat(
+        &self,
+        request: GroupHeartbeat,
+    ) -> Result<GroupAssignment, KafkaError> {
+        self.heartbeat_group(request).await
+    }
+
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        member_id: &str,
+        member_epoch: i32,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), KafkaError> {
+        self.commit_group_offsets(group, member_id, member_epoch, offsets)
+            .await
+    }
+
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, KafkaError> {
+        self.committed_group_offsets(group, partitions).await
+    }
+
     fn readiness(&self) -> Result<(), String> {
         if self.broker.cluster.is_leaving() {
             return Err("this agent is shutting down".into());

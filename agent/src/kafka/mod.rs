@@ -69,5 +69,62 @@ mod server;
 mod versions;
 
 pub use connection::{serve_connection, serve_connection_until};
+
+/// Group requests handled in this process exactly as they are from the Kafka
+/// listener: the gateway's group members go through the same handlers,
+/// locally when this agent coordinates the group, or over the coordinator's
+/// listener ([`crate::http`]).
+pub(crate) mod in_process {
+    use kafka_protocol::messages::{
+        ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, OffsetCommitRequest,
+        OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    };
+
+    use super::handlers::{self, RequestContext};
+    use crate::Broker;
+
+    pub(crate) use handlers::consumer_group_heartbeat::SESSION_TIMEOUT_TAG;
+
+    /// The version of each request the gateway sends.
+    pub(crate) const HEARTBEAT_VERSION: i16 = 1;
+    pub(crate) const OFFSET_COMMIT_VERSION: i16 = 9;
+    pub(crate) const OFFSET_FETCH_VERSION: i16 = 9;
+
+    fn context(client_id: &str) -> RequestContext {
+        RequestContext {
+            client_id: client_id.to_owned(),
+            client_host: "/gateway".to_owned(),
+            window: None,
+        }
+    }
+
+    pub(crate) async fn consumer_group_heartbeat(
+        broker: &Broker,
+        request: ConsumerGroupHeartbeatRequest,
+        client_id: &str,
+    ) -> ConsumerGroupHeartbeatResponse {
+        handlers::consumer_group_heartbeat::handle(
+            broker,
+            request,
+            HEARTBEAT_VERSION,
+            &context(client_id),
+        )
+        .await
+    }
+
+    pub(crate) async fn offset_commit(
+        broker: &Broker,
+        request: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
+        handlers::offset_commit::handle(broker, request, OFFSET_COMMIT_VERSION).await
+    }
+
+    pub(crate) async fn offset_fetch(
+        broker: &Broker,
+        request: OffsetFetchRequest,
+    ) -> OffsetFetchResponse {
+        handlers::offset_fetch::handle(broker, request, OFFSET_FETCH_VERSION).await
+    }
+}
 pub use server::serve;
 pub use versions::supported_versions;

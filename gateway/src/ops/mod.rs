@@ -8,11 +8,13 @@
 //! | [`produce`] | placing records on partitions (murmur2), one batch per partition |
 //! | [`topic_read`] | reads of every partition of a topic, and its opaque cursor |
 //! | [`partition_read`] | where a partition read starts, and records decoded from it |
+//! | [`group`] | group consumption for HTTP and gRPC members: join, poll (the heartbeat), commit, leave, and the member's cursor |
 
 use std::sync::Arc;
 
 use crate::core::{Core, KafkaError, PartitionInfo, TopicInfo};
 
+pub(crate) mod group;
 pub(crate) mod partition_read;
 pub(crate) mod produce;
 pub(crate) mod topic_read;

@@ -11,6 +11,7 @@
 //! | `POST /v1/producers` | [`produce`]: an idempotent producer's id and epoch |
 //! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`]: a partition, or its tail (SSE) |
 //! | `GET /v1/topics/{topic}/records` | [`topic_read`]: every partition, by cursor, or its tail (SSE) |
+//! | `POST /v1/groups/{group}/members[/{member}/poll|commit]`, `DELETE …/members/{member}` | [`groups`]: group consumption |
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -30,6 +31,7 @@ use crate::core::Core;
 use crate::error::ApiError;
 
 mod admin;
+mod groups;
 mod produce;
 mod read;
 mod topic_read;
@@ -109,6 +111,22 @@ pub fn router(
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(read::records).post(produce::to_partition),
+        )
+        .route(
+            "/v1/groups/{group}/members",
+            axum::routing::post(groups::join),
+        )
+        .route(
+            "/v1/groups/{group}/members/{member}",
+            axum::routing::delete(groups::leave),
+        )
+        .route(
+            "/v1/groups/{group}/members/{member}/poll",
+            axum::routing::post(groups::poll),
+        )
+        .route(
+            "/v1/groups/{group}/members/{member}/commit",
+            axum::routing::post(groups::commit),
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -180,7 +180,11 @@ fn uniform(
             .insert(partition);
         *load.entry(least).or_default() += 1;
     }
-    rebalance_chains(&mut result, &eligible, partitions.values().map(|n| *n as usize).sum());
+    rebalance_chains(
+        &mut result,
+        &eligible,
+        partitions.values().map(|n| *n as usize).sum(),
+    );
     result
 }
 
@@ -220,7 +224,8 @@ fn rebalance_chains(
                     };
                     for next in eligible.get(topic).into_iter().flatten() {
                         if *next != source.as_str() && !came_from.contains_key(*next) {
-                            came_from.insert((*next).to_owned(), (member.clone(), *topic, partition));
+                            came_from
+                                .insert((*next).to_owned(), (member.clone(), *topic, partition));
                             queue.push_back((*next).to_owned());
                         }
                     }

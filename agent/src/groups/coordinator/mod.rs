@@ -193,6 +193,11 @@ impl GroupCoordinator {
         }
     }
 
+    /// A new member id (a UUID), for members that do not make their own.
+    pub fn new_member_id(&self) -> String {
+        self.context.ids.uuid().to_string()
+    }
+
     /// The settings groups run with.
     pub fn settings(&self) -> &GroupSettings {
         &self.context.settings

@@ -185,6 +185,16 @@ impl GroupCoordinator {
         request: ConsumerHeartbeatRequest,
     ) -> Result<ConsumerHeartbeatResponse, GroupError> {
         Self::validate_group_id(&request.group_id)?;
+        if let Some(timeout) = request.session_timeout_ms {
+            let settings = &self.context.settings;
+            let session = millis(timeout);
+            if timeout < 0
+                || session < settings.min_session_timeout
+                || session > settings.max_session_timeout
+            {
+                return Err(GroupError::InvalidSessionTimeout);
+            }
+        }
         let group_id = request.group_id.clone();
         let create = request.member_epoch == 0;
         self.call(&group_id, create, |reply| {

@@ -2,6 +2,15 @@
 //! group joins, heartbeats its subscription and owned partitions, and learns
 //! its epoch and assignment. From v1 the client generates its member id; a v0
 //! join gets one from the coordinator.
+//!
+//! A member of the HTTP or gRPC gateway carries its own session timeout in a
+//! tagged field Kafka does not define ([`SESSION_TIMEOUT_TAG`]), so its
+//! heartbeat can be forwarded to the coordinator as this same request.
+
+/// The tagged field holding a member's own session timeout (an `i32`, big
+/// endian, in milliseconds). Kafka's tags are small; this one is far past
+/// them.
+pub(crate) const SESSION_TIMEOUT_TAG: i32 = 0x0F10_0001;
 
 use fjord_metadata::TopicId;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
@@ -45,7 +54,11 @@ pub(crate) async fn handle(
         }),
         client_id: context.client_id.clone(),
         client_host: context.client_host.clone(),
-        session_timeout_ms: None,
+        session_timeout_ms: request
+            .unknown_tagged_fields
+            .get(&SESSION_TIMEOUT_TAG)
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes.as_ref()).ok())
+            .map(i32::from_be_bytes),
     };
     if version >= 1 && heartbeat.member_id.is_empty() {
         let error = GroupError::InvalidRequest("MemberId can't be empty".into());
