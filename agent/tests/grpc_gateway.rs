@@ -81,3 +81,15 @@ fn expected_offset_writes_only_at_the_partitions_next_offset() {
     let out = run("expected-offset", &cluster, &[&nodes.join(",")]);
     assert!(out.contains("OK expected-offset"), "{out}");
 }
+
+/// One consumer group of four kinds of members (the server-side protocol):
+/// a gRPC `Subscribe` stream, a gRPC `Poll` loop, an HTTP poll loop and a
+/// confluent-kafka consumer with `group.protocol=consumer`; each record is
+/// consumed exactly once, also after the `Poll` member leaves and its
+/// partitions move.
+#[test]
+fn grpc_http_and_kafka_members_share_one_group_and_consume_each_record_once() {
+    let cluster = started(3, &["--group-consumer-heartbeat-interval-ms", "500"]);
+    let out = run("groups", &cluster, &[]);
+    assert!(out.contains("OK groups delivered=1200"), "{out}");
+}

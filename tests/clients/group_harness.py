@@ -1,7 +1,9 @@
 """Consumer-group scenarios with real clients against a Fjord agent.
 
-Usage: group_harness.py SCENARIO BOOTSTRAP [--client C] [--client-b C]
-  clients: confluent, kafka-python, aiokafka, kafkajs
+Usage: group_harness.py SCENARIO BOOTSTRAP [--client C] [--client-b C] [--assignor A]
+  clients: confluent, confluent-consumer, kafka-python, aiokafka, kafkajs
+  (confluent-consumer: confluent-kafka with the KIP-848 consumer group
+  protocol; its --assignor is the broker's, uniform (default) or range)
 
 Each member is a separate process (tests/clients/group_member.py, or
 tests/clients/node/group_member.js for kafkajs) reporting its assignments,
@@ -9,7 +11,15 @@ records and commits as JSON lines; this script drives membership changes,
 produces with confluent-kafka, checks exact outcomes and exits non-zero on the
 first failed check. The last stdout line is `RESULT {json}`: counts and the
 rebalance times measured (from a membership change to the moment every member
-has its new assignment, by the members' own event timestamps).
+has its new assignment, by the members' own event timestamps). The same
+scenario reports the same timing labels whichever protocol its members speak,
+and RESULT names the protocols, so classic and KIP-848 runs compare directly.
+
+Before a KIP-848 member starts, the harness checks that the broker advertises
+ConsumerGroupHeartbeat (API key 68) and fails at once if not; RESULT records
+the broker's version ranges of the group APIs. FJORD_GROUP_DEBUG (librdkafka
+debug contexts, e.g. `cgrp,protocol`) turns on the confluent members' debug log,
+and a failure then shows more of each member's stderr.
 """
 
 import argparse
@@ -24,6 +34,24 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARTITIONS = 12
 WAIT_SECONDS = 90
+# The client that speaks the KIP-848 consumer group protocol.
+CONSUMER_PROTOCOL_CLIENT = "confluent-consumer"
+# Group API keys whose version ranges RESULT records.
+GROUP_APIS = {
+    "OffsetCommit": 8,
+    "OffsetFetch": 9,
+    "JoinGroup": 11,
+    "ListGroups": 16,
+    "ConsumerGroupHeartbeat": 68,
+    "ConsumerGroupDescribe": 69,
+}
+STDERR_TAIL = 60000 if os.environ.get("FJORD_GROUP_DEBUG") else 4000
+# How long the assignments of consumer-protocol members must stay unchanged
+# before a state where every partition has one owner counts as settled: the
+# protocol moves partitions in steps (one member revokes, on a later heartbeat
+# another gets them), so a complete but unbalanced state can be a step on the
+# way. 2.5 heartbeat intervals of the agent the tests run (1 s).
+INCREMENTAL_QUIET_SECONDS = 2.5
 
 
 class Failure(AssertionError):
@@ -43,7 +71,8 @@ class Member:
         self.client = client
         self.name = name
         self.group = group
-        self.assignment = None  # None until the first "assigned"
+        self.assignment = None  # None until the first "assigned": partitions of the topic
+        self.tps = frozenset()  # its (topic, partition)s of every topic
         self.assigned_at = []  # (t, parts) for every "assigned"
         self.closed = False
         self.alive = True
@@ -101,20 +130,24 @@ class Member:
 
     def stderr_text(self):
         self.stderr.seek(0)
-        return self.stderr.read()[-4000:]
+        return self.stderr.read()[-STDERR_TAIL:]
 
 
 class Harness:
-    def __init__(self, bootstrap, topic):
+    def __init__(self, bootstrap, topic, assignor=None):
         self.bootstrap = bootstrap
         self.topic = topic
+        self.assignor_override = assignor
+        self.api_versions = None  # the broker's, once a KIP-848 member needed them
         self.changed = threading.Condition()
         self.members = []
-        self.deliveries = {}  # (p, o) -> [(member, t)]
+        self.deliveries = {}  # (p, o) -> [(member, t)], records of self.topic
+        self.other_deliveries = {}  # (topic, p, o) -> [(member, t)], of other topics
         self.commits = {}  # group -> [(t, member, {p: next})]
         self.foreign = []  # deliveries of partitions the member did not own
         self.notes = []
         self.produced = []
+        self.other_produced = []  # (topic, p, o) produced to topics besides self.topic
         self.timings = {}
         # Set once a scenario's checks are done: records members receive while
         # the harness shuts them down are not part of the scenario.
@@ -130,9 +163,21 @@ class Harness:
             if kind == "assigned":
                 parts = frozenset(event["parts"])
                 member.assignment = parts
+                if "tps" in event:
+                    member.tps = frozenset((t, p) for t, p in event["tps"])
+                else:
+                    member.tps = frozenset((self.topic, p) for p in parts)
                 member.assigned_at.append((event["t"], parts))
             elif kind == "rec":
                 if self.finished:
+                    return
+                topic = event.get("topic", self.topic)
+                if topic != self.topic:
+                    key = (topic, event["p"], event["o"])
+                    self.other_deliveries.setdefault(key, []).append((member.name, event["t"]))
+                    if (topic, event["p"]) not in member.tps:
+                        self.foreign.append((member.name, key))
+                    self.changed.notify_all()
                     return
                 key = (event["p"], event["o"])
                 self.deliveries.setdefault(key, []).append((member.name, event["t"]))
@@ -148,6 +193,8 @@ class Harness:
             self.changed.notify_all()
 
     def start(self, client, name, group, *extra):
+        if client == CONSUMER_PROTOCOL_CLIENT:
+            self.require_consumer_protocol()
         member = Member(self, client, name, group, list(extra))
         with self.changed:
             self.members.append(member)
@@ -181,6 +228,40 @@ class Harness:
         lines.extend(self.notes[-20:])
         return "\n  " + "\n  ".join(lines)
 
+    # ----- protocol -----
+
+    def assignor(self, client):
+        """The assignor a scenario's members use unless it needs a specific
+        one: --assignor if given, else the client's default."""
+        if self.assignor_override:
+            return self.assignor_override
+        return default_assignor(client)
+
+    def require_consumer_protocol(self):
+        """Fails at once, naming what the broker offers, if it does not
+        advertise ConsumerGroupHeartbeat: librdkafka would otherwise retry
+        quietly (it logs "ConsumerGroupHeartbeatRequest not supported by
+        broker" at debug level only) until the scenario times out."""
+        if self.api_versions is not None:
+            return
+        from kafka import KafkaClient
+
+        client = KafkaClient(bootstrap_servers=self.bootstrap, client_id="group-harness")
+        try:
+            deadline = time.time() + 30
+            versions = client.get_api_versions()
+            while not versions and time.time() < deadline:
+                client.poll(timeout_ms=200)
+                versions = client.get_api_versions()
+        finally:
+            client.close()
+        check(versions, "no ApiVersions from the broker")
+        self.api_versions = {name: list(versions[key]) for name, key in GROUP_APIS.items() if key in versions}
+        print(f"broker group API versions: {self.api_versions}", flush=True)
+        check(GROUP_APIS["ConsumerGroupHeartbeat"] in versions,
+              "the broker does not support the consumer group protocol (KIP-848): ApiVersions has no "
+              f"ConsumerGroupHeartbeat (key 68); it lists keys {sorted(versions)}")
+
     # ----- membership -----
 
     def settled(self, members, since, must_report=True):
@@ -198,10 +279,22 @@ class Harness:
             return None
         return max(times) if times else since
 
+    def settled_quietly(self, members, since, must_report=True):
+        """As `settled`; for consumer-protocol members also only once no member
+        has reported an assignment for INCREMENTAL_QUIET_SECONDS (the time
+        returned is still that of the last assignment)."""
+        done = self.settled(members, since, must_report)
+        if done is None or all(eager(m.client) for m in members):
+            return done
+        last = max((t for m in members for (t, _) in m.assigned_at), default=since)
+        if time.time() - last < INCREMENTAL_QUIET_SECONDS:
+            return None
+        return done
+
     def wait_settled(self, label, members, since, must_report=True):
         done = self.wait_for(
             f"{label}: {[m.name for m in members]} to own all {PARTITIONS} partitions",
-            lambda: self.settled(members, since, must_report),
+            lambda: self.settled_quietly(members, since, must_report),
         )
         seconds = round(done - since, 3)
         if label:
@@ -211,32 +304,40 @@ class Harness:
 
     # ----- data -----
 
-    def create_topic(self):
+    def create_topic(self, topic=None):
+        """Creates the scenario's topic, or `topic`, with PARTITIONS partitions."""
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        futures = admin.create_topics([NewTopic(self.topic, num_partitions=PARTITIONS, replication_factor=1)])
+        futures = admin.create_topics([NewTopic(topic or self.topic, num_partitions=PARTITIONS, replication_factor=1)])
         for future in futures.values():
             future.result(timeout=30)
 
-    def produce(self, per_partition):
+    def produce(self, per_partition, topic=None):
+        """Produces `per_partition` records to each partition of the scenario's
+        topic (recorded in `produced` as (p, o)), or of `topic` (recorded in
+        `other_produced` as (topic, p, o))."""
         from confluent_kafka import Producer
 
+        topic = topic or self.topic
         producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 5})
         failures = []
 
         def delivered(error, message):
             if error is not None:
                 failures.append(str(error))
-            else:
-                with self.changed:
+                return
+            with self.changed:
+                if topic == self.topic:
                     self.produced.append((message.partition(), message.offset()))
+                else:
+                    self.other_produced.append((topic, message.partition(), message.offset()))
 
         for partition in range(PARTITIONS):
             for i in range(per_partition):
-                producer.produce(self.topic, value=f"{partition}:{i}".encode(), partition=partition, on_delivery=delivered)
+                producer.produce(topic, value=f"{partition}:{i}".encode(), partition=partition, on_delivery=delivered)
         remaining = producer.flush(60)
-        check(remaining == 0 and not failures, f"produce failed: {remaining} undelivered, {failures[:3]}")
+        check(remaining == 0 and not failures, f"produce to {topic} failed: {remaining} undelivered, {failures[:3]}")
 
     def wait_consumed(self, label="all produced records"):
         expected = set(self.produced)
@@ -294,6 +395,42 @@ class Harness:
             last.update(offsets)
         return last
 
+    def deliveries_to(self, members):
+        """Every delivery of a record of the topic to one of `members`, as (p, o)."""
+        names = {m.name for m in members}
+        return [key for key, deliveries in self.deliveries.items() for name, _ in deliveries if name in names]
+
+    # ----- the broker's view -----
+
+    def describe_group(self, group):
+        """The group as confluent-kafka's AdminClient describes it: librdkafka
+        asks with ConsumerGroupDescribe (KIP-848) where the broker has it, and
+        with DescribeGroups for classic groups."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        future = admin.describe_consumer_groups([group], request_timeout=30)[group]
+        try:
+            return future.result(timeout=60)
+        except (KafkaException, TimeoutError) as error:
+            raise Failure(f"describing group {group} failed: {error!r}") from error
+
+    def broker_committed(self, group):
+        """The group's committed offsets of the topic as the broker has them
+        (OffsetFetch through confluent-kafka's AdminClient), {p: offset}."""
+        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(self.topic, p) for p in range(PARTITIONS)])
+        future = admin.list_consumer_group_offsets([request], request_timeout=30)[group]
+        try:
+            listed = future.result(timeout=60)
+        except (KafkaException, TimeoutError) as error:
+            raise Failure(f"fetching the offsets of group {group} failed: {error!r}") from error
+        return {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
+
     def finish(self):
         """The scenario's checks are done: stop counting deliveries."""
         with self.changed:
@@ -303,6 +440,10 @@ class Harness:
         """Prints the outcome: `COUNT name value` lines (integers), `TIMING
         label: seconds` lines, then `RESULT {json}` with everything."""
         fields["timings"] = self.timings
+        fields["protocols"] = sorted({
+            "consumer" if m.client == CONSUMER_PROTOCOL_CLIENT else "classic" for m in self.members})
+        if self.api_versions is not None:
+            fields["broker_group_api_versions"] = self.api_versions
         fields["produced"] = len(self.produced)
         fields["distinct_delivered"] = len(self.deliveries)
         fields["deliveries"] = sum(len(v) for v in self.deliveries.values())
@@ -334,7 +475,18 @@ def options(client, assignor="range", commit_every=0, commit_on_close=False, ins
 
 
 def default_assignor(client):
+    if client == CONSUMER_PROTOCOL_CLIENT:
+        return "uniform"  # the broker's default (group.consumer.assignors)
     return "roundrobin" if client == "kafkajs" else "range"
+
+
+def eager(client):
+    """Whether every member reports a new assignment at every rebalance (the
+    classic protocol's eager assignors revoke everything and assign anew). With
+    the consumer protocol a member the change does not touch reports nothing;
+    the settled state (every partition owned exactly once) is then what marks
+    the end of the rebalance."""
+    return client != CONSUMER_PROTOCOL_CLIENT
 
 
 # ----- scenarios -----
@@ -343,7 +495,7 @@ def default_assignor(client):
 def three_members(h, client, clients=None):
     """Three members over 12 partitions: each record reaches exactly one member."""
     clients = clients or [client] * 3
-    assignor = "roundrobin" if len(set(clients)) > 1 else default_assignor(client)
+    assignor = "roundrobin" if len(set(clients)) > 1 else h.assignor(client)
     h.create_topic()
     started = time.time()
     members = [h.start(c, f"{c}-{i}", "g", *options(c, assignor)) for i, c in enumerate(clients)]
@@ -365,7 +517,7 @@ def leave_and_join(h, client):
     only uncommitted records are delivered again."""
     h.create_topic()
     started = time.time()
-    a, b, c = (h.start(client, f"{client}-{n}", "g", *options(client, default_assignor(client), commit_every=7))
+    a, b, c = (h.start(client, f"{client}-{n}", "g", *options(client, h.assignor(client), commit_every=7))
                for n in "abc")
     h.wait_settled("initial join of 3 members", [a, b, c], started)
     h.produce(per_partition=25)
@@ -374,12 +526,12 @@ def leave_and_join(h, client):
 
     left = time.time()
     c.stop()
-    h.wait_settled("member leaves (3 -> 2)", [a, b], left)
+    h.wait_settled("member leaves (3 -> 2)", [a, b], left, must_report=eager(client))
     check(c_partitions <= set(a.assignment) | set(b.assignment), "the leaver's partitions moved")
 
     joined = time.time()
-    d = h.start(client, f"{client}-d", "g", *options(client, default_assignor(client), commit_every=7))
-    h.wait_settled("member joins (2 -> 3)", [a, b, d], joined)
+    d = h.start(client, f"{client}-d", "g", *options(client, h.assignor(client), commit_every=7))
+    h.wait_settled("member joins (2 -> 3)", [a, b, d], joined, must_report=eager(client))
     check(len(d.assignment) > 0, "the new member got partitions")
 
     h.produce(per_partition=25)
@@ -397,7 +549,7 @@ def killed_member(h, client):
     """A member is killed: its partitions move once its session times out."""
     h.create_topic()
     started = time.time()
-    a, b, c = (h.start(client, f"{client}-{n}", "g", *options(client, default_assignor(client), commit_every=7))
+    a, b, c = (h.start(client, f"{client}-{n}", "g", *options(client, h.assignor(client), commit_every=7))
                for n in "abc")
     h.wait_settled("initial join of 3 members", [a, b, c], started)
     h.produce(per_partition=25)
@@ -405,7 +557,7 @@ def killed_member(h, client):
     victim = set(c.assignment)
     killed = time.time()
     c.kill()
-    seconds = h.wait_settled("member killed (session timeout 6 s)", [a, b], killed)
+    seconds = h.wait_settled("member killed (session timeout 6 s)", [a, b], killed, must_report=eager(client))
     check(seconds >= 5.0, f"partitions moved {seconds} s after the kill, before the 6 s session timeout")
     check(victim <= set(a.assignment) | set(b.assignment), "the killed member's partitions moved")
     h.produce(per_partition=25)
@@ -421,7 +573,7 @@ def restart_resumes(h, client):
     """A consumer restarts and resumes from its committed offsets."""
     h.create_topic()
     started = time.time()
-    first = h.start(client, f"{client}-first", "g", *options(client, default_assignor(client), commit_on_close=True))
+    first = h.start(client, f"{client}-first", "g", *options(client, h.assignor(client), commit_on_close=True))
     h.wait_settled("initial join of 1 member", [first], started)
     h.produce(per_partition=20)
     h.wait_consumed("phase 1 consumed")
@@ -432,7 +584,7 @@ def restart_resumes(h, client):
 
     h.produce(per_partition=15)
     restarted_at = time.time()
-    second = h.start(client, f"{client}-second", "g", *options(client, default_assignor(client), commit_on_close=True))
+    second = h.start(client, f"{client}-second", "g", *options(client, h.assignor(client), commit_on_close=True))
     h.wait_settled("restarted member joins", [second], restarted_at)
     h.wait_consumed("phase 2 consumed")
     time.sleep(1.0)  # anything re-delivered would arrive by now
@@ -453,7 +605,7 @@ def two_groups(h, client, client_b):
 
     h.create_topic()
     started = time.time()
-    g1 = [h.start(client, f"{client}-g1-{n}", "g1", *options(client, default_assignor(client)))
+    g1 = [h.start(client, f"{client}-g1-{n}", "g1", *options(client, h.assignor(client)))
           for n in "ab"]
     g2 = [h.start(client_b, f"{client_b}-g2", "g2", *options(client_b, default_assignor(client_b), commit_every=7))]
     h.wait_settled("group g1 forms (2 members)", g1, started)
@@ -569,7 +721,8 @@ def static_members(h, client):
     """Static members (group.instance.id) restart without a rebalance."""
     h.create_topic()
     started = time.time()
-    members = {n: h.start(client, f"{client}-{n}", "g", *options(client, instance=f"instance-{n}", commit_every=5))
+    members = {n: h.start(client, f"{client}-{n}", "g",
+                          *options(client, h.assignor(client), instance=f"instance-{n}", commit_every=5))
                for n in "abc"}
     h.wait_settled("initial join of 3 static members", list(members.values()), started)
     h.produce(per_partition=20)
@@ -581,7 +734,8 @@ def static_members(h, client):
     # same instance id, well within the session timeout.
     restarted = time.time()
     members["b"].stop()
-    b2 = h.start(client, f"{client}-b2", "g", *options(client, instance="instance-b", commit_every=5))
+    b2 = h.start(client, f"{client}-b2", "g",
+                 *options(client, h.assignor(client), instance="instance-b", commit_every=5))
     h.wait_for("the restarted static member's assignment", lambda: b2.assignment)
     rejoin = round(b2.assigned_at[0][0] - restarted, 3)
     h.timings["static member restart (no rebalance)"] = rejoin
@@ -601,6 +755,175 @@ def static_members(h, client):
              partitions={n: sorted(p) for n, p in before.items()})
 
 
+def pattern(h, client):
+    """A regex subscription (KIP-848: the broker resolves the regex): the
+    members share every partition of the topics the regex matches, and a
+    matching topic created while they run is assigned and consumed."""
+    run = h.topic.rsplit("-", 1)[1]
+    # The regex is anchored and matched against whole topic names (RE2/J on a
+    # Kafka broker); the run id keeps reruns against one broker apart.
+    h.topic = f"pattern-topic-{run}-a"
+    second = f"pattern-topic-{run}-b"
+    decoy = f"not-pattern-topic-{run}-a"  # contains the prefix, does not start with it
+    regex = f"^pattern-topic-{run}-.*"
+    h.create_topic()
+    h.create_topic(decoy)
+    started = time.time()
+    members = [h.start(client, f"{client}-{n}", "g", *options(client, h.assignor(client), commit_every=7),
+                       "--pattern", regex)
+               for n in "abc"]
+    h.wait_settled("initial join of 3 members", members, started)
+    h.produce(per_partition=10)
+    h.produce(per_partition=2, topic=decoy)
+    h.wait_consumed("the first matching topic consumed")
+
+    created = time.time()
+    h.create_topic(second)
+
+    def second_settled():
+        if any(not m.alive for m in members):
+            return None
+        owned = sorted(p for m in members for (t, p) in m.tps if t == second)
+        if owned != list(range(PARTITIONS)):
+            return None
+        last = max(t for m in members for (t, _) in m.assigned_at)
+        return last if time.time() - last >= INCREMENTAL_QUIET_SECONDS else None
+
+    done = h.wait_for(f"the new topic {second} to be assigned over {[m.name for m in members]}", second_settled)
+    seconds = round(done - created, 3)
+    h.timings["new topic matching the regex assigned"] = seconds
+    print(f"rebalance new topic matching the regex assigned: {seconds:.3f} s", flush=True)
+    h.produce(per_partition=10, topic=second)
+    expected_second = set(h.other_produced) - {k for k in h.other_produced if k[0] == decoy}
+    h.wait_for(f"{second} consumed", lambda: expected_second <= set(h.other_deliveries))
+    time.sleep(1.0)  # a duplicate or a decoy record would arrive by now
+
+    check(not any(t == decoy for m in members for (t, _) in m.tps), f"the decoy topic {decoy} was assigned")
+    decoy_read = [k for k in h.other_deliveries if k[0] == decoy]
+    check(not decoy_read, f"records of the decoy topic {decoy} were delivered: {decoy_read[:5]}")
+    second_deliveries = {k: v for k, v in h.other_deliveries.items() if k[0] == second}
+    duplicates = {k: v for k, v in second_deliveries.items() if len(v) > 1}
+    check(not duplicates,
+          f"{len(duplicates)} records of {second} delivered more than once, e.g. {list(duplicates.items())[:3]}")
+    check(not h.foreign, f"records delivered to members not owning the partition: {h.foreign[:5]}")
+    redelivered = h.check_no_loss_and_bounded_redeliveries("g")
+    owned_second = {m.name: sorted(p for (t, p) in m.tps if t == second) for m in members}
+    h.finish()
+    for m in members:
+        m.stop()
+    h.result(scenario="pattern", client=client, regex=regex, redelivered=redelivered,
+             second_topic_produced=len(expected_second), second_topic_delivered=len(second_deliveries),
+             second_topic_partitions=owned_second)
+
+
+def upgrade(h, classic_client, client):
+    """A classic group consumes and commits, and all its members close; members
+    speaking the consumer protocol (KIP-848) then join the same group id and
+    resume exactly from the committed offsets: what the classic group left
+    uncommitted is read again, nothing before it."""
+    h.create_topic()
+    started = time.time()
+    old = [h.start(classic_client, f"{classic_client}-{n}", "g",
+                   *options(classic_client, default_assignor(classic_client), commit_every=7))
+           for n in "ab"]
+    h.wait_settled("classic group forms (2 members)", old, started)
+    h.produce(per_partition=20)
+    h.wait_consumed("phase 1 consumed by the classic group")
+    for m in old:
+        m.stop()
+    committed = h.committed_offsets("g")
+    check(committed, "the classic group committed nothing")
+    check(h.broker_committed("g") == committed,
+          f"the broker's offsets {h.broker_committed('g')} are not what the classic members committed {committed}")
+    # Recorded, not checked: how the broker describes the emptied classic group.
+    try:
+        before = h.describe_group("g")
+        described_before = {"type": before.type.name, "state": before.state.name}
+    except Failure as failure:
+        described_before = {"error": str(failure)}
+    uncommitted = sum(20 - committed.get(p, 0) for p in range(PARTITIONS))
+
+    joined = time.time()
+    new = [h.start(client, f"{client}-{n}", "g", *options(client, h.assignor(client), commit_every=7)) for n in "cd"]
+    h.wait_settled("consumer-protocol members take over the group (2 members)", new, joined)
+    h.produce(per_partition=15)
+    h.wait_consumed("phase 2 consumed")
+    time.sleep(1.0)  # anything re-delivered would arrive by now
+    first_read = {}
+    for p, o in h.deliveries_to(new):
+        first_read[p] = min(first_read.get(p, o), o)
+    for p in range(PARTITIONS):
+        check(first_read.get(p) == committed.get(p, 0),
+              f"partition {p}: the consumer-protocol members started at offset {first_read.get(p)}, "
+              f"the classic group had committed {committed.get(p, 0)}")
+    redelivered = h.check_no_loss_and_bounded_redeliveries("g")
+    after = h.describe_group("g")
+    check(after.type.name == "CONSUMER", f"the group's type after the upgrade: {after.type}")
+    check(len(after.members) == 2, f"the upgraded group's members: {[m.member_id for m in after.members]}")
+    h.finish()
+    for m in new:
+        m.stop()
+    h.result(scenario="upgrade", clients=[classic_client, client], redelivered=redelivered,
+             uncommitted_by_classic=uncommitted,
+             described_before=described_before, type_after=after.type.name,
+             assignor_after=after.partition_assignor)
+
+
+def mixed_protocols(h, classic_client, client):
+    """A classic group and a consumer-protocol (KIP-848) group on one topic:
+    each group reads every record exactly once and keeps its own offsets, and
+    the broker describes each with its own protocol."""
+    h.create_topic()
+    started = time.time()
+    classic = [h.start(classic_client, f"{classic_client}-classic-{n}", "classic",
+                       *options(classic_client, default_assignor(classic_client), commit_every=7))
+               for n in "ab"]
+    consumer = [h.start(client, f"{client}-consumer-{n}", "consumer",
+                        *options(client, h.assignor(client), commit_every=7))
+                for n in "ab"]
+    h.wait_settled("classic group forms (2 members)", classic, started)
+    h.wait_settled("consumer-protocol group forms (2 members)", consumer, started)
+    h.produce(per_partition=20)
+    expected = set(h.produced)
+    for label, group_members in (("classic", classic), ("consumer", consumer)):
+        h.wait_for(f"the {label} group consumed everything", lambda: expected <= set(h.deliveries_to(group_members)))
+    time.sleep(1.0)  # a duplicate would arrive by now
+    per_group = {}
+    for label, group_members in (("classic", classic), ("consumer", consumer)):
+        got = h.deliveries_to(group_members)
+        check(sorted(got) == sorted(expected), f"{label}: each record exactly once ({len(got)} deliveries)")
+        per_group[label] = len(got)
+    check(not h.foreign, f"records delivered to members not owning the partition: {h.foreign[:5]}")
+
+    described = {group: h.describe_group(group) for group in ("classic", "consumer")}
+    group = described["consumer"]
+    check(group.type.name == "CONSUMER", f"the consumer-protocol group's type: {group.type}")
+    check(group.state.name == "STABLE", f"the consumer-protocol group's state: {group.state}")
+    check(group.partition_assignor == h.assignor(client),
+          f"the consumer-protocol group's assignor: {group.partition_assignor!r}")
+    broker_view = sorted(tp.partition for m in group.members for tp in m.assignment.topic_partitions)
+    check(broker_view == list(range(PARTITIONS)), f"the consumer-protocol group's assignments: {broker_view}")
+    check({m.client_id for m in group.members} == {m.name for m in consumer},
+          f"the consumer-protocol group's members: {[m.client_id for m in group.members]}")
+    check(len(described["classic"].members) == 2,
+          f"the classic group's members: {[m.client_id for m in described['classic'].members]}")
+
+    for m in classic + consumer:
+        m.send("commit")
+    everything = {p: 20 for p in range(PARTITIONS)}
+    for label in ("classic", "consumer"):
+        h.wait_for(f"the {label} group to commit everything", lambda: h.committed_offsets(label) == everything)
+        check(h.broker_committed(label) == everything,
+              f"{label}: the broker has {h.broker_committed(label)}, the members committed {everything}")
+    h.finish()
+    for m in classic + consumer:
+        m.stop()
+    h.result(scenario="mixed_protocols", clients=[classic_client, client], per_group=per_group,
+             classic_deliveries=per_group["classic"], consumer_deliveries=per_group["consumer"],
+             types={g: d.type.name for g, d in described.items()},
+             assignors={g: d.partition_assignor for g, d in described.items()})
+
+
 SCENARIOS = {
     "three_members": lambda h, a: three_members(h, a.client),
     "mixed_python_clients": lambda h, a: three_members(h, None, ["confluent", "kafka-python", "aiokafka"]),
@@ -610,6 +933,9 @@ SCENARIOS = {
     "two_groups": lambda h, a: two_groups(h, a.client, a.client_b or a.client),
     "cooperative": lambda h, a: cooperative(h, a.client),
     "static_members": lambda h, a: static_members(h, a.client),
+    "pattern": lambda h, a: pattern(h, a.client),
+    "upgrade": lambda h, a: upgrade(h, a.client_b or "confluent", a.client),
+    "mixed_protocols": lambda h, a: mixed_protocols(h, a.client_b or "confluent", a.client),
 }
 
 
@@ -619,9 +945,10 @@ def main():
     parser.add_argument("bootstrap")
     parser.add_argument("--client", default="confluent")
     parser.add_argument("--client-b")
+    parser.add_argument("--assignor", help="the members' assignor where the scenario does not fix one")
     args = parser.parse_args()
     topic = f"{args.scenario}-{args.client}-{int(time.time() * 1000) % 1_000_000}".replace("_", "-")
-    harness = Harness(args.bootstrap, topic)
+    harness = Harness(args.bootstrap, topic, args.assignor)
     try:
         SCENARIOS[args.scenario](harness, args)
     except Failure as failure:

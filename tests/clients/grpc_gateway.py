@@ -10,6 +10,7 @@ builder.
     python3 grpc_gateway.py bad-input <bootstrap> <host:port> [...]
     python3 grpc_gateway.py tail-kill <bootstrap> <pid of the first agent> <its node id> <records> <host:port> [...]
     python3 grpc_gateway.py expected-offset <bootstrap> <node ids, comma-separated, in agent order> <host:port> [...]
+    python3 grpc_gateway.py groups <bootstrap> <host:port> [...]
 
 Each `host:port` is an agent's HTTP port, where it serves gRPC (h2c, HTTP/2
 with prior knowledge), gRPC-web and the HTTP API.
@@ -19,6 +20,13 @@ writes `<records>` records through the others, kills the first agent (`kill
 -9` of the pid given, as `http_gateway.py sse-kill` does) once a third of them
 arrived, resumes the tail with the last cursor on another agent and checks
 that every acknowledged record arrived once, in order, per partition.
+
+`groups` puts four members of four kinds in one consumer group (the
+server-side protocol): a gRPC `Subscribe` stream with credits, a gRPC `Poll`
+loop, an HTTP poll loop (`requests`) and a confluent-kafka consumer with
+`group.protocol=consumer`; each record is consumed exactly once; then the
+`Poll` member commits and leaves, and its partitions move to the others,
+which consume what follows exactly once too.
 
 Every call goes to the next agent in turn, so no call is served by the agent
 that served the one before. Any failed check raises (exit status 1) with what
@@ -114,7 +122,7 @@ class Agents:
 
     def stub(self, service, index):
         channel = self.channels[index]
-        return rpc.RecordsStub(channel) if service == "Records" else rpc.TopicsStub(channel)
+        return getattr(rpc, f"{service}Stub")(channel)
 
     def method(self, service, name, index=None):
         """`service`'s method `name` on agent `index` (the next one if None)."""
@@ -1260,6 +1268,248 @@ def scenario_expected_offset(bootstrap, node_ids, targets):
           f"through_leader={through['leader']} through_non_leader={through['other']}")
 
 
+class GroupLedger:
+    """Every delivery of every member, thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.deliveries = {}  # (partition, offset) -> [member names]
+        self.owned = {}  # member -> set of partitions
+
+    def delivered(self, member, partition, offset):
+        with self.lock:
+            self.deliveries.setdefault((partition, offset), []).append(member)
+
+    def own(self, member, partitions):
+        with self.lock:
+            self.owned[member] = set(partitions)
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.deliveries), {m: set(p) for m, p in self.owned.items()}
+
+
+def grpc_poll_member(agents, group, topic, ledger, stop, name="poll"):
+    """A member polling over gRPC, each call at the next agent; commits on
+    every poll (auto_commit); at `stop` it commits its cursor and leaves."""
+    joined = agents.call_retrying("Groups", "Join", pb.JoinRequest(group=group, topics=[topic], session_timeout_ms=10_000))
+    member, epoch, cursor = joined.member_id, joined.member_epoch, joined.cursor
+    ledger.own(name, [tp.partition for tp in joined.assignment])
+    while not stop.is_set():
+        answer = agents.call_retrying("Groups", "Poll", pb.PollRequest(
+            group=group, member_id=member, member_epoch=epoch, cursor=cursor,
+            max_records=50, wait_ms=200, auto_commit=True))
+        epoch, cursor = answer.member_epoch, answer.cursor
+        ledger.own(name, [tp.partition for tp in answer.assignment])
+        for r in answer.records:
+            assert r.topic == topic, r
+            ledger.delivered(name, r.record.partition, r.record.offset)
+    agents.call_retrying("Groups", "Commit", pb.CommitRequest(group=group, member_id=member, member_epoch=epoch, cursor=cursor))
+    agents.call_retrying("Groups", "Leave", pb.LeaveRequest(group=group, member_id=member))
+    ledger.own(name, [])
+
+
+def http_poll_member(targets, group, topic, ledger, stop, name="http"):
+    """A member of the HTTP API, each call at the next agent."""
+    turn = itertools.cycle(targets)
+
+    def post(path, body):
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = requests.post(f"http://{next(turn)}{path}", json=body, timeout=30)
+                if answer.status_code != 503:
+                    return answer
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path}: no answer")
+            time.sleep(0.2)
+
+    joined = post(f"/v1/groups/{group}/members", {"topics": [topic], "session_timeout_ms": 10_000})
+    assert joined.status_code == 201, joined.text
+    joined = joined.json()
+    member, epoch, cursor = joined["member_id"], joined["member_epoch"], joined["cursor"]
+    while not stop.is_set():
+        answer = post(f"/v1/groups/{group}/members/{member}/poll",
+                      {"member_epoch": epoch, "cursor": cursor, "max_records": 50, "wait_ms": 200, "auto_commit": True})
+        assert answer.status_code == 200, answer.text
+        answer = answer.json()
+        epoch, cursor = answer["member_epoch"], answer["cursor"]
+        ledger.own(name, [tp["partition"] for tp in answer["assignment"]])
+        for r in answer["records"]:
+            ledger.delivered(name, r["partition"], r["offset"])
+
+
+def subscribe_member(target, group, topic, ledger, stop, name="subscribe"):
+    """A gRPC `Subscribe` stream at one agent, asking for 20 records at a
+    time (auto-commit: records count as processed once more are asked for)."""
+    channel = grpc.insecure_channel(target)
+    requests_queue = queue.Queue()
+
+    def outgoing():
+        yield pb.SubscribeRequest(start=pb.SubscribeStart(
+            join=pb.JoinRequest(group=group, topics=[topic], session_timeout_ms=10_000),
+            auto_commit=True, credits=20))
+        while True:
+            item = requests_queue.get()
+            if item is None:
+                return
+            yield item
+
+    stream = rpc.GroupsStub(channel).Subscribe(outgoing())
+    credits = 20
+    try:
+        for event in stream:
+            kind = event.WhichOneof("event")
+            if kind == "member":
+                ledger.own(name, [tp.partition for tp in event.member.assignment])
+            elif kind == "record":
+                ledger.delivered(name, event.record.record.record.partition, event.record.record.record.offset)
+                credits -= 1
+                if credits == 0:
+                    credits = 20
+                    requests_queue.put(pb.SubscribeRequest(credits=20))
+            if stop.is_set():
+                break
+    finally:
+        requests_queue.put(None)
+        stream.cancel()
+        channel.close()
+
+
+def kafka_member(bootstrap, group, topic, ledger, stop, name="kafka"):
+    """confluent-kafka with the server-side protocol; commits what it
+    consumed on every revocation and every 20 records."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    positions = {}
+
+    def commit():
+        if positions:
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
+
+    def on_assign(c, parts):
+        ledger.own(name, {tp.partition for tp in c.assignment()} | {tp.partition for tp in parts})
+
+    def on_revoke(c, parts):
+        gone = {tp.partition for tp in parts}
+        commit()
+        for p in gone:
+            positions.pop(p, None)
+        ledger.own(name, {tp.partition for tp in c.assignment()} - gone)
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+    count = 0
+    while not stop.is_set():
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        ledger.delivered(name, message.partition(), message.offset())
+        positions[message.partition()] = message.offset() + 1
+        count += 1
+        if count % 20 == 0:
+            commit()
+    commit()
+    consumer.close()
+
+
+def scenario_groups(bootstrap, targets):
+    agents = Agents(targets)
+    topic = f"grpc-groups-{uuid.uuid4().hex[:8]}"
+    group = f"mixed-{uuid.uuid4().hex[:8]}"
+    partitions = 12
+    agents.call_retrying("Topics", "CreateTopic", pb.CreateTopicRequest(name=topic, partitions=partitions))
+    wait_for_leaders(agents, topic)
+    ledger = GroupLedger()
+    stop_poll, stop_rest = threading.Event(), threading.Event()
+    members = {
+        "poll": threading.Thread(target=grpc_poll_member, args=(agents, group, topic, ledger, stop_poll)),
+        "http": threading.Thread(target=http_poll_member, args=(targets, group, topic, ledger, stop_rest)),
+        "subscribe": threading.Thread(target=subscribe_member, args=(targets[0], group, topic, ledger, stop_rest)),
+        "kafka": threading.Thread(target=kafka_member, args=(bootstrap, group, topic, ledger, stop_rest)),
+    }
+    failures = []
+
+    def guarded(name, thread):
+        target = thread._target
+        args = thread._args
+
+        def run():
+            try:
+                target(*args)
+            except Exception as error:  # a member failing fails the scenario
+                failures.append(f"{name}: {error!r}")
+        return threading.Thread(target=run, daemon=True)
+
+    members = {name: guarded(name, t) for name, t in members.items()}
+    for thread in members.values():
+        thread.start()
+
+    def settled(names):
+        _, owned = ledger.snapshot()
+        parts = [owned.get(n, set()) for n in names]
+        every = set().union(*parts)
+        return every == set(range(partitions)) and sum(len(p) for p in parts) == partitions and all(parts)
+
+    started = time.monotonic()
+    while not settled(members.keys()):
+        assert not failures, failures
+        assert time.monotonic() - started < 90, f"the four members never shared the partitions: {ledger.snapshot()[1]}"
+        time.sleep(0.2)
+    settle_seconds = time.monotonic() - started
+
+    def produce_batch(start, count):
+        records = [make_record(key=f"k{i}".encode(), value=f"v{i}".encode()) for i in range(start, start + count)]
+        for chunk in range(0, count, 100):
+            produce(agents, pb.ProduceRequest(topic=topic, records=records[chunk:chunk + 100]))
+
+    def wait_delivered(total, what):
+        deadline = time.monotonic() + 90
+        while True:
+            assert not failures, failures
+            deliveries, _ = ledger.snapshot()
+            if len(deliveries) >= total:
+                return deliveries
+            assert time.monotonic() < deadline, f"{what}: {len(deliveries)} of {total} delivered"
+            time.sleep(0.2)
+
+    produce_batch(0, 600)
+    deliveries = wait_delivered(600, "first 600")
+    time.sleep(1)
+    deliveries, owned = ledger.snapshot()
+    twice = {k: v for k, v in deliveries.items() if len(v) > 1}
+    assert not twice, f"delivered more than once: {list(twice.items())[:5]}"
+    by_member = {}
+    for names in deliveries.values():
+        by_member[names[0]] = by_member.get(names[0], 0) + 1
+    assert set(by_member) == set(members), by_member
+
+    # The Poll member commits and leaves: its partitions move to the others.
+    stop_poll.set()
+    members["poll"].join(timeout=60)
+    started = time.monotonic()
+    while not settled(["http", "subscribe", "kafka"]):
+        assert not failures, failures
+        assert time.monotonic() - started < 60, f"the poll member's partitions never moved: {ledger.snapshot()[1]}"
+        time.sleep(0.2)
+    moved_seconds = time.monotonic() - started
+    produce_batch(600, 600)
+    wait_delivered(1200, "all 1200")
+    time.sleep(1)
+    stop_rest.set()
+    for thread in members.values():
+        thread.join(timeout=60)
+    assert not failures, failures
+    deliveries, _ = ledger.snapshot()
+    assert len(deliveries) == 1200, len(deliveries)
+    twice = {k: v for k, v in deliveries.items() if len(v) > 1}
+    assert not twice, f"delivered more than once: {list(twice.items())[:5]}"
+    agents.close()
+    print(f"OK groups delivered={len(deliveries)} per_member={by_member} "
+          f"settle_seconds={settle_seconds:.2f} leave_moved_seconds={moved_seconds:.2f}")
+
+
 def main():
     scenario = sys.argv[1]
     if scenario == "roundtrip":
@@ -1270,6 +1520,8 @@ def main():
         scenario_tail_kill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     elif scenario == "expected-offset":
         scenario_expected_offset(sys.argv[2], [int(n) for n in sys.argv[3].split(",")], sys.argv[4:])
+    elif scenario == "groups":
+        scenario_groups(sys.argv[2], sys.argv[3:])
     else:
         sys.exit(f"unknown scenario {scenario}")
 

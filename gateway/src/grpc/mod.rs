@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `fjord.v1.Records`: produce (unary and streaming), read, tail | [`records`] |
 //! | `fjord.v1.Topics`: list, create, describe, delete | [`topics`] |
+//! | `fjord.v1.Groups`: group consumption (join, poll, commit, leave, subscribe) | [`groups`] |
 //! | `grpc.health.v1.Health` | `tonic-health`: serving until the agent shuts down |
 //! | `grpc.reflection.v1` / `v1alpha` | `tonic-reflection`, from the compiled descriptors |
 //!
@@ -16,6 +17,7 @@ use tonic::server::NamedService;
 
 use crate::routes::State;
 
+mod groups;
 mod records;
 mod status;
 mod topics;
@@ -59,14 +61,14 @@ pub(crate) fn routes(state: &State) -> Router {
     let (reporter, health) = tonic_health::server::health_reporter();
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
-        for name in [records::NAME, topics::NAME] {
+        for name in [records::NAME, topics::NAME, groups::NAME] {
             reporter
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
                 .await;
         }
         shutdown.cancelled().await;
         // Load balancers and clients stop sending here during the hand-off.
-        for name in ["", records::NAME, topics::NAME] {
+        for name in ["", records::NAME, topics::NAME, groups::NAME] {
             reporter
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
@@ -80,6 +82,7 @@ pub(crate) fn routes(state: &State) -> Router {
     let mut router = Router::new();
     router = route(router, records::service(state.clone()));
     router = route(router, topics::service(state.clone()));
+    router = route(router, groups::service(state.clone()));
     router = route(router, health);
     match reflection().build_v1() {
         Ok(service) => router = route(router, service),

@@ -157,7 +157,7 @@ async fn produce_one(state: &State, request: ProduceRequest) -> Result<ProduceRe
 }
 
 /// A record read, as the API gives it.
-fn consumed(partition: i32, record: Record) -> ConsumedRecord {
+pub(super) fn consumed(partition: i32, record: Record) -> ConsumedRecord {
     ConsumedRecord {
         partition,
         offset: record.offset,
@@ -181,7 +181,7 @@ fn consumed(partition: i32, record: Record) -> ConsumedRecord {
 
 /// Where partitions without a position start: a position (earliest by
 /// default) or a time.
-fn start_of(position: i32, timestamp: Option<i64>) -> Result<Start, Failure> {
+pub(super) fn start_of(position: i32, timestamp: Option<i64>) -> Result<Start, Failure> {
     if let Some(timestamp) = timestamp {
         return Ok(Start::Timestamp(timestamp));
     }
@@ -340,7 +340,7 @@ impl Records for RecordsService {
 
 /// The status a stream ends with when the agent shuts down: retriable, so the
 /// client goes on through another agent.
-fn shutting_down() -> Status {
+pub(super) fn shutting_down() -> Status {
     Status::unavailable("the agent is shutting down; go on through another")
 }
 
