@@ -10,6 +10,7 @@
 //! | [`produce`] | [`Client::produce`]: one request to one partition, idempotent if asked |
 //! | [`producer`] | [`Producer`]: batching per partition, murmur2 keys, back-pressure, idempotence, flush |
 //! | [`reader`] | [`Reader`]: reads from a [`Position`], and [`Tail`]s that resume on another agent |
+//! | [`group`] | [`GroupConsumer`]: a consumer-group member (server-side assignment), its assignment events and commit policies |
 //! | `sse` | the Server-Sent Events parser tails use |
 //! | `grpc` | (feature `grpc`) `GrpcClient`: the same over the agents' gRPC services |
 //!
@@ -45,6 +46,7 @@
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod group;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod produce;
@@ -57,6 +59,9 @@ pub use admin::{Admin, PartitionInfo, TopicDescription, TopicSummary};
 pub use client::{Client, ClientOptions};
 pub use error::{Error, ErrorBody, Result};
 pub use fjord_common::partitioner::{murmur2, partition_for_key};
+pub use group::{
+    AssignmentEvent, CommitPolicy, GroupConfig, GroupConsumer, GroupRecord, OffsetReset, Polled,
+};
 pub use produce::{ProducerId, Sequence};
 pub use producer::{Delivery, Producer, ProducerConfig};
 pub use reader::{Position, ReadResult, Reader, Tail};

@@ -1213,3 +1213,62 @@ pub fn run_gateway_scenario(
     print!("{out}");
     out
 }
+
+// ----- gateway group scenarios (`http_groups.rs`) -----
+
+/// The `RESULT {json}` line a scenario printed last, parsed.
+pub fn scenario_result(out: &str) -> serde_json::Value {
+    let line = out
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("RESULT is not JSON ({e}): {line}"))
+}
+
+/// Waits until `agents` all name the same live coordinator for every
+/// coordinator shard, and each of them coordinates some; shard → node id.
+pub fn coordinators_spread(
+    cluster: &Cluster,
+    agents: &[usize],
+    limit: Duration,
+) -> BTreeMap<u32, i32> {
+    let nodes: BTreeSet<i32> = agents.iter().map(|i| cluster.node_id(*i)).collect();
+    wait_for("coordinator shards spread over the agents", limit, || {
+        let mut placed = BTreeMap::new();
+        for shard in 0..fjord_metadata::COORDINATOR_SHARDS {
+            let group = group_on_shard("spread", shard);
+            let answers: BTreeSet<(i16, i32)> = agents
+                .iter()
+                .map(|i| find_coordinator(&cluster.address(*i), &group))
+                .collect();
+            match answers.into_iter().collect::<Vec<_>>().as_slice() {
+                [(NONE, node)] if nodes.contains(node) => {
+                    placed.insert(shard, *node);
+                }
+                _ => return None,
+            }
+        }
+        let coordinating: BTreeSet<i32> = placed.values().copied().collect();
+        (coordinating == nodes).then_some(placed)
+    })
+}
+
+/// A group id starting with `prefix` whose coordinator is agent `agent` once
+/// the shards spread over `agents`; with its shard.
+pub fn group_coordinated_by(
+    cluster: &Cluster,
+    agents: &[usize],
+    agent: usize,
+    prefix: &str,
+    limit: Duration,
+) -> (String, u32) {
+    let node = cluster.node_id(agent);
+    let placed = coordinators_spread(cluster, agents, limit);
+    let shard = placed
+        .iter()
+        .find(|(_, n)| **n == node)
+        .map(|(shard, _)| *shard)
+        .unwrap_or_else(|| panic!("agent {agent} (node {node}) coordinates no shard: {placed:?}"));
+    (group_on_shard(prefix, shard), shard)
+}
