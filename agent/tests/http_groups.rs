@@ -182,3 +182,19 @@ fn a_regex_member_is_given_a_topic_created_after_it_joined() {
         result["assigned_s"], result["polls_until_assigned"]
     );
 }
+
+/// A member reading as an event stream gives up half of its partitions to a
+/// polling member that joins later, committing their positions first: every
+/// record is delivered exactly once.
+#[test]
+fn an_event_stream_member_hands_partitions_over_without_a_duplicate() {
+    let cluster = started();
+    let result = run("stream", &cluster, &[]);
+    assert_eq!(count(&result, "not_found"), 0, "{result}");
+    assert!(count(&result, "revoked") >= 1, "{result}");
+    assert_eq!(
+        count(&result, "streamed") + count(&result, "polled"),
+        600,
+        "{result}"
+    );
+}

@@ -8,6 +8,7 @@ clients nobody here wrote: Python `requests` for HTTP, confluent-kafka
     python3 http_groups.py member_kill <bootstrap> <http base URL> [...]
     python3 http_groups.py bad_input <bootstrap> <http base URL> [...]
     python3 http_groups.py pattern <bootstrap> <http base URL> [...]
+    python3 http_groups.py stream <bootstrap> <http base URL> [...]
 
 `share`: three members (threads) of one group, with a 6 s session and
 `auto_commit`, read a 12-partition topic: every record is delivered exactly
@@ -28,6 +29,12 @@ lost.
 `bad_input`: malformed requests get the documented errors, and the group still
 works afterwards. `pattern`: a member subscribed with a regular expression is
 given the partitions of a topic created after it joined.
+
+`stream`: a member reading as a Server-Sent Events stream (`auto_commit`)
+shares a topic with a polling member that joins later: the stream's `member`
+event reports the partitions it gives up, their positions are committed
+before the other member gets them, and every record is delivered exactly
+once.
 
 Every HTTP request goes to the next agent in turn (each member keeps its own
 turn); an agent that refuses or resets the connection (killed) is skipped and
@@ -755,6 +762,102 @@ def scenario_pattern(bootstrap, urls):
     print(f"RESULT {json.dumps(result)}")
 
 
+def read_events(response):
+    """(event, id, data) of a Server-Sent Events response, as they come."""
+    event, event_id, data = None, None, []
+    for raw in response.iter_lines(decode_unicode=True):
+        if raw is None:
+            continue
+        if raw == "":
+            if event is not None or data:
+                yield event or "message", event_id, "\n".join(data)
+            event, event_id, data = None, None, []
+        elif raw.startswith(":"):
+            continue
+        elif raw.startswith("event:"):
+            event = raw[6:].strip()
+        elif raw.startswith("id:"):
+            event_id = raw[3:].strip()
+        elif raw.startswith("data:"):
+            data.append(raw[5:].strip())
+
+
+def scenario_stream(bootstrap, urls):
+    stats = Stats()
+    gateway = Gateway(urls, stats)
+    tag = uuid.uuid4().hex[:8]
+    topic, group = f"hg-stream-{tag}", f"hg-stream-{tag}"
+    create_topic(gateway, topic, 6)
+    acked = produce(bootstrap, topic, 300, prefix="a-")
+    member_id = f"sse-{tag}"
+    joined = expect(gateway.call("POST", f"/v1/groups/{group}/members",
+                                 json={"member_id": member_id, "topics": [topic],
+                                       "session_timeout_ms": SESSION_TIMEOUT_MS}), 201, "the stream member joins")
+    query = {"member_epoch": joined["member_epoch"], "cursor": joined["cursor"], "auto_commit": "true",
+             "heartbeat_ms": 500}
+    response = requests.get(f"{urls[0]}/v1/groups/{group}/members/{member_id}/records", params=query,
+                            headers={"Accept": "text/event-stream"}, stream=True, timeout=REQUEST_TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/event-stream"), response.headers
+    streamed, member_events, errors = [], [], []
+    closing = threading.Event()
+
+    def consume_stream():
+        try:
+            for event, event_id, data in read_events(response):
+                if closing.is_set():
+                    return
+                body = json.loads(data) if data else None
+                if event == "record":
+                    assert event_id, "a record event has the cursor as its id"
+                    streamed.append((body["topic"], body["partition"], body["offset"], body["key"], body["value"]))
+                elif event == "member":
+                    member_events.append(body)
+                elif event == "error":
+                    errors.append(body)
+                    return
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, AttributeError):
+            if not closing.is_set():
+                raise
+
+    reader = threading.Thread(target=consume_stream, daemon=True)
+    reader.start()
+    wait_until("the stream delivers 100 records", MUST_HAPPEN, errors, lambda: len(streamed) >= 100)
+    assert member_events and member_events[0]["member_id"] == member_id, member_events
+    # A polling member joins: the stream gives up half of the partitions.
+    stop, failures = threading.Event(), []
+    poller = Member("poller", urls, stats, group, {"topics": [topic]}, stop, failures)
+    poller.thread.start()
+    wait_until("the stream gives partitions up", MUST_HAPPEN, failures,
+               lambda: any(e["revoked"] for e in member_events))
+    wait_until("the poller owns its half", MUST_HAPPEN, failures, lambda: len(poller.assignment) == 3)
+    acked.update(produce(bootstrap, topic, 300, prefix="b-"))
+
+    def all_delivered():
+        got = {(p, o) for (_, p, o, _, _) in streamed} | {(p, o) for (_, p, o, _, _) in poller.delivered}
+        return len(got) >= len(acked)
+
+    wait_until("every record is delivered", MUST_HAPPEN, failures + errors, all_delivered)
+    time.sleep(1)
+    stop.set()
+    poller.thread.join(timeout=MUST_HAPPEN)
+    check_failures(failures)
+    closing.set()
+    response.close()
+    assert not errors, errors
+    every = [(p, o) for (_, p, o, _, _) in streamed] + [(p, o) for (_, p, o, _, _) in poller.delivered]
+    twice = sorted(tp for tp in set(every) if every.count(tp) > 1)
+    assert not twice, f"delivered twice: {twice[:10]}"
+    assert sorted(every) == sorted(acked), (len(every), len(acked))
+    for (_, p, o, key, value) in streamed + poller.delivered:
+        assert acked[(p, o)] == (key, value), (p, o, key, value)
+    revoked = sorted({(tp["topic"], tp["partition"]) for e in member_events for tp in e["revoked"]})
+    result = {"scenario": "stream", "streamed": len(streamed), "polled": len(poller.delivered),
+              "member_events": len(member_events), "revoked": len(revoked), "not_found": stats.get("http_404")}
+    assert result["not_found"] == 0, stats.not_found
+    print(f"RESULT {json.dumps(result)}")
+
+
 def main():
     scenario, bootstrap = sys.argv[1], sys.argv[2]
     if scenario == "share":
@@ -767,6 +870,8 @@ def main():
         scenario_bad_input(bootstrap, sys.argv[3:])
     elif scenario == "pattern":
         scenario_pattern(bootstrap, sys.argv[3:])
+    elif scenario == "stream":
+        scenario_stream(bootstrap, sys.argv[3:])
     else:
         sys.exit(f"unknown scenario {scenario}")
 

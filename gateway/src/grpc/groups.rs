@@ -18,8 +18,7 @@ use super::proto::{
 use super::records::{consumed, shutting_down, start_of};
 use super::status::{bad_request, status};
 use crate::ops::Failure;
-use crate::ops::group::{self, GroupCursor, Join, Poll, Polled, bad_cursor};
-use crate::ops::partition_read::Start;
+use crate::ops::group::{self, GroupCursor, Join, Poll, Polled, Streamed, bad_cursor};
 use crate::routes::State;
 
 /// The service's full name.
@@ -229,13 +228,7 @@ impl Groups for GroupsService {
         let member = Subscription {
             state: self.state.clone(),
             inbound,
-            group: group_id,
-            member_id: polled.member_id.clone(),
-            member_epoch: polled.member_epoch,
-            heartbeat: Duration::from_millis(
-                u64::try_from(polled.heartbeat_interval_ms.max(100)).unwrap_or(5_000),
-            ),
-            cursor: polled.cursor.clone(),
+            member: Streamed::new(group_id, &polled, start.auto_commit),
             credits: start.credits as usize,
             auto_commit: start.auto_commit,
             pending: VecDeque::from([Ok(SubscribeResponse {
@@ -251,11 +244,7 @@ impl Groups for GroupsService {
 struct Subscription {
     state: State,
     inbound: Streaming<SubscribeRequest>,
-    group: String,
-    member_id: String,
-    member_epoch: i32,
-    heartbeat: Duration,
-    cursor: GroupCursor,
+    member: Streamed,
     credits: usize,
     auto_commit: bool,
     pending: VecDeque<Result<SubscribeResponse, Status>>,
@@ -271,103 +260,36 @@ impl Subscription {
     /// One heartbeat, reading up to the credits (none: a heartbeat only).
     async fn pass(&mut self) {
         let want = self.credits.min(SUBSCRIBE_BATCH);
-        let polled = group::poll(
-            &self.state.core,
-            Poll {
-                group: self.group.clone(),
-                member_id: self.member_id.clone(),
-                member_epoch: self.member_epoch,
-                cursor: self.cursor.clone(),
-                max_records: want,
-                max_bytes: 1024 * 1024,
-                wait: if want == 0 {
-                    Duration::ZERO
-                } else {
-                    self.heartbeat.min(Duration::from_secs(1))
-                },
-                auto_commit: false,
-                reset: Start::Earliest,
-            },
-        )
-        .await;
-        let polled = match polled {
-            Ok(polled) => polled,
+        let wait = self.member.heartbeat.min(Duration::from_secs(1));
+        let pass = match self.member.pass(&self.state.core, want, wait).await {
+            Ok(pass) => pass,
             Err(failure) => return self.end(status(failure)),
         };
-        if self.auto_commit && !polled.revoked.is_empty() {
-            // Revoked partitions are still this member's until its next
-            // heartbeat: their positions (past every record sent) are
-            // committed now, as a Kafka consumer commits on revocation.
-            let offsets: Vec<(String, i32, i64)> = polled
-                .revoked
-                .iter()
-                .filter_map(|tp| self.cursor.0.get(tp).map(|o| (tp.0.clone(), tp.1, *o)))
-                .collect();
-            let committed = group::commit(
-                &self.state.core,
-                &self.group,
-                &self.member_id,
-                polled.member_epoch,
-                offsets,
-            )
-            .await;
-            if let Err(failure) = committed {
-                return self.end(status(failure));
-            }
-        }
-        let changed = polled.member_epoch != self.member_epoch
-            || !polled.assigned.is_empty()
-            || !polled.revoked.is_empty();
-        self.member_epoch = polled.member_epoch;
-        self.heartbeat = Duration::from_millis(
-            u64::try_from(polled.heartbeat_interval_ms.max(100)).unwrap_or(5_000),
-        );
-        // The cursor before the records, moved past each as it is sent.
-        let mut at = self.cursor.clone();
-        for (tp, offset) in &polled.cursor.0 {
-            at.0.entry(tp.clone()).or_insert(*offset);
-        }
-        at.0.retain(|tp, _| polled.cursor.0.contains_key(tp));
-        if changed {
-            let mut state = member_state(&polled);
-            state.cursor = at.encode();
+        if let Some(changed) = &pass.changed {
             self.pending.push_back(Ok(SubscribeResponse {
-                event: Some(subscribe_response::Event::Member(state)),
+                event: Some(subscribe_response::Event::Member(member_state(changed))),
             }));
         }
-        self.credits = self.credits.saturating_sub(polled.records.len());
-        for (topic, partition, record) in polled.records {
-            at.0.insert((topic.clone(), partition), record.offset + 1);
+        self.credits = self.credits.saturating_sub(pass.records.len());
+        for (topic, partition, record, cursor) in pass.records {
             self.pending.push_back(Ok(SubscribeResponse {
                 event: Some(subscribe_response::Event::Record(SubscribedRecord {
                     record: Some(proto::GroupRecord {
                         topic,
                         record: Some(consumed(partition, record)),
                     }),
-                    cursor: at.encode(),
+                    cursor: cursor.encode(),
                 })),
             }));
         }
-        self.cursor = polled.cursor;
     }
 
-    async fn commit(&mut self, cursor: &str) {
-        let Some(cursor) = GroupCursor::decode(cursor) else {
-            return self.end(status(bad_cursor()));
-        };
-        let offsets = cursor.0.into_iter().map(|((t, p), o)| (t, p, o)).collect();
-        match group::commit(
-            &self.state.core,
-            &self.group,
-            &self.member_id,
-            self.member_epoch,
-            offsets,
-        )
-        .await
-        {
-            Ok(()) => self.pending.push_back(Ok(SubscribeResponse {
+    async fn commit(&mut self, cursor: &GroupCursor, answer: bool) {
+        match self.member.commit(&self.state.core, cursor).await {
+            Ok(()) if answer => self.pending.push_back(Ok(SubscribeResponse {
                 event: Some(subscribe_response::Event::Committed(CommitResponse {})),
             })),
+            Ok(()) => {}
             Err(failure) => self.end(status(failure)),
         }
     }
@@ -397,7 +319,7 @@ fn subscription(member: Subscription) -> Answers<SubscribeResponse> {
             }
             let message = tokio::select! {
                 message = m.inbound.message() => message,
-                () = tokio::time::sleep(m.heartbeat) => {
+                () = tokio::time::sleep(m.member.heartbeat) => {
                     m.pass().await;
                     continue;
                 }
@@ -411,29 +333,27 @@ fn subscription(member: Subscription) -> Answers<SubscribeResponse> {
                     message: Some(subscribe_request::Message::Credits(n)),
                 })) => {
                     m.credits = m.credits.saturating_add(n as usize);
-                    if m.auto_commit && !m.cursor.0.is_empty() {
+                    if m.auto_commit && !m.member.cursor.0.is_empty() {
                         // Asking for more: every record sent so far counts as
                         // processed (messages are read only once the credits
                         // ran out, so all of them were sent).
-                        let cursor = m.cursor.encode();
-                        m.commit(&cursor).await;
-                        // The client did not ask for this answer.
-                        if matches!(m.pending.back(), Some(Ok(_))) {
-                            m.pending.pop_back();
-                        }
+                        let cursor = m.member.cursor.clone();
+                        m.commit(&cursor, false).await;
                     }
                 }
                 Ok(Some(SubscribeRequest {
                     message: Some(subscribe_request::Message::CommitCursor(cursor)),
-                })) => {
-                    m.commit(&cursor).await;
-                }
+                })) => match GroupCursor::decode(&cursor) {
+                    Some(cursor) => m.commit(&cursor, true).await,
+                    None => m.end(status(bad_cursor())),
+                },
                 Ok(Some(_)) => m.end(bad_request(
                     "after `start`, send `credits` or `commit_cursor`",
                 )),
                 // The client closed its side: the member leaves.
                 Ok(None) => {
-                    let _ = group::leave(&m.state.core, &m.group, &m.member_id, None).await;
+                    let _ = group::leave(&m.state.core, &m.member.group, &m.member.member_id, None)
+                        .await;
                     return None;
                 }
                 Err(error) => m.end(error),

@@ -399,3 +399,145 @@ mod tests {
         }
     }
 }
+
+/// A member streamed by the server (a gRPC `Subscribe`, an SSE stream): the
+/// server polls for it, one pass at a time, and keeps its cursor.
+#[derive(Debug, Clone)]
+pub(crate) struct Streamed {
+    pub(crate) group: String,
+    pub(crate) member_id: String,
+    pub(crate) member_epoch: i32,
+    pub(crate) cursor: GroupCursor,
+    /// How often it must heartbeat.
+    pub(crate) heartbeat: Duration,
+    /// Commit revoked partitions' positions before giving them up (Kafka's
+    /// commit on revocation).
+    pub(crate) commit_on_revoke: bool,
+}
+
+/// What one pass of a streamed member gave.
+#[derive(Debug)]
+pub(crate) struct Pass {
+    /// The member's state, when its epoch or partitions changed.
+    pub(crate) changed: Option<Polled>,
+    /// Records, each with the cursor just after it.
+    pub(crate) records: Vec<(String, i32, Record, GroupCursor)>,
+}
+
+impl Streamed {
+    /// A streamed member from a join's or poll's answer.
+    pub(crate) fn new(group: String, polled: &Polled, commit_on_revoke: bool) -> Self {
+        Self {
+            group,
+            member_id: polled.member_id.clone(),
+            member_epoch: polled.member_epoch,
+            cursor: polled.cursor.clone(),
+            heartbeat: heartbeat_of(polled.heartbeat_interval_ms),
+            commit_on_revoke,
+        }
+    }
+
+    /// One heartbeat, reading up to `max_records` (0: a heartbeat only),
+    /// waiting for one up to `wait`.
+    pub(crate) async fn pass(
+        &mut self,
+        core: &Arc<dyn Core>,
+        max_records: usize,
+        wait: Duration,
+    ) -> Result<Pass, Failure> {
+        let polled = poll(
+            core,
+            Poll {
+                group: self.group.clone(),
+                member_id: self.member_id.clone(),
+                member_epoch: self.member_epoch,
+                cursor: self.cursor.clone(),
+                max_records,
+                max_bytes: 1024 * 1024,
+                wait: if max_records == 0 {
+                    Duration::ZERO
+                } else {
+                    wait
+                },
+                auto_commit: false,
+                reset: Start::Earliest,
+            },
+        )
+        .await?;
+        if self.commit_on_revoke && !polled.revoked.is_empty() {
+            // Revoked partitions are the member's until its next heartbeat:
+            // their positions, past every record sent, are committed now.
+            let offsets: Vec<(String, i32, i64)> = polled
+                .revoked
+                .iter()
+                .filter_map(|tp| self.cursor.0.get(tp).map(|o| (tp.0.clone(), tp.1, *o)))
+                .collect();
+            commit(
+                core,
+                &self.group,
+                &self.member_id,
+                polled.member_epoch,
+                offsets,
+            )
+            .await?;
+        }
+        let changed = polled.member_epoch != self.member_epoch
+            || !polled.assigned.is_empty()
+            || !polled.revoked.is_empty();
+        self.member_epoch = polled.member_epoch;
+        self.heartbeat = heartbeat_of(polled.heartbeat_interval_ms);
+        // The positions before the records (of the partitions owned now),
+        // moved past each record as it goes out.
+        let mut at = GroupCursor::default();
+        for (tp, offset) in &polled.cursor.0 {
+            at.0.insert(
+                tp.clone(),
+                self.cursor.0.get(tp).copied().unwrap_or(*offset),
+            );
+        }
+        let state = changed.then(|| Polled {
+            member_id: polled.member_id.clone(),
+            member_epoch: polled.member_epoch,
+            heartbeat_interval_ms: polled.heartbeat_interval_ms,
+            cursor: at.clone(),
+            assigned: polled.assigned.clone(),
+            revoked: polled.revoked.clone(),
+            records: Vec::new(),
+        });
+        let mut records = Vec::with_capacity(polled.records.len());
+        for (topic, partition, record) in polled.records {
+            at.0.insert((topic.clone(), partition), record.offset + 1);
+            records.push((topic, partition, record, at.clone()));
+        }
+        self.cursor = polled.cursor;
+        Ok(Pass {
+            changed: state,
+            records,
+        })
+    }
+
+    /// Commits `cursor`'s positions under the member's epoch.
+    pub(crate) async fn commit(
+        &self,
+        core: &Arc<dyn Core>,
+        cursor: &GroupCursor,
+    ) -> Result<(), Failure> {
+        let offsets = cursor
+            .0
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
+        commit(
+            core,
+            &self.group,
+            &self.member_id,
+            self.member_epoch,
+            offsets,
+        )
+        .await
+    }
+}
+
+fn heartbeat_of(interval_ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(interval_ms.max(100)).unwrap_or(5_000))
+}

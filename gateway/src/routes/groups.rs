@@ -8,21 +8,37 @@
 //! | `POST /v1/groups/{group}/members/{member}/poll` | heartbeat and read: `member_epoch`, `cursor`, `max_records`, `max_bytes`, `wait_ms`, `auto_commit` |
 //! | `POST /v1/groups/{group}/members/{member}/commit` | commit the `cursor`'s positions, or `offsets`, under `member_epoch` (409 when stale) |
 //! | `DELETE /v1/groups/{group}/members/{member}` | leave |
+//! | `GET /v1/groups/{group}/members/{member}/records` | the member as a Server-Sent Events stream: `member_epoch`, `cursor`, `auto_commit`, `heartbeat_ms`, `encoding` |
+//!
+//! The stream heartbeats for the member while it is open: a `member` event
+//! (member id, epoch, cursor, assignment, assigned, revoked) first and on
+//! every change, then `record` events whose `id` is the cursor just after the
+//! record; `POST …/commit` with that cursor and the latest epoch commits it.
+//! With `auto_commit`, a revoked partition's position (past every record
+//! sent) is committed before it is given up. A stream that ends (its agent
+//! died) is opened again on any agent with the last event's cursor and epoch
+//! (`Last-Event-ID` carries the cursor).
 //!
 //! A poll's answer lists the partitions `assigned` and `revoked` by it; a
 //! member acks a revocation by polling with the cursor it was given (which
 //! no longer holds the revoked partitions), after committing what it
 //! processed of them (`auto_commit` does that on the poll itself).
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{Path, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{State, json, media_type, read_body};
+use super::read::error_event;
+use super::{State, json, media_type, query, read_body};
 use crate::error::ApiError;
-use crate::ops::group::{self, GroupCursor, Join, Poll, Polled, bad_cursor};
+use crate::ops::group::{self, GroupCursor, Join, Poll, Polled, Streamed, bad_cursor};
 use crate::ops::partition_read::Start;
 use crate::records::{Encoding, ReadRecord, to_json};
 
@@ -271,4 +287,158 @@ pub(super) async fn leave(
 ) -> Result<Response, ApiError> {
     group::leave(&state.core, &group_id, &member_id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    member_epoch: i32,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    auto_commit: Option<bool>,
+    #[serde(default)]
+    heartbeat_ms: Option<u64>,
+    #[serde(default)]
+    encoding: Option<Encoding>,
+}
+
+#[derive(Debug, Serialize)]
+struct MemberEvent {
+    member_id: String,
+    member_epoch: i32,
+    cursor: String,
+    assignment: Vec<TopicPartition>,
+    assigned: Vec<TopicPartition>,
+    revoked: Vec<TopicPartition>,
+}
+
+fn member_event(polled: &Polled) -> Result<Event, ApiError> {
+    Event::default()
+        .event("member")
+        .id(polled.cursor.encode())
+        .json_data(MemberEvent {
+            member_id: polled.member_id.clone(),
+            member_epoch: polled.member_epoch,
+            cursor: polled.cursor.encode(),
+            assignment: pairs(polled.cursor.0.keys().cloned().collect()),
+            assigned: pairs(polled.assigned.clone()),
+            revoked: pairs(polled.revoked.clone()),
+        })
+        .map_err(|e| ApiError::bad_request(format!("cannot write an event: {e}")))
+}
+
+/// `GET /v1/groups/{group}/members/{member}/records`: the member as an
+/// event stream.
+pub(super) async fn stream(
+    Extract(state): Extract<State>,
+    Path((group_id, member_id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params: StreamQuery = query(&uri)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|text| GroupCursor::decode(text).ok_or_else(|| ApiError::from(bad_cursor())))
+        .transpose()?;
+    let cursor = match resume {
+        Some(cursor) => cursor,
+        None => cursor_of(params.cursor.as_deref())?,
+    };
+    // The first pass answers before the stream starts, so an unknown member
+    // or a stale epoch is an error status, not an event.
+    let polled = group::poll(
+        &state.core,
+        Poll {
+            group: group_id.clone(),
+            member_id,
+            member_epoch: params.member_epoch,
+            cursor,
+            max_records: 0,
+            max_bytes: 1,
+            wait: Duration::ZERO,
+            auto_commit: false,
+            reset: Start::Earliest,
+        },
+    )
+    .await?;
+    let first = member_event(&polled)?;
+    let member = Streamed::new(group_id, &polled, params.auto_commit.unwrap_or(false));
+    let heartbeat = Duration::from_millis(params.heartbeat_ms.unwrap_or(15_000).max(100));
+    let encoding = params.encoding.unwrap_or_default();
+    let streaming = Streaming {
+        state: state.clone(),
+        member,
+        encoding,
+        pending: VecDeque::from([first]),
+        ended: false,
+    };
+    let events = futures::stream::unfold(streaming, |mut s| async move {
+        loop {
+            if let Some(event) = s.pending.pop_front() {
+                return Some((Ok::<Event, Infallible>(event), s));
+            }
+            if s.ended {
+                return None;
+            }
+            let wait = s.member.heartbeat.min(Duration::from_secs(1));
+            let pass = tokio::select! {
+                pass = s.member.pass(&s.state.core, 500, wait) => pass,
+                () = s.state.shutdown.cancelled() => return None,
+            };
+            match pass {
+                Ok(pass) => {
+                    if let Some(changed) = &pass.changed {
+                        match member_event(changed) {
+                            Ok(event) => s.pending.push_back(event),
+                            Err(error) => {
+                                s.pending.push_back(error_event(&error));
+                                s.ended = true;
+                            }
+                        }
+                    }
+                    for (topic, partition, record, cursor) in pass.records {
+                        let data = GroupRecord {
+                            topic,
+                            record: to_json(partition, &record, s.encoding),
+                        };
+                        match Event::default()
+                            .event("record")
+                            .id(cursor.encode())
+                            .json_data(&data)
+                        {
+                            Ok(event) => s.pending.push_back(event),
+                            Err(error) => {
+                                s.pending
+                                    .push_back(error_event(&ApiError::bad_request(format!(
+                                        "cannot write a record as an event: {error}"
+                                    ))));
+                                s.ended = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(failure) => {
+                    s.pending.push_back(error_event(&ApiError::from(failure)));
+                    s.ended = true;
+                }
+            }
+        }
+    });
+    let shutdown = state.shutdown.clone();
+    let events = futures::StreamExt::take_until(events, shutdown.cancelled_owned());
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response())
+}
+
+/// A streamed member between events.
+struct Streaming {
+    state: State,
+    member: Streamed,
+    encoding: Encoding,
+    pending: VecDeque<Event>,
+    ended: bool,
 }

@@ -11,7 +11,7 @@
 //! | `POST /v1/producers` | [`produce`]: an idempotent producer's id and epoch |
 //! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`]: a partition, or its tail (SSE) |
 //! | `GET /v1/topics/{topic}/records` | [`topic_read`]: every partition, by cursor, or its tail (SSE) |
-//! | `POST /v1/groups/{group}/members[/{member}/poll|commit]`, `DELETE …/members/{member}` | [`groups`]: group consumption |
+//! | `POST /v1/groups/{group}/members[/{member}/poll|commit]`, `DELETE …/members/{member}`, `GET …/members/{member}/records` (SSE) | [`groups`]: group consumption |
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -127,6 +127,10 @@ pub fn router(
         .route(
             "/v1/groups/{group}/members/{member}/commit",
             axum::routing::post(groups::commit),
+        )
+        .route(
+            "/v1/groups/{group}/members/{member}/records",
+            get(groups::stream),
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
