@@ -997,6 +997,26 @@ fn consumer_protocol_members_revoke_before_others_take_and_are_fenced_by_epoch()
         assert_eq!(member.assignment.topic_partitions[0].partitions.len(), 1);
     }
     assert_eq!(described.groups[1].error_code, GROUP_ID_NOT_FOUND);
+    // The classic DescribeGroups shows it too, each member's partitions in
+    // the consumer protocol's assignment format.
+    let mut classic = DescribeGroupsRequest::default();
+    classic.groups = vec![group(g)];
+    let classic: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &classic);
+    let classic = &classic.groups[0];
+    assert_eq!(
+        (classic.error_code, classic.protocol_type.as_str()),
+        (NONE, "consumer")
+    );
+    let mut shown: Vec<i32> = Vec::new();
+    for member in &classic.members {
+        let mut bytes = member.member_assignment.clone();
+        bytes.advance(2);
+        let decoded = ConsumerProtocolAssignment::decode(&mut bytes, 0).unwrap();
+        assert_eq!(decoded.assigned_partitions[0].topic.0.as_str(), "wire");
+        shown.extend(&decoded.assigned_partitions[0].partitions);
+    }
+    shown.sort_unstable();
+    assert_eq!(shown, vec![0, 1]);
 
     // ListGroups v5 shows its type and filters by it.
     let mut list = ListGroupsRequest::default();

@@ -60,6 +60,52 @@ pub(crate) fn assigned_partitions(assignment: &[u8]) -> Option<Vec<(String, i32)
     )
 }
 
+/// `partitions` (topic, partitions) as a consumer-protocol assignment
+/// (version 0), as a classic leader would have sent it: how `DescribeGroups`
+/// shows a member of a server-side group.
+pub(crate) fn encode_assignment(partitions: &[(String, Vec<i32>)]) -> Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    let mut assignment = ConsumerProtocolAssignment::default();
+    assignment.assigned_partitions = partitions
+        .iter()
+        .map(|(topic, partitions)| {
+            let mut entry = TopicPartition::default();
+            entry.topic = TopicName(StrBytes::from_string(topic.clone()));
+            entry.partitions = partitions.clone();
+            entry
+        })
+        .collect();
+    let mut bytes = bytes::BytesMut::new();
+    bytes.put_i16(0);
+    // Encoding plain lists into a buffer does not fail.
+    if assignment.encode(&mut bytes, 0).is_err() {
+        return Bytes::new();
+    }
+    bytes.freeze()
+}
+
+/// `topics` as a consumer-protocol subscription (version 0).
+pub(crate) fn encode_subscription(topics: &[String]) -> Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    let mut subscription = ConsumerProtocolSubscription::default();
+    subscription.topics = topics
+        .iter()
+        .map(|t| StrBytes::from_string(t.clone()))
+        .collect();
+    let mut bytes = bytes::BytesMut::new();
+    bytes.put_i16(0);
+    if subscription.encode(&mut bytes, 0).is_err() {
+        return Bytes::new();
+    }
+    bytes.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +143,16 @@ mod tests {
             let _ = subscribed_topics(&bytes[..len]);
         }
         assert_eq!(subscribed_topics(&[0xff, 0xff, 1, 2]), None);
+
+        let encoded = encode_assignment(&[("a".into(), vec![1, 2]), ("b".into(), vec![0])]);
+        assert_eq!(
+            assigned_partitions(&encoded),
+            Some(vec![("a".into(), 1), ("a".into(), 2), ("b".into(), 0)])
+        );
+        let encoded = encode_subscription(&["x".into(), "y".into()]);
+        assert_eq!(
+            subscribed_topics(&encoded),
+            Some(vec!["x".into(), "y".into()])
+        );
     }
 }

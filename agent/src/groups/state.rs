@@ -526,9 +526,6 @@ impl Group {
     /// A `DescribeGroups` answer (metadata and assignments in `Stable` only, as
     /// Kafka answers).
     pub(crate) fn describe(&self) -> GroupDescription {
-        if let Some(consumer) = &self.consumer {
-            return consumer.describe_classic(&self.group_id);
-        }
         let stable = self.state == GroupState::Stable;
         let protocol = if stable {
             self.protocol_name.clone().unwrap_or_default()

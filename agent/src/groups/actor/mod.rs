@@ -336,7 +336,15 @@ impl GroupActor {
                 let _ = reply.send(result);
             }
             Command::Describe(reply) => {
-                let _ = reply.send(self.group.describe());
+                let description = match &self.group.consumer {
+                    Some(consumer) => {
+                        let consumer = consumer.clone();
+                        let topics = self.topics().await.unwrap_or_default();
+                        consumer.describe_classic(&self.group.group_id, &topics)
+                    }
+                    None => self.group.describe(),
+                };
+                let _ = reply.send(description);
             }
             Command::Delete(reply) => {
                 let result = self.delete().await;

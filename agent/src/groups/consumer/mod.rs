@@ -41,9 +41,8 @@ use fjord_metadata::{
 use tokio::time::Instant;
 
 use super::GroupError;
+use super::consumer_protocol::{encode_assignment, encode_subscription};
 use super::state::millis;
-use bytes::Bytes;
-
 use super::types::{
     ConsumerGroupDescription, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse,
     ConsumerMemberDescription, GroupDescription, MemberDescription,
@@ -909,7 +908,16 @@ impl ConsumerGroup {
     /// How `DescribeGroups` (the classic API) shows the group: protocol type
     /// `consumer`, each member's assignment in the consumer protocol's
     /// embedded format.
-    pub(crate) fn describe_classic(&self, group_id: &str) -> GroupDescription {
+    pub(crate) fn describe_classic(&self, group_id: &str, topics: &TopicsView) -> GroupDescription {
+        let named = |assignment: &Assignment| -> Vec<(String, Vec<i32>)> {
+            assignment
+                .iter()
+                .filter_map(|(topic, partitions)| {
+                    let name = topics.name_of(*topic)?;
+                    Some((name.to_owned(), partitions.iter().copied().collect()))
+                })
+                .collect()
+        };
         GroupDescription {
             group_id: group_id.to_owned(),
             state: self.state_name(),
@@ -924,8 +932,12 @@ impl ConsumerGroup {
                     group_instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: Bytes::new(),
-                    assignment: Bytes::new(),
+                    metadata: encode_subscription(
+                        &m.subscribed_in(topics, &self.regexes)
+                            .into_iter()
+                            .collect::<Vec<_>>(),
+                    ),
+                    assignment: encode_assignment(&named(&m.assigned)),
                 })
                 .collect(),
         }
