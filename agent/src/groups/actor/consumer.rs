@@ -31,6 +31,9 @@ pub(crate) struct TopicsCache {
     last: Mutex<Option<(Instant, Arc<TopicsView>)>>,
 }
 
+/// Numbers the reads of the topics (from 1).
+static TOPICS_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl TopicsCache {
     async fn get(&self, store: &MetadataStore) -> Result<Arc<TopicsView>, GroupError> {
         let mut last = self.last.lock().await;
@@ -48,6 +51,7 @@ impl TopicsCache {
                 .into_iter()
                 .map(|topic| (topic.name, (topic.id, topic.partition_count)))
                 .collect(),
+            version: TOPICS_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
         *last = Some((Instant::now(), view.clone()));
         Ok(view)

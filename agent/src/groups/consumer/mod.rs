@@ -86,6 +86,9 @@ impl Default for ConsumerGroupSettings {
 pub(crate) struct TopicsView {
     /// name → (id, partition count)
     pub(crate) by_name: BTreeMap<String, (TopicId, i32)>,
+    /// Which read of the topics this is (0: none in particular, always
+    /// looked at): a group skips re-reading a view it already looked at.
+    pub(crate) version: u64,
 }
 
 impl TopicsView {
@@ -261,6 +264,8 @@ pub(crate) struct ConsumerGroup {
     /// The subscribed topics' ids and partition counts the target was computed
     /// for; `None` until first computed (after a load).
     subscribed: Option<BTreeMap<String, (TopicId, i32)>>,
+    /// The version of the topic view `subscribed` was last checked against.
+    checked_version: u64,
     regexes: HashMap<String, regex::Regex>,
 }
 
@@ -471,6 +476,15 @@ impl ConsumerGroup {
     /// changed (or were never read since the group was loaded) and that changes
     /// the target, a new group epoch. Returns whether it bumped.
     pub(crate) fn refresh_metadata(&mut self, topics: &TopicsView) -> bool {
+        // Subscriptions and membership changes recompute the target
+        // themselves; only a new read of the topics needs a look.
+        if topics.version != 0
+            && topics.version == self.checked_version
+            && self.subscribed.is_some()
+        {
+            return false;
+        }
+        self.checked_version = topics.version;
         let metadata = self.subscription_metadata(topics);
         match &self.subscribed {
             Some(current) if *current == metadata => false,

@@ -19,6 +19,7 @@ fn topics(list: &[(&str, u128, i32)]) -> TopicsView {
             .iter()
             .map(|(name, id, n)| ((*name).to_owned(), (TopicId(Uuid::from_u128(*id)), *n)))
             .collect(),
+        version: 0,
     }
 }
 
@@ -234,6 +235,26 @@ async fn a_member_that_missed_its_answer_catches_up_and_a_lost_one_is_fenced() {
     assert_eq!(
         run(&mut group, &beat("a", 1, &claim), &more, now).unwrap_err(),
         GroupError::FencedMemberEpoch
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_topic_view_already_looked_at_is_not_read_again() {
+    let now = Instant::now();
+    let mut group = ConsumerGroup::default();
+    let mut first = topics(&[("orders", 1, 2)]);
+    first.version = 7;
+    run(&mut group, &join("a", &["orders"]), &first, now).unwrap();
+    assert!(!group.refresh_metadata(&first));
+    // Same version, other contents: not looked at (a view is immutable).
+    let mut same = topics(&[("orders", 1, 4)]);
+    same.version = 7;
+    assert!(!group.refresh_metadata(&same));
+    let mut newer = topics(&[("orders", 1, 4)]);
+    newer.version = 8;
+    assert!(
+        group.refresh_metadata(&newer),
+        "more partitions: a new epoch"
     );
 }
 
