@@ -23,8 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kafka_protocol::records::Record;
 
 use super::Failure;
@@ -46,14 +44,12 @@ impl GroupCursor {
             .iter()
             .map(|((t, p), o)| format!("{t}/{p}={o}"))
             .collect();
-        URL_SAFE_NO_PAD.encode(format!("{}{}", Self::PREFIX, body.join(",")))
+        super::opaque(Self::PREFIX, &body.join(","))
     }
 
     /// From the opaque form; `None` when it is not one.
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let body = text.strip_prefix(Self::PREFIX)?;
+        let body = super::opaque_body(Self::PREFIX, text)?;
         let mut positions = BTreeMap::new();
         for part in body.split(',').filter(|p| !p.is_empty()) {
             let (tp, o) = part.rsplit_once('=')?;
@@ -369,6 +365,8 @@ async fn read_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn group_cursors_round_trip_and_refuse_what_they_did_not_make() {

@@ -19,6 +19,23 @@ pub(crate) mod partition_read;
 pub(crate) mod produce;
 pub(crate) mod topic_read;
 
+/// An opaque token (a cursor): base64url (no padding) of `prefix` and `body`.
+pub(crate) fn opaque(prefix: &str, body: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{prefix}{body}"))
+}
+
+/// The body of a token [`opaque`] made with `prefix`; `None` for anything
+/// else.
+pub(crate) fn opaque_body(prefix: &str, token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix(prefix).map(str::to_owned)
+}
+
 /// Why an operation did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {

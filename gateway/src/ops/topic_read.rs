@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kafka_protocol::records::Record;
 
 use super::Failure;
@@ -27,14 +25,12 @@ impl Cursor {
     /// The opaque form: base64url of `v1:partition=offset,…`.
     pub(crate) fn encode(&self) -> String {
         let body: Vec<String> = self.0.iter().map(|(p, o)| format!("{p}={o}")).collect();
-        URL_SAFE_NO_PAD.encode(format!("{}{}", Self::PREFIX, body.join(",")))
+        super::opaque(Self::PREFIX, &body.join(","))
     }
 
     /// From the opaque form; `None` when it is not one.
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let body = text.strip_prefix(Self::PREFIX)?;
+        let body = super::opaque_body(Self::PREFIX, text)?;
         let mut positions = BTreeMap::new();
         for part in body.split(',').filter(|p| !p.is_empty()) {
             let (p, o) = part.split_once('=')?;
