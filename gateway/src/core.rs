@@ -266,4 +266,120 @@ pub trait Core: Send + Sync + std::fmt::Debug + 'static {
         partition: i32,
         timestamp_ms: i64,
     ) -> Result<Option<i64>, KafkaError>;
+
+    /// The cluster id Kafka clients see (`Metadata`, `DescribeCluster`).
+    fn cluster_id(&self) -> String;
+
+    /// A fresh unique id (a UUID from the agent's id source), for names the
+    /// gateway makes up.
+    fn unique_id(&self) -> String;
+
+    /// Every consumer group stored, ordered by id.
+    async fn list_groups(&self) -> Result<Vec<GroupSummary>, KafkaError>;
+
+    /// The group `group`; `None` when it is not stored.
+    async fn describe_group(&self, group: &str) -> Result<Option<GroupSummary>, KafkaError>;
+
+    /// Creates a REST Proxy consumer instance at version 1; `false` (nothing
+    /// written) when its group has an instance of that name already.
+    async fn create_rest_consumer(&self, consumer: &RestConsumer) -> Result<bool, KafkaError>;
+
+    /// The REST Proxy consumer instance `instance` of `group`, if it exists.
+    async fn rest_consumer(
+        &self,
+        group: &str,
+        instance: &str,
+    ) -> Result<Option<RestConsumer>, KafkaError>;
+
+    /// Stores `consumer` if it is still stored at `consumer.version`
+    /// (compare-and-set): its new version, or `None` (nothing written) when
+    /// another store came first or it was deleted.
+    async fn store_rest_consumer(&self, consumer: &RestConsumer)
+    -> Result<Option<u64>, KafkaError>;
+
+    /// Deletes a REST Proxy consumer instance if it is stored at `version`;
+    /// whether it was.
+    async fn delete_rest_consumer(
+        &self,
+        group: &str,
+        instance: &str,
+        version: u64,
+    ) -> Result<bool, KafkaError>;
+
+    /// Every REST Proxy consumer instance stored.
+    async fn list_rest_consumers(&self) -> Result<Vec<RestConsumer>, KafkaError>;
+}
+
+/// A consumer group, as an admin API describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// Its id.
+    pub group_id: String,
+    /// `classic` or `consumer` (the server-side protocol, KIP-848).
+    pub group_type: &'static str,
+    /// A group that only stores offsets (no protocol, no members).
+    pub is_simple: bool,
+    /// The assignor in use (the classic generation's protocol, or the
+    /// server-side assignor); empty when none.
+    pub assignor: String,
+    /// Its state, as Kafka names it (`Stable`, `Empty`, `Reconciling`, …).
+    pub state: &'static str,
+    /// The node id of the agent that coordinates it.
+    pub coordinator: i32,
+    /// Its members.
+    pub members: Vec<GroupMemberSummary>,
+}
+
+/// A member of a [`GroupSummary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberSummary {
+    /// Its member id.
+    pub member_id: String,
+    /// Its static instance id, if any.
+    pub instance_id: Option<String>,
+    /// The client id of its requests.
+    pub client_id: String,
+}
+
+/// A consumer instance of the Confluent REST Proxy API (v2), as stored in
+/// metadata so that any agent serves any instance URL. Every call loads it,
+/// works, and stores it back by compare-and-set on `version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestConsumer {
+    /// The consumer group.
+    pub group: String,
+    /// The instance name (unique in the group).
+    pub instance: String,
+    /// The version it was loaded at (bumped by every store).
+    pub version: u64,
+    /// `binary` or `json`: the embedded format of its records.
+    pub format: String,
+    /// `auto.offset.reset`: `earliest`, `latest` or `none`.
+    pub auto_offset_reset: String,
+    /// `auto.commit.enable`.
+    pub auto_commit: bool,
+    /// `fetch.min.bytes` (-1: none).
+    pub fetch_min_bytes: i32,
+    /// `consumer.request.timeout.ms`: how long a read waits by default.
+    pub request_timeout_ms: i32,
+    /// The session timeout of its group membership.
+    pub session_timeout_ms: i32,
+    /// `consumer.instance.timeout.ms`: deleted after this long without a call.
+    pub instance_timeout_ms: i64,
+    /// The topics it subscribes to.
+    pub topics: Vec<String>,
+    /// The pattern it subscribes with, if any.
+    pub pattern: Option<String>,
+    /// Partitions assigned by hand, `(topic, partition)`.
+    pub assigned: Vec<(String, i32)>,
+    /// Its member id in the group (empty when not a member).
+    pub member_id: String,
+    /// Its member epoch (0 when not a member).
+    pub member_epoch: i32,
+    /// The next offset of each partition it owns, `(topic, partition, offset)`.
+    pub positions: Vec<(String, i32, i64)>,
+    /// When it was created (ms since the epoch).
+    pub created_at_ms: i64,
+    /// When it was last called (ms since the epoch).
+    pub last_used_ms: i64,
 }

@@ -24,6 +24,7 @@
 //! | `("consumer_member", shard, group, member_id)` | [`ConsumerMemberRecord`](crate::ConsumerMemberRecord) (server-side consumer protocol) |
 //! | `("counter", name)` | 8-byte little-endian counter (unversioned, see below) |
 //! | `("cluster", "id")` | `ClusterIdRecord` (the cluster id) |
+//! | `("rest_consumer", group, instance)` | [`RestConsumerRecord`](crate::rest_consumers::RestConsumerRecord): a REST Proxy (v2) consumer instance, written by compare-and-set on its version |
 //!
 //! Every value is a versioned record ([`codec`](crate::codec)) except the
 //! counters: they keep the format of the backend's atomic `ADD`
@@ -368,6 +369,25 @@ impl Keyspace {
             .unpack::<(String, u32, String)>(key)
             .ok()
             .map(|(_, _, group)| group)
+    }
+}
+
+// ----- REST Proxy consumer instances -----
+
+impl Keyspace {
+    /// A REST Proxy consumer instance.
+    pub fn rest_consumer(&self, group: &str, instance: &str) -> Vec<u8> {
+        self.root.pack(&("rest_consumer", group, instance))
+    }
+
+    /// The prefix of a group's REST Proxy consumer instances.
+    pub fn rest_consumers_of(&self, group: &str) -> Vec<u8> {
+        self.root.pack(&("rest_consumer", group))
+    }
+
+    /// The prefix of every REST Proxy consumer instance.
+    pub fn rest_consumers(&self) -> Vec<u8> {
+        self.root.pack(&("rest_consumer",))
     }
 }
 

@@ -66,6 +66,7 @@ pub mod kv;
 mod model;
 mod open;
 mod producers;
+pub mod rest_consumers;
 mod retention;
 mod store;
 mod time_index;

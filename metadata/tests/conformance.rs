@@ -20,6 +20,7 @@ use fjord_metadata::kv::{
     Database, KeyValue, KvBackend, KvError, KvTransaction, MAX_VALUE_BYTES, RangeOptions,
     RetryPolicy, decode_counter,
 };
+use fjord_metadata::rest_consumers::{RestConsumerRecord, RestConsumerWrite};
 use fjord_metadata::{
     AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap,
     ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, ErrorKind, GroupMemberRecord,
@@ -3015,6 +3016,7 @@ macro_rules! all_cases {
         $case!(group_writes_of_a_stale_coordinator_are_fenced_and_write_nothing);
         $case!(group_offsets_are_fenced_by_generation_and_deleted_with_the_group);
         $case!(consumer_protocol_groups_round_trip_and_switch_protocols);
+        $case!(rest_consumer_instances_are_created_once_and_stored_by_compare_and_set);
     };
 }
 
@@ -3083,4 +3085,159 @@ mod fdb {
         all_cases!(case);
         assert!(failed.is_empty(), "FoundationDB cases failed: {failed:?}");
     }
+}
+
+fn rest_consumer(group: &str, instance: &str, write_id: &str) -> RestConsumerRecord {
+    RestConsumerRecord {
+        group: group.into(),
+        instance: instance.into(),
+        write_id: write_id.into(),
+        format: "binary".into(),
+        auto_offset_reset: "earliest".into(),
+        auto_commit: true,
+        fetch_min_bytes: -1,
+        request_timeout_ms: 1_000,
+        session_timeout_ms: 6_000,
+        instance_timeout_ms: 300_000,
+        ..RestConsumerRecord::default()
+    }
+}
+
+/// REST Proxy consumer instances: a name is created once per group; stores are
+/// a compare-and-set on the version, so of N concurrent stores of one version
+/// exactly one wins; a store whose reply was lost and is retried is not a
+/// conflict; deletes apply only at the version read.
+async fn rest_consumer_instances_are_created_once_and_stored_by_compare_and_set(fx: Fixture) {
+    const TASKS: usize = 8;
+    const ROUNDS: u64 = 10;
+    let store = fx.store();
+    assert!(
+        store
+            .create_rest_consumer(&rest_consumer("g", "i-1", "w0"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_rest_consumer(&rest_consumer("g", "i-1", "other"))
+            .await
+            .unwrap(),
+        "a name is taken once per group"
+    );
+    assert!(
+        store
+            .create_rest_consumer(&rest_consumer("g", "i-2", "w0"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .create_rest_consumer(&rest_consumer("gg", "i-1", "w0"))
+            .await
+            .unwrap()
+    );
+    let loaded = store.rest_consumer("g", "i-1").await.unwrap().unwrap();
+    assert_eq!((loaded.version, loaded.write_id.as_str()), (1, "w0"));
+    assert_eq!(store.rest_consumer("g", "absent").await.unwrap(), None);
+
+    // N writers of one version per round: exactly one wins.
+    for round in 0..ROUNDS {
+        let mut handles = Vec::new();
+        for task in 0..TASKS {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let mut record = rest_consumer("g", "i-1", &format!("r{round}-t{task}"));
+                record.version = round + 1;
+                record.member_epoch = i32::try_from(task).unwrap();
+                store.store_rest_consumer(&record).await.unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for handle in handles {
+            match handle.await.unwrap() {
+                RestConsumerWrite::Stored { version } => {
+                    assert_eq!(version, round + 2);
+                    winners += 1;
+                }
+                RestConsumerWrite::Conflict { current } => {
+                    assert_eq!(current, Some(round + 2), "round {round}");
+                }
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    let stored = store.rest_consumer("g", "i-1").await.unwrap().unwrap();
+    assert_eq!(stored.version, ROUNDS + 1);
+
+    // A retry of a store that committed finds its own write: not a conflict.
+    let mut mine = stored.clone();
+    mine.write_id = "retried".into();
+    mine.positions = vec![("t".into(), 0, 42)];
+    assert_eq!(
+        store.store_rest_consumer(&mine).await.unwrap(),
+        RestConsumerWrite::Stored {
+            version: ROUNDS + 2
+        }
+    );
+    assert_eq!(
+        store.store_rest_consumer(&mine).await.unwrap(),
+        RestConsumerWrite::Stored {
+            version: ROUNDS + 2
+        },
+        "the same write again is recognised"
+    );
+    let mut stale = stored.clone();
+    stale.write_id = "stale".into();
+    assert_eq!(
+        store.store_rest_consumer(&stale).await.unwrap(),
+        RestConsumerWrite::Conflict {
+            current: Some(ROUNDS + 2)
+        }
+    );
+    assert_eq!(
+        store
+            .rest_consumer("g", "i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .positions,
+        vec![("t".to_owned(), 0, 42)]
+    );
+
+    // Listing: by group, and every group.
+    let names = |records: Vec<RestConsumerRecord>| -> Vec<(String, String)> {
+        records.into_iter().map(|r| (r.group, r.instance)).collect()
+    };
+    assert_eq!(
+        names(store.list_rest_consumers(Some("g")).await.unwrap()),
+        vec![("g".into(), "i-1".into()), ("g".into(), "i-2".into())]
+    );
+    assert_eq!(store.list_rest_consumers(None).await.unwrap().len(), 3);
+
+    // Deletes apply at the version read only; a store after a delete conflicts.
+    assert!(
+        !store
+            .delete_rest_consumer("g", "i-1", ROUNDS + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_rest_consumer("g", "i-1", ROUNDS + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.rest_consumer("g", "i-1").await.unwrap(), None);
+    let mut late = mine.clone();
+    late.version = ROUNDS + 2;
+    late.write_id = "late".into();
+    assert_eq!(
+        store.store_rest_consumer(&late).await.unwrap(),
+        RestConsumerWrite::Conflict { current: None }
+    );
+    assert!(store.rest_consumer("g", "i-1").await.unwrap().is_none());
+    assert_eq!(
+        names(store.list_rest_consumers(Some("g")).await.unwrap()),
+        vec![("g".into(), "i-2".into())]
+    );
 }

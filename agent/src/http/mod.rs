@@ -38,6 +38,7 @@ use crate::log::{LogError, TimestampQuery};
 mod forward;
 mod forward_gateway;
 mod groups;
+mod rest_consumers;
 
 /// The broker core as the gateway sees it.
 #[derive(Debug)]
@@ -449,5 +450,61 @@ impl Core for GatewayCore {
             .await
             .map_err(|e| of_log(&e))?;
         Ok(hit.map(|hit| hit.offset))
+    }
+
+    fn cluster_id(&self) -> String {
+        self.broker.cluster_id.clone()
+    }
+
+    fn unique_id(&self) -> String {
+        self.broker.groups.new_member_id()
+    }
+
+    async fn list_groups(&self) -> Result<Vec<fjord_gateway::core::GroupSummary>, KafkaError> {
+        self.group_summaries().await
+    }
+
+    async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<Option<fjord_gateway::core::GroupSummary>, KafkaError> {
+        self.group_summary(group).await
+    }
+
+    async fn create_rest_consumer(
+        &self,
+        consumer: &fjord_gateway::core::RestConsumer,
+    ) -> Result<bool, KafkaError> {
+        self.create_rest_instance(consumer).await
+    }
+
+    async fn rest_consumer(
+        &self,
+        group: &str,
+        instance: &str,
+    ) -> Result<Option<fjord_gateway::core::RestConsumer>, KafkaError> {
+        self.rest_instance(group, instance).await
+    }
+
+    async fn store_rest_consumer(
+        &self,
+        consumer: &fjord_gateway::core::RestConsumer,
+    ) -> Result<Option<u64>, KafkaError> {
+        self.store_rest_instance(consumer).await
+    }
+
+    async fn delete_rest_consumer(
+        &self,
+        group: &str,
+        instance: &str,
+        version: u64,
+    ) -> Result<bool, KafkaError> {
+        self.delete_rest_instance(group, instance, version).await
+    }
+
+    async fn list_rest_consumers(
+        &self,
+    ) -> Result<Vec<fjord_gateway::core::RestConsumer>, KafkaError> {
+        self.rest_instances().await
     }
 }

@@ -12,6 +12,7 @@
 //! | `GET /v1/topics/{topic}/partitions/{p}/records` | [`read`]: a partition, or its tail (SSE) |
 //! | `GET /v1/topics/{topic}/records` | [`topic_read`]: every partition, by cursor, or its tail (SSE) |
 //! | `POST /v1/groups/{group}/members[/{member}/poll|commit]`, `DELETE …/members/{member}`, `GET …/members/{member}/records` (SSE) | [`groups`]: group consumption |
+//! | `/v3/…`, `/kafka/v3/…`, `/topics/…`, `/consumers/…` | [`confluent`]: Confluent REST Proxy API v3 and v2 (`docs/rest-proxy.md`) |
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -31,6 +32,7 @@ use crate::core::Core;
 use crate::error::ApiError;
 
 mod admin;
+mod confluent;
 mod groups;
 mod produce;
 mod read;
@@ -134,6 +136,7 @@ pub fn router(
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .merge(confluent::router(&state))
         .with_state(state)
         .merge(grpc)
 }
