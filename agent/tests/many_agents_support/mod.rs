@@ -1272,3 +1272,33 @@ pub fn group_coordinated_by(
         .unwrap_or_else(|| panic!("agent {agent} (node {node}) coordinates no shard: {placed:?}"));
     (group_on_shard(prefix, shard), shard)
 }
+
+// ----- coordinator failover (`group_failover.rs`) -----
+
+/// The node `FindCoordinator` names for `group` through every one of
+/// `agents`, if they all name the same one without an error.
+pub fn agreed_coordinator_now(cluster: &Cluster, agents: &[usize], group: &str) -> Option<i32> {
+    let answers: BTreeSet<(i16, i32)> = agents
+        .iter()
+        .map(|i| find_coordinator(&cluster.address(*i), group))
+        .collect();
+    match answers.into_iter().collect::<Vec<_>>().as_slice() {
+        [(NONE, node)] => Some(*node),
+        _ => None,
+    }
+}
+
+/// Waits (at most `limit`) until every one of `agents` names the same
+/// coordinator for `group`; returns its node id.
+pub fn agreed_coordinator(
+    cluster: &Cluster,
+    agents: &[usize],
+    group: &str,
+    limit: Duration,
+) -> i32 {
+    wait_for(
+        &format!("{agents:?} agreeing on the coordinator of {group}"),
+        limit,
+        || agreed_coordinator_now(cluster, agents, group),
+    )
+}
