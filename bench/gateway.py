@@ -4,7 +4,7 @@ gRPC, cost next to the Kafka protocol, on one agent over a local-directory
 bucket.
 
     python3 bench/gateway.py [--binary PATH] [--duration S] [--warmup S] [--tag T]
-        [--idle-streams N] [--phases 1,2,...] [--out DIR] [--keep]
+        [--idle-streams N] [--consume-mb MB] [--phases 1,2,...] [--out DIR] [--keep]
 
 One agent (``fjord agent`` with ``--http-listen``), SQLite metadata and a
 local-directory bucket; 8-partition topics created over HTTP; 1 KiB records of
@@ -49,6 +49,28 @@ Every throughput and latency phase runs ``--warmup`` seconds unmeasured, then
 8. **gRPC stream, protobuf records**: the same with phase 3's values as
    protobuf ``records`` (``--json-records`` per request, each record naming its
    partition as phase 3's JSON does): gRPC's equivalent of phase 3.
+9. **Group consume**: an 8-partition topic prefilled, unmeasured, through the
+   Kafka path (one confluent-kafka producer with phase 1's settings) with
+   ``--consume-mb`` MB of 1 KiB ``letters`` values (letters only, no binary
+   header, so they read back as UTF-8 text), then read whole, once by each of
+   two fresh groups on the same agent, one after the other (Kafka first):
+   (a) one confluent-kafka consumer process, ``group.protocol=consumer``
+   (KIP-848), ``subscribe()``, auto commit, ``max.partition.fetch.bytes``
+   8 MiB (8× the default) and ``fetch.max.bytes`` 50 MiB (the default; the
+   agent caps a fetch at 55 MiB), ``consume(10000)``;
+   (b) ``--http-processes`` HTTP members in one group, each a process with
+   one keep-alive connection that joins (``POST /v1/groups/{g}/members``) and
+   polls (``max_bytes`` ``--consume-max-bytes``, ``max_records`` 10,000, the
+   gateway's cap, ``wait_ms`` 100, ``auto_commit``, ``encoding``
+   ``--consume-encoding``, utf8 by default). Each read is timed from the
+   first call (``subscribe()`` and the first ``consume()``, or the joins) to
+   the last record of the prefill, not over a fixed window, so it includes
+   the group's joins and rebalances: MB/s of record values, records/s, agent
+   CPU-seconds per GiB (the agent's CPU from the first call until the driver
+   saw the last record), load-generator CPU, and for HTTP the poll round trip
+   p50/p99 and how many polls. Every record must arrive exactly once per group
+   (the offset ranges read, per partition, tile the prefill with no overlap and
+   no gap), else the phase fails.
 
 Agent CPU per GiB is the agent's CPU (``/proc/<pid>/stat``) over the measured
 window divided by the GiB of record values acknowledged in that window, for
@@ -94,7 +116,7 @@ RECORD_BATCH = "application/vnd.kafka.record-batch"
 MAX_BATCH_BYTES = 1_000_000
 POOL_STRIDE = 7919  # as fjordbench's producer: consecutive records never overlap in the pool
 
-ALL_PHASES = ("1", "2", "3", "4", "5", "6", "7", "8")
+ALL_PHASES = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 PHASE_NAMES = {
     "1": "kafka_saturation",
     "2": "http_record_batch",
@@ -104,7 +126,17 @@ PHASE_NAMES = {
     "6": "idle_sse_streams",
     "7": "grpc_stream_record_batch",
     "8": "grpc_stream_records",
+    "9": "group_consume",
 }
+# Phase 9's Kafka consumer: larger per-partition fetches than librdkafka's
+# 1 MiB default; fetch.max.bytes stays at its default (50 MiB), under the
+# agent's cap (fetch_max_bytes, 55 MiB).
+GROUP_CONSUMER_FETCH = {"max.partition.fetch.bytes": 8 << 20, "fetch.max.bytes": 50 << 20}
+# Phase 9's HTTP polls: the gateway's cap on max_records, and how long a poll
+# waits when the member's partitions have nothing (or it has none yet).
+GROUP_POLL_MAX_RECORDS = 10_000
+GROUP_POLL_WAIT_MS = 100
+GROUP_SESSION_TIMEOUT_MS = 30_000
 
 
 def parse_args(argv):
@@ -121,7 +153,9 @@ def parse_args(argv):
     parser.add_argument("--phases", default=",".join(ALL_PHASES), help="which phases to run, e.g. 1,2")
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--message-size", type=int, default=1024, help="record value bytes")
-    parser.add_argument("--http-processes", type=int, default=4, help="client processes of phases 2, 3, 7 and 8")
+    parser.add_argument(
+        "--http-processes", type=int, default=4, help="client processes of phases 2, 3, 7 and 8; HTTP members of phase 9"
+    )
     parser.add_argument("--batch-records", type=int, default=900, help="records per record-batch request")
     parser.add_argument("--json-records", type=int, default=500, help="records per JSON request")
     parser.add_argument("--latency-mb-per-s", type=float, default=2.0, help="phase 4 rate (MB/s of values)")
@@ -136,6 +170,16 @@ def parse_args(argv):
     parser.add_argument("--idle-streams", type=int, default=10_000, help="phase 6 idle SSE connections")
     parser.add_argument("--idle-hold", type=float, default=10.0, help="phase 6 seconds the streams stay open, measured")
     parser.add_argument("--flush-interval-ms", type=int, default=100)
+    parser.add_argument("--consume-mb", type=float, default=1024.0, help="phase 9: MB of records prefilled and read")
+    parser.add_argument(
+        "--consume-max-bytes", type=int, default=4 << 20, help="phase 9: max_bytes of each HTTP member poll"
+    )
+    parser.add_argument(
+        "--consume-encoding", choices=("utf8", "base64"), default="utf8", help="phase 9: encoding of the HTTP polls"
+    )
+    parser.add_argument(
+        "--consume-idle-timeout", type=float, default=60.0, help="phase 9: seconds without progress before a read gives up"
+    )
     return parser.parse_args(argv)
 
 
@@ -233,6 +277,58 @@ def _sleep_until(monotonic_ns):
 
 def _pcts(samples):
     return workload.percentiles(list(samples))
+
+
+class _Spans:
+    """The offset ranges a reader got, per partition: consecutive offsets
+    extend the open range, anything else starts a new one. Merged over a
+    group's readers, they show every duplicate and every gap (`_verify_spans`)."""
+
+    def __init__(self):
+        self.start = {}
+        self.next = {}
+        self.closed = []
+
+    def add(self, partition, offset):
+        expected = self.next.get(partition)
+        if expected != offset:
+            if expected is not None:
+                self.closed.append((partition, self.start[partition], expected))
+            self.start[partition] = offset
+        self.next[partition] = offset + 1
+
+    def result(self):
+        """[(partition, first offset, end offset)] (end exclusive)."""
+        return self.closed + [(p, self.start[p], n) for p, n in self.next.items()]
+
+
+def _verify_spans(span_lists, expected):
+    """Checks that the readers' ranges tile ``expected`` ({partition: record
+    count}, offsets 0..count) exactly: duplicates (offsets read more than
+    once), missing (never read) and unexpected (outside the prefill) counts."""
+    by_partition = {}
+    for spans in span_lists:
+        for p, first, end in spans:
+            by_partition.setdefault(p, []).append((first, end))
+    out = {"duplicates": 0, "missing": 0, "unexpected": 0, "per_partition": {}}
+    for p in sorted(set(expected) | set(by_partition)):
+        want = expected.get(p, 0)
+        ranges = sorted(by_partition.get(p, []))
+        read = sum(end - first for first, end in ranges)
+        union = inside = 0
+        reach = None
+        for first, end in ranges:
+            low = first if reach is None else max(first, reach)
+            if end > low:
+                union += end - low
+                inside += max(0, min(end, want) - max(low, 0))
+                reach = end
+        out["duplicates"] += read - union
+        out["missing"] += want - inside
+        out["unexpected"] += union - inside
+        out["per_partition"][str(p)] = {"expected": want, "read": read, "ranges": len(ranges)}
+    out["ok"] = out["duplicates"] == 0 and out["missing"] == 0 and out["unexpected"] == 0
+    return out
 
 
 def _agent_sample(agent):
@@ -824,6 +920,326 @@ async def _idle_client(spec, control, results):
             "bytes_received_while_held": bytes_received,
         }
     )
+
+
+# ----- phase 9: group consume (spawned processes) -----
+
+
+def prefill_main(spec, control, results):
+    try:
+        results.put(_prefill(spec))
+    except BaseException as error:  # report, never hang the driver
+        results.put({"index": 0, "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+def _prefill(spec):
+    """``spec['records']`` letters values to the partitions round-robin through
+    one confluent-kafka producer (phase 1's settings), as fast as it is
+    answered; the offsets each partition got."""
+    from confluent_kafka import Producer
+
+    size = spec["message_size"]
+    partitions = spec["partitions"]
+    count = len(partitions)
+    topic = spec["topic"]
+    pool = workers.make_pool("letters", seed=spec["seed"])
+    span = len(pool) - size
+    producer = Producer(
+        {
+            "bootstrap.servers": spec["bootstrap"],
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "batch.size": spec["batch_size"],
+            "message.max.bytes": spec["message_max_bytes"],
+            "client.id": "fjord-bench-gateway-prefill",
+            "delivery.timeout.ms": 120_000,
+        }
+    )
+    delivered = {p: 0 for p in partitions}
+    next_offset = {p: 0 for p in partitions}
+    state = {"errors": 0, "first_errors": []}
+
+    def on_delivery(error, message):
+        if error is not None:
+            state["errors"] += 1
+            if len(state["first_errors"]) < 5:
+                state["first_errors"].append(str(error))
+            return
+        p = message.partition()
+        delivered[p] += 1
+        next_offset[p] = max(next_offset[p], message.offset() + 1)
+
+    producer.list_topics(topic, timeout=30)
+    started = time.monotonic_ns()
+    cpu_start = _cpu_seconds()
+    produce, poll = producer.produce, producer.poll
+    for n in range(spec["records"]):
+        offset = (n * POOL_STRIDE) % span
+        value = pool[offset : offset + size]
+        while True:
+            try:
+                produce(topic, value, partition=partitions[n % count], on_delivery=on_delivery)
+                break
+            except BufferError:
+                poll(0.01)
+        if n & 255 == 0:
+            poll(0)
+    remaining = producer.flush(300)
+    return {
+        "index": 0,
+        "records": spec["records"],
+        "delivered": {str(p): v for p, v in delivered.items()},
+        "next_offset": {str(p): v for p, v in next_offset.items()},
+        "errors": state["errors"],
+        "first_errors": state["first_errors"],
+        "unflushed": remaining,
+        "seconds": (time.monotonic_ns() - started) / 1e9,
+        "cpu_seconds": _cpu_seconds() - cpu_start,
+    }
+
+
+def kafka_group_consumer_main(spec, control, results):
+    try:
+        results.put(_kafka_group_consumer(spec, control))
+    except BaseException as error:  # report, never hang the driver
+        results.put({"index": spec["index"], "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+def _kafka_group_consumer(spec, control):
+    """One consumer of a fresh group (``group.protocol=consumer``): connects
+    before the clock, subscribes when it starts, and reads until the group's
+    counter holds every record."""
+    from confluent_kafka import Consumer
+
+    topic = spec["topic"]
+    config = {
+        "bootstrap.servers": spec["bootstrap"],
+        "group.id": spec["group"],
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "client.id": f"fjord-bench-gateway-group-{spec['index']}",
+        **spec["fetch"],
+    }
+    consumer = Consumer(config)
+    consumer.list_topics(topic, timeout=30)
+    counter, stop, expected = control["counter"], control["stop"], spec["expected"]
+    control["ready"].set()
+    start = control["start"].get()
+    _sleep_until(start)
+    cpu_start = _cpu_seconds()
+    consumer.subscribe([topic])
+    spans = _Spans()
+    add = spans.add
+    consume = consumer.consume
+    received = received_bytes = consume_calls = 0
+    errors = []
+    first_record_ns = last_record_ns = None
+    cpu_last = cpu_start
+    while not stop.is_set():
+        messages = consume(num_messages=10_000, timeout=0.1)
+        consume_calls += 1
+        got = size = 0
+        for message in messages:
+            if message.error() is not None:
+                if len(errors) < 5:
+                    errors.append(str(message.error()))
+                continue
+            size += len(message.value())
+            add(message.partition(), message.offset())
+            got += 1
+        if got:
+            now = time.monotonic_ns()
+            cpu_last = _cpu_seconds()
+            first_record_ns = first_record_ns or now
+            last_record_ns = now
+            received += got
+            received_bytes += size
+            with counter.get_lock():
+                counter.value += got
+                total = counter.value
+        else:
+            total = counter.value
+        if total >= expected:
+            break
+    cpu_end = _cpu_seconds()
+    consumer.close()
+    return {
+        "index": spec["index"],
+        "received": received,
+        "received_bytes": received_bytes,
+        "consume_calls": consume_calls,
+        "errors": errors,
+        "spans": spans.result(),
+        "first_record_ns": first_record_ns,
+        "last_record_ns": last_record_ns,
+        "cpu_to_last_record": cpu_last - cpu_start,
+        "cpu_seconds": cpu_end - cpu_start,
+    }
+
+
+def http_group_member_main(spec, control, results):
+    try:
+        results.put(_http_group_member(spec, control))
+    except BaseException as error:  # report, never hang the driver
+        results.put({"index": spec["index"], "fatal": repr(error) + "\n" + traceback.format_exc()})
+        raise
+
+
+def _http_group_member(spec, control):
+    """One HTTP member on one keep-alive connection: joins when the clock
+    starts, then polls (auto_commit) until the group's counter holds every
+    record; leaves."""
+    import binascii
+    from urllib.parse import quote
+
+    index = spec["index"]
+    port = spec["port"]
+    group = spec["group"]
+    asked = spec["encoding"]
+    counter, stop, expected = control["counter"], control["stop"], spec["expected"]
+    headers = {"Content-Type": "application/json"}
+    join_body = json.dumps({"topics": [spec["topic"]], "session_timeout_ms": spec["session_timeout_ms"]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection.connect()
+
+    def call(method, path, body=None):
+        connection.request(method, path, body=body, headers=headers if body is not None else {})
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    def join(member_id=None):
+        body = join_body
+        if member_id is not None:
+            body = json.dumps(
+                {"topics": [spec["topic"]], "session_timeout_ms": spec["session_timeout_ms"], "member_id": member_id}
+            ).encode()
+        sent = time.monotonic_ns()
+        status, data = call("POST", f"/v1/groups/{group}/members", body)
+        join_ms.append((time.monotonic_ns() - sent) / 1e6)
+        if status != 201:
+            raise RuntimeError(f"join: HTTP {status}: {data[:300].decode(errors='replace')}")
+        answer = json.loads(data)
+        return answer["member_id"], answer["member_epoch"], answer["cursor"], len(answer["assignment"])
+
+    control["ready"].set()
+    start = control["start"].get()
+    _sleep_until(start)
+    cpu_start = _cpu_seconds()
+    join_ms = []
+    member_id, epoch, cursor, owned = join()
+    poll_path = f"/v1/groups/{group}/members/{quote(member_id, safe='')}/poll"
+    spans = _Spans()
+    add = spans.add
+    poll_sent = array.array("q")
+    poll_ms = array.array("d")
+    poll_records = array.array("l")
+    response_bytes = 0
+    statuses = {}
+    first_errors = []
+    exceptions = rejoins = assigned_events = revoked_events = 0
+    received = received_bytes = 0
+    first_record_ns = last_record_ns = None
+    cpu_last = cpu_start
+    while not stop.is_set() and counter.value < expected:
+        body = json.dumps(
+            {
+                "member_epoch": epoch,
+                "cursor": cursor,
+                "max_records": spec["max_records"],
+                "max_bytes": spec["max_bytes"],
+                "wait_ms": spec["wait_ms"],
+                "auto_commit": True,
+                "encoding": spec["encoding"],
+            },
+            separators=(",", ":"),
+        ).encode()
+        sent = time.monotonic_ns()
+        try:
+            status, data = call("POST", poll_path, body)
+        except (OSError, http.client.HTTPException) as error:
+            exceptions += 1
+            if len(first_errors) < 5:
+                first_errors.append(f"{type(error).__name__}: {error}")
+            connection.close()
+            time.sleep(0.05)
+            continue  # http.client connects again on the next request
+        done = time.monotonic_ns()
+        statuses[status] = statuses.get(status, 0) + 1
+        if status != 200:
+            if len(first_errors) < 5:
+                first_errors.append(f"HTTP {status}: {data[:300].decode(errors='replace')}")
+            if status in (404, 409):
+                # 404: the session lapsed (join afresh); 409: fenced (join
+                # again as the same member). Either starts from the group's
+                # committed offsets: what was read since is read again.
+                rejoins += 1
+                member_id, epoch, cursor, owned = join(member_id if status == 409 else None)
+                poll_path = f"/v1/groups/{group}/members/{quote(member_id, safe='')}/poll"
+            else:
+                time.sleep(0.05)
+            continue
+        response_bytes += len(data)
+        answer = json.loads(data)
+        epoch = answer["member_epoch"]
+        cursor = answer["cursor"]
+        assigned_events += len(answer["assigned"])
+        revoked_events += len(answer["revoked"])
+        records = answer["records"]
+        size = 0
+        for record in records:
+            add(record["partition"], record["offset"])
+            value = record["value"]
+            # Each record says how its bytes are written (base64 when asked,
+            # or when they are not UTF-8).
+            if record.get("encoding", asked) == "base64":
+                size += len(binascii.a2b_base64(value))
+            else:
+                size += len(value)  # letters: one byte per character
+        poll_sent.append(sent)
+        poll_ms.append((done - sent) / 1e6)
+        poll_records.append(len(records))
+        if records:
+            now = time.monotonic_ns()
+            cpu_last = _cpu_seconds()
+            first_record_ns = first_record_ns or now
+            last_record_ns = now
+            received += len(records)
+            received_bytes += size
+            with counter.get_lock():
+                counter.value += len(records)
+    cpu_end = _cpu_seconds()
+    try:
+        call("DELETE", f"/v1/groups/{group}/members/{quote(member_id, safe='')}")
+    except (OSError, http.client.HTTPException):
+        pass
+    connection.close()
+    return {
+        "index": index,
+        "member_id": member_id,
+        "received": received,
+        "received_bytes": received_bytes,
+        "spans": spans.result(),
+        "first_record_ns": first_record_ns,
+        "last_record_ns": last_record_ns,
+        "join_ms": join_ms,
+        "poll_sent_ns": poll_sent.tobytes(),
+        "poll_ms": poll_ms.tobytes(),
+        "poll_records": poll_records.tobytes(),
+        "polls": len(poll_ms),
+        "response_bytes": response_bytes,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "exceptions": exceptions,
+        "rejoins": rejoins,
+        "assigned_events": assigned_events,
+        "revoked_events": revoked_events,
+        "first_errors": first_errors,
+        "cpu_to_last_record": cpu_last - cpu_start,
+        "cpu_seconds": cpu_end - cpu_start,
+    }
 
 
 # ----- the benchmark -----
@@ -1635,6 +2051,295 @@ class Bench:
                 raise RuntimeError(f"the idle-stream client failed: {r['fatal']}")
             return r
 
+    # 9. Group consume
+    def group_consume(self):
+        a = self.args
+        topic = self.topic("group-consume")
+        records = int(a.consume_mb * MB / a.message_size)
+        prefill = self._prefill(topic, records)
+        expected = {int(p): n for p, n in prefill["next_offset"].items()}
+        out = {"topic": topic, "prefill": prefill}
+        time.sleep(1)
+        failures = []
+        for name, fn in (("kafka", self._group_kafka), ("http", self._group_http)):
+            try:
+                out[name] = fn(topic, expected)
+            except Exception as error:  # noqa: BLE001 - recorded, the other half still runs
+                out[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+                self.log(f"!! phase 9 {name} failed: {out[name]['error']}")
+            if out[name].get("error"):
+                failures.append(f"{name}: {out[name]['error']}")
+            time.sleep(1)
+        if failures:
+            # The numbers stay; the phase (and the run) fails.
+            out["error"] = "; ".join(failures)
+        return out
+
+    def _prefill(self, topic, records):
+        a = self.args
+        spec = {
+            "bootstrap": self.agent.address,
+            "topic": topic,
+            "partitions": list(range(a.partitions)),
+            "message_size": a.message_size,
+            "records": records,
+            "seed": 900,
+            "batch_size": workload.DEFAULTS["batch_size"],
+            "message_max_bytes": workload.DEFAULTS["message_max_bytes"],
+        }
+        self.log(
+            f"-- 9 group consume: prefilling {topic} with {records:,} records of {a.message_size} B "
+            f"({records * a.message_size / MB:,.0f} MB) through the Kafka path (unmeasured)"
+        )
+        results = self.context.Queue()
+        process = self.context.Process(target=prefill_main, args=(spec, None, results), daemon=True)
+        process.start()
+        (r,) = workload._collect(results, [process], 1, 3600, "prefill producer")
+        delivered = sum(r["delivered"].values())
+        r["mb_per_second"] = delivered * a.message_size / MB / r["seconds"] if r["seconds"] else None
+        self.log(
+            f"   prefilled {delivered:,} records in {r['seconds']:.1f} s ({_fmt(r['mb_per_second'])} MB/s), "
+            f"errors {r['errors']}, unflushed {r['unflushed']}"
+        )
+        if r["errors"] or r["unflushed"] or delivered != records:
+            raise RuntimeError(
+                f"the prefill delivered {delivered:,} of {records:,} records ({r['errors']} errors, "
+                f"{r['unflushed']} unflushed): {r['first_errors'][:2]}"
+            )
+        if r["delivered"] != r["next_offset"]:
+            raise RuntimeError(f"the prefill's offsets are not 0..count per partition: {r['delivered']} vs {r['next_offset']}")
+        return r
+
+    def _group_readers(self, target, specs, expected_total, label):
+        """Starts the readers of one fresh group together and samples the
+        agent from the start until their shared counter holds every record
+        (or nothing arrives for ``--consume-idle-timeout`` s): (results,
+        start ns, the driver's sample when done, before sample, timed out)."""
+        a = self.args
+        results = self.context.Queue()
+        counter = self.context.Value("q", 0)
+        stop = self.context.Event()
+        processes, controls = [], []
+        for spec in specs:
+            control = {"ready": self.context.Event(), "start": self.context.Queue(), "stop": stop, "counter": counter}
+            process = self.context.Process(target=target, args=(spec, control, results), daemon=True)
+            process.start()
+            processes.append(process)
+            controls.append(control)
+        deadline = time.monotonic() + 120
+        for control, process in zip(controls, processes):
+            while not control["ready"].wait(0.5):
+                if process.exitcode is not None or time.monotonic() > deadline:
+                    stop.set()
+                    raise RuntimeError(f"a reader did not start: {workload._collect(results, processes, 1, 5, 'reader')}")
+        start_at = time.monotonic_ns() + 300_000_000
+        for control in controls:
+            control["start"].put(start_at)
+        self.log(f"-- {label}")
+        _sleep_until(start_at)
+        before = _agent_sample(self.agent)
+        progress, progress_at = 0, time.monotonic()
+        timed_out = False
+        while True:
+            time.sleep(0.01)
+            done = counter.value
+            if done >= expected_total:
+                break
+            if done != progress:
+                progress, progress_at = done, time.monotonic()
+            elif time.monotonic() - progress_at > a.consume_idle_timeout:
+                timed_out = True
+                break
+            if any(p.exitcode not in (None, 0) for p in processes):
+                break
+        after = _agent_sample(self.agent)
+        stop.set()
+        out = workload._collect(results, processes, len(processes), 300, "reader")
+        return out, start_at, before, after, timed_out
+
+    def _group_result(self, out, start_at, before, after, timed_out, expected):
+        """What both paths report: counts and verification, MB/s and CPU."""
+        a = self.args
+        expected_total = sum(expected.values())
+        received = sum(r["received"] for r in out)
+        received_bytes = sum(r["received_bytes"] for r in out)
+        check = _verify_spans([r["spans"] for r in out], expected)
+        lasts = [r["last_record_ns"] for r in out if r["last_record_ns"]]
+        firsts = [r["first_record_ns"] for r in out if r["first_record_ns"]]
+        seconds = (max(lasts) - start_at) / 1e9 if lasts else None
+        accounting = _accounting(before, after, sum(r["cpu_to_last_record"] for r in out))
+        accounting["loadgen_cpu_note"] = "the readers' CPU from their first call to their last record, plus the driver's"
+        gib = received_bytes / GIB
+        phase = {
+            "records_expected": expected_total,
+            "records_consumed": received,
+            "bytes_consumed": received_bytes,
+            "verification": check,
+            "bytes_expected": expected_total * a.message_size,
+            "verified": (
+                check["ok"] and received == expected_total and received_bytes == expected_total * a.message_size
+                and not timed_out
+            ),
+            "timed_out": timed_out,
+            "timing": "from the first call (join or subscribe) to the last record of the prefill, read once",
+            "measured_seconds": seconds,
+            "first_record_after_seconds": (min(firsts) - start_at) / 1e9 if firsts else None,
+            "mb_per_second": received_bytes / MB / seconds if seconds else None,
+            "records_per_second": received / seconds if seconds else None,
+            "agent_cpu_seconds_per_gib": accounting["agent_cpu_seconds"] / gib if gib else None,
+            "loadgen_cpu_seconds_per_gib": accounting["loadgen_cpu_seconds"] / gib if gib else None,
+            "accounting": accounting,
+        }
+        if not phase["verified"]:
+            phase["error"] = (
+                f"read {received:,} of {expected_total:,} records ({received_bytes:,} of "
+                f"{expected_total * a.message_size:,} value bytes): {check['duplicates']:,} duplicates, "
+                f"{check['missing']:,} missing, {check['unexpected']:,} unexpected"
+                + (f"; nothing new for {a.consume_idle_timeout:g} s" if timed_out else "")
+            )
+        return phase
+
+    def _group_kafka(self, topic, expected):
+        group = f"bench-kafka-{os.getpid()}-{time.monotonic_ns()}"
+        spec = {
+            "index": 0,
+            "bootstrap": self.agent.address,
+            "topic": topic,
+            "group": group,
+            "fetch": dict(GROUP_CONSUMER_FETCH),
+            "expected": sum(expected.values()),
+        }
+        ran = self._group_readers(
+            kafka_group_consumer_main,
+            [spec],
+            spec["expected"],
+            "9a Kafka group consumer: one confluent-kafka process, group.protocol=consumer, fresh group, "
+            f"max.partition.fetch.bytes {GROUP_CONSUMER_FETCH['max.partition.fetch.bytes']:,}",
+        )
+        out, start_at, before, after, timed_out = ran
+        phase = {
+            "group": group,
+            "client": (
+                "confluent-kafka Consumer, group.protocol=consumer, subscribe() when the clock starts, "
+                "auto.offset.reset earliest, enable.auto.commit, consume(num_messages=10000, timeout=0.1)"
+            ),
+            "consumer_config": {
+                "group.protocol": "consumer",
+                "enable.auto.commit": True,
+                "auto.offset.reset": "earliest",
+                **GROUP_CONSUMER_FETCH,
+            },
+            "processes": 1,
+            **self._group_result(out, start_at, before, after, timed_out, expected),
+            "consume_calls": out[0]["consume_calls"],
+            "errors": out[0]["errors"],
+        }
+        self._log_group(phase)
+        return phase
+
+    def _group_http(self, topic, expected):
+        a = self.args
+        group = f"bench-http-{os.getpid()}-{time.monotonic_ns()}"
+        total = sum(expected.values())
+        specs = [
+            {
+                "index": index,
+                "port": self.agent.http_port,
+                "topic": topic,
+                "group": group,
+                "max_records": GROUP_POLL_MAX_RECORDS,
+                "max_bytes": a.consume_max_bytes,
+                "wait_ms": GROUP_POLL_WAIT_MS,
+                "encoding": a.consume_encoding,
+                "session_timeout_ms": GROUP_SESSION_TIMEOUT_MS,
+                "expected": total,
+            }
+            for index in range(a.http_processes)
+        ]
+        out, start_at, before, after, timed_out = self._group_readers(
+            http_group_member_main,
+            specs,
+            total,
+            f"9b HTTP group members: {a.http_processes} processes, one keep-alive connection each, fresh group, "
+            f"max_bytes {a.consume_max_bytes:,}, max_records {GROUP_POLL_MAX_RECORDS:,}, wait_ms {GROUP_POLL_WAIT_MS}, "
+            f"auto_commit, encoding {a.consume_encoding}",
+        )
+        result = self._group_result(out, start_at, before, after, timed_out, expected)
+        # Polls sent before the group's last record: the read. The polls of
+        # members already done, waiting for the others, come after.
+        end_ns = start_at + int((result["measured_seconds"] or 0) * 1e9)
+        all_ms, with_records_ms = array.array("d"), array.array("d")
+        polls = polls_with_records = 0
+        for r in out:
+            sent = array.array("q", r["poll_sent_ns"])
+            ms = array.array("d", r["poll_ms"])
+            got = array.array("l", r["poll_records"])
+            for t, latency, n in zip(sent, ms, got):
+                if t > end_ns:
+                    continue
+                polls += 1
+                all_ms.append(latency)
+                if n:
+                    polls_with_records += 1
+                    with_records_ms.append(latency)
+        statuses = {}
+        for r in out:
+            for k, v in r["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+        phase = {
+            "group": group,
+            "client": (
+                "http.client, one keep-alive connection per process; each joins when the clock starts, then polls "
+                "with the cursor and epoch of the previous answer"
+            ),
+            "poll": {
+                "max_records": GROUP_POLL_MAX_RECORDS,
+                "max_bytes": a.consume_max_bytes,
+                "wait_ms": GROUP_POLL_WAIT_MS,
+                "auto_commit": True,
+                "encoding": a.consume_encoding,
+                "session_timeout_ms": GROUP_SESSION_TIMEOUT_MS,
+            },
+            "processes": a.http_processes,
+            **result,
+            "polls": polls,
+            "polls_with_records": polls_with_records,
+            "polls_note": "polls sent before the group's last record (later ones are members waiting for the others)",
+            "poll_latency_ms": _pcts(all_ms),
+            "poll_latency_ms_with_records": _pcts(with_records_ms),
+            "records_per_poll_with_records": result["records_consumed"] / polls_with_records if polls_with_records else None,
+            "response_bytes_per_poll": sum(r["response_bytes"] for r in out) / max(1, sum(r["polls"] for r in out)),
+            "join_ms": [round(x, 2) for r in out for x in r["join_ms"]],
+            "assigned_events": sum(r["assigned_events"] for r in out),
+            "revoked_events": sum(r["revoked_events"] for r in out),
+            "records_per_member": [r["received"] for r in out],
+            "statuses": statuses,
+            "exceptions": sum(r["exceptions"] for r in out),
+            "rejoins": sum(r["rejoins"] for r in out),
+            "first_errors": [e for r in out for e in r["first_errors"]][:5],
+        }
+        self._log_group(phase)
+        return phase
+
+    def _log_group(self, phase):
+        acc = phase["accounting"]
+        latency = ""
+        if "poll_latency_ms" in phase:
+            lat = phase["poll_latency_ms_with_records"]
+            latency = (
+                f", poll p50/p99 {_fmt(lat['p50'], 1)}/{_fmt(lat['p99'], 1)} ms over {phase['polls']} polls "
+                f"({phase['polls_with_records']} with records), statuses {phase['statuses']}, rejoins {phase['rejoins']}"
+            )
+        check = phase["verification"]
+        self.log(
+            f"   {phase['records_consumed']:,} of {phase['records_expected']:,} records in "
+            f"{_fmt(phase['measured_seconds'], 2)} s (first after {_fmt(phase['first_record_after_seconds'], 2)} s): "
+            f"{_fmt(phase['mb_per_second'])} MB/s, agent {_fmt(acc['agent_cores'], 2)} cores, "
+            f"{_fmt(phase['agent_cpu_seconds_per_gib'], 2)} CPU s/GiB, loadgen {_fmt(acc['loadgen_cores'], 2)}, "
+            f"others {_fmt(acc['other_cores'], 2)}; duplicates {check['duplicates']}, missing {check['missing']}"
+            f"{latency}"
+        )
+
 
 def _nofile_limit(pid):
     try:
@@ -1948,6 +2653,7 @@ def markdown(doc):
         ]
         if idle["open_errors"]:
             lines.append(f"| open errors | {idle['open_errors']} |")
+    lines += _group_markdown(doc, errors)
     lines += ["", "## Targets", "", "| target | measured | status |", "|---|---|---|"]
     for t in doc.get("targets", []):
         lines.append(f"| {t['target']} | {t['measured']} | {t['status']} |")
@@ -1979,6 +2685,87 @@ def markdown(doc):
         + "*Others* also holds kernel time no process is charged for (loopback TCP softirq work).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _group_markdown(doc, errors):
+    """Phase 9's section (nothing for results from before it existed)."""
+    c = doc["config"]
+    gc = doc["phases"].get("group_consume")
+    if gc is None and "9" not in c.get("phases", ()):
+        return []
+    lines = ["", "## Group consume (a prefilled topic read whole, once per fresh group)", ""]
+    if gc is None:
+        return lines + ["not run"]
+    prefill = gc.get("prefill")
+    if not prefill:
+        errors.append(("9. group consume", gc.get("error")))
+        return lines + ["**error** (below)"]
+    lines += [
+        f"Prefill (unmeasured): {sum(prefill['delivered'].values()):,} records of {c['message_size']} B letters "
+        f"({sum(prefill['delivered'].values()) * c['message_size'] / MB:,.0f} MB) over {len(prefill['delivered'])} "
+        f"partitions through the Kafka path, {_fmt(prefill['mb_per_second'])} MB/s. Each read is timed from its "
+        "first call (the joins, or `subscribe()` and the first `consume()`) to the last record, so it includes "
+        "the group's joins and rebalances; agent CPU is over the same span (until the driver saw the last record).",
+        "",
+        "| path | processes | records read / expected | duplicates / missing | seconds (first record after) | MB/s | "
+        "records/s | agent cores | agent CPU s per GiB | poll round trip p50 / p99 (ms) | polls (with records) | "
+        "load-generator cores (CPU s per GiB) | others (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, key in (
+        ("a. Kafka consumer (confluent-kafka, group.protocol=consumer)", "kafka"),
+        (f"b. HTTP members (poll, {c.get('consume_encoding', 'utf8')}, auto_commit)", "http"),
+    ):
+        ph = gc.get(key)
+        if ph is None:
+            lines.append(f"| {label} | not run | | | | | | | | | | | |")
+            continue
+        if "accounting" not in ph:
+            lines.append(f"| {label} | **error** (below) | | | | | | | | | | | |")
+            errors.append((f"9. group consume ({key})", ph.get("error")))
+            continue
+        if ph.get("error"):
+            errors.append((f"9. group consume ({key})", ph["error"]))
+        acc, check = ph["accounting"], ph["verification"]
+        if "poll_latency_ms" in ph:
+            lat = _pct_cell(ph["poll_latency_ms_with_records"], ("p50", "p99"), 1)
+            polls = f"{ph['polls']:,} ({ph['polls_with_records']:,})"
+        else:
+            lat, polls = "–", f"{ph['consume_calls']:,} consume() calls"
+        verdict = "" if ph["verified"] else " **(failed)**"
+        lines.append(
+            f"| {label} | {ph['processes']} | {ph['records_consumed']:,} / {ph['records_expected']:,}{verdict} | "
+            f"{check['duplicates']:,} / {check['missing']:,} | {_fmt(ph['measured_seconds'], 2)} "
+            f"({_fmt(ph['first_record_after_seconds'], 2)}) | {_fmt(ph['mb_per_second'])} | "
+            f"{_fmt(ph['records_per_second'], 0)} | {_fmt(acc['agent_cores'], 2)} | "
+            f"{_fmt(ph['agent_cpu_seconds_per_gib'], 2)} | {lat} | {polls} | {_fmt(acc['loadgen_cores'], 2)} "
+            f"({_fmt(ph['loadgen_cpu_seconds_per_gib'], 2)}) | {_fmt(acc['other_cores'], 2)} |"
+        )
+    kafka, http_ = gc.get("kafka") or {}, gc.get("http") or {}
+    notes = []
+    if kafka.get("consumer_config"):
+        config = kafka["consumer_config"]
+        notes.append(
+            f"Kafka consumer: `max.partition.fetch.bytes` {config['max.partition.fetch.bytes']:,} (librdkafka's "
+            f"default 1,048,576), `fetch.max.bytes` {config['fetch.max.bytes']:,} (its default; the agent caps a "
+            "fetch at 55 MiB), auto commit, `consume(num_messages=10000)`."
+        )
+    if http_.get("poll"):
+        poll = http_["poll"]
+        lat = http_["poll_latency_ms"]
+        notes.append(
+            f"HTTP members: `max_bytes` {poll['max_bytes']:,}, `max_records` {poll['max_records']:,}, "
+            f"`wait_ms` {poll['wait_ms']}, `auto_commit`, `encoding` {poll['encoding']}; "
+            f"{_fmt(http_['records_per_poll_with_records'], 0)} records and "
+            f"{_fmt(http_['response_bytes_per_poll'] / MB if http_.get('response_bytes_per_poll') else None, 2)} MB "
+            "of JSON per poll on average; the latencies are of polls that returned records, all polls of the read: "
+            f"{_pct_cell(lat, ('p50', 'p99'), 1)} ms; records per member {http_['records_per_member']}; "
+            f"{http_['assigned_events']} partitions assigned and {http_['revoked_events']} revoked over the read; "
+            f"statuses {http_['statuses']}, {http_['rejoins']} rejoins, {http_['exceptions']} exceptions."
+        )
+    if notes:
+        lines += [""] + notes
+    return lines
 
 
 def _body_sizes(phase, what="body"):
@@ -2030,6 +2817,16 @@ def issues_of(doc):
         out.append(f"SSE: {sse['records_missing']} acknowledged records never arrived on their tail (stall or loss)")
     if sse.get("duplicates") or sse.get("out_of_order"):
         out.append(f"SSE: {sse.get('duplicates')} duplicates, {sse.get('out_of_order')} out of order")
+    gc = p.get("group_consume") or {}
+    for key in ("kafka", "http"):
+        ph = gc.get(key) or {}
+        if ph.get("error"):
+            out.append(f"group consume ({key}): {ph['error']}")
+        if ph.get("rejoins") or ph.get("exceptions") or any(k != "200" for k in (ph.get("statuses") or {})):
+            out.append(
+                f"group consume ({key}): statuses {ph.get('statuses')}, {ph.get('rejoins')} rejoins, "
+                f"{ph.get('exceptions')} exceptions; first: {ph.get('first_errors', [])[:2]}"
+            )
     idle = p.get("idle_sse_streams") or {}
     if idle.get("streams_failed"):
         out.append(f"idle streams: {idle['streams_failed']} failed to open: {idle['open_errors']}")
@@ -2085,6 +2882,9 @@ def main(argv):
             "sse_rate": args.sse_rate,
             "idle_streams": args.idle_streams,
             "idle_hold_s": args.idle_hold,
+            "consume_mb": args.consume_mb,
+            "consume_max_bytes": args.consume_max_bytes,
+            "consume_encoding": args.consume_encoding,
             "phases": phases,
         },
         "phases": {},
@@ -2107,6 +2907,7 @@ def main(argv):
         "6": bench.idle_streams,
         "7": lambda: bench.grpc_throughput("batch"),
         "8": lambda: bench.grpc_throughput("records"),
+        "9": bench.group_consume,
     }
 
     def write():
