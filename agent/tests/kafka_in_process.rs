@@ -169,6 +169,8 @@ fn minimal_request(api: ApiKey) -> RequestKind {
         ApiKey::DescribeGroups => DescribeGroupsRequest::default().into(),
         ApiKey::DeleteGroups => DeleteGroupsRequest::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default().into(),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default().into(),
         other => panic!("{other:?} is served: give it a request here"),
     }
 }
