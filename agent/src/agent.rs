@@ -335,6 +335,7 @@ impl AgentBuilder {
         let topics = Arc::new(TopicCache::new(store.clone()));
         let retention_parts = (objects.clone(), keys.clone(), clock.clone(), ids.clone());
         let gateway_clock = clock.clone();
+        let transactions_clock = clock.clone();
         let mut logs = PartitionLogs::new(
             store.clone(),
             objects,
@@ -368,9 +369,17 @@ impl AgentBuilder {
             GroupCoordinator::new(store.clone(), node_id, ids, options.groups)
                 .with_cluster(view.clone()),
         );
+        let transactions = Arc::new(crate::transactions::TransactionCoordinator::new(
+            store.clone(),
+            groups.clone(),
+            logs.clone(),
+            view.clone(),
+            transactions_clock,
+        ));
         let broker = Arc::new(Broker {
             store: store.clone(),
             groups: groups.clone(),
+            transactions: transactions.clone(),
             node_id,
             advertised_host,
             advertised_port,
@@ -418,6 +427,11 @@ impl AgentBuilder {
             "group-expiry",
             stages.stop_accepting.clone(),
             groups.clone().run_expiry(stages.stop_accepting.clone()),
+        );
+        supervisor.spawn_critical(
+            "transaction-coordinator",
+            stages.stop_accepting.clone(),
+            transactions.run(stages.stop_accepting.clone()),
         );
         supervisor.spawn_critical(
             "producer-expiry",

@@ -82,6 +82,8 @@ pub struct Broker {
     pub cluster: std::sync::Arc<crate::cluster::ClusterView>,
     /// The consumer-group coordinator.
     pub groups: std::sync::Arc<crate::groups::GroupCoordinator>,
+    /// The transaction coordinator.
+    pub transactions: std::sync::Arc<crate::transactions::TransactionCoordinator>,
 }
 
 impl Broker {

@@ -156,6 +156,14 @@ impl ProducerTable {
             Some(current) if current.producer_epoch == epoch => current.batches.clone(),
             _ => Vec::new(),
         };
+        // A transactional batch opens its producer's transaction here unless
+        // one is open; any batch leaves an open one open (its marker ends it).
+        let open = current.and_then(|c| c.txn_first_offset);
+        let txn_first_offset = match (open, batch.transactional) {
+            (Some(first), _) => Some(first),
+            (None, true) => Some(base_offset),
+            (None, false) => None,
+        };
         batches.push(ProducerBatch {
             first_sequence: first,
             last_sequence: last,
@@ -171,8 +179,66 @@ impl ProducerTable {
                 producer_epoch: epoch,
                 batches,
                 last_timestamp: batch.max_timestamp,
+                txn_first_offset,
             },
         })
+    }
+
+    /// Decides on a transaction marker (a control batch the leader writes at
+    /// `offset` for the transaction coordinator) of `producer_id` at `epoch`:
+    /// refused under an epoch older than the producer's (a coordinator that
+    /// lost its transaction); otherwise it ends the producer's open
+    /// transaction and carries its epoch (a bumped epoch restarts the
+    /// sequences). Also returns, for an abort, the first offset of the
+    /// transaction it aborts, if one was open.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        timestamp: i64,
+    ) -> Result<(Decision, Option<i64>), SequenceError> {
+        let current = self.producers.get(&producer_id);
+        if let Some(current) = current
+            && epoch < current.producer_epoch
+        {
+            return Err(SequenceError::StaleEpoch {
+                producer_id,
+                epoch,
+                current: current.producer_epoch,
+            });
+        }
+        let batches = match current {
+            Some(current) if current.producer_epoch == epoch => current.batches.clone(),
+            _ => Vec::new(),
+        };
+        let open = current.and_then(|c| c.txn_first_offset);
+        let state = ProducerState {
+            producer_epoch: epoch,
+            batches,
+            last_timestamp: current.map_or(timestamp, |c| c.last_timestamp.max(timestamp)),
+            txn_first_offset: None,
+        };
+        let aborts = if commit { None } else { open };
+        Ok((Decision::Append { producer_id, state }, aborts))
+    }
+
+    /// Every producer with its state, by producer id.
+    pub fn all(&self) -> Vec<(i64, ProducerState)> {
+        let mut all: Vec<_> = self
+            .producers
+            .iter()
+            .map(|(id, state)| (*id, state.clone()))
+            .collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// The producers with a transaction open, with its first offset.
+    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(id, state)| state.txn_first_offset.map(|first| (*id, first)))
     }
 
     /// Records an accepted batch's decision.
@@ -204,7 +270,10 @@ impl ProducerTable {
         let mut idle: Vec<i64> = self
             .producers
             .iter()
-            .filter(|(_, state)| state.last_timestamp < older_than)
+            // A producer with a transaction open stays until its marker.
+            .filter(|(_, state)| {
+                state.last_timestamp < older_than && state.txn_first_offset.is_none()
+            })
             .map(|(id, _)| *id)
             .collect();
         idle.sort_unstable();
@@ -238,6 +307,8 @@ mod tests {
             producer_id,
             producer_epoch: epoch,
             base_sequence: sequence,
+            transactional: false,
+            control: false,
         }
     }
 

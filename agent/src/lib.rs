@@ -39,6 +39,7 @@
 //! | [`stats`] | the object-store counters file benchmarks read |
 //! | [`topic_spec`] | a topic to create, checked as `CreateTopics` checks it, for the Kafka handler and the gateway |
 //! | [`topics`] | topic lookups for the request path, cached |
+//! | [`transactions`] | the transaction coordinator: transactional ids, epochs, each transaction's decision and markers |
 //! | `trace` | timelines of produce requests and flushes (debug events), to find where a produce waits |
 //!
 //! # Invariants
@@ -52,8 +53,6 @@
 //! - Responses on one connection go out in request order.
 //! - Every error maps to a Kafka error code in one exhaustive function
 //!   ([`kafka::errors`]).
-//!
-//! Not built yet: transactions.
 
 pub mod agent;
 pub mod balancer;
@@ -75,6 +74,7 @@ pub mod stats;
 pub mod topic_spec;
 pub mod topics;
 pub(crate) mod trace;
+pub mod transactions;
 
 pub use agent::{Agent, AgentBuilder, AgentOptions};
 pub use broker::{Broker, BrokerSettings};

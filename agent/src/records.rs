@@ -109,6 +109,11 @@ pub struct Batch {
     pub producer_epoch: i16,
     /// `baseSequence`.
     pub base_sequence: i32,
+    /// Part of a transaction (attributes bit 4).
+    pub transactional: bool,
+    /// A control batch: a transaction marker (attributes bit 5). Only the
+    /// leader writes them; a producer's are refused.
+    pub control: bool,
 }
 
 fn read_i16(bytes: &[u8], at: usize) -> i16 {
@@ -177,11 +182,6 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
             )));
         }
         let attributes = read_i16(bytes, ATTRIBUTES_AT);
-        if attributes & (TRANSACTIONAL_FLAG | CONTROL_FLAG) != 0 {
-            return Err(BatchError::Unsupported(
-                "transactional and control batches are not supported yet".into(),
-            ));
-        }
         let last_offset_delta = read_i32(bytes, 23);
         let record_count = read_i32(bytes, 57);
         // As Kafka's validator: a produced batch spans exactly its records'
@@ -210,6 +210,8 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
             producer_id: read_i64(bytes, 43),
             producer_epoch: read_i16(bytes, 51),
             base_sequence: read_i32(bytes, 53),
+            transactional: attributes & TRANSACTIONAL_FLAG != 0,
+            control: attributes & CONTROL_FLAG != 0,
         });
         at += total;
     }
@@ -293,6 +295,102 @@ pub fn skip_before(stored: Bytes, offset: i64) -> Bytes {
         at += total;
     }
     Bytes::new()
+}
+
+/// A transaction marker: the control batch the leader writes into a
+/// partition when the transaction coordinator ends a producer's transaction
+/// there (Kafka's `EndTransactionMarker`): one control record whose key is
+/// `(version 0, type)` — 0 abort, 1 commit — and whose value is
+/// `(version 0, coordinator epoch)`. Its offset is 0 and its sequence -1; the
+/// leader assigns the offset as for any batch.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Result<Bytes, BatchError> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(i16::from(commit));
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|error| BatchError::Corrupt(format!("encoding a transaction marker: {error:#}")))?;
+    Ok(out.freeze())
+}
+
+/// Stored (valid) batches up to the first one at or after `end` (a batch
+/// boundary: the last stable offset is the first offset of a batch, or the
+/// high watermark), as one slice; malformed input is returned unchanged.
+pub fn take_before(stored: Bytes, end: i64) -> Bytes {
+    let mut at = 0usize;
+    while at < stored.len() {
+        let rest = &stored[at..];
+        if rest.len() < BATCH_HEADER_LEN {
+            return stored;
+        }
+        let Some(total) = usize::try_from(read_i32(rest, 8))
+            .ok()
+            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
+            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())
+        else {
+            return stored;
+        };
+        if read_i64(rest, 0) >= end {
+            return stored.slice(..at);
+        }
+        at += total;
+    }
+    stored
+}
+
+/// Whether any of the stored batches is transactional (so a
+/// `read_committed` reader needs the partition's aborted transactions).
+pub fn has_transactional(stored: &[u8]) -> bool {
+    let mut at = 0usize;
+    while at + BATCH_HEADER_LEN <= stored.len() {
+        let rest = &stored[at..];
+        if read_i16(rest, ATTRIBUTES_AT) & TRANSACTIONAL_FLAG != 0 {
+            return true;
+        }
+        let Some(total) = usize::try_from(read_i32(rest, 8))
+            .ok()
+            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
+            .filter(|total| *total >= BATCH_HEADER_LEN)
+        else {
+            return false;
+        };
+        at += total;
+    }
+    false
 }
 
 /// The `(offset, timestamp)` of every record in a stored batch, in offset order,

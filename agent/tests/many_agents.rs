@@ -709,7 +709,7 @@ fn an_old_leaders_pending_produces_get_a_retriable_error_when_it_loses_the_parti
         "another agent taking the paused leader's partition",
         MUST_HAPPEN,
         || {
-            let state = meta.states(&topic)[usize::try_from(partition).unwrap()];
+            let state = meta.states(&topic)[usize::try_from(partition).unwrap()].clone();
             (state.leader_epoch > old_epoch && state.leader != Some(slow)).then_some(state)
         },
     );

@@ -50,6 +50,7 @@ fn commit_of(segment_id: SegmentId, key: &str, tp: TopicPartition, epoch: i32) -
             byte_length: 3,
         }],
         producers: Vec::new(),
+        aborted: Vec::new(),
     }
 }
 

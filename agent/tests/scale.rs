@@ -95,6 +95,7 @@ async fn list_offsets_by_timestamp_is_exact_past_100k_index_entries() {
                     byte_length: 100,
                 }],
                 producers: Vec::new(),
+                aborted: Vec::new(),
             })
             .await
             .unwrap();

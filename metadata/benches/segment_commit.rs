@@ -98,6 +98,7 @@ async fn bench_backend(name: &str, backend: Arc<dyn KvBackend>, budget: Duration
                 object_size: partitions as u64 * 16_384,
                 chunks,
                 producers: Vec::new(),
+                aborted: Vec::new(),
             };
             let t = Instant::now();
             store.commit_segment(&commit).await.expect("commit");

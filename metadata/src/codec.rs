@@ -81,6 +81,10 @@ mod tests {
             high_watermark: 1_000,
             max_timestamp: Some(1_700_000_000_000),
             time_indexed_from: 0,
+            open_transactions: vec![crate::OpenTransaction {
+                producer_id: 4,
+                first_offset: 990,
+            }],
         };
         let bytes = encode(&state);
         assert_eq!(bytes[0], PartitionState::VERSION);
@@ -196,6 +200,7 @@ mod partition_state_versions {
                 high_watermark: 5_000,
                 max_timestamp: None,
                 time_indexed_from: 5_000,
+                open_transactions: Vec::new(),
             }
         );
         // Written back, it is the current version and keeps where indexing began.

@@ -24,9 +24,15 @@
 //!    registration goes, and of the time-index points of the entries a new
 //!    entry replaces only the last stays (see `thin_time_index`).
 //!
+//! Log compaction (`cleanup.policy=compact`, the `log_compaction` module)
+//! uses the same protocol with one difference: its new entries may hold
+//! fewer records than those they replace (superseded records are dropped,
+//! the others keep their offsets), and it never swaps entries reaching the
+//! partition's last stable offset.
+//!
 //! # Invariants
 //!
-//! - A swap never changes what a partition holds: the new entries cover
+//! - An object compaction swap never changes what a partition holds: the new entries cover
 //!   exactly the offsets of the entries they replace, each within one leader
 //!   epoch, with the same record count. Offsets, the log start and the high
 //!   watermark are untouched; a timestamp search answers the same (the time
@@ -235,6 +241,17 @@ impl MetadataStore {
         swap: &CompactionSwap,
         now_ms: i64,
     ) -> Result<SwapOutcome, MetadataError> {
+        self.swap_entries(swap, now_ms, Records::Same).await
+    }
+
+    /// The swap of [`MetadataStore::swap_compacted`], its new entries
+    /// accounting for the records of those they replace by `records`.
+    pub(crate) async fn swap_entries(
+        &self,
+        swap: &CompactionSwap,
+        now_ms: i64,
+        records: Records,
+    ) -> Result<SwapOutcome, MetadataError> {
         validate_swap(swap)?;
         let born = i64::try_from(swap.segment_id.0.timestamp_ms()).unwrap_or(i64::MAX);
         let age_ms = now_ms.saturating_sub(born);
@@ -274,7 +291,7 @@ impl MetadataStore {
                 let mut outcome = SwapOutcome::default();
                 let mut dropped: HashMap<SegmentId, u32> = HashMap::new();
                 for part in &swap.partitions {
-                    match current_inputs(&txn, keys, part).await? {
+                    match current_inputs(&txn, keys, part, records).await? {
                         Some((current_keys, current)) => {
                             for (input, key) in part.inputs.iter().zip(&current_keys) {
                                 txn.clear(key);
@@ -390,6 +407,18 @@ impl MetadataStore {
     }
 }
 
+/// How the new entries of a swap account for the records of the entries they
+/// replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Records {
+    /// The same records (object compaction copies chunks as they are).
+    Same,
+    /// At most as many (log compaction drops superseded records, keeping the
+    /// offsets of the others); the entries replaced must also lie wholly
+    /// below the partition's last stable offset, or the partition is skipped.
+    AtMost,
+}
+
 /// The keys and entries of `part`'s inputs if the partition's entries over
 /// their range are still exactly those inputs and the outputs cover the same
 /// offsets, epoch by epoch; `None` otherwise (the partition is skipped).
@@ -397,12 +426,19 @@ async fn current_inputs(
     txn: &Transaction,
     keys: &crate::keys::Keyspace,
     part: &PartitionSwap,
+    records: Records,
 ) -> Result<Option<(Vec<Vec<u8>>, Vec<IndexEntry>)>, MetadataError> {
     let (Some(first), Some(last)) = (part.inputs.first(), part.inputs.last()) else {
         return Ok(None);
     };
-    if txn.get(&keys.partition(part.partition)).await?.is_none() {
+    let Some(state) = txn.get(&keys.partition(part.partition)).await? else {
         return Ok(None);
+    };
+    if records == Records::AtMost {
+        let state: PartitionState = codec::decode(&state)?;
+        if last.last_offset >= state.last_stable_offset() {
+            return Ok(None);
+        }
     }
     let begin = keys.index_entry(part.partition, first.last_offset);
     let end = key_after(&keys.index_entry(part.partition, last.last_offset));
@@ -423,7 +459,7 @@ async fn current_inputs(
         }
         current.push(entry);
     }
-    if !outputs_cover(&current, &part.outputs) {
+    if !outputs_cover(&current, &part.outputs, records) {
         return Err(MetadataError::invalid(format!(
             "the new entries of {} do not cover the offsets, epochs and records of the \
              entries they replace",
@@ -491,8 +527,8 @@ async fn thin_time_index(
 
 /// Whether `outputs` tile the offsets of `current` (consecutive entries),
 /// each output within one epoch and holding the records of the entries it
-/// spans.
-fn outputs_cover(current: &[IndexEntry], outputs: &[IndexEntry]) -> bool {
+/// spans (all of them, or at most as many, as `records` says).
+fn outputs_cover(current: &[IndexEntry], outputs: &[IndexEntry], records_rule: Records) -> bool {
     let mut inputs = current.iter().peekable();
     let mut next_base = match current.first() {
         Some(first) => first.base_offset,
@@ -510,7 +546,11 @@ fn outputs_cover(current: &[IndexEntry], outputs: &[IndexEntry]) -> bool {
             records += u64::from(input.record_count);
             next_base = input.last_offset + 1;
         }
-        if next_base != output.last_offset + 1 || records != u64::from(output.record_count) {
+        let counted = match records_rule {
+            Records::Same => records == u64::from(output.record_count),
+            Records::AtMost => u64::from(output.record_count) <= records,
+        };
+        if next_base != output.last_offset + 1 || !counted {
             return false;
         }
     }

@@ -115,7 +115,7 @@ fn validate_group_id(group: &str) -> Result<(), MetadataError> {
 }
 
 /// Checks that `fence` still holds its shard, and that `group` belongs to it.
-async fn check_fence(
+pub(crate) async fn check_fence(
     keys: &Keyspace,
     txn: &Transaction,
     fence: ShardFence,
@@ -128,6 +128,15 @@ async fn check_fence(
             fence.shard
         )));
     }
+    check_shard_epoch(keys, txn, fence).await
+}
+
+/// Checks that `fence` still holds its shard.
+pub(crate) async fn check_shard_epoch(
+    keys: &Keyspace,
+    txn: &Transaction,
+    fence: ShardFence,
+) -> Result<(), MetadataError> {
     let state: CoordinatorShardState = read(txn, &keys.coordinator_shard(fence.shard))
         .await?
         .unwrap_or(CoordinatorShardState {
@@ -193,7 +202,12 @@ async fn group_in(
     }))
 }
 
-fn write_group(keys: &Keyspace, txn: &Transaction, record: &GroupRecord, updated_at_ms: i64) {
+pub(crate) fn write_group(
+    keys: &Keyspace,
+    txn: &Transaction,
+    record: &GroupRecord,
+    updated_at_ms: i64,
+) {
     let shard = coordinator_shard_of(&record.group_id);
     let header = GroupHeader {
         protocol_type: record.protocol_type.clone(),

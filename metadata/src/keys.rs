@@ -24,7 +24,11 @@
 //! | `("consumer_member", shard, group, member_id)` | [`ConsumerMemberRecord`](crate::ConsumerMemberRecord) (server-side consumer protocol) |
 //! | `("counter", name)` | 8-byte little-endian counter (unversioned, see below) |
 //! | `("cluster", "id")` | `ClusterIdRecord` (the cluster id) |
+//! | `("aborted_txn", topic_id, partition, last_offset)` | [`AbortedTransaction`](crate::AbortedTransaction): a transaction its abort marker at `last_offset` ended, for `read_committed` fetches |
+//! | `("txn", shard, transactional_id)` | [`TransactionRecord`](crate::TransactionRecord): a transactional id's producer, epoch and current transaction, under its coordinator shard |
+//! | `("txn_offset", group, producer_id, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset): an offset committed in a transaction (`TxnOffsetCommit`), moved to `group_offset` when the transaction commits |
 //! | `("rest_consumer", group, instance)` | [`RestConsumerRecord`](crate::rest_consumers::RestConsumerRecord): a REST Proxy (v2) consumer instance, written by compare-and-set on its version |
+//! | `("log_compaction", topic_id, partition)` | [`LogCompactionState`](crate::LogCompactionState): log compaction's cleaner checkpoint (the first dirty offset) and the earliest delete horizon still pending in the cleaned part |
 //!
 //! Every value is a versioned record ([`codec`](crate::codec)) except the
 //! counters: they keep the format of the backend's atomic `ADD`
@@ -388,6 +392,84 @@ impl Keyspace {
     /// The prefix of every REST Proxy consumer instance.
     pub fn rest_consumers(&self) -> Vec<u8> {
         self.root.pack(&("rest_consumer",))
+    }
+
+    // ----- transactions -----
+
+    /// An aborted transaction of a partition, keyed by its abort marker's offset.
+    pub fn aborted_transaction(&self, partition: TopicPartition, last_offset: i64) -> Vec<u8> {
+        self.root.pack(&(
+            "aborted_txn",
+            partition.topic_id.0,
+            partition.partition,
+            last_offset,
+        ))
+    }
+
+    /// The prefix of a partition's aborted transactions.
+    pub fn aborted_transactions_of(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root
+            .pack(&("aborted_txn", partition.topic_id.0, partition.partition))
+    }
+
+    /// The prefix of a topic's aborted transactions.
+    pub fn aborted_transactions_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("aborted_txn", topic_id.0))
+    }
+
+    /// A transactional id's transaction, under its coordinator shard.
+    pub fn transaction(&self, shard: u32, transactional_id: &str) -> Vec<u8> {
+        self.root.pack(&("txn", shard, transactional_id))
+    }
+
+    /// The prefix of a coordinator shard's transactions.
+    pub fn transactions_of_shard(&self, shard: u32) -> Vec<u8> {
+        self.root.pack(&("txn", shard))
+    }
+
+    /// An offset committed inside a transaction (`TxnOffsetCommit`), pending
+    /// until the transaction ends.
+    pub fn pending_txn_offset(
+        &self,
+        group: &str,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+    ) -> Vec<u8> {
+        self.root
+            .pack(&("txn_offset", group, producer_id, topic, partition))
+    }
+
+    /// The prefix of a group's pending transactional offsets.
+    pub fn pending_txn_offsets_of_group(&self, group: &str) -> Vec<u8> {
+        self.root.pack(&("txn_offset", group))
+    }
+
+    /// The prefix of one producer's pending transactional offsets in a group.
+    pub fn pending_txn_offsets(&self, group: &str, producer_id: i64) -> Vec<u8> {
+        self.root.pack(&("txn_offset", group, producer_id))
+    }
+
+    /// `(producer_id, topic, partition)` of a [`Keyspace::pending_txn_offset`] key.
+    pub fn pending_txn_offset_of(&self, key: &[u8]) -> Option<(i64, String, i32)> {
+        let (_, _, producer_id, topic, partition): (String, String, i64, String, i32) =
+            self.root.unpack(key).ok()?;
+        Some((producer_id, topic, partition))
+    }
+}
+
+// ----- log compaction -----
+
+impl Keyspace {
+    /// Log compaction's state of a partition (`cleanup.policy=compact`).
+    pub fn log_compaction(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root
+            .pack(&("log_compaction", partition.topic_id.0, partition.partition))
+    }
+
+    /// The prefix of a topic's log compaction states.
+    pub fn log_compactions_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("log_compaction", topic_id.0))
     }
 }
 

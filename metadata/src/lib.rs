@@ -33,8 +33,10 @@
 //! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
 //! | retention: moves log starts, releases the entries below them, records unreferenced objects as garbage | [`MetadataStore::apply_retention`], [`MetadataStore::release_prefix`], [`MetadataStore::garbage_objects`] | `retention` |
 //! | compacts objects: registers an output before its upload, swaps partitions' entries over to it only where they did not change | [`MetadataStore::register_compaction_output`], [`MetadataStore::swap_compacted`] | `compaction` |
+//! | compacts logs (`cleanup.policy=compact`): plans a clean from one snapshot, swaps cleaned entries in (fewer records, same offsets), moves the cleaner checkpoint | [`MetadataStore::log_compaction_view`], [`MetadataStore::swap_log_compacted`], [`MetadataStore::record_log_compaction`] | `log_compaction` |
 //! | who runs the jobs of each shard (retention, compaction, garbage collection) | [`MetadataStore::acquire_job_shard`], [`MetadataStore::release_job_shard`], [`MetadataStore::job_shards`] | `jobs` |
 //! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
+//! | coordinates transactions: a transactional id's record, offsets pending in a transaction, the decision and its offsets in one commit, the aborted transactions `read_committed` fetches skip | [`MetadataStore::prepare_end_transaction`], [`MetadataStore::aborted_transactions`], ... | `transactions` |
 //!
 //! Blocking: no operation blocks an async worker thread; the SQLite backend runs
 //! its file I/O and lock waits on Tokio's blocking pool.
@@ -63,6 +65,7 @@ mod groups;
 mod jobs;
 pub mod keys;
 pub mod kv;
+mod log_compaction;
 mod model;
 mod open;
 mod producers;
@@ -70,6 +73,7 @@ pub mod rest_consumers;
 mod retention;
 mod store;
 mod time_index;
+mod transactions;
 
 pub use compaction::{
     CompactedInput, CompactionOutput, CompactionSwap, PartitionSwap, SwapOutcome,
@@ -77,6 +81,7 @@ pub use compaction::{
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use jobs::{JOB_SHARDS, JobLease, JobShardState};
+pub use log_compaction::{ActiveProducer, LogCompactionState, LogCompactionView};
 pub use model::*;
 pub use open::{
     BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
@@ -85,3 +90,4 @@ pub use retention::{GarbageObject, Released, RetentionLimits, RetentionOutcome};
 pub use store::{
     DELETE_UP_TO_HIGH_WATERMARK, MAX_COMMIT_AGE_MS, MAX_PARTITIONS_PER_TOPIC, MetadataStore,
 };
+pub use transactions::{TransactionPhase, TransactionRecord};

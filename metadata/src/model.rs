@@ -101,7 +101,7 @@ impl Versioned for TopicMeta {
 
 /// A partition's leadership, log bounds and the running maximum of its time
 /// index (see [`MetadataStore::lookup_by_timestamp`](crate::MetadataStore::lookup_by_timestamp)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// The agent (node id) that leads it, if any.
     pub leader: Option<i32>,
@@ -119,6 +119,20 @@ pub struct PartitionState {
     /// build with the time index, the high watermark at upgrade for older ones
     /// (their earlier index entries are searched entry by entry).
     pub time_indexed_from: i64,
+    /// The transactions open in the committed log: each producer with
+    /// transactional batches committed and no marker after them, with the
+    /// offset of its transaction's first batch. Kept by every segment commit
+    /// from the producer states it writes (version 3).
+    pub open_transactions: Vec<OpenTransaction>,
+}
+
+/// A transaction open in a partition's committed log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTransaction {
+    /// The transactional producer.
+    pub producer_id: i64,
+    /// The offset of its transaction's first batch in the partition.
+    pub first_offset: i64,
 }
 
 impl PartitionState {
@@ -131,8 +145,31 @@ impl PartitionState {
             high_watermark: 0,
             max_timestamp: None,
             time_indexed_from: 0,
+            open_transactions: Vec::new(),
         }
     }
+
+    /// The last stable offset (Kafka's LSO): the first offset of the oldest
+    /// open transaction, or the high watermark when none is open.
+    /// `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.open_transactions
+            .iter()
+            .map(|t| t.first_offset)
+            .min()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
+}
+
+/// [`PartitionState`] as version 2 wrote it (no open transactions).
+#[derive(Deserialize)]
+struct PartitionStateV2 {
+    leader: Option<i32>,
+    leader_epoch: i32,
+    log_start_offset: i64,
+    high_watermark: i64,
+    max_timestamp: Option<i64>,
+    time_indexed_from: i64,
 }
 
 /// [`PartitionState`] as version 1 wrote it (no time index).
@@ -147,20 +184,35 @@ struct PartitionStateV1 {
 impl Versioned for PartitionState {
     const WHAT: &'static str = "partition state";
     /// Version 1 had no time index; it reads as a partition time-indexed from
-    /// its high watermark on.
-    const VERSION: u8 = 2;
+    /// its high watermark on. Version 2 had no open transactions.
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| {
-            postcard::from_bytes::<PartitionStateV1>(body).map(|v1| Self {
-                leader: v1.leader,
-                leader_epoch: v1.leader_epoch,
-                log_start_offset: v1.log_start_offset,
-                high_watermark: v1.high_watermark,
-                max_timestamp: None,
-                time_indexed_from: v1.high_watermark,
-            })
-        })
+        match version {
+            1 => Some(
+                postcard::from_bytes::<PartitionStateV1>(body).map(|v1| Self {
+                    leader: v1.leader,
+                    leader_epoch: v1.leader_epoch,
+                    log_start_offset: v1.log_start_offset,
+                    high_watermark: v1.high_watermark,
+                    max_timestamp: None,
+                    time_indexed_from: v1.high_watermark,
+                    open_transactions: Vec::new(),
+                }),
+            ),
+            2 => Some(
+                postcard::from_bytes::<PartitionStateV2>(body).map(|v2| Self {
+                    leader: v2.leader,
+                    leader_epoch: v2.leader_epoch,
+                    log_start_offset: v2.log_start_offset,
+                    high_watermark: v2.high_watermark,
+                    max_timestamp: v2.max_timestamp,
+                    time_indexed_from: v2.time_indexed_from,
+                    open_transactions: Vec::new(),
+                }),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -216,6 +268,40 @@ pub struct SegmentCommit {
     /// stands after them; written in the same transaction, so a new leader reads
     /// exactly the state of the committed log.
     pub producers: Vec<ProducerCommit>,
+    /// Transactions aborted by a marker in the chunks: recorded for
+    /// `read_committed` readers ([`MetadataStore::aborted_transactions`](crate::MetadataStore::aborted_transactions)).
+    pub aborted: Vec<AbortedTransactionCommit>,
+}
+
+/// A transaction that an abort marker in a segment's chunk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransactionCommit {
+    /// The partition; a chunk of the same segment must cover the marker.
+    pub partition: TopicPartition,
+    /// The producer.
+    pub producer_id: i64,
+    /// The offset of the transaction's first batch in the partition.
+    pub first_offset: i64,
+    /// The offset of the abort marker.
+    pub last_offset: i64,
+}
+
+/// An aborted transaction of one partition, as `Fetch` reports it to
+/// `read_committed` readers: its batches from the producer between the two
+/// offsets are to be skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTransaction {
+    /// The producer.
+    pub producer_id: i64,
+    /// The offset of the transaction's first batch.
+    pub first_offset: i64,
+    /// The offset of its abort marker.
+    pub last_offset: i64,
+}
+
+impl Versioned for AbortedTransaction {
+    const WHAT: &'static str = "aborted transaction";
+    const VERSION: u8 = 1;
 }
 
 /// One producer's state on one partition, committed with a segment.
@@ -240,6 +326,9 @@ pub struct ProducerState {
     pub batches: Vec<ProducerBatch>,
     /// The largest timestamp of its last batch (for expiry).
     pub last_timestamp: i64,
+    /// The offset of the first batch of its open transaction in this
+    /// partition, if one is open (version 2).
+    pub txn_first_offset: Option<i64>,
 }
 
 impl ProducerState {
@@ -248,9 +337,28 @@ impl ProducerState {
     pub const MAX_BATCHES: usize = 5;
 }
 
+/// [`ProducerState`] as version 1 wrote it (no transactions).
+#[derive(Deserialize)]
+struct ProducerStateV1 {
+    producer_epoch: i16,
+    batches: Vec<ProducerBatch>,
+    last_timestamp: i64,
+}
+
 impl Versioned for ProducerState {
     const WHAT: &'static str = "producer state";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| {
+            postcard::from_bytes::<ProducerStateV1>(body).map(|v1| Self {
+                producer_epoch: v1.producer_epoch,
+                batches: v1.batches,
+                last_timestamp: v1.last_timestamp,
+                txn_first_offset: None,
+            })
+        })
+    }
 }
 
 /// One batch of an idempotent producer.
@@ -582,7 +690,7 @@ pub struct EpochEnd {
 }
 
 /// The answer to [`MetadataStore::epoch_end_offset`](crate::MetadataStore::epoch_end_offset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochEndLookup {
     /// The partition's state, from the same snapshot.
     pub state: PartitionState,

@@ -164,6 +164,14 @@ fn validate_chunks(commit: &SegmentCommit) -> Result<(), MetadataError> {
             )));
         }
     }
+    for aborted in &commit.aborted {
+        if !seen.contains(&aborted.partition) {
+            return Err(MetadataError::invalid(format!(
+                "an aborted transaction of {}, which segment {} has no chunk for",
+                aborted.partition, commit.segment_id
+            )));
+        }
+    }
     for producer in &commit.producers {
         if !seen.contains(&producer.partition) {
             return Err(MetadataError::invalid(format!(
@@ -313,6 +321,7 @@ impl MetadataStore {
                 txn.clear(&keys.topic(topic.id));
                 txn.clear_prefix(&keys.partitions_of(topic.id));
                 txn.clear_prefix(&keys.producer_states_of_topic(topic.id));
+                txn.clear_prefix(&keys.aborted_transactions_of_topic(topic.id));
                 // The time index goes with the topic; its index entries stay for
                 // the garbage collector (see DeletedTopic).
                 txn.clear_prefix(&keys.time_index_of_topic(topic.id));
@@ -651,7 +660,6 @@ impl MetadataStore {
                     );
                     crate::time_index::record_chunk(keys, &txn, state, chunk);
                     state.high_watermark = chunk.last_offset + 1;
-                    write(&txn, &keys.partition(chunk.partition), &*state);
                 }
                 for producer in &commit.producers {
                     write(
@@ -659,6 +667,34 @@ impl MetadataStore {
                         &keys.producer_state(producer.partition, producer.producer_id),
                         &producer.state,
                     );
+                    // The partition's open transactions follow its producers'
+                    // states, so its last stable offset is the committed log's.
+                    if let Some(state) = states.get_mut(&producer.partition) {
+                        let open = &mut state.open_transactions;
+                        open.retain(|t| t.producer_id != producer.producer_id);
+                        if let Some(first_offset) = producer.state.txn_first_offset {
+                            open.push(OpenTransaction {
+                                producer_id: producer.producer_id,
+                                first_offset,
+                            });
+                        }
+                    }
+                }
+                for aborted in &commit.aborted {
+                    write(
+                        &txn,
+                        &keys.aborted_transaction(aborted.partition, aborted.last_offset),
+                        &AbortedTransaction {
+                            producer_id: aborted.producer_id,
+                            first_offset: aborted.first_offset,
+                            last_offset: aborted.last_offset,
+                        },
+                    );
+                }
+                for chunk in &commit.chunks {
+                    if let Some(state) = states.get(&chunk.partition) {
+                        write(&txn, &keys.partition(chunk.partition), state);
+                    }
                 }
                 let live_chunks = u32::try_from(commit.chunks.len()).map_err(|_| {
                     MetadataError::invalid("a segment may reference at most u32::MAX chunks")

@@ -335,6 +335,7 @@ mod tests {
                 byte_length: 10,
             }],
             producers: Vec::new(),
+            aborted: Vec::new(),
         };
         store.commit_segment(&commit).await.unwrap();
     }

@@ -533,6 +533,7 @@ fn segment(chunks: Vec<ChunkCommit>) -> SegmentCommit {
         object_size: 100 * chunks.len() as u64,
         chunks,
         producers: Vec::new(),
+        aborted: Vec::new(),
     }
 }
 
@@ -1932,6 +1933,7 @@ fn producer(
                 last_offset: base + i64::from(count) - 1,
             }],
             last_timestamp: 1_700_000_000_000,
+            txn_first_offset: None,
         },
     }
 }

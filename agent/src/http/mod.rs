@@ -35,7 +35,7 @@ use crate::Broker;
 use crate::kafka::errors::{log_error, metadata_error};
 use crate::log::{LogError, TimestampQuery};
 
-mod forward;
+pub(crate) mod forward;
 mod forward_gateway;
 mod groups;
 mod rest_consumers;

@@ -86,7 +86,7 @@ pub(crate) async fn dispatch(
             ResponseKind::DeleteTopics(delete_topics::handle(broker, request, version).await)
         }
         RequestKind::InitProducerId(request) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, request).await)
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, request, version).await)
         }
         RequestKind::DeleteRecords(request) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, request, version).await)
@@ -146,6 +146,30 @@ pub(crate) async fn dispatch(
         RequestKind::ConsumerGroupDescribe(request) => ResponseKind::ConsumerGroupDescribe(
             consumer_group_describe::handle(broker, request, version).await,
         ),
+        RequestKind::AddPartitionsToTxn(request) => ResponseKind::AddPartitionsToTxn(
+            transactions::add_partitions(broker, request, version).await,
+        ),
+        RequestKind::AddOffsetsToTxn(request) => {
+            ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, request, version).await)
+        }
+        RequestKind::EndTxn(request) => {
+            ResponseKind::EndTxn(transactions::end(broker, request, version).await)
+        }
+        RequestKind::TxnOffsetCommit(request) => {
+            ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(broker, request).await)
+        }
+        RequestKind::WriteTxnMarkers(request) => {
+            ResponseKind::WriteTxnMarkers(transactions::write_markers(broker, request).await)
+        }
+        RequestKind::ListTransactions(request) => {
+            ResponseKind::ListTransactions(transactions::list(broker, request).await)
+        }
+        RequestKind::DescribeTransactions(request) => {
+            ResponseKind::DescribeTransactions(transactions::describe(broker, request).await)
+        }
+        RequestKind::DescribeProducers(request) => {
+            ResponseKind::DescribeProducers(transactions::describe_producers(broker, request).await)
+        }
         RequestKind::OffsetDelete(request) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, request).await)
         }

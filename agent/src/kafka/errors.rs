@@ -133,3 +133,25 @@ pub fn group_error(error: &crate::groups::GroupError) -> ResponseError {
 pub(crate) fn group_error_code(error: Option<&crate::groups::GroupError>) -> i16 {
     error.map_or(0, |e| group_error(e).code())
 }
+
+// ----- transactions -----
+
+/// The Kafka error a transaction-coordination failure becomes. Exhaustive on
+/// purpose. `PRODUCER_FENCED` is what current clients expect; requests from
+/// before KIP-588 (`legacy_fencing`) get `INVALID_PRODUCER_EPOCH`, as Kafka
+/// answers them.
+pub fn txn_error(error: &crate::transactions::TxnError, legacy_fencing: bool) -> ResponseError {
+    use crate::transactions::TxnError;
+    match error {
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::ProducerFenced { .. } if legacy_fencing => ResponseError::InvalidProducerEpoch,
+        TxnError::ProducerFenced { .. } => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
+        TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
+        TxnError::Internal(_) => ResponseError::UnknownServerError,
+    }
+}

@@ -15,7 +15,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
-    // v6 adds two-phase commit for transactions, which are not supported.
+    // v6 adds two-phase commit (KIP-939), not served.
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DeleteRecords, 0, 2),
     // v0 and v1 have no `current_leader_epoch` to fence a stale client with.
@@ -43,6 +43,17 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // The server-side consumer protocol (KIP-848).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Transactions. AddPartitionsToTxn v4+ and EndTxn v5+ are KIP-890's
+    // (broker-side verification, an epoch bump per transaction): not served,
+    // so clients use the earlier protocol.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Every served API with its version range.

@@ -16,7 +16,7 @@
 //! - A writer removed from the table (`removed`) accepts nothing more; its
 //!   waiters have been answered.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -43,6 +43,8 @@ pub(crate) struct Pending {
     pub(crate) wal_sequence: Option<u64>,
     /// The producer's state once this batch is appended.
     pub(crate) producer: Option<(i64, ProducerState)>,
+    /// For an abort marker: the first offset of the transaction it aborts.
+    pub(crate) aborts: Option<i64>,
     /// The request's waiter (on the last batch of a request).
     pub(crate) done: Option<oneshot::Sender<Result<(), LogError>>>,
     /// Its copy compressed ahead of the flush, for a large batch.
@@ -74,6 +76,10 @@ pub(crate) struct PartitionWriter {
     /// the WAL's fsync (`acks=1` waits for the commit instead).
     pub(crate) unlogged_through: i64,
     pub(crate) producers: ProducerTable,
+    /// The transactions open in the committed log (producer id → first
+    /// offset): what the last stable offset is computed from. Moved by
+    /// commits, as the committed producer states are.
+    pub(crate) committed_open: BTreeMap<i64, i64>,
     /// Accepted, not taken by a flush.
     pub(crate) pending: Vec<Pending>,
     /// Taken by flushes that failed; back in `pending` once `in_flight` is 0.
@@ -93,6 +99,7 @@ impl PartitionWriter {
         log_start: i64,
         producers: ProducerTable,
     ) -> Self {
+        let committed_open = producers.open_transactions().collect();
         Self {
             epoch,
             next_offset: high_watermark,
@@ -100,11 +107,33 @@ impl PartitionWriter {
             log_start,
             unlogged_through: high_watermark,
             producers,
+            committed_open,
             pending: Vec::new(),
             returned: Vec::new(),
             in_flight: 0,
             draining: false,
             removed: false,
+        }
+    }
+
+    /// The last stable offset: the first offset of the oldest transaction
+    /// open in the committed log, or the high watermark.
+    pub(crate) fn last_stable(&self) -> i64 {
+        self.committed_open
+            .values()
+            .min()
+            .map_or(self.committed, |first| (*first).min(self.committed))
+    }
+
+    /// Moves the committed open transactions over committed batches.
+    pub(crate) fn commit_transactions(&mut self, batches: &[Pending]) {
+        for pending in batches {
+            if let Some((producer_id, state)) = &pending.producer {
+                match state.txn_first_offset {
+                    Some(first) => self.committed_open.insert(*producer_id, first),
+                    None => self.committed_open.remove(producer_id),
+                };
+            }
         }
     }
 

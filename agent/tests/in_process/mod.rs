@@ -91,7 +91,15 @@ impl TestBroker {
             GroupSettings::default(),
         ));
         let cluster_id = store.cluster_id().await.unwrap();
+        let transactions = Arc::new(fjord_agent::transactions::TransactionCoordinator::new(
+            store.clone(),
+            groups.clone(),
+            logs.clone(),
+            cluster.clone(),
+            Arc::new(SystemClock),
+        ));
         let broker = Arc::new(Broker {
+            transactions,
             store,
             node_id,
             advertised_host: "127.0.0.1".into(),

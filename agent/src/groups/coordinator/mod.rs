@@ -193,6 +193,25 @@ impl GroupCoordinator {
         }
     }
 
+    /// The fence of coordinator shard `index`, taken if this agent does not
+    /// hold it: the transaction coordinator writes under the same shards.
+    pub(crate) async fn shard_fence(
+        &self,
+        index: u32,
+    ) -> Result<fjord_metadata::ShardFence, GroupError> {
+        Ok(self.shard_at(index).await?.fence())
+    }
+
+    /// Whether this agent should coordinate shard `index` now.
+    pub(crate) fn coordinates_shard(&self, index: u32) -> bool {
+        self.placed_here(index)
+    }
+
+    /// The node id of the agent that should coordinate shard `index`.
+    pub(crate) fn shard_owner(&self, index: u32) -> i32 {
+        self.owner_of_shard(index)
+    }
+
     /// A new member id (a UUID), for members that do not make their own.
     pub fn new_member_id(&self) -> String {
         self.context.ids.uuid().to_string()

@@ -33,25 +33,36 @@ async fn broker(settings: BrokerSettings) -> Arc<Broker> {
         LogSettings::default(),
         None,
     );
+    let logs = Arc::new(logs);
+    let groups = Arc::new(GroupCoordinator::new(
+        store.clone(),
+        1,
+        Arc::new(RandomIds::new()),
+        GroupSettings::default(),
+    ));
+    let cluster = Arc::new(ClusterView::new(LiveAgent {
+        node_id: 1,
+        host: "127.0.0.1".into(),
+        port: 9092,
+    }));
+    let transactions = Arc::new(crate::transactions::TransactionCoordinator::new(
+        store.clone(),
+        groups.clone(),
+        logs.clone(),
+        cluster.clone(),
+        Arc::new(SystemClock),
+    ));
     Arc::new(Broker {
-        groups: Arc::new(GroupCoordinator::new(
-            store.clone(),
-            1,
-            Arc::new(RandomIds::new()),
-            GroupSettings::default(),
-        )),
+        groups,
+        transactions,
         store,
         node_id: 1,
         advertised_host: "127.0.0.1".into(),
         advertised_port: 9092,
         cluster_id: "test".into(),
         settings,
-        logs: Arc::new(logs),
-        cluster: Arc::new(ClusterView::new(LiveAgent {
-            node_id: 1,
-            host: "127.0.0.1".into(),
-            port: 9092,
-        })),
+        logs,
+        cluster,
     })
 }
 

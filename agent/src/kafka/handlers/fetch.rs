@@ -28,17 +28,23 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::Broker;
 use crate::kafka::errors::log_error;
 use crate::log::LogError;
+use crate::records;
 use fjord_metadata::{MetadataError, TopicPartition};
 
 async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize) {
     let mut response = FetchResponse::default();
     let mut total = 0usize;
+    // `read_committed` (v4+): only what is below the last stable offset,
+    // with the aborted transactions in it for the client to skip.
+    let read_committed = request.isolation_level == 1;
     let max_bytes = usize::try_from(request.max_bytes)
         .unwrap_or(0)
         .min(broker.settings.fetch_max_bytes)
@@ -67,10 +73,10 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
                     // The response is full (`max_bytes`): later partitions report
                     // their offsets and no records, as Kafka does.
                     let tp = TopicPartition::new(meta.id, partition.partition);
-                    match broker.logs.offsets(tp).await {
-                        Ok((log_start, high_watermark)) => {
+                    match broker.logs.stable_offsets(tp).await {
+                        Ok((log_start, high_watermark, last_stable)) => {
                             data.high_watermark = high_watermark;
-                            data.last_stable_offset = high_watermark;
+                            data.last_stable_offset = last_stable;
                             if version >= 5 {
                                 data.log_start_offset = log_start;
                             }
@@ -88,12 +94,31 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
                     match broker.logs.read(tp, partition.fetch_offset, budget).await {
                         Ok(read) => {
                             data.high_watermark = read.high_watermark;
-                            data.last_stable_offset = read.high_watermark;
+                            data.last_stable_offset = read.last_stable_offset;
                             if version >= 5 {
                                 data.log_start_offset = read.log_start_offset;
                             }
-                            total += read.records.len();
-                            data.records = Some(read.records);
+                            let mut records = read.records;
+                            if read_committed {
+                                records = records::take_before(records, read.last_stable_offset);
+                                let aborted = committed_view(
+                                    broker,
+                                    tp,
+                                    partition.fetch_offset,
+                                    read.last_stable_offset,
+                                    &records,
+                                )
+                                .await;
+                                match aborted {
+                                    Ok(aborted) => data.aborted_transactions = Some(aborted),
+                                    Err(error) => {
+                                        data.error_code = log_error(&error).code();
+                                        records = bytes::Bytes::new();
+                                    }
+                                }
+                            }
+                            total += records.len();
+                            data.records = Some(records);
                         }
                         Err(error) => {
                             if let LogError::OffsetOutOfRange {
@@ -160,6 +185,34 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
             return read_all(broker, &request, version).await.0;
         }
     }
+}
+
+/// The aborted transactions a `read_committed` reader of `records` (read
+/// from `fetch_offset`, ending before `end`) must skip: looked up only when
+/// a batch in them is transactional.
+async fn committed_view(
+    broker: &Broker,
+    tp: TopicPartition,
+    fetch_offset: i64,
+    end: i64,
+    records: &bytes::Bytes,
+) -> Result<Vec<AbortedTransaction>, LogError> {
+    if !records::has_transactional(records) {
+        return Ok(Vec::new());
+    }
+    let aborted = broker
+        .logs
+        .aborted_transactions(tp, fetch_offset, end)
+        .await?;
+    Ok(aborted
+        .into_iter()
+        .map(|a| {
+            let mut entry = AbortedTransaction::default();
+            entry.producer_id = ProducerId(a.producer_id);
+            entry.first_offset = a.first_offset;
+            entry
+        })
+        .collect())
 }
 
 /// The partitions a fetch names that exist (as far as the topic cache knows).

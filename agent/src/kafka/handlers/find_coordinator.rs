@@ -1,7 +1,7 @@
 //! `FindCoordinator`: one key (v0–3) or a batch of keys (v4). A group key is
 //! answered with the live agent its coordinator shard is placed on (this agent
-//! takes the shard in metadata first when that is itself); transaction keys are
-//! refused (transactions are not served yet).
+//! takes the shard in metadata first when that is itself); a transaction key
+//! likewise, on the same shards ([`crate::transactions`]).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::group_error;
+use crate::kafka::errors::{group_error, txn_error};
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
@@ -21,10 +21,11 @@ async fn coordinator(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinato
             .find_coordinator(key.as_str())
             .await
             .map_err(|error| (group_error(&error), error.to_string())),
-        TRANSACTION_KEY => Err((
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported yet".to_owned(),
-        )),
+        TRANSACTION_KEY => broker
+            .transactions
+            .find_coordinator(key.as_str())
+            .await
+            .map_err(|error| (txn_error(&error, false), error.to_string())),
         other => Err((
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {other}"),

@@ -3,7 +3,8 @@
 //!
 //! - earliest: the log start offset (moved by `DeleteRecords`), with the epoch of
 //!   the record there;
-//! - latest: the high watermark, with the current epoch;
+//! - latest: the high watermark, with the current epoch; for
+//!   `read_committed` (isolation level 1) the last stable offset;
 //! - by timestamp: the first record whose timestamp is at least the one asked
 //!   for, with its own timestamp and epoch;
 //! - max timestamp: the first record holding the largest timestamp.
@@ -31,6 +32,7 @@ async fn answer_partition(
     broker: &Broker,
     tp: TopicPartition,
     timestamp: i64,
+    read_committed: bool,
     answer: &mut ListOffsetsPartitionResponse,
 ) -> Result<(), ResponseError> {
     let query = match timestamp {
@@ -42,7 +44,11 @@ async fn answer_partition(
                 .map_err(|error| metadata_error(&error))?;
             let state = lookup.state;
             if timestamp == LATEST {
-                answer.offset = state.high_watermark;
+                answer.offset = if read_committed {
+                    state.last_stable_offset()
+                } else {
+                    state.high_watermark
+                };
                 answer.leader_epoch = state.leader_epoch;
             } else {
                 answer.offset = state.log_start_offset;
@@ -92,7 +98,14 @@ pub(crate) async fn handle(
             let outcome = match &meta {
                 Ok(meta) if (0..meta.partition_count).contains(&partition.partition_index) => {
                     let tp = TopicPartition::new(meta.id, partition.partition_index);
-                    answer_partition(broker, tp, partition.timestamp, &mut answer).await
+                    answer_partition(
+                        broker,
+                        tp,
+                        partition.timestamp,
+                        request.isolation_level == 1,
+                        &mut answer,
+                    )
+                    .await
                 }
                 Ok(_) | Err(MetadataError::UnknownTopic { .. }) => {
                     Err(ResponseError::UnknownTopicOrPartition)

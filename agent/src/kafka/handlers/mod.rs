@@ -21,6 +21,7 @@ pub(crate) mod metadata;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 mod registry;
+pub(crate) mod transactions;
 
 // ----- consumer groups -----
 

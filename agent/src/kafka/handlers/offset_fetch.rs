@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
+
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -16,16 +18,32 @@ use crate::groups::GroupError;
 use crate::kafka::errors::group_error_code;
 use fjord_metadata::CommittedOffset;
 
-/// One partition's answer: the committed offset, if any.
-type Fetched = BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>>;
+/// One partition's answer: the committed offset, if any, and whether an
+/// open transaction holds an offset for it (`UNSTABLE_OFFSET_COMMIT` when the
+/// request requires stable offsets).
+type Fetched = BTreeMap<String, Vec<(i32, Option<CommittedOffset>, bool)>>;
 
 /// The group's offsets for `wanted` (`None`: every committed partition).
+/// With `require_stable` (v7+, `read_committed` consumers), partitions with
+/// an offset pending in an open transaction are flagged.
 async fn fetch(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Fetched, GroupError> {
     let stored = broker.groups.fetch_offsets(group_id).await?;
+    let unstable = if require_stable {
+        broker
+            .store
+            .pending_txn_partitions(group_id)
+            .await
+            .map_err(|e| GroupError::from_metadata(&e))?
+    } else {
+        Default::default()
+    };
+    let is_unstable =
+        |topic: &str, partition: i32| unstable.contains(&(topic.to_owned(), partition));
     let mut by_partition: BTreeMap<(String, i32), CommittedOffset> = stored
         .into_iter()
         .map(|o| ((o.topic, o.partition), o.committed))
@@ -34,10 +52,11 @@ async fn fetch(
     match wanted {
         None => {
             for ((topic, partition), committed) in by_partition {
+                let unstable = is_unstable(&topic, partition);
                 fetched
                     .entry(topic)
                     .or_default()
-                    .push((partition, Some(committed)));
+                    .push((partition, Some(committed), unstable));
             }
         }
         Some(wanted) => {
@@ -45,7 +64,7 @@ async fn fetch(
                 let entry = fetched.entry(topic.clone()).or_default();
                 for partition in partitions {
                     let committed = by_partition.remove(&(topic.clone(), partition));
-                    entry.push((partition, committed));
+                    entry.push((partition, committed, is_unstable(&topic, partition)));
                 }
             }
         }
@@ -56,10 +75,14 @@ async fn fetch(
 fn partition_v1(
     partition: i32,
     committed: Option<CommittedOffset>,
+    unstable: bool,
     version: i16,
 ) -> OffsetFetchResponsePartition {
     let mut answer = OffsetFetchResponsePartition::default();
     answer.partition_index = partition;
+    if unstable {
+        answer.error_code = ResponseError::UnstableOffsetCommit.code();
+    }
     answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
     if version >= 5 {
         answer.committed_leader_epoch = committed
@@ -76,9 +99,13 @@ fn partition_v1(
 fn partition_v8(
     partition: i32,
     committed: Option<CommittedOffset>,
+    unstable: bool,
 ) -> OffsetFetchResponsePartitions {
     let mut answer = OffsetFetchResponsePartitions::default();
     answer.partition_index = partition;
+    if unstable {
+        answer.error_code = ResponseError::UnstableOffsetCommit.code();
+    }
     answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
     answer.committed_leader_epoch = committed
         .as_ref()
@@ -123,7 +150,14 @@ pub(crate) async fn handle(
                     continue;
                 }
             }
-            match fetch(broker, group.group_id.0.as_str(), wanted).await {
+            match fetch(
+                broker,
+                group.group_id.0.as_str(),
+                wanted,
+                request.require_stable,
+            )
+            .await
+            {
                 Ok(fetched) => {
                     answer.topics = fetched
                         .into_iter()
@@ -132,7 +166,7 @@ pub(crate) async fn handle(
                             topic_answer.name = TopicName(StrBytes::from_string(topic));
                             topic_answer.partitions = partitions
                                 .into_iter()
-                                .map(|(p, c)| partition_v8(p, c))
+                                .map(|(p, c, u)| partition_v8(p, c, u))
                                 .collect();
                             topic_answer
                         })
@@ -150,7 +184,15 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, request.group_id.0.as_str(), wanted.clone()).await {
+    let require_stable = version >= 7 && request.require_stable;
+    match fetch(
+        broker,
+        request.group_id.0.as_str(),
+        wanted.clone(),
+        require_stable,
+    )
+    .await
+    {
         Ok(fetched) => {
             response.topics = fetched
                 .into_iter()
@@ -159,7 +201,7 @@ pub(crate) async fn handle(
                     topic_answer.name = TopicName(StrBytes::from_string(topic));
                     topic_answer.partitions = partitions
                         .into_iter()
-                        .map(|(p, c)| partition_v1(p, c, version))
+                        .map(|(p, c, u)| partition_v1(p, c, u, version))
                         .collect();
                     topic_answer
                 })
@@ -180,7 +222,7 @@ pub(crate) async fn handle(
                         topic_answer.partitions = partitions
                             .into_iter()
                             .map(|p| {
-                                let mut answer = partition_v1(p, None, version);
+                                let mut answer = partition_v1(p, None, false, version);
                                 answer.error_code = code;
                                 answer
                             })

@@ -60,10 +60,12 @@ pub(crate) async fn append(
     });
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let topics = match (&request.transactional_id, Acks::from_request(request.acks)) {
+        // A transactional produce must wait for all, as Kafka requires.
+        (Some(_), Some(Acks::All)) => append_all(broker, request.topic_data, Acks::All).await,
         (Some(_), _) => refuse_all(
             request.topic_data,
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "transactions are not supported yet",
+            ResponseError::InvalidRequiredAcks,
+            "a transactional produce needs acks=-1 (all)",
         ),
         (None, None) => refuse_all(
             request.topic_data,

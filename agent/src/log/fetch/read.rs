@@ -20,6 +20,9 @@ use crate::log::state;
 use crate::log::{LogError, PartitionLogs, tail_key};
 use crate::records;
 
+/// Aborted transactions looked up for one `read_committed` read.
+const MAX_ABORTED_PER_READ: usize = 10_000;
+
 /// Chunks larger than this are decompressed on the blocking pool.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
@@ -28,6 +31,8 @@ const INLINE_DECODE_BYTES: usize = 64 * 1024;
 pub struct ReadResult {
     /// The partition's high watermark.
     pub high_watermark: i64,
+    /// Its last stable offset (at most the high watermark).
+    pub last_stable_offset: i64,
     /// Its log start offset.
     pub log_start_offset: i64,
     /// Whole record batches from the one holding the offset on (possibly empty).
@@ -130,6 +135,7 @@ impl PartitionLogs {
         }
         Ok(ReadResult {
             high_watermark: state.high_watermark,
+            last_stable_offset: state.last_stable_offset(),
             log_start_offset: state.log_start_offset,
             records: concat(parts),
         })
@@ -167,9 +173,9 @@ impl PartitionLogs {
         let Some(writer) = self.writers.get(&partition) else {
             return Ok(None);
         };
-        let (high_watermark, log_start_offset) = {
+        let (high_watermark, log_start_offset, last_stable_offset) = {
             let writer = state::lock(&writer);
-            (writer.committed, writer.log_start)
+            (writer.committed, writer.log_start, writer.last_stable())
         };
         if offset > high_watermark {
             // Past what this leader committed: if another agent took the
@@ -205,6 +211,7 @@ impl PartitionLogs {
         };
         Ok(Some(ReadResult {
             high_watermark,
+            last_stable_offset,
             log_start_offset,
             records,
         }))
@@ -264,5 +271,53 @@ impl PartitionLogs {
         }
         let state = self.bounds(partition).await?;
         Ok((state.log_start_offset, state.high_watermark))
+    }
+
+    /// `(log start, high watermark, last stable offset)` of `partition`: from
+    /// memory when this agent leads it, else from metadata.
+    pub async fn stable_offsets(
+        &self,
+        partition: TopicPartition,
+    ) -> Result<(i64, i64, i64), LogError> {
+        if let Some(writer) = self.writers.get(&partition) {
+            let writer = state::lock(&writer);
+            return Ok((writer.log_start, writer.committed, writer.last_stable()));
+        }
+        let state = self.bounds(partition).await?;
+        Ok((
+            state.log_start_offset,
+            state.high_watermark,
+            state.last_stable_offset(),
+        ))
+    }
+
+    /// The idempotent and transactional producers of `partition`: this
+    /// leader's table (what it accepted), else the committed states.
+    pub async fn producers(
+        &self,
+        partition: TopicPartition,
+    ) -> Result<Vec<(i64, fjord_metadata::ProducerState)>, LogError> {
+        if let Some(writer) = self.writers.get(&partition) {
+            let writer = state::lock(&writer);
+            return Ok(writer.producers.all());
+        }
+        self.store
+            .producer_states(partition)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))
+    }
+
+    /// The aborted transactions a `read_committed` read of `partition` from
+    /// `from_offset` to `to_offset` must skip (Fetch's `aborted_transactions`).
+    pub async fn aborted_transactions(
+        &self,
+        partition: TopicPartition,
+        from_offset: i64,
+        to_offset: i64,
+    ) -> Result<Vec<fjord_metadata::AbortedTransaction>, LogError> {
+        self.store
+            .aborted_transactions(partition, from_offset, to_offset, MAX_ABORTED_PER_READ)
+            .await
+            .map_err(|e| LogError::from_metadata(partition, e))
     }
 }

@@ -73,6 +73,12 @@ impl PartitionLogs {
                 limit: self.settings.max_batch_bytes,
             });
         }
+        if batches.iter().any(|b| b.control) {
+            return Err(LogError::Batch(BatchError::Invalid(
+                "control batches (transaction markers) are written by the leader, not produced"
+                    .into(),
+            )));
+        }
         if batches.len() > 1 && batches.iter().any(|b| b.producer_id >= 0) {
             return Err(LogError::Batch(BatchError::Corrupt(
                 "an idempotent produce must hold one record batch per partition".into(),
@@ -193,6 +199,7 @@ impl PartitionLogs {
                     max_timestamp: batch.max_timestamp,
                     wal_sequence,
                     producer: if last { producer.clone() } else { None },
+                    aborts: None,
                     // The request's waiter rides on its last batch.
                     done: if last { done.take() } else { None },
                     ahead,
@@ -229,6 +236,77 @@ impl PartitionLogs {
             base_offset,
             durable,
         })
+    }
+
+    /// Writes a transaction marker (commit or abort) of `producer_id` at
+    /// `epoch` into `partition`, as the transaction coordinator asks
+    /// (`WriteTxnMarkers`). The returned future resolves with the marker's
+    /// offset once it is committed (as `acks=all`). Refused with
+    /// `INVALID_PRODUCER_EPOCH` under an epoch older than the producer's
+    /// here.
+    pub async fn append_marker(
+        self: &Arc<Self>,
+        partition: TopicPartition,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<BoxFuture<'static, Result<i64, LogError>>, LogError> {
+        let timestamp = self.clock.now_millis();
+        let bytes =
+            records::control_batch(producer_id, epoch, commit, coordinator_epoch, timestamp)?;
+        let batch = records::parse_batches(&bytes)?
+            .pop()
+            .ok_or_else(|| LogError::Batch(BatchError::Corrupt("an empty marker".into())))?;
+        self.wait_for_room().await?;
+        let writer = self.ensure_leader(partition).await?;
+        let waiting = CommitWaiter::new(&self.commit_waiters);
+        let (done, receiver) = oneshot::channel();
+        let base_offset = {
+            let mut writer = state::lock(&writer);
+            if writer.removed || writer.draining {
+                return Err(LogError::NotLeader(partition));
+            }
+            if self.is_stopped() {
+                return Err(LogError::Stopped);
+            }
+            let (decision, aborts) =
+                writer
+                    .producers
+                    .check_marker(producer_id, epoch, commit, timestamp)?;
+            writer.producers.apply(&decision);
+            let producer = match decision {
+                Decision::Append { producer_id, state } => Some((producer_id, state)),
+                Decision::Plain | Decision::Duplicate { .. } => None,
+            };
+            let base_offset = writer.next_offset;
+            writer.pending.push(Pending {
+                batch: batch.bytes.clone(),
+                base_offset,
+                last_offset: base_offset,
+                record_count: 1,
+                max_timestamp: batch.max_timestamp,
+                wal_sequence: None,
+                producer,
+                aborts,
+                done: Some(done),
+                ahead: None,
+            });
+            writer.next_offset = base_offset + 1;
+            writer.unlogged_through = writer.next_offset;
+            if self.unflushed.add(batch.bytes.len()) >= self.settings.flush_bytes {
+                self.flush_now.notify_one();
+            }
+            self.appended.notify_one();
+            base_offset
+        };
+        Ok(Box::pin(async move {
+            let _waiting = waiting;
+            match receiver.await {
+                Ok(outcome) => outcome.map(|()| base_offset),
+                Err(_) => Err(LogError::Stopped),
+            }
+        }))
     }
 
     /// Resolves once this leader has committed `partition` through `last_offset`

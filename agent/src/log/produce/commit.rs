@@ -225,6 +225,7 @@ impl PartitionLogs {
             (Outcome::Committed, writer) => {
                 if let (Some(writer), Some(last)) = (writer, batches.last()) {
                     let mut writer = state::lock(&writer);
+                    writer.commit_transactions(&batches);
                     writer.committed = writer.committed.max(last.last_offset + 1);
                     writer.in_flight = writer.in_flight.saturating_sub(1);
                 }

@@ -160,6 +160,7 @@ impl PartitionLogs {
                     Decision::Append { producer_id, state } => Some((producer_id, state)),
                     Decision::Plain | Decision::Duplicate { .. } => None,
                 },
+                aborts: None,
                 done: None,
                 ahead: None,
             });

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fjord_metadata::{ChunkCommit, ProducerCommit, ProducerState, SegmentCommit, SegmentId};
+use fjord_metadata::{
+    AbortedTransactionCommit, ChunkCommit, ProducerCommit, ProducerState, SegmentCommit, SegmentId,
+};
 use fjord_metadata::{TopicId, TopicPartition};
 use fjord_storage::{ChunkMeta, ChunkPiece, EncodedSegment, SegmentWriter, WriterOptions};
 use object_store::ObjectStoreExt;
@@ -101,6 +103,7 @@ impl PartitionLogs {
     pub(crate) async fn upload(&self, flush: &Flush) -> Result<Uploaded, LogError> {
         let segment_id = self.ids.ulid(self.clock.now_millis());
         let mut producers = Vec::new();
+        let mut aborted = Vec::new();
         let mut parts = Vec::with_capacity(flush.parts.len());
         for part in &flush.parts {
             let (Some(first), Some(last)) = (part.batches.first(), part.batches.last()) else {
@@ -110,6 +113,18 @@ impl PartitionLogs {
             for entry in &part.batches {
                 if let Some((producer_id, state)) = &entry.producer {
                     latest.insert(*producer_id, state);
+                }
+                // An abort marker ends its producer's transaction that began
+                // at `first_offset`.
+                if let Some(first_offset) = entry.aborts
+                    && let Some((producer_id, _)) = &entry.producer
+                {
+                    aborted.push(AbortedTransactionCommit {
+                        partition: part.partition,
+                        producer_id: *producer_id,
+                        first_offset,
+                        last_offset: entry.base_offset,
+                    });
                 }
             }
             producers.extend(
@@ -200,6 +215,7 @@ impl PartitionLogs {
                 object_size,
                 chunks,
                 producers,
+                aborted,
             },
             tail,
             built,

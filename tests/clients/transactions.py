@@ -1,0 +1,351 @@
+"""Transactions against Fjord with real clients: confluent-kafka (librdkafka)
+and kafka-python transactional producers, `read_committed` consumers.
+
+Usage: transactions.py BOOTSTRAP SCENARIO [ARGS...]
+
+Scenarios (each prints `COUNT name value` lines and exits non-zero on a
+failed check):
+
+- basic: committed transactions are visible exactly once to
+  read_committed consumers, aborted ones never; read_uncommitted sees both;
+  an open transaction holds read_committed readers back (last stable offset).
+- zombie: a second producer with the same transactional.id fences the first;
+  the first's next transaction fails with a fencing error and writes nothing
+  visible.
+- eos: consume-transform-produce with offsets sent to the transaction; the
+  group's committed offset moves only with committed transactions.
+- kafka_python: the basic checks with kafka-python's transactional producer.
+- produce_open TOPIC TXN_ID COUNT: begins a transaction, produces COUNT
+  records, flushes, prints READY and sleeps (to be killed).
+- produce_committed TOPIC TXN_ID PREFIX TXNS PER_TXN: TXNS transactions of
+  PER_TXN records each, committed, one after another, retrying a transaction
+  that fails abortably; prints COMMITTED n after each.
+- read_committed TOPIC EXPECTED_PREFIX: reads the topic from the beginning
+  with read_committed to the end; prints the records' values sorted.
+"""
+
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def count(name, value):
+    print(f"COUNT {name} {value}", flush=True)
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAILED: {message}", flush=True)
+        sys.exit(1)
+
+
+def create_topic(bootstrap, topic, partitions=3, config=None):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})]
+    )
+    for future in futures.values():
+        try:
+            future.result(30)
+        except KafkaException as error:
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+
+
+def producer(bootstrap, txn_id, **extra):
+    config = {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": txn_id,
+        "transaction.timeout.ms": 60000,
+        "linger.ms": 5,
+    }
+    config.update(extra)
+    p = Producer(config)
+    p.init_transactions(30)
+    return p
+
+
+def read_all(bootstrap, topic, isolation, idle_seconds=3.0, deadline_seconds=60.0):
+    """Every record of `topic` from the beginning: (partition, offset, value)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
+    assigned = []
+    consumer.subscribe([topic], on_assign=lambda c, parts: assigned.append(len(parts)))
+    out = []
+    last = time.monotonic()
+    start = last
+    while time.monotonic() - last < idle_seconds and time.monotonic() - start < deadline_seconds:
+        message = consumer.poll(0.5)
+        if not assigned:
+            # The idle clock starts once partitions are assigned.
+            last = time.monotonic()
+        if message is None:
+            continue
+        if message.error():
+            continue
+        out.append((message.partition(), message.offset(), message.value().decode()))
+        last = time.monotonic()
+    consumer.close()
+    return out
+
+
+def produce_txn(p, topic, values, commit):
+    p.begin_transaction()
+    for value in values:
+        p.produce(topic, key=value.encode(), value=value.encode())
+    p.flush(30)
+    if commit:
+        p.commit_transaction(30)
+    else:
+        p.abort_transaction(30)
+
+
+def basic(bootstrap):
+    topic = f"txn-basic-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    p = producer(bootstrap, f"basic-{uuid.uuid4()}")
+    committed = [f"a-{i}" for i in range(100)] + [f"c-{i}" for i in range(100)]
+    produce_txn(p, topic, [f"a-{i}" for i in range(100)], commit=True)
+    produce_txn(p, topic, [f"b-{i}" for i in range(50)], commit=False)
+    produce_txn(p, topic, [f"c-{i}" for i in range(100)], commit=True)
+    # A plain producer's records interleave with transactions.
+    plain = Producer({"bootstrap.servers": bootstrap})
+    for i in range(10):
+        plain.produce(topic, value=f"plain-{i}".encode())
+    plain.flush(30)
+    committed += [f"plain-{i}" for i in range(10)]
+
+    seen = read_all(bootstrap, topic, "read_committed")
+    values = [v for _, _, v in seen]
+    count("read_committed", len(values))
+    check(sorted(values) == sorted(committed), f"read_committed saw {len(values)} records, "
+          f"missing {sorted(set(committed) - set(values))[:5]}, extra {sorted(set(values) - set(committed))[:5]}")
+    check(len(set(values)) == len(values), "a record was seen twice")
+    uncommitted = read_all(bootstrap, topic, "read_uncommitted")
+    count("read_uncommitted", len(uncommitted))
+    check(len(uncommitted) == 260, f"read_uncommitted saw {len(uncommitted)}, expected 260")
+
+    # An open transaction holds read_committed readers at its first offset.
+    p.begin_transaction()
+    for i in range(20):
+        p.produce(topic, value=f"open-{i}".encode())
+    p.flush(30)
+    plain.produce(topic, value=b"after-open", partition=0)
+    plain.flush(30)
+    held = [v for _, _, v in read_all(bootstrap, topic, "read_committed")]
+    count("read_committed_while_open", len(held))
+    check(not any(v.startswith("open-") for v in held), "records of an open transaction were visible")
+    p.commit_transaction(30)
+    after = [v for _, _, v in read_all(bootstrap, topic, "read_committed")]
+    count("read_committed_after_commit", len(after))
+    check(len([v for v in after if v.startswith("open-")]) == 20, "the committed transaction is not all visible")
+    check("after-open" in after, "a record behind a committed transaction is not visible")
+    print("OK basic", flush=True)
+
+
+def zombie(bootstrap):
+    topic = f"txn-zombie-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    txn_id = f"zombie-{uuid.uuid4()}"
+    old = producer(bootstrap, txn_id)
+    produce_txn(old, topic, ["old-0"], commit=True)
+    old.begin_transaction()
+    old.produce(topic, value=b"old-open")
+    old.flush(30)
+    # The new instance fences the old one and aborts its open transaction.
+    new = producer(bootstrap, txn_id)
+    produce_txn(new, topic, ["new-0"], commit=True)
+    fenced = False
+    try:
+        old.produce(topic, value=b"old-late")
+        old.flush(10)
+        old.commit_transaction(10)
+    except KafkaException as error:
+        fenced = True
+        print(f"old producer refused: {error}", flush=True)
+    count("fenced", int(fenced))
+    check(fenced, "the zombie producer's commit was accepted")
+    values = sorted(v for _, _, v in read_all(bootstrap, topic, "read_committed"))
+    count("visible", len(values))
+    check(values == ["new-0", "old-0"], f"read_committed saw {values}")
+    print("OK zombie", flush=True)
+
+
+def eos(bootstrap):
+    source = f"txn-in-{uuid.uuid4().hex[:8]}"
+    sink = f"txn-out-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, source)
+    create_topic(bootstrap, sink)
+    plain = Producer({"bootstrap.servers": bootstrap})
+    for i in range(300):
+        plain.produce(source, key=str(i).encode(), value=f"in-{i}".encode())
+    plain.flush(30)
+    group = f"eos-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([source])
+    p = producer(bootstrap, f"eos-{uuid.uuid4()}")
+    processed = 0
+    aborted_once = False
+    deadline = time.monotonic() + 90
+    while processed < 300 and time.monotonic() < deadline:
+        messages = consumer.consume(50, 1.0)
+        messages = [m for m in messages if not m.error()]
+        if not messages:
+            continue
+        p.begin_transaction()
+        for m in messages:
+            p.produce(sink, key=m.key(), value=m.value().decode().replace("in-", "out-").encode())
+        p.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+        )
+        if not aborted_once:
+            # The first batch is aborted: its outputs vanish and the
+            # group's offsets stay; the consumer rewinds to them.
+            p.abort_transaction(30)
+            aborted_once = True
+            committed = consumer.committed(consumer.assignment(), 30)
+            for tp in committed:
+                consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+            continue
+        p.commit_transaction(30)
+        processed += len(messages)
+    consumer.close()
+    count("processed", processed)
+    check(processed == 300, f"processed {processed} of 300")
+    out = [v for _, _, v in read_all(bootstrap, sink, "read_committed")]
+    count("outputs", len(out))
+    check(sorted(out) == sorted(f"out-{i}" for i in range(300)), f"outputs: {len(out)}, distinct {len(set(out))}")
+    check_consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    meta = check_consumer.list_topics(source, 30)
+    partitions = [TopicPartition(source, p) for p in meta.topics[source].partitions]
+    committed = check_consumer.committed(partitions, 30)
+    total = sum(tp.offset for tp in committed if tp.offset >= 0)
+    check_consumer.close()
+    count("committed_offsets", total)
+    check(total == 300, f"the group's committed offsets sum to {total}, not 300")
+    print("OK eos", flush=True)
+
+
+def kafka_python(bootstrap):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+
+    topic = f"txn-kp-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([KNewTopic(topic, 3, 1)])
+    admin.close()
+    p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"kp-{uuid.uuid4()}")
+    p.init_transactions()
+    p.begin_transaction()
+    for i in range(100):
+        p.send(topic, value=f"a-{i}".encode())
+    p.commit_transaction()
+    p.begin_transaction()
+    for i in range(40):
+        p.send(topic, value=f"b-{i}".encode())
+    p.flush()
+    p.abort_transaction()
+    p.begin_transaction()
+    for i in range(60):
+        p.send(topic, value=f"c-{i}".encode())
+    p.commit_transaction()
+    p.close()
+
+    def consume(isolation):
+        c = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level=isolation,
+            consumer_timeout_ms=5000,
+        )
+        values = [m.value.decode() for m in c]
+        c.close()
+        return values
+
+    committed = consume("read_committed")
+    count("kp_read_committed", len(committed))
+    expected = sorted([f"a-{i}" for i in range(100)] + [f"c-{i}" for i in range(60)])
+    check(sorted(committed) == expected, f"kafka-python read_committed saw {len(committed)}")
+    everything = consume("read_uncommitted")
+    count("kp_read_uncommitted", len(everything))
+    check(len(everything) == 200, f"kafka-python read_uncommitted saw {len(everything)}")
+    # librdkafka reads what kafka-python wrote the same way.
+    rd = sorted(v for _, _, v in read_all(bootstrap, topic, "read_committed"))
+    check(rd == expected, f"librdkafka read_committed saw {len(rd)}")
+    print("OK kafka_python", flush=True)
+
+
+def produce_open(bootstrap, topic, txn_id, n):
+    p = producer(bootstrap, txn_id)
+    p.begin_transaction()
+    for i in range(int(n)):
+        p.produce(topic, value=f"open-{i}".encode())
+    p.flush(30)
+    print("READY", flush=True)
+    time.sleep(600)
+
+
+def produce_committed(bootstrap, topic, txn_id, prefix, txns, per_txn):
+    p = producer(bootstrap, txn_id, **{"message.timeout.ms": 60000})
+    done = 0
+    while done < int(txns):
+        values = [f"{prefix}-{done}-{i}" for i in range(int(per_txn))]
+        try:
+            produce_txn(p, topic, values, commit=True)
+        except KafkaException as error:
+            err = error.args[0]
+            print(f"transaction {done} failed: {err}", flush=True)
+            if err.txn_requires_abort():
+                p.abort_transaction(60)
+                continue
+            if err.retriable():
+                continue
+            raise
+        done += 1
+        print(f"COMMITTED {done}", flush=True)
+
+
+def read_committed(bootstrap, topic):
+    for _, _, value in sorted(read_all(bootstrap, topic, "read_committed", idle_seconds=5.0)):
+        pass
+    values = sorted(v for _, _, v in read_all(bootstrap, topic, "read_committed", idle_seconds=5.0))
+    for value in values:
+        print(f"VALUE {value}")
+    count("values", len(values))
+
+
+def main():
+    bootstrap, scenario, *args = sys.argv[1:]
+    {
+        "basic": basic,
+        "zombie": zombie,
+        "eos": eos,
+        "kafka_python": kafka_python,
+        "produce_open": produce_open,
+        "produce_committed": produce_committed,
+        "read_committed": read_committed,
+    }[scenario](bootstrap, *args)
+
+
+if __name__ == "__main__":
+    main()
