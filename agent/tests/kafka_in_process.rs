@@ -171,6 +171,14 @@ fn minimal_request(api: ApiKey) -> RequestKind {
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
         ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default().into(),
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default().into(),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::default().into(),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().into(),
+        ApiKey::EndTxn => EndTxnRequest::default().into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default().into(),
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::default().into(),
+        ApiKey::ListTransactions => ListTransactionsRequest::default().into(),
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default().into(),
+        ApiKey::DescribeProducers => DescribeProducersRequest::default().into(),
         other => panic!("{other:?} is served: give it a request here"),
     }
 }

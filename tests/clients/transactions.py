@@ -15,8 +15,10 @@ failed check):
 - eos: consume-transform-produce with offsets sent to the transaction; the
   group's committed offset moves only with committed transactions.
 - kafka_python: the basic checks with kafka-python's transactional producer.
-- produce_open TOPIC TXN_ID COUNT: begins a transaction, produces COUNT
-  records, flushes, prints READY and sleeps (to be killed).
+- produce_open TOPIC TXN_ID COUNT TIMEOUT_MS: begins a transaction with
+  that transaction.timeout.ms, produces COUNT records, flushes, prints
+  READY and sleeps (to be killed).
+- produce_plain TOPIC PREFIX COUNT: COUNT records of an idempotent producer.
 - produce_committed TOPIC TXN_ID PREFIX TXNS PER_TXN: TXNS transactions of
   PER_TXN records each, committed, one after another, retrying a transaction
   that fails abortably; prints COMMITTED n after each.
@@ -295,8 +297,9 @@ def kafka_python(bootstrap):
     print("OK kafka_python", flush=True)
 
 
-def produce_open(bootstrap, topic, txn_id, n):
-    p = producer(bootstrap, txn_id)
+def produce_open(bootstrap, topic, txn_id, n, timeout_ms):
+    create_topic(bootstrap, topic, partitions=6)
+    p = producer(bootstrap, txn_id, **{"transaction.timeout.ms": int(timeout_ms)})
     p.begin_transaction()
     for i in range(int(n)):
         p.produce(topic, value=f"open-{i}".encode())
@@ -305,29 +308,54 @@ def produce_open(bootstrap, topic, txn_id, n):
     time.sleep(600)
 
 
+def produce_plain(bootstrap, topic, prefix, n):
+    plain = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i in range(int(n)):
+        plain.produce(topic, value=f"{prefix}-{i}".encode())
+    check(plain.flush(60) == 0, "plain records not delivered")
+    print("PRODUCED", flush=True)
+
+
 def produce_committed(bootstrap, topic, txn_id, prefix, txns, per_txn):
-    p = producer(bootstrap, txn_id, **{"message.timeout.ms": 60000})
+    """TXNS transactions one after another; a commit that fails retriably is
+    retried, one that needs an abort is aborted and the same records are sent
+    again in a new transaction. Prints COMMITTED n after each commit."""
+    create_topic(bootstrap, topic, partitions=6)
+    p = producer(bootstrap, txn_id, **{"message.timeout.ms": 60000, "transaction.timeout.ms": 60000})
     done = 0
+    aborted = 0
     while done < int(txns):
         values = [f"{prefix}-{done}-{i}" for i in range(int(per_txn))]
+        committed = False
         try:
-            produce_txn(p, topic, values, commit=True)
+            p.begin_transaction()
+            for value in values:
+                p.produce(topic, key=value.encode(), value=value.encode())
+            while True:
+                try:
+                    p.commit_transaction(60)
+                    committed = True
+                    break
+                except KafkaException as error:
+                    err = error.args[0]
+                    print(f"commit of {done} failed: {err}", flush=True)
+                    if err.retriable():
+                        continue
+                    raise
         except KafkaException as error:
             err = error.args[0]
             print(f"transaction {done} failed: {err}", flush=True)
-            if err.txn_requires_abort():
-                p.abort_transaction(60)
-                continue
-            if err.retriable():
-                continue
-            raise
-        done += 1
-        print(f"COMMITTED {done}", flush=True)
+            if err.fatal() or not err.txn_requires_abort():
+                raise
+            p.abort_transaction(60)
+            aborted += 1
+        if committed:
+            done += 1
+            print(f"COMMITTED {done}", flush=True)
+    count("aborted_and_retried", aborted)
 
 
 def read_committed(bootstrap, topic):
-    for _, _, value in sorted(read_all(bootstrap, topic, "read_committed", idle_seconds=5.0)):
-        pass
     values = sorted(v for _, _, v in read_all(bootstrap, topic, "read_committed", idle_seconds=5.0))
     for value in values:
         print(f"VALUE {value}")
@@ -343,6 +371,7 @@ def main():
         "kafka_python": kafka_python,
         "produce_open": produce_open,
         "produce_committed": produce_committed,
+        "produce_plain": produce_plain,
         "read_committed": read_committed,
     }[scenario](bootstrap, *args)
 

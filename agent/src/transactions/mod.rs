@@ -390,6 +390,9 @@ impl TransactionCoordinator {
         partitions: &[(String, i32)],
         group: Option<&str>,
     ) -> Result<(), TxnError> {
+        if transactional_id.is_empty() {
+            return Err(TxnError::InvalidTransactionalId);
+        }
         let _guard = self.lock(transactional_id).await;
         let fence = self.fence(transactional_id).await?;
         let mut record = self
@@ -432,6 +435,9 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
+        if transactional_id.is_empty() {
+            return Err(TxnError::InvalidTransactionalId);
+        }
         let _guard = self.lock(transactional_id).await;
         let fence = self.fence(transactional_id).await?;
         let mut record = self
