@@ -393,6 +393,60 @@ mod tests {
         ));
     }
 
+    fn transactional(producer_id: i64, epoch: i16, sequence: i32, count: i32) -> Batch {
+        Batch {
+            transactional: true,
+            ..batch(producer_id, epoch, sequence, count)
+        }
+    }
+
+    #[test]
+    fn a_transaction_opens_at_its_first_batch_and_its_marker_closes_it() {
+        let mut table = ProducerTable::default();
+        accept(&mut table, &transactional(3, 0, 0, 2), 10);
+        accept(&mut table, &transactional(3, 0, 2, 2), 14);
+        assert_eq!(table.get(3).unwrap().txn_first_offset, Some(10));
+        assert_eq!(table.open_transactions().collect::<Vec<_>>(), vec![(3, 10)]);
+        // An open transaction is never forgotten as idle.
+        assert!(table.idle_since(i64::MAX).is_empty());
+
+        // An abort marker ends it and names where it began.
+        let (decision, aborts) = table.check_marker(3, 0, false, 2_000).unwrap();
+        assert_eq!(aborts, Some(10));
+        table.apply(&decision);
+        assert_eq!(table.get(3).unwrap().txn_first_offset, None);
+        // Sequences carry on under the same epoch.
+        assert!(table.check(&transactional(3, 0, 4, 1), 20).is_ok());
+        // A commit marker names nothing; the next transaction opens anew.
+        accept(&mut table, &transactional(3, 0, 4, 1), 20);
+        let (decision, aborts) = table.check_marker(3, 0, true, 2_000).unwrap();
+        assert_eq!(aborts, None);
+        table.apply(&decision);
+        assert!(table.open_transactions().next().is_none());
+    }
+
+    #[test]
+    fn a_marker_under_a_bumped_epoch_fences_the_old_producer() {
+        let mut table = ProducerTable::default();
+        accept(&mut table, &transactional(3, 4, 0, 2), 0);
+        // The coordinator aborts the transaction under epoch 5 (a timeout, or
+        // a new instance of the transactional id).
+        let (decision, aborts) = table.check_marker(3, 5, false, 1_000).unwrap();
+        assert_eq!(aborts, Some(0));
+        table.apply(&decision);
+        assert!(matches!(
+            table.check(&transactional(3, 4, 2, 1), 3),
+            Err(SequenceError::StaleEpoch { current: 5, .. })
+        ));
+        // The new epoch starts its sequences at 0.
+        assert!(table.check(&transactional(3, 5, 0, 1), 3).is_ok());
+        // A marker older than the producer's epoch is refused.
+        assert!(matches!(
+            table.check_marker(3, 4, true, 1_000),
+            Err(SequenceError::StaleEpoch { .. })
+        ));
+    }
+
     #[test]
     fn unknown_producers_may_start_anywhere_and_sequences_wrap() {
         let mut table = ProducerTable::default();

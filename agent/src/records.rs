@@ -418,6 +418,48 @@ pub fn record_timestamps(batch: &Batch) -> Result<Vec<(i64, i64)>, BatchError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn markers_are_valid_control_batches() {
+        for commit in [false, true] {
+            let marker = control_batch(42, 3, commit, 7, 1_000).unwrap();
+            let parsed = parse_batches(&marker).unwrap();
+            assert_eq!(parsed.len(), 1);
+            let batch = &parsed[0];
+            assert!(batch.control && batch.transactional);
+            assert_eq!((batch.producer_id, batch.producer_epoch), (42, 3));
+            assert_eq!((batch.base_sequence, batch.record_count), (-1, 1));
+            // The control record's key says which marker it is.
+            use kafka_protocol::records::RecordBatchDecoder;
+            let mut bytes = marker.clone();
+            let records = RecordBatchDecoder::decode(&mut bytes).unwrap().records;
+            let key = records[0].key.clone().unwrap();
+            assert_eq!(&key[..], &[0, 0, 0, u8::from(commit)]);
+            assert!(has_transactional(&marker));
+        }
+    }
+
+    #[test]
+    fn reads_end_before_the_last_stable_offset() {
+        let mut stored = BytesMut::new();
+        stored.extend_from_slice(&assign_offset(&batch(0, 3), 10, 1));
+        stored.extend_from_slice(&assign_offset(&batch(0, 2), 13, 1));
+        stored.extend_from_slice(&assign_offset(&batch(0, 4), 15, 1));
+        let stored = stored.freeze();
+        let first_len = assign_offset(&batch(0, 3), 10, 1).len();
+        assert_eq!(take_before(stored.clone(), 13).len(), first_len);
+        assert_eq!(take_before(stored.clone(), 10).len(), 0);
+        assert_eq!(take_before(stored.clone(), 19), stored);
+        assert_eq!(
+            take_before(stored.clone(), 14).len(),
+            stored.len() - assign_offset(&batch(0, 4), 15, 1).len()
+        );
+        assert!(!has_transactional(&stored));
+        // Malformed input comes back unchanged, never a panic.
+        let junk = Bytes::from_static(&[1, 2, 3]);
+        assert_eq!(take_before(junk.clone(), 0), junk);
+        assert!(!has_transactional(&junk));
+    }
+
     /// A valid batch of `count` empty-valued records (records are opaque here).
     fn batch(base_offset: i64, count: i32) -> Bytes {
         let mut body = BytesMut::new();

@@ -146,8 +146,10 @@ impl Drop for Background {
 
 /// The values a `read_committed` reader finds in `topic`, sorted.
 fn read_committed(bootstrap: &str, topic: &str) -> Vec<String> {
-    let output =
-        support::run_python_client_with_args("transactions.py", &[bootstrap, "read_committed", topic]);
+    let output = support::run_python_client_with_args(
+        "transactions.py",
+        &[bootstrap, "read_committed", topic],
+    );
     output
         .lines()
         .filter_map(|l| l.strip_prefix("VALUE "))
@@ -165,7 +167,14 @@ fn transactions_survive_kill_9_of_producer_coordinator_and_leader() {
 
     // 1. The producer dies inside a transaction: after its timeout (4 s) the
     //    coordinator aborts it, and read_committed readers get past it.
-    let mut open = Background::start(&[&bootstrap, "produce_open", "open", "dead-producer", "50", "4000"]);
+    let mut open = Background::start(&[
+        &bootstrap,
+        "produce_open",
+        "open",
+        "dead-producer",
+        "50",
+        "4000",
+    ]);
     open.wait_line("READY");
     drop(open); // SIGKILL
     let plain = support::run_python_client_with_args(
@@ -173,10 +182,14 @@ fn transactions_survive_kill_9_of_producer_coordinator_and_leader() {
         &[&bootstrap, "produce_plain", "open", "after", "30"],
     );
     assert!(plain.contains("PRODUCED"), "{plain}");
-    let values = wait_for("the dead producer's transaction to be aborted", MUST_HAPPEN, || {
-        let values = read_committed(&bootstrap, "open");
-        (values.iter().filter(|v| v.starts_with("after-")).count() == 30).then_some(values)
-    });
+    let values = wait_for(
+        "the dead producer's transaction to be aborted",
+        MUST_HAPPEN,
+        || {
+            let values = read_committed(&bootstrap, "open");
+            (values.iter().filter(|v| v.starts_with("after-")).count() == 30).then_some(values)
+        },
+    );
     assert!(
         !values.iter().any(|v| v.starts_with("open-")),
         "records of the aborted transaction were visible: {values:?}"
@@ -200,7 +213,10 @@ fn transactions_survive_kill_9_of_producer_coordinator_and_leader() {
     steady.wait_line("COMMITTED 5");
     let meta = cluster.meta();
     let shard = fjord_metadata::coordinator_shard_of("steady-producer");
-    let coordinator = meta.shard(shard).leader.expect("the shard has a coordinator");
+    let coordinator = meta
+        .shard(shard)
+        .leader
+        .expect("the shard has a coordinator");
     let coordinator = cluster.index_of(coordinator);
     println!("killing the transaction coordinator: agent {coordinator}");
     cluster.kill(coordinator);
@@ -235,5 +251,8 @@ fn transactions_survive_kill_9_of_producer_coordinator_and_leader() {
         expected.len(),
         duplicates.len()
     );
-    assert_eq!(values, expected, "read_committed saw a different set of records");
+    assert_eq!(
+        values, expected,
+        "read_committed saw a different set of records"
+    );
 }

@@ -137,7 +137,8 @@ impl MetadataStore {
     }
 
     /// Removes up to `limit` index entries of `partition` that lie wholly below
-    /// its log start, dropping their objects' references (see the module docs).
+    /// its log start, dropping their objects' references (see the module docs),
+    /// and the aborted transactions whose markers lie below it.
     pub async fn release_prefix(
         &self,
         partition: TopicPartition,
@@ -151,6 +152,12 @@ impl MetadataStore {
                 if state.log_start_offset <= 0 {
                     return Ok(Released::default());
                 }
+                // Aborted transactions whose markers lie below the log start
+                // concern no read any more.
+                txn.clear_range(
+                    &keys.aborted_transactions_of(partition),
+                    &keys.aborted_transaction(partition, state.log_start_offset),
+                );
                 let begin = keys.index_of(partition);
                 let end = key_after(&keys.index_entry(partition, state.log_start_offset - 1));
                 release_range(&txn, keys, &begin, &end, limit, now_ms).await

@@ -22,12 +22,13 @@ use fjord_metadata::kv::{
 };
 use fjord_metadata::rest_consumers::{RestConsumerRecord, RestConsumerWrite};
 use fjord_metadata::{
-    AgentRoles, COORDINATOR_SHARDS, ChunkCommit, CompactedInput, CompactionSwap,
-    ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState, ErrorKind, GroupMemberRecord,
-    GroupPhase, GroupProtocol, GroupRecord, IndexEntry, JOB_SHARDS, JobLease, JobShardState,
-    MAX_COMMIT_AGE_MS, MetadataError, MetadataStore, NewTopic, OffsetCommit, PartitionSwap,
-    ProducerBatch, ProducerCommit, ProducerState, RetentionLimits, SegmentCommit, SegmentId,
-    ShardFence, SwapOutcome, TopicId, TopicPartition, coordinator_shard_of,
+    AbortedTransaction, AbortedTransactionCommit, AgentRoles, COORDINATOR_SHARDS, ChunkCommit,
+    CompactedInput, CompactionSwap, ConsumerGroupRecord, ConsumerMemberRecord, ConsumerMemberState,
+    ErrorKind, GroupMemberRecord, GroupPhase, GroupProtocol, GroupRecord, IndexEntry, JOB_SHARDS,
+    JobLease, JobShardState, MAX_COMMIT_AGE_MS, MetadataError, MetadataStore, NewTopic,
+    OffsetCommit, PartitionSwap, ProducerBatch, ProducerCommit, ProducerState, RetentionLimits,
+    SegmentCommit, SegmentId, ShardFence, SwapOutcome, TopicId, TopicPartition, TransactionPhase,
+    TransactionRecord, coordinator_shard_of,
 };
 use uuid::Uuid;
 
@@ -1938,6 +1939,226 @@ fn producer(
     }
 }
 
+async fn transaction_outcomes_commit_with_their_offsets(fx: Fixture) {
+    let store = fx.store();
+    let txn_fence = take_shard(&store, "txn-a", 1).await;
+    let group_fence = take_shard(&store, "g-txn", 1).await;
+    let record = TransactionRecord {
+        transactional_id: "txn-a".into(),
+        producer_id: 5,
+        producer_epoch: 2,
+        timeout_ms: 60_000,
+        phase: TransactionPhase::Ongoing,
+        partitions: [("t".to_owned(), 0)].into_iter().collect(),
+        groups: ["g-txn".to_owned()].into_iter().collect(),
+        started_ms: 1,
+        updated_ms: 1,
+    };
+    store.store_transaction(txn_fence, &record).await.unwrap();
+    assert_eq!(
+        store.load_transaction("txn-a").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store
+            .shard_transactions(coordinator_shard_of("txn-a"))
+            .await
+            .unwrap(),
+        vec![record.clone()]
+    );
+    // Offsets committed in the transaction are pending, not the group's.
+    store
+        .store_pending_txn_offsets(
+            group_fence,
+            "g-txn",
+            5,
+            &[offset("t", 0, 10), offset("t", 1, 20)],
+        )
+        .await
+        .unwrap();
+    assert!(store.fetch_offsets("g-txn").await.unwrap().is_empty());
+    assert_eq!(
+        store.pending_txn_partitions("g-txn").await.unwrap(),
+        [("t".to_owned(), 0), ("t".to_owned(), 1)]
+            .into_iter()
+            .collect()
+    );
+
+    // A coordinator that lost the shard decides nothing and moves nothing.
+    let newer = store
+        .acquire_coordinator_shard(coordinator_shard_of("txn-a"), 2)
+        .await
+        .unwrap();
+    let mut commit = record.clone();
+    commit.phase = TransactionPhase::PrepareCommit;
+    let error = store
+        .prepare_end_transaction(txn_fence, &commit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, MetadataError::CoordinatorFenced { .. }),
+        "{error}"
+    );
+    assert_eq!(
+        store.load_transaction("txn-a").await.unwrap(),
+        Some(record.clone())
+    );
+    assert!(store.fetch_offsets("g-txn").await.unwrap().is_empty());
+
+    // The decision and the offsets land together.
+    store.prepare_end_transaction(newer, &commit).await.unwrap();
+    assert_eq!(
+        store
+            .load_transaction("txn-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .phase,
+        TransactionPhase::PrepareCommit
+    );
+    let offsets: Vec<(String, i32, i64)> = store
+        .fetch_offsets("g-txn")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.topic, o.partition, o.committed.offset))
+        .collect();
+    assert_eq!(offsets, vec![("t".into(), 0, 10), ("t".into(), 1, 20)]);
+    assert!(
+        store
+            .pending_txn_partitions("g-txn")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An abort drops its pending offsets and leaves the group's alone.
+    let group_fence = store
+        .acquire_coordinator_shard(coordinator_shard_of("g-txn"), 2)
+        .await
+        .unwrap();
+    store
+        .store_pending_txn_offsets(group_fence, "g-txn", 5, &[offset("t", 0, 99)])
+        .await
+        .unwrap();
+    let mut abort = record;
+    abort.phase = TransactionPhase::PrepareAbort;
+    let fence = store
+        .coordinator_shard(coordinator_shard_of("txn-a"))
+        .await
+        .unwrap();
+    let fence = ShardFence {
+        shard: coordinator_shard_of("txn-a"),
+        epoch: fence.epoch,
+    };
+    store.prepare_end_transaction(fence, &abort).await.unwrap();
+    assert_eq!(
+        store.fetch_offsets("g-txn").await.unwrap()[0]
+            .committed
+            .offset,
+        10
+    );
+    assert!(
+        store
+            .pending_txn_partitions("g-txn")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn segment_commits_track_open_and_aborted_transactions(fx: Fixture) {
+    let store = fx.store();
+    let topic = store.create_topic(NewTopic::new("txns", 1)).await.unwrap();
+    let tp = TopicPartition::new(topic.id, 0);
+    let epoch = store.acquire_leadership(tp, 1).await.unwrap().leader_epoch;
+    // Producer 7 opens a transaction at 0; producer 9 at 2.
+    let mut first = segment(vec![chunk(tp, epoch, 0, 4, 0)]);
+    let mut open7 = producer(tp, 7, 0, 0, 2);
+    open7.state.txn_first_offset = Some(0);
+    let mut open9 = producer(tp, 9, 0, 2, 2);
+    open9.state.txn_first_offset = Some(2);
+    first.producers = vec![open7.clone(), open9.clone()];
+    store.commit_segment(&first).await.unwrap();
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!((state.high_watermark, state.last_stable_offset()), (4, 0));
+
+    // 7's abort marker at 4 closes it and records the aborted transaction;
+    // 9 is still open.
+    let mut second = segment(vec![chunk(tp, epoch, 4, 1, 0)]);
+    let mut closed7 = open7.clone();
+    closed7.state.txn_first_offset = None;
+    second.producers = vec![closed7];
+    second.aborted = vec![AbortedTransactionCommit {
+        partition: tp,
+        producer_id: 7,
+        first_offset: 0,
+        last_offset: 4,
+    }];
+    store.commit_segment(&second).await.unwrap();
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!((state.high_watermark, state.last_stable_offset()), (5, 2));
+    let aborted = store.aborted_transactions(tp, 0, 5, 100).await.unwrap();
+    assert_eq!(
+        aborted,
+        vec![AbortedTransaction {
+            producer_id: 7,
+            first_offset: 0,
+            last_offset: 4
+        }]
+    );
+    // Reads past the marker, or ending before the transaction, need none.
+    assert!(
+        store
+            .aborted_transactions(tp, 5, 10, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .aborted_transactions(tp, 0, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // 9's commit marker: nothing open, the last stable offset is the end.
+    let mut third = segment(vec![chunk(tp, epoch, 5, 1, 0)]);
+    let mut closed9 = open9;
+    closed9.state.txn_first_offset = None;
+    third.producers = vec![closed9];
+    store.commit_segment(&third).await.unwrap();
+    let state = store.partition_state(tp).await.unwrap();
+    assert_eq!((state.high_watermark, state.last_stable_offset()), (6, 6));
+
+    // An aborted transaction for a partition the segment does not cover is
+    // refused.
+    let other = store.create_topic(NewTopic::new("other", 1)).await.unwrap();
+    let mut stray = segment(vec![chunk(tp, epoch, 6, 1, 0)]);
+    stray.aborted = vec![AbortedTransactionCommit {
+        partition: TopicPartition::new(other.id, 0),
+        producer_id: 1,
+        first_offset: 0,
+        last_offset: 0,
+    }];
+    assert_eq!(
+        store.commit_segment(&stray).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+
+    // Released below the log start, and with the topic.
+    store.release_aborted_transactions(tp, 5).await.unwrap();
+    assert!(
+        store
+            .aborted_transactions(tp, 0, 10, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.delete_topic("txns").await.unwrap();
+}
+
 async fn producer_state_commits_with_its_segment_only(fx: Fixture) {
     let store = fx.store();
     let topic = store.create_topic(NewTopic::new("idem", 2)).await.unwrap();
@@ -2998,6 +3219,8 @@ macro_rules! all_cases {
         $case!(agents_register_heartbeat_and_leave);
         $case!(group_offsets_and_producer_ids);
         $case!(producer_state_commits_with_its_segment_only);
+        $case!(transaction_outcomes_commit_with_their_offsets);
+        $case!(segment_commits_track_open_and_aborted_transactions);
         $case!(producer_states_expire_under_the_leader_epoch_only);
         $case!(producer_expiry_never_loses_a_state_refreshed_concurrently);
         $case!(leadership_is_taken_with_its_producer_states);
