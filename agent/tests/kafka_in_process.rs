@@ -14,6 +14,7 @@ use fjord_agent::BrokerSettings;
 use fjord_agent::log::LogSettings;
 use in_process::wire::{self, TestRecord};
 use in_process::{MUST_HAPPEN, TestBroker};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -733,4 +734,231 @@ async fn a_full_idempotent_window_is_flushed_at_once() {
     }
     assert_eq!(broker.offsets("window", 0).await, (0, 5));
     assert_eq!(broker.logs.client_windows(), (0, 0));
+}
+
+/// `batch` marked transactional (attributes bit 4), its CRC recomputed.
+fn transactional(batch: bytes::Bytes) -> bytes::Bytes {
+    let mut bytes = BytesMut::from(&batch[..]);
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | 0x10;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes.freeze()
+}
+
+/// The transaction APIs over the wire, as a transactional producer and the
+/// admin tools use them: a transaction is described while open (state,
+/// partitions, the producer's open transaction in `DescribeProducers`) and
+/// holds `read_committed` fetches at its first offset; a commit releases
+/// them; an abort is listed in `read_committed` fetches; a stale epoch is
+/// fenced; a transaction past its timeout is aborted under a bumped epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_apis_describe_commit_abort_fence_and_time_out() {
+    let mut broker = TestBroker::new(BrokerSettings::default()).await;
+    broker.start_flusher();
+    broker.create_topic("t", 1).await;
+    let mut client = broker.connect_in_memory(1 << 20);
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+
+    let mut init = InitProducerIdRequest::default();
+    init.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+    init.transaction_timeout_ms = 60_000;
+    init.producer_id = ProducerId(-1);
+    init.producer_epoch = -1;
+    let answer: InitProducerIdResponse =
+        client.call(ApiKey::InitProducerId, 4, next(), &init).await;
+    assert_eq!(answer.error_code, 0);
+    let (pid, epoch) = (answer.producer_id, answer.producer_epoch);
+
+    let add = |pid: ProducerId, epoch: i16| {
+        let mut add = AddPartitionsToTxnRequest::default();
+        add.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+        add.v3_and_below_producer_id = pid;
+        add.v3_and_below_producer_epoch = epoch;
+        let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+        topic.name = wire::topic_name("t");
+        topic.partitions = vec![0];
+        add.v3_and_below_topics = vec![topic];
+        add
+    };
+    let added: AddPartitionsToTxnResponse = client
+        .call(ApiKey::AddPartitionsToTxn, 3, next(), &add(pid, epoch))
+        .await;
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let produce = |sequence: i32, epoch: i16| {
+        let records = transactional(wire::batch(
+            &[TestRecord::new("k", "v", 1_000)],
+            Some((pid.0, epoch, sequence)),
+        ));
+        let mut request = wire::produce_request("t", 0, records, -1);
+        request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+        request
+    };
+    let produced: ProduceResponse = client
+        .call(ApiKey::Produce, 9, next(), &produce(0, epoch))
+        .await;
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    // Open: described, listed, and holding read_committed readers.
+    let mut describe = DescribeTransactionsRequest::default();
+    describe.transactional_ids = vec![TransactionalId(StrBytes::from_static_str("tx"))];
+    let described: DescribeTransactionsResponse = client
+        .call(ApiKey::DescribeTransactions, 0, next(), &describe)
+        .await;
+    let state = &described.transaction_states[0];
+    assert_eq!(
+        (state.error_code, state.transaction_state.as_str()),
+        (0, "Ongoing")
+    );
+    assert_eq!(
+        (state.producer_id, state.topics[0].partitions.clone()),
+        (pid, vec![0])
+    );
+    let mut list = ListTransactionsRequest::default();
+    list.state_filters = vec![
+        StrBytes::from_static_str("Ongoing"),
+        StrBytes::from_static_str("Bogus"),
+    ];
+    let listed: ListTransactionsResponse = client
+        .call(ApiKey::ListTransactions, 1, next(), &list)
+        .await;
+    assert_eq!(listed.transaction_states.len(), 1);
+    assert_eq!(
+        listed.unknown_state_filters,
+        vec![StrBytes::from_static_str("Bogus")]
+    );
+    let mut producers = DescribeProducersRequest::default();
+    let mut topic = describe_producers_request::TopicRequest::default();
+    topic.name = wire::topic_name("t");
+    topic.partition_indexes = vec![0];
+    producers.topics = vec![topic];
+    let described: DescribeProducersResponse = client
+        .call(ApiKey::DescribeProducers, 0, next(), &producers)
+        .await;
+    let active = &described.topics[0].partitions[0].active_producers;
+    assert_eq!(
+        (active[0].producer_id, active[0].current_txn_start_offset),
+        (pid, 0)
+    );
+    let fetch = |isolation: i8, offset: i64| {
+        let mut request = wire::fetch_request("t", 0, offset, 0, 0);
+        request.isolation_level = isolation;
+        request
+    };
+    let committed: FetchResponse = client.call(ApiKey::Fetch, 11, next(), &fetch(1, 0)).await;
+    let data = &committed.responses[0].partitions[0];
+    assert_eq!((data.high_watermark, data.last_stable_offset), (1, 0));
+    assert!(data.records.as_ref().unwrap().is_empty());
+    let uncommitted: FetchResponse = client.call(ApiKey::Fetch, 11, next(), &fetch(0, 0)).await;
+    assert!(
+        !uncommitted.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Committed: the marker at 1 releases readers.
+    let end = |pid: ProducerId, epoch: i16, committed: bool| {
+        let mut end = EndTxnRequest::default();
+        end.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+        end.producer_id = pid;
+        end.producer_epoch = epoch;
+        end.committed = committed;
+        end
+    };
+    let ended: EndTxnResponse = client
+        .call(ApiKey::EndTxn, 3, next(), &end(pid, epoch, true))
+        .await;
+    assert_eq!(ended.error_code, 0);
+    let committed: FetchResponse = client.call(ApiKey::Fetch, 11, next(), &fetch(1, 0)).await;
+    let data = &committed.responses[0].partitions[0];
+    assert_eq!((data.high_watermark, data.last_stable_offset), (2, 2));
+    assert_eq!(wire::split_batches(data.records.as_ref().unwrap()).len(), 2);
+    assert_eq!(data.aborted_transactions, Some(vec![]));
+
+    // Aborted: listed for read_committed readers from where it began.
+    let added: AddPartitionsToTxnResponse = client
+        .call(ApiKey::AddPartitionsToTxn, 3, next(), &add(pid, epoch))
+        .await;
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let produced: ProduceResponse = client
+        .call(ApiKey::Produce, 9, next(), &produce(1, epoch))
+        .await;
+    assert_eq!(produced.responses[0].partition_responses[0].base_offset, 2);
+    let ended: EndTxnResponse = client
+        .call(ApiKey::EndTxn, 3, next(), &end(pid, epoch, false))
+        .await;
+    assert_eq!(ended.error_code, 0);
+    let read: FetchResponse = client.call(ApiKey::Fetch, 11, next(), &fetch(1, 0)).await;
+    let aborted = read.responses[0].partitions[0]
+        .aborted_transactions
+        .clone()
+        .unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!((aborted[0].producer_id, aborted[0].first_offset), (pid, 2));
+
+    // A new instance bumps the epoch; the old one is fenced.
+    let answer: InitProducerIdResponse =
+        client.call(ApiKey::InitProducerId, 4, next(), &init).await;
+    assert_eq!(
+        (answer.producer_id, answer.producer_epoch),
+        (pid, epoch + 1)
+    );
+    let fenced: EndTxnResponse = client
+        .call(ApiKey::EndTxn, 3, next(), &end(pid, epoch, true))
+        .await;
+    assert_eq!(fenced.error_code, ResponseError::ProducerFenced.code());
+    let fenced: EndTxnResponse = client
+        .call(ApiKey::EndTxn, 1, next(), &end(pid, epoch, true))
+        .await;
+    assert_eq!(
+        fenced.error_code,
+        ResponseError::InvalidProducerEpoch.code()
+    );
+    let wrong: AddPartitionsToTxnResponse = client
+        .call(
+            ApiKey::AddPartitionsToTxn,
+            3,
+            next(),
+            &add(ProducerId(pid.0 + 1000), epoch + 1),
+        )
+        .await;
+    assert_eq!(
+        wrong.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        ResponseError::InvalidProducerIdMapping.code()
+    );
+
+    // Past its timeout, an open transaction is aborted under a new epoch.
+    init.transaction_timeout_ms = 1;
+    let answer: InitProducerIdResponse =
+        client.call(ApiKey::InitProducerId, 4, next(), &init).await;
+    let epoch = answer.producer_epoch;
+    let added: AddPartitionsToTxnResponse = client
+        .call(ApiKey::AddPartitionsToTxn, 3, next(), &add(pid, epoch))
+        .await;
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(broker.broker.transactions.pass().await, 1);
+    let described: DescribeTransactionsResponse = client
+        .call(ApiKey::DescribeTransactions, 0, next(), &describe)
+        .await;
+    let state = &described.transaction_states[0];
+    assert_eq!(
+        (state.transaction_state.as_str(), state.producer_epoch),
+        ("CompleteAbort", epoch + 1)
+    );
 }

@@ -50,7 +50,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
-    (ApiKey::WriteTxnMarkers, 0, 1),
+    // The codec knows WriteTxnMarkers from v1 (Kafka 4 dropped v0).
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
