@@ -89,7 +89,14 @@
 //! - a lost acknowledgement is **explained** when metadata showed the
 //!   partition led by more than one agent between [`ZOMBIE_WINDOW`] before
 //!   its acknowledgement and the moment its offset was committed with another
-//!   record: another agent took the partition over. A lost acknowledgement on
+//!   record (a second leader, or an epoch that moved by more than one between
+//!   two samples: a leadership shorter than the sampling interval): another
+//!   agent took the partition over;
+//! - a takeover from a leader whose heartbeat stalled for about a lease
+//!   ([`JUDGED_DEAD_STALL`]) under the injected metadata faults counts as a
+//!   death: the other agents judged it dead, as the liveness rule says they
+//!   must, and `acks=1` does not survive that. A takeover from a leader whose
+//!   heartbeats kept landing is still a failure. A lost acknowledgement on
 //!   a partition no other agent led meanwhile is a failure even after a kill —
 //!   the same agent kept the partition (perhaps under a new epoch it took
 //!   itself after its restart), and its WAL must have brought the batch back.
@@ -161,6 +168,10 @@ const PROBE_LIMIT: Duration = Duration::from_secs(20);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How late a client may report an acknowledgement after the agent sent it.
 const CALLBACK_SLACK: f64 = 1.0;
+/// A heartbeat stall (seconds, as the 100 ms samples see it) after which the
+/// other agents may have judged an agent dead: the default 2 s lease, less
+/// what sampling and the observers' own read intervals blur.
+const JUDGED_DEAD_STALL: f64 = 1.5;
 /// How long an agent may go on acknowledging `acks=1` batches after another
 /// took its partition over, before a commit tells it it was fenced.
 const ZOMBIE_WINDOW: f64 = 5.0;
@@ -713,7 +724,26 @@ fn check_acks_one(
                 .filter(|s| s.at >= ack.at - ZOMBIE_WINDOW && s.at <= committed_at)
                 .collect();
             let leaders: BTreeSet<i32> = window.iter().filter_map(|s| s.partitions[p].0).collect();
-            let moved = leaders.len() > 1;
+            // Another agent led the partition in between: seen as a second
+            // leader, or as an epoch that moved by more than one between two
+            // samples (a leadership shorter than the sampling interval).
+            let skipped_epoch = window
+                .windows(2)
+                .any(|pair| pair[1].partitions[p].1 > pair[0].partitions[p].1 + 1);
+            let moved = leaders.len() > 1 || skipped_epoch;
+            // The leader was judged dead by the others (its heartbeats stalled
+            // for about a lease under the injected metadata faults): a
+            // takeover then is the liveness rule working, which `acks=1` does
+            // not survive, as a death.
+            let leader_at_ack = window
+                .iter()
+                .find(|s| s.at >= ack.at)
+                .and_then(|s| s.partitions[p].0);
+            let judged_dead = moved
+                && leader_at_ack
+                    .and_then(|node| heartbeat_stalls(&window).get(&node).copied())
+                    .is_some_and(|stall| stall >= JUDGED_DEAD_STALL);
+            let died = died || judged_dead;
             if copies.get(ack.key.as_str()).copied().unwrap_or(0) > 0 {
                 counts.stored_elsewhere += 1;
             }
