@@ -69,7 +69,7 @@ import json, random, string, sys, time
 from confluent_kafka import Producer
 bootstrap, topic, total, per_txn, txn_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rng = random.Random(7)
-values = [''.join(rng.choice(string.ascii_letters) for _ in range(%d)).encode() for _ in range(256)]
+values = [''.join(rng.choice(string.ascii_letters) for _ in range(MESSAGE_SIZE)).encode() for _ in range(256)]
 config = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
           "linger.ms": 5, "batch.size": 262144, "queue.buffering.max.messages": 1000000}
 if per_txn > 0:
@@ -106,7 +106,7 @@ else:
     p.flush(120)
 elapsed = time.monotonic() - start
 print(json.dumps({"elapsed_s": elapsed, "errors": len(errors), "commits": commits}))
-""" % MESSAGE_SIZE
+""".replace("MESSAGE_SIZE", str(MESSAGE_SIZE))
 
 
 def percentile(samples, p):
