@@ -96,6 +96,8 @@ pub struct AgentOptions {
     pub retention: crate::maintenance::retention::RetentionSettings,
     /// Object compaction.
     pub compaction: crate::maintenance::compaction::CompactionSettings,
+    /// Log compaction (`cleanup.policy=compact`).
+    pub log_compaction: crate::maintenance::log_compaction::LogCompactionSettings,
     /// What this agent does (`--roles`).
     pub roles: fjord_metadata::AgentRoles,
     /// Object-store counters written as JSON to this file every interval.
@@ -129,6 +131,7 @@ impl AgentOptions {
             producer_expiry_interval: Duration::from_secs(600),
             retention: crate::maintenance::retention::RetentionSettings::default(),
             compaction: crate::maintenance::compaction::CompactionSettings::default(),
+            log_compaction: crate::maintenance::log_compaction::LogCompactionSettings::default(),
             roles: fjord_metadata::AgentRoles::ALL,
             stats_file: None,
             fault_control_file: None,
@@ -445,6 +448,20 @@ impl AgentBuilder {
         if options.roles.jobs {
             let (objects, keys, clock, ids) = retention_parts;
             let leases = crate::maintenance::leases::JobLeases::new(store.clone(), view.clone());
+            supervisor.spawn_critical(
+                "log-compaction",
+                stages.stop_accepting.clone(),
+                crate::maintenance::log_compaction::LogCompaction::new(
+                    store.clone(),
+                    objects.clone(),
+                    keys.clone(),
+                    leases.clone(),
+                    clock.clone(),
+                    ids.clone(),
+                    options.log_compaction,
+                )
+                .run(stages.stop_accepting.clone()),
+            );
             supervisor.spawn_critical(
                 "compaction",
                 stages.stop_accepting.clone(),

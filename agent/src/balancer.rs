@@ -229,5 +229,7 @@ async fn balance_once(
         .buffer_unordered(CONCURRENT_MOVES)
         .for_each(|()| async {})
         .await;
+    let metas: Vec<_> = topics.into_iter().map(|(topic, _)| topic).collect();
+    logs.follow_log_compaction(&metas).await;
     Ok(())
 }

@@ -97,6 +97,7 @@ pub fn options(settings: &AgentSettings) -> AgentOptions {
     options.producer_expiry_interval = settings.producer_id_expiration_check_interval();
     options.retention = settings.retention_settings();
     options.compaction = settings.compaction_settings();
+    options.log_compaction = settings.log_compaction_settings();
     options.roles = settings.roles();
     options.stats_file = settings
         .stats_file

@@ -144,6 +144,17 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
 /// slice index is checked against the length first: bytes from the network never
 /// cause a panic.
 pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
+    parse(records, true)
+}
+
+/// Splits stored batches, as [`parse_batches`] does, except that a batch may
+/// hold fewer records than its offsets span (log compaction removes records
+/// and keeps the offsets of the rest), even none.
+pub fn parse_stored_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
+    parse(records, false)
+}
+
+fn parse(records: &Bytes, produced: bool) -> Result<Vec<Batch>, BatchError> {
     let mut batches = Vec::new();
     let mut at = 0usize;
     while at < records.len() {
@@ -187,10 +198,12 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
         // As Kafka's validator: a produced batch spans exactly its records'
         // offsets (only compaction leaves gaps, and it never produces). In i64:
         // a delta of i32::MAX must not overflow (a panic on bad input).
-        if last_offset_delta < 0
-            || record_count < 1
-            || i64::from(record_count) != i64::from(last_offset_delta) + 1
-        {
+        let span_ok = if produced {
+            record_count >= 1 && i64::from(record_count) == i64::from(last_offset_delta) + 1
+        } else {
+            record_count >= 0 && i64::from(record_count) <= i64::from(last_offset_delta) + 1
+        };
+        if last_offset_delta < 0 || !span_ok {
             return Err(BatchError::Invalid(format!(
                 "inconsistent batch offset range (delta {last_offset_delta}) and count of records ({record_count})"
             )));
@@ -198,7 +211,7 @@ pub fn parse_batches(records: &Bytes) -> Result<Vec<Batch>, BatchError> {
         // An uncompressed batch must hold the records it claims (a compressed
         // one is checked only by its CRC: counting its records would mean
         // decompressing every produced batch).
-        if attributes & COMPRESSION_CODEC_MASK == 0 {
+        if produced && attributes & COMPRESSION_CODEC_MASK == 0 {
             check_record_framing(&bytes[BATCH_HEADER_LEN..], record_count)?;
         }
         batches.push(Batch {

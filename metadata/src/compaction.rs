@@ -473,15 +473,19 @@ async fn current_inputs(
 }
 
 /// Keeps one time-index point per new entry: the last (largest) of the
-/// points of the entries it replaces. A timestamp search that reaches any of
-/// them lands in the new entry and reads it from its start, and the last one
-/// is the one a search for any timestamp up to it reaches first within that
-/// entry, so the others answer nothing it does not. Returns how many went.
+/// points of the entries it replaces, rewritten to name the new entry. A
+/// timestamp search that reaches any of them lands in the new entry and
+/// reads it from its start, and the last one is the one a search for any
+/// timestamp up to it reaches first within that entry, so the others answer
+/// nothing it does not. The point names the new entry's offsets, since the
+/// largest-timestamp lookup reads the entry ending where its point ends.
+/// Returns how many went.
 ///
 /// A chunk that raised the partition's running maximum has its point at its
-/// own largest timestamp, and a replaced entry has at most one point left (a
-/// flush's chunk has one or none; a compacted entry keeps one by this rule),
-/// so the candidates are read by key, one per replaced entry.
+/// own largest timestamp (a new entry keeps the largest timestamp of those it
+/// replaces, [`outputs_cover`]), and a replaced entry has at most one point
+/// left (a flush's chunk has one or none; a compacted entry keeps one by this
+/// rule), so the candidates are read by key, one per replaced entry.
 async fn thin_time_index(
     txn: &Transaction,
     keys: &crate::keys::Keyspace,
@@ -494,7 +498,7 @@ async fn thin_time_index(
             .iter()
             .filter(|e| e.base_offset >= output.base_offset && e.last_offset <= output.last_offset)
             .collect();
-        if inside.len() < 2 {
+        if inside.is_empty() {
             continue;
         }
         let point_keys: Vec<Vec<u8>> = inside
@@ -515,19 +519,25 @@ async fn thin_time_index(
         }
         points.sort_by_key(|(timestamp, _)| *timestamp);
         points.dedup_by_key(|(timestamp, _)| *timestamp);
-        if let Some(((_, _), older)) = points.split_last() {
+        if let Some(((_, kept), older)) = points.split_last() {
             for (_, key) in older {
                 txn.clear(key);
                 removed += 1;
             }
+            let renamed = TimeIndexPoint {
+                base_offset: output.base_offset,
+                last_offset: output.last_offset,
+            };
+            write(txn, kept, &renamed);
         }
     }
     Ok(removed)
 }
 
 /// Whether `outputs` tile the offsets of `current` (consecutive entries),
-/// each output within one epoch and holding the records of the entries it
-/// spans (all of them, or at most as many, as `records` says).
+/// each output within one epoch, holding the records of the entries it spans
+/// (all of them, or at most as many, as `records` says) and, for a log
+/// compaction, their largest timestamp (the time index is keyed by it).
 fn outputs_cover(current: &[IndexEntry], outputs: &[IndexEntry], records_rule: Records) -> bool {
     let mut inputs = current.iter().peekable();
     let mut next_base = match current.first() {
@@ -539,18 +549,23 @@ fn outputs_cover(current: &[IndexEntry], outputs: &[IndexEntry], records_rule: R
             return false;
         }
         let mut records = 0u64;
+        let mut largest = i64::MIN;
         while let Some(input) = inputs.next_if(|input| input.last_offset <= output.last_offset) {
             if input.base_offset != next_base || input.leader_epoch != output.leader_epoch {
                 return false;
             }
             records += u64::from(input.record_count);
+            largest = largest.max(input.max_timestamp);
             next_base = input.last_offset + 1;
         }
         let counted = match records_rule {
             Records::Same => records == u64::from(output.record_count),
             Records::AtMost => u64::from(output.record_count) <= records,
         };
-        if next_base != output.last_offset + 1 || !counted {
+        // (Object compaction copies chunks, whose largest timestamps come
+        // with them; a cleaner computes its own, so it is checked.)
+        let timestamped = records_rule == Records::Same || output.max_timestamp == largest;
+        if next_base != output.last_offset + 1 || !counted || !timestamped {
             return false;
         }
     }

@@ -471,6 +471,12 @@ impl Keyspace {
     pub fn log_compactions_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
         self.root.pack(&("log_compaction", topic_id.0))
     }
+
+    /// The partition index of a [`Keyspace::log_compaction`] key.
+    pub fn partition_of_log_compaction(&self, key: &[u8]) -> Option<i32> {
+        let (_, _, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
+        Some(partition)
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,37 @@ impl MetadataStore {
             .await
     }
 
+    /// The log compaction states of every cleaned partition of `topic_id`,
+    /// by partition (one range read: a leader notices cleans by them).
+    pub async fn log_compaction_states_of_topic(
+        &self,
+        topic_id: TopicId,
+    ) -> Result<Vec<(i32, LogCompactionState)>, MetadataError> {
+        let keys = self.keyspace();
+        self.database()
+            .run(|txn, _| async move {
+                let pairs = txn
+                    .get_prefix(
+                        &keys.log_compactions_of_topic(topic_id),
+                        RangeOptions::default(),
+                    )
+                    .await?;
+                let mut states = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    let partition =
+                        keys.partition_of_log_compaction(&pair.key).ok_or_else(|| {
+                            MetadataError::Corrupt {
+                                what: LogCompactionState::WHAT,
+                                detail: "malformed log compaction key".into(),
+                            }
+                        })?;
+                    states.push((partition, codec::decode(&pair.value)?));
+                }
+                Ok(states)
+            })
+            .await
+    }
+
     /// Records a finished clean of `partition`: the checkpoint moves to
     /// `state.first_dirty_offset` unless it is further already (two cleaners
     /// racing), and the delete horizon and time are `state`'s. Nothing is
@@ -210,6 +241,17 @@ mod tests {
     }
 
     async fn commit(store: &MetadataStore, tp: TopicPartition, base: i64, last: i64, n: u64) {
+        commit_at(store, tp, base, last, n, 1_700_000_000_000).await;
+    }
+
+    async fn commit_at(
+        store: &MetadataStore,
+        tp: TopicPartition,
+        base: i64,
+        last: i64,
+        n: u64,
+        max_timestamp: i64,
+    ) {
         let id = SegmentId(ulid::Ulid::from_parts(1_700_000_000_000, u128::from(n) + 1));
         let commit = SegmentCommit {
             segment_id: id,
@@ -221,7 +263,7 @@ mod tests {
                 base_offset: base,
                 last_offset: last,
                 record_count: u32::try_from(last - base + 1).unwrap(),
-                max_timestamp: 1_700_000_000_000,
+                max_timestamp,
                 byte_offset: 0,
                 byte_length: 100,
             }],
@@ -315,6 +357,101 @@ mod tests {
             .map(|e| (e.base_offset, e.last_offset, e.record_count))
             .collect();
         assert_eq!(shape, vec![(0, 9, 1), (10, 19, 2), (20, 29, 10)]);
+
+        // A second cleaner that read the same entries: they changed, its
+        // swap is skipped and its output is garbage at once.
+        let late = SegmentId(ulid::Ulid::from_parts(1_700_000_000_006, 7));
+        store
+            .register_compaction_output(late, "o/late", now)
+            .await
+            .unwrap();
+        let late_swap = CompactionSwap {
+            segment_id: late,
+            object_key: "o/late".into(),
+            object_size: 500,
+            partitions: vec![PartitionSwap {
+                partition: tp,
+                inputs: inputs.clone(),
+                outputs: vec![IndexEntry {
+                    segment_id: late,
+                    object_key: "o/late".into(),
+                    ..output(late, 0, 19, 2)
+                }],
+            }],
+        };
+        let outcome = store.swap_log_compacted(&late_swap, now).await.unwrap();
+        assert_eq!(outcome.skipped, vec![tp]);
+        assert!(outcome.output_unused);
+        assert_eq!(store.lookup(tp, 0, 10).await.unwrap().entries, entries);
+    }
+
+    /// The chunk that raised the running maximum is not the last one
+    /// replaced: the point kept must name the new entry (the largest
+    /// timestamp lookup reads the entry ending where its point ends), and the
+    /// new entry keeps the largest timestamp of those it replaces.
+    #[tokio::test]
+    async fn the_time_index_point_kept_names_the_new_entry() {
+        for log_compaction in [false, true] {
+            let store = store();
+            let topic = store.create_topic(NewTopic::new("t", 1)).await.unwrap();
+            let tp = TopicPartition::new(topic.id, 0);
+            store.acquire_leadership(tp, 1).await.unwrap();
+            let high = 1_700_000_000_500;
+            commit_at(&store, tp, 0, 9, 0, 1_700_000_000_100).await;
+            commit_at(&store, tp, 10, 19, 1, high).await;
+            commit_at(&store, tp, 20, 29, 2, 1_700_000_000_200).await;
+            let entries = store.lookup(tp, 0, 10).await.unwrap().entries;
+            let out = SegmentId(ulid::Ulid::from_parts(1_700_000_000_005, 99));
+            let now = 1_700_000_000_010;
+            store
+                .register_compaction_output(out, "o/out", now)
+                .await
+                .unwrap();
+            let merged = |max_timestamp| IndexEntry {
+                max_timestamp,
+                ..output(out, 0, 29, if log_compaction { 3 } else { 30 })
+            };
+            let swap = |outputs| CompactionSwap {
+                segment_id: out,
+                object_key: "o/out".into(),
+                object_size: 500,
+                partitions: vec![PartitionSwap {
+                    partition: tp,
+                    inputs: entries
+                        .iter()
+                        .map(|e| CompactedInput {
+                            last_offset: e.last_offset,
+                            segment_id: e.segment_id,
+                            byte_offset: e.byte_offset,
+                        })
+                        .collect(),
+                    outputs,
+                }],
+            };
+            let run = |swap: CompactionSwap| {
+                let store = store.clone();
+                async move {
+                    if log_compaction {
+                        store.swap_log_compacted(&swap, now).await
+                    } else {
+                        store.swap_compacted(&swap, now).await
+                    }
+                }
+            };
+            // A cleaner's lower largest timestamp is refused: the point is
+            // keyed by it.
+            if log_compaction {
+                assert!(run(swap(vec![merged(high - 1)])).await.is_err());
+            }
+            let outcome = run(swap(vec![merged(high)])).await.unwrap();
+            assert_eq!(outcome.swapped, vec![tp]);
+            assert_eq!(outcome.time_points_removed, 1);
+            let max = store.max_timestamp(tp).await.unwrap().max.unwrap();
+            assert_eq!(max.timestamp, high);
+            assert_eq!((max.entry.base_offset, max.entry.last_offset), (0, 29));
+            let found = store.lookup_by_timestamp(tp, high, 1).await.unwrap();
+            assert_eq!(found.entries[0].last_offset, 29);
+        }
     }
 
     #[tokio::test]

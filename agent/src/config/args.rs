@@ -161,6 +161,12 @@ pub struct AgentArgs {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whole_object_read_bytes: Option<u64>,
+    /// Bytes of just-committed batches a leader keeps in memory for readers
+    /// at the tail (0: none; reads go through the index).
+    /// [env: FJORD_TAIL_CACHE_BYTES] [default: 67108864]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tail_cache_bytes: Option<u64>,
     /// Bytes the disk read cache may hold (0 disables it).
     /// [env: FJORD_DISK_CACHE_BYTES] [default: 1073741824; 0 over a file:// bucket]
     #[arg(long, value_name = "BYTES")]
@@ -283,6 +289,19 @@ pub struct AgentArgs {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_compaction_run_bytes: Option<u64>,
+    /// How often log compaction cleans the partitions of topics with
+    /// cleanup.policy=compact (log.cleaner.backoff.ms; 0 turns it off).
+    /// [env: FJORD_LOG_COMPACTION_INTERVAL_MS] [default: 15000]
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_compaction_interval_ms: Option<u64>,
+    /// Memory of log compaction's key map, 24 bytes per key
+    /// (log.cleaner.dedupe.buffer.size); a partition with more keys to clean
+    /// is cleaned over several passes.
+    /// [env: FJORD_LOG_COMPACTION_BUFFER_BYTES] [default: 134217728]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_compaction_buffer_bytes: Option<u64>,
 
     /// A producer id with no write for this long is forgotten
     /// (producer.id.expiration.ms). [env: FJORD_PRODUCER_ID_EXPIRATION_MS] [default: 86400000]

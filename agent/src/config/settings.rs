@@ -102,6 +102,8 @@ pub struct AgentSettings {
     /// A read that misses the caches fetches the whole segment object with one
     /// GET when it is at most this large (0: only the chunk asked for).
     pub whole_object_read_bytes: u64,
+    /// Bytes of just-committed batches a leader keeps in memory (0: none).
+    pub tail_cache_bytes: u64,
     /// Bytes the disk read cache may hold (0 disables it); unset: 1 GiB, or
     /// none over a local-directory bucket (see [`AgentSettings::disk_cache_bytes`]).
     pub disk_cache_bytes: Option<u64>,
@@ -153,6 +155,10 @@ pub struct AgentSettings {
     pub object_compaction_small_bytes: u64,
     /// The most bytes of small objects one compaction run reads.
     pub object_compaction_run_bytes: u64,
+    /// How often log compaction runs (0: never); `log.cleaner.backoff.ms`.
+    pub log_compaction_interval_ms: u64,
+    /// The memory of log compaction's key map; `log.cleaner.dedupe.buffer.size`.
+    pub log_compaction_buffer_bytes: u64,
 
     // -- idempotent producers --
     /// `producer.id.expiration.ms`: a producer id with no write for this long is forgotten.
@@ -222,6 +228,7 @@ impl Default for AgentSettings {
             segment_zstd_level: fjord_storage::DEFAULT_ZSTD_LEVEL,
             wal_max_bytes: 512 * 1024 * 1024,
             whole_object_read_bytes: 32 * 1024 * 1024,
+            tail_cache_bytes: 64 * 1024 * 1024,
             disk_cache_bytes: None,
             heartbeat_interval_ms: 500,
             lease_timeout_ms: 2_000,
@@ -243,6 +250,8 @@ impl Default for AgentSettings {
             object_compaction_min_age_ms: 300_000,
             object_compaction_small_bytes: 32 << 20,
             object_compaction_run_bytes: 128 << 20,
+            log_compaction_interval_ms: 15_000,
+            log_compaction_buffer_bytes: 128 << 20,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             storage_latency_profile: LatencyModel::None,
@@ -299,6 +308,7 @@ impl AgentSettings {
             max_inflight_uploads: self.max_inflight_uploads,
             compression_level: self.segment_zstd_level,
             whole_object_read_bytes: self.whole_object_read_bytes,
+            tail_cache_bytes: self.tail_cache_bytes,
             producer_id_expiration: self.producer_id_expiration(),
             ..crate::log::LogSettings::default()
         }
@@ -334,6 +344,18 @@ impl AgentSettings {
             small_object_bytes: self.object_compaction_small_bytes,
             run_bytes: self.object_compaction_run_bytes,
             ..crate::maintenance::compaction::CompactionSettings::default()
+        }
+    }
+
+    /// Log compaction (`cleanup.policy=compact`).
+    pub fn log_compaction_settings(
+        &self,
+    ) -> crate::maintenance::log_compaction::LogCompactionSettings {
+        crate::maintenance::log_compaction::LogCompactionSettings {
+            interval: Duration::from_millis(self.log_compaction_interval_ms),
+            buffer_bytes: self.log_compaction_buffer_bytes,
+            zstd_level: self.segment_zstd_level,
+            ..crate::maintenance::log_compaction::LogCompactionSettings::default()
         }
     }
 

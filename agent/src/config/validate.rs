@@ -11,6 +11,10 @@ use std::path::Path;
 use super::settings::{CONFIG_VERSION, HTTP_OFF, resolved_metadata_url, resolved_storage_url};
 use super::{AgentSettings, ConfigError, InvalidSetting};
 
+/// The smallest key map log compaction accepts (~43,000 keys): one batch's
+/// keys must fit, or a clean makes no progress.
+const MIN_LOG_COMPACTION_BUFFER_BYTES: u64 = 1 << 20;
+
 impl AgentSettings {
     /// Checks every rule; on failure, every broken rule is listed (with no
     /// origins: [`AgentSettings::load`] adds them).
@@ -54,6 +58,8 @@ impl AgentSettings {
             wal_max_bytes,
             // 0 turns whole-object reads off.
             whole_object_read_bytes: _,
+            // 0 turns the tail cache off.
+            tail_cache_bytes: _,
             // 0 turns the disk cache off.
             disk_cache_bytes: _,
             heartbeat_interval_ms,
@@ -81,6 +87,9 @@ impl AgentSettings {
             object_compaction_min_age_ms: _,
             object_compaction_small_bytes,
             object_compaction_run_bytes,
+            // 0 turns log compaction off.
+            log_compaction_interval_ms: _,
+            log_compaction_buffer_bytes,
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms,
             // An enum: every value is valid.
@@ -362,6 +371,13 @@ impl AgentSettings {
             *object_compaction_run_bytes >= *object_compaction_small_bytes,
             "object-compaction-run-bytes",
             "must be at least object-compaction-small-bytes".to_owned(),
+        );
+
+        // Log compaction: the key map must hold the keys of a batch or so.
+        check(
+            *log_compaction_buffer_bytes >= MIN_LOG_COMPACTION_BUFFER_BYTES,
+            "log-compaction-buffer-bytes",
+            format!("must be at least {MIN_LOG_COMPACTION_BUFFER_BYTES} (1 MiB)"),
         );
 
         // Idempotent producers.

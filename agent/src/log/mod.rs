@@ -199,6 +199,9 @@ pub struct PartitionLogs {
     changes: watch::Sender<u64>,
     /// Per-partition commit signals for long-polling reads.
     signals: CommitSignals,
+    /// When log compaction last cleaned each compacted partition led here, as
+    /// last seen ([`fetch`]'s `compacted`).
+    cleaned: Mutex<HashMap<TopicPartition, i64>>,
     /// Cancelled when the agent stops: appends are refused and waiters answered.
     stopped: CancellationToken,
 }
@@ -255,6 +258,7 @@ impl PartitionLogs {
             commit_waiters: Arc::default(),
             changes: watch::channel(0).0,
             signals: CommitSignals::default(),
+            cleaned: Mutex::default(),
             stopped: CancellationToken::new(),
         }
     }

@@ -236,6 +236,11 @@ pub fn cleanup_policy_deletes(overrides: &BTreeMap<String, String>) -> bool {
         .is_some_and(|value| list_items(value).contains(&CLEANUP_DELETE))
 }
 
+/// Whether the topic's `cleanup.policy` includes `compact` (log compaction).
+pub fn cleanup_policy_compacts(overrides: &BTreeMap<String, String>) -> bool {
+    effective(overrides, CLEANUP_POLICY).is_some_and(|value| list_items(value).contains(&"compact"))
+}
+
 /// Checks the values of the known configs in `configs` and the rules between
 /// them; names this build does not know are left alone.
 fn validate_known(configs: &BTreeMap<String, String>) -> Result<(), ConfigError> {

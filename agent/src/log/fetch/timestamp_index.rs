@@ -84,9 +84,22 @@ impl PartitionLogs {
                     return Ok(None);
                 };
                 if !lookup.clamped {
-                    // This chunk holds the first qualifying record.
-                    return self
+                    // This chunk holds the first qualifying record, unless
+                    // log compaction removed it: then it is further on.
+                    if let Some(hit) = self
                         .first_matching(first, state.log_start_offset, wanted, false)
+                        .await?
+                    {
+                        return Ok(Some(hit));
+                    }
+                    return self
+                        .scan_from(
+                            partition,
+                            first.last_offset + 1,
+                            state.log_start_offset,
+                            wanted,
+                            false,
+                        )
                         .await;
                 }
                 self.scan_from(
@@ -101,12 +114,16 @@ impl PartitionLogs {
             TimestampQuery::Max => {
                 let lookup = self.store.max_timestamp(partition).await.map_err(meta)?;
                 let log_start = lookup.state.log_start_offset;
-                if let Some(max) = lookup.max {
-                    return self
+                if let Some(max) = &lookup.max {
+                    if let Some(hit) = self
                         .first_matching(&max.entry, log_start, max.timestamp, true)
-                        .await;
-                }
-                if !lookup.below_log_start {
+                        .await?
+                    {
+                        return Ok(Some(hit));
+                    }
+                    // Log compaction removed the record holding the
+                    // largest timestamp: look for the largest kept.
+                } else if !lookup.below_log_start {
                     return Ok(None);
                 }
                 // The largest timestamp the log held was deleted: find the
@@ -181,9 +198,12 @@ impl PartitionLogs {
         let mut pages = Pages::new(partition, log_start);
         while let Some(page) = pages.next(self).await? {
             for entry in &page {
-                // A chunk the log start cuts may owe its largest timestamp to
-                // a deleted record: read the records kept.
-                let max = if entry.base_offset < log_start {
+                // A chunk the log start cuts, or one log compaction cleaned
+                // (fewer records than offsets), may owe its largest timestamp
+                // to a deleted record: read the records kept.
+                let cleaned =
+                    i64::from(entry.record_count) < entry.last_offset - entry.base_offset + 1;
+                let max = if entry.base_offset < log_start || cleaned {
                     self.records_from(entry, log_start, i64::MIN)
                         .await?
                         .iter()
@@ -209,7 +229,7 @@ impl PartitionLogs {
     ) -> Result<Vec<(i64, i64)>, LogError> {
         let bytes = self.read_chunk(entry).await?;
         let mut found = Vec::new();
-        for batch in records::parse_batches(&bytes)? {
+        for batch in records::parse_stored_batches(&bytes)? {
             let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
             if last_offset < log_start || batch.max_timestamp < min_batch_timestamp {
                 continue;

@@ -280,7 +280,10 @@ pub fn split_batches(stored: &Bytes) -> Result<Vec<StoredBatch>, BatchError> {
             || batch.record_count < 0
             || i64::from(batch.record_count) > i64::from(batch.last_offset_delta) + 1
         {
-            return Err(corrupt(base_offset, "inconsistent offsets and record count"));
+            return Err(corrupt(
+                base_offset,
+                "inconsistent offsets and record count",
+            ));
         }
         batches.push(batch);
         at += total;
@@ -416,12 +419,13 @@ pub fn rewrite(
         }
         let mut body = BytesMut::with_capacity(record.raw.len() + 8);
         // attributes: the byte after the length varint
-        let (_, length_bytes) = varint(record.raw).ok_or_else(|| corrupt(batch.base_offset, "record length"))?;
+        let (_, length_bytes) =
+            varint(record.raw).ok_or_else(|| corrupt(batch.base_offset, "record length"))?;
         body.put_u8(record.raw[length_bytes]);
         put_varlong(&mut body, timestamp.saturating_sub(base_timestamp));
         body.put_slice(&record.raw[record.after_timestamp..]);
-        let length = i32::try_from(body.len())
-            .map_err(|_| corrupt(batch.base_offset, "record too long"))?;
+        let length =
+            i32::try_from(body.len()).map_err(|_| corrupt(batch.base_offset, "record too long"))?;
         put_varint(&mut records, length);
         records.put_slice(&body);
     }
@@ -692,7 +696,10 @@ mod tests {
                 (7, 2, 100)
             );
             assert_eq!(out.partition_leader_epoch, 3);
-            assert_eq!(out.attributes & COMPRESSION_MASK, batch.attributes & COMPRESSION_MASK);
+            assert_eq!(
+                out.attributes & COMPRESSION_MASK,
+                batch.attributes & COMPRESSION_MASK
+            );
             assert_eq!(out.max_timestamp, 1_700_000_000_030);
             let decoded = decode(&rewritten);
             let seen: Vec<(i64, i64, Option<Bytes>, i32)> = decoded
@@ -738,12 +745,19 @@ mod tests {
 
     #[test]
     fn an_emptied_batch_is_a_header_that_clients_decode() {
-        let stored = encoded(10, &[(Some("a"), Some("1")), (Some("b"), Some("2"))], Compression::Zstd);
+        let stored = encoded(
+            10,
+            &[(Some("a"), Some("1")), (Some("b"), Some("2"))],
+            Compression::Zstd,
+        );
         let batch = &split_batches(&stored).unwrap()[0];
         let empty = rewrite(batch, &[], None).unwrap();
         assert_eq!(empty.len(), HEADER_LEN);
         let out = &split_batches(&empty).unwrap()[0];
-        assert_eq!((out.base_offset, out.last_offset(), out.record_count), (10, 11, 0));
+        assert_eq!(
+            (out.base_offset, out.last_offset(), out.record_count),
+            (10, 11, 0)
+        );
         assert_eq!(out.attributes & COMPRESSION_MASK, 0);
         assert_eq!(out.base_sequence, 100);
         assert!(decode(&empty).is_empty());
@@ -751,7 +765,11 @@ mod tests {
 
     #[test]
     fn damage_is_an_error_never_a_panic() {
-        let stored = encoded(5, &[(Some("k"), Some("v")), (Some("k2"), None)], Compression::None);
+        let stored = encoded(
+            5,
+            &[(Some("k"), Some("v")), (Some("k2"), None)],
+            Compression::None,
+        );
         assert!(split_batches(&stored).is_ok());
         for len in 0..stored.len() {
             let _ = split_batches(&stored.slice(..len));
@@ -779,7 +797,12 @@ mod tests {
     #[test]
     fn decompression_stops_at_its_limit() {
         let big = vec![b'x'; 1 << 20];
-        for codec in [BatchCodec::Gzip, BatchCodec::Snappy, BatchCodec::Lz4, BatchCodec::Zstd] {
+        for codec in [
+            BatchCodec::Gzip,
+            BatchCodec::Snappy,
+            BatchCodec::Lz4,
+            BatchCodec::Zstd,
+        ] {
             let compressed = codec::compress(codec, &big).unwrap();
             assert!(matches!(
                 codec::decompress(codec, &compressed, 1 << 19),

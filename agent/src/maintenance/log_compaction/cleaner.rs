@@ -83,9 +83,10 @@ impl Rules<'_> {
         self.now_ms.saturating_add(self.delete_retention_ms)
     }
 
-    /// Whether `batch` is its producer's last (Kafka keeps it, emptied if
-    /// need be, so the producer's state can be rebuilt from the log): its
-    /// last data batch, or a marker after its last data batch.
+    /// Whether `batch` is its active producer's last (Kafka keeps it,
+    /// emptied if need be, so the producer's state can be rebuilt from the
+    /// log): its last data batch or, for a producer known by no data batch,
+    /// a marker of its current epoch.
     fn is_producers_last(&self, batch: &StoredBatch) -> bool {
         if batch.producer_id < 0 {
             return false;
@@ -93,12 +94,9 @@ impl Rules<'_> {
         let Some(producer) = self.producers.get(&batch.producer_id) else {
             return false;
         };
-        match (producer.last_data_offset, batch.is_control()) {
-            (Some(last), false) => batch.last_offset() == last,
-            (Some(last), true) => {
-                batch.base_offset > last && batch.producer_epoch == producer.producer_epoch
-            }
-            (None, control) => control && batch.producer_epoch == producer.producer_epoch,
+        match producer.last_data_offset {
+            Some(last) => !batch.is_control() && batch.last_offset() == last,
+            None => batch.is_control() && batch.producer_epoch == producer.producer_epoch,
         }
     }
 
@@ -200,7 +198,10 @@ pub fn clean_batch(
             }
         };
     }
-    if batch.is_transactional() && rules.aborted.is_aborted(batch.producer_id, batch.base_offset)
+    if batch.is_transactional()
+        && rules
+            .aborted
+            .is_aborted(batch.producer_id, batch.base_offset)
     {
         return emptied(records_in);
     }
@@ -216,8 +217,8 @@ pub fn clean_batch(
         *open |= !kept.is_empty();
     }
     let keeps_tombstone = kept.iter().any(|record| record.is_tombstone);
-    let new_horizon = (keeps_tombstone && batch.delete_horizon().is_none())
-        .then(|| rules.new_horizon());
+    let new_horizon =
+        (keeps_tombstone && batch.delete_horizon().is_none()).then(|| rules.new_horizon());
     let pending_horizon = keeps_tombstone
         .then(|| batch.delete_horizon().or(new_horizon))
         .flatten();
@@ -303,7 +304,9 @@ pub struct OutputChunk {
     pub bytes: u64,
     /// Their records.
     pub record_count: u32,
-    /// The largest `maxTimestamp` of its batches.
+    /// The largest timestamp of the entries it replaces (not of what is
+    /// left: the partition's time index is keyed by the entries' largest
+    /// timestamps, so an entry keeps its own; an upper bound for retention).
     pub max_timestamp: i64,
 }
 
@@ -317,21 +320,11 @@ impl OutputChunk {
         out.freeze()
     }
 
-    fn push(&mut self, batch: Bytes, records: u32, max_timestamp: i64) {
+    fn push(&mut self, batch: Bytes, records: u32) {
         self.bytes += batch.len() as u64;
         self.record_count = self.record_count.saturating_add(records);
-        self.max_timestamp = self.max_timestamp.max(max_timestamp);
         self.batches.push(batch);
     }
-}
-
-/// The `maxTimestamp` of a batch's bytes (a header [`batch::rewrite`] wrote
-/// or a stored batch [`batch::split_batches`] checked).
-fn max_timestamp_of(bytes: &[u8]) -> i64 {
-    bytes
-        .get(35..43)
-        .and_then(|field| <[u8; 8]>::try_from(field).ok())
-        .map_or(i64::MIN, i64::from_be_bytes)
 }
 
 /// A run of consecutive index entries being replaced, and what replaces
@@ -412,12 +405,11 @@ impl UnitBuilder {
         for (batch, outcome) in cleaned {
             match outcome.output {
                 Output::Same => {
-                    open.push(batch.bytes.clone(), outcome.records_out, batch.max_timestamp);
+                    open.push(batch.bytes.clone(), outcome.records_out);
                     self.last_dropped = None;
                 }
                 Output::Rewritten(bytes) => {
-                    let max_timestamp = max_timestamp_of(&bytes);
-                    open.push(bytes, outcome.records_out, max_timestamp);
+                    open.push(bytes, outcome.records_out);
                     self.unit.changed = true;
                     self.last_dropped = None;
                 }
@@ -428,6 +420,7 @@ impl UnitBuilder {
             }
         }
         open.last_offset = entry.last_offset;
+        open.max_timestamp = open.max_timestamp.max(entry.max_timestamp);
         let full = open.bytes >= self.max_chunk_bytes;
         self.unit.input_bytes += entry.byte_length;
         self.unit.inputs.push(entry);
@@ -444,7 +437,7 @@ impl UnitBuilder {
         };
         if let Some(dropped) = self.last_dropped.take() {
             let empty = batch::rewrite(&dropped, &[], None)?;
-            chunk.push(empty, 0, dropped.max_timestamp);
+            chunk.push(empty, 0);
         }
         if chunk.batches.is_empty() {
             return Err(BatchError::Corrupt {
@@ -477,7 +470,12 @@ mod tests {
 
     /// A batch at `base` of `(key, value)` records from `producer` (-1:
     /// none), transactional or not.
-    fn stored(base: i64, records: &[(&str, Option<&str>)], producer: i64, txn: bool) -> StoredBatch {
+    fn stored(
+        base: i64,
+        records: &[(&str, Option<&str>)],
+        producer: i64,
+        txn: bool,
+    ) -> StoredBatch {
         let records: Vec<Record> = records
             .iter()
             .enumerate()
@@ -490,7 +488,9 @@ mod tests {
                 producer_epoch: if producer < 0 { -1 } else { 0 },
                 timestamp_type: TimestampType::Creation,
                 offset: base + i as i64,
-                sequence: if producer < 0 { -1 } else { i as i32 },
+                // Base sequence -1 without a producer; the encoder keeps a
+                // batch together while offset - sequence stays the same.
+                sequence: if producer < 0 { i as i32 - 1 } else { i as i32 },
                 timestamp: 1_700_000_000_000,
                 key: (!key.is_empty()).then(|| Bytes::copy_from_slice(key.as_bytes())),
                 value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
@@ -599,7 +599,12 @@ mod tests {
     fn the_latest_record_of_each_key_stays_with_its_offset() {
         let mut fx = Fixture::new();
         let batches = vec![
-            stored(0, &[("a", Some("a0")), ("b", Some("b0")), ("", Some("nokey"))], -1, false),
+            stored(
+                0,
+                &[("a", Some("a0")), ("b", Some("b0")), ("", Some("nokey"))],
+                -1,
+                false,
+            ),
             stored(3, &[("a", Some("a1")), ("c", Some("c0"))], -1, false),
         ];
         assert_eq!(fx.map(&batches, 0), Mapped::Whole);
@@ -608,7 +613,10 @@ mod tests {
         let first = clean_batch(&batches[0], &rules, &mut txns).unwrap();
         assert_eq!(
             kept(&batches[0], &first.output),
-            vec![(1, "b".into(), Some("b0".into())), (2, "".into(), Some("nokey".into()))]
+            vec![
+                (1, "b".into(), Some("b0".into())),
+                (2, "".into(), Some("nokey".into()))
+            ]
         );
         assert_eq!((first.records_in, first.records_out), (3, 2));
         let second = clean_batch(&batches[1], &rules, &mut txns).unwrap();
@@ -686,7 +694,12 @@ mod tests {
         let abort = marker(1, 3, false);
         let committed = stored(2, &[("y", Some("kept"))], 4, true);
         let commit = marker(3, 4, true);
-        let batches = vec![aborted.clone(), abort.clone(), committed.clone(), commit.clone()];
+        let batches = vec![
+            aborted.clone(),
+            abort.clone(),
+            committed.clone(),
+            commit.clone(),
+        ];
         fx.map(&batches, 0);
         assert_eq!(fx.map.get(b"x"), None, "aborted keys are not mapped");
         assert_eq!(fx.map.get(b"y"), Some(2));
@@ -725,7 +738,12 @@ mod tests {
         assert_eq!(fx.map.room(), 3);
         let batches = vec![
             stored(0, &[("a", Some("1")), ("b", Some("1"))], -1, false),
-            stored(2, &[("a", Some("2")), ("c", Some("1")), ("d", Some("1"))], -1, false),
+            stored(
+                2,
+                &[("a", Some("2")), ("c", Some("1")), ("d", Some("1"))],
+                -1,
+                false,
+            ),
         ];
         assert_eq!(fx.map(&batches, 0), Mapped::Until(Some(1)));
         // From offset 2 on the first batch is skipped (below the dirty part).
@@ -741,7 +759,10 @@ mod tests {
             record_count: u32::try_from(last - base + 1).unwrap(),
             max_timestamp: 1_700_000_000_000,
             leader_epoch: epoch,
-            segment_id: SegmentId(ulid::Ulid::from_parts(1, 1)),
+            segment_id: SegmentId(fjord_common::IdGenerator::ulid(
+                &fjord_common::RandomIds::new(),
+                1,
+            )),
             object_key: String::new(),
             byte_offset: 0,
             byte_length: 100,
@@ -763,15 +784,29 @@ mod tests {
         let mut txns = Transactions::default();
         let mut clean = |b: &StoredBatch| (b.clone(), clean_batch(b, &rules, &mut txns).unwrap());
         let mut builder = UnitBuilder::new(1 << 20);
-        builder.add(entry(0, 1, 1), vec![clean(&batches[0]), clean(&batches[1])]).unwrap();
-        builder.add(entry(2, 2, 2), vec![clean(&batches[2])]).unwrap();
-        builder.add(entry(3, 3, 2), vec![clean(&batches[3])]).unwrap();
+        builder
+            .add(entry(0, 1, 1), vec![clean(&batches[0]), clean(&batches[1])])
+            .unwrap();
+        builder
+            .add(entry(2, 2, 2), vec![clean(&batches[2])])
+            .unwrap();
+        builder
+            .add(entry(3, 3, 2), vec![clean(&batches[3])])
+            .unwrap();
         let unit = builder.finish().unwrap();
         assert!(unit.changed);
         let shape: Vec<(i64, i64, i32, u32, usize)> = unit
             .chunks
             .iter()
-            .map(|c| (c.first_offset, c.last_offset, c.leader_epoch, c.record_count, c.batches.len()))
+            .map(|c| {
+                (
+                    c.first_offset,
+                    c.last_offset,
+                    c.leader_epoch,
+                    c.record_count,
+                    c.batches.len(),
+                )
+            })
             .collect();
         // Epoch 1 lost both records; its last batch stays as an empty header.
         assert_eq!(shape, vec![(0, 1, 1, 0, 1), (2, 3, 2, 2, 2)]);

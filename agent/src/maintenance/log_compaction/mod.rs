@@ -38,7 +38,10 @@
 //!
 //! Offsets never move: a batch keeps its base and last offsets whatever it
 //! loses, and the entries that replace a unit tile its offsets exactly, each
-//! within one leader epoch. Consumers see gaps, as Kafka's do.
+//! within one leader epoch and with the largest timestamp of the entries it
+//! replaces (the time index is keyed by it). Consumers see gaps, as Kafka's
+//! do. A leader's memory tail cache still serves the batches it holds as
+//! they were committed (`docs/compaction.md`, *Reads*).
 //!
 //! # Scheduling
 //!
@@ -50,7 +53,7 @@
 //! forward.
 //!
 //! Memory: the key map (at most `--log-compaction-buffer-bytes`), the unit
-//! being built (about `unit_bytes` out), [`FETCH_CONCURRENCY`] chunks read
+//! being built (about `unit_bytes` out), four chunks read
 //! ahead, and one batch's records decompressed.
 
 pub mod batch;
@@ -322,6 +325,14 @@ impl LogCompaction {
         let view = self.store.log_compaction_view(partition).await?;
         let now = self.clock.now_millis();
         let first_dirty = plan::first_dirty(&view.state, view.compaction.as_ref());
+        let horizon_due = view
+            .compaction
+            .and_then(|c| c.delete_horizon_ms)
+            .is_some_and(|horizon| horizon <= now);
+        if first_dirty >= view.state.high_watermark && !horizon_due {
+            // Nothing written since the last clean: no need to walk the index.
+            return Ok(None);
+        }
         let mut surveyor = Surveyor::new(&view.state, first_dirty, &rules, now);
         let mut offset = view.state.log_start_offset;
         'pages: loop {
@@ -430,16 +441,22 @@ impl LogCompaction {
             ..LogCompactionReport::default()
         };
         let now_ms = self.clock.now_millis();
-        let seed = u64::try_from(self.ids.ulid(now_ms).random() & u128::from(u64::MAX)).unwrap_or(0);
+        let seed =
+            u64::try_from(self.ids.ulid(now_ms).random() & u128::from(u64::MAX)).unwrap_or(0);
         let aborted = self
             .store
-            .aborted_transactions(partition, plan.log_start, plan.first_uncleanable, MAX_ABORTED)
+            .aborted_transactions(
+                partition,
+                plan.log_start,
+                plan.first_uncleanable,
+                MAX_ABORTED,
+            )
             .await?;
         if aborted.len() >= MAX_ABORTED {
             anyhow::bail!("more than {MAX_ABORTED} aborted transactions to clean at once");
         }
         // 2. Map the dirty part.
-        let mut context = Context {
+        let context = Context {
             map: OffsetMap::new(self.settings.buffer_bytes, plan.dirty_records, seed),
             map_end: plan.first_dirty - 1,
             aborted: AbortedIndex::new(&aborted),
@@ -447,7 +464,9 @@ impl LogCompaction {
             now_ms,
             delete_retention_ms: plan.rules.delete_retention_ms,
         };
-        let (context, map_filled) = self.map_dirty(partition, &plan, context, &mut report).await?;
+        let (context, map_filled) = self
+            .map_dirty(partition, &plan, context, &mut report)
+            .await?;
         if map_filled {
             report.maps_filled += 1;
             if context.map_end < plan.first_dirty {
@@ -467,7 +486,14 @@ impl LogCompaction {
                 .buffered(FETCH_CONCURRENCY)
         );
         let mut state = CleanState::default();
-        let mut builder = UnitBuilder::new(self.settings.max_chunk_bytes);
+        // compact,delete: an output chunk per input entry, each with its own
+        // largest timestamp for retention.
+        let max_chunk_bytes = if plan.rules.deletes {
+            0
+        } else {
+            self.settings.max_chunk_bytes
+        };
+        let mut builder = UnitBuilder::new(max_chunk_bytes);
         let mut applied = true;
         while let Some(chunk) = entries.next().await {
             let (entry, bytes) = chunk?;
@@ -501,22 +527,22 @@ impl LogCompaction {
             state = returned;
             builder.add(entry, cleaned)?;
             if builder.input_bytes() >= self.settings.unit_bytes {
-                let unit = std::mem::replace(
-                    &mut builder,
-                    UnitBuilder::new(self.settings.max_chunk_bytes),
-                )
-                .finish()?;
+                let unit =
+                    std::mem::replace(&mut builder, UnitBuilder::new(max_chunk_bytes)).finish()?;
                 applied &= self.write_unit(partition, unit, &mut report).await?;
             }
         }
         if !builder.is_empty() {
-            applied &= self.write_unit(partition, builder.finish()?, &mut report).await?;
+            applied &= self
+                .write_unit(partition, builder.finish()?, &mut report)
+                .await?;
         }
         report.records_read += state.records_read;
         report.records_kept += state.records_kept;
         // 4. The checkpoint, once everything applied.
         if applied {
-            let first_dirty_offset = (map_end + 1).max(previous.map_or(0, |p| p.first_dirty_offset));
+            let first_dirty_offset =
+                (map_end + 1).max(previous.map_or(0, |p| p.first_dirty_offset));
             self.store
                 .record_log_compaction(
                     partition,

@@ -40,6 +40,11 @@ pub struct TopicRules {
     pub min_dirty_ratio: f64,
     /// `segment.ms`.
     pub segment_ms: i64,
+    /// Whether the policy also deletes (`compact,delete`): retention then
+    /// expires index entries by their largest timestamp, so a clean does not
+    /// merge entries (object compaction merges them when they are not about
+    /// to expire).
+    pub deletes: bool,
 }
 
 impl TopicRules {
@@ -47,7 +52,8 @@ impl TopicRules {
     /// `cleanup.policy` includes `compact`.
     pub fn of(configs: &BTreeMap<String, String>) -> Option<Self> {
         let policy = topic::effective(configs, "cleanup.policy")?;
-        if !policy.split(',').any(|item| item.trim() == "compact") {
+        let has = |wanted: &str| policy.split(',').any(|item| item.trim() == wanted);
+        if !has("compact") {
             return None;
         }
         let long = |name: &str, fallback: i64| {
@@ -65,6 +71,7 @@ impl TopicRules {
             max_lag_ms: long("max.compaction.lag.ms", i64::MAX).max(1),
             min_dirty_ratio: ratio,
             segment_ms: long("segment.ms", 604_800_000).max(1),
+            deletes: has("delete"),
         })
     }
 }
@@ -218,6 +225,7 @@ mod tests {
             max_lag_ms: i64::MAX,
             min_dirty_ratio: 0.5,
             segment_ms: 100,
+            deletes: false,
         }
     }
 
@@ -242,7 +250,10 @@ mod tests {
             record_count: u32::try_from(last - base + 1).unwrap(),
             max_timestamp,
             leader_epoch: 1,
-            segment_id: SegmentId(ulid::Ulid::from_parts(1, 1)),
+            segment_id: SegmentId(fjord_common::IdGenerator::ulid(
+                &fjord_common::RandomIds::new(),
+                1,
+            )),
             object_key: String::new(),
             byte_offset: 0,
             byte_length: 100,
@@ -250,7 +261,12 @@ mod tests {
         }
     }
 
-    fn survey(state: &PartitionState, first_dirty: i64, rules: &TopicRules, entries: &[IndexEntry]) -> Survey {
+    fn survey(
+        state: &PartitionState,
+        first_dirty: i64,
+        rules: &TopicRules,
+        entries: &[IndexEntry],
+    ) -> Survey {
         let mut surveyor = Surveyor::new(state, first_dirty, rules, NOW);
         for entry in entries {
             if !surveyor.add(entry) {
@@ -263,7 +279,10 @@ mod tests {
     #[test]
     fn topic_rules_need_compact_in_the_policy() {
         let configs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
         };
         assert!(TopicRules::of(&configs(&[])).is_none());
         let both = TopicRules::of(&configs(&[
@@ -276,6 +295,7 @@ mod tests {
         assert_eq!(both.segment_ms, 100);
         assert_eq!(both.delete_retention_ms, 86_400_000);
         assert_eq!(both.max_lag_ms, i64::MAX);
+        assert!(both.deletes);
     }
 
     #[test]
@@ -294,7 +314,10 @@ mod tests {
             min_lag_ms: 6_000,
             ..rules
         };
-        assert_eq!(survey(&state(40), 0, &lagging, &entries).first_uncleanable, 10);
+        assert_eq!(
+            survey(&state(40), 0, &lagging, &entries).first_uncleanable,
+            10
+        );
         // Everything old: up to the high watermark.
         let old = [entry(0, 9, NOW - 10_000)];
         assert_eq!(survey(&state(10), 0, &rules, &old).first_uncleanable, 10);
