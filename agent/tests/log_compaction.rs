@@ -752,6 +752,7 @@ fn client_scenario(extra: &[&str]) {
     assert_eq!(field("compacted_read"), "10000");
     assert_eq!(field("compacted_exact"), "True");
     assert_eq!(field("timestamp_search_exact"), "True");
+    assert_eq!(field("keyless_refused"), "True");
     assert_eq!(
         field("carried_on_errors"),
         "0",

@@ -165,6 +165,15 @@ searcher.close()
 first_kept = min(offset for offset, _, _ in records) if records else None
 summary["timestamp_search_exact"] = found[0].error is None and found[0].offset == first_kept
 
+# A record without a key is refused by a compacted topic (INVALID_RECORD).
+outcomes = []
+plain = Producer({"bootstrap.servers": bootstrap, "retries": 0})
+plain.produce("compacted", value=b"no key", on_delivery=lambda error, _m: outcomes.append(error))
+plain.flush(30)
+summary["keyless_refused"] = (
+    len(outcomes) == 1 and outcomes[0] is not None and outcomes[0].code() == KafkaError.INVALID_RECORD
+)
+
 # 2. The idempotent producer carries on across compactions.
 for round_ in range(10):
     for key in range(round_ * 1_000, (round_ + 1) * 1_000):

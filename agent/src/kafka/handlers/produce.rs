@@ -25,9 +25,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
+use crate::configs::topic::cleanup_policy_compacts;
 use crate::kafka::errors::log_error;
 use crate::log::produce::windows::ClientWindow;
 use crate::log::{Acks, Appended};
+use crate::maintenance::log_compaction::batch::split_batches;
 use crate::records;
 use fjord_metadata::{MetadataError, TopicPartition};
 
@@ -167,6 +169,17 @@ async fn append_all(
                     format!("partition {index} does not exist"),
                 ),
                 (Ok(_), None) => Outcome::Failed(ResponseError::InvalidRecord, "no records".into()),
+                (Ok(meta), Some(records))
+                    if cleanup_policy_compacts(&meta.configs) && has_keyless_record(&records) =>
+                {
+                    Outcome::Failed(
+                        ResponseError::InvalidRecord,
+                        format!(
+                            "topic {} is compacted (cleanup.policy=compact): every record needs a key",
+                            topic.name.0
+                        ),
+                    )
+                }
                 (Ok(meta), Some(records)) => {
                     let tp = TopicPartition::new(meta.id, index);
                     match broker.logs.append(tp, &records, durability).await {
@@ -183,6 +196,27 @@ async fn append_all(
         topics.push((topic.name, outcomes));
     }
     topics
+}
+
+/// Whether a record of `records` has a null key, which a compacted topic
+/// refuses (`INVALID_RECORD`, as Kafka's validator does). Batches that do not
+/// parse are left to the write path's validation, which refuses them.
+fn has_keyless_record(records: &bytes::Bytes) -> bool {
+    let Ok(batches) = split_batches(records) else {
+        return false;
+    };
+    batches.iter().filter(|b| !b.is_control()).any(|batch| {
+        batch
+            .decompressed()
+            .ok()
+            .and_then(|bytes| {
+                batch
+                    .records(&bytes)
+                    .ok()
+                    .map(|records| records.iter().any(|r| r.key.is_none()))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Every partition of `topic_data` refused with `error`.
