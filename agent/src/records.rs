@@ -288,26 +288,37 @@ pub fn chunk_hint<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> fjord_stor
 /// they were produced, and their chunk's checksum when it was read — and
 /// malformed input is returned unchanged.
 pub fn skip_before(stored: Bytes, offset: i64) -> Bytes {
-    let mut at = 0usize;
-    while at < stored.len() {
+    let Some(spans) = batch_spans(&stored) else {
+        return stored;
+    };
+    for (at, _) in spans {
         let rest = &stored[at..];
-        if rest.len() < BATCH_HEADER_LEN {
-            return stored;
-        }
-        let Some(total) = usize::try_from(read_i32(rest, 8))
-            .ok()
-            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
-            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())
-        else {
-            return stored;
-        };
         let last_offset = read_i64(rest, 0).saturating_add(i64::from(read_i32(rest, 23)));
         if last_offset >= offset {
             return stored.slice(at..);
         }
-        at += total;
     }
     Bytes::new()
+}
+
+/// Where each batch of stored (valid) batches starts and how long it is, from
+/// the headers' lengths only; `None` when they do not frame `stored` exactly.
+fn batch_spans(stored: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut spans = Vec::new();
+    let mut at = 0usize;
+    while at < stored.len() {
+        let rest = &stored[at..];
+        if rest.len() < BATCH_HEADER_LEN {
+            return None;
+        }
+        let total = usize::try_from(read_i32(rest, 8))
+            .ok()
+            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
+            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())?;
+        spans.push((at, total));
+        at += total;
+    }
+    Some(spans)
 }
 
 /// A transaction marker: the control batch the leader writes into a
@@ -364,46 +375,26 @@ pub fn control_batch(
 /// boundary: the last stable offset is the first offset of a batch, or the
 /// high watermark), as one slice; malformed input is returned unchanged.
 pub fn take_before(stored: Bytes, end: i64) -> Bytes {
-    let mut at = 0usize;
-    while at < stored.len() {
-        let rest = &stored[at..];
-        if rest.len() < BATCH_HEADER_LEN {
-            return stored;
-        }
-        let Some(total) = usize::try_from(read_i32(rest, 8))
-            .ok()
-            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
-            .filter(|total| *total >= BATCH_HEADER_LEN && *total <= rest.len())
-        else {
-            return stored;
-        };
-        if read_i64(rest, 0) >= end {
-            return stored.slice(..at);
-        }
-        at += total;
+    let Some(spans) = batch_spans(&stored) else {
+        return stored;
+    };
+    match spans
+        .iter()
+        .find(|(at, _)| read_i64(&stored[*at..], 0) >= end)
+    {
+        Some((at, _)) => stored.slice(..*at),
+        None => stored,
     }
-    stored
 }
 
 /// Whether any of the stored batches is transactional (so a
 /// `read_committed` reader needs the partition's aborted transactions).
 pub fn has_transactional(stored: &[u8]) -> bool {
-    let mut at = 0usize;
-    while at + BATCH_HEADER_LEN <= stored.len() {
-        let rest = &stored[at..];
-        if read_i16(rest, ATTRIBUTES_AT) & TRANSACTIONAL_FLAG != 0 {
-            return true;
-        }
-        let Some(total) = usize::try_from(read_i32(rest, 8))
-            .ok()
-            .and_then(|len| len.checked_add(LENGTH_FIELD_END))
-            .filter(|total| *total >= BATCH_HEADER_LEN)
-        else {
-            return false;
-        };
-        at += total;
-    }
-    false
+    batch_spans(stored).is_some_and(|spans| {
+        spans
+            .iter()
+            .any(|(at, _)| read_i16(&stored[*at..], ATTRIBUTES_AT) & TRANSACTIONAL_FLAG != 0)
+    })
 }
 
 /// The `(offset, timestamp)` of every record in a stored batch, in offset order,

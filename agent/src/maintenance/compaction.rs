@@ -236,44 +236,21 @@ impl Compaction {
     }
 
     /// Runs a pass every interval until `shutdown` (never, if the interval is
-    /// zero).
+    /// zero), while this agent holds the bucket-wide job shard.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        if self.settings.interval.is_zero() {
-            shutdown.cancelled().await;
-            return Ok(());
-        }
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.settings.interval,
-            self.settings.interval,
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
-            }
-            match self.leases.refresh().await {
-                Ok(held) if held.holds(BUCKET_SHARD) => {}
-                Ok(_) => continue,
+        let interval = self.settings.interval;
+        let job = &self;
+        super::run_every("object compaction", interval, shutdown, || async move {
+            match job.leases.refresh().await {
+                Ok(held) if held.holds(BUCKET_SHARD) => Some(job.pass().await),
+                Ok(_) => None,
                 Err(error) => {
                     tracing::warn!(%error, "job leases not refreshed; compaction retries next interval");
-                    continue;
+                    None
                 }
             }
-            let pass = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                pass = self.pass() => pass,
-            };
-            match pass {
-                Ok(report) if report != CompactionReport::default() => {
-                    tracing::info!(?report, "object compaction pass");
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "object compaction failed; retrying next interval")
-                }
-            }
-        }
+        })
+        .await
     }
 
     /// One pass: expires stale registrations, then runs until no two small

@@ -320,14 +320,7 @@ impl TransactionCoordinator {
         }
         if record.phase == TransactionPhase::Ongoing {
             // Fence the old producer: abort its transaction under a new epoch.
-            record = self.bump(record).await?;
-            record.phase = TransactionPhase::PrepareAbort;
-            record.updated_ms = now;
-            self.store
-                .prepare_end_transaction(fence, &record)
-                .await
-                .map_err(|e| TxnError::from_metadata(&e))?;
-            record = self.complete(fence, record).await?;
+            record = self.abort_fencing(fence, record, now).await?;
         }
         let mut record = self.bump(record).await?;
         record.timeout_ms = timeout_ms;
@@ -560,7 +553,7 @@ impl TransactionCoordinator {
     async fn finish(&self, transactional_id: &str, now: i64) -> Result<bool, TxnError> {
         let _guard = self.lock(transactional_id).await;
         let fence = self.fence(transactional_id).await?;
-        let Some(mut record) = self.load(transactional_id).await? else {
+        let Some(record) = self.load(transactional_id).await? else {
             return Ok(false);
         };
         if record.phase.is_preparing() {
@@ -578,15 +571,26 @@ impl TransactionCoordinator {
             timeout_ms = record.timeout_ms,
             "aborting a transaction open past its timeout"
         );
-        record = self.bump(record).await?;
+        self.abort_fencing(fence, record, now).await?;
+        Ok(true)
+    }
+
+    /// Aborts the open transaction of `record` under the next epoch (so its
+    /// producer is fenced everywhere the markers go), then completes it.
+    async fn abort_fencing(
+        &self,
+        fence: ShardFence,
+        record: TransactionRecord,
+        now: i64,
+    ) -> Result<TransactionRecord, TxnError> {
+        let mut record = self.bump(record).await?;
         record.phase = TransactionPhase::PrepareAbort;
         record.updated_ms = now;
         self.store
             .prepare_end_transaction(fence, &record)
             .await
             .map_err(|e| TxnError::from_metadata(&e))?;
-        self.complete(fence, record).await?;
-        Ok(true)
+        self.complete(fence, record).await
     }
 
     /// Runs [`TransactionCoordinator::pass`] every [`PASS_INTERVAL`] until

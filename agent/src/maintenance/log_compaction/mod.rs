@@ -232,37 +232,12 @@ impl LogCompaction {
     /// Runs a pass every interval until `shutdown` (never, if the interval is
     /// zero).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        if self.settings.interval.is_zero() {
-            shutdown.cancelled().await;
-            return Ok(());
-        }
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.settings.interval,
-            self.settings.interval,
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
-            }
-            // Not cancel-safe between a registration and its swap, but a
-            // dropped pass leaves at worst a registration that expires to
-            // garbage, as a crash does.
-            let pass = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                pass = self.pass() => pass,
-            };
-            match pass {
-                Ok(report) if report != LogCompactionReport::default() => {
-                    tracing::info!(?report, "log compaction pass");
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "log compaction pass failed; retrying next interval")
-                }
-            }
-        }
+        let interval = self.settings.interval;
+        let job = &self;
+        super::run_every("log compaction", interval, shutdown, || async move {
+            Some(job.pass().await)
+        })
+        .await
     }
 
     /// One pass: every compacted partition of the job shards this agent holds
