@@ -70,8 +70,12 @@ from confluent_kafka import Producer
 bootstrap, topic, total, per_txn, txn_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rng = random.Random(7)
 values = [''.join(rng.choice(string.ascii_letters) for _ in range(MESSAGE_SIZE)).encode() for _ in range(256)]
+# Requests of up to 16 MiB (librdkafka caps them at message.max.bytes, 1 MB
+# by default, which with five in flight would bound the pipeline, not the
+# broker), batches of up to 1 MB per partition (the broker's limit).
 config = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-          "linger.ms": 5, "batch.size": 262144, "queue.buffering.max.messages": 1000000}
+          "linger.ms": 20, "batch.size": 1000000, "message.max.bytes": 16777216,
+          "queue.buffering.max.messages": 1000000, "queue.buffering.max.kbytes": 1048576}
 if per_txn > 0:
     config["transactional.id"] = txn_id
 p = Producer(config)
