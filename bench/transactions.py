@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Transactional produce beside idempotent produce, in one run.
 
-    python3 bench/transactions.py [--mib 512] [--partitions 16]
-        [--records-per-txn 1000,100] [--fjord-bin BIN]
+    python3 bench/transactions.py [--mib 256] [--partitions 16]
+        [--records-per-txn 10000,1000] [--fjord-bin BIN]
         [--latency-profile s3-standard] [--out bench/results] [--tag T]
 
 One agent over a local-directory bucket behind the agent's latency model
@@ -41,9 +41,9 @@ MESSAGE_SIZE = 1024
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=float, default=512.0, help="MiB of record values per phase")
+    parser.add_argument("--mib", type=float, default=256.0, help="MiB of record values per phase")
     parser.add_argument("--partitions", type=int, default=16)
-    parser.add_argument("--records-per-txn", default="1000,100")
+    parser.add_argument("--records-per-txn", default="10000,1000")
     parser.add_argument("--latency-profile", default="s3-standard", choices=["none", "s3-standard", "s3-express"])
     parser.add_argument("--flush-interval-ms", type=int, default=100)
     parser.add_argument("--fjord-bin", help="the fjord binary (default: build the release profile)")
