@@ -32,7 +32,6 @@ use uuid::Uuid;
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const ILLEGAL_GENERATION: i16 = 22;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const UNKNOWN_MEMBER_ID: i16 = 25;
@@ -524,7 +523,9 @@ fn find_coordinator_list_groups_and_offset_delete_at_every_version() {
     transactional.key = s("txn");
     transactional.key_type = 1;
     let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &transactional);
-    assert_eq!(response.error_code, COORDINATOR_NOT_AVAILABLE);
+    // Transactional ids are coordinated on the same shards as groups.
+    assert_eq!(response.error_code, NONE);
+    assert_eq!(response.port, i32::from(agent.port));
 
     // A stable member subscribed to "wire", with offsets for "wire" and "other".
     let joined = join(&mut client, "listed", 9);
