@@ -116,6 +116,36 @@ if ! "$localstack_venv/bin/python" -c 'import localstack.aws.components, service
     "$localstack_venv/bin/python" -c 'import localstack.aws.components, service_identity'
 fi
 
+# The stream-processing apps of agent/tests/stream_apps.rs (tests/apps/):
+# Quix Streams (over confluent-kafka) and faust-streaming (over aiokafka), with
+# rocksdict for their RocksDB state, in their own virtual environment: Faust
+# needs aiokafka 0.13 or later against a broker without CreateTopics v0-v1
+# (Kafka 4, Fjord), while the compatibility tests pin aiokafka 0.12.0. Pinned;
+# reinstalled when another version of any of them is present.
+stream_apps_packages=("quixstreams==3.28.1" "faust-streaming==0.15.3" "aiokafka==0.14.0"
+    "confluent-kafka==2.12.1" "rocksdict==0.3.29")
+stream_apps_venv="${XDG_CACHE_HOME:-$HOME/.cache}/fjord/stream-apps"
+stream_apps_installed() {
+    "$stream_apps_venv/bin/python" - "${stream_apps_packages[@]}" <<'EOF' >/dev/null 2>&1
+import importlib.metadata as metadata
+import sys
+
+for pin in sys.argv[1:]:
+    name, version = pin.split("==")
+    if metadata.version(name) != version:
+        sys.exit(1)
+import confluent_kafka, faust, quixstreams, rocksdict  # noqa: E401,F401
+EOF
+}
+if ! stream_apps_installed; then
+    echo "installing ${stream_apps_packages[*]} into $stream_apps_venv"
+    rm -rf "$stream_apps_venv"
+    python3 -m venv "$stream_apps_venv"
+    "$stream_apps_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "${stream_apps_packages[@]}"
+    stream_apps_installed
+fi
+
 node_dir="$(dirname "$0")/../tests/clients/node"
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Debian packages: nodejs npm"
