@@ -132,6 +132,14 @@ impl ClusterView {
         self.live_in_role(|roles| roles.serve)
     }
 
+    /// The Kafka address (`host:port`) of live agent `node_id`, if it is live.
+    pub fn kafka_address(&self, node_id: i32) -> Option<String> {
+        self.live()
+            .into_iter()
+            .find(|agent| agent.node_id == node_id)
+            .map(|agent| format!("{}:{}", agent.host, agent.port))
+    }
+
     /// The live agents whose roles pass `role` (this one unless it is leaving
     /// and others are live).
     fn live_in_role(&self, role: impl Fn(AgentRoles) -> bool) -> Vec<LiveAgent> {

@@ -98,12 +98,7 @@ impl GatewayCore {
 impl GatewayCore {
     /// The Kafka listener of live agent `node_id`.
     fn kafka_address(&self, node_id: i32) -> Option<String> {
-        self.broker
-            .cluster
-            .live()
-            .into_iter()
-            .find(|agent| agent.node_id == node_id)
-            .map(|agent| format!("{}:{}", agent.host, agent.port))
+        self.broker.cluster.kafka_address(node_id)
     }
 
     /// A produce to a partition `owner` leads, forwarded there: as a Kafka

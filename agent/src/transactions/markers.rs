@@ -164,13 +164,7 @@ impl MarkerWriter {
         targets: Vec<Target>,
         marker: Marker,
     ) -> Vec<(Target, String)> {
-        let Some(address) = self
-            .cluster
-            .live()
-            .into_iter()
-            .find(|agent| agent.node_id == owner)
-            .map(|agent| format!("{}:{}", agent.host, agent.port))
-        else {
+        let Some(address) = self.cluster.kafka_address(owner) else {
             let why = format!("the leader (node {owner}) is not live");
             return targets.into_iter().map(|t| (t, why.clone())).collect();
         };
