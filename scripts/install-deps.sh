@@ -146,6 +146,21 @@ if ! stream_apps_installed; then
     stream_apps_installed
 fi
 
+# kafka-python 3 for the admin API tests (agent/tests/admin_apis.rs): its
+# admin client sends DescribeTopicPartitions, DescribeLogDirs, ElectLeaders,
+# the partition reassignment APIs and DescribeQuorum, which 2.2 does not; the
+# other tests pin kafka-python 2.2.15, so it lives in its own virtual
+# environment. Pinned; reinstalled when another version is present.
+kafka_python3_version="3.0.12"
+kafka_python3_venv="${XDG_CACHE_HOME:-$HOME/.cache}/fjord/kafka-python-$kafka_python3_version"
+if ! "$kafka_python3_venv/bin/python" -c "import kafka, sys; sys.exit(kafka.__version__ != '$kafka_python3_version')" >/dev/null 2>&1; then
+    echo "installing kafka-python==$kafka_python3_version into $kafka_python3_venv"
+    rm -rf "$kafka_python3_venv"
+    python3 -m venv "$kafka_python3_venv"
+    "$kafka_python3_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "kafka-python==$kafka_python3_version"
+fi
+
 node_dir="$(dirname "$0")/../tests/clients/node"
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Debian packages: nodejs npm"

@@ -19,6 +19,10 @@
 //!   elsewhere (a partition forgotten after a commit found it out of line):
 //!   release it, so its owner does not wait for this agent forever.
 //!
+//! Where a partition is placed is the agent an operator chose for it
+//! (`AlterPartitionReassignments`, read from metadata each tick) while that
+//! agent is live, else the shared hashing's choice ([`ClusterView::owner`]).
+//!
 //! Coordinator shards placed elsewhere, or taken by another agent meanwhile,
 //! are unloaded the same way ([`GroupCoordinator::release_shards`]).
 //!
@@ -172,7 +176,16 @@ async fn balance_once(
             store.deregister_agent(node).await?;
         }
     }
-    // Every topic and partition state from one snapshot, in one transaction.
+    // Where operators placed leaders, then every topic and partition state
+    // from one snapshot, in one transaction.
+    view.set_leader_placements(
+        store
+            .leader_placements()
+            .await?
+            .into_iter()
+            .map(|(partition, placement)| (partition, placement.node_id))
+            .collect(),
+    );
     let topics = store.all_partition_states().await?;
     logs.topics()
         .replace_all(&topics.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());

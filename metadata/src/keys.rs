@@ -28,6 +28,7 @@
 //! | `("txn", shard, transactional_id)` | [`TransactionRecord`](crate::TransactionRecord): a transactional id's producer, epoch and current transaction, under its coordinator shard |
 //! | `("txn_offset", group, producer_id, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset): an offset committed in a transaction (`TxnOffsetCommit`), moved to `group_offset` when the transaction commits |
 //! | `("rest_consumer", group, instance)` | [`RestConsumerRecord`](crate::rest_consumers::RestConsumerRecord): a REST Proxy (v2) consumer instance, written by compare-and-set on its version |
+//! | `("leader_placement", topic_id, partition)` | [`LeaderPlacement`](crate::LeaderPlacement): the agent an operator placed the partition's leader on (`AlterPartitionReassignments`) |
 //! | `("log_compaction", topic_id, partition)` | [`LogCompactionState`](crate::LogCompactionState): log compaction's cleaner checkpoint (the first dirty offset) and the earliest delete horizon still pending in the cleaned part |
 //!
 //! Every value is a versioned record ([`codec`](crate::codec)) except the
@@ -476,6 +477,35 @@ impl Keyspace {
     pub fn partition_of_log_compaction(&self, key: &[u8]) -> Option<i32> {
         let (_, _, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
         Some(partition)
+    }
+}
+
+// ----- leader placements -----
+
+impl Keyspace {
+    /// The agent an operator placed a partition's leader on.
+    pub fn leader_placement(&self, partition: TopicPartition) -> Vec<u8> {
+        self.root.pack(&(
+            "leader_placement",
+            partition.topic_id.0,
+            partition.partition,
+        ))
+    }
+
+    /// The prefix of every leader placement.
+    pub fn leader_placements(&self) -> Vec<u8> {
+        self.root.pack(&("leader_placement",))
+    }
+
+    /// The prefix of a topic's leader placements.
+    pub fn leader_placements_of_topic(&self, topic_id: TopicId) -> Vec<u8> {
+        self.root.pack(&("leader_placement", topic_id.0))
+    }
+
+    /// The partition of a [`Keyspace::leader_placement`] key.
+    pub fn partition_of_leader_placement(&self, key: &[u8]) -> Option<TopicPartition> {
+        let (_, topic_id, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
+        Some(TopicPartition::new(TopicId(topic_id), partition))
     }
 }
 

@@ -33,6 +33,7 @@
 //! | moves the log start, answers `OffsetForLeaderEpoch` | [`MetadataStore::delete_records`], [`MetadataStore::epoch_end_offset`] | `store` |
 //! | retention: moves log starts, releases the entries below them, records unreferenced objects as garbage | [`MetadataStore::apply_retention`], [`MetadataStore::release_prefix`], [`MetadataStore::garbage_objects`] | `retention` |
 //! | compacts objects: registers an output before its upload, swaps partitions' entries over to it only where they did not change | [`MetadataStore::register_compaction_output`], [`MetadataStore::swap_compacted`] | `compaction` |
+//! | places a partition's leader on the agent an operator chose (`AlterPartitionReassignments`) | [`MetadataStore::set_leader_placement`], [`MetadataStore::leader_placements`] | `leader_placement` |
 //! | compacts logs (`cleanup.policy=compact`): plans a clean from one snapshot, swaps cleaned entries in (fewer records, same offsets), moves the cleaner checkpoint | [`MetadataStore::log_compaction_view`], [`MetadataStore::swap_log_compacted`], [`MetadataStore::record_log_compaction`] | `log_compaction` |
 //! | who runs the jobs of each shard (retention, compaction, garbage collection) | [`MetadataStore::acquire_job_shard`], [`MetadataStore::release_job_shard`], [`MetadataStore::job_shards`] | `jobs` |
 //! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
@@ -65,6 +66,7 @@ mod groups;
 mod jobs;
 pub mod keys;
 pub mod kv;
+mod leader_placement;
 mod log_compaction;
 mod model;
 mod open;
@@ -81,6 +83,7 @@ pub use compaction::{
 pub use error::{ErrorKind, MetadataError};
 pub use groups::{COORDINATOR_SHARDS, coordinator_shard_of};
 pub use jobs::{JOB_SHARDS, JobLease, JobShardState};
+pub use leader_placement::LeaderPlacement;
 pub use log_compaction::{ActiveProducer, LogCompactionState, LogCompactionView};
 pub use model::*;
 pub use open::{

@@ -322,6 +322,7 @@ impl MetadataStore {
                 txn.clear_prefix(&keys.partitions_of(topic.id));
                 txn.clear_prefix(&keys.producer_states_of_topic(topic.id));
                 txn.clear_prefix(&keys.aborted_transactions_of_topic(topic.id));
+                txn.clear_prefix(&keys.leader_placements_of_topic(topic.id));
                 // The time index goes with the topic; its index entries stay for
                 // the garbage collector (see DeletedTopic).
                 txn.clear_prefix(&keys.time_index_of_topic(topic.id));

@@ -72,6 +72,9 @@ pub struct ClusterView {
     /// The roles of agents that do not do everything (`--roles`), this one
     /// included; an agent not named does both.
     roles: RwLock<HashMap<i32, AgentRoles>>,
+    /// The agents operators placed partitions' leaders on
+    /// (`AlterPartitionReassignments`), as metadata last said.
+    leader_placements: RwLock<HashMap<TopicPartition, i32>>,
 }
 
 impl ClusterView {
@@ -83,6 +86,7 @@ impl ClusterView {
             leaving: AtomicBool::new(false),
             placements: Mutex::default(),
             roles: RwLock::default(),
+            leader_placements: RwLock::default(),
         }
     }
 
@@ -239,9 +243,39 @@ impl ClusterView {
         computed
     }
 
+    /// Replaces the leader placements operators chose (read from metadata).
+    pub fn set_leader_placements(&self, placements: HashMap<TopicPartition, i32>) {
+        *self
+            .leader_placements
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = placements;
+    }
+
+    /// The agent an operator placed `partition`'s leader on, live or not.
+    pub fn leader_placement(&self, partition: TopicPartition) -> Option<i32> {
+        self.leader_placements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .copied()
+    }
+
     /// The live agent that should lead `partition` of a topic with
-    /// `partition_count` partitions.
+    /// `partition_count` partitions: the one an operator placed it on while
+    /// that one is live and serves, else the hashed placement's.
     pub fn owner(&self, partition: TopicPartition, partition_count: i32) -> i32 {
+        if let Some(chosen) = self.leader_placement(partition)
+            && self.is_live(chosen)
+            && self.roles_of(chosen).serve
+        {
+            return chosen;
+        }
+        self.hashed_owner(partition, partition_count)
+    }
+
+    /// The live agent the shared hashing places `partition` on, whatever an
+    /// operator chose.
+    fn hashed_owner(&self, partition: TopicPartition, partition_count: i32) -> i32 {
         let count = u32::try_from(partition_count).unwrap_or(0);
         let index = usize::try_from(partition.partition).unwrap_or(usize::MAX);
         self.placement(partition.topic_id.0.as_bytes(), count)

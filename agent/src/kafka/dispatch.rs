@@ -109,6 +109,24 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeCluster(request) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, request, version).await)
         }
+        RequestKind::DescribeTopicPartitions(request) => ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(broker, request).await,
+        ),
+        RequestKind::DescribeLogDirs(request) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, request).await)
+        }
+        RequestKind::ElectLeaders(request) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, request, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(request) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(broker, request).await)
+        }
+        RequestKind::ListPartitionReassignments(request) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, request).await)
+        }
+        RequestKind::DescribeQuorum(request) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(request))
+        }
         // Consumer groups.
         RequestKind::FindCoordinator(request) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, request, version).await)

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use fjord_metadata::{MetadataStore, SegmentId, TopicPartition};
+use fjord_metadata::{MetadataStore, SegmentId, TopicMeta, TopicPartition};
 use serde::Serialize;
 
 use super::compaction::CompactionSettings;
@@ -68,6 +68,44 @@ pub struct StorageReport {
     pub job_shards: std::collections::BTreeMap<i32, usize>,
 }
 
+/// Partition `index` of `topic`'s share of the bucket: its index entries
+/// from the log start on, read a page at a time.
+pub async fn partition_storage(
+    store: &MetadataStore,
+    topic: &TopicMeta,
+    index: i32,
+) -> Result<PartitionStorage, fjord_metadata::MetadataError> {
+    let partition = TopicPartition::new(topic.id, index);
+    let mut row = PartitionStorage {
+        topic: topic.name.clone(),
+        partition: index,
+        log_start_offset: 0,
+        high_watermark: 0,
+        index_entries: 0,
+        bytes: 0,
+        objects: 0,
+    };
+    let mut objects: BTreeSet<SegmentId> = BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let lookup = store.lookup(partition, offset, PAGE).await?;
+        row.log_start_offset = lookup.state.log_start_offset;
+        row.high_watermark = lookup.state.high_watermark;
+        let full = lookup.entries.len() == PAGE;
+        for entry in &lookup.entries {
+            row.index_entries += 1;
+            row.bytes += entry.byte_length;
+            objects.insert(entry.segment_id);
+            offset = entry.last_offset + 1;
+        }
+        if !full {
+            break;
+        }
+    }
+    row.objects = objects.len();
+    Ok(row)
+}
+
 /// Builds the report at `now_ms`, with `settings` saying what compaction
 /// takes. `orphans` is a dry-run sweep's findings, if one was made.
 pub async fn storage_report(
@@ -82,34 +120,7 @@ pub async fn storage_report(
     };
     for topic in store.list_topics().await? {
         for index in 0..topic.partition_count {
-            let partition = TopicPartition::new(topic.id, index);
-            let mut row = PartitionStorage {
-                topic: topic.name.clone(),
-                partition: index,
-                log_start_offset: 0,
-                high_watermark: 0,
-                index_entries: 0,
-                bytes: 0,
-                objects: 0,
-            };
-            let mut objects: BTreeSet<SegmentId> = BTreeSet::new();
-            let mut offset = 0;
-            loop {
-                let lookup = store.lookup(partition, offset, PAGE).await?;
-                row.log_start_offset = lookup.state.log_start_offset;
-                row.high_watermark = lookup.state.high_watermark;
-                let full = lookup.entries.len() == PAGE;
-                for entry in &lookup.entries {
-                    row.index_entries += 1;
-                    row.bytes += entry.byte_length;
-                    objects.insert(entry.segment_id);
-                    offset = entry.last_offset + 1;
-                }
-                if !full {
-                    break;
-                }
-            }
-            row.objects = objects.len();
+            let row = partition_storage(store, &topic, index).await?;
             report.index_entries += row.index_entries;
             report.partitions.push(row);
         }

@@ -11,7 +11,27 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
-use fjord_metadata::{MetadataError, TopicMeta};
+use fjord_metadata::{MetadataError, PartitionState, TopicMeta};
+
+/// The leader clients are told about for partition `index` of `topic`: the
+/// agent metadata names while it is live, else the one the partition is placed
+/// on (which takes it over).
+pub(super) fn advertised_leader(
+    broker: &Broker,
+    topic: &TopicMeta,
+    index: i32,
+    state: &PartitionState,
+) -> i32 {
+    state
+        .leader
+        .filter(|leader| broker.cluster.is_live(*leader))
+        .unwrap_or_else(|| {
+            broker.cluster.owner(
+                fjord_metadata::TopicPartition::new(topic.id, index),
+                topic.partition_count,
+            )
+        })
+}
 
 fn topic_error(
     name: Option<TopicName>,
@@ -43,16 +63,7 @@ async fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataR
         .enumerate()
         .map(|(index, state)| {
             let index = i32::try_from(index).unwrap_or(i32::MAX);
-            let placed = broker.cluster.owner(
-                fjord_metadata::TopicPartition::new(topic.id, index),
-                topic.partition_count,
-            );
-            let leader = BrokerId(
-                state
-                    .leader
-                    .filter(|leader| broker.cluster.is_live(*leader))
-                    .unwrap_or(placed),
-            );
+            let leader = BrokerId(advertised_leader(broker, topic, index, state));
             let mut partition = MetadataResponsePartition::default();
             partition.partition_index = index;
             partition.leader_id = leader;
