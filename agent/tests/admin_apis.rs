@@ -15,6 +15,7 @@
 //!   it is placed is `ELECTION_NOT_NEEDED`; unclean elections of the
 //!   partitions of a `kill -9`ed agent are answered without error until live
 //!   agents lead them;
+//! - kafka-python infers Kafka 4.0 from `ApiVersions`;
 //! - `DescribeQuorum` is refused with `INVALID_REQUEST` and a message saying
 //!   why;
 //! - four kafka-python consumers in one group with `session_timeout_ms=3000`
@@ -258,6 +259,11 @@ fn admin_apis_describe_move_and_elect_leaders() {
             .unwrap()
             .is_empty()
     );
+
+    // ApiVersions advertises Kafka 4.0's versions where it matters to clients:
+    // kafka-python infers the release from them.
+    let version = scenario(&bootstrap, &["version"]);
+    assert_eq!(value(&version, "VERSION"), "4.0");
 
     // DescribeQuorum: refused, and said why.
     let quorum = scenario(&bootstrap, &["quorum"]);

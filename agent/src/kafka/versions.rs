@@ -7,11 +7,16 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 /// `(api, min, max)` for every API this broker serves. Each range lies inside the
 /// codec's own range for that API (checked by a test).
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    // v13 onwards names topics by id only.
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
+    // v10 adds the new leader's endpoint to NOT_LEADER answers (KIP-951,
+    // optional), v11 admits TRANSACTION_ABORTABLE (KIP-890); v12 is the
+    // transaction protocol v2's (implicit partition adds), not served.
+    (ApiKey::Produce, 3, 11),
+    // v13 onwards names topics by id.
+    (ApiKey::Fetch, 4, 17),
+    // v8: earliest local (-4), v9: latest tiered (-5), v10: a timeout.
+    (ApiKey::ListOffsets, 1, 10),
+    // v13 adds a top-level error code (KIP-1102).
+    (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -25,7 +30,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
+    // v2 can ask for fenced brokers: none is ever fenced here.
+    (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     // The codec knows DescribeLogDirs from v1 (Kafka 4 dropped v0).
     (ApiKey::DescribeLogDirs, 1, 4),
@@ -35,7 +41,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Refused with a clear error: there is no KRaft quorum.
     (ApiKey::DescribeQuorum, 0, 2),
     // Consumer groups (the classic protocol).
-    (ApiKey::FindCoordinator, 0, 4),
+    // v5 admits TRANSACTION_ABORTABLE; v6 adds share groups' key type (2),
+    // answered INVALID_REQUEST as any unknown key type.
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
@@ -45,19 +53,23 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v10 names topics by id only.
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
+    // v6 adds an error message per group.
+    (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     // The server-side consumer protocol (KIP-848).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    // Transactions. AddPartitionsToTxn v4+ and EndTxn v5+ are KIP-890's
-    // (broker-side verification, an epoch bump per transaction): not served,
-    // so clients use the earlier protocol.
+    // Transactions. AddPartitionsToTxn v4+ (batched, for brokers verifying
+    // partitions) and v5 of EndTxn and TxnOffsetCommit (the transaction
+    // protocol v2: an epoch bump per transaction) are KIP-890's, not served:
+    // clients use the first protocol, as against a Kafka 4 cluster whose
+    // `transaction.version` is 1. v4 of the others admits
+    // TRANSACTION_ABORTABLE.
     (ApiKey::AddPartitionsToTxn, 0, 3),
-    (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
-    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     // The codec knows WriteTxnMarkers from v1 (Kafka 4 dropped v0).
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::ListTransactions, 0, 1),

@@ -10,6 +10,9 @@
 //! the first batch found is returned whole even when it is larger (so a
 //! consumer always makes progress).
 //!
+//! From v13 on, topics are named by id (and answered by id); an id no topic
+//! has is `UNKNOWN_TOPIC_ID`.
+//!
 //! Fetch sessions (KIP-227) are not implemented: this broker never creates one,
 //! which Kafka allows (a broker whose session cache is full does the same).
 //! Following Kafka's `FetchManager`:
@@ -28,6 +31,7 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -37,7 +41,7 @@ use crate::Broker;
 use crate::kafka::errors::log_error;
 use crate::log::LogError;
 use crate::records;
-use fjord_metadata::{MetadataError, TopicPartition};
+use fjord_metadata::{MetadataError, TopicId, TopicMeta, TopicPartition};
 
 async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize) {
     let mut response = FetchResponse::default();
@@ -50,7 +54,7 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
         .min(broker.settings.fetch_max_bytes)
         .max(1);
     for topic in &request.topics {
-        let meta = broker.logs.topics().describe(topic.topic.0.as_str()).await;
+        let meta = named_topic(broker, topic, version).await;
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
         topic_response.topic_id = topic.topic_id;
@@ -60,6 +64,9 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
             data.high_watermark = -1;
             data.last_stable_offset = -1;
             match &meta {
+                Err(MetadataError::UnknownTopic { .. }) if version >= 13 => {
+                    data.error_code = ResponseError::UnknownTopicId.code()
+                }
                 Err(MetadataError::UnknownTopic { .. }) => {
                     data.error_code = ResponseError::UnknownTopicOrPartition.code()
                 }
@@ -162,7 +169,9 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
     loop {
         // Subscribed before the read, so a commit in between is not missed;
         // only the request's own partitions wake it.
-        let mut watch = broker.logs.watch(&partitions_of(broker, &request).await);
+        let mut watch = broker
+            .logs
+            .watch(&partitions_of(broker, &request, version).await);
         let (response, bytes) = read_all(broker, &request, version).await;
         let has_error = response
             .responses
@@ -215,11 +224,28 @@ async fn committed_view(
         .collect())
 }
 
+/// The topic a fetch names: by name before v13, by id from v13 on.
+async fn named_topic(
+    broker: &Broker,
+    topic: &FetchTopic,
+    version: i16,
+) -> Result<TopicMeta, MetadataError> {
+    if version >= 13 {
+        broker.logs.topics().by_id(TopicId(topic.topic_id)).await
+    } else {
+        broker.logs.topics().describe(topic.topic.0.as_str()).await
+    }
+}
+
 /// The partitions a fetch names that exist (as far as the topic cache knows).
-async fn partitions_of(broker: &Broker, request: &FetchRequest) -> Vec<TopicPartition> {
+async fn partitions_of(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+) -> Vec<TopicPartition> {
     let mut partitions = Vec::new();
     for topic in &request.topics {
-        if let Ok(meta) = broker.logs.topics().describe(topic.topic.0.as_str()).await {
+        if let Ok(meta) = named_topic(broker, topic, version).await {
             partitions.extend(
                 topic
                     .partitions

@@ -1,8 +1,13 @@
-//! `ListOffsets`: earliest (-2), latest (-1), max timestamp (-3, v7) and by
-//! timestamp, answered as Kafka answers them:
+//! `ListOffsets`: earliest (-2), latest (-1), max timestamp (-3, v7),
+//! earliest local (-4, v8), latest tiered (-5, v9) and by timestamp, answered
+//! as Kafka answers them:
 //!
 //! - earliest: the log start offset (moved by `DeleteRecords`), with the epoch of
 //!   the record there;
+//! - earliest local (KIP-405): the same, as an agent keeps no local log: the
+//!   bucket holds everything from the log start on;
+//! - latest tiered (KIP-1005): the last offset in the bucket, which is the last
+//!   committed one (high watermark − 1), or -1 when the log is empty;
 //! - latest: the high watermark, with the current epoch; for
 //!   `read_committed` (isolation level 1) the last stable offset;
 //! - by timestamp: the first record whose timestamp is at least the one asked
@@ -26,6 +31,8 @@ use fjord_metadata::{MetadataError, TopicPartition};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 /// Fills `answer` for one partition, or returns the error to report.
 async fn answer_partition(
@@ -36,7 +43,22 @@ async fn answer_partition(
     answer: &mut ListOffsetsPartitionResponse,
 ) -> Result<(), ResponseError> {
     let query = match timestamp {
-        LATEST | EARLIEST => {
+        LATEST_TIERED => {
+            let state = broker
+                .store
+                .partition_state(tp)
+                .await
+                .map_err(|error| metadata_error(&error))?;
+            if state.high_watermark > state.log_start_offset {
+                answer.offset = state.high_watermark - 1;
+                answer.leader_epoch = state.leader_epoch;
+            } else {
+                answer.offset = -1;
+                answer.leader_epoch = -1;
+            }
+            return Ok(());
+        }
+        LATEST | EARLIEST | EARLIEST_LOCAL => {
             let lookup = broker
                 .store
                 .lookup(tp, 0, 1)
@@ -63,8 +85,7 @@ async fn answer_partition(
             return Ok(());
         }
         MAX_TIMESTAMP => TimestampQuery::Max,
-        // Any other value is a timestamp, negative ones included, as in Kafka
-        // (the special values below -3 belong to versions not served here).
+        // Any other value is a timestamp, negative ones included, as in Kafka.
         wanted => TimestampQuery::AtLeast(wanted),
     };
     match broker.logs.find_by_timestamp(tp, query).await {
