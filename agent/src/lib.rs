@@ -70,6 +70,7 @@ pub mod launch;
 pub mod log;
 pub mod maintenance;
 pub mod records;
+pub mod security;
 pub mod stats;
 pub mod topic_spec;
 pub mod topics;

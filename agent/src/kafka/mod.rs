@@ -95,6 +95,7 @@ pub(crate) mod in_process {
             client_id: client_id.to_owned(),
             client_host: "/gateway".to_owned(),
             window: None,
+            principal: crate::security::Principal::anonymous(),
         }
     }
 

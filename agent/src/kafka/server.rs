@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::connection::{self, RequestBudget};
 use crate::Broker;
+use crate::security::Principal;
 
 /// Connections served at once; further ones wait in the accept queue.
 const MAX_CONNECTIONS: usize = 10_000;
@@ -65,8 +66,16 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 let client_host = format!("/{}", peer.ip());
-                let served =
-                    connection::run(stream, broker, budget, client_host, stop_reading, close).await;
+                let served = connection::run(
+                    stream,
+                    broker,
+                    budget,
+                    client_host,
+                    Principal::anonymous(),
+                    stop_reading,
+                    close,
+                )
+                .await;
                 if let Err(error) = served {
                     tracing::debug!(%error, "connection closed");
                 }

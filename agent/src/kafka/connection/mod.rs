@@ -66,6 +66,7 @@ use super::dispatch::{self, Reply};
 use super::handlers::RequestContext;
 use crate::Broker;
 use crate::log::produce::windows::ClientWindow;
+use crate::security::Principal;
 use crate::trace;
 
 pub(super) use frames::RequestBudget;
@@ -103,16 +104,27 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let budget = RequestBudget::new(broker.settings.queued_max_request_bytes);
-    run(stream, broker, budget, String::new(), stop_reading, closing).await
+    run(
+        stream,
+        broker,
+        budget,
+        String::new(),
+        Principal::anonymous(),
+        stop_reading,
+        closing,
+    )
+    .await
 }
 
 /// [`serve_connection_until`] for a peer Kafka shows as `client_host`
-/// (`/127.0.0.1`), whose frames take their bytes from `budget`.
+/// (`/127.0.0.1`), whose frames take their bytes from `budget`, acting as
+/// `principal` (its TLS client certificate's, or `User:ANONYMOUS`).
 pub(super) async fn run<S>(
     stream: S,
     broker: Arc<Broker>,
     budget: RequestBudget,
     client_host: String,
+    principal: Principal,
     stop_reading: CancellationToken,
     closing: CancellationToken,
 ) -> Result<(), io::Error>
@@ -133,6 +145,7 @@ where
         idle_timer: Box::pin(tokio::time::sleep_until(idle_deadline(idle))),
         broker,
         client_host,
+        principal,
         window,
         writer,
         in_flight: FuturesOrdered::new(),
@@ -168,6 +181,8 @@ struct Connection<R, W> {
     id: u64,
     broker: Arc<Broker>,
     client_host: String,
+    /// Who the client is.
+    principal: Principal,
     frames: FrameReader<R>,
     /// `connections.max.idle.ms`.
     idle: Duration,
@@ -289,6 +304,7 @@ where
             client_id,
             client_host: self.client_host.clone(),
             window: Some(self.window.clone()),
+            principal: self.principal.clone(),
         };
         let reply = dispatch::dispatch(&self.broker, &context, api, version, body)
             .instrument(span.clone())

@@ -76,6 +76,7 @@ fn connect(broker: &Arc<Broker>, budget: &RequestBudget) -> DuplexStream {
         broker.clone(),
         budget.clone(),
         String::new(),
+        crate::security::Principal::anonymous(),
         never.clone(),
         never,
     ));

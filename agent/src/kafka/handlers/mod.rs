@@ -54,4 +54,7 @@ pub(crate) struct RequestContext {
     /// The connection's in-flight window, which its waiting produce requests
     /// count in (none: requests not from a Kafka connection).
     pub(crate) window: Option<std::sync::Arc<crate::log::produce::windows::ClientWindow>>,
+    /// Who the client is (`User:ANONYMOUS` until it authenticates).
+    #[expect(dead_code, reason = "the authorizer reads it once ACLs are enforced")]
+    pub(crate) principal: crate::security::Principal,
 }
