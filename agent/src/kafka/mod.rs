@@ -68,7 +68,7 @@ mod handlers;
 mod server;
 mod versions;
 
-pub use connection::{serve_connection, serve_connection_until};
+pub use connection::{serve_connection, serve_connection_as, serve_connection_until};
 
 /// Group requests handled in this process exactly as they are from the Kafka
 /// listener: the gateway's group members go through the same handlers,

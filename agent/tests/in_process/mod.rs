@@ -160,6 +160,21 @@ impl TestBroker {
         Client { stream: client }
     }
 
+    /// As [`TestBroker::connect_in_memory`], for a client already known to be
+    /// `principal` ([`kafka::serve_connection_as`]).
+    pub fn connect_in_memory_as(
+        &self,
+        buffer: usize,
+        principal: fjord_agent::security::Principal,
+    ) -> Client<tokio::io::DuplexStream> {
+        let (client, server) = tokio::io::duplex(buffer);
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            let _ = kafka::serve_connection_as(server, broker, principal).await;
+        });
+        Client { stream: client }
+    }
+
     /// Serves [`kafka::serve`] on a loopback port.
     pub async fn serve_tcp(&self) -> TcpServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

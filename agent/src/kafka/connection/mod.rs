@@ -91,6 +91,30 @@ where
     serve_connection_until(stream, broker, never.clone(), never).await
 }
 
+/// As [`serve_connection`], for a client already known to be `principal`
+/// (as a TLS client certificate or an authentication makes it known).
+pub async fn serve_connection_as<S>(
+    stream: S,
+    broker: Arc<Broker>,
+    principal: Principal,
+) -> Result<(), io::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let never = CancellationToken::new();
+    let budget = RequestBudget::new(broker.settings.queued_max_request_bytes);
+    run(
+        stream,
+        broker,
+        budget,
+        String::new(),
+        principal,
+        never.clone(),
+        never,
+    )
+    .await
+}
+
 /// As [`serve_connection`], until `stop_reading` is cancelled: then no further
 /// request is read, the one being handled is finished and the responses of
 /// those read are sent; the connection closes once `closing` is cancelled.
