@@ -22,11 +22,21 @@ failed check):
 - produce_committed TOPIC TXN_ID PREFIX TXNS PER_TXN: TXNS transactions of
   PER_TXN records each, committed, one after another, retrying a transaction
   that fails abortably; prints COMMITTED n after each.
-- read_committed TOPIC EXPECTED_PREFIX: reads the topic from the beginning
-  with read_committed to the end; prints the records' values sorted.
+- read_committed TOPIC: reads the topic from the beginning with
+  read_committed until it has been idle a while; prints the records' values
+  sorted (`VALUE v` lines).
+- kp_produce_open, kp_produce_plain, kp_produce_committed, kp_read_committed:
+  the same four with kafka-python (a KafkaProducer with transactional_id, an
+  idempotent KafkaProducer, a KafkaConsumer with
+  isolation_level='read_committed'). kp_read_committed reads every partition
+  up to its end offset as of its start (the last stable offset), so it ends
+  once it has all, not after an idle time. kp_produce_committed recovers as
+  an application must: see its doc.
 """
 
+import os
 import sys
+import threading
 import time
 import uuid
 
@@ -362,6 +372,244 @@ def read_committed(bootstrap, topic):
     count("values", len(values))
 
 
+# ----- kafka-python: the kill -9 scenarios -----
+
+
+def kp_create_topic(bootstrap, topic, partitions):
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([KNewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    admin.close()
+
+
+def kp_producer(bootstrap, txn_id, timeout_ms=60000):
+    """A kafka-python transactional producer, initialized: its
+    InitProducerId fences any earlier producer of `txn_id` and completes (or
+    aborts) that one's last transaction before it returns. One whose
+    initialization does not end within max_block_ms is left for a new one
+    (kafka-python 2.2.15 can drop the request: see kp_bounded)."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    for _ in range(8):
+        p = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            transactional_id=txn_id,
+            transaction_timeout_ms=int(timeout_ms),
+            linger_ms=5,
+            max_block_ms=KP_BLOCK_SECONDS * 1000,
+        )
+        try:
+            p.init_transactions()
+            return p
+        except KafkaTimeoutError as error:
+            print(f"STUCK init_transactions: {error!r}; a new producer", flush=True)
+            kp_abandon(p)
+    check(False, f"no producer of {txn_id} could initialize")
+
+
+# How long a kafka-python call that waits on the transaction coordinator may
+# take before the producer is given up for a new one.
+KP_BLOCK_SECONDS = 15
+
+
+def kp_bounded(seconds, call):
+    """Runs `call`; True if it returned within `seconds`, False if it has not
+    (it is left running in its thread); re-raises what it raised.
+
+    kafka-python 2.2.15 drops a transactional request (EndTxn,
+    AddPartitionsToTxn, InitProducerId) whose coordinator's connection has
+    failed by the time the request is dequeued (Sender.
+    _maybe_send_transactional_request: KafkaConnectionError from
+    await_ready leaves target_node set, so the handler is not retried), and
+    commit_transaction()/abort_transaction() then wait forever. An
+    application has to bound them and replace the producer."""
+    outcome = {}
+
+    def run():
+        try:
+            call()
+            outcome["ok"] = True
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False
+    if "error" in outcome:
+        raise outcome["error"]
+    return True
+
+
+def kp_abandon(p):
+    """Closes a producer that is stuck or failed, without waiting on it."""
+    try:
+        if not kp_bounded(5, lambda: p.close(timeout=0)):
+            print("closing the old producer did not finish", flush=True)
+    except Exception as error:  # noqa: BLE001 - it is being thrown away
+        # close() flushes first, and gives up on records still waiting:
+        # the old producer is left as it is, fenced by the new one's epoch.
+        print(f"closing the old producer: {error!r}", flush=True)
+
+
+def kp_read_all(bootstrap, topic, isolation, deadline_seconds=60.0):
+    """Every record of `topic` from the beginning to each partition's end
+    offset as of the start (for read_committed, the last stable offset):
+    (partition, offset, value)."""
+    from kafka import KafkaConsumer, TopicPartition as KTopicPartition
+
+    # kafka-python's blocking calls here may not return at all (position()
+    # spins on an offset reset it does not poll for): a watchdog bounds them.
+    watchdog = threading.Timer(
+        deadline_seconds + 30, lambda: (print(f"FAILED: {isolation} reader of {topic} hung", flush=True), os._exit(1))
+    )
+    watchdog.daemon = True
+    watchdog.start()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation,
+    )
+    deadline = time.monotonic() + deadline_seconds
+    partitions = None
+    while not partitions:
+        check(time.monotonic() < deadline, f"no partitions of {topic}")
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            time.sleep(0.2)
+    tps = [KTopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    # Positions set by seek, not by an offset reset: position() then answers
+    # at once (kafka-python 2.2's position() spins on a pending reset).
+    begins = consumer.beginning_offsets(tps)
+    ends = consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, begins[tp])
+    out = []
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        behind = {tp.partition: (consumer.position(tp), ends[tp]) for tp in tps if consumer.position(tp) < ends[tp]}
+        check(time.monotonic() < deadline, f"{isolation} reader stuck at (position, end) {behind}")
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            out.extend((tp.partition, r.offset, r.value.decode()) for r in records)
+    consumer.close()
+    watchdog.cancel()
+    return out
+
+
+def kp_produce_open(bootstrap, topic, txn_id, n, timeout_ms):
+    kp_create_topic(bootstrap, topic, 6)
+    p = kp_producer(bootstrap, txn_id, timeout_ms)
+    p.begin_transaction()
+    for i in range(int(n)):
+        p.send(topic, value=f"open-{i}".encode())
+    p.flush(30)
+    print("READY", flush=True)
+    time.sleep(600)
+
+
+def kp_produce_plain(bootstrap, topic, prefix, n):
+    from kafka import KafkaProducer
+
+    plain = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    futures = [plain.send(topic, value=f"{prefix}-{i}".encode()) for i in range(int(n))]
+    plain.flush(60)
+    for future in futures:
+        future.get(0)
+    plain.close()
+    print("PRODUCED", flush=True)
+
+
+def kp_produce_committed(bootstrap, topic, txn_id, prefix, txns, per_txn):
+    """TXNS transactions one after another with kafka-python, each of PER_TXN
+    records, printing COMMITTED n after each.
+
+    kafka-python retries by itself what is retriable (a coordinator or a
+    leader that went away: it looks them up again and resends). The rest, the
+    loop handles as an application must to have each transaction committed
+    once and an aborted attempt never seen:
+
+    - a send or commit that raised while the producer can still abort (an
+      abortable error): abort, and once the abort is acknowledged send the
+      same records in a new transaction;
+    - the producer cannot abort (a fatal error, such as fencing), or commit
+      or abort has not returned in KP_BLOCK_SECONDS (kp_bounded): the outcome
+      is unknown. A new producer with the same transactional id fences the
+      old one; its init_transactions completes the transaction if its commit
+      was decided and aborts it otherwise, and a read_committed read then
+      tells which. Only an aborted one is sent again.
+
+    What happened is printed (`ERROR`, `STUCK`, `ABORTED`, `REINIT` lines)
+    and counted at the end."""
+    kp_create_topic(bootstrap, topic, 6)
+    p = kp_producer(bootstrap, txn_id)
+    done = 0
+    counts = {"aborted_and_retried": 0, "stuck": 0, "reinitialized": 0, "committed_before_failure": 0}
+    while done < int(txns):
+        values = [f"{prefix}-{done}-{i}" for i in range(int(per_txn))]
+        outcome = kp_transaction(p, topic, values, done, counts)
+        if outcome == "unknown":
+            kp_abandon(p)
+            p = kp_producer(bootstrap, txn_id)
+            counts["reinitialized"] += 1
+            seen = {v for _, _, v in kp_read_all(bootstrap, topic, "read_committed")}
+            visible = [v for v in values if v in seen]
+            print(f"REINIT after transaction {done}: {len(visible)} of its {len(values)} records committed", flush=True)
+            check(len(visible) in (0, len(values)), f"transaction {done} is partly visible: {visible}")
+            if visible:
+                counts["committed_before_failure"] += 1
+                outcome = "committed"
+        if outcome == "committed":
+            done += 1
+            print(f"COMMITTED {done}", flush=True)
+    kp_bounded(30, lambda: p.close(timeout=10))
+    for name, value in counts.items():
+        count(name, value)
+
+
+def kp_transaction(p, topic, values, number, counts):
+    """One attempt at a transaction of `values`: "committed", "aborted"
+    (acknowledged by the coordinator) or "unknown"."""
+    from kafka.errors import KafkaError
+
+    try:
+        p.begin_transaction()
+        for value in values:
+            p.send(topic, key=value.encode(), value=value.encode())
+        if kp_bounded(KP_BLOCK_SECONDS, p.commit_transaction):
+            return "committed"
+        print(f"STUCK commit of transaction {number}", flush=True)
+        counts["stuck"] += 1
+        return "unknown"
+    except KafkaError as error:
+        print(f"ERROR transaction {number}: {error!r}", flush=True)
+    try:
+        if kp_bounded(KP_BLOCK_SECONDS, p.abort_transaction):
+            print(f"ABORTED transaction {number}; sending it again", flush=True)
+            counts["aborted_and_retried"] += 1
+            return "aborted"
+        print(f"STUCK abort of transaction {number}", flush=True)
+        counts["stuck"] += 1
+    except KafkaError as error:
+        print(f"ERROR abort of transaction {number}: {error!r}", flush=True)
+    return "unknown"
+
+
+def kp_read_committed(bootstrap, topic):
+    values = sorted(v for _, _, v in kp_read_all(bootstrap, topic, "read_committed"))
+    for value in values:
+        print(f"VALUE {value}")
+    count("values", len(values))
+
+
 def main():
     bootstrap, scenario, *args = sys.argv[1:]
     {
@@ -373,6 +621,10 @@ def main():
         "produce_committed": produce_committed,
         "produce_plain": produce_plain,
         "read_committed": read_committed,
+        "kp_produce_open": kp_produce_open,
+        "kp_produce_plain": kp_produce_plain,
+        "kp_produce_committed": kp_produce_committed,
+        "kp_read_committed": kp_read_committed,
     }[scenario](bootstrap, *args)
 
 
