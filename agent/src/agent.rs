@@ -15,6 +15,7 @@
 //! | `flusher` | yes | shutdown stage 4 |
 //! | `group-expiry`, `producer-expiry` | yes | shutdown stage 1 |
 //! | `stats` | no | shutdown stage 4 |
+//! | `tls-reload` (with TLS) | no | shutdown stage 4 |
 //!
 //! # Stopping
 //!
@@ -75,6 +76,12 @@ pub struct AgentOptions {
     pub http_listen: Option<String>,
     /// The HTTP gateway's limits.
     pub gateway: fjord_gateway::GatewaySettings,
+    /// The TLS certificate, key and client CAs; needed when the Kafka
+    /// listener's protocol (`broker.security_protocol`) is TLS or
+    /// `http_tls` is set. Reloaded while the agent runs when they change.
+    pub tls: Option<crate::security::tls::TlsFiles>,
+    /// Serve the HTTP gateway over TLS (with `tls`).
+    pub http_tls: bool,
     /// The WAL; `None`: `acks=1` waits for the commit like `acks=all`.
     pub wal: Option<WalOptions>,
     /// The disk read cache: directory and byte limit.
@@ -122,6 +129,8 @@ impl AgentOptions {
             advertised_address: None,
             http_listen: None,
             gateway: fjord_gateway::GatewaySettings::default(),
+            tls: None,
+            http_tls: false,
             disk_cache: None,
             log: LogSettings::default(),
             cluster: ClusterSettings::default(),
@@ -247,6 +256,29 @@ impl AgentBuilder {
         tokio::fs::create_dir_all(&options.data_dir)
             .await
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
+        let tls = match &options.tls {
+            Some(files) => Some(Arc::new(
+                crate::security::tls::TlsServer::load(files.clone())
+                    .context("loading the TLS certificate")?,
+            )),
+            None => None,
+        };
+        let security_protocol = options.broker.security_protocol;
+        let kafka_tls = match (security_protocol.uses_tls(), &tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => anyhow::bail!(
+                "the Kafka listener's security protocol {security_protocol} needs a TLS \
+                 certificate and key (tls-cert-file, tls-key-file)"
+            ),
+        };
+        let http_tls = match (options.http_tls, &tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => anyhow::bail!(
+                "http-tls needs a TLS certificate and key (tls-cert-file, tls-key-file)"
+            ),
+        };
         let listener = tokio::net::TcpListener::bind(&options.kafka_listen)
             .await
             .with_context(|| format!("binding the kafka listener to {}", options.kafka_listen))?;
@@ -379,7 +411,17 @@ impl AgentBuilder {
             view.clone(),
             transactions_clock,
         ));
+        let authorizer = Arc::new(crate::security::authorizer::Authorizer::new(
+            options.broker.authorizer.clone(),
+            store.clone(),
+        ));
+        if authorizer.is_enabled() {
+            // As Kafka's authorizer, serve no one but super users before the
+            // ACLs are read.
+            authorizer.refresh().await.context("reading the acls")?;
+        }
         let broker = Arc::new(Broker {
+            authorizer,
             store: store.clone(),
             groups: groups.clone(),
             transactions: transactions.clone(),
@@ -399,30 +441,46 @@ impl AgentBuilder {
             stages.stop_flusher.clone(),
             logs.clone().run_flusher(stages.stop_flusher.clone()),
         );
-        tracing::info!(listen = %bound, node_id, "kafka listener ready");
+        tracing::info!(listen = %bound, node_id, protocol = %security_protocol, "kafka listener ready");
         supervisor.spawn_critical("kafka-listener", stages.close_connections.clone(), {
-            let serve = crate::kafka::serve(
-                listener,
-                broker.clone(),
-                stages.stop_accepting.clone(),
-                stages.close_connections.clone(),
-            );
+            let broker = broker.clone();
+            let stop_accepting = stages.stop_accepting.clone();
+            let close = stages.close_connections.clone();
             async move {
-                serve.await;
+                match kafka_tls {
+                    Some(tls) => {
+                        crate::kafka::serve_tls(listener, broker, tls, stop_accepting, close).await
+                    }
+                    None => crate::kafka::serve(listener, broker, stop_accepting, close).await,
+                }
                 Ok(())
             }
         });
+        if let Some(tls) = &tls {
+            supervisor
+                .spawn_background("tls-reload", tls.clone().watch(stages.stop_flusher.clone()));
+        }
         if let Some(http_listener) = http_listener {
             let core = Arc::new(crate::http::GatewayCore::new(broker.clone(), gateway_clock));
             let router =
                 fjord_gateway::router(core, options.gateway.clone(), stages.stop_accepting.clone());
-            tracing::info!(listen = ?http_bound, node_id, "HTTP gateway ready");
+            tracing::info!(listen = ?http_bound, node_id, tls = http_tls.is_some(), "HTTP gateway ready");
             supervisor.spawn_critical("http-gateway", stages.close_connections.clone(), {
                 let stop = stages.close_connections.clone();
                 async move {
-                    fjord_gateway::serve(http_listener, router, stop)
-                        .await
-                        .context("serving the HTTP gateway")
+                    match http_tls {
+                        Some(tls) => {
+                            let listener = crate::security::tls::TlsListener::new(
+                                http_listener,
+                                tls,
+                                stop.clone(),
+                            )
+                            .context("the HTTP gateway's TLS listener")?;
+                            fjord_gateway::serve_on(listener, router, stop).await
+                        }
+                        None => fjord_gateway::serve(http_listener, router, stop).await,
+                    }
+                    .context("serving the HTTP gateway")
                 }
             });
         }

@@ -45,6 +45,18 @@ pub struct BrokerSettings {
     /// `log.retention.ms` here, as `DescribeConfigs` reports
     /// (`STATIC_BROKER_CONFIG`).
     pub static_log_configs: std::collections::BTreeMap<&'static str, String>,
+    /// The authorizer's settings (`authorizer.class.name`, `super.users`,
+    /// `allow.everyone.if.no.acl.found`), which [`Broker::authorizer`] runs.
+    pub authorizer: crate::security::authorizer::AuthorizerSettings,
+    /// The Kafka listener's security protocol (`PLAINTEXT`, `SSL`,
+    /// `SASL_PLAINTEXT`, `SASL_SSL`). The TLS half is done before a
+    /// connection's first request is read (`kafka::serve_tls`); a `SASL_*`
+    /// protocol means the connection must authenticate before anything else.
+    pub security_protocol: crate::security::SecurityProtocol,
+    /// `sasl.enabled.mechanisms` of a `SASL_PLAINTEXT` or `SASL_SSL` listener:
+    /// connections authenticate with one of these before anything but
+    /// `ApiVersions` is served. Empty: the listener has no SASL.
+    pub sasl_mechanisms: Vec<crate::security::sasl::Mechanism>,
 }
 
 impl Default for BrokerSettings {
@@ -57,6 +69,9 @@ impl Default for BrokerSettings {
             queued_max_request_bytes: 500 * 1024 * 1024,
             fetch_max_bytes: 57_671_680,
             static_log_configs: std::collections::BTreeMap::new(),
+            authorizer: crate::security::authorizer::AuthorizerSettings::default(),
+            security_protocol: crate::security::SecurityProtocol::Plaintext,
+            sasl_mechanisms: Vec::new(),
         }
     }
 }
@@ -84,6 +99,9 @@ pub struct Broker {
     pub groups: std::sync::Arc<crate::groups::GroupCoordinator>,
     /// The transaction coordinator.
     pub transactions: std::sync::Arc<crate::transactions::TransactionCoordinator>,
+    /// Authorizes requests by the ACLs in metadata (off by default:
+    /// everything is allowed).
+    pub authorizer: std::sync::Arc<crate::security::authorizer::Authorizer>,
 }
 
 impl Broker {

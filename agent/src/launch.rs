@@ -83,6 +83,8 @@ pub fn options(settings: &AgentSettings) -> AgentOptions {
     options.advertised_address = settings.advertised_address.clone();
     options.http_listen = settings.http_listen();
     options.gateway = settings.gateway_settings();
+    options.tls = settings.tls_files();
+    options.http_tls = settings.http_tls;
     options.wal = Some(WalOptions {
         dir: settings.wal_dir(),
         max_bytes: settings.wal_max_bytes,

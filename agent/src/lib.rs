@@ -36,6 +36,7 @@
 //! | [`log`] | the write path and the read path of the partitions this agent leads |
 //! | [`maintenance`] | jobs that keep state bounded (idle producer ids) |
 //! | [`records`] | Kafka v2 record-batch headers: validation and the two fields the leader rewrites |
+//! | [`security`] | who a client is (its principal) and what it may do: the ACL authorizer ([`security::authorizer`]) every Kafka request is checked by |
 //! | [`stats`] | the object-store counters file benchmarks read |
 //! | [`topic_spec`] | a topic to create, checked as `CreateTopics` checks it, for the Kafka handler and the gateway |
 //! | [`topics`] | topic lookups for the request path, cached |

@@ -31,6 +31,10 @@ enum Command {
     Version,
     /// Consumer groups, read from metadata: list, describe, lag.
     Groups(GroupsArgs),
+    /// SASL/SCRAM users in metadata: set a password, delete, list (what
+    /// `AlterUserScramCredentials` does, for the first users of a cluster
+    /// whose listeners all need one).
+    Users(UsersArgs),
     /// Delete segment objects written but never committed, old enough that no
     /// commit can take them (the agents also do it hourly). Takes the agent's
     /// settings to find the bucket and metadata.
@@ -90,6 +94,44 @@ enum GroupsCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct UsersArgs {
+    /// The agent's data directory (for the default metadata file).
+    #[arg(long, env = "FJORD_DATA_DIR", default_value = "fjord-data")]
+    data_dir: PathBuf,
+    /// Metadata backend URL. Default: `sqlite://{data-dir}/metadata.db`.
+    #[arg(long, env = "FJORD_METADATA_URL")]
+    metadata_url: Option<String>,
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Sets a user's password for SCRAM mechanisms (a fresh salt each), read
+    /// from the first line of `--password-file`, or of standard input.
+    Set {
+        /// The user name.
+        user: String,
+        /// A file whose first line is the password. Default: standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The mechanisms, comma-separated.
+        #[arg(long, default_value = "SCRAM-SHA-256,SCRAM-SHA-512")]
+        mechanisms: String,
+        /// PBKDF2 iterations (4096..=16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: i32,
+    },
+    /// Deletes a user's credentials.
+    Delete {
+        /// The user name.
+        user: String,
+    },
+    /// Every user with their mechanisms and iteration counts.
+    List,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -108,6 +150,9 @@ fn main() -> ExitCode {
         }
         Command::Groups(args) => runtime(false)
             .and_then(|rt| rt.block_on(run_groups(args)))
+            .map(|()| None),
+        Command::Users(args) => runtime(false)
+            .and_then(|rt| rt.block_on(run_users(args)))
             .map(|()| None),
         Command::SweepOrphans(args) => Ok(Some(args)),
         Command::StorageReport(args) => runtime(false)
@@ -178,6 +223,74 @@ async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
     }
     .context("reading consumer groups")?;
     print!("{text}");
+    Ok(())
+}
+
+async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
+    use fjord_agent::security::sasl::{self, Mechanism};
+    use fjord_metadata::ScramChange;
+    let metadata_url = args
+        .metadata_url
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("metadata.db").display()));
+    let store = fjord_metadata::open(&metadata_url)
+        .await
+        .with_context(|| format!("opening metadata at {metadata_url}"))?;
+    match args.command {
+        UsersCommand::Set {
+            user,
+            password_file,
+            mechanisms,
+            iterations,
+        } => {
+            anyhow::ensure!(!user.is_empty(), "the user name must not be empty");
+            anyhow::ensure!(
+                (sasl::MIN_ITERATIONS..=sasl::MAX_ITERATIONS).contains(&iterations),
+                "{iterations} iterations is outside {}..={}",
+                sasl::MIN_ITERATIONS,
+                sasl::MAX_ITERATIONS
+            );
+            let text = match &password_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
+            };
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+            let mut changes = Vec::new();
+            for name in mechanisms.split(',').map(str::trim) {
+                let mechanism = Mechanism::from_name(name)
+                    .filter(|m| *m != Mechanism::Plain)
+                    .with_context(|| format!("{name:?} is not a SCRAM mechanism"))?;
+                let credential = sasl::credential_from_password(mechanism, &password, iterations)
+                    .context("salting the password")?;
+                changes.push(ScramChange::Upsert {
+                    user: user.clone(),
+                    mechanism: mechanism.name().to_owned(),
+                    credential,
+                });
+            }
+            store.alter_scram_credentials(&changes).await?;
+            println!("set {} credential(s) of {user}", changes.len());
+        }
+        UsersCommand::Delete { user } => {
+            let changes: Vec<ScramChange> = [Mechanism::ScramSha256, Mechanism::ScramSha512]
+                .into_iter()
+                .map(|m| ScramChange::Delete {
+                    user: user.clone(),
+                    mechanism: m.name().to_owned(),
+                })
+                .collect();
+            let deleted = store.alter_scram_credentials(&changes).await?;
+            let count = deleted.iter().filter(|d| **d).count();
+            anyhow::ensure!(count > 0, "{user} has no credentials");
+            println!("deleted {count} credential(s) of {user}");
+        }
+        UsersCommand::List => {
+            for (user, mechanism, iterations) in store.scram_users().await? {
+                println!("{user}\t{mechanism}\titerations={iterations}");
+            }
+        }
+    }
     Ok(())
 }
 

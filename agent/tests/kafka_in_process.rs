@@ -165,6 +165,13 @@ fn minimal_request(api: ApiKey) -> RequestKind {
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::default().into(),
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default().into(),
         ApiKey::DescribeQuorum => DescribeQuorumRequest::default().into(),
+        // On a listener without SASL both are answered ILLEGAL_SASL_STATE.
+        ApiKey::SaslHandshake => SaslHandshakeRequest::default().into(),
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default().into(),
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default().into(),
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsRequest::default().into()
+        }
         ApiKey::FindCoordinator => FindCoordinatorRequest::default().into(),
         ApiKey::JoinGroup => JoinGroupRequest::default().into(),
         ApiKey::SyncGroup => SyncGroupRequest::default().into(),
@@ -186,6 +193,9 @@ fn minimal_request(api: ApiKey) -> RequestKind {
         ApiKey::ListTransactions => ListTransactionsRequest::default().into(),
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default().into(),
         ApiKey::DescribeProducers => DescribeProducersRequest::default().into(),
+        ApiKey::CreateAcls => CreateAclsRequest::default().into(),
+        ApiKey::DescribeAcls => DescribeAclsRequest::default().into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
         other => panic!("{other:?} is served: give it a request here"),
     }
 }

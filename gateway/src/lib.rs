@@ -33,6 +33,10 @@ pub use crate::core::{
 pub use error::ApiError;
 pub use routes::{GatewaySettings, router};
 
+/// What [`serve_on`] accepts connections from: axum's listener trait, for
+/// listeners other than a plain TCP one (the agent's TLS listener).
+pub use axum::serve::Listener;
+
 /// Serves `router` on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge;
 /// gRPC is HTTP/2) until `shutdown` is cancelled; requests in flight then
 /// finish.
@@ -50,6 +54,24 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY on a gateway connection");
         }
     });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// As [`serve`], on any [`Listener`] (the agent serves HTTPS through one that
+/// hands over connections once their TLS handshake is done, with ALPN `h2`
+/// and `http/1.1`; both protocols are served on each connection as with
+/// [`serve`]). The listener sets its connections' options itself.
+pub async fn serve_on<L>(
+    listener: L,
+    router: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

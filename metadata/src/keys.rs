@@ -29,6 +29,8 @@
 //! | `("txn_offset", group, producer_id, topic, partition)` | [`CommittedOffset`](crate::CommittedOffset): an offset committed in a transaction (`TxnOffsetCommit`), moved to `group_offset` when the transaction commits |
 //! | `("rest_consumer", group, instance)` | [`RestConsumerRecord`](crate::rest_consumers::RestConsumerRecord): a REST Proxy (v2) consumer instance, written by compare-and-set on its version |
 //! | `("leader_placement", topic_id, partition)` | [`LeaderPlacement`](crate::LeaderPlacement): the agent an operator placed the partition's leader on (`AlterPartitionReassignments`) |
+//! | `("scram", user, mechanism)` | [`ScramCredential`](crate::ScramCredential): a user's salt, iterations, stored key and server key for one SCRAM mechanism |
+//! | `("acl", resource_type, pattern_type, resource_name, principal, host, operation, permission)` | [`AclBinding`](crate::AclBinding): one ACL binding, the whole binding in the key (Kafka's codes for the enums), so creating it twice stores it once; every change bumps the `("counter", "acl_version")` counter |
 //! | `("log_compaction", topic_id, partition)` | [`LogCompactionState`](crate::LogCompactionState): log compaction's cleaner checkpoint (the first dirty offset) and the earliest delete horizon still pending in the cleaned part |
 //!
 //! Every value is a versioned record ([`codec`](crate::codec)) except the
@@ -62,6 +64,7 @@ use crate::model::{SegmentId, TopicId, TopicPartition};
 /// Names of the counters under `("counter", name)`.
 const NODE_ID_COUNTER: &str = "node_id";
 const PRODUCER_ID_COUNTER: &str = "producer_id";
+const ACL_VERSION_COUNTER: &str = "acl_version";
 
 /// Builds every metadata key under one root, so several clusters can share a
 /// backend under different roots.
@@ -480,6 +483,32 @@ impl Keyspace {
     }
 }
 
+// ----- SCRAM credentials -----
+
+impl Keyspace {
+    /// A user's credential for one SCRAM mechanism.
+    pub fn scram_credential(&self, user: &str, mechanism: &str) -> Vec<u8> {
+        self.root.pack(&("scram", user, mechanism))
+    }
+
+    /// The prefix of a user's credentials (the tuple encoding ends a string,
+    /// so `alice` does not prefix `alice2`'s).
+    pub fn scram_credentials_of(&self, user: &str) -> Vec<u8> {
+        self.root.pack(&("scram", user))
+    }
+
+    /// The prefix of every SCRAM credential.
+    pub fn scram_credentials(&self) -> Vec<u8> {
+        self.root.pack(&("scram",))
+    }
+
+    /// The user and mechanism of a [`Keyspace::scram_credential`] key.
+    pub fn scram_credential_of(&self, key: &[u8]) -> Option<(String, String)> {
+        let (_, user, mechanism): (String, String, String) = self.root.unpack(key).ok()?;
+        Some((user, mechanism))
+    }
+}
+
 // ----- leader placements -----
 
 impl Keyspace {
@@ -506,6 +535,39 @@ impl Keyspace {
     pub fn partition_of_leader_placement(&self, key: &[u8]) -> Option<TopicPartition> {
         let (_, topic_id, partition): (String, Uuid, i32) = self.root.unpack(key).ok()?;
         Some(TopicPartition::new(TopicId(topic_id), partition))
+    }
+}
+
+// ----- ACLs -----
+
+impl Keyspace {
+    /// One ACL binding: the whole binding is the key.
+    pub fn acl(&self, binding: &crate::AclBinding) -> Vec<u8> {
+        self.root.pack(&(
+            "acl",
+            i16::from(binding.resource_type.code()),
+            i16::from(binding.pattern_type.code()),
+            binding.resource_name.as_str(),
+            binding.principal.as_str(),
+            binding.host.as_str(),
+            i16::from(binding.operation.code()),
+            i16::from(binding.permission.code()),
+        ))
+    }
+
+    /// The prefix of every ACL binding.
+    pub fn acls(&self) -> Vec<u8> {
+        self.root.pack(&("acl",))
+    }
+
+    /// The prefix of the ACL bindings of one resource type.
+    pub fn acls_of_type(&self, resource_type: crate::ResourceType) -> Vec<u8> {
+        self.root.pack(&("acl", i16::from(resource_type.code())))
+    }
+
+    /// The counter every change to the ACL bindings bumps.
+    pub fn acl_version_counter(&self) -> Vec<u8> {
+        self.root.pack(&("counter", ACL_VERSION_COUNTER))
     }
 }
 

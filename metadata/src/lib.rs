@@ -34,7 +34,9 @@
 //! | retention: moves log starts, releases the entries below them, records unreferenced objects as garbage | [`MetadataStore::apply_retention`], [`MetadataStore::release_prefix`], [`MetadataStore::garbage_objects`] | `retention` |
 //! | compacts objects: registers an output before its upload, swaps partitions' entries over to it only where they did not change | [`MetadataStore::register_compaction_output`], [`MetadataStore::swap_compacted`] | `compaction` |
 //! | places a partition's leader on the agent an operator chose (`AlterPartitionReassignments`) | [`MetadataStore::set_leader_placement`], [`MetadataStore::leader_placements`] | `leader_placement` |
+//! | authenticates SASL/SCRAM clients: each user's salt, iterations and keys per mechanism, altered in one transaction per request | [`MetadataStore::scram_credential`], [`MetadataStore::alter_scram_credentials`] | `scram` |
 //! | compacts logs (`cleanup.policy=compact`): plans a clean from one snapshot, swaps cleaned entries in (fewer records, same offsets), moves the cleaner checkpoint | [`MetadataStore::log_compaction_view`], [`MetadataStore::swap_log_compacted`], [`MetadataStore::record_log_compaction`] | `log_compaction` |
+//! | authorizes requests: ACL bindings created, described and deleted by filter (one transaction each), and a version counter agents check before re-reading them all | [`MetadataStore::create_acls`], [`MetadataStore::describe_acls`], [`MetadataStore::delete_acls`], [`MetadataStore::all_acls`] | `acls` |
 //! | who runs the jobs of each shard (retention, compaction, garbage collection) | [`MetadataStore::acquire_job_shard`], [`MetadataStore::release_job_shard`], [`MetadataStore::job_shards`] | `jobs` |
 //! | coordinates consumer groups | [`MetadataStore::acquire_coordinator_shard`], ... | `groups` |
 //! | coordinates transactions: a transactional id's record, offsets pending in a transaction, the decision and its offsets in one commit, the aborted transactions `read_committed` fetches skip | [`MetadataStore::prepare_end_transaction`], [`MetadataStore::aborted_transactions`], ... | `transactions` |
@@ -59,6 +61,7 @@
 //! # }
 //! ```
 
+mod acls;
 pub mod codec;
 mod compaction;
 mod error;
@@ -73,10 +76,15 @@ mod open;
 mod producers;
 pub mod rest_consumers;
 mod retention;
+mod scram;
 mod store;
 mod time_index;
 mod transactions;
 
+pub use acls::{
+    AclBinding, AclBindingFilter, AclOperation, AclPermission, AclSet, CLUSTER_RESOURCE_NAME,
+    PatternFilter, PatternType, ResourceType, WILDCARD, WILDCARD_PRINCIPAL,
+};
 pub use compaction::{
     CompactedInput, CompactionOutput, CompactionSwap, PartitionSwap, SwapOutcome,
 };
@@ -90,6 +98,7 @@ pub use open::{
     BackendUrl, DEFAULT_CLUSTER, OpenOptions, open, open_with, open_with_faults, open_with_options,
 };
 pub use retention::{GarbageObject, Released, RetentionLimits, RetentionOutcome};
+pub use scram::{ScramChange, ScramCredential};
 pub use store::{
     DELETE_UP_TO_HIGH_WATERMARK, MAX_COMMIT_AGE_MS, MAX_PARTITIONS_PER_TOPIC, MetadataStore,
 };

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::LatencyModel;
+use crate::security::SecurityProtocol;
+use crate::security::tls::ClientAuth;
 
 /// The flags of `fjord agent`. Serializes (kebab-case, flags not given left
 /// out) into the flag layer of [`AgentSettings::load`](super::AgentSettings::load).
@@ -99,6 +101,51 @@ pub struct AgentArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch_max_bytes: Option<usize>,
 
+    /// The Kafka listener's security protocol: PLAINTEXT, SSL (TLS, with
+    /// --tls-cert-file and --tls-key-file), SASL_PLAINTEXT or SASL_SSL (SASL
+    /// with --sasl-enabled-mechanisms, over TCP or TLS).
+    /// [env: FJORD_KAFKA_SECURITY_PROTOCOL] [default: PLAINTEXT]
+    #[arg(long, value_name = "PROTOCOL", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_security_protocol: Option<SecurityProtocol>,
+    /// PEM file of the TLS certificate, then its chain (the Kafka listener's
+    /// under SSL, the gateway's under --http-tls); reloaded when it changes.
+    /// [env: FJORD_TLS_CERT_FILE] [default: none]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the certificate's private key (unencrypted); reloaded
+    /// when it changes. [env: FJORD_TLS_KEY_FILE] [default: none]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM file of the CAs that sign client certificates (needed by
+    /// --tls-client-auth requested or required); reloaded when it changes.
+    /// [env: FJORD_TLS_CLIENT_CA_FILE] [default: none]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Whether TLS clients are asked for a certificate (ssl.client.auth):
+    /// none, requested (a client without one is User:ANONYMOUS) or required;
+    /// a certificate makes its subject the principal (User:CN=...).
+    /// [env: FJORD_TLS_CLIENT_AUTH] [default: none]
+    #[arg(long, value_name = "AUTH", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth: Option<ClientAuth>,
+    /// Serve the HTTP/gRPC gateway over TLS (HTTP/1.1 and HTTP/2 by ALPN)
+    /// with --tls-cert-file and --tls-client-auth, as the Kafka listener.
+    /// [env: FJORD_HTTP_TLS] [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_tls: Option<bool>,
+    /// The SASL mechanisms a SASL_PLAINTEXT or SASL_SSL listener accepts,
+    /// comma-separated: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Kafka's
+    /// sasl.enabled.mechanisms; users are SCRAM credentials in metadata).
+    /// [env: FJORD_SASL_ENABLED_MECHANISMS] [default: SCRAM-SHA-256,SCRAM-SHA-512]
+    #[arg(long, value_name = "MECHANISMS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_enabled_mechanisms: Option<String>,
+
     /// Create unknown topics named in Metadata requests (auto.create.topics.enable).
     /// [env: FJORD_AUTO_CREATE_TOPICS] [default: true]
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
@@ -109,6 +156,26 @@ pub struct AgentArgs {
     #[arg(long, value_name = "COUNT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_partitions: Option<i32>,
+
+    /// The authorizer (authorizer.class.name): none (every request is
+    /// allowed) or acl (Kafka's ACLs, kept in metadata and managed with
+    /// CreateAcls, DescribeAcls and DeleteAcls; docs/security.md).
+    /// [env: FJORD_AUTHORIZER] [default: none]
+    #[arg(long, value_name = "AUTHORIZER", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorizer: Option<crate::security::authorizer::AuthorizerKind>,
+    /// Principals allowed everything by the acl authorizer, separated by
+    /// semicolons (super.users), as User:admin;User:ops.
+    /// [env: FJORD_SUPER_USERS] [default: none]
+    #[arg(long, value_name = "PRINCIPALS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub super_users: Option<String>,
+    /// Let everyone at a resource no ACL applies to
+    /// (allow.everyone.if.no.acl.found); otherwise the acl authorizer denies
+    /// it. [env: FJORD_ALLOW_EVERYONE_IF_NO_ACL_FOUND] [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 
     /// How often accepted batches are flushed into a segment object.
     /// [env: FJORD_FLUSH_INTERVAL_MS] [default: 100]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::security::SecurityProtocol;
+use crate::security::tls::{ClientAuth, TlsFiles};
+
 /// The settings format this build reads (the file's `version`; absent means 1).
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -74,11 +77,42 @@ pub struct AgentSettings {
     /// batch is returned even when larger, as in Kafka).
     pub fetch_max_bytes: usize,
 
+    // -- security (docs/security.md) --
+    /// The Kafka listener's security protocol: `PLAINTEXT`, `SSL`,
+    /// `SASL_PLAINTEXT` or `SASL_SSL` (Kafka's names).
+    pub kafka_security_protocol: SecurityProtocol,
+    /// PEM: the TLS certificate, then its chain (for `SSL`, `SASL_SSL` and
+    /// `http-tls`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM: the certificate's private key, unencrypted.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM: the CAs client certificates must be signed by.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `ssl.client.auth`: whether clients are asked for a certificate
+    /// (`none`, `requested`, `required`).
+    pub tls_client_auth: ClientAuth,
+    /// Serve the HTTP/gRPC gateway over TLS with the same certificate.
+    pub http_tls: bool,
+    /// `sasl.enabled.mechanisms`: the mechanisms a `SASL_*` listener accepts,
+    /// comma-separated.
+    pub sasl_enabled_mechanisms: String,
+
     // -- topics --
     /// `auto.create.topics.enable`: create unknown topics named in Metadata requests.
     pub auto_create_topics: bool,
     /// `num.partitions`: partitions of auto-created topics.
     pub num_partitions: i32,
+
+    // -- authorization (docs/security.md) --
+    /// `authorizer.class.name`: `none` (every request is allowed) or `acl`
+    /// (Kafka's ACLs, stored in metadata).
+    pub authorizer: crate::security::authorizer::AuthorizerKind,
+    /// `super.users`: principals allowed everything, separated by
+    /// semicolons (`User:admin;User:ops`).
+    pub super_users: String,
+    /// `allow.everyone.if.no.acl.found`: a resource no ACL applies to is open
+    /// to everyone (false: denied).
+    pub allow_everyone_if_no_acl_found: bool,
 
     // -- the write path --
     /// How often accepted batches are flushed into a segment object.
@@ -218,8 +252,18 @@ impl Default for AgentSettings {
             queued_max_request_bytes: 500 * MIB,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * MIB,
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: ClientAuth::None,
+            http_tls: false,
+            sasl_enabled_mechanisms: "SCRAM-SHA-256,SCRAM-SHA-512".to_owned(),
             auto_create_topics: true,
             num_partitions: 1,
+            authorizer: crate::security::authorizer::AuthorizerKind::None,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
             flush_interval_ms: 100,
             flush_idle_us: 1_000,
             flush_bytes: 8 * MIB,
@@ -387,6 +431,23 @@ impl AgentSettings {
         }
     }
 
+    /// The SASL mechanisms the Kafka listener accepts: none unless its
+    /// protocol is `SASL_*` (names are checked by validation; an unknown one
+    /// is skipped here).
+    pub fn sasl_mechanisms(&self) -> Vec<crate::security::sasl::Mechanism> {
+        if !self.kafka_security_protocol.uses_sasl() {
+            return Vec::new();
+        }
+        let mut mechanisms: Vec<_> = self
+            .sasl_enabled_mechanisms
+            .split(',')
+            .filter_map(|name| crate::security::sasl::Mechanism::from_name(name.trim()))
+            .collect();
+        mechanisms.sort();
+        mechanisms.dedup();
+        mechanisms
+    }
+
     /// The settings every request handler shares.
     pub fn broker_settings(&self) -> crate::BrokerSettings {
         crate::BrokerSettings {
@@ -397,6 +458,31 @@ impl AgentSettings {
             queued_max_request_bytes: self.queued_max_request_bytes,
             fetch_max_bytes: self.fetch_max_bytes,
             static_log_configs: self.static_log_configs(),
+            authorizer: self.authorizer_settings(),
+            security_protocol: self.kafka_security_protocol,
+            sasl_mechanisms: self.sasl_mechanisms(),
+        }
+    }
+
+    /// The TLS files, when a certificate and its key are set (validation
+    /// makes sure they are whenever something is served over TLS).
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert_file: self.tls_cert_file.clone()?,
+            key_file: self.tls_key_file.clone()?,
+            client_ca_file: self.tls_client_ca_file.clone(),
+            client_auth: self.tls_client_auth,
+        })
+    }
+
+    /// The authorizer's settings (`super-users` is checked by validation; an
+    /// invalid list is taken as empty here).
+    pub fn authorizer_settings(&self) -> crate::security::authorizer::AuthorizerSettings {
+        crate::security::authorizer::AuthorizerSettings {
+            kind: self.authorizer,
+            super_users: crate::security::authorizer::parse_super_users(&self.super_users)
+                .unwrap_or_default(),
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
         }
     }
 

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use super::settings::{CONFIG_VERSION, HTTP_OFF, resolved_metadata_url, resolved_storage_url};
 use super::{AgentSettings, ConfigError, InvalidSetting};
+use crate::security::SecurityProtocol;
+use crate::security::tls::{ClientAuth, TlsFiles};
 
 /// The smallest key map log compaction accepts (~43,000 keys): one batch's
 /// keys must fit, or a clean makes no progress.
@@ -46,9 +48,21 @@ impl AgentSettings {
             connections_max_idle_ms,
             // Kafka accepts 0: a fetch still returns its first batch.
             fetch_max_bytes: _,
+            kafka_security_protocol,
+            tls_cert_file,
+            tls_key_file,
+            tls_client_ca_file,
+            tls_client_auth,
+            http_tls,
+            sasl_enabled_mechanisms,
             // Either value is a valid choice.
             auto_create_topics: _,
             num_partitions,
+            // An enum: every value is valid.
+            authorizer: _,
+            super_users,
+            // Either value is a valid choice.
+            allow_everyone_if_no_acl_found: _,
             flush_interval_ms,
             flush_idle_us,
             flush_bytes,
@@ -208,6 +222,39 @@ impl AgentSettings {
             "connections-max-idle-ms",
             "must be more than 0".to_owned(),
         );
+
+        // Security.
+        for (setting, reason) in tls_problems(
+            *kafka_security_protocol,
+            tls_cert_file.as_deref(),
+            tls_key_file.as_deref(),
+            tls_client_ca_file.as_deref(),
+            *tls_client_auth,
+            *http_tls,
+        ) {
+            check(false, setting, reason);
+        }
+
+        let names: Vec<&str> = sasl_enabled_mechanisms.split(',').map(str::trim).collect();
+        let unknown: Vec<&&str> = names
+            .iter()
+            .filter(|name| crate::security::sasl::Mechanism::from_name(name).is_none())
+            .collect();
+        check(
+            unknown.is_empty(),
+            "sasl-enabled-mechanisms",
+            format!(
+                "{sasl_enabled_mechanisms:?}: {unknown:?} not served; PLAIN, SCRAM-SHA-256 \
+                 and SCRAM-SHA-512 are"
+            ),
+        );
+
+        // Authorization: the super users are principals. (They, and
+        // allow-everyone-if-no-acl-found, are ignored without an authorizer,
+        // as Kafka ignores them.)
+        if let Err(reason) = crate::security::authorizer::parse_super_users(super_users) {
+            check(false, "super-users", reason);
+        }
 
         // Topics.
         let partitions = 1..=fjord_metadata::MAX_PARTITIONS_PER_TOPIC;
@@ -409,6 +456,96 @@ impl AgentSettings {
 
         problems
     }
+}
+
+/// The TLS settings' rules: the certificate and key whenever something is served over TLS (and files that load, checked by
+/// reading them as the agent will); a CA file exactly when client
+/// certificates are asked for; no TLS setting that nothing would use.
+fn tls_problems(
+    protocol: SecurityProtocol,
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    client_ca_file: Option<&Path>,
+    client_auth: ClientAuth,
+    http_tls: bool,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let mut users = Vec::new();
+    if protocol.uses_tls() {
+        users.push(format!("kafka-security-protocol {protocol}"));
+    }
+    if http_tls {
+        users.push("http-tls".to_owned());
+    }
+    if users.is_empty() {
+        let unused = [
+            ("tls-cert-file", cert_file.is_some()),
+            ("tls-key-file", key_file.is_some()),
+            ("tls-client-ca-file", client_ca_file.is_some()),
+            ("tls-client-auth", client_auth != ClientAuth::None),
+        ];
+        for (setting, set) in unused {
+            if set {
+                problems.push((
+                    setting,
+                    format!(
+                        "is set but nothing is served over TLS \
+                         (kafka-security-protocol is {protocol} and http-tls is false)"
+                    ),
+                ));
+            }
+        }
+        return problems;
+    }
+    let needed_by = users.join(" and ");
+    let mut complete = true;
+    for (setting, path) in [("tls-cert-file", cert_file), ("tls-key-file", key_file)] {
+        match path {
+            None => {
+                complete = false;
+                problems.push((setting, format!("is needed by {needed_by}")));
+            }
+            Some(path) if !non_empty(path) => {
+                complete = false;
+                problems.push((setting, "must not be empty".to_owned()));
+            }
+            Some(_) => {}
+        }
+    }
+    match (client_auth, client_ca_file) {
+        (ClientAuth::None, Some(_)) => {
+            complete = false;
+            problems.push((
+                "tls-client-ca-file",
+                "is set but tls-client-auth is none: no client certificate is asked for \
+                 (set tls-client-auth to requested or required)"
+                    .to_owned(),
+            ));
+        }
+        (ClientAuth::Requested | ClientAuth::Required, None) => {
+            complete = false;
+            problems.push((
+                "tls-client-auth",
+                format!(
+                    "{} needs tls-client-ca-file: the CAs client certificates are checked against",
+                    client_auth.name()
+                ),
+            ));
+        }
+        (ClientAuth::None, None) | (ClientAuth::Requested | ClientAuth::Required, Some(_)) => {}
+    }
+    if complete && let (Some(cert_file), Some(key_file)) = (cert_file, key_file) {
+        let files = TlsFiles {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            client_ca_file: client_ca_file.map(Path::to_owned),
+            client_auth,
+        };
+        if let Err(error) = files.check() {
+            problems.push((error.setting(&files), error.to_string()));
+        }
+    }
+    problems
 }
 
 fn non_empty(path: &Path) -> bool {

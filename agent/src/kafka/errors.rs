@@ -155,3 +155,36 @@ pub fn txn_error(error: &crate::transactions::TxnError, legacy_fencing: bool) ->
         TxnError::Internal(_) => ResponseError::UnknownServerError,
     }
 }
+
+// ----- authorization -----
+
+/// The Kafka error a refused authorization becomes: the
+/// `*_AUTHORIZATION_FAILED` of the resource's type. Exhaustive on purpose.
+pub fn authorization_error(denied: &crate::security::authorizer::Denied) -> ResponseError {
+    use fjord_metadata::ResourceType;
+    match denied.resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
+        ResourceType::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+        // Tokens created for other users are checked on the user resource,
+        // and refused as delegation tokens are.
+        ResourceType::DelegationToken | ResourceType::User => {
+            ResponseError::DelegationTokenAuthorizationFailed
+        }
+    }
+}
+
+impl From<crate::security::authorizer::Denied> for ResponseError {
+    fn from(denied: crate::security::authorizer::Denied) -> Self {
+        authorization_error(&denied)
+    }
+}
+
+/// The wire code of an authorization outcome (0: allowed).
+pub(crate) fn authorization_code(outcome: &Result<(), crate::security::authorizer::Denied>) -> i16 {
+    outcome
+        .as_ref()
+        .err()
+        .map_or(0, |d| authorization_error(d).code())
+}

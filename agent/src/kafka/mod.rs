@@ -4,7 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `server` | [`serve`]: the accept loop, connection permits, the staged shutdown of every connection |
+//! | `server` | [`serve`] (and [`serve_tls`]): the accept loop, connection permits, the TLS handshake, the staged shutdown of every connection |
 //! | `connection` | [`serve_connection`]: one connection — reading frames, the in-flight window, responses in request order |
 //! | `codec` | the wire format without I/O: frame lengths, request decoding, response encoding, `ProtocolError` (why a connection closes) |
 //! | `dispatch` | one match from request kind to handler, and the `Reply` (now, deferred, silent) the connection acts on |
@@ -74,6 +74,10 @@ pub use connection::{serve_connection, serve_connection_as, serve_connection_unt
 /// listener: the gateway's group members go through the same handlers,
 /// locally when this agent coordinates the group, or over the coordinator's
 /// listener ([`crate::http`]).
+///
+/// They are not authorized here: the gateway has no authentication yet, so
+/// its requests are unrestricted (an authorizer checks the ones it forwards
+/// over another agent's listener, as `User:ANONYMOUS`).
 pub(crate) mod in_process {
     use kafka_protocol::messages::{
         ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, OffsetCommitRequest,
@@ -82,6 +86,7 @@ pub(crate) mod in_process {
 
     use super::handlers::{self, RequestContext};
     use crate::Broker;
+    use crate::security::authorizer::Session;
 
     pub(crate) use handlers::consumer_group_heartbeat::SESSION_TIMEOUT_TAG;
 
@@ -109,6 +114,7 @@ pub(crate) mod in_process {
             request,
             HEARTBEAT_VERSION,
             &context(client_id),
+            &Session::unrestricted(),
         )
         .await
     }
@@ -117,15 +123,27 @@ pub(crate) mod in_process {
         broker: &Broker,
         request: OffsetCommitRequest,
     ) -> OffsetCommitResponse {
-        handlers::offset_commit::handle(broker, request, OFFSET_COMMIT_VERSION).await
+        handlers::offset_commit::handle(
+            broker,
+            request,
+            OFFSET_COMMIT_VERSION,
+            &Session::unrestricted(),
+        )
+        .await
     }
 
     pub(crate) async fn offset_fetch(
         broker: &Broker,
         request: OffsetFetchRequest,
     ) -> OffsetFetchResponse {
-        handlers::offset_fetch::handle(broker, request, OFFSET_FETCH_VERSION).await
+        handlers::offset_fetch::handle(
+            broker,
+            request,
+            OFFSET_FETCH_VERSION,
+            &Session::unrestricted(),
+        )
+        .await
     }
 }
-pub use server::serve;
+pub use server::{serve, serve_tls};
 pub use versions::supported_versions;

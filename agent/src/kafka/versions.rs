@@ -18,6 +18,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v13 adds a top-level error code (KIP-1102).
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
+    // SASL (answered by the connection, `kafka::connection::sasl`). After
+    // SaslHandshake v0 the tokens travel as bare length-prefixed frames
+    // instead of SaslAuthenticate requests (aiokafka still does this).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     // v6 adds two-phase commit (KIP-939), not served.
@@ -75,6 +82,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
+    // ACLs (Kafka 4.0 dropped v0 of each).
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// Every served API with its version range.

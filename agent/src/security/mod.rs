@@ -2,8 +2,19 @@
 //! [`Principal`]: `User:ANONYMOUS` until something proves otherwise (a TLS
 //! client certificate, a SASL authentication, an HTTP credential), as in
 //! Kafka, whose principals authorizers match ACLs against (`User:alice`).
+//!
+//! [`authorizer`] decides what a principal may do: Kafka's ACL rules over the
+//! bindings in metadata, cached in each agent.
 
 use std::fmt;
+
+pub mod authorizer;
+pub mod protocol;
+pub mod sasl;
+pub mod tls;
+pub mod x509;
+
+pub use protocol::SecurityProtocol;
 
 /// The principal type of every principal here, as in Kafka's default
 /// principal builder.

@@ -99,6 +99,10 @@ impl TestBroker {
             Arc::new(SystemClock),
         ));
         let broker = Arc::new(Broker {
+            authorizer: Arc::new(fjord_agent::security::authorizer::Authorizer::new(
+                settings.authorizer.clone(),
+                store.clone(),
+            )),
             transactions,
             store,
             node_id,

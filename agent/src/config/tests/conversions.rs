@@ -138,3 +138,32 @@ fn component_settings_carry_the_values_given() {
     assert_eq!(settings.queued_max_request_bytes(), 524_288_000);
     assert_eq!(settings.fetch_max_bytes(), 57_671_680);
 }
+
+#[test]
+fn authorizer_flags_reach_the_broker_settings() {
+    use crate::security::authorizer::{AuthorizerKind, AuthorizerSettings};
+    let given = flags(&[
+        "--authorizer",
+        "acl",
+        "--super-users",
+        "User:admin; User:ops",
+        "--allow-everyone-if-no-acl-found",
+    ]);
+    let settings = AgentSettings::load_from(&given, NO_ENV).unwrap();
+    assert_eq!(
+        settings.broker_settings().authorizer,
+        AuthorizerSettings {
+            kind: AuthorizerKind::Acl,
+            super_users: ["User:admin".to_owned(), "User:ops".to_owned()].into(),
+            allow_everyone_if_no_acl_found: true,
+        }
+    );
+    // The default: no authorizer.
+    let defaults = AgentSettings::load_from(&AgentArgs::default(), NO_ENV).unwrap();
+    assert_eq!(
+        defaults.broker_settings().authorizer.kind,
+        AuthorizerKind::None
+    );
+    let refused = AgentSettings::load_from(&flags(&["--super-users", "admin"]), NO_ENV);
+    assert!(refused.unwrap_err().to_string().contains("super-users"));
+}

@@ -12,6 +12,7 @@
 //! | `refusals` | settings refused while loading: unknown, mistyped, out of range, another version, a missing file |
 //! | `validation` | the rules across fields, and the layer each broken rule's value came from |
 //! | `conversions` | the paths and the component settings derived from the settings |
+//! | `tls` | the TLS settings: every layer, the rules (files that load, client auth with its CA), the agent's TLS files |
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,6 +28,7 @@ mod conversions;
 mod defaults;
 mod layers;
 mod refusals;
+mod tls;
 mod validation;
 
 const NO_ENV: [(&str, &str); 0] = [];

@@ -14,6 +14,10 @@ fn validation_refuses_each_broken_rule_naming_its_setting() {
             Box::new(|s| s.cache_dir = Some(PathBuf::new())),
         ),
         ("flush-interval-ms", Box::new(|s| s.flush_interval_ms = 0)),
+        (
+            "super-users",
+            Box::new(|s| s.super_users = "User:admin;admin".into()),
+        ),
         // Longer than the (default, 100 ms) interval it must stay under.
         ("flush-idle-us", Box::new(|s| s.flush_idle_us = 100_001)),
         (

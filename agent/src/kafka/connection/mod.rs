@@ -43,6 +43,7 @@
 //! keep the connection open. Staged shutdown is [`serve_connection_until`]'s.
 
 mod frames;
+mod sasl;
 #[cfg(test)]
 mod tests;
 
@@ -167,6 +168,7 @@ where
         ),
         idle,
         idle_timer: Box::pin(tokio::time::sleep_until(idle_deadline(idle))),
+        auth: sasl::Auth::start(&broker),
         broker,
         client_host,
         principal,
@@ -207,6 +209,8 @@ struct Connection<R, W> {
     client_host: String,
     /// Who the client is.
     principal: Principal,
+    /// Where its SASL authentication is, on a listener with SASL.
+    auth: sasl::Auth,
     frames: FrameReader<R>,
     /// `connections.max.idle.ms`.
     idle: Duration,
@@ -279,6 +283,21 @@ where
     /// answered before the next frame is read.
     async fn handle(&mut self, frame: Frame) -> Result<Next, io::Error> {
         let Frame { body, share } = frame;
+        if sasl::expects_raw_token(&self.auth) {
+            let Some(reply) =
+                sasl::raw_token(&mut self.auth, &mut self.principal, &self.broker, &body).await
+            else {
+                return Ok(Next::Close);
+            };
+            self.in_flight.push_back(Box::pin(async move {
+                Done {
+                    outcome: Ok(Some(reply)),
+                    share,
+                    timeline: None,
+                }
+            }));
+            return self.drain().await;
+        }
         let request = match codec::decode_request(body) {
             Ok(Decoded::Request(request)) => *request,
             Ok(Decoded::Answer(answer)) => {
@@ -324,6 +343,36 @@ where
                 self.in_flight.len(),
             )
         });
+        let body = match sasl::gate(
+            &mut self.auth,
+            &mut self.principal,
+            &self.broker,
+            api,
+            version,
+            body,
+        )
+        .instrument(span.clone())
+        .await
+        {
+            sasl::Gate::Pass(body) => body,
+            sasl::Gate::Answer { response, close } => {
+                let outcome =
+                    codec::encode_response(api, version, correlation_id, &response).map(Some);
+                self.in_flight.push_back(Box::pin(async move {
+                    Done {
+                        outcome,
+                        share,
+                        timeline: None,
+                    }
+                }));
+                let next = self.drain().await?;
+                return Ok(if close { Next::Close } else { next });
+            }
+            sasl::Gate::Refuse(reason) => {
+                span.in_scope(|| tracing::info!(%reason, "closing kafka connection"));
+                return Ok(Next::Close);
+            }
+        };
         let context = RequestContext {
             client_id,
             client_host: self.client_host.clone(),

@@ -53,6 +53,10 @@ async fn broker(settings: BrokerSettings) -> Arc<Broker> {
         Arc::new(SystemClock),
     ));
     Arc::new(Broker {
+        authorizer: Arc::new(crate::security::authorizer::Authorizer::new(
+            settings.authorizer.clone(),
+            store.clone(),
+        )),
         groups,
         transactions,
         store,

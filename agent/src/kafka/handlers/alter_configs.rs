@@ -7,22 +7,28 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::config_resources::{
-    Refusal, Resource, alter_topic, duplicate_resource, duplicated, read_only_broker, resource,
+    Refusal, Resource, alter_topic, authorize, duplicate_resource, duplicated, read_only_broker,
+    resource,
 };
 use crate::Broker;
 use crate::configs::topic;
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 
 async fn alter(
     broker: &Broker,
     requested: &AlterConfigsResource,
     validate_only: bool,
+    access: &Session<'_>,
 ) -> Result<(), Refusal> {
-    match resource(
+    let resource = resource(
         broker,
         requested.resource_type,
         requested.resource_name.as_str(),
-    )? {
+    )?;
+    authorize(access, resource, AclOperation::AlterConfigs)?;
+    match resource {
         Resource::Broker => Err(read_only_broker()),
         Resource::Topic(name) => {
             let wanted = requested.configs.iter().map(|config| {
@@ -43,6 +49,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: AlterConfigsRequest,
     _version: i16,
+    access: &Session<'_>,
 ) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     let duplicates = duplicated(
@@ -61,7 +68,7 @@ pub(crate) async fn handle(
             reported.push(key);
             Err(duplicate_resource())
         } else {
-            alter(broker, requested, request.validate_only).await
+            alter(broker, requested, request.validate_only, access).await
         };
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = requested.resource_type;

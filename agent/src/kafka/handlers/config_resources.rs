@@ -5,6 +5,10 @@
 //! for the cluster-wide defaults). Any other type is `INVALID_REQUEST`. Broker
 //! configs are read-only (fixed when the agent starts): altering them is
 //! `INVALID_REQUEST`, as Kafka answers a change to a config it cannot update.
+//!
+//! With an authorizer, as Kafka's: describing needs `DESCRIBE_CONFIGS` and
+//! altering `ALTER_CONFIGS`, on the topic (else `TOPIC_AUTHORIZATION_FAILED`)
+//! or, for a broker, on the cluster (else `CLUSTER_AUTHORIZATION_FAILED`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,8 @@ use kafka_protocol::error::ResponseError;
 use crate::Broker;
 use crate::configs::topic::ConfigError;
 use crate::kafka::errors::{config_error, metadata_error};
-use fjord_metadata::MetadataError;
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError};
 
 /// Kafka's `ConfigResource.Type` of a topic.
 const TOPIC: i8 = 2;
@@ -52,6 +57,23 @@ pub(super) fn resource<'a>(
             format!("resource type {other} is not supported; topics (2) and brokers (4) are"),
         )),
     }
+}
+
+/// Refuses `operation` on `resource` unless the session may do it: on the
+/// topic, or on the cluster for a broker.
+pub(super) fn authorize(
+    access: &Session<'_>,
+    resource: Resource<'_>,
+    operation: AclOperation,
+) -> Result<(), Refusal> {
+    let checked = match resource {
+        Resource::Topic(name) => access.topic(operation, name),
+        Resource::Broker => access.cluster(operation),
+    };
+    checked.map_err(|denied| {
+        let message = denied.to_string();
+        (ResponseError::from(denied), message)
+    })
 }
 
 /// The refusal for altering broker configs.

@@ -6,6 +6,11 @@
 //! A member of the HTTP or gRPC gateway carries its own session timeout in a
 //! tagged field Kafka does not define ([`SESSION_TIMEOUT_TAG`]), so its
 //! heartbeat can be forwarded to the coordinator as this same request.
+//!
+//! With an authorizer, as Kafka's: `READ` on the group (else
+//! `GROUP_AUTHORIZATION_FAILED`) and `DESCRIBE` on every subscribed topic
+//! named (else `TOPIC_AUTHORIZATION_FAILED`). A regular-expression
+//! subscription is resolved over every topic.
 
 /// The tagged field holding a member's own session timeout (an `i32`, big
 /// endian, in milliseconds). Kafka's tags are small; this one is far past
@@ -21,15 +26,32 @@ use super::RequestContext;
 use crate::Broker;
 use crate::groups::GroupError;
 use crate::groups::types::ConsumerHeartbeatRequest;
-use crate::kafka::errors::group_error_code;
+use crate::kafka::errors::{authorization_error, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
     context: &RequestContext,
+    access: &Session<'_>,
 ) -> ConsumerGroupHeartbeatResponse {
     let mut response = ConsumerGroupHeartbeatResponse::default();
+    let denied = access
+        .group(AclOperation::Read, request.group_id.0.as_str())
+        .and_then(|()| {
+            request
+                .subscribed_topic_names
+                .iter()
+                .flatten()
+                .try_for_each(|topic| access.topic(AclOperation::Describe, topic.0.as_str()))
+        });
+    if let Err(denied) = denied {
+        response.error_code = authorization_error(&denied).code();
+        response.error_message = Some(StrBytes::from_string(denied.to_string()));
+        return response;
+    }
     let heartbeat = ConsumerHeartbeatRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),

@@ -4,6 +4,7 @@
 //! | case | error |
 //! |---|---|
 //! | a topic named twice in the request | `INVALID_REQUEST` (once per name) |
+//! | no `ALTER` on the topic (with an authorizer) | `TOPIC_AUTHORIZATION_FAILED` |
 //! | unknown topic | `UNKNOWN_TOPIC_OR_PARTITION` |
 //! | count not larger than the current one, or above the per-topic limit | `INVALID_PARTITIONS` |
 //! | assignments that cannot apply: not one per new partition, an empty replica list, a broker twice in one list, or a broker not registered | `INVALID_REPLICA_ASSIGNMENT` |
@@ -23,7 +24,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::registry::registered_brokers;
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
-use fjord_metadata::{MAX_PARTITIONS_PER_TOPIC, MetadataError};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MAX_PARTITIONS_PER_TOPIC, MetadataError};
 
 type Refusal = (ResponseError, String);
 
@@ -133,6 +135,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: CreatePartitionsRequest,
     _version: i16,
+    access: &Session<'_>,
 ) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     let mut occurrences: BTreeMap<&str, usize> = BTreeMap::new();
@@ -155,6 +158,9 @@ pub(crate) async fn handle(
                 continue;
             }
             Err((ResponseError::InvalidRequest, "duplicate topic name".into()))
+        } else if let Err(denied) = access.topic(AclOperation::Alter, name) {
+            let message = denied.to_string();
+            Err((ResponseError::from(denied), message))
         } else {
             match &brokers {
                 Ok(brokers) => create(broker, topic, request.validate_only, brokers).await,

@@ -2,6 +2,11 @@
 //! [`configs::topic`](crate::configs::topic): an unknown name or a bad value
 //! fails the topic with `INVALID_CONFIG`, as in Kafka. From v5 on, a created (or
 //! validated) topic's whole config set is reported back.
+//!
+//! With an authorizer, as Kafka's: `CREATE` on the cluster, or on the topic,
+//! else the topic is `TOPIC_AUTHORIZATION_FAILED`; its configs are reported
+//! only with `DESCRIBE_CONFIGS` on it (else `topic_config_error_code` says
+//! `TOPIC_AUTHORIZATION_FAILED`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +18,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::configs::topic;
+use crate::security::authorizer::Session;
 use crate::{Broker, topic_spec};
+use fjord_metadata::{AclOperation, ResourceType};
 
 /// The topic's configs as the v5+ response reports them.
 fn reported_configs(
@@ -38,8 +45,10 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: CreateTopicsRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
+    let may_create_any = access.authorize_cluster(AclOperation::Create);
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
@@ -67,6 +76,27 @@ pub(crate) async fn handle(
             result.error_message = Some(StrBytes::from_string(message));
             result.num_partitions = -1;
             result.replication_factor = -1;
+        };
+        if !may_create_any
+            && let Err(denied) = access.topic(AclOperation::Create, topic.name.0.as_str())
+        {
+            let message = denied.to_string();
+            fail(&mut result, ResponseError::from(denied), message);
+            response.topics.push(result);
+            continue;
+        }
+        // The configs are told only to who may describe them.
+        let configs_denied = !access.authorize(
+            AclOperation::DescribeConfigs,
+            ResourceType::Topic,
+            topic.name.0.as_str(),
+        );
+        let reported = |result: &mut CreatableTopicResult, configs: Vec<CreatableTopicConfigs>| {
+            if configs_denied {
+                result.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+            } else {
+                result.configs = Some(configs);
+            }
         };
         if topic.replication_factor == 0 || topic.replication_factor < -1 {
             fail(
@@ -103,10 +133,10 @@ pub(crate) async fn handle(
                 ),
                 Err(_) if reports_counts => {
                     result.num_partitions = partitions;
-                    result.configs = Some(reported_configs(
-                        &spec.configs,
-                        &broker.settings.static_log_configs,
-                    ));
+                    reported(
+                        &mut result,
+                        reported_configs(&spec.configs, &broker.settings.static_log_configs),
+                    );
                 }
                 Err(_) => {}
             }
@@ -120,10 +150,10 @@ pub(crate) async fn handle(
                 }
                 if reports_counts {
                     result.num_partitions = created.partition_count;
-                    result.configs = Some(reported_configs(
-                        &created.configs,
-                        &broker.settings.static_log_configs,
-                    ));
+                    reported(
+                        &mut result,
+                        reported_configs(&created.configs, &broker.settings.static_log_configs),
+                    );
                 }
             }
             Err(error) => fail(

@@ -11,6 +11,9 @@
 //! Offset -1 means the high watermark; an offset below the log start moves
 //! nothing. Afterwards fetches below the new log start are `OFFSET_OUT_OF_RANGE`
 //! and `ListOffsets` earliest answers it.
+//!
+//! With an authorizer, each topic needs `DELETE`, else its partitions are
+//! `TOPIC_AUTHORIZATION_FAILED` (as Kafka's).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -21,7 +24,8 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use crate::Broker;
 use crate::configs::topic;
 use crate::kafka::errors::metadata_error;
-use fjord_metadata::{MetadataError, TopicMeta, TopicPartition};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, TopicMeta, TopicPartition};
 
 async fn delete(
     broker: &Broker,
@@ -54,15 +58,26 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: DeleteRecordsRequest,
     _version: i16,
+    access: &Session<'_>,
 ) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for requested in request.topics {
+        let denied = access
+            .topic(AclOperation::Delete, requested.name.0.as_str())
+            .err()
+            .map(ResponseError::from);
         let meta = broker.store.describe_topic(requested.name.0.as_str()).await;
         let mut topic_result = DeleteRecordsTopicResult::default();
         topic_result.name = requested.name.clone();
         for partition in requested.partitions {
             let mut result = DeleteRecordsPartitionResult::default();
             result.partition_index = partition.partition_index;
+            if let Some(error) = denied {
+                result.low_watermark = -1;
+                result.error_code = error.code();
+                topic_result.partitions.push(result);
+                continue;
+            }
             match delete(broker, &meta, partition.partition_index, partition.offset).await {
                 Ok(low_watermark) => result.low_watermark = low_watermark,
                 Err(error) => {

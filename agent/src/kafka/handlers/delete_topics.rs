@@ -1,4 +1,8 @@
 //! `DeleteTopics`, by name (v1–v6) or by id (v6).
+//!
+//! With an authorizer, as Kafka's: each topic needs `DELETE`, else it is
+//! `TOPIC_AUTHORIZATION_FAILED`; a topic named by id without `DESCRIBE` is
+//! refused so without its name.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -7,12 +11,14 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
-use fjord_metadata::{MetadataError, TopicId};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, TopicId};
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: DeleteTopicsRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
         .topic_names
@@ -34,6 +40,23 @@ pub(crate) async fn handle(
                 .await
                 .map(|topic| topic.name),
         };
+        if let Ok(resolved_name) = &resolved {
+            let denied = access
+                .topic(AclOperation::Describe, resolved_name)
+                .and_then(|()| access.topic(AclOperation::Delete, resolved_name));
+            if let Err(denied) = denied {
+                if name.is_none() {
+                    // Not told to who may not describe it.
+                    result.name = None;
+                }
+                result.error_code = ResponseError::from(denied.clone()).code();
+                if version >= 5 {
+                    result.error_message = Some(StrBytes::from_string(denied.to_string()));
+                }
+                response.responses.push(result);
+                continue;
+            }
+        }
         let deleted = match resolved {
             Ok(name) => broker.store.delete_topic(&name).await,
             Err(error) => Err(error),

@@ -2,6 +2,10 @@
 //! the registered agents as brokers. Only the broker endpoint type (1) exists
 //! here: asking for controllers (2) is `UNSUPPORTED_ENDPOINT_TYPE`, as a Kafka
 //! broker answers it.
+//!
+//! As in Kafka, any client may describe the cluster (its brokers are in every
+//! `Metadata` answer too); with an authorizer, `cluster_authorized_operations`
+//! holds what the client may do to the cluster, or 0 without `DESCRIBE` on it.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -11,21 +15,11 @@ use kafka_protocol::protocol::StrBytes;
 use super::registry::registered_brokers;
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, CLUSTER_RESOURCE_NAME, ResourceType};
 
 /// The endpoint type of brokers (v1).
 const BROKER_ENDPOINTS: i8 = 1;
-
-/// Kafka's `AclOperation` codes a cluster supports: with no authorizer, every
-/// client may do all of them (Kafka reports the same when it runs without one).
-const CLUSTER_OPERATIONS: [i32; 7] = [
-    5,  // CREATE
-    7,  // ALTER
-    8,  // DESCRIBE
-    9,  // CLUSTER_ACTION
-    10, // DESCRIBE_CONFIGS
-    11, // ALTER_CONFIGS
-    12, // IDEMPOTENT_WRITE
-];
 
 /// The "not requested" value of `cluster_authorized_operations`.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -34,16 +28,19 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
     response.controller_id = BrokerId(broker.node_id);
-    response.cluster_authorized_operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
-            .iter()
-            .fold(0, |bits, op| bits | (1 << op))
-    } else {
+    // Without an authorizer every operation a cluster supports is reported,
+    // as Kafka reports it.
+    response.cluster_authorized_operations = if !request.include_cluster_authorized_operations {
         OPERATIONS_NOT_REQUESTED
+    } else if access.authorize_cluster(AclOperation::Describe) {
+        access.authorized_operations(ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
+    } else {
+        0
     };
     // The endpoint type exists from v1 on; v0 asks for brokers.
     if version >= 1 {

@@ -10,9 +10,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::config_resources::{Refusal, Resource, resource, topic_refusal};
+use super::config_resources::{Refusal, Resource, authorize, resource, topic_refusal};
 use crate::Broker;
 use crate::configs::{DescribedConfig, broker as broker_configs, topic};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 fn to_wire(
     described: DescribedConfig,
@@ -52,8 +54,11 @@ async fn describe(
     broker: &Broker,
     resource_type: i8,
     name: &str,
+    access: &Session<'_>,
 ) -> Result<Vec<DescribedConfig>, Refusal> {
-    match resource(broker, resource_type, name)? {
+    let resource = resource(broker, resource_type, name)?;
+    authorize(access, resource, AclOperation::DescribeConfigs)?;
+    match resource {
         Resource::Topic(topic_name) => {
             let meta = broker
                 .store
@@ -73,6 +78,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeConfigsRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     // Documentation exists from v3 on.
@@ -85,6 +91,7 @@ pub(crate) async fn handle(
             broker,
             requested.resource_type,
             requested.resource_name.as_str(),
+            access,
         )
         .await
         {

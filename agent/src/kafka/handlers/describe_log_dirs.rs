@@ -10,6 +10,9 @@
 //! costs to store, not what it decompresses to. The offset lag is 0 (there is
 //! no follower copy to lag) and the bucket's total and usable bytes (v4) are
 //! unknown (`-1`).
+//!
+//! With an authorizer, as Kafka's: `DESCRIBE` on the cluster, else no log
+//! dir is reported and (v3+) the error is `CLUSTER_AUTHORIZATION_FAILED`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,8 +24,10 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::kafka::errors::{authorization_code, metadata_error};
 use crate::maintenance::report::partition_storage;
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 /// The name an agent's one log dir is reported under.
 const LOG_DIR: &str = "bucket";
@@ -30,8 +35,17 @@ const LOG_DIR: &str = "bucket";
 pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeLogDirsRequest,
+    version: i16,
+    access: &Session<'_>,
 ) -> DescribeLogDirsResponse {
     let mut response = DescribeLogDirsResponse::default();
+    let allowed = access.cluster(AclOperation::Describe);
+    if allowed.is_err() {
+        if version >= 3 {
+            response.error_code = authorization_code(&allowed);
+        }
+        return response;
+    }
     let mut result = DescribeLogDirsResult::default();
     result.log_dir = StrBytes::from_static_str(LOG_DIR);
     result.total_bytes = -1;

@@ -8,6 +8,10 @@
 //! replica set and ISR are its leader (its one copy is the bucket's); eligible
 //! leader replicas are empty (there is no unclean election to guard against)
 //! and no replica is offline.
+//!
+//! With an authorizer, as Kafka's: every topic needs `DESCRIBE`; listing all
+//! topics leaves out the others, a topic named without it is
+//! `TOPIC_AUTHORIZATION_FAILED`.
 
 use fjord_metadata::TopicMeta;
 use kafka_protocol::error::ResponseError;
@@ -22,6 +26,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::metadata::advertised_leader;
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, ResourceType};
 
 /// Kafka's cap on `response_partition_limit` (its default as well).
 const MAX_PARTITIONS: i32 = 2000;
@@ -29,11 +35,16 @@ const MAX_PARTITIONS: i32 = 2000;
 pub(crate) async fn handle(
     broker: &Broker,
     request: DescribeTopicPartitionsRequest,
+    access: &Session<'_>,
 ) -> DescribeTopicPartitionsResponse {
     let mut response = DescribeTopicPartitionsResponse::default();
     let mut names: Vec<String> = if request.topics.is_empty() {
         match broker.store.list_topics().await {
-            Ok(topics) => topics.into_iter().map(|t| t.name).collect(),
+            Ok(topics) => topics
+                .into_iter()
+                .map(|t| t.name)
+                .filter(|name| access.authorize(AclOperation::Describe, ResourceType::Topic, name))
+                .collect(),
             Err(error) => {
                 tracing::warn!(%error, "listing topics failed");
                 return response;
@@ -71,6 +82,11 @@ pub(crate) async fn handle(
         }
         let mut topic = DescribeTopicPartitionsResponseTopic::default();
         topic.name = Some(TopicName(StrBytes::from_string(name.clone())));
+        if let Err(denied) = access.topic(AclOperation::Describe, &name) {
+            topic.error_code = ResponseError::from(denied).code();
+            response.topics.push(topic);
+            continue;
+        }
         let meta = match broker.store.describe_topic(&name).await {
             Ok(meta) => meta,
             Err(error) => {

@@ -27,7 +27,9 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::kafka::errors::{authorization_code, metadata_error};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
@@ -41,8 +43,30 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: ElectLeadersRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> ElectLeadersResponse {
     let mut response = ElectLeadersResponse::default();
+    // As Kafka: `ALTER` on the cluster, else every partition named (and, from
+    // v1, the request) is `CLUSTER_AUTHORIZATION_FAILED`.
+    let allowed = access.cluster(AclOperation::Alter);
+    if allowed.is_err() {
+        let code = authorization_code(&allowed);
+        if version >= 1 {
+            response.error_code = code;
+        }
+        for topic in request.topic_partitions.into_iter().flatten() {
+            let mut result = ReplicaElectionResult::default();
+            result.topic = topic.topic;
+            for index in topic.partitions {
+                let mut partition = PartitionResult::default();
+                partition.partition_id = index;
+                partition.error_code = code;
+                result.partition_result.push(partition);
+            }
+            response.replica_election_results.push(result);
+        }
+        return response;
+    }
     let election = if version == 0 {
         PREFERRED
     } else {

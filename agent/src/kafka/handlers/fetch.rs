@@ -27,6 +27,10 @@
 //!
 //! The cost is the one sessions save: every fetch lists all its partitions and
 //! every answer carries all of them, even those with nothing new.
+//!
+//! Authorization (with an authorizer, as Kafka's): `READ` on each topic, else
+//! its partitions are `TOPIC_AUTHORIZATION_FAILED` (a topic id no topic has is
+//! `UNKNOWN_TOPIC_ID` first: there is no name to check).
 
 use std::time::Duration;
 
@@ -38,12 +42,38 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::Broker;
-use crate::kafka::errors::log_error;
+use crate::kafka::errors::{authorization_error, log_error};
 use crate::log::LogError;
 use crate::records;
-use fjord_metadata::{MetadataError, TopicId, TopicMeta, TopicPartition};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, TopicId, TopicMeta, TopicPartition};
 
-async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize) {
+/// The refusal of `READ` on the topic a fetch names, if refused: by the
+/// topic's name, known from the request (before v13) or from its id.
+fn read_denied(
+    access: &Session<'_>,
+    topic: &FetchTopic,
+    meta: &Result<TopicMeta, MetadataError>,
+    version: i16,
+) -> Option<ResponseError> {
+    let name = match meta {
+        Ok(meta) => meta.name.as_str(),
+        Err(_) if version < 13 => topic.topic.0.as_str(),
+        // An id no topic has (or one that could not be looked up): no name.
+        Err(_) => return None,
+    };
+    access
+        .topic(AclOperation::Read, name)
+        .err()
+        .map(|denied| authorization_error(&denied))
+}
+
+async fn read_all(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+    access: &Session<'_>,
+) -> (FetchResponse, usize) {
     let mut response = FetchResponse::default();
     let mut total = 0usize;
     // `read_committed` (v4+): only what is below the last stable offset,
@@ -55,6 +85,7 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
         .max(1);
     for topic in &request.topics {
         let meta = named_topic(broker, topic, version).await;
+        let denied = read_denied(access, topic, &meta, version);
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
         topic_response.topic_id = topic.topic_id;
@@ -64,6 +95,7 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
             data.high_watermark = -1;
             data.last_stable_offset = -1;
             match &meta {
+                _ if let Some(error) = denied => data.error_code = error.code(),
                 Err(MetadataError::UnknownTopic { .. }) if version >= 13 => {
                     data.error_code = ResponseError::UnknownTopicId.code()
                 }
@@ -152,7 +184,12 @@ async fn read_all(broker: &Broker, request: &FetchRequest, version: i16) -> (Fet
     (response, total)
 }
 
-pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub(crate) async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    access: &Session<'_>,
+) -> FetchResponse {
     record_target(&request);
     if version >= 7 && !matches!(request.session_epoch, 0 | -1) {
         // An incremental fetch: no session is ever created here, so whichever
@@ -172,7 +209,7 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
         let mut watch = broker
             .logs
             .watch(&partitions_of(broker, &request, version).await);
-        let (response, bytes) = read_all(broker, &request, version).await;
+        let (response, bytes) = read_all(broker, &request, version, access).await;
         let has_error = response
             .responses
             .iter()
@@ -191,7 +228,7 @@ pub(crate) async fn handle(broker: &Broker, request: FetchRequest, version: i16)
             .await
             .is_err()
         {
-            return read_all(broker, &request, version).await.0;
+            return read_all(broker, &request, version, access).await.0;
         }
     }
 }

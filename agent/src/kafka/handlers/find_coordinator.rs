@@ -2,6 +2,10 @@
 //! answered with the live agent its coordinator shard is placed on (this agent
 //! takes the shard in metadata first when that is itself); a transaction key
 //! likewise, on the same shards ([`crate::transactions`]).
+//!
+//! With an authorizer, as Kafka's: a group key needs `DESCRIBE` on the group
+//! (else `GROUP_AUTHORIZATION_FAILED`), a transaction key `DESCRIBE` on the
+//! transactional id (else `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -10,12 +14,31 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::{group_error, txn_error};
+use crate::security::authorizer::{Denied, Session};
+use fjord_metadata::AclOperation;
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
 
-async fn coordinator(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
+async fn coordinator(
+    broker: &Broker,
+    key_type: i8,
+    key: StrBytes,
+    access: &Session<'_>,
+) -> Coordinator {
+    let refused = |denied: Denied| {
+        let message = denied.to_string();
+        (ResponseError::from(denied), message)
+    };
     let outcome = match key_type {
+        GROUP_KEY if let Err(denied) = access.group(AclOperation::Describe, key.as_str()) => {
+            Err(refused(denied))
+        }
+        TRANSACTION_KEY
+            if let Err(denied) = access.transactional_id(AclOperation::Describe, key.as_str()) =>
+        {
+            Err(refused(denied))
+        }
         GROUP_KEY => broker
             .groups
             .find_coordinator(key.as_str())
@@ -59,6 +82,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> FindCoordinatorResponse {
     let mut response = FindCoordinatorResponse::default();
     let key_type = if version >= 1 {
@@ -70,11 +94,11 @@ pub(crate) async fn handle(
         for key in request.coordinator_keys {
             response
                 .coordinators
-                .push(coordinator(broker, key_type, key).await);
+                .push(coordinator(broker, key_type, key, access).await);
         }
         return response;
     }
-    let answer = coordinator(broker, key_type, request.key).await;
+    let answer = coordinator(broker, key_type, request.key, access).await;
     response.error_code = answer.error_code;
     if version >= 1 {
         response.error_message = answer.error_message;

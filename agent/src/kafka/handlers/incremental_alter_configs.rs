@@ -11,22 +11,28 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 
 use super::config_resources::{
-    Refusal, Resource, alter_topic, duplicate_resource, duplicated, read_only_broker, resource,
+    Refusal, Resource, alter_topic, authorize, duplicate_resource, duplicated, read_only_broker,
+    resource,
 };
 use crate::Broker;
 use crate::configs::topic::{self, AlterOp};
 use crate::kafka::errors::config_error;
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 async fn alter(
     broker: &Broker,
     requested: &AlterConfigsResource,
     validate_only: bool,
+    access: &Session<'_>,
 ) -> Result<(), Refusal> {
-    match resource(
+    let resource = resource(
         broker,
         requested.resource_type,
         requested.resource_name.as_str(),
-    )? {
+    )?;
+    authorize(access, resource, AclOperation::AlterConfigs)?;
+    match resource {
         Resource::Broker => Err(read_only_broker()),
         Resource::Topic(name) => {
             let ops = requested
@@ -54,6 +60,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
+    access: &Session<'_>,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
     let duplicates = duplicated(
@@ -72,7 +79,7 @@ pub(crate) async fn handle(
             reported.push(key);
             Err(duplicate_resource())
         } else {
-            alter(broker, requested, request.validate_only).await
+            alter(broker, requested, request.validate_only, access).await
         };
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = requested.resource_type;

@@ -5,22 +5,39 @@
 //! its epoch after an error simply starts over under a new id). A request with
 //! one goes to the transaction coordinator ([`crate::transactions`]): the
 //! id's producer id under a bumped epoch, fencing older producers of the id.
+//!
+//! With an authorizer, as Kafka's: a transactional id needs `WRITE` on it
+//! (else `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`); an idempotent producer
+//! needs `IDEMPOTENT_WRITE` on the cluster or `WRITE` on some topic (else
+//! `CLUSTER_AUTHORIZATION_FAILED`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::Broker;
-use crate::kafka::errors::{metadata_error, txn_error};
+use crate::kafka::errors::{authorization_error, metadata_error, txn_error};
+use crate::security::authorizer::Session;
 use crate::transactions::ProducerIdAndEpoch;
+use fjord_metadata::{AclOperation, ResourceType};
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: InitProducerIdRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    let allowed = match &request.transactional_id {
+        Some(id) => access.transactional_id(AclOperation::Write, id.0.as_str()),
+        None if access.authorize_any(AclOperation::Write, ResourceType::Topic) => Ok(()),
+        None => access.cluster(AclOperation::IdempotentWrite),
+    };
+    if let Err(denied) = allowed {
+        response.error_code = authorization_error(&denied).code();
+        return response;
+    }
     if let Some(transactional_id) = &request.transactional_id {
         // v3+ (KIP-360): a producer recovering from an error names itself.
         let expected = (request.producer_id.0 >= 0).then_some(ProducerIdAndEpoch {

@@ -1,4 +1,7 @@
 //! `JoinGroup` (v0–9): waits until the group's join phase completes.
+//!
+//! With an authorizer, the group needs `READ` (else
+//! `GROUP_AUTHORIZATION_FAILED`, as Kafka answers).
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -7,14 +10,25 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use crate::Broker;
 use crate::groups::types::JoinRequest;
-use crate::kafka::errors::group_error_code;
+use crate::kafka::errors::{authorization_error, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Broker,
     context: &RequestContext,
     request: JoinGroupRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> JoinGroupResponse {
+    if let Err(denied) = access.group(AclOperation::Read, request.group_id.0.as_str()) {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = authorization_error(&denied).code();
+        response.generation_id = -1;
+        // Not nullable before v7.
+        response.protocol_name = (version < 7).then(StrBytes::default);
+        return response;
+    }
     let join = JoinRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),

@@ -1,18 +1,30 @@
 //! `LeaveGroup`: one member (v0–2) or a batch of members (v3–5, which may name
 //! static members by instance id).
+//!
+//! With an authorizer, the group needs `READ` (else
+//! `GROUP_AUTHORIZATION_FAILED`, as Kafka answers).
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::Broker;
 use crate::groups::types::LeavingMember;
-use crate::kafka::errors::group_error_code;
+use crate::kafka::errors::{authorization_code, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: LeaveGroupRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> LeaveGroupResponse {
+    let allowed = access.group(AclOperation::Read, request.group_id.0.as_str());
+    if allowed.is_err() {
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = authorization_code(&allowed);
+        return response;
+    }
     let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members

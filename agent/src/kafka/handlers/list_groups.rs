@@ -1,4 +1,7 @@
 //! `ListGroups` (v0–5, with the v4 state filter and the v5 type filter).
+//!
+//! With an authorizer, as Kafka's: `DESCRIBE` on the cluster lists every
+//! group; otherwise only the groups the client may `DESCRIBE`.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -6,12 +9,16 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::group_error_code;
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, ResourceType};
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: ListGroupsRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> ListGroupsResponse {
+    let sees_all = access.authorize_cluster(AclOperation::Describe);
     let mut response = ListGroupsResponse::default();
     let listings = match broker.groups.list().await {
         Ok(listings) => listings,
@@ -34,6 +41,9 @@ pub(crate) async fn handle(
         .into_iter()
         .filter(|l| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(l.state)))
         .filter(|l| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(l.group_type)))
+        .filter(|l| {
+            sees_all || access.authorize(AclOperation::Describe, ResourceType::Group, &l.group_id)
+        })
         .map(|listing| {
             let mut group = ListedGroup::default();
             group.group_id = GroupId(StrBytes::from_string(listing.group_id));

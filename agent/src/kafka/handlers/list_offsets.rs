@@ -16,6 +16,9 @@
 //!
 //! A timestamp search that finds nothing answers offset -1 and timestamp -1
 //! (Kafka's unknown offset), which clients read as "no such record".
+//!
+//! With an authorizer, each topic needs `DESCRIBE`, else its partitions are
+//! `TOPIC_AUTHORIZATION_FAILED`.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -26,7 +29,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::Broker;
 use crate::kafka::errors::{log_error, metadata_error};
 use crate::log::TimestampQuery;
-use fjord_metadata::{MetadataError, TopicPartition};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, TopicPartition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -104,9 +108,14 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: ListOffsetsRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
+        let denied = access
+            .topic(AclOperation::Describe, topic.name.0.as_str())
+            .err()
+            .map(ResponseError::from);
         let meta = broker.logs.topics().describe(topic.name.0.as_str()).await;
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic.name.clone();
@@ -116,8 +125,11 @@ pub(crate) async fn handle(
             answer.timestamp = -1;
             answer.offset = -1;
             answer.leader_epoch = -1;
-            let outcome = match &meta {
-                Ok(meta) if (0..meta.partition_count).contains(&partition.partition_index) => {
+            let outcome = match (denied, &meta) {
+                (Some(error), _) => Err(error),
+                (None, Ok(meta))
+                    if (0..meta.partition_count).contains(&partition.partition_index) =>
+                {
                     let tp = TopicPartition::new(meta.id, partition.partition_index);
                     answer_partition(
                         broker,
@@ -128,10 +140,10 @@ pub(crate) async fn handle(
                     )
                     .await
                 }
-                Ok(_) | Err(MetadataError::UnknownTopic { .. }) => {
+                (None, Ok(_) | Err(MetadataError::UnknownTopic { .. })) => {
                     Err(ResponseError::UnknownTopicOrPartition)
                 }
-                Err(error) => Err(metadata_error(error)),
+                (None, Err(error)) => Err(metadata_error(error)),
             };
             if let Err(error) = outcome {
                 answer.error_code = error.code();

@@ -1,6 +1,13 @@
 //! `Metadata`: the live agents as brokers, topics and partitions with their
 //! leaders: the agent recorded in metadata while it is live, else the agent the
 //! partition is placed on (which takes it over).
+//!
+//! With an authorizer, as Kafka's: every topic needs `DESCRIBE`. Listing all
+//! topics leaves out the others; a topic asked for by name or id without it
+//! is `TOPIC_AUTHORIZATION_FAILED` (whether it exists is not told).
+//! Auto-creating a topic needs `CREATE` on the cluster or on the topic, else
+//! it is `TOPIC_AUTHORIZATION_FAILED`. Authorized operations (v8+) are
+//! reported when asked for.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -11,7 +18,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::kafka::errors::metadata_error;
-use fjord_metadata::{MetadataError, PartitionState, TopicMeta};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, PartitionState, ResourceType, TopicMeta};
 
 /// The leader clients are told about for partition `index` of `topic`: the
 /// agent metadata names while it is live, else the one the partition is placed
@@ -82,6 +90,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: MetadataRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     response.brokers = broker
@@ -102,6 +111,25 @@ pub(crate) async fn handle(
     if version >= 1 {
         response.controller_id = BrokerId(broker.node_id);
     }
+    // Kafka's `ClusterAuthorizedOperations` (v8–10): what the client may do
+    // to the cluster, if it may describe it.
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = if access.authorize_cluster(AclOperation::Describe)
+        {
+            access
+                .authorized_operations(ResourceType::Cluster, fjord_metadata::CLUSTER_RESOURCE_NAME)
+        } else {
+            0
+        };
+    }
+    let with_operations = version >= 8 && request.include_topic_authorized_operations;
+    let described = |mut topic: MetadataResponseTopic, name: &str| {
+        if with_operations {
+            topic.topic_authorized_operations =
+                access.authorized_operations(ResourceType::Topic, name);
+        }
+        topic
+    };
 
     // v0 has no null list: an empty one means every topic.
     let all_topics = request
@@ -112,7 +140,11 @@ pub(crate) async fn handle(
         match broker.store.list_topics().await {
             Ok(topics) => {
                 for topic in &topics {
-                    response.topics.push(describe(broker, topic, version).await);
+                    if !access.authorize(AclOperation::Describe, ResourceType::Topic, &topic.name) {
+                        continue;
+                    }
+                    let answer = describe(broker, topic, version).await;
+                    response.topics.push(described(answer, &topic.name));
                 }
             }
             Err(error) => {
@@ -125,11 +157,36 @@ pub(crate) async fn handle(
     // Auto-creation exists from v4 on as a request flag; before that it was implied.
     let may_create =
         broker.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_create_any = access.authorize_cluster(AclOperation::Create);
     for requested in request.topics.unwrap_or_default() {
+        if let Some(name) = &requested.name
+            && access
+                .topic(AclOperation::Describe, name.0.as_str())
+                .is_err()
+        {
+            response.topics.push(topic_error(
+                requested.name,
+                uuid::Uuid::nil(),
+                ResponseError::TopicAuthorizationFailed,
+            ));
+            continue;
+        }
         let found = match &requested.name {
             Some(name) => {
                 let result = broker.store.describe_topic(name.0.as_str()).await;
                 match result {
+                    Err(MetadataError::UnknownTopic { .. })
+                        if may_create
+                            && !may_create_any
+                            && access.topic(AclOperation::Create, name.0.as_str()).is_err() =>
+                    {
+                        response.topics.push(topic_error(
+                            requested.name.clone(),
+                            uuid::Uuid::nil(),
+                            ResponseError::TopicAuthorizationFailed,
+                        ));
+                        continue;
+                    }
                     Err(MetadataError::UnknownTopic { .. }) if may_create => {
                         broker.auto_create_topic(name.0.as_str()).await
                     }
@@ -144,7 +201,19 @@ pub(crate) async fn handle(
             }
         };
         let topic = match found {
-            Ok(topic) => describe(broker, &topic, version).await,
+            // By id: the name is known only now; without `DESCRIBE` it is
+            // not told.
+            Ok(topic)
+                if requested.name.is_none()
+                    && access.topic(AclOperation::Describe, &topic.name).is_err() =>
+            {
+                topic_error(
+                    None,
+                    requested.topic_id,
+                    ResponseError::TopicAuthorizationFailed,
+                )
+            }
+            Ok(topic) => described(describe(broker, &topic, version).await, &topic.name),
             Err(MetadataError::UnknownTopic { .. }) if requested.name.is_none() => {
                 topic_error(None, requested.topic_id, ResponseError::UnknownTopicId)
             }

@@ -4,6 +4,7 @@
 //! frames, connections or dispatch (`kafka::dispatch` calls them); `Produce`
 //! alone answers later, through the future [`produce::append`] returns.
 
+pub(crate) mod acls;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
 mod config_resources;
@@ -26,6 +27,7 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod reassignments;
 mod registry;
+pub(crate) mod scram_credentials;
 pub(crate) mod transactions;
 
 // ----- consumer groups -----
@@ -54,7 +56,7 @@ pub(crate) struct RequestContext {
     /// The connection's in-flight window, which its waiting produce requests
     /// count in (none: requests not from a Kafka connection).
     pub(crate) window: Option<std::sync::Arc<crate::log::produce::windows::ClientWindow>>,
-    /// Who the client is (`User:ANONYMOUS` until it authenticates).
-    #[expect(dead_code, reason = "the authorizer reads it once ACLs are enforced")]
+    /// Who the client is (`User:ANONYMOUS` until it authenticates): the
+    /// principal the authorizer checks ACLs for.
     pub(crate) principal: crate::security::Principal,
 }

@@ -1,6 +1,10 @@
 //! `OffsetCommit` (v2–8): per-partition checks (known topic and partition,
 //! metadata size) here; the group and generation checks and the fenced write in
 //! the coordinator.
+//!
+//! With an authorizer, as Kafka's: `READ` on the group (else every partition
+//! is `GROUP_AUTHORIZATION_FAILED`) and on each topic (else its partitions are
+//! `TOPIC_AUTHORIZATION_FAILED`).
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -10,14 +14,17 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::Broker;
 use crate::groups::GroupError;
 use crate::groups::types::CommitRequest;
-use crate::kafka::errors::group_error_code;
-use fjord_metadata::OffsetCommit;
+use crate::kafka::errors::{authorization_code, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, OffsetCommit};
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetCommitRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> OffsetCommitResponse {
+    let group_allowed = access.group(AclOperation::Read, request.group_id.0.as_str());
     let max_metadata = broker.groups.settings().max_offset_metadata_bytes;
     let mut response = OffsetCommitResponse::default();
     let mut offsets = Vec::new();
@@ -25,9 +32,22 @@ pub(crate) async fn handle(
     let mut committed_at = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.as_str();
-        let meta = broker.store.describe_topic(name).await;
+        let allowed = group_allowed
+            .clone()
+            .and_then(|()| access.topic(AclOperation::Read, name));
         let mut topic_response = OffsetCommitResponseTopic::default();
         topic_response.name = topic.name.clone();
+        if allowed.is_err() {
+            for partition in &topic.partitions {
+                let mut answer = OffsetCommitResponsePartition::default();
+                answer.partition_index = partition.partition_index;
+                answer.error_code = authorization_code(&allowed);
+                topic_response.partitions.push(answer);
+            }
+            response.topics.push(topic_response);
+            continue;
+        }
+        let meta = broker.store.describe_topic(name).await;
         for partition in &topic.partitions {
             let mut answer = OffsetCommitResponsePartition::default();
             answer.partition_index = partition.partition_index;

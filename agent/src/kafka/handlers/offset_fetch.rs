@@ -1,6 +1,11 @@
 //! `OffsetFetch`: one group (v1–7) or many (v8); named partitions or, with a
 //! null topic list (v2+), every partition the group committed. Partitions
 //! without a commit answer offset -1.
+//!
+//! With an authorizer, as Kafka's: `DESCRIBE` on the group (else
+//! `GROUP_AUTHORIZATION_FAILED`, the group's error) and on each topic: a
+//! named topic without it answers `TOPIC_AUTHORIZATION_FAILED` for its
+//! partitions; "every partition" leaves such topics out.
 
 use std::collections::BTreeMap;
 
@@ -15,13 +20,15 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::groups::GroupError;
-use crate::kafka::errors::group_error_code;
-use fjord_metadata::CommittedOffset;
+use crate::kafka::errors::{authorization_code, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, CommittedOffset, ResourceType};
 
-/// One partition's answer: the committed offset, if any, and whether an
-/// open transaction holds an offset for it (`UNSTABLE_OFFSET_COMMIT` when the
-/// request requires stable offsets).
-type Fetched = BTreeMap<String, Vec<(i32, Option<CommittedOffset>, bool)>>;
+/// One partition's answer: the committed offset, if any, and its error:
+/// `UNSTABLE_OFFSET_COMMIT` when an open transaction holds an offset for it
+/// and the request requires stable offsets, `TOPIC_AUTHORIZATION_FAILED`
+/// when the topic may not be described.
+type Fetched = BTreeMap<String, Vec<(i32, Option<CommittedOffset>, Option<ResponseError>)>>;
 
 /// The group's offsets for `wanted` (`None`: every committed partition).
 /// With `require_stable` (v7+, `read_committed` consumers), partitions with
@@ -31,6 +38,7 @@ async fn fetch(
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
+    access: &Session<'_>,
 ) -> Result<Fetched, GroupError> {
     let stored = broker.groups.fetch_offsets(group_id).await?;
     let unstable = if require_stable {
@@ -42,8 +50,13 @@ async fn fetch(
     } else {
         Default::default()
     };
-    let is_unstable =
-        |topic: &str, partition: i32| unstable.contains(&(topic.to_owned(), partition));
+    let is_unstable = |topic: &str, partition: i32| {
+        unstable
+            .contains(&(topic.to_owned(), partition))
+            .then_some(ResponseError::UnstableOffsetCommit)
+    };
+    let describable =
+        |topic: &str| access.authorize(AclOperation::Describe, ResourceType::Topic, topic);
     let mut by_partition: BTreeMap<(String, i32), CommittedOffset> = stored
         .into_iter()
         .map(|o| ((o.topic, o.partition), o.committed))
@@ -52,6 +65,9 @@ async fn fetch(
     match wanted {
         None => {
             for ((topic, partition), committed) in by_partition {
+                if !describable(&topic) {
+                    continue;
+                }
                 let unstable = is_unstable(&topic, partition);
                 fetched
                     .entry(topic)
@@ -61,8 +77,17 @@ async fn fetch(
         }
         Some(wanted) => {
             for (topic, partitions) in wanted {
+                let allowed = describable(&topic);
                 let entry = fetched.entry(topic.clone()).or_default();
                 for partition in partitions {
+                    if !allowed {
+                        entry.push((
+                            partition,
+                            None,
+                            Some(ResponseError::TopicAuthorizationFailed),
+                        ));
+                        continue;
+                    }
                     let committed = by_partition.remove(&(topic.clone(), partition));
                     entry.push((partition, committed, is_unstable(&topic, partition)));
                 }
@@ -75,13 +100,13 @@ async fn fetch(
 fn partition_v1(
     partition: i32,
     committed: Option<CommittedOffset>,
-    unstable: bool,
+    error: Option<ResponseError>,
     version: i16,
 ) -> OffsetFetchResponsePartition {
     let mut answer = OffsetFetchResponsePartition::default();
     answer.partition_index = partition;
-    if unstable {
-        answer.error_code = ResponseError::UnstableOffsetCommit.code();
+    if let Some(error) = error {
+        answer.error_code = error.code();
     }
     answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
     if version >= 5 {
@@ -99,12 +124,12 @@ fn partition_v1(
 fn partition_v8(
     partition: i32,
     committed: Option<CommittedOffset>,
-    unstable: bool,
+    error: Option<ResponseError>,
 ) -> OffsetFetchResponsePartitions {
     let mut answer = OffsetFetchResponsePartitions::default();
     answer.partition_index = partition;
-    if unstable {
-        answer.error_code = ResponseError::UnstableOffsetCommit.code();
+    if let Some(error) = error {
+        answer.error_code = error.code();
     }
     answer.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
     answer.committed_leader_epoch = committed
@@ -121,6 +146,7 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetFetchRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
@@ -133,6 +159,12 @@ pub(crate) async fn handle(
             });
             let mut answer = OffsetFetchResponseGroup::default();
             answer.group_id = GroupId(group.group_id.0.clone());
+            let allowed = access.group(AclOperation::Describe, group.group_id.0.as_str());
+            if allowed.is_err() {
+                answer.error_code = authorization_code(&allowed);
+                response.groups.push(answer);
+                continue;
+            }
             // v9: a consumer-protocol member fetches under its epoch (KIP-848).
             let member_id = group.member_id.as_ref().map(|m| m.to_string());
             if version >= 9 && (group.member_epoch >= 0 || member_id.is_some()) {
@@ -155,6 +187,7 @@ pub(crate) async fn handle(
                 group.group_id.0.as_str(),
                 wanted,
                 request.require_stable,
+                access,
             )
             .await
             {
@@ -185,14 +218,20 @@ pub(crate) async fn handle(
             .collect()
     });
     let require_stable = version >= 7 && request.require_stable;
-    match fetch(
-        broker,
-        request.group_id.0.as_str(),
-        wanted.clone(),
-        require_stable,
-    )
-    .await
-    {
+    let allowed = access.group(AclOperation::Describe, request.group_id.0.as_str());
+    let fetched = match allowed {
+        Err(_) => Err(authorization_code(&allowed)),
+        Ok(()) => fetch(
+            broker,
+            request.group_id.0.as_str(),
+            wanted.clone(),
+            require_stable,
+            access,
+        )
+        .await
+        .map_err(|error| group_error_code(Some(&error))),
+    };
+    match fetched {
         Ok(fetched) => {
             response.topics = fetched
                 .into_iter()
@@ -207,8 +246,7 @@ pub(crate) async fn handle(
                 })
                 .collect();
         }
-        Err(error) => {
-            let code = group_error_code(Some(&error));
+        Err(code) => {
             if version >= 2 {
                 response.error_code = code;
             } else {
@@ -222,7 +260,7 @@ pub(crate) async fn handle(
                         topic_answer.partitions = partitions
                             .into_iter()
                             .map(|p| {
-                                let mut answer = partition_v1(p, None, false, version);
+                                let mut answer = partition_v1(p, None, None, version);
                                 answer.error_code = code;
                                 answer
                             })

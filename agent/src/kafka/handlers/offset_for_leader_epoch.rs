@@ -8,6 +8,10 @@
 //! is `UNKNOWN_LEADER_EPOCH` (the client refreshes metadata and retries). An
 //! epoch the log knows nothing about answers epoch -1 and offset -1 without an
 //! error, as Kafka does.
+//!
+//! With an authorizer, as Kafka's: `CLUSTER_ACTION` on the cluster (brokers'
+//! followers) allows every topic, else each topic needs `DESCRIBE`, or its
+//! partitions are `TOPIC_AUTHORIZATION_FAILED`.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -16,8 +20,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
-use fjord_metadata::{EpochEnd, MetadataError, TopicMeta, TopicPartition};
+use crate::kafka::errors::{authorization_error, metadata_error};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, EpochEnd, MetadataError, TopicMeta, TopicPartition};
 
 /// `current_leader_epoch` when the client does not ask for the check.
 const NO_EPOCH_CHECK: i32 = -1;
@@ -57,9 +62,18 @@ pub(crate) async fn handle(
     broker: &Broker,
     request: OffsetForLeaderEpochRequest,
     _version: i16,
+    access: &Session<'_>,
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
+    let cluster_action = access.authorize_cluster(AclOperation::ClusterAction);
     for requested in request.topics {
+        let denied = (!cluster_action)
+            .then(|| {
+                access
+                    .topic(AclOperation::Describe, requested.topic.0.as_str())
+                    .err()
+            })
+            .flatten();
         let meta = broker
             .store
             .describe_topic(requested.topic.0.as_str())
@@ -71,6 +85,11 @@ pub(crate) async fn handle(
             result.partition = partition.partition;
             result.leader_epoch = -1;
             result.end_offset = -1;
+            if let Some(denied) = &denied {
+                result.error_code = authorization_error(denied).code();
+                topic_result.partitions.push(result);
+                continue;
+            }
             match end_offset(
                 broker,
                 &meta,

@@ -12,6 +12,12 @@
 //!   later (waiting stops, not the write), which is what Kafka's producers
 //!   expect of that error: an idempotent producer's retry is then recognised
 //!   as a duplicate.
+//!
+//! Authorization (with an authorizer, as Kafka's): `WRITE` on each topic, else
+//! its partitions are `TOPIC_AUTHORIZATION_FAILED` (idempotent producers need
+//! nothing more, as since Kafka 3.0); a request with transactional records
+//! also needs `WRITE` on its transactional id, else every partition is
+//! `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` and nothing is appended.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,12 +32,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::configs::topic::cleanup_policy_compacts;
-use crate::kafka::errors::log_error;
+use crate::kafka::errors::{authorization_error, log_error};
 use crate::log::produce::windows::ClientWindow;
 use crate::log::{Acks, Appended};
 use crate::maintenance::log_compaction::batch::split_batches;
 use crate::records;
-use fjord_metadata::{MetadataError, TopicPartition};
+use crate::security::authorizer::Session;
+use fjord_metadata::{AclOperation, MetadataError, TopicPartition};
 
 /// The rest of a produce request's work: awaiting durability and building the
 /// answer (which, for `acks=0`, nobody is sent).
@@ -49,8 +56,30 @@ pub(crate) async fn append(
     request: ProduceRequest,
     version: i16,
     window: Option<&Arc<ClientWindow>>,
+    access: &Session<'_>,
 ) -> Completion {
     record_target(&request);
+    // Checked only with an authorizer: a walk over every batch's header.
+    let transactional = access.is_enforced()
+        && (request.transactional_id.is_some()
+            || request.topic_data.iter().any(|topic| {
+                topic
+                    .partition_data
+                    .iter()
+                    .any(|p| p.records.as_deref().is_some_and(records::has_transactional))
+            }));
+    let transactional_id_denied = transactional
+        .then(|| match &request.transactional_id {
+            Some(id) => access
+                .transactional_id(AclOperation::Write, id.0.as_str())
+                .err()
+                .map(|denied| (authorization_error(&denied), denied.to_string())),
+            None => Some((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional records without a transactional id".to_owned(),
+            )),
+        })
+        .flatten();
     let idempotent = request.topic_data.iter().all(|topic| {
         topic.partition_data.iter().all(|partition| {
             partition
@@ -61,20 +90,26 @@ pub(crate) async fn append(
         })
     });
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    let topics = match (&request.transactional_id, Acks::from_request(request.acks)) {
+    let acks = Acks::from_request(request.acks);
+    let topics = match (&request.transactional_id, acks, transactional_id_denied) {
+        (_, _, Some((error, message))) => refuse_all(request.topic_data, error, &message),
         // A transactional produce must wait for all, as Kafka requires.
-        (Some(_), Some(Acks::All)) => append_all(broker, request.topic_data, Acks::All).await,
-        (Some(_), _) => refuse_all(
+        (Some(_), Some(Acks::All), None) => {
+            append_all(broker, request.topic_data, Acks::All, access).await
+        }
+        (Some(_), _, None) => refuse_all(
             request.topic_data,
             ResponseError::InvalidRequiredAcks,
             "a transactional produce needs acks=-1 (all)",
         ),
-        (None, None) => refuse_all(
+        (None, None, None) => refuse_all(
             request.topic_data,
             ResponseError::InvalidRequiredAcks,
             "acks must be -1 (all), 0 or 1",
         ),
-        (None, Some(durability)) => append_all(broker, request.topic_data, durability).await,
+        (None, Some(durability), None) => {
+            append_all(broker, request.topic_data, durability, access).await
+        }
     };
     // The timeout runs from here: every partition was appended (or refused).
     let appended_at = tokio::time::Instant::now();
@@ -139,9 +174,22 @@ async fn append_all(
     broker: &Broker,
     topic_data: Vec<TopicProduceData>,
     durability: Acks,
+    access: &Session<'_>,
 ) -> Vec<(TopicName, Vec<(i32, Outcome)>)> {
     let mut topics = Vec::with_capacity(topic_data.len());
     for topic in topic_data {
+        if let Err(denied) = access.topic(AclOperation::Write, topic.name.0.as_str()) {
+            let outcomes = topic
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let error = authorization_error(&denied);
+                    (p.index, Outcome::Failed(error, denied.to_string()))
+                })
+                .collect();
+            topics.push((topic.name, outcomes));
+            continue;
+        }
         let cache = broker.logs.topics();
         let mut meta = cache.describe(topic.name.0.as_str()).await;
         // Partitions past a cached count may have been added since.

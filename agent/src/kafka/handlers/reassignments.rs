@@ -33,13 +33,35 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::kafka::errors::{authorization_error, metadata_error};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 pub(crate) async fn alter(
     broker: &Broker,
     request: AlterPartitionReassignmentsRequest,
+    access: &Session<'_>,
 ) -> AlterPartitionReassignmentsResponse {
     let mut response = AlterPartitionReassignmentsResponse::default();
+    // As Kafka: `ALTER` on the cluster, else the request and every partition
+    // are `CLUSTER_AUTHORIZATION_FAILED`.
+    if let Err(denied) = access.cluster(AclOperation::Alter) {
+        let error = authorization_error(&denied);
+        response.error_code = error.code();
+        response.error_message = Some(StrBytes::from_string(denied.to_string()));
+        for requested in request.topics {
+            let mut answered = ReassignableTopicResponse::default();
+            answered.name = requested.name;
+            for partition in requested.partitions {
+                let mut result = ReassignablePartitionResponse::default();
+                result.partition_index = partition.partition_index;
+                result.error_code = error.code();
+                answered.partitions.push(result);
+            }
+            response.responses.push(answered);
+        }
+        return response;
+    }
     let agents: HashSet<i32> = match broker.store.list_agents().await {
         Ok(agents) => agents.iter().map(|agent| agent.node_id).collect(),
         Err(error) => {
@@ -135,8 +157,15 @@ fn check_replicas(replicas: &[i32], agents: &HashSet<i32>) -> Result<(), String>
 pub(crate) async fn list(
     broker: &Broker,
     request: ListPartitionReassignmentsRequest,
+    access: &Session<'_>,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();
+    // As Kafka: `DESCRIBE` on the cluster.
+    if let Err(denied) = access.cluster(AclOperation::Describe) {
+        response.error_code = authorization_error(&denied).code();
+        response.error_message = Some(StrBytes::from_string(denied.to_string()));
+        return response;
+    }
     match ongoing(broker, request).await {
         Ok(topics) => response.topics = topics,
         Err(error) => {

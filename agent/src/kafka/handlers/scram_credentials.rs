@@ -15,6 +15,10 @@
 //! Describing: every user with a credential (no users named), or the named
 //! ones (`RESOURCE_NOT_FOUND` for one without any, `DUPLICATE_RESOURCE` for
 //! one named twice), with each mechanism's iteration count — never a key.
+//!
+//! With an authorizer, as Kafka's: altering needs `ALTER` on the cluster
+//! (else every user's result is `CLUSTER_AUTHORIZATION_FAILED`), describing
+//! `DESCRIBE` on it (else the request's error is).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +35,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
-use crate::kafka::errors::metadata_error;
+use crate::kafka::errors::{authorization_error, metadata_error};
+use crate::security::authorizer::Session;
 use crate::security::sasl::{self, Mechanism};
 
 type Refusal = (ResponseError, String);
@@ -39,7 +44,29 @@ type Refusal = (ResponseError, String);
 pub(crate) async fn alter(
     broker: &Broker,
     request: AlterUserScramCredentialsRequest,
+    access: &Session<'_>,
 ) -> AlterUserScramCredentialsResponse {
+    if let Err(denied) = access.cluster(fjord_metadata::AclOperation::Alter) {
+        let mut users: Vec<&StrBytes> = Vec::new();
+        let named = request.deletions.iter().map(|d| &d.name);
+        for user in named.chain(request.upsertions.iter().map(|u| &u.name)) {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        let mut response = AlterUserScramCredentialsResponse::default();
+        response.results = users
+            .into_iter()
+            .map(|user| {
+                let mut result = AlterUserScramCredentialsResult::default();
+                result.user = user.clone();
+                result.error_code = authorization_error(&denied).code();
+                result.error_message = Some(StrBytes::from_string(denied.to_string()));
+                result
+            })
+            .collect();
+        return response;
+    }
     // Users in request order, each with its first refusal, if any.
     let mut users: Vec<String> = Vec::new();
     let mut refused: HashMap<String, Refusal> = HashMap::new();
@@ -186,8 +213,14 @@ fn acceptable(user: &str, iterations: i32, salt: &[u8]) -> Result<(), Refusal> {
 pub(crate) async fn describe(
     broker: &Broker,
     request: DescribeUserScramCredentialsRequest,
+    access: &Session<'_>,
 ) -> DescribeUserScramCredentialsResponse {
     let mut response = DescribeUserScramCredentialsResponse::default();
+    if let Err(denied) = access.cluster(fjord_metadata::AclOperation::Describe) {
+        response.error_code = authorization_error(&denied).code();
+        response.error_message = Some(StrBytes::from_string(denied.to_string()));
+        return response;
+    }
     let all = match broker.store.scram_users().await {
         Ok(all) => all,
         Err(error) => {

@@ -1,18 +1,30 @@
 //! `SyncGroup` (v0–5): the leader sends the assignment; every member waits for
 //! its part.
+//!
+//! With an authorizer, the group needs `READ` (else
+//! `GROUP_AUTHORIZATION_FAILED`, as Kafka answers).
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::groups::types::SyncRequest;
-use crate::kafka::errors::group_error_code;
+use crate::kafka::errors::{authorization_code, group_error_code};
+use crate::security::authorizer::Session;
+use fjord_metadata::AclOperation;
 
 pub(crate) async fn handle(
     broker: &Broker,
     request: SyncGroupRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> SyncGroupResponse {
+    let allowed = access.group(AclOperation::Read, request.group_id.0.as_str());
+    if allowed.is_err() {
+        let mut response = SyncGroupResponse::default();
+        response.error_code = authorization_code(&allowed);
+        return response;
+    }
     let sync = SyncRequest {
         group_id: request.group_id.0.to_string(),
         generation: request.generation_id,

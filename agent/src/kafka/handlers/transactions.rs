@@ -4,6 +4,19 @@
 //! `TxnOffsetCommit` (the group's coordinator stores the offsets as pending);
 //! `WriteTxnMarkers` (a partition leader writes a coordinator's markers) and
 //! `DescribeProducers` (a leader's producer states).
+//!
+//! With an authorizer, as Kafka's:
+//!
+//! | API | needs | refused with |
+//! |---|---|---|
+//! | `AddPartitionsToTxn` | `WRITE` on the transactional id, and on each topic | `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` for every partition; `TOPIC_AUTHORIZATION_FAILED` for the topic's, `OPERATION_NOT_ATTEMPTED` for the others |
+//! | `AddOffsetsToTxn` | `WRITE` on the transactional id, `READ` on the group | `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`, `GROUP_AUTHORIZATION_FAILED` |
+//! | `EndTxn` | `WRITE` on the transactional id | `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` |
+//! | `TxnOffsetCommit` | `WRITE` on the transactional id, `READ` on the group and on each topic | the first two for every partition, `TOPIC_AUTHORIZATION_FAILED` for the topic's |
+//! | `WriteTxnMarkers` | `CLUSTER_ACTION` on the cluster | `CLUSTER_AUTHORIZATION_FAILED` for every partition |
+//! | `ListTransactions` | `DESCRIBE` on each transactional id | left out |
+//! | `DescribeTransactions` | `DESCRIBE` on each transactional id (and on a topic to see its partitions) | `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` (the topic left out) |
+//! | `DescribeProducers` | `READ` on each topic | `TOPIC_AUTHORIZATION_FAILED` for its partitions |
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -27,9 +40,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::Broker;
 use crate::groups::GroupError;
-use crate::kafka::errors::{group_error, log_error, txn_error};
+use crate::kafka::errors::{authorization_error, group_error, log_error, txn_error};
 use crate::log::LogError;
-use fjord_metadata::{MetadataError, OffsetCommit, TopicPartition, coordinator_shard_of};
+use crate::security::authorizer::Session;
+use fjord_metadata::{
+    AclOperation, MetadataError, OffsetCommit, ResourceType, TopicPartition, coordinator_shard_of,
+};
 
 /// Whether a request of `version` predates `PRODUCER_FENCED` (KIP-588: v2
 /// of the transaction APIs), so fencing is answered `INVALID_PRODUCER_EPOCH`.
@@ -43,14 +59,25 @@ pub(crate) async fn add_partitions(
     broker: &Broker,
     request: AddPartitionsToTxnRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> AddPartitionsToTxnResponse {
     let mut response = AddPartitionsToTxnResponse::default();
-    // Partitions of unknown topics fail the request: the others are not
-    // attempted, as Kafka answers.
+    let id_allowed = access.transactional_id(
+        AclOperation::Write,
+        request.v3_and_below_transactional_id.0.as_str(),
+    );
+    // Partitions of unknown or unauthorized topics fail the request: the
+    // others are not attempted, as Kafka answers.
     let mut unknown = Vec::new();
+    let mut refused = Vec::new();
     let mut partitions = Vec::new();
     for topic in &request.v3_and_below_topics {
         let name = topic.name.0.to_string();
+        if let Err(denied) = access.topic(AclOperation::Write, &name) {
+            let error = authorization_error(&denied);
+            refused.extend(topic.partitions.iter().map(|p| ((name.clone(), *p), error)));
+            continue;
+        }
         let count = match broker.logs.topics().describe(&name).await {
             Ok(meta) => Some(meta.partition_count),
             Err(_) => None,
@@ -63,7 +90,9 @@ pub(crate) async fn add_partitions(
             }
         }
     }
-    let outcome = if unknown.is_empty() {
+    let outcome = if let Err(denied) = &id_allowed {
+        Err(authorization_error(denied))
+    } else if unknown.is_empty() && refused.is_empty() {
         broker
             .transactions
             .add_to_transaction(
@@ -79,7 +108,11 @@ pub(crate) async fn add_partitions(
         Err(ResponseError::OperationNotAttempted)
     };
     let code_of = |target: &(String, i32)| -> i16 {
-        if unknown.contains(target) {
+        if let Err(denied) = &id_allowed {
+            authorization_error(denied).code()
+        } else if let Some((_, error)) = refused.iter().find(|(p, _)| p == target) {
+            error.code()
+        } else if unknown.contains(target) {
             ResponseError::UnknownTopicOrPartition.code()
         } else {
             outcome.err().map_or(0, |e| e.code())
@@ -105,8 +138,16 @@ pub(crate) async fn add_offsets(
     broker: &Broker,
     request: AddOffsetsToTxnRequest,
     version: i16,
+    access: &Session<'_>,
 ) -> AddOffsetsToTxnResponse {
     let mut response = AddOffsetsToTxnResponse::default();
+    let allowed = access
+        .transactional_id(AclOperation::Write, request.transactional_id.0.as_str())
+        .and_then(|()| access.group(AclOperation::Read, request.group_id.0.as_str()));
+    if let Err(denied) = allowed {
+        response.error_code = authorization_error(&denied).code();
+        return response;
+    }
     if request.group_id.0.is_empty() {
         response.error_code = ResponseError::InvalidGroupId.code();
         return response;
@@ -128,8 +169,19 @@ pub(crate) async fn add_offsets(
 }
 
 /// `EndTxn`: commit or abort.
-pub(crate) async fn end(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+pub(crate) async fn end(
+    broker: &Broker,
+    request: EndTxnRequest,
+    version: i16,
+    access: &Session<'_>,
+) -> EndTxnResponse {
     let mut response = EndTxnResponse::default();
+    if let Err(denied) =
+        access.transactional_id(AclOperation::Write, request.transactional_id.0.as_str())
+    {
+        response.error_code = authorization_error(&denied).code();
+        return response;
+    }
     if let Err(error) = broker
         .transactions
         .end_transaction(
@@ -150,13 +202,27 @@ pub(crate) async fn end(broker: &Broker, request: EndTxnRequest, version: i16) -
 pub(crate) async fn txn_offset_commit(
     broker: &Broker,
     request: TxnOffsetCommitRequest,
+    access: &Session<'_>,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let max_metadata = broker.groups.settings().max_offset_metadata_bytes;
     let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::new();
     let mut offsets = Vec::new();
+    // The transactional id and the group first: either refused, every
+    // partition is.
+    let allowed = access
+        .transactional_id(AclOperation::Write, request.transactional_id.0.as_str())
+        .and_then(|()| access.group(AclOperation::Read, &group));
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        let topic_allowed = allowed
+            .clone()
+            .and_then(|()| access.topic(AclOperation::Read, &name));
+        if let Err(denied) = topic_allowed {
+            let error = authorization_error(&denied);
+            errors.push(topic.partitions.iter().map(|_| Some(error)).collect());
+            continue;
+        }
         let count = broker
             .logs
             .topics()
@@ -228,14 +294,29 @@ pub(crate) async fn txn_offset_commit(
 pub(crate) async fn write_markers(
     broker: &Broker,
     request: WriteTxnMarkersRequest,
+    access: &Session<'_>,
 ) -> WriteTxnMarkersResponse {
     let mut response = WriteTxnMarkersResponse::default();
+    let denied = access
+        .cluster(AclOperation::ClusterAction)
+        .err()
+        .map(|denied| authorization_error(&denied));
     for marker in request.markers {
         let mut result = WritableTxnMarkerResult::default();
         result.producer_id = marker.producer_id;
         for topic in marker.topics {
             let mut topic_result = WritableTxnMarkerTopicResult::default();
             topic_result.name = topic.name.clone();
+            if let Some(error) = denied {
+                for partition in topic.partition_indexes {
+                    let mut p = WritableTxnMarkerPartitionResult::default();
+                    p.partition_index = partition;
+                    p.error_code = error.code();
+                    topic_result.partitions.push(p);
+                }
+                result.topics.push(topic_result);
+                continue;
+            }
             let meta = broker.logs.topics().describe(topic.name.0.as_str()).await;
             let mut pending = Vec::new();
             for partition in topic.partition_indexes {
@@ -280,6 +361,7 @@ pub(crate) async fn write_markers(
 pub(crate) async fn list(
     broker: &Broker,
     request: ListTransactionsRequest,
+    access: &Session<'_>,
 ) -> ListTransactionsResponse {
     use kafka_protocol::messages::list_transactions_response::TransactionState;
     const STATES: [&str; 6] = [
@@ -306,6 +388,13 @@ pub(crate) async fn list(
     };
     let now = broker.transactions.now_millis();
     for record in records {
+        if !access.authorize(
+            AclOperation::Describe,
+            ResourceType::TransactionalId,
+            &record.transactional_id,
+        ) {
+            continue;
+        }
         let state = record.phase.kafka_name();
         if !request.state_filters.is_empty()
             && !request.state_filters.iter().any(|s| s.as_str() == state)
@@ -338,6 +427,7 @@ pub(crate) async fn list(
 pub(crate) async fn describe(
     broker: &Broker,
     request: DescribeTransactionsRequest,
+    access: &Session<'_>,
 ) -> DescribeTransactionsResponse {
     use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
     let mut response = DescribeTransactionsResponse::default();
@@ -348,6 +438,11 @@ pub(crate) async fn describe(
         entry.producer_id = ProducerId(-1);
         entry.producer_epoch = -1;
         entry.transaction_start_time_ms = -1;
+        if let Err(denied) = access.transactional_id(AclOperation::Describe, id.0.as_str()) {
+            entry.error_code = authorization_error(&denied).code();
+            response.transaction_states.push(entry);
+            continue;
+        }
         match broker.transactions.describe(id.0.as_str()).await {
             Ok(record) => {
                 entry.transaction_state = StrBytes::from_static_str(record.phase.kafka_name());
@@ -357,7 +452,11 @@ pub(crate) async fn describe(
                 entry.producer_epoch = record.producer_epoch;
                 let mut topics: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
                 for (topic, partition) in record.partitions {
-                    topics.entry(topic).or_default().push(partition);
+                    // Partitions of topics the client may not describe are
+                    // left out, as Kafka does.
+                    if access.authorize(AclOperation::Describe, ResourceType::Topic, &topic) {
+                        topics.entry(topic).or_default().push(partition);
+                    }
                 }
                 entry.topics = topics
                     .into_iter()
@@ -384,6 +483,7 @@ pub(crate) async fn describe(
 pub(crate) async fn describe_producers(
     broker: &Broker,
     request: DescribeProducersRequest,
+    access: &Session<'_>,
 ) -> DescribeProducersResponse {
     use kafka_protocol::messages::describe_producers_response::{
         PartitionResponse, ProducerState, TopicResponse,
@@ -392,11 +492,16 @@ pub(crate) async fn describe_producers(
     for topic in request.topics {
         let mut topic_response = TopicResponse::default();
         topic_response.name = topic.name.clone();
+        let denied = access
+            .topic(AclOperation::Read, topic.name.0.as_str())
+            .err()
+            .map(|denied| authorization_error(&denied));
         let meta = broker.logs.topics().describe(topic.name.0.as_str()).await;
         for partition in topic.partition_indexes {
             let mut answer = PartitionResponse::default();
             answer.partition_index = partition;
             let producers = match &meta {
+                _ if let Some(error) = denied => Err(error),
                 Ok(meta) if (0..meta.partition_count).contains(&partition) => broker
                     .logs
                     .producers(TopicPartition::new(meta.id, partition))
