@@ -12,7 +12,11 @@
 //! - confluent-kafka's AdminClient sets, describes and deletes another user's
 //!   credentials, who can then log in with the mechanisms left only;
 //! - 1,000 logins with wrong passwords, 20 at a time, are all refused while
-//!   an authenticated producer goes on with no error.
+//!   an authenticated producer goes on with no error;
+//! - over TLS (`SASL_SSL`) with the ACL authorizer, the SASL user is the
+//!   principal ACLs name: a prefixed allow lets alice produce and consume
+//!   with every Python client, a literal deny beats it, and bob, without
+//!   ACLs, is refused (`TOPIC_AUTHORIZATION_FAILED`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -22,6 +26,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use support::pki::Pki;
 use support::{AgentProcess, run_python_client_with_args};
 
 const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
@@ -296,4 +301,94 @@ fn sasl_clients_authenticate_and_wrong_passwords_are_refused() {
         "producer errors during the brute force: {steady}"
     );
     assert_eq!(fields[1], fields[5], "every record sent was acknowledged");
+}
+
+/// As [`sasl`], with the clients trusting `ca` (for `SASL_SSL`).
+fn sasl_over_tls(ca: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/sasl.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .env("FJORD_TEST_CA", ca)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && stdout.contains(&format!("OK {}", args[1])),
+        "sasl.py {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{args:?}:\n{stdout}");
+    stdout
+}
+
+#[test]
+fn sasl_ssl_users_are_the_principals_acls_name() {
+    let pki = Pki::new();
+    let ca = pki.path("ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    for user in ["admin", "alice", "bob"] {
+        set_user(dir.path(), user, &format!("{user}-secret"));
+    }
+    let agent = AgentProcess::start(
+        dir.path(),
+        &[
+            "--kafka-security-protocol",
+            "SASL_SSL",
+            "--sasl-enabled-mechanisms",
+            "PLAIN,SCRAM-SHA-512",
+            "--tls-cert-file",
+            &pki.path("server.pem"),
+            "--tls-key-file",
+            &pki.path("server.key"),
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:admin",
+            "--flush-interval-ms",
+            "10",
+        ],
+    );
+    let bootstrap = agent.address().replace("127.0.0.1", "localhost");
+    let as_user = |user: &'static str, mechanism: &'static str| {
+        [
+            "SASL_SSL".to_owned(),
+            mechanism.to_owned(),
+            user.to_owned(),
+            format!("{user}-secret"),
+        ]
+    };
+    let args = |scenario: &str, user: [String; 4], extra: &[&str]| -> String {
+        let mut all: Vec<&str> = vec![&bootstrap, scenario];
+        all.extend(user.iter().map(String::as_str));
+        all.extend_from_slice(extra);
+        sasl_over_tls(&ca, &all)
+    };
+
+    let setup = args("acl_setup", as_user("admin", "SCRAM-SHA-512"), &[]);
+    assert!(setup.contains("ACLS 4"), "{setup}");
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let round = args(
+            "roundtrip",
+            as_user("alice", mechanism),
+            &[&format!("alice-{}", mechanism.to_lowercase())],
+        );
+        let counts = lines(&round, "ROUNDTRIP");
+        assert_eq!(counts.len(), 3, "{round}");
+        for fields in counts {
+            assert_eq!(fields[1], "10", "{} as alice over {mechanism}", fields[0]);
+        }
+    }
+    let outcome = |user, topic| {
+        let out = args("try_produce", as_user(user, "SCRAM-SHA-512"), &[topic]);
+        lines(&out, "PRODUCE")[0][1].to_owned()
+    };
+    assert_eq!(outcome("alice", "alice-data"), "ok");
+    assert_eq!(
+        outcome("alice", "alice-secret"),
+        "TOPIC_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(outcome("alice", "bob-data"), "TOPIC_AUTHORIZATION_FAILED");
+    assert_eq!(outcome("bob", "alice-data"), "TOPIC_AUTHORIZATION_FAILED");
+    assert_eq!(outcome("admin", "bob-data"), "ok");
 }

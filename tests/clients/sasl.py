@@ -23,6 +23,7 @@ Usage: sasl.py BOOTSTRAP SCENARIO [ARGS...]; every scenario ends with
 """
 
 import asyncio
+import os
 import socket
 import struct
 import sys
@@ -35,19 +36,38 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 
+# Under SASL_SSL the clients trust the CA named by this variable.
+CA = os.environ.get("FJORD_TEST_CA")
+
+
 def confluent_config(bootstrap, protocol, mechanism, user, password):
-    return {
+    config = {
         "bootstrap.servers": bootstrap,
         "security.protocol": protocol,
         "sasl.mechanism": mechanism,
         "sasl.username": user,
         "sasl.password": password,
     }
+    if protocol == "SASL_SSL":
+        config["ssl.ca.location"] = CA
+    return config
 
 
 def python_config(bootstrap, protocol, mechanism, user, password):
-    return dict(bootstrap_servers=bootstrap, security_protocol=protocol, sasl_mechanism=mechanism,
-                sasl_plain_username=user, sasl_plain_password=password)
+    config = dict(bootstrap_servers=bootstrap, security_protocol=protocol, sasl_mechanism=mechanism,
+                  sasl_plain_username=user, sasl_plain_password=password)
+    if protocol == "SASL_SSL":
+        config["ssl_cafile"] = CA
+    return config
+
+
+def aiokafka_config(bootstrap, protocol, mechanism, user, password):
+    config = python_config(bootstrap, protocol, mechanism, user, password)
+    if protocol == "SASL_SSL":
+        from aiokafka.helpers import create_ssl_context
+        del config["ssl_cafile"]
+        config["ssl_context"] = create_ssl_context(cafile=CA)
+    return config
 
 
 def confluent_roundtrip(bootstrap, protocol, mechanism, user, password, topic):
@@ -87,7 +107,7 @@ def aiokafka_roundtrip(bootstrap, protocol, mechanism, user, password, topic):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     async def run():
-        config = python_config(bootstrap, protocol, mechanism, user, password)
+        config = aiokafka_config(bootstrap, protocol, mechanism, user, password)
         producer = AIOKafkaProducer(acks="all", **config)
         await producer.start()
         values = [f"aiokafka-{i}" for i in range(10)]
@@ -161,7 +181,7 @@ def refused(bootstrap, protocol, mechanism, user, password):
 
     async def aio():
         producer = AIOKafkaProducer(request_timeout_ms=5000,
-                                    **python_config(bootstrap, protocol, mechanism, user, password))
+                                    **aiokafka_config(bootstrap, protocol, mechanism, user, password))
         try:
             await producer.start()
         except Exception as error:  # aiokafka raises its own error types
@@ -307,8 +327,43 @@ def steady(bootstrap, protocol, mechanism, user, password, topic, seconds):
     print("STEADY", "acked", acked[0], "errors", errors[0], "sent", i, flush=True)
 
 
+def acl_setup(bootstrap, protocol, mechanism, user, password):
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    client = AdminClient(confluent_config(bootstrap, protocol, mechanism, user, password))
+    allow, deny = AclPermissionType.ALLOW, AclPermissionType.DENY
+    bindings = [
+        # alice may write and read topics named alice-*, and create them...
+        AclBinding(ResourceType.TOPIC, "alice-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                   AclOperation.ALL, allow),
+        # ...but not alice-secret: a literal deny beats the prefixed allow.
+        AclBinding(ResourceType.TOPIC, "alice-secret", ResourcePatternType.LITERAL, "User:alice", "*",
+                   AclOperation.WRITE, deny),
+        AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:alice", "*",
+                   AclOperation.CREATE, allow),
+        # The round trips' consumer groups.
+        AclBinding(ResourceType.GROUP, "sasl-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                   AclOperation.READ, allow),
+    ]
+    for future in client.create_acls(bindings).values():
+        future.result(30)
+    print("ACLS", len(bindings), flush=True)
+
+
+def try_produce(bootstrap, protocol, mechanism, user, password, topic):
+    """Produces one record with librdkafka; prints PRODUCE topic ok|<error name>."""
+    outcome = []
+    producer = Producer({**confluent_config(bootstrap, protocol, mechanism, user, password),
+                         "message.timeout.ms": 10000})
+    producer.produce(topic, b"x", on_delivery=lambda error, _m: outcome.append(error))
+    producer.flush(20)
+    error = outcome[0] if outcome else None
+    print("PRODUCE", topic, "ok" if outcome and error is None else (error.name() if error else "none"),
+          flush=True)
+
+
 SCENARIOS = {"roundtrip": roundtrip, "refused": refused, "admin": admin, "brute": brute, "steady": steady,
-             "unauthenticated": unauthenticated}
+             "unauthenticated": unauthenticated, "acl_setup": acl_setup, "try_produce": try_produce}
 
 
 def main():

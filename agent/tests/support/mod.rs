@@ -204,6 +204,7 @@ pub fn run_group_scenario(bootstrap: &str, args: &[&str]) -> GroupScenario {
         timings,
     }
 }
+pub mod pki;
 pub mod wire;
 
 /// Segment object keys (`*.seg`) in a local-directory bucket, as object keys
