@@ -33,6 +33,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use many_agents_support::*;
+use support::lines;
 
 const MUST_HAPPEN: Duration = Duration::from_secs(60);
 
@@ -84,16 +85,6 @@ fn scenario(bootstrap: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// The fields of the lines of `output` starting with `key`.
-fn lines<'a>(output: &'a str, key: &str) -> Vec<Vec<&'a str>> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            (fields.next() == Some(key)).then(|| fields.collect())
-        })
-        .collect()
-}
 
 /// The one value of the `key` line.
 fn value<'a>(output: &'a str, key: &str) -> &'a str {

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use support::pki::Pki;
-use support::{AgentProcess, run_python_client_with_args};
+use support::{AgentProcess, lines, run_python_client_with_args};
 
 const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
@@ -56,17 +56,6 @@ fn sasl(args: &[&str]) -> String {
     assert!(output.contains(&format!("OK {}", args[1])), "{output}");
     println!("{args:?}:\n{output}");
     output
-}
-
-/// The fields after `key` of each line starting with it.
-fn lines<'a>(output: &'a str, key: &str) -> Vec<Vec<&'a str>> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            (fields.next() == Some(key)).then(|| fields.collect())
-        })
-        .collect()
 }
 
 fn kafkajs(args: &[&str]) -> String {

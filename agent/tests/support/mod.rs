@@ -115,6 +115,18 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The whitespace-separated fields after `key` of each line of a client
+/// script's `output` that starts with it (`KEY value...` lines).
+pub fn lines<'a>(output: &'a str, key: &str) -> Vec<Vec<&'a str>> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some(key)).then(|| fields.collect())
+        })
+        .collect()
+}
+
 /// Runs a client script from `tests/clients/` with `python3`, passing the
 /// bootstrap address; fails the test with the script's output if it fails.
 pub fn run_python_client(script: &str, bootstrap: &str) -> String {
