@@ -85,7 +85,6 @@ fn scenario(bootstrap: &str, args: &[&str]) -> String {
     stdout
 }
 
-
 /// The one value of the `key` line.
 fn value<'a>(output: &'a str, key: &str) -> &'a str {
     let found = lines(output, key);
