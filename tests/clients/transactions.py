@@ -394,16 +394,25 @@ def kp_producer(bootstrap, txn_id, timeout_ms=60000):
     initialization does not end within max_block_ms is left for a new one
     (kafka-python 2.2.15 can drop the request: see kp_bounded)."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaTimeoutError
+    from kafka.errors import KafkaTimeoutError, NoBrokersAvailable
 
     for _ in range(8):
-        p = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            transactional_id=txn_id,
-            transaction_timeout_ms=int(timeout_ms),
-            linger_ms=5,
-            max_block_ms=KP_BLOCK_SECONDS * 1000,
-        )
+        try:
+            p = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                transactional_id=txn_id,
+                transaction_timeout_ms=int(timeout_ms),
+                linger_ms=5,
+                max_block_ms=KP_BLOCK_SECONDS * 1000,
+                api_version_auto_timeout_ms=10000,
+            )
+        except NoBrokersAvailable as error:
+            # Its bootstrap found no agent answering in time (one was just
+            # killed, the others busy taking its partitions over): retry, as
+            # an application would.
+            print(f"NO BROKERS at start: {error!r}; again", flush=True)
+            time.sleep(1)
+            continue
         try:
             p.init_transactions()
             return p
@@ -478,6 +487,8 @@ def kp_read_all(bootstrap, topic, isolation, deadline_seconds=60.0):
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level=isolation,
+        # Agents may be restarting: give the bootstrap time to find one.
+        api_version_auto_timeout_ms=10000,
     )
     deadline = time.monotonic() + deadline_seconds
     partitions = None
@@ -519,7 +530,9 @@ def kp_produce_open(bootstrap, topic, txn_id, n, timeout_ms):
 def kp_produce_plain(bootstrap, topic, prefix, n):
     from kafka import KafkaProducer
 
-    plain = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    plain = KafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, api_version_auto_timeout_ms=10000
+    )
     futures = [plain.send(topic, value=f"{prefix}-{i}".encode()) for i in range(int(n))]
     plain.flush(60)
     for future in futures:
